@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The one place where Kokkos version differences live (Debian's Kokkos 3.4 vs Kokkos 4.x).
+// Nothing outside include/hydragnn/compat/ may test KOKKOS_VERSION.
+#pragma once
+
+#include <Kokkos_Core.hpp>
+#include <cmath>
+
+#if defined(KOKKOS_VERSION) && KOKKOS_VERSION >= 40000
+#define HYDRAGNN_KOKKOS4 1
+#else
+#define HYDRAGNN_KOKKOS4 0
+#endif
+
+namespace hydragnn {
+namespace math {
+
+// Real-valued elementary functions usable in device code. Kokkos 3.4 keeps them in
+// Kokkos::Experimental, Kokkos 4 in Kokkos::.
+#if HYDRAGNN_KOKKOS4
+#define HYDRAGNN_MATH_NS Kokkos
+#else
+#define HYDRAGNN_MATH_NS Kokkos::Experimental
+#endif
+
+#define HYDRAGNN_UNARY(name)                                                    \
+  KOKKOS_INLINE_FUNCTION double name(double x) { return HYDRAGNN_MATH_NS::name(x); } \
+  KOKKOS_INLINE_FUNCTION float name(float x) { return HYDRAGNN_MATH_NS::name(x); }
+HYDRAGNN_UNARY(sqrt)
+HYDRAGNN_UNARY(exp)
+HYDRAGNN_UNARY(log)
+HYDRAGNN_UNARY(log1p)
+HYDRAGNN_UNARY(tanh)
+HYDRAGNN_UNARY(cos)
+HYDRAGNN_UNARY(sin)
+HYDRAGNN_UNARY(fabs)
+#undef HYDRAGNN_UNARY
+#undef HYDRAGNN_MATH_NS
+
+template <class T>
+KOKKOS_INLINE_FUNCTION T pi() { return T(3.14159265358979323846); }
+
+}  // namespace math
+
+/// Profiling region (ScopedRegion is Kokkos 4 only).
+struct ProfileRegion {
+  explicit ProfileRegion(const char* name) { Kokkos::Profiling::pushRegion(name); }
+  ~ProfileRegion() { Kokkos::Profiling::popRegion(); }
+  ProfileRegion(const ProfileRegion&) = delete;
+  ProfileRegion& operator=(const ProfileRegion&) = delete;
+};
+
+}  // namespace hydragnn

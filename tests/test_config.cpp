@@ -1,0 +1,455 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Tests for the HydraGNN-schema JSON config parser (include/hydragnn/config.hpp).
+#include <catch2/catch.hpp>
+
+#include <hydragnn/config.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+
+using hydragnn::Config;
+using hydragnn::ConfigError;
+using hydragnn::load_config;
+using hydragnn::parse_config;
+using hydragnn::to_json;
+using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
+
+namespace {
+
+const char* const kExample = R"({ "Verbosity": {"level": 2},
+  "Dataset": {"name": "uracil", "format": "extxyz", "path": {"train": "a.extxyz", "validate": "b.extxyz", "test": "c.extxyz"}},
+  "NeuralNetwork": {
+    "Architecture": {"mpnn_type": "SchNet", "radius": 5.0, "max_neighbours": 32, "hidden_dim": 64, "num_conv_layers": 3,
+       "num_gaussians": 50, "num_filters": 64, "activation_function": "silu", "graph_pooling": "mean",
+       "periodic_boundary_conditions": false,
+       "output_heads": {"graph": {"num_sharedlayers": 2, "dim_sharedlayers": 32, "num_headlayers": 2, "dim_headlayers": [32, 32]},
+                        "node": {"num_headlayers": 2, "dim_headlayers": [32, 32], "type": "mlp"}},
+       "task_weights": [1.0],
+       "enable_interatomic_potential": true, "energy_weight": 1.0, "energy_peratom_weight": 0.0, "force_weight": 10.0},
+    "Variables_of_interest": {"output_names": ["energy"], "type": ["graph"], "output_dim": [1], "output_index": [0], "input_node_features": [0], "denormalize_output": false},
+    "Training": {"num_epoch": 100, "batch_size": 32, "perc_train": 0.9, "EarlyStopping": true, "patience": 20,
+                 "loss_function_type": "mse", "Optimizer": {"type": "AdamW", "learning_rate": 0.001},
+                 "Scheduler": {"type": "ReduceLROnPlateau", "factor": 0.5, "patience": 5, "min_lr": 1e-6}, "seed": 42}
+  }
+})";
+
+// Message of the ConfigError thrown by parse_config(text, src); fails the test if none.
+std::string error_of(const std::string& text, const std::string& src = "cfg.json") {
+  try {
+    parse_config(text, src);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  FAIL("expected ConfigError for: " << text);
+  return {};
+}
+
+// {"NeuralNetwork": {"Architecture": {<body>}}}
+std::string arch(const std::string& body) {
+  return R"({"NeuralNetwork": {"Architecture": {)" + body + "}}}";
+}
+std::string training(const std::string& body) {
+  return R"({"NeuralNetwork": {"Training": {)" + body + "}}}";
+}
+std::string variables(const std::string& body) {
+  return R"({"NeuralNetwork": {"Variables_of_interest": {)" + body + "}}}";
+}
+
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    path = std::filesystem::temp_directory_path() /
+           ("hydragnn_test_config_" + std::to_string(std::random_device{}()));
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("config: the reference example parses to the expected values", "[config]") {
+  const Config c = parse_config(kExample);
+  CHECK(c.verbosity_level == "2");
+
+  CHECK(c.dataset.name == "uracil");
+  CHECK(c.dataset.format == "extxyz");
+  CHECK(c.dataset.train == "a.extxyz");
+  CHECK(c.dataset.validate == "b.extxyz");
+  CHECK(c.dataset.test == "c.extxyz");
+  CHECK(c.dataset.total.empty());
+  CHECK(c.dataset.base_dir == ".");
+
+  const auto& a = c.arch;
+  CHECK(a.mpnn_type == "SchNet");
+  CHECK(a.radius == 5.0);
+  CHECK(a.max_neighbours == 32);
+  CHECK(a.hidden_dim == 64);
+  CHECK(a.num_conv_layers == 3);
+  CHECK(a.num_gaussians == 50);
+  CHECK(a.num_filters == 64);
+  CHECK(a.radial_size() == 50);
+  CHECK(a.activation_function == "silu");
+  CHECK(a.graph_pooling == "mean");
+  CHECK_FALSE(a.periodic_boundary_conditions);
+  CHECK(a.graph_num_sharedlayers == 2);
+  CHECK(a.graph_dim_sharedlayers == 32);
+  CHECK(a.graph_num_headlayers == 2);
+  CHECK(a.graph_dim_headlayers == std::vector<int>{32, 32});
+  CHECK(a.node_num_headlayers == 2);
+  CHECK(a.node_dim_headlayers == std::vector<int>{32, 32});
+  CHECK(a.node_head_type == "mlp");
+  REQUIRE(a.heads.size() == 1);
+  CHECK(a.heads[0].name == "energy");
+  CHECK(a.heads[0].type == "graph");
+  CHECK(a.heads[0].dim == 1);
+  CHECK(a.heads[0].weight == 1.0);
+  CHECK(a.enable_interatomic_potential);
+  CHECK(a.energy_weight == 1.0);
+  CHECK(a.energy_peratom_weight == 0.0);
+  CHECK(a.force_weight == 10.0);
+  CHECK(a.stress_weight == 0.0);
+
+  const auto& t = c.training;
+  CHECK(t.num_epoch == 100);
+  CHECK(t.batch_size == 32);
+  CHECK(t.perc_train == 0.9);
+  CHECK(t.early_stopping);
+  CHECK(t.patience == 20);
+  CHECK(t.loss_function_type == "mse");
+  CHECK(t.optimizer.type == "AdamW");
+  CHECK(t.optimizer.learning_rate == 0.001);
+  CHECK(t.scheduler);
+  CHECK(t.scheduler_factor == 0.5);
+  CHECK(t.scheduler_patience == 5);
+  CHECK(t.min_lr == 1e-6);
+  CHECK(t.seed == 42ULL);
+}
+
+TEST_CASE("config: defaults when keys are absent", "[config]") {
+  const Config c = parse_config("{}");
+  const Config d;  // struct defaults
+  CHECK(c.verbosity_level.empty());
+  CHECK(c.dataset.name.empty());
+  CHECK(c.dataset.train.empty());
+  CHECK(c.dataset.validate.empty());
+  CHECK(c.dataset.test.empty());
+  CHECK(c.dataset.total.empty());
+  CHECK(c.arch.mpnn_type == "SchNet");
+  CHECK(c.arch.radius == 5.0);
+  CHECK(c.arch.max_neighbours == -1);
+  CHECK(c.arch.hidden_dim == 64);
+  CHECK(c.arch.num_filters == 64);
+  CHECK(c.arch.activation_function == "silu");
+  CHECK(c.arch.enable_interatomic_potential);
+  REQUIRE(c.arch.heads.size() == 1);
+  CHECK(c.arch.heads[0].name == "energy");
+  CHECK(c.arch.heads[0].type == "graph");
+  CHECK(c.arch.heads[0].dim == 1);
+  CHECK(c.arch.heads[0].weight == 1.0);
+  CHECK(c.training == d.training);
+  CHECK(c.training.optimizer.type == "AdamW");
+
+  SECTION("num_filters follows hidden_dim when absent") {
+    CHECK(parse_config(arch(R"("hidden_dim": 16)")).arch.num_filters == 16);
+    CHECK(parse_config(arch(R"("hidden_dim": 16, "num_filters": 8)")).arch.num_filters == 8);
+  }
+  SECTION("max_neighbours <= 0 means unlimited") {
+    CHECK(parse_config(arch(R"("max_neighbours": 0)")).arch.max_neighbours == -1);
+    CHECK(parse_config(arch(R"("max_neighbours": -5)")).arch.max_neighbours == -1);
+  }
+  SECTION("num_radial overrides num_gaussians") {
+    CHECK(parse_config(arch(R"("num_gaussians": 20, "num_radial": 8)")).arch.radial_size() == 8);
+  }
+  SECTION("output_dim absent -> 1; task_weights absent -> 1.0") {
+    const Config v = parse_config(variables(R"("output_names": ["e", "f"], "type": ["graph", "node"])"));
+    REQUIRE(v.arch.heads.size() == 2);
+    CHECK(v.arch.heads[1].name == "f");
+    CHECK(v.arch.heads[1].type == "node");
+    CHECK(v.arch.heads[1].dim == 1);
+    CHECK(v.arch.heads[1].weight == 1.0);
+  }
+}
+
+TEST_CASE("config: normalisation of spellings", "[config]") {
+  CHECK(parse_config(arch(R"("graph_pooling": "add")")).arch.graph_pooling == "sum");
+  CHECK(parse_config(arch(R"("activation_function": "ReLU")")).arch.activation_function == "relu");
+  CHECK(parse_config(training(R"("Optimizer": {"type": "adamw"})")).training.optimizer.type == "AdamW");
+  CHECK(parse_config(training(R"("Optimizer": {"type": "sgd", "momentum": 0.9})")).training.optimizer.type == "SGD");
+  CHECK(parse_config(training(R"("loss_function_type": "MAE")")).training.loss_function_type == "mae");
+  CHECK_FALSE(parse_config(training(R"("Scheduler": {"type": "none"})")).training.scheduler);
+  CHECK(parse_config(R"({"Dataset": {"format": "EXTXYZ", "path": {"total": "x"}}})").dataset.format == "extxyz");
+}
+
+TEST_CASE("config: to_json round trip", "[config]") {
+  SECTION("reference example") {
+    const Config c = parse_config(kExample);
+    const std::string j = to_json(c);
+    const Config r = parse_config(j);
+    CHECK(r == c);
+    CHECK(to_json(r) == j);
+  }
+  SECTION("non-default values in every section") {
+    Config c = parse_config(R"({
+      "Verbosity": {"level": "debug"},
+      "Dataset": {"name": "lj", "path": {"total": "/data/all.extxyz"}},
+      "NeuralNetwork": {
+        "Architecture": {"mpnn_type": "EGNN", "radius": 6.25, "hidden_dim": 48, "num_conv_layers": 5,
+          "num_radial": 12, "radial_type": "bessel", "activation_function": "ssp", "graph_pooling": "max",
+          "periodic_boundary_conditions": true, "equivariance": true,
+          "output_heads": {"graph": {"num_sharedlayers": 1, "dim_sharedlayers": 8, "num_headlayers": 3, "dim_headlayers": [8, 4, 2]},
+                           "node": {"num_headlayers": 1, "dim_headlayers": [7]}},
+          "task_weights": [2.0, 0.125],
+          "enable_interatomic_potential": false, "energy_peratom_weight": 0.3, "stress_weight": 0.1},
+        "Variables_of_interest": {"output_names": ["energy", "charges"], "type": ["graph", "node"], "output_dim": [1, 3]},
+        "Training": {"num_epoch": 7, "batch_size": 3, "perc_train": 0.7, "patience": 3, "loss_function_type": "mae",
+          "Optimizer": {"type": "SGD", "learning_rate": 0.1, "weight_decay": 1e-4, "momentum": 0.9},
+          "Scheduler": {"type": "none", "factor": 0.25, "patience": 2, "min_lr": 1e-8},
+          "seed": 18446744073709551615, "checkpoint_every": 0}
+      }})");
+    CHECK(c.training.seed == 18446744073709551615ULL);
+    CHECK(c.arch.heads[1].dim == 3);
+    CHECK(c.arch.heads[1].weight == 0.125);
+    const Config r = parse_config(to_json(c));
+    CHECK(r == c);
+
+    // A programmatically built config with an integer verbosity and a 3-way split.
+    c.verbosity_level = "3";
+    c.dataset.total.clear();
+    c.dataset.train = "t.extxyz";
+    c.dataset.test = "u.extxyz";
+    c.arch.max_neighbours = 12;
+    c.training.scheduler = true;
+    CHECK(parse_config(to_json(c)) == c);
+  }
+  SECTION("defaults") {
+    const Config c = parse_config("{}");
+    CHECK(parse_config(to_json(c)) == c);
+  }
+}
+
+TEST_CASE("config: unknown keys name the full dotted path", "[config]") {
+  CHECK_THAT(error_of(R"({"Verbosty": {"level": 1}})"),
+             StartsWith("cfg.json: ") && Contains("unknown key 'Verbosty'") &&
+                 Contains("did you mean 'Verbosity'?"));
+  CHECK_THAT(error_of(arch(R"("hiden_dim": 64)")),
+             StartsWith("cfg.json: unknown key 'NeuralNetwork.Architecture.hiden_dim'") &&
+                 Contains("did you mean 'hidden_dim'?"));
+  CHECK_THAT(error_of(arch(R"("output_heads": {"graph": {"num_headlayer": 2}})")),
+             Contains("'NeuralNetwork.Architecture.output_heads.graph.num_headlayer'") &&
+                 Contains("did you mean 'num_headlayers'?"));
+  CHECK_THAT(error_of(training(R"("Optimizer": {"lr": 0.1})")),
+             Contains("unknown key 'NeuralNetwork.Training.Optimizer.lr'"));
+  CHECK_THAT(error_of(training(R"("Scheduler": {"factr": 0.1})")),
+             Contains("unknown key 'NeuralNetwork.Training.Scheduler.factr'") &&
+                 Contains("did you mean 'factor'?"));
+  CHECK_THAT(error_of(R"({"Dataset": {"path": {"trian": "a.extxyz"}}})"),
+             Contains("unknown key 'Dataset.path.trian'") && Contains("did you mean 'train'?"));
+  CHECK_THAT(error_of(variables(R"("output_names": ["e"], "type": ["graph"], "zzz_completely_different": 1)")),
+             Contains("unknown key 'NeuralNetwork.Variables_of_interest.zzz_completely_different'") &&
+                 !Contains("did you mean"));
+  CHECK_THAT(error_of(R"({"NeuralNetwork": {"Architecture": {}, "Archtecture": {}}})"),
+             Contains("unknown key 'NeuralNetwork.Archtecture'"));
+}
+
+TEST_CASE("config: accepted HydraGNN keys are ignored but type-checked", "[config]") {
+  const std::string ok = R"({
+    "Verbosity": {"level": 0},
+    "Dataset": {"name": "x", "path": {"total": "d"}, "node_features": {"name": ["Z"]}, "graph_features": {},
+                "compositional_stratified_splitting": true, "rotational_invariance": false},
+    "NeuralNetwork": {
+      "Profile": {"enable": 1},
+      "Architecture": {"global_attn_engine": "", "global_attn_type": "", "pe_dim": 6, "global_attn_heads": 8,
+                       "int_emb_size": 32, "out_emb_size": 16, "basis_emb_size": 8, "num_before_skip": 1,
+                       "num_after_skip": 1, "envelope_exponent": 5, "max_ell": 1, "node_max_ell": 1, "num_spherical": 2,
+                       "output_heads": {"node": {"num_sharedlayers": 2, "dim_sharedlayers": 32, "num_headlayers": 2,
+                                                 "dim_headlayers": [32, 16], "type": "mlp"}}},
+      "Variables_of_interest": {"input_node_features": [0], "output_names": ["e"], "output_index": [0],
+                                "type": ["node"], "denormalize_output": false},
+      "Training": {"continue": 0, "startfrom": "existing_model", "conv_checkpointing": false}},
+    "Visualization": {"plot_init_solution": true, "plot_hist_solution": false, "create_plots": true}})";
+  const Config c = parse_config(ok);
+  CHECK(c.arch.node_dim_headlayers == std::vector<int>{32, 16});
+  CHECK(c.arch.heads[0].type == "node");
+
+  CHECK_THAT(error_of(variables(R"("output_names": ["e"], "type": ["graph"], "denormalize_output": 1)")),
+             Contains("'NeuralNetwork.Variables_of_interest.denormalize_output'") &&
+                 Contains("expected boolean, got integer 1"));
+  CHECK_THAT(error_of(variables(R"("output_names": ["e"], "type": ["graph"], "input_node_features": [0, "x"])")),
+             Contains("'NeuralNetwork.Variables_of_interest.input_node_features[1]'") &&
+                 Contains("expected integer"));
+  CHECK_THAT(error_of(R"({"Dataset": {"node_features": [1, 2]}})"),
+             Contains("'Dataset.node_features'") && Contains("expected object, got array"));
+  CHECK_THAT(error_of(training(R"("startfrom": 3)")),
+             Contains("'NeuralNetwork.Training.startfrom'") && Contains("expected string"));
+  CHECK_THAT(error_of(R"({"Verbosity": {"level": [2]}})"),
+             Contains("'Verbosity.level'") && Contains("expected integer or string"));
+}
+
+TEST_CASE("config: wrong JSON types name the key, expected and actual type", "[config]") {
+  CHECK_THAT(error_of(arch(R"("hidden_dim": "64")")),
+             StartsWith("cfg.json: ") && Contains("'NeuralNetwork.Architecture.hidden_dim'") &&
+                 Contains("expected integer, got string \"64\""));
+  CHECK_THAT(error_of(arch(R"("hidden_dim": 64.5)")),
+             Contains("'NeuralNetwork.Architecture.hidden_dim'") && Contains("expected integer, got number 64.5"));
+  CHECK_THAT(error_of(arch(R"("radius": true)")),
+             Contains("'NeuralNetwork.Architecture.radius'") && Contains("expected number, got boolean true"));
+  CHECK_THAT(error_of(arch(R"("output_heads": {"graph": {"dim_headlayers": [32, "a"]}})")),
+             Contains("'NeuralNetwork.Architecture.output_heads.graph.dim_headlayers[1]'") &&
+                 Contains("expected integer, got string"));
+  CHECK_THAT(error_of(R"({"NeuralNetwork": []})"),
+             Contains("'NeuralNetwork'") && Contains("expected object, got array"));
+  CHECK_THAT(error_of(training(R"("EarlyStopping": "yes")")),
+             Contains("'NeuralNetwork.Training.EarlyStopping'") && Contains("expected boolean"));
+  CHECK_THAT(error_of(training(R"("seed": -1)")),
+             Contains("'NeuralNetwork.Training.seed'") && Contains("-1"));
+  CHECK_THAT(error_of(arch(R"("hidden_dim": 4294967296)")),
+             Contains("'NeuralNetwork.Architecture.hidden_dim'") && Contains("out of int range"));
+  CHECK_THAT(error_of(R"({"Dataset": {"path": "a.extxyz"}})"),
+             Contains("'Dataset.path'") && Contains("expected object, got string"));
+  CHECK_THAT(error_of("[1, 2]"), StartsWith("cfg.json: ") && Contains("object"));
+}
+
+TEST_CASE("config: out-of-range values name the key and the value", "[config]") {
+  CHECK_THAT(error_of(arch(R"("radius": 0)")),
+             Contains("'NeuralNetwork.Architecture.radius'") && Contains("invalid value 0"));
+  CHECK_THAT(error_of(arch(R"("radius": -1.5)")), Contains("radius") && Contains("-1.5"));
+  CHECK_THAT(error_of(arch(R"("hidden_dim": -1)")),
+             Contains("'NeuralNetwork.Architecture.hidden_dim'") && Contains("-1"));
+  CHECK_THAT(error_of(arch(R"("num_conv_layers": 0)")), Contains("num_conv_layers"));
+  CHECK_THAT(error_of(training(R"("perc_train": 0)")),
+             Contains("'NeuralNetwork.Training.perc_train'") && Contains("(0, 1]"));
+  CHECK_THAT(error_of(training(R"("perc_train": 1.5)")), Contains("perc_train") && Contains("1.5"));
+  CHECK(parse_config(training(R"("perc_train": 1.0)")).training.perc_train == 1.0);
+  CHECK_THAT(error_of(arch(R"("force_weight": -2.0)")),
+             Contains("'NeuralNetwork.Architecture.force_weight'") && Contains("-2.0"));
+  CHECK_THAT(error_of(arch(R"("task_weights": [-1.0])")),
+             Contains("'NeuralNetwork.Architecture.task_weights[0]'"));
+  CHECK_THAT(error_of(arch(R"("activation_function": "swish")")),
+             Contains("'NeuralNetwork.Architecture.activation_function'") && Contains("\"swish\"") &&
+                 Contains("silu"));
+  CHECK_THAT(error_of(arch(R"("graph_pooling": "median")")),
+             Contains("graph_pooling") && Contains("\"median\""));
+  CHECK_THAT(error_of(training(R"("Optimizer": {"type": "Lion"})")),
+             Contains("'NeuralNetwork.Training.Optimizer.type'") && Contains("\"Lion\""));
+  CHECK_THAT(error_of(training(R"("Optimizer": {"learning_rate": 0})")),
+             Contains("'NeuralNetwork.Training.Optimizer.learning_rate'"));
+  CHECK_THAT(error_of(training(R"("loss_function_type": "huber")")),
+             Contains("'NeuralNetwork.Training.loss_function_type'") && Contains("\"huber\""));
+  CHECK_THAT(error_of(training(R"("Scheduler": {"factor": 1.0})")),
+             Contains("'NeuralNetwork.Training.Scheduler.factor'"));
+  CHECK_THAT(error_of(arch(R"("output_heads": {"graph": {"num_headlayers": 3, "dim_headlayers": [8, 8]}})")),
+             Contains("'NeuralNetwork.Architecture.output_heads.graph.dim_headlayers' has 2 entries"));
+  CHECK_THAT(error_of(R"({"Dataset": {"format": "LSMS"}})"),
+             Contains("'Dataset.format'") && Contains("\"LSMS\"") && Contains("not supported"));
+}
+
+TEST_CASE("config: unimplemented and unknown mpnn_type", "[config]") {
+  CHECK(parse_config(arch(R"("mpnn_type": "EGNN")")).arch.mpnn_type == "EGNN");
+  CHECK_THAT(error_of(arch(R"("mpnn_type": "PNA")")),
+             Contains("'NeuralNetwork.Architecture.mpnn_type'") && Contains("\"PNA\"") &&
+                 Contains("not implemented yet"));
+  CHECK_THAT(error_of(arch(R"("mpnn_type": "MACE")")), Contains("not implemented yet"));
+  const std::string unknown = error_of(arch(R"("mpnn_type": "Foo")"));
+  CHECK_THAT(unknown, Contains("\"Foo\"") && Contains("SchNet") && !Contains("not implemented"));
+  CHECK_THAT(error_of(arch(R"("output_heads": {"node": {"num_headlayers": 1, "dim_headlayers": [4], "type": "conv"}})")),
+             Contains("not implemented yet") && Contains("output_heads.node.type"));
+}
+
+TEST_CASE("config: Variables_of_interest consistency", "[config]") {
+  CHECK_THAT(error_of(variables(R"("output_names": ["e", "f"], "type": ["graph"])")),
+             Contains("'NeuralNetwork.Variables_of_interest'") && Contains("equal lengths") &&
+                 Contains("output_names has 2") && Contains("type has 1"));
+  CHECK_THAT(error_of(variables(R"("output_names": ["e"], "type": ["graph"], "output_dim": [1, 1])")),
+             Contains("equal lengths") && Contains("output_dim has 2"));
+  CHECK_THAT(error_of(variables(R"("output_names": ["e"], "type": ["edge"])")),
+             Contains("'NeuralNetwork.Variables_of_interest.type[0]'") && Contains("\"edge\""));
+  CHECK_THAT(error_of(variables(R"("output_names": ["e"], "type": ["graph"], "output_dim": [0])")),
+             Contains("'NeuralNetwork.Variables_of_interest.output_dim[0]'"));
+  CHECK_THAT(error_of(variables(R"("type": ["graph"])")), Contains("output_names' is required"));
+  CHECK_THAT(error_of(variables(R"("output_names": ["e", "e"], "type": ["graph", "graph"])")),
+             Contains("duplicate"));
+  CHECK_THAT(error_of(R"({"NeuralNetwork": {"Architecture": {"task_weights": [1.0, 2.0]},
+      "Variables_of_interest": {"output_names": ["e"], "type": ["graph"]}}})"),
+             Contains("'NeuralNetwork.Architecture.task_weights' has 2 entries") && Contains("1 output heads"));
+  // task_weights without Variables_of_interest applies to the default energy head.
+  CHECK(parse_config(arch(R"("task_weights": [3.0])")).arch.heads.at(0).weight == 3.0);
+}
+
+TEST_CASE("config: Dataset path rules", "[config]") {
+  const Config t = parse_config(R"({"Dataset": {"path": {"total": "all.extxyz"}}})");
+  CHECK(t.dataset.total == "all.extxyz");
+  CHECK(t.dataset.train.empty());
+  CHECK_THAT(error_of(R"({"Dataset": {"path": {"total": "a", "train": "b"}}})"),
+             Contains("'Dataset.path'") && Contains("not both"));
+  CHECK_THAT(error_of(R"({"Dataset": {"path": {"validate": "b"}}})"),
+             Contains("'Dataset.path' must contain 'total' or 'train'"));
+  CHECK_THAT(error_of(R"({"Dataset": {"path": {"train": ""}}})"), Contains("'Dataset.path.train'"));
+
+  const auto s = hydragnn::split_total(100, 0.8);
+  CHECK(s.train == 80);
+  CHECK(s.validate == 10);
+  CHECK(s.test == 10);
+  const auto s2 = hydragnn::split_total(7, 0.9);
+  CHECK(s2.train + s2.validate + s2.test == 7);
+}
+
+TEST_CASE("config: malformed JSON reports source and line", "[config]") {
+  const std::string msg = error_of("{\n  \"Dataset\": {\n    \"name\": \"x\",\n  }\n}", "broken.json");
+  CHECK_THAT(msg, StartsWith("broken.json: malformed JSON") && Contains("line 4"));
+  CHECK_THAT(error_of("", "empty.json"), StartsWith("empty.json: malformed JSON"));
+  CHECK_THAT(error_of("{\"a\": 1} trailing"), StartsWith("cfg.json: malformed JSON") && Contains("line 1"));
+}
+
+TEST_CASE("config: load_config", "[config]") {
+  SECTION("missing file names the path") {
+    const std::string p = "/nonexistent/dir/hydragnn_missing_config.json";
+    try {
+      load_config(p);
+      FAIL("load_config should throw");
+    } catch (const ConfigError& e) {
+      CHECK_THAT(std::string(e.what()), StartsWith(p) && Contains("cannot open"));
+    }
+  }
+
+  SECTION("relative dataset paths resolve against the config file's directory") {
+    TempDir tmp;
+    const auto sub = tmp.path / "configs";
+    std::filesystem::create_directories(sub);
+    const std::string file = (sub / "run.json").string();
+    std::ofstream(file) << R"({"Dataset": {"name": "u", "path": {"train": "../data/train.extxyz",
+                                "validate": "val.extxyz", "test": "/abs/test.extxyz"}}})";
+    const Config c = load_config(file);
+    CHECK(c.dataset.base_dir == sub.string());
+    CHECK(c.dataset.train == "../data/train.extxyz");  // stored as written
+    CHECK(c.dataset.resolve(c.dataset.train) == (tmp.path / "data" / "train.extxyz").string());
+    CHECK(c.dataset.resolve(c.dataset.validate) == (sub / "val.extxyz").string());
+    CHECK(c.dataset.resolve(c.dataset.test) == "/abs/test.extxyz");
+    CHECK(c.dataset.resolve("").empty());
+  }
+
+  SECTION("errors in a file name the file") {
+    TempDir tmp;
+    const std::string file = (tmp.path / "bad.json").string();
+    std::ofstream(file) << R"({"NeuralNetwork": {"Training": {"num_epochs": 5}}})";
+    try {
+      load_config(file);
+      FAIL("load_config should throw");
+    } catch (const ConfigError& e) {
+      CHECK_THAT(std::string(e.what()),
+                 StartsWith(file + ": unknown key 'NeuralNetwork.Training.num_epochs'") &&
+                     Contains("did you mean 'num_epoch'?"));
+    }
+  }
+
+  SECTION("parse_config without a file resolves against '.'") {
+    const Config c = parse_config(R"({"Dataset": {"path": {"train": "a.extxyz"}}})");
+    CHECK(c.dataset.resolve("a.extxyz") == "a.extxyz");
+    CHECK(c.dataset.resolve("/x/a.extxyz") == "/x/a.extxyz");
+  }
+}

@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Finite-difference checks (double) of every layer's hand-written backward, of forces and stress,
+// and of the dual-number (forward-over-reverse) parameter gradient of a force loss.
+#include <catch2/catch.hpp>
+
+#include <hydragnn/potential.hpp>
+
+#include "test_helpers.hpp"
+
+using namespace hydragnn;
+using Exec = Kokkos::DefaultHostExecutionSpace;
+using M = Exec::memory_space;
+using D = Dual<double>;
+
+namespace {
+
+template <class F>
+double central(F&& f, double h) { return (f(h) - f(-h)) / (2 * h); }
+
+Mat<double, M> random_mat(std::uint64_t seed, int n, int c, double scale = 1.0) {
+  Mat<double, M> X("X", n, c);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> nd(0.0, scale);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < c; ++j) X(i, j) = nd(rng);
+  return X;
+}
+
+double dot(const Mat<double, M>& a, const Mat<double, M>& b) {
+  double s = 0;
+  for (std::size_t i = 0; i < a.extent(0); ++i)
+    for (std::size_t j = 0; j < a.extent(1); ++j) s += a(i, j) * b(i, j);
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("activations: f' and f'' (through duals) match finite differences", "[layers]") {
+  for (Activation a : {Activation::SiLU, Activation::ShiftedSoftplus, Activation::Tanh, Activation::Sigmoid,
+                       Activation::Softplus, Activation::Identity}) {
+    for (double x : {-3.1, -0.7, 0.2, 1.4, 25.0}) {
+      const double h = 1e-5;
+      const double fd1 = (act::f(a, x + h) - act::f(a, x - h)) / (2 * h);
+      CHECK(act::df(a, x) == Approx(fd1).epsilon(1e-7).margin(1e-9));
+      const double fd2 = (act::df(a, x + h) - act::df(a, x - h)) / (2 * h);
+      const D dd = act::df(a, D(x, 1.0));
+      CHECK(dd.d == Approx(fd2).epsilon(1e-6).margin(1e-8));
+    }
+  }
+}
+
+TEST_CASE("MLP backward matches finite differences (inputs and parameters)", "[layers]") {
+  hydragnn_test::ensure_kokkos();
+  Exec exec;
+  ParamAllocator alloc;
+  MLP mlp(alloc, {5, 7, 3}, Activation::SiLU, true);
+  Vec<double, M> p("p", alloc.size);
+  {
+    std::mt19937_64 rng(3);
+    std::normal_distribution<double> nd(0.0, 0.5);
+    for (std::size_t i = 0; i < p.extent(0); ++i) p(i) = nd(rng);
+  }
+  auto X = random_mat(1, 4, 5);
+  auto Ybar = random_mat(2, 4, 3);
+  auto loss = [&](const Mat<double, M>& x) {
+    MLP::Cache<double, M> c;
+    return dot(mlp.forward<Exec, double, double>(exec, p, x, c), Ybar);
+  };
+  MLP::Cache<double, M> cache;
+  mlp.forward<Exec, double, double>(exec, p, X, cache);
+  Vec<double, M> g("g", alloc.size);
+  auto Xbar = mlp.backward<Exec, double, double>(exec, p, cache, Ybar, g);
+  for (int i = 0; i < 4; ++i)
+    for (int c = 0; c < 5; ++c) {
+      const double fd = central([&](double h) {
+        Mat<double, M> Xp("Xp", 4, 5);
+        Kokkos::deep_copy(Xp, X);
+        Xp(i, c) += h;
+        return loss(Xp);
+      }, 1e-6);
+      CHECK(Xbar(i, c) == Approx(fd).epsilon(1e-6).margin(1e-9));
+    }
+  for (std::size_t k = 0; k < alloc.size; ++k) {
+    const double fd = central([&](double h) {
+      const double old = p(k);
+      p(k) = old + h;
+      const double v = loss(X);
+      p(k) = old;
+      return v;
+    }, 1e-6);
+    CHECK(g(k) == Approx(fd).epsilon(1e-6).margin(1e-9));
+  }
+}
+
+namespace {
+
+ModelSpec small_spec(const std::string& type, const std::vector<int>& species) {
+  ModelSpec s;
+  s.mpnn_type = type;
+  s.hidden_dim = 6;
+  s.num_filters = 5;
+  s.num_conv_layers = 2;
+  s.cutoff = 3.2;
+  s.radial = RadialSpec{RadialBasis::Gaussian, 7, 3.2};
+  s.act = Activation::SiLU;
+  s.energy_head_dims = {5};
+  s.species.numbers = species;
+  s.ref_energy.assign(species.size(), 0.0);
+  s.ref_energy[0] = -1.5;
+  s.energy_scale = 0.7;
+  s.energy_shift = 0.1;
+  return s;
+}
+
+template <class Conv>
+struct Fixture {
+  Exec exec;
+  Model<double, Conv, Exec> model;
+  std::vector<Structure> frames;
+  std::vector<RadiusGraph> graphs;
+  Batch<M> batch;
+
+  explicit Fixture(const char* type, std::uint64_t seed = 5) : model(small_spec(type, {1, 8})) {
+    hydragnn_test::ensure_kokkos();
+    model.initialize(seed);
+    frames.push_back(hydragnn_test::random_structure(seed, 5, {1, 8}, true, 4.0, 1.1));
+    frames.push_back(hydragnn_test::random_structure(seed + 1, 4, {8, 1}, false, 2.6, 1.1));
+    rebuild();
+  }
+  void rebuild() {
+    graphs.clear();
+    for (const auto& f : frames) graphs.push_back(radius_graph(f, model.spec().cutoff));
+    std::vector<const Structure*> fp;
+    std::vector<const RadiusGraph*> gp;
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+      fp.push_back(&frames[i]);
+      gp.push_back(&graphs[i]);
+    }
+    batch = make_batch<M>(fp, gp, model.spec().species);
+  }
+  std::vector<double> energies() { return predict(exec, model, batch, false).energy; }
+};
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("forces and stress are derivatives of the energy", "[layers][forces]", SchNetConv, EGNNConv) {
+  Fixture<TestType> fx(TestType::name);
+  const auto pred = predict(fx.exec, fx.model, fx.batch, true);
+  // forces: central differences of E wrt each coordinate (graph lists are rebuilt, no edge crosses the cutoff)
+  int atom0 = 0;
+  for (std::size_t g = 0; g < fx.frames.size(); ++g) {
+    for (std::size_t i = 0; i < fx.frames[g].size(); ++i)
+      for (int a = 0; a < 3; ++a) {
+        const double fd = central([&](double h) {
+          const double old = fx.frames[g].positions[i][a];
+          fx.frames[g].positions[i][a] = old + h;
+          fx.rebuild();
+          const double e = fx.energies()[g];
+          fx.frames[g].positions[i][a] = old;
+          return e;
+        }, 1e-5);
+        CHECK(pred.forces[3 * (atom0 + i) + a] == Approx(-fd).epsilon(1e-6).margin(1e-8));
+      }
+    atom0 += int(fx.frames[g].size());
+  }
+  fx.rebuild();
+  // stress of the periodic frame: sigma_ab = (1/V) dE/d eps_ab under x -> (1+eps) x for cell and positions
+  const double V = stress_volume(fx.frames[0]);
+  REQUIRE(V > 0);
+  for (int a = 0; a < 3; ++a)
+    for (int c = 0; c < 3; ++c) {
+      const Structure ref = fx.frames[0];
+      const double fd = central([&](double h) {
+        Structure s = ref;
+        auto strain = [&](Vec3& x) {
+          Vec3 y = x;
+          y[a] += h * x[c];
+          x = y;
+        };
+        for (auto& x : s.positions) strain(x);
+        for (auto& x : s.cell) strain(x);
+        fx.frames[0] = s;
+        fx.rebuild();
+        return fx.energies()[0];
+      }, 1e-6);
+      fx.frames[0] = ref;
+      CHECK(pred.stress[3 * a + c] == Approx(fd / V).epsilon(1e-6).margin(1e-8));
+    }
+  fx.rebuild();
+  // the non-periodic frame has no stress
+  CHECK(std::isnan(pred.stress[9]));
+}
