@@ -190,3 +190,58 @@ TEMPLATE_TEST_CASE("forces and stress are derivatives of the energy", "[layers][
   // the non-periodic frame has no stress
   CHECK(std::isnan(pred.stress[9]));
 }
+
+#include <hydragnn/train/loss.hpp>
+
+TEMPLATE_TEST_CASE("dual-number gradient of an energy+force+stress+heads loss matches finite differences",
+                   "[layers][dual]", SchNetConv, EGNNConv) {
+  hydragnn_test::ensure_kokkos();
+  Exec exec;
+  ModelSpec spec = small_spec(TestType::name, {1, 8});
+  spec.heads = {HeadDef{"gap", false, 2, 0.7}, HeadDef{"charge", true, 1, 0.4}};
+  spec.pooling = Pooling::Mean;
+  Model<double, TestType, Exec> model(spec);
+  model.initialize(11);
+  std::vector<Structure> frames{hydragnn_test::random_structure(21, 5, {1, 8}, true, 4.0, 1.1),
+                                hydragnn_test::random_structure(22, 4, {8, 1}, false, 2.6, 1.1)};
+  std::mt19937_64 rng(9);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  for (auto& s : frames) {
+    s.energy = nd(rng);
+    s.forces.resize(s.size());
+    for (auto& f : s.forces) f = {nd(rng), nd(rng), nd(rng)};
+    if (s.has_cell) s.stress = std::array<double, 9>{nd(rng), 0.1, 0.2, 0.1, nd(rng), 0.3, 0.2, 0.3, nd(rng)};
+    s.info["gap"] = std::to_string(nd(rng)) + " " + std::to_string(nd(rng));
+    s.arrays["charge"].clear();
+    for (std::size_t i = 0; i < s.size(); ++i) s.arrays["charge"].push_back(nd(rng));
+    s.array_cols["charge"] = 1;
+  }
+  std::vector<RadiusGraph> graphs;
+  for (const auto& f : frames) graphs.push_back(radius_graph(f, spec.cutoff));
+  auto batch = make_batch<M>({&frames[0], &frames[1]}, {&graphs[0], &graphs[1]}, spec.species, {"gap", "charge"},
+                             {false, true}, {2, 1});
+  LossSpec w;
+  w.energy = 0.8;
+  w.energy_peratom = 0.3;
+  w.force = 1.7;
+  w.stress = 2.5;
+  w.heads = {0.7, 0.4};
+  Vec<double, M> grad("grad", model.num_params());
+  const auto res = loss_and_grad(exec, model, batch, w, grad);
+  REQUIRE(res.loss > 0);
+  auto p = model.params();
+  Vec<double, M> none;
+  int checked = 0;
+  for (std::size_t k = 0; k < model.num_params(); k += 1 + k % 3) {
+    const double fd = central([&](double h) {
+      const double old = p(k);
+      p(k) = old + h;
+      const double l = loss_and_grad(exec, model, batch, w, none).loss;
+      p(k) = old;
+      return l;
+    }, 1e-6);
+    CHECK(grad(k) == Approx(fd).epsilon(2e-6).margin(1e-8));
+    ++checked;
+  }
+  CHECK(checked > 50);
+}

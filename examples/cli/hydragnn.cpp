@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// hydragnn: command-line driver (train / predict / evaluate) over the header-only library.
+//
+//   hydragnn train    --config C.json [--output DIR] [--resume]
+//   hydragnn predict  --checkpoint P --input in.extxyz --output out.extxyz
+//   hydragnn evaluate --checkpoint P --input test.extxyz [--json]
+#include <CLI/CLI.hpp>
+
+#include <hydragnn/config.hpp>
+#include <hydragnn/potential.hpp>
+#include <hydragnn/train/trainer.hpp>
+
+#include <filesystem>
+#include <iostream>
+
+namespace {
+
+using namespace hydragnn;
+using Exec = Kokkos::DefaultExecutionSpace;
+using Real = float;  // network maths in float; geometry and energies in double
+
+/// Call f with a Model type for the given mpnn_type.
+template <class F>
+void with_model_type(const std::string& mpnn_type, F&& f) {
+  if (mpnn_type == "SchNet") return f(Model<Real, SchNetConv, Exec>());
+  if (mpnn_type == "EGNN") return f(Model<Real, EGNNConv, Exec>());
+  throw std::runtime_error("mpnn_type '" + mpnn_type + "' is not implemented yet");
+}
+
+void print_metrics(const Metrics& m, const std::string& what, bool json) {
+  if (json) {
+    nlohmann::json j{{"dataset", what},
+                     {"structures", m.n_structures},
+                     {"energy_mae_eV", detail::num(m.e_mae)},
+                     {"energy_rmse_eV", detail::num(m.e_rmse)},
+                     {"energy_mae_per_atom_eV", detail::num(m.epa_mae)},
+                     {"energy_rmse_per_atom_eV", detail::num(m.epa_rmse)},
+                     {"force_mae_eV_per_A", detail::num(m.f_mae)},
+                     {"force_rmse_eV_per_A", detail::num(m.f_rmse)},
+                     {"stress_mae_eV_per_A3", detail::num(m.s_mae)}};
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  std::printf("%s: %ld structures\n", what.c_str(), m.n_structures);
+  std::printf("  energy MAE  %10.3f meV/structure  %8.3f meV/atom\n", m.e_mae * 1e3, m.epa_mae * 1e3);
+  std::printf("  energy RMSE %10.3f meV/structure  %8.3f meV/atom\n", m.e_rmse * 1e3, m.epa_rmse * 1e3);
+  std::printf("  force  MAE  %10.3f meV/A   RMSE %8.3f meV/A  (per component)\n", m.f_mae * 1e3, m.f_rmse * 1e3);
+  if (std::isfinite(m.s_mae)) std::printf("  stress MAE  %10.4f meV/A^3\n", m.s_mae * 1e3);
+}
+
+Dataset load_for_model(const std::string& path, const ModelSpec& spec) {
+  Dataset ds;
+  ds.name = path;
+  ds.frames = read_extxyz(path);
+  if (ds.frames.empty()) throw DataError(path + ": no frames");
+  DatasetRequirements req;
+  req.allow_isolated = true;  // inference: isolated atoms simply get no messages
+  build_graphs(ds, spec.cutoff, spec.max_neighbours, req);
+  return ds;
+}
+
+int cmd_train(const std::string& config_path, const std::string& out_dir, bool resume) {
+  Config cfg = load_config(config_path);
+  if (cfg.dataset.train.empty() && cfg.dataset.total.empty())
+    throw ConfigError(config_path + ": 'Dataset.path' must name 'train' (or 'total') extxyz files");
+  std::filesystem::create_directories(out_dir);
+  const ModelSpec base = spec_from_config(cfg);
+  DatasetRequirements req;
+  req.energy = base.energy && (cfg.arch.energy_weight > 0 || cfg.arch.energy_peratom_weight > 0);
+  req.forces = base.energy && cfg.arch.force_weight > 0;
+  Dataset train_ds, val_ds, test_ds;
+  auto load = [&](const std::string& p) { return load_dataset(cfg.dataset.resolve(p), base.cutoff, base.max_neighbours, req); };
+  if (!cfg.dataset.total.empty()) {
+    Dataset all = load(cfg.dataset.total);
+    std::vector<std::size_t> order(all.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::mt19937_64 rng(cfg.training.seed);
+    std::shuffle(order.begin(), order.end(), rng);
+    const SplitSizes sz = split_total(all.size(), cfg.training.perc_train);
+    for (std::size_t k = 0; k < all.size(); ++k) {
+      Dataset& d = k < sz.train ? train_ds : k < sz.train + sz.validate ? val_ds : test_ds;
+      d.frames.push_back(all.frames[order[k]]);
+      d.graphs.push_back(all.graphs[order[k]]);
+    }
+  } else {
+    train_ds = load(cfg.dataset.train);
+    if (!cfg.dataset.validate.empty()) {
+      val_ds = load(cfg.dataset.validate);
+    } else if (cfg.training.perc_train < 1.0) {
+      // no validation file: hold out (1 - perc_train) of the training file, shuffled with the seed
+      Dataset all = std::move(train_ds);
+      train_ds = Dataset{};
+      std::vector<std::size_t> order(all.size());
+      std::iota(order.begin(), order.end(), 0);
+      std::mt19937_64 rng(cfg.training.seed);
+      std::shuffle(order.begin(), order.end(), rng);
+      const std::size_t ntrain = std::min(all.size(), std::size_t(std::llround(cfg.training.perc_train * all.size())));
+      for (std::size_t k = 0; k < all.size(); ++k) {
+        Dataset& d = k < ntrain ? train_ds : val_ds;
+        d.frames.push_back(all.frames[order[k]]);
+        d.graphs.push_back(all.graphs[order[k]]);
+      }
+    }
+    if (!cfg.dataset.test.empty()) test_ds = load(cfg.dataset.test);
+  }
+  std::printf("config %s: %s, hidden %d, %d layers, radius %.2f A; data: %zu train, %zu validate, %zu test\n",
+              config_path.c_str(), base.mpnn_type.c_str(), base.hidden_dim, base.num_conv_layers, base.cutoff,
+              train_ds.size(), val_ds.size(), test_ds.size());
+  TrainOptions opt;
+  opt.output_dir = out_dir;
+  opt.resume = resume;
+  Exec exec;
+  with_model_type(base.mpnn_type, [&](auto tag) {
+    using ModelT = decltype(tag);
+    const TrainResult r = train<ModelT>(exec, cfg, train_ds, val_ds, opt);
+    std::printf("checkpoints: %s (latest), %s (best validation, epoch %d)\n", r.latest_checkpoint.c_str(),
+                r.best_checkpoint.c_str(), r.state.best_epoch);
+    if (test_ds.size()) {
+      const CheckpointData c = read_checkpoint(r.best_checkpoint);
+      ModelT best = model_from_checkpoint<ModelT>(c, r.best_checkpoint);
+      print_metrics(evaluate(exec, best, test_ds, loss_from_config(cfg, best.spec()), cfg.training.batch_size),
+                    "test (" + cfg.dataset.resolve(cfg.dataset.test.empty() ? cfg.dataset.total : cfg.dataset.test) + ")", false);
+    }
+  });
+  return 0;
+}
+
+int cmd_evaluate(const std::string& ckpt, const std::string& input, bool json, int batch) {
+  const CheckpointData c = read_checkpoint(ckpt);
+  Exec exec;
+  with_model_type(c.spec.mpnn_type, [&](auto tag) {
+    using ModelT = decltype(tag);
+    ModelT model = model_from_checkpoint<ModelT>(c, ckpt);
+    const Dataset ds = load_for_model(input, model.spec());
+    LossSpec w;
+    print_metrics(evaluate(exec, model, ds, w, batch), input, json);
+  });
+  return 0;
+}
+
+int cmd_predict(const std::string& ckpt, const std::string& input, const std::string& output, int batch) {
+  const CheckpointData c = read_checkpoint(ckpt);
+  Exec exec;
+  with_model_type(c.spec.mpnn_type, [&](auto tag) {
+    using ModelT = decltype(tag);
+    using M = typename ModelT::memory_space;
+    ModelT model = model_from_checkpoint<ModelT>(c, ckpt);
+    Dataset ds = load_for_model(input, model.spec());
+    HeadKeys<ModelT> hk(model.spec());
+    for (std::size_t s = 0; s < ds.size(); s += batch) {
+      std::vector<std::size_t> idx;
+      for (std::size_t i = s; i < std::min(ds.size(), s + std::size_t(batch)); ++i) idx.push_back(i);
+      auto b = batch_of<M>(ds, idx, model.spec().species, hk.keys, hk.node, hk.dims);
+      const Prediction p = predict(exec, model, b, model.spec().energy);
+      std::size_t a0 = 0;
+      for (std::size_t k = 0; k < idx.size(); ++k) {
+        Structure& f = ds.frames[idx[k]];
+        if (model.spec().energy) {
+          f.energy = p.energy[k];
+          f.forces.assign(f.size(), Vec3{});
+          for (std::size_t i = 0; i < f.size(); ++i)
+            for (int a = 0; a < 3; ++a) f.forces[i][a] = p.forces[3 * (a0 + i) + a];
+          if (!std::isnan(p.stress[9 * k])) {
+            std::array<double, 9> st{};
+            for (int q = 0; q < 9; ++q) st[q] = p.stress[9 * k + q];
+            f.stress = st;
+          } else {
+            f.stress.reset();
+          }
+        }
+        for (std::size_t h = 0; h < model.spec().heads.size(); ++h) {
+          const HeadDef& hd = model.spec().heads[h];
+          if (hd.node) {
+            auto& arr = f.arrays[hd.name];
+            arr.assign(p.heads[h].begin() + (a0 * hd.dim), p.heads[h].begin() + (a0 + f.size()) * hd.dim);
+            f.array_cols[hd.name] = hd.dim;
+          } else {
+            std::string v;
+            for (int q = 0; q < hd.dim; ++q) v += (q ? " " : "") + std::to_string(p.heads[h][k * hd.dim + q]);
+            f.info[hd.name] = v;
+          }
+        }
+        a0 += f.size();
+      }
+    }
+    write_extxyz(output, ds.frames);
+    std::printf("wrote %zu frames to %s\n", ds.size(), output.c_str());
+  });
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"hydragnn: train and run HydraGNN-style graph neural network potentials (Kokkos, C++17)"};
+  app.require_subcommand(1);
+  std::string config, output = "hydragnn_run", checkpoint, input, out_file;
+  bool resume = false, json = false;
+  int batch = 32;
+  auto* train_cmd = app.add_subcommand("train", "train a model from a HydraGNN-schema JSON config");
+  train_cmd->add_option("--config,-c", config, "config JSON")->required()->check(CLI::ExistingFile);
+  train_cmd->add_option("--output,-o", output, "output directory (checkpoints, metrics log)");
+  train_cmd->add_flag("--resume", resume, "continue from OUTPUT/checkpoint.hgnn (bit-for-bit)");
+  auto* pred_cmd = app.add_subcommand("predict", "write energy, forces and stress for every frame");
+  pred_cmd->add_option("--checkpoint", checkpoint, "checkpoint file")->required()->check(CLI::ExistingFile);
+  pred_cmd->add_option("--input,-i", input, "input extxyz")->required()->check(CLI::ExistingFile);
+  pred_cmd->add_option("--output,-o", out_file, "output extxyz")->required();
+  pred_cmd->add_option("--batch-size", batch, "structures per batch")->check(CLI::PositiveNumber);
+  auto* eval_cmd = app.add_subcommand("evaluate", "energy and force errors against the labels of an extxyz file");
+  eval_cmd->add_option("--checkpoint", checkpoint, "checkpoint file")->required()->check(CLI::ExistingFile);
+  eval_cmd->add_option("--input,-i", input, "labelled extxyz")->required()->check(CLI::ExistingFile);
+  eval_cmd->add_flag("--json", json, "print the metrics as JSON");
+  eval_cmd->add_option("--batch-size", batch, "structures per batch")->check(CLI::PositiveNumber);
+  CLI11_PARSE(app, argc, argv);
+
+  Kokkos::initialize(argc, argv);
+  int rc = 0;
+  try {
+    if (*train_cmd) rc = cmd_train(config, output, resume);
+    else if (*pred_cmd) rc = cmd_predict(checkpoint, input, out_file, batch);
+    else if (*eval_cmd) rc = cmd_evaluate(checkpoint, input, json, batch);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "hydragnn: error: %s\n", e.what());
+    rc = 1;
+  }
+  Kokkos::finalize();
+  return rc;
+}

@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Datasets: extxyz frames with their radius graphs (built once), validated for training, and the
+// per-element reference energies fitted by least squares.
+#pragma once
+
+#include <hydragnn/core/batch.hpp>
+#include <hydragnn/graph/radius_graph.hpp>
+#include <hydragnn/io/extxyz.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace hydragnn {
+
+struct DataError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Dataset {
+  std::string name;
+  std::vector<Structure> frames;
+  std::vector<RadiusGraph> graphs;
+  std::size_t size() const { return frames.size(); }
+  std::size_t num_atoms() const {
+    std::size_t n = 0;
+    for (const auto& f : frames) n += f.size();
+    return n;
+  }
+};
+
+struct DatasetRequirements {
+  bool energy = false, forces = false, allow_isolated = false;
+};
+
+/// Build graphs and validate every frame (errors name the frame's file:line).
+inline void build_graphs(Dataset& ds, double cutoff, int max_neighbours, const DatasetRequirements& req) {
+  ds.graphs.clear();
+  ds.graphs.reserve(ds.frames.size());
+  for (const auto& f : ds.frames) {
+    if (f.size() == 0) throw DataError(f.source + ": empty frame (0 atoms)");
+    if (req.energy && !f.energy) throw DataError(f.source + ": frame has no 'energy' but the loss needs energies");
+    if (req.forces && f.forces.empty())
+      throw DataError(f.source + ": frame has no 'forces' column but force_weight > 0");
+    ds.graphs.push_back(radius_graph(f, cutoff, max_neighbours));
+    const RadiusGraph& g = ds.graphs.back();
+    if (!req.allow_isolated)
+      for (int i = 0; i < g.num_nodes; ++i)
+        if (g.row_ptr[i + 1] == g.row_ptr[i])
+          throw DataError(f.source + ": atom " + std::to_string(i) + " (" + chemical_symbol(f.numbers[i]) +
+                          ") has no neighbour within the cutoff radius " + std::to_string(cutoff) +
+                          " A (isolated atom); increase 'radius' or remove the frame");
+  }
+}
+
+inline Dataset load_dataset(const std::string& path, double cutoff, int max_neighbours, const DatasetRequirements& req) {
+  Dataset ds;
+  ds.name = path;
+  ds.frames = read_extxyz(path);
+  if (ds.frames.empty()) throw DataError(path + ": no frames");
+  build_graphs(ds, cutoff, max_neighbours, req);
+  return ds;
+}
+
+/// Sorted atomic numbers present in a dataset.
+inline SpeciesMap species_of(const Dataset& ds) {
+  std::set<int> z;
+  for (const auto& f : ds.frames) z.insert(f.numbers.begin(), f.numbers.end());
+  return SpeciesMap{std::vector<int>(z.begin(), z.end())};
+}
+
+/// Least-squares per-element reference energies: min sum_g (E_g - sum_s n_gs e_s)^2 (tiny ridge
+/// for elements whose counts are collinear).
+inline std::vector<double> fit_reference_energies(const Dataset& ds, const SpeciesMap& sp) {
+  const std::size_t ns = sp.size();
+  std::vector<double> A(ns * ns, 0.0), rhs(ns, 0.0);
+  std::size_t used = 0;
+  for (const auto& f : ds.frames) {
+    if (!f.energy) continue;
+    std::vector<double> n(ns, 0.0);
+    for (int z : f.numbers) n[sp.index_of(z)] += 1;
+    for (std::size_t a = 0; a < ns; ++a) {
+      rhs[a] += n[a] * *f.energy;
+      for (std::size_t b = 0; b < ns; ++b) A[a * ns + b] += n[a] * n[b];
+    }
+    ++used;
+  }
+  if (used == 0) return std::vector<double>(ns, 0.0);
+  double tr = 0;
+  for (std::size_t a = 0; a < ns; ++a) tr += A[a * ns + a];
+  for (std::size_t a = 0; a < ns; ++a) A[a * ns + a] += 1e-10 * tr / ns;
+  // Gaussian elimination with partial pivoting
+  std::vector<double> x = rhs;
+  for (std::size_t c = 0; c < ns; ++c) {
+    std::size_t piv = c;
+    for (std::size_t r = c + 1; r < ns; ++r)
+      if (std::fabs(A[r * ns + c]) > std::fabs(A[piv * ns + c])) piv = r;
+    for (std::size_t k = 0; k < ns; ++k) std::swap(A[c * ns + k], A[piv * ns + k]);
+    std::swap(x[c], x[piv]);
+    for (std::size_t r = c + 1; r < ns; ++r) {
+      const double fct = A[r * ns + c] / A[c * ns + c];
+      for (std::size_t k = c; k < ns; ++k) A[r * ns + k] -= fct * A[c * ns + k];
+      x[r] -= fct * x[c];
+    }
+  }
+  for (std::size_t c = ns; c-- > 0;) {
+    for (std::size_t k = c + 1; k < ns; ++k) x[c] -= A[c * ns + k] * x[k];
+    x[c] /= A[c * ns + c];
+  }
+  return x;
+}
+
+/// Scale of the per-atom energy output: RMS force component if forces exist, else the RMS of the
+/// per-atom residual energy after the reference fit (never below 1e-3 eV).
+inline double energy_scale_of(const Dataset& ds, const SpeciesMap& sp, const std::vector<double>& ref) {
+  double s2 = 0;
+  std::size_t n = 0;
+  for (const auto& f : ds.frames)
+    for (const auto& v : f.forces) {
+      s2 += v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
+      n += 3;
+    }
+  if (n == 0)
+    for (const auto& f : ds.frames) {
+      if (!f.energy) continue;
+      double e = *f.energy;
+      for (int z : f.numbers) e -= ref[sp.index_of(z)];
+      s2 += (e / f.size()) * (e / f.size());
+      ++n;
+    }
+  return n ? std::max(1e-3, std::sqrt(s2 / n)) : 1.0;
+}
+
+/// Batches of consecutive indices from an order.
+template <class M>
+Batch<M> batch_of(const Dataset& ds, const std::vector<std::size_t>& idx, const SpeciesMap& sp,
+                  const std::vector<std::string>& keys = {}, const std::vector<bool>& node = {},
+                  const std::vector<int>& dims = {}) {
+  std::vector<const Structure*> f;
+  std::vector<const RadiusGraph*> g;
+  for (std::size_t i : idx) {
+    f.push_back(&ds.frames[i]);
+    g.push_back(&ds.graphs[i]);
+  }
+  return make_batch<M>(f, g, sp, keys, node, dims);
+}
+
+}  // namespace hydragnn
