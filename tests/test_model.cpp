@@ -1,0 +1,323 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Symmetries, determinism, checkpoints and training-state resume.
+#include <catch2/catch.hpp>
+
+#include <hydragnn/train/trainer.hpp>
+
+#include "test_helpers.hpp"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
+
+using namespace hydragnn;
+using Exec = Kokkos::DefaultHostExecutionSpace;
+using M = Exec::memory_space;
+
+namespace {
+
+ModelSpec spec_for(const std::string& type) {
+  ModelSpec s;
+  s.mpnn_type = type;
+  s.hidden_dim = 8;
+  s.num_filters = 8;
+  s.num_conv_layers = 2;
+  s.cutoff = 3.0;
+  s.radial = RadialSpec{RadialBasis::Gaussian, 10, 3.0};
+  s.energy_head_dims = {8};
+  s.species.numbers = {6, 14};
+  s.ref_energy = {-2.0, -4.5};
+  s.energy_scale = 0.5;
+  return s;
+}
+
+template <class ModelT>
+Prediction run(const ModelT& model, const std::vector<Structure>& frames) {
+  std::vector<RadiusGraph> graphs;
+  std::vector<const Structure*> fp;
+  std::vector<const RadiusGraph*> gp;
+  graphs.reserve(frames.size());
+  for (const auto& f : frames) graphs.push_back(radius_graph(f, model.spec().cutoff));
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    fp.push_back(&frames[i]);
+    gp.push_back(&graphs[i]);
+  }
+  auto b = make_batch<M>(fp, gp, model.spec().species);
+  return predict(Exec(), model, b, true);
+}
+
+Mat3 rotation(double a, double b, double c) {
+  const double ca = std::cos(a), sa = std::sin(a), cb = std::cos(b), sb = std::sin(b), cc = std::cos(c), sc = std::sin(c);
+  const Mat3 Rz{{{ca, -sa, 0}, {sa, ca, 0}, {0, 0, 1}}}, Ry{{{cb, 0, sb}, {0, 1, 0}, {-sb, 0, cb}}},
+      Rx{{{1, 0, 0}, {0, cc, -sc}, {0, sc, cc}}};
+  auto mul = [](const Mat3& A, const Mat3& B) {
+    Mat3 C{};
+    for (int i = 0; i < 3; ++i)
+      for (int j = 0; j < 3; ++j)
+        for (int k = 0; k < 3; ++k) C[i][j] += A[i][k] * B[k][j];
+    return C;
+  };
+  return mul(Rz, mul(Ry, Rx));
+}
+Vec3 rot_apply(const Mat3& R, const Vec3& x) {
+  Vec3 y{};
+  for (int i = 0; i < 3; ++i)
+    for (int k = 0; k < 3; ++k) y[i] += R[i][k] * x[k];
+  return y;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("energy is invariant and forces equivariant under rotation, translation, permutation and image choice",
+                   "[model][symmetry]", SchNetConv, EGNNConv) {
+  hydragnn_test::ensure_kokkos();
+  Model<double, TestType, Exec> model(spec_for(TestType::name));
+  model.initialize(3);
+  const Structure s = hydragnn_test::random_structure(17, 9, {6, 14}, true, 4.5, 1.2);
+  const Prediction p0 = run(model, {s});
+  const std::size_t n = s.size();
+
+  SECTION("rotation of positions and cell") {
+    const Mat3 R = rotation(0.3, -1.1, 2.0);
+    Structure r = s;
+    for (auto& x : r.positions) x = rot_apply(R, x);
+    for (auto& c : r.cell) c = rot_apply(R, c);
+    const Prediction p = run(model, {r});
+    CHECK(p.energy[0] == Approx(p0.energy[0]).epsilon(1e-11));
+    for (std::size_t i = 0; i < n; ++i) {
+      const Vec3 f0{p0.forces[3 * i], p0.forces[3 * i + 1], p0.forces[3 * i + 2]};
+      const Vec3 rf = rot_apply(R, f0);
+      for (int a = 0; a < 3; ++a) CHECK(p.forces[3 * i + a] == Approx(rf[a]).margin(1e-10));
+    }
+  }
+  SECTION("translation") {
+    Structure t = s;
+    for (auto& x : t.positions) x = {x[0] + 7.3, x[1] - 2.1, x[2] + 0.4};
+    const Prediction p = run(model, {t});
+    CHECK(p.energy[0] == Approx(p0.energy[0]).epsilon(1e-12));
+    for (std::size_t k = 0; k < 3 * n; ++k) CHECK(p.forces[k] == Approx(p0.forces[k]).margin(1e-11));
+  }
+  SECTION("permutation of atoms") {
+    std::vector<std::size_t> perm(n);
+    std::iota(perm.begin(), perm.end(), 0);
+    std::mt19937_64 rng(5);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    Structure q = s;
+    for (std::size_t i = 0; i < n; ++i) {
+      q.positions[i] = s.positions[perm[i]];
+      q.numbers[i] = s.numbers[perm[i]];
+    }
+    const Prediction p = run(model, {q});
+    CHECK(p.energy[0] == Approx(p0.energy[0]).epsilon(1e-12));
+    for (std::size_t i = 0; i < n; ++i)
+      for (int a = 0; a < 3; ++a) CHECK(p.forces[3 * i + a] == Approx(p0.forces[3 * perm[i] + a]).margin(1e-11));
+  }
+  SECTION("periodic image choice (atoms moved by lattice vectors)") {
+    Structure w = s;
+    for (std::size_t i = 0; i < n; ++i) {
+      const int k = int(i % 3) - 1;
+      for (int a = 0; a < 3; ++a) w.positions[i][a] += k * s.cell[0][a] + (i % 2) * s.cell[2][a] - 2 * k * s.cell[1][a];
+    }
+    const Prediction p = run(model, {w});
+    CHECK(p.energy[0] == Approx(p0.energy[0]).epsilon(1e-12));
+    for (std::size_t k = 0; k < 3 * n; ++k) CHECK(p.forces[k] == Approx(p0.forces[k]).margin(1e-11));
+    for (int k = 0; k < 9; ++k) CHECK(p.stress[k] == Approx(p0.stress[k]).margin(1e-11));
+  }
+  SECTION("a supercell's energy is the sum over the cell's replicas") {
+    Structure sc = s;
+    sc.positions.clear();
+    sc.numbers.clear();
+    for (int i = 0; i < 2; ++i)
+      for (int j = 0; j < 3; ++j)
+        for (std::size_t a = 0; a < n; ++a) {
+          Vec3 x = s.positions[a];
+          for (int c = 0; c < 3; ++c) x[c] += i * s.cell[0][c] + j * s.cell[1][c];
+          sc.positions.push_back(x);
+          sc.numbers.push_back(s.numbers[a]);
+        }
+    for (int c = 0; c < 3; ++c) {
+      sc.cell[0][c] = 2 * s.cell[0][c];
+      sc.cell[1][c] = 3 * s.cell[1][c];
+    }
+    const Prediction p = run(model, {sc});
+    CHECK(p.energy[0] == Approx(6 * p0.energy[0]).epsilon(1e-11));
+    for (std::size_t k = 0; k < 3 * n; ++k) CHECK(p.forces[k] == Approx(p0.forces[k]).margin(1e-10));
+    for (int k = 0; k < 9; ++k) CHECK(p.stress[k] == Approx(p0.stress[k]).margin(1e-10));
+  }
+}
+
+namespace {
+
+Config tiny_config(const std::string& type) {
+  Config c = parse_config(R"({
+    "NeuralNetwork": {
+      "Architecture": {"mpnn_type": ")" + type + R"(", "radius": 3.0, "hidden_dim": 8, "num_conv_layers": 2,
+        "num_gaussians": 8, "num_filters": 8,
+        "output_heads": {"node": {"num_headlayers": 1, "dim_headlayers": [8], "type": "mlp"}},
+        "energy_weight": 1.0, "force_weight": 1.0},
+      "Variables_of_interest": {"output_names": ["energy"], "type": ["graph"], "output_dim": [1]},
+      "Training": {"num_epoch": 3, "batch_size": 3, "Optimizer": {"type": "AdamW", "learning_rate": 0.003}, "seed": 4}
+    }
+  })",
+                         "tiny");
+  return c;
+}
+
+Dataset tiny_dataset(std::uint64_t seed, int frames) {
+  Dataset ds;
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  for (int k = 0; k < frames; ++k) {
+    Structure s = hydragnn_test::random_structure(seed + k, 6, {6, 14}, k % 2 == 0, 3.6, 1.1);
+    s.energy = -3.0 * 6 + 0.1 * nd(rng);
+    s.forces.resize(s.size());
+    for (auto& f : s.forces) f = {nd(rng), nd(rng), nd(rng)};
+    ds.frames.push_back(s);
+  }
+  build_graphs(ds, 3.0, -1, DatasetRequirements{true, true, true});
+  return ds;
+}
+
+std::string temp_dir(const std::string& name) {
+  const auto d = std::filesystem::temp_directory_path() / ("hydragnn_test_" + name + "_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d.string();
+}
+
+std::vector<double> params_of(const std::string& ckpt) { return read_checkpoint(ckpt).params; }
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("training is bitwise deterministic and resumes bit-for-bit", "[model][determinism][checkpoint]",
+                   SchNetConv, EGNNConv) {
+  hydragnn_test::ensure_kokkos();
+  using ModelT = Model<float, TestType, Exec>;
+  const Config cfg = tiny_config(TestType::name);
+  const Dataset train_ds = tiny_dataset(100, 7), val_ds = tiny_dataset(200, 3);
+  TrainOptions opt;
+  opt.verbose = false;
+  opt.log = [](const std::string&) {};
+
+  opt.output_dir = temp_dir("a");
+  train<ModelT>(Exec(), cfg, train_ds, val_ds, opt);
+  const auto a = params_of(opt.output_dir + "/checkpoint.hgnn");
+  opt.output_dir = temp_dir("b");
+  train<ModelT>(Exec(), cfg, train_ds, val_ds, opt);
+  const auto b = params_of(opt.output_dir + "/checkpoint.hgnn");
+  REQUIRE(a.size() == b.size());
+  CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0);
+
+  // 2 epochs, then resume to 3: identical to 3 straight epochs
+  Config two = cfg;
+  two.training.num_epoch = 2;
+  opt.output_dir = temp_dir("c");
+  train<ModelT>(Exec(), two, train_ds, val_ds, opt);
+  const auto mid = params_of(opt.output_dir + "/checkpoint.hgnn");
+  CHECK(std::memcmp(a.data(), mid.data(), a.size() * sizeof(double)) != 0);
+  opt.resume = true;
+  const TrainResult r = train<ModelT>(Exec(), cfg, train_ds, val_ds, opt);
+  CHECK(r.state.epoch == 3);
+  const auto c = params_of(opt.output_dir + "/checkpoint.hgnn");
+  CHECK(std::memcmp(a.data(), c.data(), a.size() * sizeof(double)) == 0);
+}
+
+TEST_CASE("num_epoch 0 writes the initialised model", "[model][checkpoint]") {
+  hydragnn_test::ensure_kokkos();
+  using ModelT = Model<float, SchNetConv, Exec>;
+  Config cfg = tiny_config("SchNet");
+  cfg.training.num_epoch = 0;
+  TrainOptions opt;
+  opt.verbose = false;
+  opt.log = [](const std::string&) {};
+  opt.output_dir = temp_dir("zero");
+  const Dataset ds = tiny_dataset(300, 4);
+  train<ModelT>(Exec(), cfg, ds, Dataset{}, opt);
+  const CheckpointData c = read_checkpoint(opt.output_dir + "/checkpoint.hgnn");
+  CHECK(c.state.epoch == 0);
+  ModelT m = model_from_checkpoint<ModelT>(c, "x");
+  CHECK(m.num_params() == c.params.size());
+  CHECK(c.spec.species.numbers == std::vector<int>{6, 14});
+}
+
+TEST_CASE("corrupt, truncated and mismatched checkpoints give clear errors", "[model][checkpoint][badinput]") {
+  hydragnn_test::ensure_kokkos();
+  using ModelT = Model<float, SchNetConv, Exec>;
+  const std::string dir = temp_dir("bad");
+  const std::string path = dir + "/checkpoint.hgnn";
+  ModelT model(spec_for("SchNet"));
+  model.initialize(1);
+  write_checkpoint(path, make_checkpoint(model, (const Optimizer<float, Exec>*)nullptr, TrainState{}, "{}"));
+  CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
+  std::string bytes;
+  {
+    std::ifstream f(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  auto write = [&](const std::string& p, const std::string& data) {
+    std::ofstream f(p, std::ios::binary | std::ios::trunc);
+    f << data;
+  };
+  using Catch::Matchers::Contains;
+  SECTION("round trip") {
+    const ModelT back = model_from_checkpoint<ModelT>(read_checkpoint(path), path);
+    const auto a = to_host_vector(model.params()), b = to_host_vector(back.params());
+    CHECK(a == b);
+  }
+  SECTION("missing file") { CHECK_THROWS_WITH(read_checkpoint(dir + "/nope.hgnn"), Contains("nope.hgnn")); }
+  SECTION("not a checkpoint") {
+    write(dir + "/x.hgnn", "hello world, this is not a checkpoint at all");
+    CHECK_THROWS_WITH(read_checkpoint(dir + "/x.hgnn"), Contains("x.hgnn") && Contains("bad magic"));
+  }
+  SECTION("flipped byte") {
+    std::string b = bytes;
+    b[b.size() / 2] ^= 0x40;
+    write(dir + "/c.hgnn", b);
+    CHECK_THROWS_WITH(read_checkpoint(dir + "/c.hgnn"), Contains("c.hgnn") && Contains("checksum"));
+  }
+  SECTION("truncated") {
+    write(dir + "/t.hgnn", bytes.substr(0, bytes.size() - 100));
+    CHECK_THROWS_AS(read_checkpoint(dir + "/t.hgnn"), CheckpointError);
+  }
+  SECTION("wrong model type") {
+    CHECK_THROWS_WITH((model_from_checkpoint<Model<float, EGNNConv, Exec>>(read_checkpoint(path), path)),
+                      Contains("SchNet") && Contains("EGNN"));
+  }
+  SECTION("wrong precision") {
+    CHECK_THROWS_WITH((model_from_checkpoint<Model<double, SchNetConv, Exec>>(read_checkpoint(path), path)),
+                      Contains("precision"));
+  }
+  SECTION("parameter count does not match the architecture") {
+    CheckpointData c = read_checkpoint(path);
+    c.spec.hidden_dim = 9;
+    write_checkpoint(dir + "/m.hgnn", c);
+    CHECK_THROWS_WITH((model_from_checkpoint<ModelT>(read_checkpoint(dir + "/m.hgnn"), dir + "/m.hgnn")),
+                      Contains("m.hgnn") && Contains("parameters"));
+  }
+}
+
+TEST_CASE("dataset validation names the frame for isolated atoms, empty frames and missing labels", "[badinput]") {
+  using Catch::Matchers::Contains;
+  Dataset ds;
+  Structure s;
+  s.source = "mol.extxyz:12";
+  s.numbers = {6, 8};
+  s.positions = {Vec3{0, 0, 0}, Vec3{9, 0, 0}};
+  s.energy = -1.0;
+  ds.frames = {s};
+  CHECK_THROWS_WITH(build_graphs(ds, 5.0, -1, DatasetRequirements{true, false, false}),
+                    Contains("mol.extxyz:12") && Contains("isolated"));
+  CHECK_THROWS_WITH(build_graphs(ds, 5.0, -1, DatasetRequirements{true, true, true}),
+                    Contains("mol.extxyz:12") && Contains("forces"));
+  ds.frames[0].energy.reset();
+  CHECK_THROWS_WITH(build_graphs(ds, 5.0, -1, DatasetRequirements{true, false, true}),
+                    Contains("mol.extxyz:12") && Contains("energy"));
+  ds.frames[0].numbers.clear();
+  ds.frames[0].positions.clear();
+  CHECK_THROWS_WITH(build_graphs(ds, 5.0, -1, DatasetRequirements{}), Contains("mol.extxyz:12") && Contains("empty"));
+  Structure o = s;
+  o.positions[1] = Vec3{0.001, 0, 0};
+  ds.frames = {o};
+  CHECK_THROWS_WITH(build_graphs(ds, 5.0, -1, DatasetRequirements{}), Contains("mol.extxyz:12") && Contains("overlap"));
+}
