@@ -40,14 +40,29 @@ if(NOT TARGET hydragnn::kokkoskernels)
     add_library(hydragnn::kokkoskernels INTERFACE IMPORTED)
     set_target_properties(hydragnn::kokkoskernels PROPERTIES INTERFACE_LINK_LIBRARIES Kokkos::kokkoskernels)
   elseif(KokkosKernels_FOUND AND KokkosKernels_LIBRARIES)
-    add_library(hydragnn::kokkoskernels INTERFACE IMPORTED)
     set(_hg_kkk_inc "")
     foreach(_d IN LISTS KokkosKernels_INCLUDE_DIRS)
       get_filename_component(_d "${_d}" ABSOLUTE)
       list(APPEND _hg_kkk_inc "${_d}")
     endforeach()
-    set_target_properties(hydragnn::kokkoskernels PROPERTIES
-      INTERFACE_INCLUDE_DIRECTORIES "${_hg_kkk_inc}"
-      INTERFACE_LINK_LIBRARIES "${KokkosKernels_LIBRARIES};${KokkosKernels_TPL_LIBRARIES};Kokkos::kokkos")
+    # A TriBITS (Debian) Kokkos Kernels is only usable with the Kokkos it was built against: its
+    # headers must sit next to those of Kokkos::kokkos. With another Kokkos (e.g. a Kokkos 4 in
+    # CMAKE_PREFIX_PATH) it would mix two Kokkos versions, so leave hydragnn::kokkoskernels undefined.
+    get_target_property(_hg_kk_inc Kokkos::kokkos INTERFACE_INCLUDE_DIRECTORIES)
+    set(_hg_kkk_same_kokkos ON)
+    foreach(_d IN LISTS _hg_kkk_inc)
+      if(NOT _d IN_LIST _hg_kk_inc)
+        set(_hg_kkk_same_kokkos OFF)
+      endif()
+    endforeach()
+    if(_hg_kkk_same_kokkos)
+      add_library(hydragnn::kokkoskernels INTERFACE IMPORTED)
+      set_target_properties(hydragnn::kokkoskernels PROPERTIES
+        INTERFACE_INCLUDE_DIRECTORIES "${_hg_kkk_inc}"
+        INTERFACE_LINK_LIBRARIES "${KokkosKernels_LIBRARIES};${KokkosKernels_TPL_LIBRARIES};Kokkos::kokkos")
+    else()
+      message(STATUS "HydraGNN: ignoring Kokkos Kernels at ${KokkosKernels_DIR} "
+                     "(built against another Kokkos than ${Kokkos_DIR})")
+    endif()
   endif()
 endif()
