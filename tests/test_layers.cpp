@@ -114,6 +114,7 @@ ModelSpec small_spec(const std::string& type, const std::vector<int>& species) {
 
 template <class Conv>
 struct Fixture {
+  int kokkos_ready_ = (hydragnn_test::ensure_kokkos(), 0);  // before any member that allocates views
   Exec exec;
   Model<double, Conv, Exec> model;
   std::vector<Structure> frames;
@@ -244,4 +245,63 @@ TEMPLATE_TEST_CASE("dual-number gradient of an energy+force+stress+heads loss ma
     ++checked;
   }
   CHECK(checked > 50);
+}
+
+TEST_CASE("radial bases and cutoff envelopes: derivatives match finite differences", "[layers][radial]") {
+  for (RadialBasis basis : {RadialBasis::Gaussian, RadialBasis::Bessel})
+    for (Envelope env : {Envelope::Cosine, Envelope::Polynomial}) {
+      const RadialSpec spec{basis, 6, 4.5, env};
+      for (double d : {0.7, 1.9, 3.3, 4.4}) {
+        const double h = 1e-6;
+        for (int k = 0; k < spec.size; ++k) {
+          const double fd = (radial::basis(spec, k, d + h) - radial::basis(spec, k, d - h)) / (2 * h);
+          CHECK(radial::dbasis(spec, k, d) == Approx(fd).epsilon(1e-6).margin(1e-9));
+          // second derivative through the dual evaluation of the first
+          const double fd2 = (radial::dbasis(spec, k, d + h) - radial::dbasis(spec, k, d - h)) / (2 * h);
+          CHECK(radial::dbasis(spec, k, D(d, 1.0)).d == Approx(fd2).epsilon(1e-5).margin(1e-7));
+        }
+        const double fe = (radial::envelope(spec, d + h) - radial::envelope(spec, d - h)) / (2 * h);
+        CHECK(radial::denvelope(spec, d) == Approx(fe).epsilon(1e-6).margin(1e-9));
+      }
+      // smooth at the cutoff: value and slope vanish
+      CHECK(radial::envelope(spec, 4.5 - 1e-9) == Approx(0.0).margin(1e-8));
+      CHECK(radial::denvelope(spec, 4.5 - 1e-9) == Approx(0.0).margin(1e-6));
+      CHECK(radial::envelope(spec, 5.0) == 0.0);
+    }
+}
+
+TEMPLATE_TEST_CASE("graph-head pooling (sum, mean, max): dual gradient matches finite differences",
+                   "[layers][pooling]", SchNetConv, EGNNConv) {
+  hydragnn_test::ensure_kokkos();
+  Exec exec;
+  for (Pooling pool : {Pooling::Sum, Pooling::Mean, Pooling::Max}) {
+    ModelSpec spec = small_spec(TestType::name, {1, 8});
+    spec.heads = {HeadDef{"gap", false, 1, 1.0}};
+    spec.pooling = pool;
+    spec.radial.envelope = Envelope::Polynomial;
+    Model<double, TestType, Exec> model(spec);
+    model.initialize(13);
+    std::vector<Structure> frames{hydragnn_test::random_structure(31, 6, {1, 8}, true, 4.0, 1.1)};
+    frames[0].energy = 0.3;
+    frames[0].forces.assign(6, Vec3{0.1, -0.2, 0.3});
+    frames[0].info["gap"] = "0.5";
+    std::vector<RadiusGraph> graphs{radius_graph(frames[0], spec.cutoff)};
+    auto batch = make_batch<M>({&frames[0]}, {&graphs[0]}, spec.species, {"gap"}, {false}, {1});
+    LossSpec w;
+    w.force = 0.9;
+    w.heads = {1.0};
+    Vec<double, M> grad("grad", model.num_params());
+    loss_and_grad(exec, model, batch, w, grad);
+    auto p = model.params();
+    for (std::size_t k = 0; k < model.num_params(); k += 3) {
+      const double fd = central([&](double h) {
+        const double old = p(k);
+        p(k) = old + h;
+        const double l = loss_and_grad(exec, model, batch, w, Vec<double, M>()).loss;
+        p(k) = old;
+        return l;
+      }, 1e-6);
+      CHECK(grad(k) == Approx(fd).epsilon(2e-6).margin(1e-8));
+    }
+  }
 }

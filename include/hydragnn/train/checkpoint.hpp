@@ -71,6 +71,7 @@ inline nlohmann::json spec_to_json(const ModelSpec& s) {
   j["max_neighbours"] = s.max_neighbours;
   j["radial_type"] = s.radial.type == RadialBasis::Gaussian ? "gaussian" : "bessel";
   j["radial_size"] = s.radial.size;
+  j["envelope"] = s.radial.envelope == Envelope::Cosine ? "cosine" : "polynomial";
   j["activation"] = activation_name(s.act);
   j["pooling"] = pooling_name(s.pooling);
   j["energy"] = s.energy;
@@ -100,6 +101,7 @@ inline ModelSpec spec_from_json(const nlohmann::json& j) {
   s.radial.type = j.at("radial_type").get<std::string>() == "bessel" ? RadialBasis::Bessel : RadialBasis::Gaussian;
   s.radial.size = j.at("radial_size").get<int>();
   s.radial.cutoff = s.cutoff;
+  s.radial.envelope = j.value("envelope", std::string("cosine")) == "polynomial" ? Envelope::Polynomial : Envelope::Cosine;
   s.act = parse_activation(j.at("activation").get<std::string>());
   s.pooling = parse_pooling(j.at("pooling").get<std::string>());
   s.energy = j.at("energy").get<bool>();

@@ -8,6 +8,9 @@
 namespace hydragnn {
 
 enum class RadialBasis { Gaussian, Bessel };
+/// Smooth cutoff envelope multiplying the messages: cosine 0.5 (cos(pi d/rc) + 1), or the DimeNet
+/// polynomial u(x) = 1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2), x = d/rc, p = 6.
+enum class Envelope { Cosine, Polynomial };
 
 /// Radial basis b_k(d), k < K, on [0, cutoff].
 /// Gaussian (SchNet / PyG GaussianSmearing): mu_k = k cutoff/(K-1), b_k = exp(-(d-mu_k)^2 / (2 delta^2)),
@@ -17,6 +20,7 @@ struct RadialSpec {
   RadialBasis type = RadialBasis::Gaussian;
   int size = 50;
   double cutoff = 5.0;
+  Envelope envelope = Envelope::Cosine;
 };
 
 namespace radial {
@@ -45,19 +49,25 @@ KOKKOS_INLINE_FUNCTION S dbasis(const RadialSpec& r, int k, const S& d) {
   const R a = R(math::sqrt(2.0 / r.cutoff));
   return a * (math::cos(d * w) * w / d - math::sin(d * w) / (d * d));
 }
-/// Cosine cutoff 0.5 (cos(pi d / rc) + 1) for d < rc, else 0; and its derivative.
+/// Cutoff envelope C(d) (zero beyond rc) and its derivative.
 template <class S>
-KOKKOS_INLINE_FUNCTION S cosine_cutoff(double rc, const S& d) {
+KOKKOS_INLINE_FUNCTION S envelope(const RadialSpec& r, const S& d) {
   using R = real_t<S>;
-  if (!(d < R(rc))) return S(R(0));
-  return R(0.5) * (math::cos(d * (math::pi<R>() / R(rc))) + R(1));
+  if (!(d < R(r.cutoff))) return S(R(0));
+  if (r.envelope == Envelope::Cosine) return R(0.5) * (math::cos(d * (math::pi<R>() / R(r.cutoff))) + R(1));
+  const S x = d / R(r.cutoff);
+  const S x2 = x * x, x3 = x2 * x, x6 = x3 * x3;
+  return R(1) - R(28) * x6 + R(48) * x6 * x - R(21) * x6 * x2;
 }
 template <class S>
-KOKKOS_INLINE_FUNCTION S dcosine_cutoff(double rc, const S& d) {
+KOKKOS_INLINE_FUNCTION S denvelope(const RadialSpec& r, const S& d) {
   using R = real_t<S>;
-  if (!(d < R(rc))) return S(R(0));
-  const R w = math::pi<R>() / R(rc);
-  return R(-0.5) * w * math::sin(d * w);
+  if (!(d < R(r.cutoff))) return S(R(0));
+  const R w = R(1) / R(r.cutoff);
+  if (r.envelope == Envelope::Cosine) return R(-0.5) * math::pi<R>() * w * math::sin(d * (math::pi<R>() * w));
+  const S x = d * w;
+  const S x2 = x * x, x5 = x2 * x2 * x;
+  return (R(-168) * x5 + R(336) * x5 * x - R(168) * x5 * x2) * w;
 }
 
 }  // namespace radial
@@ -84,7 +94,7 @@ void edge_lengths_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& r, cons
       });
 }
 
-/// B(e,k) = b_k(d(e)),  C(e) = cosine cutoff(d(e))
+/// B(e,k) = b_k(d(e)),  C(e) = envelope(d(e))
 template <class Exec, class S>
 void radial_forward(const Exec& exec, const RadialSpec& spec, const CVec<S, mem_t<Exec>>& d,
                     const Mat<S, mem_t<Exec>>& B, const Vec<S, mem_t<Exec>>& C) {
@@ -93,7 +103,7 @@ void radial_forward(const Exec& exec, const RadialSpec& spec, const CVec<S, mem_
       "hydragnn::RadialBasis::forward", Kokkos::RangePolicy<Exec>(exec, 0, long(d.extent(0))),
       KOKKOS_LAMBDA(const long e) {
         for (int k = 0; k < K; ++k) B(e, k) = radial::basis(spec, k, d(e));
-        C(e) = radial::cosine_cutoff(spec.cutoff, d(e));
+        C(e) = radial::envelope(spec, d(e));
       });
 }
 
@@ -105,7 +115,7 @@ void radial_backward(const Exec& exec, const RadialSpec& spec, const CVec<S, mem
   Kokkos::parallel_for(
       "hydragnn::RadialBasis::backward", Kokkos::RangePolicy<Exec>(exec, 0, long(d.extent(0))),
       KOKKOS_LAMBDA(const long e) {
-        S acc = Cbar(e) * radial::dcosine_cutoff(spec.cutoff, d(e));
+        S acc = Cbar(e) * radial::denvelope(spec, d(e));
         for (int k = 0; k < K; ++k) acc += Bbar(e, k) * radial::dbasis(spec, k, d(e));
         dbar(e) += acc;
       });
