@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <unistd.h>
 
@@ -320,4 +321,96 @@ TEST_CASE("dataset validation names the frame for isolated atoms, empty frames a
   o.positions[1] = Vec3{0.001, 0, 0};
   ds.frames = {o};
   CHECK_THROWS_WITH(build_graphs(ds, 5.0, -1, DatasetRequirements{}), Contains("mol.extxyz:12") && Contains("overlap"));
+}
+
+TEST_CASE("per-element reference energies: least squares recovers exact per-element energies", "[train][reference]") {
+  Dataset ds;
+  const std::map<int, double> e0{{1, -13.6}, {6, -1029.5}, {8, -2041.2}};
+  std::mt19937_64 rng(2);
+  std::uniform_int_distribution<int> cnt(0, 5);
+  for (int k = 0; k < 12; ++k) {
+    Structure s;
+    double e = 0;
+    for (int z : {1, 6, 8})
+      for (int c = cnt(rng) + (z == 6 ? 1 : 0); c > 0; --c) {
+        s.numbers.push_back(z);
+        e += e0.at(z);
+      }
+    s.energy = e;
+    ds.frames.push_back(s);
+  }
+  const SpeciesMap sp = species_of(ds);
+  REQUIRE(sp.numbers == std::vector<int>{1, 6, 8});
+  const auto ref = fit_reference_energies(ds, sp);
+  CHECK(ref[0] == Approx(-13.6).epsilon(1e-9));
+  CHECK(ref[1] == Approx(-1029.5).epsilon(1e-9));
+  CHECK(ref[2] == Approx(-2041.2).epsilon(1e-9));
+}
+
+TEST_CASE("optimizers: one step of SGD (momentum), Adam and AdamW by hand", "[train][optimizer]") {
+  hydragnn_test::ensure_kokkos();
+  const double w0 = 0.5, g0 = 0.2, lr = 0.1, wd = 0.01;
+  auto one = [&](OptimizerType t, double mom, int steps) {
+    Optimizer<double, Exec> opt(t, 1, lr, wd, mom);
+    Vec<double, M> p("p", 1), g("g", 1);
+    p(0) = w0;
+    g(0) = g0;
+    for (int k = 0; k < steps; ++k) opt.step(Exec(), p, g);
+    return p(0);
+  };
+  // SGD with momentum 0.9, two steps: buf1 = g', buf2 = 0.9 buf1 + g'' where g includes weight decay
+  {
+    const double ga = g0 + wd * w0, w1 = w0 - lr * ga;
+    const double gb = g0 + wd * w1, w2 = w1 - lr * (0.9 * ga + gb);
+    CHECK(one(OptimizerType::SGD, 0.9, 2) == Approx(w2).epsilon(1e-14));
+  }
+  // Adam (L2 in the gradient): first step moves by lr * sign(g) (bias-corrected m/sqrt(v) = 1)
+  {
+    const double ga = g0 + wd * w0;
+    CHECK(one(OptimizerType::Adam, 0.0, 1) == Approx(w0 - lr * ga / (std::fabs(ga) + 1e-8)).epsilon(1e-12));
+  }
+  // AdamW: decoupled decay then the Adam step
+  {
+    const double w = w0 - lr * wd * w0;
+    CHECK(one(OptimizerType::AdamW, 0.0, 1) == Approx(w - lr * g0 / (g0 + 1e-8)).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("ReduceLROnPlateau lowers the rate after `patience` bad epochs and respects min_lr", "[train][scheduler]") {
+  PlateauScheduler s;
+  s.factor = 0.5;
+  s.patience = 2;
+  s.min_lr = 0.3;
+  double lr = 1.0;
+  lr = s.update(1.0, lr);  // best
+  CHECK(lr == 1.0);
+  lr = s.update(1.0, lr);  // bad 1
+  lr = s.update(1.1, lr);  // bad 2
+  CHECK(lr == 1.0);
+  lr = s.update(1.2, lr);  // bad 3 > patience -> reduce
+  CHECK(lr == 0.5);
+  lr = s.update(0.5, lr);  // improvement resets
+  CHECK(lr == 0.5);
+  for (int k = 0; k < 3; ++k) lr = s.update(0.9, lr);
+  CHECK(lr == 0.3);  // clamped at min_lr
+}
+
+TEST_CASE("early stopping ends training after `patience` epochs without improvement", "[train][early]") {
+  hydragnn_test::ensure_kokkos();
+  using ModelT = Model<float, SchNetConv, Exec>;
+  Config cfg = tiny_config("SchNet");
+  cfg.training.num_epoch = 50;
+  cfg.training.early_stopping = true;
+  cfg.training.patience = 2;
+  cfg.training.optimizer.learning_rate = 1e-9;  // nothing improves measurably after the first epoch
+  cfg.training.scheduler = false;
+  TrainOptions opt;
+  opt.verbose = false;
+  std::string log;
+  opt.log = [&](const std::string& s) { log += s; };
+  opt.output_dir = temp_dir("early");
+  const TrainResult r = train<ModelT>(Exec(), cfg, tiny_dataset(400, 4), tiny_dataset(500, 2), opt);
+  CHECK(r.state.epoch < 50);
+  CHECK(r.state.stop_bad == 2);
+  CHECK(log.find("early stopping") != std::string::npos);
 }

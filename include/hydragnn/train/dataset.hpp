@@ -91,7 +91,7 @@ inline std::vector<double> fit_reference_energies(const Dataset& ds, const Speci
   if (used == 0) return std::vector<double>(ns, 0.0);
   double tr = 0;
   for (std::size_t a = 0; a < ns; ++a) tr += A[a * ns + a];
-  for (std::size_t a = 0; a < ns; ++a) A[a * ns + a] += 1e-10 * tr / ns;
+  for (std::size_t a = 0; a < ns; ++a) A[a * ns + a] += 1e-12 * tr / ns;
   // Gaussian elimination with partial pivoting
   std::vector<double> x = rhs;
   for (std::size_t c = 0; c < ns; ++c) {
