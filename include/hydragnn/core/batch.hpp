@@ -169,15 +169,9 @@ Batch<M> make_batch(const std::vector<const Structure*>& frames, const std::vect
     for (int i = 0; i < N; ++i) h_sp_perm[fill[h_species[i]]++] = i;
   }
 
-  auto to_dev_i = [](const std::string& label, const std::vector<int>& v) {
-    Vec<int, M> d(label, v.size());
-    auto h = Kokkos::create_mirror_view(d);
-    for (std::size_t i = 0; i < v.size(); ++i) h(i) = v[i];
-    Kokkos::deep_copy(d, h);
-    return d;
-  };
-  auto to_dev_d = [](const std::string& label, const std::vector<double>& v) {
-    Vec<double, M> d(label, v.size());
+  auto to_dev = [](const std::string& label, const auto& v) {
+    using V = typename std::decay_t<decltype(v)>::value_type;
+    Vec<V, M> d(label, v.size());
     auto h = Kokkos::create_mirror_view(d);
     for (std::size_t i = 0; i < v.size(); ++i) h(i) = v[i];
     Kokkos::deep_copy(d, h);
@@ -191,21 +185,21 @@ Batch<M> make_batch(const std::vector<const Structure*>& frames, const std::vect
     Kokkos::deep_copy(d, h);
     return d;
   };
-  b.graph_ptr = to_dev_i("hydragnn::Batch::graph_ptr", h_graph_ptr);
-  b.graph_edge_ptr = to_dev_i("hydragnn::Batch::graph_edge_ptr", h_gedge);
-  b.atom_graph = to_dev_i("hydragnn::Batch::atom_graph", h_atom_graph);
-  b.species = to_dev_i("hydragnn::Batch::species", h_species);
-  b.species_perm = to_dev_i("hydragnn::Batch::species_perm", h_sp_perm);
-  b.species_ptr = to_dev_i("hydragnn::Batch::species_ptr", h_sp_ptr);
+  b.graph_ptr = to_dev("hydragnn::Batch::graph_ptr", h_graph_ptr);
+  b.graph_edge_ptr = to_dev("hydragnn::Batch::graph_edge_ptr", h_gedge);
+  b.atom_graph = to_dev("hydragnn::Batch::atom_graph", h_atom_graph);
+  b.species = to_dev("hydragnn::Batch::species", h_species);
+  b.species_perm = to_dev("hydragnn::Batch::species_perm", h_sp_perm);
+  b.species_ptr = to_dev("hydragnn::Batch::species_ptr", h_sp_ptr);
   b.pos = to_dev_m3("hydragnn::Batch::pos", h_pos);
-  b.volume = to_dev_d("hydragnn::Batch::volume", h_vol);
-  b.row_ptr = to_dev_i("hydragnn::Batch::row_ptr", h_row_ptr);
-  b.dst = to_dev_i("hydragnn::Batch::dst", h_dst);
-  b.src = to_dev_i("hydragnn::Batch::src", h_src);
+  b.volume = to_dev("hydragnn::Batch::volume", h_vol);
+  b.row_ptr = to_dev("hydragnn::Batch::row_ptr", h_row_ptr);
+  b.dst = to_dev("hydragnn::Batch::dst", h_dst);
+  b.src = to_dev("hydragnn::Batch::src", h_src);
   b.shift = to_dev_m3("hydragnn::Batch::shift", h_shift);
-  b.send_perm = to_dev_i("hydragnn::Batch::send_perm", h_send_perm);
-  b.send_ptr = to_dev_i("hydragnn::Batch::send_ptr", h_send_ptr);
-  b.inv_count = to_dev_d("hydragnn::Batch::inv_count", h_inv);
+  b.send_perm = to_dev("hydragnn::Batch::send_perm", h_send_perm);
+  b.send_ptr = to_dev("hydragnn::Batch::send_ptr", h_send_ptr);
+  b.inv_count = to_dev("hydragnn::Batch::inv_count", h_inv);
   return b;
 }
 
