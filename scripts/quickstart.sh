@@ -10,5 +10,5 @@ bash scripts/install_deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
 cmake --build build --target hydragnn_cli -j"$(nproc)"
 
-build/examples/hydragnn train --config examples/si_sw/config.json --output runs/si_sw
+build/examples/hydragnn train --config examples/si_sw/config.json --output runs/si_sw --overwrite
 build/examples/hydragnn evaluate --checkpoint runs/si_sw/checkpoint_best.hgnn --input examples/si_sw/test.extxyz

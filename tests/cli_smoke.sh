@@ -38,6 +38,12 @@ python3 -c "import json,sys; c=json.load(open(sys.argv[1])); c['NeuralNetwork'][
 "$exe" train --config "$work/cfg.json" --output "$work/run" --resume > "$work/resume.log"
 grep -q "epoch    2/2" "$work/resume.log" || fail "resume did not continue at epoch 2"
 
+# an existing run is never overwritten silently
+before=$(md5sum < "$work/run/checkpoint.hgnn")
+if "$exe" train --config "$work/cfg.json" --output "$work/run" 2> "$work/err0.txt"; then fail "existing run overwritten"; fi
+grep -q -- "--resume" "$work/err0.txt" || fail "no hint to --resume: $(cat "$work/err0.txt")"
+[ "$before" = "$(md5sum < "$work/run/checkpoint.hgnn")" ] || fail "checkpoint changed by a refused run"
+
 # bad input: unknown key named in the message, non-zero exit
 sed 's/"hidden_dim"/"hiden_dim"/' "$work/cfg.json" > "$work/bad.json"
 if "$exe" train --config "$work/bad.json" --output "$work/bad" 2> "$work/err.txt"; then fail "unknown key accepted"; fi

@@ -59,7 +59,10 @@ Dataset load_for_model(const std::string& path, const ModelSpec& spec) {
   return ds;
 }
 
-int cmd_train(const std::string& config_path, const std::string& out_dir, bool resume) {
+int cmd_train(const std::string& config_path, const std::string& out_dir, bool resume, bool overwrite) {
+  if (!resume && !overwrite && std::filesystem::exists(out_dir + "/checkpoint.hgnn"))
+    throw std::runtime_error(out_dir + "/checkpoint.hgnn exists: pass --resume to continue that run or --overwrite "
+                             "to start a new one there (nothing was changed)");
   Config cfg = load_config(config_path);
   if (cfg.dataset.train.empty() && cfg.dataset.total.empty())
     throw ConfigError(config_path + ": 'Dataset.path' must name 'train' (or 'total') extxyz files");
@@ -195,12 +198,13 @@ int main(int argc, char** argv) {
   CLI::App app{"hydragnn: train and run HydraGNN-style graph neural network potentials (Kokkos, C++17)"};
   app.require_subcommand(1);
   std::string config, output = "hydragnn_run", checkpoint, input, out_file;
-  bool resume = false, json = false;
+  bool resume = false, overwrite = false, json = false;
   int batch = 32;
   auto* train_cmd = app.add_subcommand("train", "train a model from a HydraGNN-schema JSON config");
   train_cmd->add_option("--config,-c", config, "config JSON")->required()->check(CLI::ExistingFile);
   train_cmd->add_option("--output,-o", output, "output directory (checkpoints, metrics log)");
   train_cmd->add_flag("--resume", resume, "continue from OUTPUT/checkpoint.hgnn (bit-for-bit)");
+  train_cmd->add_flag("--overwrite", overwrite, "start afresh even if OUTPUT already holds a checkpoint");
   auto* pred_cmd = app.add_subcommand("predict", "write energy, forces and stress for every frame");
   pred_cmd->add_option("--checkpoint", checkpoint, "checkpoint file")->required()->check(CLI::ExistingFile);
   pred_cmd->add_option("--input,-i", input, "input extxyz")->required()->check(CLI::ExistingFile);
@@ -216,7 +220,7 @@ int main(int argc, char** argv) {
   Kokkos::initialize(argc, argv);
   int rc = 0;
   try {
-    if (*train_cmd) rc = cmd_train(config, output, resume);
+    if (*train_cmd) rc = cmd_train(config, output, resume, overwrite);
     else if (*pred_cmd) rc = cmd_predict(checkpoint, input, out_file, batch);
     else if (*eval_cmd) rc = cmd_evaluate(checkpoint, input, json, batch);
   } catch (const std::exception& e) {
