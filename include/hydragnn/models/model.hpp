@@ -246,7 +246,8 @@ class Model {
     return rbar;
   }
 
- private:
+  // Public, not private: nvcc rejects extended (KOKKOS_LAMBDA) lambdas inside private or
+  // protected member functions. Implementation detail of forward()/backward().
   template <class S>
   void pool_forward(const Exec& exec, const Batch<M>& b, const Mat<S, M>& h, Forward<S>& f) const {
     const int G = b.num_graphs, H = spec_.hidden_dim;
@@ -285,6 +286,7 @@ class Model {
         });
   }
 
+ private:
   ModelSpec spec_;
   long emb_off_ = 0;
   Conv conv_;

@@ -174,7 +174,8 @@ LossResult loss_and_grad(const typename ModelT::exec_space& exec, const ModelT& 
     Mat<double, M> rdot("hydragnn::loss_and_grad::rdot", b.num_edges, 3);
     {
       auto dst = b.dst, src = b.src, ag = b.atom_graph;
-      auto vol = b.volume, pos = b.pos, shift = b.shift;
+      auto vol = b.volume;              // Vec<double>: its own declaration, one auto type per
+      auto pos = b.pos, shift = b.shift;  // declaration (ill-formed otherwise; nvcc/clang reject it)
       Kokkos::parallel_for(
           "hydragnn::loss_and_grad::edge_tangent", Kokkos::RangePolicy<Exec>(exec, 0, b.num_edges),
           KOKKOS_LAMBDA(const long e) {
