@@ -1,0 +1,339 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Google Benchmark harness: training steps, batched inference and MD-style inference of SchNet and
+// EGNN potentials on the reference workload (benchmarks/workload.hpp). T = float, Exec =
+// Kokkos::DefaultExecutionSpace, so a CUDA build of Kokkos benchmarks the GPU. See benchmarks/README.md.
+#include <hydragnn/potential.hpp>
+#include <hydragnn/train/loss.hpp>
+#include <hydragnn/train/optimizer.hpp>
+
+#include "workload.hpp"
+
+#include <Kokkos_Core.hpp>
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <sys/resource.h>
+
+#ifdef KOKKOS_ENABLE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+namespace {
+
+using T = float;
+using Exec = Kokkos::DefaultExecutionSpace;
+using M = Exec::memory_space;
+using namespace hydragnn;
+using hydragnn_bench::GraphSet;
+
+constexpr int kConvLayers = 4;
+constexpr int kRadialSize = 50;  // Gaussians of the SchNet filter (HydraGNN's num_gaussians default)
+constexpr double kMiB = 1024.0 * 1024.0;
+int g_warmup = 1;  // untimed steps before the timed loop (--warmup=N)
+
+// ---- memory ------------------------------------------------------------------------------------
+
+/// Peak of the bytes Kokkos holds in the benchmarked memory space, through the Kokkos Tools
+/// allocation callbacks (active only between start() and stop(), i.e. never while timing).
+struct KokkosMemoryTracker {
+  static inline long long current = 0, peak = 0;
+  static void on_alloc(const Kokkos_Profiling_SpaceHandle h, const char*, const void*, const uint64_t size) {
+    if (std::strncmp(h.name, M::name(), sizeof(h.name)) != 0) return;
+    current += (long long)size;
+    peak = std::max(peak, current);
+  }
+  static void on_dealloc(const Kokkos_Profiling_SpaceHandle h, const char*, const void*, const uint64_t size) {
+    if (std::strncmp(h.name, M::name(), sizeof(h.name)) != 0) return;
+    current -= (long long)size;
+  }
+  static void start() {
+    Kokkos::fence();
+    current = peak = 0;
+    Kokkos::Tools::Experimental::set_allocate_data_callback(&on_alloc);
+    Kokkos::Tools::Experimental::set_deallocate_data_callback(&on_dealloc);
+  }
+  /// Peak bytes allocated (and not yet freed) since start().
+  static long long stop() {
+    Kokkos::fence();
+    Kokkos::Tools::Experimental::set_allocate_data_callback(nullptr);
+    Kokkos::Tools::Experimental::set_deallocate_data_callback(nullptr);
+    return peak;
+  }
+};
+
+/// Peak resident set size of the whole process so far (Linux: ru_maxrss is in KiB).
+[[maybe_unused]] double peak_rss_mib() {  // only used by non-CUDA builds
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_maxrss) / 1024.0;
+}
+
+/// Device memory in use (total - free), CUDA builds only.
+double device_used_mib() {
+#ifdef KOKKOS_ENABLE_CUDA
+  std::size_t free_b = 0, total_b = 0;
+  cudaMemGetInfo(&free_b, &total_b);
+  return double(total_b - free_b) / kMiB;
+#else
+  return 0.0;
+#endif
+}
+
+/// Memory counters shared by all cases. kokkos_peak_MB is measured over setup + the first step.
+void memory_counters(benchmark::State& state, long long kokkos_peak, double dev_used_before) {
+  if (kokkos_peak < 0) kokkos_peak = KokkosMemoryTracker::stop();  // no step ran (zero iterations)
+  state.counters["kokkos_peak_MB"] = double(kokkos_peak) / kMiB;
+#ifdef KOKKOS_ENABLE_CUDA
+  state.counters["cuda_used_MB"] = device_used_mib();                          // whole device, after the loop
+  state.counters["cuda_delta_MB"] = device_used_mib() - dev_used_before;       // this case's retained growth
+#else
+  (void)dev_used_before;
+  state.counters["peak_rss_MB"] = peak_rss_mib();  // process-wide maximum so far (CPU stand-in)
+#endif
+}
+
+// ---- workload caches (host data only: no Kokkos views outlive Kokkos::finalize) ------------------
+
+const GraphSet& reference_set() {
+  static const GraphSet set = hydragnn_bench::reference_batch();
+  return set;
+}
+
+const GraphSet& md_set(int n) {
+  static std::map<int, std::unique_ptr<GraphSet>> cache;
+  auto& p = cache[n];
+  if (!p) p = std::make_unique<GraphSet>(hydragnn_bench::md_box(n));
+  return *p;
+}
+
+// ---- models -------------------------------------------------------------------------------------
+
+ModelSpec bench_spec(const std::string& type, int hidden, bool conservative) {
+  const auto& w = hydragnn_bench::reference_workload();
+  ModelSpec s;
+  s.mpnn_type = type;
+  s.hidden_dim = hidden;
+  s.num_filters = hidden;
+  s.num_conv_layers = kConvLayers;
+  s.cutoff = w.cutoff;
+  s.max_neighbours = w.max_neighbours;
+  s.radial = RadialSpec{RadialBasis::Gaussian, kRadialSize, w.cutoff};
+  s.species = hydragnn_bench::species_map(w);
+  s.ref_energy.assign(s.species.size(), 0.0);
+  s.energy = conservative;
+  if (!conservative) s.heads = {HeadDef{"energy", false, 1, 1.0}, HeadDef{"forces", true, 3, 1.0}};
+  return s;
+}
+
+LossSpec bench_loss(bool conservative) {
+  LossSpec w;
+  if (conservative) {
+    w.energy = 1.0;
+    w.force = 1.0;
+  } else {
+    w.energy = w.energy_peratom = w.force = w.stress = 0.0;
+    w.heads = {1.0, 1.0};
+  }
+  return w;
+}
+
+std::string label(const char* conv, const char* what, int hidden) {
+  std::ostringstream s;
+  s << conv << ' ' << what << " hidden=" << hidden << " layers=" << kConvLayers << " float " << Exec::name();
+  return s.str();
+}
+
+void size_counters(benchmark::State& state, long graphs, long atoms, long edges, std::size_t params) {
+  state.counters["graphs_per_s"] = benchmark::Counter(double(graphs), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["atoms_per_s"] = benchmark::Counter(double(atoms), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["atoms_per_batch"] = double(atoms);
+  state.counters["edges_per_batch"] = double(edges);
+  state.counters["params"] = double(params);
+}
+
+// ---- cases --------------------------------------------------------------------------------------
+
+/// One optimisation step: loss_and_grad (conservative: real pass + dual pass) + AdamW step.
+template <class Conv>
+void BM_train(benchmark::State& state, int hidden, bool conservative) {
+  const GraphSet& set = reference_set();
+  const double dev_before = device_used_mib();
+  KokkosMemoryTracker::start();
+  const Exec exec;
+  auto batch = hydragnn_bench::make_device_batch<M>(set, hydragnn_bench::species_map(), !conservative);
+  Model<T, Conv, Exec> model(bench_spec(Conv::name, hidden, conservative));
+  model.initialize(42);
+  Optimizer<T, Exec> opt(OptimizerType::AdamW, model.num_params(), 1e-3, 1e-2, 0.0);
+  Vec<T, M> grad("hydragnn_bench::grad", model.num_params());
+  const LossSpec w = bench_loss(conservative);
+  auto step = [&] {
+    LossResult r = loss_and_grad(exec, model, batch, w, grad);
+    opt.step(exec, model.params(), grad);
+    benchmark::DoNotOptimize(r.loss);
+  };
+  // Memory is tracked over setup + the first step: the first warm-up step, or with --warmup=0 the
+  // first timed step (the callbacks then run inside it: one compare and add per allocation).
+  long long kpeak = -1;
+  for (int k = 0; k < g_warmup; ++k) {
+    step();
+    if (kpeak < 0) kpeak = KokkosMemoryTracker::stop();
+  }
+  for (auto _ : state) {
+    step();
+    Kokkos::fence();
+    if (kpeak < 0) kpeak = KokkosMemoryTracker::stop();
+  }
+  state.SetLabel(label(Conv::name, conservative ? "train conservative" : "train direct", hidden));
+  size_counters(state, batch.num_graphs, batch.num_atoms, batch.num_edges, model.num_params());
+  memory_counters(state, kpeak, dev_before);
+}
+
+/// Batched inference of a conservative model: energies + forces (+ stress) in one forward/backward.
+template <class Conv>
+void BM_infer(benchmark::State& state, int hidden) {
+  const GraphSet& set = reference_set();
+  const double dev_before = device_used_mib();
+  KokkosMemoryTracker::start();
+  const Exec exec;
+  auto batch = hydragnn_bench::make_device_batch<M>(set, hydragnn_bench::species_map(), false);
+  Model<T, Conv, Exec> model(bench_spec(Conv::name, hidden, true));
+  model.initialize(42);
+  long long kpeak = -1;  // setup + first predict, as in BM_train
+  for (int k = 0; k < g_warmup; ++k) {
+    benchmark::DoNotOptimize(predict(exec, model, batch, true).energy.data());
+    if (kpeak < 0) kpeak = KokkosMemoryTracker::stop();
+  }
+  for (auto _ : state) {
+    Prediction p = predict(exec, model, batch, true);
+    benchmark::DoNotOptimize(p.forces.data());
+    Kokkos::fence();
+    if (kpeak < 0) kpeak = KokkosMemoryTracker::stop();
+  }
+  state.SetLabel(label(Conv::name, "infer energy+forces", hidden));
+  size_counters(state, batch.num_graphs, batch.num_atoms, batch.num_edges, model.num_params());
+  memory_counters(state, kpeak, dev_before);
+}
+
+/// MD-style inference: one periodic box of n atoms per step (energy, forces, stress).
+template <class Conv>
+void BM_md(benchmark::State& state, int hidden, int n) {
+  const GraphSet& set = md_set(n);  // built (radius graph on the host) outside the timed loop
+  const double dev_before = device_used_mib();
+  KokkosMemoryTracker::start();
+  const Exec exec;
+  auto batch = hydragnn_bench::make_device_batch<M>(set, hydragnn_bench::species_map(), false);
+  Model<T, Conv, Exec> model(bench_spec(Conv::name, hidden, true));
+  model.initialize(42);
+  long long kpeak = -1;  // setup + first predict, as in BM_train
+  for (int k = 0; k < g_warmup; ++k) {
+    benchmark::DoNotOptimize(predict(exec, model, batch, true).energy.data());
+    if (kpeak < 0) kpeak = KokkosMemoryTracker::stop();
+  }
+  double seconds = 0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    Prediction p = predict(exec, model, batch, true);
+    benchmark::DoNotOptimize(p.forces.data());
+    Kokkos::fence();
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (kpeak < 0) kpeak = KokkosMemoryTracker::stop();
+  }
+  state.SetLabel(label(Conv::name, ("MD box n=" + std::to_string(n)).c_str(), hidden));
+  const double steps = double(state.iterations());
+  state.counters["us_per_atom_step"] = steps > 0 ? 1e6 * seconds / (steps * n) : 0.0;
+  state.counters["atoms_per_s"] = benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["atoms"] = double(n);
+  state.counters["edges"] = double(batch.num_edges);
+  state.counters["params"] = double(model.num_params());
+  memory_counters(state, kpeak, dev_before);
+}
+
+// ---- registration -------------------------------------------------------------------------------
+
+template <class Conv>
+void register_model(const std::vector<int>& hidden, const std::vector<int>& md_sizes) {
+  const std::string c = Conv::name;
+  for (int mode = 0; mode < 2; ++mode) {
+    const bool cons = mode == 1;
+    for (int h : hidden)
+      benchmark::RegisterBenchmark(("train/" + c + (cons ? "/conservative" : "/direct") + "/h" + std::to_string(h)).c_str(),
+                                   [h, cons](benchmark::State& s) { BM_train<Conv>(s, h, cons); })
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
+  }
+  for (int h : hidden)
+    benchmark::RegisterBenchmark(("infer/" + c + "/h" + std::to_string(h)).c_str(),
+                                 [h](benchmark::State& s) { BM_infer<Conv>(s, h); })
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+  for (int h : hidden)
+    for (int n : md_sizes)
+      benchmark::RegisterBenchmark(("md/" + c + "/h" + std::to_string(h) + "/n" + std::to_string(n)).c_str(),
+                                   [h, n](benchmark::State& s) { BM_md<Conv>(s, h, n); })
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
+}
+
+std::vector<int> parse_int_list(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream ss(s);
+  std::string tok;
+  while (std::getline(ss, tok, ','))
+    if (!tok.empty()) out.push_back(std::stoi(tok));
+  return out;
+}
+
+/// Removes "--name=value" from argv and returns value (or def).
+std::string take_flag(int& argc, char** argv, const std::string& name, const std::string& def) {
+  const std::string prefix = "--" + name + "=";
+  std::string value = def;
+  int out = 1;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], prefix.c_str(), prefix.size()) == 0) value = argv[i] + prefix.size();
+    else argv[out++] = argv[i];
+  }
+  argc = out;
+  argv[argc] = nullptr;
+  return value;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Kokkos::initialize(argc, argv);
+  int rc = 0;
+  {
+    const auto hidden = parse_int_list(take_flag(argc, argv, "hidden", "64,128"));
+    const auto md_sizes = parse_int_list(take_flag(argc, argv, "md_sizes", "1000,8000,64000"));
+    g_warmup = std::max(0, std::stoi(take_flag(argc, argv, "warmup", "1")));
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) {
+      rc = 1;
+    } else {
+      register_model<SchNetConv>(hidden, md_sizes);
+      register_model<EGNNConv>(hidden, md_sizes);
+      const auto& w = hydragnn_bench::reference_workload();
+      std::ostringstream wl;
+      wl << "molecules N~U[" << w.min_atoms << "," << w.max_atoms << "], sc lattice a=" << w.lattice
+         << " A jitter +-" << w.jitter << "a, Z in {1,6,7,8}, cutoff " << w.cutoff << " A, max "
+         << w.max_neighbours << " neighbours, " << w.batch_size << " graphs/batch, seed " << w.seed;
+      benchmark::AddCustomContext("hydragnn_workload", wl.str());
+      benchmark::AddCustomContext("kokkos_execution_space", Exec::name());
+      benchmark::AddCustomContext("kokkos_version", std::to_string(KOKKOS_VERSION));
+      benchmark::AddCustomContext("scalar", "float");
+      benchmark::RunSpecifiedBenchmarks();
+      benchmark::Shutdown();
+    }
+  }
+  Kokkos::finalize();
+  return rc;
+}
