@@ -197,64 +197,65 @@ void BM_train(benchmark::State& state, int hidden, bool conservative) {
   memory_counters(state, kpeak, dev_before);
 }
 
-/// Batched inference of a conservative model: energies + forces (+ stress) in one forward/backward.
-template <class Conv>
-void BM_infer(benchmark::State& state, int hidden) {
-  const GraphSet& set = reference_set();
-  const double dev_before = device_used_mib();
-  KokkosMemoryTracker::start();
-  const Exec exec;
-  auto batch = hydragnn_bench::make_device_batch<M>(set, hydragnn_bench::species_map(), false);
-  Model<T, Conv, Exec> model(bench_spec(Conv::name, hidden, true));
-  model.initialize(42);
-  long long kpeak = -1;  // setup + first predict, as in BM_train
-  for (int k = 0; k < g_warmup; ++k) {
-    benchmark::DoNotOptimize(predict(exec, model, batch, true).energy.data());
-    if (kpeak < 0) kpeak = KokkosMemoryTracker::stop();
-  }
-  for (auto _ : state) {
-    Prediction p = predict(exec, model, batch, true);
-    benchmark::DoNotOptimize(p.forces.data());
-    Kokkos::fence();
-    if (kpeak < 0) kpeak = KokkosMemoryTracker::stop();
-  }
-  state.SetLabel(label(Conv::name, "infer energy+forces", hidden));
-  size_counters(state, batch.num_graphs, batch.num_atoms, batch.num_edges, model.num_params());
-  memory_counters(state, kpeak, dev_before);
-}
+/// What one inference benchmark measured.
+struct PredictRun {
+  long graphs = 0, atoms = 0, edges = 0;
+  std::size_t params = 0;
+  long long kpeak = -1;
+  double seconds = 0, dev_before = 0;
+};
 
-/// MD-style inference: one periodic box of n atoms per step (energy, forces, stress).
+/// Shared body of the inference benchmarks: build the batch and a conservative model, warm up, then
+/// time predict() (energy, forces, stress) per iteration.
 template <class Conv>
-void BM_md(benchmark::State& state, int hidden, int n) {
-  const GraphSet& set = md_set(n);  // built (radius graph on the host) outside the timed loop
-  const double dev_before = device_used_mib();
+PredictRun run_predict(benchmark::State& state, const GraphSet& set, int hidden) {
+  PredictRun r;
+  r.dev_before = device_used_mib();
   KokkosMemoryTracker::start();
   const Exec exec;
   auto batch = hydragnn_bench::make_device_batch<M>(set, hydragnn_bench::species_map(), false);
   Model<T, Conv, Exec> model(bench_spec(Conv::name, hidden, true));
   model.initialize(42);
-  long long kpeak = -1;  // setup + first predict, as in BM_train
-  for (int k = 0; k < g_warmup; ++k) {
+  for (int k = 0; k < g_warmup; ++k) {  // setup + first predict, as in BM_train
     benchmark::DoNotOptimize(predict(exec, model, batch, true).energy.data());
-    if (kpeak < 0) kpeak = KokkosMemoryTracker::stop();
+    if (r.kpeak < 0) r.kpeak = KokkosMemoryTracker::stop();
   }
-  double seconds = 0;
   for (auto _ : state) {
     const auto t0 = std::chrono::steady_clock::now();
     Prediction p = predict(exec, model, batch, true);
     benchmark::DoNotOptimize(p.forces.data());
     Kokkos::fence();
-    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (kpeak < 0) kpeak = KokkosMemoryTracker::stop();
+    r.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (r.kpeak < 0) r.kpeak = KokkosMemoryTracker::stop();
   }
+  r.graphs = batch.num_graphs;
+  r.atoms = batch.num_atoms;
+  r.edges = batch.num_edges;
+  r.params = model.num_params();
+  return r;
+}
+
+/// Batched inference of a conservative model: energies + forces (+ stress) in one forward/backward.
+template <class Conv>
+void BM_infer(benchmark::State& state, int hidden) {
+  const PredictRun r = run_predict<Conv>(state, reference_set(), hidden);
+  state.SetLabel(label(Conv::name, "infer energy+forces", hidden));
+  size_counters(state, r.graphs, r.atoms, r.edges, r.params);
+  memory_counters(state, r.kpeak, r.dev_before);
+}
+
+/// MD-style inference: one periodic box of n atoms per step (energy, forces, stress).
+template <class Conv>
+void BM_md(benchmark::State& state, int hidden, int n) {
+  const PredictRun r = run_predict<Conv>(state, md_set(n), hidden);  // graph built outside the timed loop
   state.SetLabel(label(Conv::name, ("MD box n=" + std::to_string(n)).c_str(), hidden));
   const double steps = double(state.iterations());
-  state.counters["us_per_atom_step"] = steps > 0 ? 1e6 * seconds / (steps * n) : 0.0;
+  state.counters["us_per_atom_step"] = steps > 0 ? 1e6 * r.seconds / (steps * n) : 0.0;
   state.counters["atoms_per_s"] = benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
   state.counters["atoms"] = double(n);
-  state.counters["edges"] = double(batch.num_edges);
-  state.counters["params"] = double(model.num_params());
-  memory_counters(state, kpeak, dev_before);
+  state.counters["edges"] = double(r.edges);
+  state.counters["params"] = double(r.params);
+  memory_counters(state, r.kpeak, r.dev_before);
 }
 
 // ---- registration -------------------------------------------------------------------------------
