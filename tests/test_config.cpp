@@ -200,8 +200,8 @@ TEST_CASE("config: to_json round trip", "[config]") {
       "Dataset": {"name": "lj", "path": {"total": "/data/all.extxyz"}},
       "NeuralNetwork": {
         "Architecture": {"mpnn_type": "EGNN", "radius": 6.25, "hidden_dim": 48, "num_conv_layers": 5,
-          "num_radial": 12, "radial_type": "bessel", "activation_function": "ssp", "graph_pooling": "max",
-          "periodic_boundary_conditions": true, "equivariance": true,
+          "num_radial": 12, "radial_type": "bessel", "envelope": "polynomial", "activation_function": "ssp",
+          "graph_pooling": "max", "periodic_boundary_conditions": true, "equivariance": true,
           "output_heads": {"graph": {"num_sharedlayers": 1, "dim_sharedlayers": 8, "num_headlayers": 3, "dim_headlayers": [8, 4, 2]},
                            "node": {"num_headlayers": 1, "dim_headlayers": [7]}},
           "task_weights": [2.0, 0.125],
@@ -213,6 +213,9 @@ TEST_CASE("config: to_json round trip", "[config]") {
           "seed": 18446744073709551615, "checkpoint_every": 0}
       }})");
     CHECK(c.training.seed == 18446744073709551615ULL);
+    CHECK(c.arch.envelope == "polynomial");
+    CHECK_THROWS_WITH(parse_config(R"({"NeuralNetwork": {"Architecture": {"envelope": "gaussian"}}})"),
+                      Catch::Matchers::Contains("NeuralNetwork.Architecture.envelope"));
     CHECK(c.arch.heads[1].dim == 3);
     CHECK(c.arch.heads[1].weight == 0.125);
     const Config r = parse_config(to_json(c));

@@ -53,6 +53,7 @@ struct ArchitectureConfig {
   int num_filters = 64;              ///< SchNet filter width; hidden_dim when absent
   int num_radial = 0;                ///< if > 0 overrides num_gaussians
   std::string radial_type = "gaussian";        ///< gaussian | bessel
+  std::string envelope = "cosine";             ///< cosine | polynomial (our extension)
   std::string activation_function = "silu";    ///< relu | silu | ssp | tanh | sigmoid | softplus
   std::string graph_pooling = "mean";          ///< mean | sum | max ("add" -> "sum")
   bool periodic_boundary_conditions = false;
@@ -141,7 +142,7 @@ inline bool operator!=(const HeadSpec& a, const HeadSpec& b) { return !(a == b);
 inline bool operator==(const ArchitectureConfig& a, const ArchitectureConfig& b) {
   auto t = [](const ArchitectureConfig& x) {
     return std::tie(x.mpnn_type, x.radius, x.max_neighbours, x.hidden_dim, x.num_conv_layers,
-                    x.num_gaussians, x.num_filters, x.num_radial, x.radial_type,
+                    x.num_gaussians, x.num_filters, x.num_radial, x.radial_type, x.envelope,
                     x.activation_function, x.graph_pooling, x.periodic_boundary_conditions,
                     x.equivariance, x.graph_num_sharedlayers, x.graph_dim_sharedlayers,
                     x.graph_num_headlayers, x.graph_dim_headlayers, x.node_num_headlayers,
@@ -465,6 +466,7 @@ inline void parse_architecture(Reader& a, ArchitectureConfig& c,
   check(a, "num_radial", c.num_radial, [](int x) { return x >= 0; }, "must be >= 0");
   if (a.get("radial_type", c.radial_type))
     c.radial_type = choose(a, "radial_type", c.radial_type, {"gaussian", "bessel"}, true);
+  if (a.get("envelope", c.envelope)) c.envelope = choose(a, "envelope", c.envelope, {"cosine", "polynomial"}, true);
   if (a.get("activation_function", c.activation_function))
     c.activation_function = choose(a, "activation_function", c.activation_function,
                                    {"relu", "silu", "ssp", "tanh", "sigmoid", "softplus"}, true);
@@ -751,6 +753,7 @@ inline std::string to_json(const Config& c) {
   arch["num_filters"] = a.num_filters;
   arch["num_radial"] = a.num_radial;
   arch["radial_type"] = a.radial_type;
+  arch["envelope"] = a.envelope;
   arch["activation_function"] = a.activation_function;
   arch["graph_pooling"] = a.graph_pooling;
   arch["periodic_boundary_conditions"] = a.periodic_boundary_conditions;

@@ -30,7 +30,8 @@ inline ModelSpec spec_from_config(const Config& cfg) {
   s.num_filters = a.num_filters;
   s.cutoff = a.radius;
   s.max_neighbours = a.max_neighbours;
-  s.radial = RadialSpec{a.radial_type == "bessel" ? RadialBasis::Bessel : RadialBasis::Gaussian, a.radial_size(), a.radius};
+  s.radial = RadialSpec{a.radial_type == "bessel" ? RadialBasis::Bessel : RadialBasis::Gaussian, a.radial_size(), a.radius,
+                        a.envelope == "polynomial" ? Envelope::Polynomial : Envelope::Cosine};
   s.act = parse_activation(a.activation_function);
   s.pooling = parse_pooling(a.graph_pooling);
   s.energy = a.enable_interatomic_potential;
