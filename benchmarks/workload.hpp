@@ -187,7 +187,8 @@ hydragnn::Batch<M> make_device_batch(const GraphSet& set, const hydragnn::Specie
     gp.push_back(&set.graphs[i]);
   }
   if (!direct_heads) return hydragnn::make_batch<M>(fp, gp, species);
-  return hydragnn::make_batch<M>(fp, gp, species, {"energy", "forces"}, {false, true}, {1, 3});
+  return hydragnn::make_batch<M>(fp, gp, species,
+                                 {hydragnn::HeadDef{"energy", false, 1}, hydragnn::HeadDef{"forces", true, 3}});
 }
 
 }  // namespace hydragnn_bench

@@ -43,16 +43,7 @@ LossResult run_on(const ModelSpec& spec, const std::vector<double>& params, cons
     for (std::size_t i = 0; i < params.size(); ++i) h(i) = params[i];
     Kokkos::deep_copy(model.params(), h);
   }
-  std::vector<RadiusGraph> graphs;
-  std::vector<const Structure*> fp;
-  std::vector<const RadiusGraph*> gp;
-  graphs.reserve(frames.size());
-  for (const auto& f : frames) graphs.push_back(radius_graph(f, spec.cutoff));
-  for (std::size_t i = 0; i < frames.size(); ++i) {
-    fp.push_back(&frames[i]);
-    gp.push_back(&graphs[i]);
-  }
-  auto b = make_batch<M>(fp, gp, spec.species, {"dipole", "charge"}, {false, true}, {3, 1});
+  auto b = make_batch<M>(frames, spec.cutoff, -1, spec.species, spec.heads);
   LossSpec w;
   w.energy = 1.0;
   w.force = 2.0;

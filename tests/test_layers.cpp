@@ -118,7 +118,6 @@ struct Fixture {
   Exec exec;
   Model<double, Conv, Exec> model;
   std::vector<Structure> frames;
-  std::vector<RadiusGraph> graphs;
   Batch<M> batch;
 
   explicit Fixture(const char* type, std::uint64_t seed = 5) : model(small_spec(type, {1, 8})) {
@@ -128,17 +127,7 @@ struct Fixture {
     frames.push_back(hydragnn_test::random_structure(seed + 1, 4, {8, 1}, false, 2.6, 1.1));
     rebuild();
   }
-  void rebuild() {
-    graphs.clear();
-    for (const auto& f : frames) graphs.push_back(radius_graph(f, model.spec().cutoff));
-    std::vector<const Structure*> fp;
-    std::vector<const RadiusGraph*> gp;
-    for (std::size_t i = 0; i < frames.size(); ++i) {
-      fp.push_back(&frames[i]);
-      gp.push_back(&graphs[i]);
-    }
-    batch = make_batch<M>(fp, gp, model.spec().species);
-  }
+  void rebuild() { batch = make_batch<M>(frames, model.spec().cutoff, -1, model.spec().species); }
   std::vector<double> energies() { return predict(exec, model, batch, false).energy; }
 };
 
@@ -217,10 +206,7 @@ TEMPLATE_TEST_CASE("dual-number gradient of an energy+force+stress+heads loss ma
     for (std::size_t i = 0; i < s.size(); ++i) s.arrays["charge"].push_back(nd(rng));
     s.array_cols["charge"] = 1;
   }
-  std::vector<RadiusGraph> graphs;
-  for (const auto& f : frames) graphs.push_back(radius_graph(f, spec.cutoff));
-  auto batch = make_batch<M>({&frames[0], &frames[1]}, {&graphs[0], &graphs[1]}, spec.species, {"gap", "charge"},
-                             {false, true}, {2, 1});
+  auto batch = make_batch<M>(frames, spec.cutoff, -1, spec.species, spec.heads);
   LossSpec w;
   w.energy = 0.8;
   w.energy_peratom = 0.3;
@@ -285,8 +271,7 @@ TEMPLATE_TEST_CASE("graph-head pooling (sum, mean, max): dual gradient matches f
     frames[0].energy = 0.3;
     frames[0].forces.assign(6, Vec3{0.1, -0.2, 0.3});
     frames[0].info["gap"] = "0.5";
-    std::vector<RadiusGraph> graphs{radius_graph(frames[0], spec.cutoff)};
-    auto batch = make_batch<M>({&frames[0]}, {&graphs[0]}, spec.species, {"gap"}, {false}, {1});
+    auto batch = make_batch<M>(frames, spec.cutoff, -1, spec.species, spec.heads);
     LossSpec w;
     w.force = 0.9;
     w.heads = {1.0};

@@ -35,16 +35,7 @@ ModelSpec spec_for(const std::string& type) {
 
 template <class ModelT>
 Prediction run(const ModelT& model, const std::vector<Structure>& frames) {
-  std::vector<RadiusGraph> graphs;
-  std::vector<const Structure*> fp;
-  std::vector<const RadiusGraph*> gp;
-  graphs.reserve(frames.size());
-  for (const auto& f : frames) graphs.push_back(radius_graph(f, model.spec().cutoff));
-  for (std::size_t i = 0; i < frames.size(); ++i) {
-    fp.push_back(&frames[i]);
-    gp.push_back(&graphs[i]);
-  }
-  auto b = make_batch<M>(fp, gp, model.spec().species);
+  auto b = make_batch<M>(frames, model.spec().cutoff, -1, model.spec().species);
   return predict(Exec(), model, b, true);
 }
 

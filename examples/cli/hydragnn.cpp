@@ -74,35 +74,23 @@ int cmd_train(const std::string& config_path, const std::string& out_dir, bool r
   Dataset train_ds, val_ds, test_ds;
   auto load = [&](const std::string& p) { return load_dataset(cfg.dataset.resolve(p), base.cutoff, base.max_neighbours, req); };
   if (!cfg.dataset.total.empty()) {
-    Dataset all = load(cfg.dataset.total);
-    std::vector<std::size_t> order(all.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::mt19937_64 rng(cfg.training.seed);
-    std::shuffle(order.begin(), order.end(), rng);
+    const Dataset all = load(cfg.dataset.total);
     const SplitSizes sz = split_total(all.size(), cfg.training.perc_train);
-    for (std::size_t k = 0; k < all.size(); ++k) {
-      Dataset& d = k < sz.train ? train_ds : k < sz.train + sz.validate ? val_ds : test_ds;
-      d.frames.push_back(all.frames[order[k]]);
-      d.graphs.push_back(all.graphs[order[k]]);
-    }
+    auto parts = split_dataset(all, {sz.train, sz.validate, sz.test}, cfg.training.seed);
+    train_ds = std::move(parts[0]);
+    val_ds = std::move(parts[1]);
+    test_ds = std::move(parts[2]);
   } else {
     train_ds = load(cfg.dataset.train);
     if (!cfg.dataset.validate.empty()) {
       val_ds = load(cfg.dataset.validate);
     } else if (cfg.training.perc_train < 1.0) {
       // no validation file: hold out (1 - perc_train) of the training file, shuffled with the seed
-      Dataset all = std::move(train_ds);
-      train_ds = Dataset{};
-      std::vector<std::size_t> order(all.size());
-      std::iota(order.begin(), order.end(), 0);
-      std::mt19937_64 rng(cfg.training.seed);
-      std::shuffle(order.begin(), order.end(), rng);
-      const std::size_t ntrain = std::min(all.size(), std::size_t(std::llround(cfg.training.perc_train * all.size())));
-      for (std::size_t k = 0; k < all.size(); ++k) {
-        Dataset& d = k < ntrain ? train_ds : val_ds;
-        d.frames.push_back(all.frames[order[k]]);
-        d.graphs.push_back(all.graphs[order[k]]);
-      }
+      const std::size_t n = train_ds.size();
+      const std::size_t ntrain = std::min(n, std::size_t(std::llround(cfg.training.perc_train * n)));
+      auto parts = split_dataset(train_ds, {ntrain, n - ntrain}, cfg.training.seed);
+      train_ds = std::move(parts[0]);
+      val_ds = std::move(parts[1]);
     }
     if (!cfg.dataset.test.empty()) test_ds = load(cfg.dataset.test);
   }
@@ -149,11 +137,10 @@ int cmd_predict(const std::string& ckpt, const std::string& input, const std::st
     using M = typename ModelT::memory_space;
     ModelT model = model_from_checkpoint<ModelT>(c, ckpt);
     Dataset ds = load_for_model(input, model.spec());
-    HeadKeys<ModelT> hk(model.spec());
     for (std::size_t s = 0; s < ds.size(); s += batch) {
       std::vector<std::size_t> idx;
       for (std::size_t i = s; i < std::min(ds.size(), s + std::size_t(batch)); ++i) idx.push_back(i);
-      auto b = batch_of<M>(ds, idx, model.spec().species, hk.keys, hk.node, hk.dims);
+      auto b = batch_of<M>(ds, idx, model.spec().species, model.spec().heads);
       const Prediction p = predict(exec, model, b, model.spec().energy);
       std::size_t a0 = 0;
       for (std::size_t k = 0; k < idx.size(); ++k) {

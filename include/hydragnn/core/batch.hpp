@@ -25,6 +25,15 @@ struct SpeciesMap {
   std::size_t size() const { return numbers.size(); }
 };
 
+/// A direct (non-energy) output head: its targets are the extxyz info key `name` (graph heads) or
+/// the per-atom column `name` (node heads).
+struct HeadDef {
+  std::string name;
+  bool node = false;  ///< node-level (per atom) or graph-level
+  int dim = 1;
+  double weight = 1.0;
+};
+
 /// Volume of a 3-D periodic cell, 0 for anything else (stress is defined only for 3-D periodic cells).
 inline double stress_volume(const Structure& s) {
   if (!(s.has_cell && s.pbc[0] && s.pbc[1] && s.pbc[2])) return 0.0;
@@ -60,12 +69,11 @@ struct Batch {
   std::vector<std::vector<double>> head_targets;  ///< per extra head: G*dim or N*dim (NaN where absent)
 };
 
-/// Build a batch from structures and their (precomputed) radius graphs.
-/// head_keys/head_is_node/head_dims describe the extra (non-energy) heads whose targets to collect.
+/// Build a batch from structures and their (precomputed) radius graphs, collecting the targets of
+/// the direct heads.
 template <class M>
 Batch<M> make_batch(const std::vector<const Structure*>& frames, const std::vector<const RadiusGraph*>& graphs,
-                    const SpeciesMap& species, const std::vector<std::string>& head_keys = {},
-                    const std::vector<bool>& head_is_node = {}, const std::vector<int>& head_dims = {}) {
+                    const SpeciesMap& species, const std::vector<HeadDef>& heads = {}) {
   const double nan = std::nan("");
   Batch<M> b;
   const int G = int(frames.size());
@@ -86,9 +94,9 @@ Batch<M> make_batch(const std::vector<const Structure*>& frames, const std::vect
   b.stress.assign(9 * std::size_t(G), nan);
   b.natoms.resize(G);
   b.numbers.resize(N);
-  b.head_targets.resize(head_keys.size());
-  for (std::size_t h = 0; h < head_keys.size(); ++h)
-    b.head_targets[h].assign(std::size_t(head_dims[h]) * (head_is_node[h] ? N : G), nan);
+  b.head_targets.resize(heads.size());
+  for (std::size_t h = 0; h < heads.size(); ++h)
+    b.head_targets[h].assign(std::size_t(heads[h].dim) * (heads[h].node ? N : G), nan);
 
   int a0 = 0, e0 = 0;
   for (int g = 0; g < G; ++g) {
@@ -129,22 +137,23 @@ Batch<M> make_batch(const std::vector<const Structure*>& frames, const std::vect
         h_shift[3 * (e0 + e) + a] = v;
       }
     }
-    for (std::size_t h = 0; h < head_keys.size(); ++h) {
-      const int dim = head_dims[h];
+    for (std::size_t h = 0; h < heads.size(); ++h) {
+      const std::string& key = heads[h].name;
+      const int dim = heads[h].dim;
       auto& t = b.head_targets[h];
-      if (head_is_node[h]) {
-        auto it = s.arrays.find(head_keys[h]);
-        if (it != s.arrays.end() && s.array_cols.at(head_keys[h]) == dim)
+      if (heads[h].node) {
+        auto it = s.arrays.find(key);
+        if (it != s.arrays.end() && s.array_cols.at(key) == dim)
           std::copy(it->second.begin(), it->second.end(), t.begin() + std::size_t(a0) * dim);
       } else {
-        auto it = s.info.find(head_keys[h]);
+        auto it = s.info.find(key);
         if (it != s.info.end()) {
           const char* p = it->second.c_str();
           for (int k = 0; k < dim; ++k) {
             char* end = nullptr;
             const double v = std::strtod(p, &end);
             if (end == p) throw std::runtime_error(s.source + ": cannot read " + std::to_string(dim) +
-                                                   " number(s) from key '" + head_keys[h] + "'");
+                                                   " number(s) from key '" + key + "'");
             t[std::size_t(g) * dim + k] = v;
             p = end;
           }
@@ -201,6 +210,22 @@ Batch<M> make_batch(const std::vector<const Structure*>& frames, const std::vect
   b.send_ptr = to_dev("hydragnn::Batch::send_ptr", h_send_ptr);
   b.inv_count = to_dev("hydragnn::Batch::inv_count", h_inv);
   return b;
+}
+
+/// Convenience: radius graphs (cutoff, max_neighbours) and the batch of a list of structures.
+template <class M>
+Batch<M> make_batch(const std::vector<Structure>& frames, double cutoff, int max_neighbours, const SpeciesMap& species,
+                    const std::vector<HeadDef>& heads = {}) {
+  std::vector<RadiusGraph> graphs;
+  graphs.reserve(frames.size());
+  std::vector<const Structure*> fp;
+  std::vector<const RadiusGraph*> gp;
+  for (const auto& f : frames) {
+    graphs.push_back(radius_graph(f, cutoff, max_neighbours));
+    fp.push_back(&f);
+  }
+  for (const auto& g : graphs) gp.push_back(&g);
+  return make_batch<M>(fp, gp, species, heads);
 }
 
 }  // namespace hydragnn

@@ -58,9 +58,8 @@ class Model {
       dims.push_back(1);
       energy_head_ = MLP(alloc, dims, spec.act, false);
     }
-    bool any_graph = false;
-    for (const auto& hd : spec.heads) any_graph = any_graph || !hd.node;
-    if (any_graph && spec.graph_num_sharedlayers > 0) {
+    for (const auto& hd : spec.heads) has_graph_heads_ = has_graph_heads_ || !hd.node;
+    if (has_graph_heads_ && spec.graph_num_sharedlayers > 0) {
       std::vector<int> dims{H};
       for (int k = 0; k < spec.graph_num_sharedlayers; ++k) dims.push_back(spec.graph_dim_sharedlayers);
       shared_ = MLP(alloc, dims, spec.act, true);
@@ -170,9 +169,7 @@ class Model {
     }
     // direct heads
     if (!spec_.heads.empty()) {
-      bool any_graph = false;
-      for (const auto& hd : spec_.heads) any_graph = any_graph || !hd.node;
-      if (any_graph) {
+      if (has_graph_heads_) {
         pool_forward<S>(exec, b, hL, f);
         f.shared_out = shared_.layers.empty() ? f.pooled : shared_.forward<Exec, S, T>(exec, p, f.pooled, f.shared_cache);
       }
@@ -289,6 +286,7 @@ class Model {
  private:
   ModelSpec spec_;
   long emb_off_ = 0;
+  bool has_graph_heads_ = false;  ///< any direct head on pooled (graph-level) features
   Conv conv_;
   MLP energy_head_, shared_;
   std::vector<MLP> heads_;

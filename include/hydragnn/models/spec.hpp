@@ -22,14 +22,6 @@ inline Pooling parse_pooling(const std::string& s) {
 }
 inline const char* pooling_name(Pooling p) { return p == Pooling::Mean ? "mean" : p == Pooling::Sum ? "sum" : "max"; }
 
-/// A direct (non-energy) output head.
-struct HeadDef {
-  std::string name;
-  bool node = false;  ///< node-level (per atom) or graph-level
-  int dim = 1;
-  double weight = 1.0;
-};
-
 struct ModelSpec {
   std::string mpnn_type = "SchNet";
   int hidden_dim = 64;

@@ -8,6 +8,9 @@
 #include <hydragnn/io/extxyz.hpp>
 
 #include <algorithm>
+#include <cstdint>
+#include <numeric>
+#include <random>
 #include <cmath>
 #include <set>
 #include <stdexcept>
@@ -134,18 +137,40 @@ inline double energy_scale_of(const Dataset& ds, const SpeciesMap& sp, const std
   return n ? std::max(1e-3, std::sqrt(s2 / n)) : 1.0;
 }
 
-/// Batches of consecutive indices from an order.
+/// Shuffle a dataset with `seed` and cut it into consecutive parts of the given sizes (the last part
+/// takes whatever remains).
+inline std::vector<Dataset> split_dataset(const Dataset& all, const std::vector<std::size_t>& sizes,
+                                          std::uint64_t seed) {
+  std::vector<std::size_t> order(all.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(seed);
+  std::shuffle(order.begin(), order.end(), rng);
+  std::vector<Dataset> parts(sizes.size());
+  std::size_t part = 0, used = 0;
+  for (std::size_t k = 0; k < all.size(); ++k) {
+    while (part + 1 < parts.size() && used == sizes[part]) {
+      ++part;
+      used = 0;
+    }
+    parts[part].name = all.name;
+    parts[part].frames.push_back(all.frames[order[k]]);
+    parts[part].graphs.push_back(all.graphs[order[k]]);
+    ++used;
+  }
+  return parts;
+}
+
+/// The batch of frames idx of a dataset.
 template <class M>
 Batch<M> batch_of(const Dataset& ds, const std::vector<std::size_t>& idx, const SpeciesMap& sp,
-                  const std::vector<std::string>& keys = {}, const std::vector<bool>& node = {},
-                  const std::vector<int>& dims = {}) {
+                  const std::vector<HeadDef>& heads = {}) {
   std::vector<const Structure*> f;
   std::vector<const RadiusGraph*> g;
   for (std::size_t i : idx) {
     f.push_back(&ds.frames[i]);
     g.push_back(&ds.graphs[i]);
   }
-  return make_batch<M>(f, g, sp, keys, node, dims);
+  return make_batch<M>(f, g, sp, heads);
 }
 
 }  // namespace hydragnn

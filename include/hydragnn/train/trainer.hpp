@@ -89,33 +89,18 @@ inline Metrics metrics_from(const ErrorSums& e, double loss) {
   return m;
 }
 
-template <class ModelT>
-struct HeadKeys {
-  std::vector<std::string> keys;
-  std::vector<bool> node;
-  std::vector<int> dims;
-  explicit HeadKeys(const ModelSpec& s) {
-    for (const auto& h : s.heads) {
-      keys.push_back(h.name);
-      node.push_back(h.node);
-      dims.push_back(h.dim);
-    }
-  }
-};
-
 /// Loss and errors of a model over a whole dataset (no gradients), in batches of batch_size.
 template <class ModelT>
 Metrics evaluate(const typename ModelT::exec_space& exec, const ModelT& model, const Dataset& ds, const LossSpec& w,
                  int batch_size) {
   using M = typename ModelT::memory_space;
-  HeadKeys<ModelT> hk(model.spec());
   ErrorSums sums;
   double loss = 0;
   std::size_t graphs = 0;
   for (std::size_t s = 0; s < ds.size(); s += batch_size) {
     std::vector<std::size_t> idx;
     for (std::size_t i = s; i < std::min(ds.size(), s + batch_size); ++i) idx.push_back(i);
-    auto b = batch_of<M>(ds, idx, model.spec().species, hk.keys, hk.node, hk.dims);
+    auto b = batch_of<M>(ds, idx, model.spec().species, model.spec().heads);
     auto r = loss_and_grad(exec, model, b, w, Vec<typename ModelT::real_type, M>());
     sums.add(r.errors);
     loss += r.loss * idx.size();
@@ -217,7 +202,6 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
     optim.step_count = st.step;
   }
   const LossSpec w = loss_from_config(cfg, model.spec());
-  HeadKeys<ModelT> hk(model.spec());
   PlateauScheduler sched;
   sched.enabled = tc.scheduler;
   sched.factor = tc.scheduler_factor;
@@ -249,7 +233,7 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
     double train_loss = 0;
     for (std::size_t s = 0; s < order.size(); s += tc.batch_size) {
       std::vector<std::size_t> idx(order.begin() + s, order.begin() + std::min(order.size(), s + tc.batch_size));
-      auto b = batch_of<M>(train_ds, idx, model.spec().species, hk.keys, hk.node, hk.dims);
+      auto b = batch_of<M>(train_ds, idx, model.spec().species, model.spec().heads);
       auto r = loss_and_grad(exec, model, b, w, grad);
       if (!std::isfinite(r.loss))
         throw std::runtime_error("training diverged: loss is " + std::to_string(r.loss) + " at epoch " +
