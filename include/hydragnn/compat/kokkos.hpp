@@ -42,6 +42,16 @@ KOKKOS_INLINE_FUNCTION T pi() { return T(3.14159265358979323846); }
 
 }  // namespace math
 
+namespace compat {
+#if defined(KOKKOS_ENABLE_HIP)
+#if HYDRAGNN_KOKKOS4
+using hip_space = Kokkos::HIP;
+#else
+using hip_space = Kokkos::Experimental::HIP;
+#endif
+#endif
+}  // namespace compat
+
 /// Profiling region (ScopedRegion is Kokkos 4 only).
 struct ProfileRegion {
   explicit ProfileRegion(const char* name) { Kokkos::Profiling::pushRegion(name); }
