@@ -1,11 +1,17 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Multi-layer perceptron: Linear -> act -> Linear -> ... -> Linear [-> act].
-// Forward keeps what the hand-written backward needs (each layer's input and pre-activation).
+// Forward keeps what the hand-written backward needs (each layer's input and pre-activation) in
+// views of the caller's workspace; nothing is allocated once the workspace has grown.
+//
+// Parameter names follow torch.nn.Sequential: Linear k of an MLP named P is "P.<2k>" (the
+// activations take the odd indices), e.g. P.0.weight, P.0.bias, P.2.weight, ...
 #pragma once
 
+#include <hydragnn/core/workspace.hpp>
 #include <hydragnn/kernels/dense.hpp>
 #include <hydragnn/kernels/pointwise.hpp>
 
+#include <string>
 #include <vector>
 
 namespace hydragnn {
@@ -14,12 +20,15 @@ struct MLP {
   std::vector<LinearShape> layers;
   Activation act = Activation::SiLU;
   bool act_last = false;
+  std::string label = "hydragnn::MLP";  ///< workspace slot label (unique per MLP instance in a model)
 
   MLP() = default;
-  /// dims = {in, hidden..., out}
-  MLP(ParamAllocator& alloc, const std::vector<int>& dims, Activation a, bool activate_last, bool bias = true)
-      : act(a), act_last(activate_last) {
-    for (std::size_t l = 0; l + 1 < dims.size(); ++l) layers.push_back(alloc.linear(dims[l], dims[l + 1], bias));
+  /// dims = {in, hidden..., out}; name = parameter-name prefix (and workspace label).
+  MLP(ParamAllocator& alloc, const std::vector<int>& dims, Activation a, bool activate_last, bool bias = true,
+      const std::string& name = {})
+      : act(a), act_last(activate_last), label(name.empty() ? "hydragnn::MLP" : "hydragnn::MLP::" + name) {
+    for (std::size_t l = 0; l + 1 < dims.size(); ++l)
+      layers.push_back(alloc.linear(dims[l], dims[l + 1], bias, name.empty() ? name : name + "." + std::to_string(2 * l)));
   }
   int in_dim() const { return layers.front().in; }
   int out_dim() const { return layers.back().out; }
@@ -29,49 +38,56 @@ struct MLP {
   struct Cache {
     std::vector<Mat<S, M>> input;  ///< input of layer l
     std::vector<Mat<S, M>> pre;    ///< pre-activation output of layer l
+    Mat<S, M> out;                 ///< output of the MLP
   };
 
-  /// Y = mlp(X); returns the output view (allocated).
+  /// Y = mlp(X) into workspace views (slot index `slot`); returns the output view.
   template <class Exec, class S, class T>
-  Mat<S, mem_t<Exec>> forward(const Exec& exec, const CVec<T, mem_t<Exec>>& p, const Mat<S, mem_t<Exec>>& X,
-                              Cache<S, mem_t<Exec>>& cache) const {
+  Mat<S, mem_t<Exec>> forward(const Exec& exec, const Weights<T, mem_t<Exec>>& w, const Mat<S, mem_t<Exec>>& X,
+                              Cache<S, mem_t<Exec>>& cache, Workspace<mem_t<Exec>>& ws, int slot = 0) const {
     using M = mem_t<Exec>;
     const std::size_t n = X.extent(0);
-    cache.input.assign(layers.size(), Mat<S, M>());
-    cache.pre.assign(layers.size(), Mat<S, M>());
+    cache.input.resize(layers.size());
+    cache.pre.resize(layers.size());
     Mat<S, M> h = X;
     for (std::size_t l = 0; l < layers.size(); ++l) {
       cache.input[l] = h;
-      Mat<S, M> z("hydragnn::MLP::forward", n, layers[l].out);
-      kernels::linear_forward<Exec, S, T>(exec, h, p, layers[l], z);
+      const int idx = slot * 64 + int(l);
+      Mat<S, M> z = ws.template mat<S>(label + ".pre", idx, n, layers[l].out);
+      kernels::linear_forward<Exec, S, T>(exec, h, w, layers[l], z);
       cache.pre[l] = z;
       if (activated(l)) {
-        Mat<S, M> a("hydragnn::MLP::forward", n, layers[l].out);
+        Mat<S, M> a = ws.template mat<S>(label + ".act", idx, n, layers[l].out);
         kernels::activation_forward<Exec, S>(exec, act, z, a);
         h = a;
       } else {
         h = z;
       }
     }
+    cache.out = h;
     return h;
   }
 
-  /// Given Ybar, accumulate parameter gradients into g and return Xbar (allocated).
+  /// Given Ybar: accumulate parameter gradients into g (skipped when g is empty) and return Xbar
+  /// (a workspace view; its contents are overwritten).
   template <class Exec, class S, class T>
-  Mat<S, mem_t<Exec>> backward(const Exec& exec, const CVec<T, mem_t<Exec>>& p, const Cache<S, mem_t<Exec>>& cache,
-                               const Mat<S, mem_t<Exec>>& Ybar, const Vec<S, mem_t<Exec>>& g) const {
+  Mat<S, mem_t<Exec>> backward(const Exec& exec, const Weights<T, mem_t<Exec>>& w, const Cache<S, mem_t<Exec>>& cache,
+                               const Mat<S, mem_t<Exec>>& Ybar, const Vec<S, mem_t<Exec>>& g, Workspace<mem_t<Exec>>& ws,
+                               int slot = 0) const {
     using M = mem_t<Exec>;
+    const bool want_params = g.extent(0) > 0;
     Mat<S, M> hbar = Ybar;
     for (std::size_t l = layers.size(); l-- > 0;) {
       const std::size_t n = cache.pre[l].extent(0);
+      const int idx = slot * 64 + int(l);
       Mat<S, M> zbar = hbar;
       if (activated(l)) {
-        zbar = Mat<S, M>("hydragnn::MLP::backward", n, layers[l].out);
+        zbar = ws.template mat<S>(label + ".pre_bar", idx, n, layers[l].out);
         kernels::activation_backward<Exec, S>(exec, act, cache.pre[l], hbar, zbar);
       }
-      kernels::linear_backward_params<Exec, S>(exec, cache.input[l], zbar, layers[l], g);
-      Mat<S, M> xbar("hydragnn::MLP::backward", n, layers[l].in);
-      kernels::linear_backward_input<Exec, S, T>(exec, zbar, p, layers[l], xbar, false);
+      if (want_params) kernels::linear_backward_params<Exec, S>(exec, cache.input[l], zbar, layers[l], g);
+      Mat<S, M> xbar = ws.template mat<S>(label + ".in_bar", idx, n, layers[l].in);
+      kernels::linear_backward_input<Exec, S, T>(exec, zbar, w, layers[l], xbar, false);
       hbar = xbar;
     }
     return hbar;

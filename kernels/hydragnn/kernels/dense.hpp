@@ -1,44 +1,52 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// Dense layer kernels: Y = X W^T + b and its backward, generic in the scalar (real or dual).
-// Weights are always real; with dual activations each product is a real-times-dual product, so a
-// dual GEMM costs two real GEMMs worth of flops. Deterministic: every output element is one thread's
-// fixed-order sum.
+// Dense layer op: Y = X W^T + b and its backward, generic in the scalar (real or dual).
+//
+// Weights are always real; with dual activations each product is real x dual, so a dual GEMM costs
+// two real GEMMs of flops. Deterministic: every output element is the sum of its terms in one fixed
+// order in every mode, so the modes agree bitwise:
+//   forward          Y(n,o)  = b(o) + X(n,0) W(o,0) + X(n,1) W(o,1) + ...        (c ascending)
+//   backward_input   Xbar(n,c) (+)= Ybar(n,0) W(0,c) + Ybar(n,1) W(1,c) + ...   (o ascending)
+//   backward_params  Wbar(o,c) += Ybar(0,o) X(0,c) + Ybar(1,o) X(1,c) + ...     (n ascending)
+//
+// Modes (kernels/modes.hpp): HostRow keeps one row's outputs in a local array and streams the
+// transposed weights W^T (in x out, contiguous over outputs; the model transposes all weights once
+// per pass, never per call); PerElement is one thread per output; TeamTiled is one team per tile of
+// rows with vector lanes over the outputs.
 #pragma once
 
 #include <hydragnn/core/types.hpp>
+#include <hydragnn/kernels/modes.hpp>
 
 namespace hydragnn {
+
+/// The parameters of a pass: the flat buffer p and, at the same offsets, every Linear weight block
+/// transposed (pt: W^T, in x out). pt may be empty where no HostRow forward runs.
+template <class T, class M>
+struct Weights {
+  CVec<T, M> p;
+  CVec<T, M> pt;
+};
+
 namespace kernels {
 
-namespace detail {
-/// Host variants keep one row's outputs in a local array (vectorised over the outputs); wider layers
-/// fall back to the one-thread-per-element form. Both sum in the same order, so they agree bitwise.
-constexpr int host_row_max = 256;
-template <class M>
-constexpr bool host_space_v = Kokkos::SpaceAccessibility<Kokkos::HostSpace, M>::accessible;
-}  // namespace detail
-
-/// Y(n,o) = sum_c X(n,c) W(o,c) + b(o)            X: N x in, Y: N x out
-/// (each output sums b(o), then c = 0, 1, ... in order)
-template <class Exec, class S, class T>
-void linear_forward(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const CVec<T, mem_t<Exec>>& p,
+/// Y(n,o) = b(o) + sum_c X(n,c) W(o,c)              X: n x in -> Y: n x out
+template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
+void linear_forward(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const Weights<T, mem_t<Exec>>& wts,
                     const LinearShape& sh, const Mat<S, mem_t<Exec>>& Y) {
   const int in = sh.in, out = sh.out;
-  const long w = sh.w_off, b = sh.b_off;
+  const long w = sh.w_off, b = sh.b_off, ld = sh.stride(), wt = sh.wt_off;
   const long n = long(X.extent(0));
-  if constexpr (detail::host_space_v<mem_t<Exec>>) {
-    if (out <= detail::host_row_max) {
-      // W^T (in x out) so that the inner loop runs over contiguous outputs
-      Vec<T, mem_t<Exec>> wt("hydragnn::Linear::forward_wt", std::size_t(in) * out);
-      for (int o = 0; o < out; ++o)
-        for (int c = 0; c < in; ++c) wt(std::size_t(c) * out + o) = p(w + long(o) * in + c);
+  const CVec<T, mem_t<Exec>> p = wts.p;
+  if constexpr (std::is_same<Mode, exec_mode::HostRow>::value) {
+    if (out <= detail::host_row_max && wt >= 0 && wts.pt.extent(0) == p.extent(0)) {
+      const CVec<T, mem_t<Exec>> pt = wts.pt;
       Kokkos::parallel_for(
           "hydragnn::Linear::forward", Kokkos::RangePolicy<Exec>(exec, 0, n), KOKKOS_LAMBDA(const long i) {
             S acc[detail::host_row_max];
             for (int o = 0; o < out; ++o) acc[o] = b >= 0 ? S(p(b + o)) : S(0);
             for (int c = 0; c < in; ++c) {
               const S x = X(i, c);
-              const T* wr = &wt(std::size_t(c) * out);
+              const T* wr = &pt(wt + long(c) * out);
               for (int o = 0; o < out; ++o) acc[o] += x * wr[o];
             }
             for (int o = 0; o < out; ++o) Y(i, o) = acc[o];
@@ -46,25 +54,43 @@ void linear_forward(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const CVec<
       return;
     }
   }
+  if constexpr (std::is_same<Mode, exec_mode::TeamTiled>::value) {
+    using member = typename Kokkos::TeamPolicy<Exec>::member_type;
+    Kokkos::parallel_for(
+        "hydragnn::Linear::forward", detail::tiled_policy(exec, n), KOKKOS_LAMBDA(const member& team) {
+          long r0, r1;
+          detail::tile_rows(team, n, r0, r1);
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, r0, r1), [&](const long i) {
+            Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, out), [&](const int o) {
+              S acc = b >= 0 ? S(p(b + o)) : S(0);
+              const T* wrow = &p(w + long(o) * ld);
+              for (int c = 0; c < in; ++c) acc += X(i, c) * wrow[c];
+              Y(i, o) = acc;
+            });
+          });
+        });
+    return;
+  }
   Kokkos::parallel_for(
       "hydragnn::Linear::forward", Kokkos::RangePolicy<Exec>(exec, 0, n * out), KOKKOS_LAMBDA(const long k) {
         const long i = k / out;
         const int o = int(k % out);
         S acc = b >= 0 ? S(p(b + o)) : S(0);
-        const T* wrow = &p(w + long(o) * in);
+        const T* wrow = &p(w + long(o) * ld);
         for (int c = 0; c < in; ++c) acc += X(i, c) * wrow[c];
         Y(i, o) = acc;
       });
 }
 
-/// Xbar(n,c) (+)= sum_o Ybar(n,o) W(o,c)          (o = 0, 1, ... in order)
-template <class Exec, class S, class T>
-void linear_backward_input(const Exec& exec, const CMat<S, mem_t<Exec>>& Ybar, const CVec<T, mem_t<Exec>>& p,
+/// Xbar(n,c) (+)= sum_o Ybar(n,o) W(o,c)              Ybar: n x out -> Xbar: n x in
+template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
+void linear_backward_input(const Exec& exec, const CMat<S, mem_t<Exec>>& Ybar, const Weights<T, mem_t<Exec>>& wts,
                            const LinearShape& sh, const Mat<S, mem_t<Exec>>& Xbar, bool accumulate) {
   const int in = sh.in, out = sh.out;
-  const long w = sh.w_off;
+  const long w = sh.w_off, ld = sh.stride();
   const long n = long(Ybar.extent(0));
-  if constexpr (detail::host_space_v<mem_t<Exec>>) {
+  const CVec<T, mem_t<Exec>> p = wts.p;
+  if constexpr (std::is_same<Mode, exec_mode::HostRow>::value) {
     if (in <= detail::host_row_max) {
       Kokkos::parallel_for(
           "hydragnn::Linear::backward_input", Kokkos::RangePolicy<Exec>(exec, 0, n), KOKKOS_LAMBDA(const long i) {
@@ -72,7 +98,7 @@ void linear_backward_input(const Exec& exec, const CMat<S, mem_t<Exec>>& Ybar, c
             for (int c = 0; c < in; ++c) acc[c] = accumulate ? Xbar(i, c) : S(0);
             for (int o = 0; o < out; ++o) {
               const S y = Ybar(i, o);
-              const T* wr = &p(w + long(o) * in);
+              const T* wr = &p(w + long(o) * ld);
               for (int c = 0; c < in; ++c) acc[c] += y * wr[c];
             }
             for (int c = 0; c < in; ++c) Xbar(i, c) = acc[c];
@@ -80,30 +106,45 @@ void linear_backward_input(const Exec& exec, const CMat<S, mem_t<Exec>>& Ybar, c
       return;
     }
   }
+  if constexpr (std::is_same<Mode, exec_mode::TeamTiled>::value) {
+    using member = typename Kokkos::TeamPolicy<Exec>::member_type;
+    Kokkos::parallel_for(
+        "hydragnn::Linear::backward_input", detail::tiled_policy(exec, n), KOKKOS_LAMBDA(const member& team) {
+          long r0, r1;
+          detail::tile_rows(team, n, r0, r1);
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, r0, r1), [&](const long i) {
+            Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, in), [&](const int c) {
+              S acc = accumulate ? Xbar(i, c) : S(0);
+              for (int o = 0; o < out; ++o) acc += Ybar(i, o) * p(w + long(o) * ld + c);
+              Xbar(i, c) = acc;
+            });
+          });
+        });
+    return;
+  }
   Kokkos::parallel_for(
       "hydragnn::Linear::backward_input", Kokkos::RangePolicy<Exec>(exec, 0, n * in), KOKKOS_LAMBDA(const long k) {
         const long i = k / in;
         const int c = int(k % in);
         S acc = accumulate ? Xbar(i, c) : S(0);
-        for (int o = 0; o < out; ++o) acc += Ybar(i, o) * p(w + long(o) * in + c);
+        for (int o = 0; o < out; ++o) acc += Ybar(i, o) * p(w + long(o) * ld + c);
         Xbar(i, c) = acc;
       });
 }
 
-/// Wbar(o,c) += sum_n Ybar(n,o) X(n,c);  bbar(o) += sum_n Ybar(n,o)
+/// Wbar(o,c) += sum_n Ybar(n,o) X(n,c);  bbar(o) += sum_n Ybar(n,o)      (n ascending)
 ///
-/// Every (o,c) sum runs over n in ascending order in both variants, so they agree bitwise.
-/// Device spaces: one thread per (o,c) (neighbouring threads read neighbouring columns).
-/// Host spaces: one thread per block of 4 outputs x 32 inputs streaming over the rows, so that each
-/// row of X and Ybar is read from cache once per block instead of once per weight; biases separately.
-template <class Exec, class S>
+/// HostRow: one thread per block of 4 outputs x 32 inputs streaming over the rows, so that each row
+/// of X and Ybar is read from cache once per block instead of once per weight; biases separately.
+/// PerElement: one thread per weight. TeamTiled: one team per output, lanes over inputs.
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const CMat<S, mem_t<Exec>>& Ybar,
                             const LinearShape& sh, const Vec<S, mem_t<Exec>>& g) {
   const int in = sh.in, out = sh.out;
-  const long w = sh.w_off, b = sh.b_off;
+  const long w = sh.w_off, b = sh.b_off, ld = sh.stride();
   const long n = long(X.extent(0));
   const int cols = in + (b >= 0 ? 1 : 0);
-  if constexpr (detail::host_space_v<mem_t<Exec>>) {
+  if constexpr (std::is_same<Mode, exec_mode::HostRow>::value) {
     constexpr int BO = 4, BC = 32;
     const int nbo = (out + BO - 1) / BO, nbc = (in + BC - 1) / BC;
     Kokkos::parallel_for(
@@ -120,7 +161,7 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
               for (int c = 0; c < nc; ++c) acc[a][c] += y * X(i, c0 + c);
             }
           for (int a = 0; a < no; ++a)
-            for (int c = 0; c < nc; ++c) g(w + long(o0 + a) * in + c0 + c) += acc[a][c];
+            for (int c = 0; c < nc; ++c) g(w + long(o0 + a) * ld + c0 + c) += acc[a][c];
         });
     if (b >= 0)
       Kokkos::parallel_for(
@@ -129,22 +170,57 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
             for (long i = 0; i < n; ++i) acc += Ybar(i, o);
             g(b + o) += acc;
           });
-  } else {
-    Kokkos::parallel_for(
-        "hydragnn::Linear::backward_params", Kokkos::RangePolicy<Exec>(exec, 0, long(out) * cols),
-        KOKKOS_LAMBDA(const long k) {
-          const int o = int(k / cols);
-          const int c = int(k % cols);
-          S acc(0);
-          if (c < in) {
-            for (long i = 0; i < n; ++i) acc += Ybar(i, o) * X(i, c);
-            g(w + long(o) * in + c) += acc;
-          } else {
-            for (long i = 0; i < n; ++i) acc += Ybar(i, o);
-            g(b + o) += acc;
-          }
-        });
+    return;
   }
+  if constexpr (std::is_same<Mode, exec_mode::TeamTiled>::value) {
+    using member = typename Kokkos::TeamPolicy<Exec>::member_type;
+    Kokkos::parallel_for(
+        "hydragnn::Linear::backward_params", detail::tiled_policy(exec, out), KOKKOS_LAMBDA(const member& team) {
+          long o0, o1;
+          detail::tile_rows(team, out, o0, o1);
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, o0, o1), [&](const long o) {
+            Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, cols), [&](const int c) {
+              S acc(0);
+              if (c < in) {
+                for (long i = 0; i < n; ++i) acc += Ybar(i, o) * X(i, c);
+                g(w + o * ld + c) += acc;
+              } else {
+                for (long i = 0; i < n; ++i) acc += Ybar(i, o);
+                g(b + o) += acc;
+              }
+            });
+          });
+        });
+    return;
+  }
+  Kokkos::parallel_for(
+      "hydragnn::Linear::backward_params", Kokkos::RangePolicy<Exec>(exec, 0, long(out) * cols),
+      KOKKOS_LAMBDA(const long k) {
+        const int o = int(k / cols);
+        const int c = int(k % cols);
+        S acc(0);
+        if (c < in) {
+          for (long i = 0; i < n; ++i) acc += Ybar(i, o) * X(i, c);
+          g(w + long(o) * ld + c) += acc;
+        } else {
+          for (long i = 0; i < n; ++i) acc += Ybar(i, o);
+          g(b + o) += acc;
+        }
+      });
+}
+
+/// pt(w_off + c*out + o) = p(w_off + o*in + c) for every layer in `shapes` (one kernel per pass).
+/// shapes: L x 3 (w_off, in, out).
+template <class Exec, class T>
+void transpose_weights(const Exec& exec, const CVec<T, mem_t<Exec>>& p, const Kokkos::View<const long* [3], mem_t<Exec>>& shapes,
+                       const Vec<T, mem_t<Exec>>& pt) {
+  Kokkos::parallel_for(
+      "hydragnn::Linear::transpose_weights", Kokkos::RangePolicy<Exec>(exec, 0, long(shapes.extent(0))),
+      KOKKOS_LAMBDA(const long l) {
+        const long w = shapes(l, 0), in = shapes(l, 1), out = shapes(l, 2);
+        for (long o = 0; o < out; ++o)
+          for (long c = 0; c < in; ++c) pt(w + c * out + o) = p(w + o * in + c);
+      });
 }
 
 }  // namespace kernels

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <hydragnn/core/types.hpp>
+#include <hydragnn/kernels/modes.hpp>
 #include <stdexcept>
 #include <string>
 
@@ -89,8 +90,10 @@ template <class S> KOKKOS_INLINE_FUNCTION S df(Activation a, const S& x) {
 
 namespace kernels {
 
+// Pointwise ops have one natural form (one thread per element) and accept every mode.
+
 /// Y = f(X), elementwise (Y may alias X only if the caller does not need X afterwards).
-template <class Exec, class S>
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void activation_forward(const Exec& exec, Activation a, const CMat<S, mem_t<Exec>>& X, const Mat<S, mem_t<Exec>>& Y) {
   const long n = long(X.extent(0)), c = long(X.extent(1));
   Kokkos::parallel_for(
@@ -98,20 +101,21 @@ void activation_forward(const Exec& exec, Activation a, const CMat<S, mem_t<Exec
       KOKKOS_LAMBDA(const long k) { Y(k / c, k % c) = act::f(a, X(k / c, k % c)); });
 }
 
-/// Xbar = f'(X) * Ybar, elementwise.
-template <class Exec, class S>
+/// Xbar (+)= f'(X) * Ybar, elementwise.
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void activation_backward(const Exec& exec, Activation a, const CMat<S, mem_t<Exec>>& X,
-                         const CMat<S, mem_t<Exec>>& Ybar, const Mat<S, mem_t<Exec>>& Xbar) {
+                         const CMat<S, mem_t<Exec>>& Ybar, const Mat<S, mem_t<Exec>>& Xbar, bool accumulate = false) {
   const long n = long(X.extent(0)), c = long(X.extent(1));
   Kokkos::parallel_for(
       "hydragnn::Activation::backward", Kokkos::RangePolicy<Exec>(exec, 0, n * c), KOKKOS_LAMBDA(const long k) {
         const long i = k / c, j = k % c;
-        Xbar(i, j) = act::df(a, X(i, j)) * Ybar(i, j);
+        const S v = act::df(a, X(i, j)) * Ybar(i, j);
+        Xbar(i, j) = accumulate ? Xbar(i, j) + v : v;
       });
 }
 
 /// Y += X, elementwise.
-template <class Exec, class S>
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void add_into(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const Mat<S, mem_t<Exec>>& Y) {
   const long n = long(X.extent(0)), c = long(X.extent(1));
   Kokkos::parallel_for(

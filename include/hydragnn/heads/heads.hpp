@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Output heads on the node features of the trunk:
+//  * the conservative energy head: a per-atom MLP e_i (HydraGNN's MLPNode "mlp");
+//    E_g = sum_{i in g} (scale e_i + shift + ref[Z_i]), accumulated in double;
+//  * direct graph heads: pooling (mean | sum | max) -> shared MLP -> per-head MLP;
+//  * direct node heads: per-head MLP on every atom.
+// Per-layer readout (conv::PerLayer): one energy MLP per layer, e_i = sum_l e_i^l.
+#pragma once
+
+#include <hydragnn/kernels/readout.hpp>
+#include <hydragnn/kernels/segment.hpp>
+#include <hydragnn/model/spec.hpp>
+#include <hydragnn/nn/mlp.hpp>
+
+#include <vector>
+
+namespace hydragnn {
+
+class Heads {
+ public:
+  template <class S, class M>
+  struct Cache {
+    std::vector<typename MLP::template Cache<S, M>> energy;  ///< one per readout layer
+    Mat<S, M> e_atom;                                       ///< N x 1
+    Vec<rebind_t<S, double>, M> energy_g;                   ///< G, eV
+    Mat<S, M> pooled, shared_out;
+    Mat<int, M> pool_arg;
+    typename MLP::template Cache<S, M> shared;
+    std::vector<typename MLP::template Cache<S, M>> head;
+    std::vector<Mat<S, M>> head_out;  ///< per direct head: G x dim or N x dim
+  };
+
+  Heads() = default;
+  /// readout_layers: 1 (last layer) or num_conv_layers (per-layer readout).
+  Heads(ParamAllocator& alloc, const ModelSpec& spec, int readout_layers) {
+    const int H = spec.hidden_dim;
+    if (spec.energy) {
+      for (int l = 0; l < readout_layers; ++l) {
+        std::vector<int> dims{H};
+        dims.insert(dims.end(), spec.energy_head_dims.begin(), spec.energy_head_dims.end());
+        dims.push_back(1);
+        const std::string name = readout_layers == 1 ? "heads_NN.0.branch-0.mlp.0"
+                                                     : "readouts." + std::to_string(l) + ".mlp.0";
+        energy_.push_back(MLP(alloc, dims, spec.act, false, true, name));
+      }
+    }
+    for (const auto& hd : spec.heads) has_graph_heads_ = has_graph_heads_ || !hd.node;
+    if (has_graph_heads_ && spec.graph_num_sharedlayers > 0) {
+      std::vector<int> dims{H};
+      for (int k = 0; k < spec.graph_num_sharedlayers; ++k) dims.push_back(spec.graph_dim_sharedlayers);
+      shared_ = MLP(alloc, dims, spec.act, true, true, "graph_shared.branch-0");
+    }
+    const int first = spec.energy ? 1 : 0;
+    for (std::size_t k = 0; k < spec.heads.size(); ++k) {
+      const auto& hd = spec.heads[k];
+      std::vector<int> dims{hd.node ? H : (shared_.layers.empty() ? H : spec.graph_dim_sharedlayers)};
+      const auto& hidden = hd.node ? spec.node_head_dims : spec.graph_head_dims;
+      dims.insert(dims.end(), hidden.begin(), hidden.end());
+      dims.push_back(hd.dim);
+      heads_.push_back(MLP(alloc, dims, spec.act, false, true,
+                           "heads_NN." + std::to_string(first + int(k)) + ".branch-0" + (hd.node ? ".mlp.0" : "")));
+    }
+  }
+  int readout_layers() const { return int(energy_.size()); }
+
+  /// hs: node features of the readout layers (the last one only, or one per layer).
+  template <class Exec, class S, class T>
+  void forward(const Exec& exec, const ModelSpec& spec, const Weights<T, mem_t<Exec>>& w, const Batch<mem_t<Exec>>& b,
+               const std::vector<Mat<S, mem_t<Exec>>>& hs, const CVec<double, mem_t<Exec>>& ref, Cache<S, mem_t<Exec>>& c,
+               Workspace<mem_t<Exec>>& ws) const {
+    using M = mem_t<Exec>;
+    using SD = rebind_t<S, double>;
+    const int G = b.num_graphs, N = b.num_atoms, H = spec.hidden_dim;
+    const std::string lbl = "hydragnn::Heads::forward";
+    c.energy_g = ws.template zeroed_vec<SD>(exec, lbl + ".energy", 0, G);
+    if (!energy_.empty()) {
+      c.energy.resize(energy_.size());
+      const std::size_t l0 = hs.size() - energy_.size();
+      for (std::size_t l = 0; l < energy_.size(); ++l) {
+        Mat<S, M> e = energy_[l].forward<Exec, S, T>(exec, w, hs[l0 + l], c.energy[l], ws, int(l));
+        if (l == 0) {
+          c.e_atom = ws.template mat<S>(lbl + ".e_atom", 0, N, 1);
+          Kokkos::deep_copy(exec, c.e_atom, e);
+        } else {
+          kernels::add_into<Exec, S>(exec, e, c.e_atom);
+        }
+      }
+      kernels::energy_sum<Exec, S, SD>(exec, c.e_atom, b.graph_ptr, b.species, ref, spec.energy_scale, spec.energy_shift,
+                                       c.energy_g);
+    }
+    c.head_out.clear();
+    if (spec.heads.empty()) return;
+    const Mat<S, M>& hL = hs.back();
+    if (has_graph_heads_) {
+      c.pooled = ws.template mat<S>(lbl + ".pooled", 0, G, H);
+      if (spec.pooling == Pooling::Max) {
+        c.pool_arg = ws.template mat<int>(lbl + ".pool_arg", 0, G, H);
+        kernels::segment_max<Exec, S>(exec, hL, b.graph_ptr, c.pooled, c.pool_arg);
+      } else {
+        kernels::segment_sum<Exec, S>(exec, hL, b.graph_ptr, c.pooled, false);
+        if (spec.pooling == Pooling::Mean) kernels::scale_by_graph<Exec, S>(exec, b.inv_count, c.pooled);
+      }
+      c.shared_out = shared_.layers.empty() ? c.pooled : shared_.forward<Exec, S, T>(exec, w, c.pooled, c.shared, ws);
+    }
+    c.head.resize(heads_.size());
+    for (std::size_t k = 0; k < heads_.size(); ++k) {
+      const Mat<S, M>& in = spec.heads[k].node ? hL : c.shared_out;
+      c.head_out.push_back(heads_[k].forward<Exec, S, T>(exec, w, in, c.head[k], ws, int(k)));
+    }
+  }
+
+  /// Given dL/dE_g (Ebar, may be empty) and dL/d(head output) (empty views for unused heads): add
+  /// dL/dh of each readout layer into hbars (same layout as hs; zero-initialised by the caller) and
+  /// the parameter gradients into g (skipped when g is empty).
+  template <class Exec, class S, class T>
+  void backward(const Exec& exec, const ModelSpec& spec, const Weights<T, mem_t<Exec>>& w, const Batch<mem_t<Exec>>& b, const Cache<S, mem_t<Exec>>& c,
+                const Vec<S, mem_t<Exec>>& Ebar, const std::vector<Mat<S, mem_t<Exec>>>& head_bar,
+                const std::vector<Mat<S, mem_t<Exec>>>& hbars, const Vec<S, mem_t<Exec>>& g, Workspace<mem_t<Exec>>& ws) const {
+    using M = mem_t<Exec>;
+    const int N = b.num_atoms;
+    const std::string lbl = "hydragnn::Heads::backward";
+    if (!energy_.empty() && Ebar.extent(0) > 0) {
+      auto ebar = ws.template mat<S>(lbl + ".ebar", 0, N, 1);
+      kernels::energy_sum_backward<Exec, S>(exec, Ebar, b.atom_graph, spec.energy_scale, ebar);
+      const std::size_t l0 = hbars.size() - energy_.size();
+      for (std::size_t l = 0; l < energy_.size(); ++l) {
+        Mat<S, M> t = energy_[l].backward<Exec, S, T>(exec, w, c.energy[l], ebar, g, ws, int(l));
+        kernels::add_into<Exec, S>(exec, t, hbars[l0 + l]);
+      }
+    }
+    if (spec.heads.empty()) return;
+    const Mat<S, M>& hbar = hbars.back();
+    Mat<S, M> shared_bar;
+    for (std::size_t k = 0; k < heads_.size(); ++k) {
+      if (k >= head_bar.size() || head_bar[k].extent(0) == 0) continue;
+      Mat<S, M> inbar = heads_[k].backward<Exec, S, T>(exec, w, c.head[k], head_bar[k], g, ws, int(k));
+      if (spec.heads[k].node) {
+        kernels::add_into<Exec, S>(exec, inbar, hbar);
+      } else if (shared_bar.extent(0) == 0) {
+        shared_bar = ws.template mat<S>(lbl + ".shared_bar", 0, inbar.extent(0), inbar.extent(1));
+        Kokkos::deep_copy(exec, shared_bar, inbar);
+      } else {
+        kernels::add_into<Exec, S>(exec, inbar, shared_bar);
+      }
+    }
+    if (shared_bar.extent(0) > 0) {
+      Mat<S, M> pooled_bar = shared_.layers.empty() ? shared_bar : shared_.backward<Exec, S, T>(exec, w, c.shared, shared_bar, g, ws);
+      if (spec.pooling == Pooling::Max)
+        kernels::segment_max_backward<Exec, S>(exec, pooled_bar, c.pool_arg, b.atom_graph, hbar, true);
+      else
+        kernels::pool_backward<Exec, S>(exec, pooled_bar, b.atom_graph, b.inv_count, spec.pooling == Pooling::Mean, hbar);
+    }
+  }
+
+ private:
+  bool has_graph_heads_ = false;
+  std::vector<MLP> energy_;
+  MLP shared_;
+  std::vector<MLP> heads_;
+};
+
+}  // namespace hydragnn

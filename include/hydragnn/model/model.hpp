@@ -1,0 +1,208 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Model<T, Conv, Exec>: species embedding -> num_conv_layers x (Conv layer -> stack activation) -> heads.
+//
+//  * Conv is a convolution of the v2 interface (conv/traits.hpp), checked by conv_traits<Conv>.
+//  * Node state: scalars h (N x H) and, for ScalarsAndVectors convolutions, vectors v (N x 3 x F,
+//    zero at the input); HydraGNN's Base applies the stack activation to h after every layer.
+//  * Heads (heads/heads.hpp) read the last layer, or every layer for PerLayer readout.
+//  * Every forward/backward is generic in the scalar S (T or Dual<T>); parameters are real T in one
+//    flat buffer (named blocks: named_parameters()), parameter gradients are S in a buffer of the same
+//    layout; an empty gradient view skips every parameter gradient.
+//  * Intermediates live in a Workspace (core/workspace.hpp): a pass allocates nothing once it has grown.
+#pragma once
+
+#include <hydragnn/conv/traits.hpp>
+#include <hydragnn/heads/heads.hpp>
+#include <hydragnn/kernels/readout.hpp>
+#include <hydragnn/model/spec.hpp>
+
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace hydragnn {
+
+template <class T, class Conv, class Exec = Kokkos::DefaultExecutionSpace>
+class Model {
+  static_assert(conv_traits<Conv>::value, "Model: Conv must satisfy the convolution interface");
+
+ public:
+  using real_type = T;
+  using conv_type = Conv;
+  using options_type = typename Conv::options_type;
+  using exec_space = Exec;
+  using memory_space = mem_t<Exec>;
+  using M = memory_space;
+  using traits = conv_traits<Conv>;
+
+  template <class S> struct Forward {
+    Mat<S, M> r;  ///< E x 3 edge vectors
+    typename Conv::template EdgeCache<S, M> edge;
+    std::vector<NodeState<S, M>> state;  ///< state[0] = embedding, state[l+1] = after layer l (activated)
+    std::vector<Mat<S, M>> pre;          ///< pre[l] = layer l's scalar output before the stack activation
+    std::vector<typename Conv::template LayerCache<S, M>> layer;
+    typename Heads::template Cache<S, M> heads;
+    Vec<rebind_t<S, double>, M> energy;  ///< G, eV
+    std::vector<Mat<S, M>> head_out;     ///< per direct head: G x dim or N x dim
+  };
+
+  Model() = default;
+  explicit Model(const ModelSpec& spec, const options_type& opt = options_type()) : spec_(spec), opt_(opt) {
+    spec_.mpnn_type = Conv::name;
+    ParamAllocator alloc;
+    const int H = spec.hidden_dim;
+    emb_off_ = long(alloc.take(std::size_t(spec.num_species()) * H, 1.0, "embedding.weight", {spec.num_species(), H}));
+    conv_ = Conv(alloc, spec_.conv_common(), opt_);
+    heads_ = Heads(alloc, spec_, traits::per_layer_readout ? conv_.num_layers() : 1);
+    init_ranges_ = alloc.ranges;
+    named_ = alloc.named;
+    params_ = Vec<T, M>("hydragnn::Model::params", alloc.size);
+    params_t_ = Vec<T, M>("hydragnn::Model::params_transposed", alloc.size);
+    {
+      Kokkos::View<long* [3], M> shapes("hydragnn::Model::linear_shapes", alloc.linears.size());
+      auto h = Kokkos::create_mirror_view(shapes);
+      for (std::size_t k = 0; k < alloc.linears.size(); ++k) {
+        h(k, 0) = alloc.linears[k].w_off;
+        h(k, 1) = alloc.linears[k].in;
+        h(k, 2) = alloc.linears[k].out;
+      }
+      Kokkos::deep_copy(shapes, h);
+      linear_shapes_ = shapes;
+    }
+    ref_ = Vec<double, M>("hydragnn::Model::ref_energy", std::max<std::size_t>(1, spec.species.size()));
+    set_reference_energies(spec.ref_energy);
+  }
+
+  const ModelSpec& spec() const { return spec_; }
+  const options_type& options() const { return opt_; }
+  std::size_t num_params() const { return params_.extent(0); }
+  Vec<T, M> params() const { return params_; }
+  const Conv& conv() const { return conv_; }
+  /// Named blocks of the parameter buffer (HydraGNN state_dict names where there is a counterpart).
+  const std::vector<NamedParam>& named_parameters() const { return named_; }
+
+  /// Deterministic initialisation from a seed (uniform ranges recorded by the allocator).
+  void initialize(std::uint64_t seed) {
+    auto h = Kokkos::create_mirror_view(params_);
+    std::mt19937_64 rng(seed);
+    for (const auto& r : init_ranges_) {
+      std::uniform_real_distribution<double> u(-r.bound, r.bound);
+      for (std::size_t i = 0; i < r.size; ++i) h(r.offset + i) = T(u(rng));
+    }
+    Kokkos::deep_copy(params_, h);
+  }
+  void set_reference_energies(const std::vector<double>& ref) {
+    spec_.ref_energy = ref;
+    spec_.ref_energy.resize(spec_.species.size(), 0.0);
+    auto h = Kokkos::create_mirror_view(ref_);
+    for (std::size_t i = 0; i < h.extent(0); ++i) h(i) = i < spec_.ref_energy.size() ? spec_.ref_energy[i] : 0.0;
+    Kokkos::deep_copy(ref_, h);
+  }
+  void set_energy_normalisation(double scale, double shift) {
+    spec_.energy_scale = scale;
+    spec_.energy_shift = shift;
+  }
+
+  /// The weights of a pass: p and its per-layer transpose (refreshed here, once per pass).
+  Weights<T, M> weights(const Exec& exec) const {
+    kernels::transpose_weights<Exec, T>(exec, params_, linear_shapes_, params_t_);
+    return Weights<T, M>{params_, params_t_};
+  }
+
+  /// Edge vectors r_e = pos[dst] - pos[src] + S_e in double, with optional tangent (E x 3) for a dual pass.
+  template <class S>
+  Mat<S, M> edge_vectors(const Exec& exec, const Batch<M>& b, Workspace<M>& ws, const Mat<double, M>& tangent = {}) const {
+    auto r = ws.template mat<S>("hydragnn::Model::edge_vectors", 0, b.num_edges, 3);
+    kernels::edge_vectors<Exec, S>(exec, b.pos, b.shift, b.dst, b.src, tangent, r);
+    return r;
+  }
+
+  /// Forward pass on given edge vectors.
+  template <class S>
+  void forward(const Exec& exec, const Weights<T, M>& w, const Batch<M>& b, const Mat<S, M>& r, Forward<S>& f,
+               Workspace<M>& ws) const {
+    ProfileRegion region("hydragnn::Model::forward");
+    const int N = b.num_atoms, H = spec_.hidden_dim, L = conv_.num_layers();
+    const std::string lbl = "hydragnn::Model::forward";
+    f.r = r;
+    conv_.template edge_forward<Exec, S>(exec, b, r, f.edge, ws);
+    f.state.assign(L + 1, NodeState<S, M>());
+    f.pre.assign(L, Mat<S, M>());
+    f.layer.resize(L);
+    NodeState<S, M>& s0 = f.state[0];
+    s0.h = ws.template mat<S>(lbl + ".embedding", 0, N, H);
+    kernels::embedding_forward<Exec, S, T>(exec, w.p, emb_off_, b.species, s0.h);
+    if constexpr (traits::has_vectors) {
+      s0.v = ws.template vec3<S>(lbl + ".v0", 0, N, 3, conv_.vector_channels());
+      Kokkos::deep_copy(exec, s0.v, S(0));
+    }
+    for (int l = 0; l < L; ++l) {
+      NodeState<S, M> out;
+      conv_.template layer_forward<Exec, S, T>(exec, l, w, b, f.edge, f.state[l], f.layer[l], out, ws);
+      f.pre[l] = out.h;
+      out.h = ws.template mat<S>(lbl + ".activated", l, f.pre[l].extent(0), f.pre[l].extent(1));
+      kernels::activation_forward<Exec, S>(exec, spec_.act, f.pre[l], out.h);
+      f.state[l + 1] = out;
+    }
+    std::vector<Mat<S, M>> hs;
+    for (int l = 1; l <= L; ++l) hs.push_back(f.state[l].h);
+    heads_.template forward<Exec, S, T>(exec, spec_, w, b, hs, ref_, f.heads, ws);
+    f.energy = f.heads.energy_g;
+    f.head_out = f.heads.head_out;
+  }
+
+  /// Backward: given dL/dE_g (Ebar, G; may be empty) and dL/d(head output) (head_bar, empty views for
+  /// unused heads), accumulate dL/dparams into g (nothing when g is empty) and return dL/dr (E x 3).
+  template <class S>
+  Mat<S, M> backward(const Exec& exec, const Weights<T, M>& w, const Batch<M>& b, const Forward<S>& f,
+                     const Vec<S, M>& Ebar, const std::vector<Mat<S, M>>& head_bar, const Vec<S, M>& g,
+                     Workspace<M>& ws) const {
+    ProfileRegion region("hydragnn::Model::backward");
+    const int L = conv_.num_layers();
+    const std::string lbl = "hydragnn::Model::backward";
+    // dL/dh of every layer's (activated) output: the heads write into them
+    std::vector<Mat<S, M>> hbars;
+    for (int l = 1; l <= L; ++l)
+      hbars.push_back(ws.template zeroed_mat<S>(exec, lbl + ".h_bar", l, f.state[l].h.extent(0), f.state[l].h.extent(1)));
+    heads_.template backward<Exec, S, T>(exec, spec_, w, b, f.heads, Ebar, head_bar, hbars, g, ws);
+    typename Conv::template EdgeGrad<S, M> eg;
+    conv_.template edge_grad_init<Exec, S>(exec, b, eg, ws);
+    NodeState<S, M> out_bar;
+    out_bar.h = hbars[L - 1];
+    if constexpr (traits::has_vectors) {
+      out_bar.v = ws.template vec3<S>(lbl + ".v_bar", 0, f.state[L].v.extent(0), 3, conv_.vector_channels());
+      Kokkos::deep_copy(exec, out_bar.v, S(0));
+    }
+    for (int l = L; l-- > 0;) {
+      // stack activation
+      auto pre_bar = ws.template mat<S>(lbl + ".pre_bar", l, f.pre[l].extent(0), f.pre[l].extent(1));
+      kernels::activation_backward<Exec, S>(exec, spec_.act, f.pre[l], out_bar.h, pre_bar);
+      NodeState<S, M> ob = out_bar;
+      ob.h = pre_bar;
+      NodeState<S, M> in_bar;
+      conv_.template layer_backward<Exec, S, T>(exec, l, w, b, f.edge, f.state[l], f.layer[l], ob, in_bar, g, eg, ws);
+      if (l > 0) kernels::add_into<Exec, S>(exec, in_bar.h, hbars[l - 1]);  // per-layer readouts/heads of layer l-1
+      out_bar = in_bar;
+      if (l > 0) out_bar.h = hbars[l - 1];
+    }
+    if (g.extent(0) > 0) kernels::embedding_backward<Exec, S>(exec, out_bar.h, b.species_perm, b.species_ptr, emb_off_, g);
+    auto rbar = ws.template zeroed_mat<S>(exec, lbl + ".r_bar", 0, b.num_edges, 3);
+    conv_.template edge_backward<Exec, S>(exec, b, f.r, f.edge, eg, rbar, ws);
+    return rbar;
+  }
+
+ private:
+  ModelSpec spec_;
+  options_type opt_;
+  long emb_off_ = 0;
+  Conv conv_;
+  Heads heads_;
+  std::vector<ParamAllocator::Range> init_ranges_;
+  std::vector<NamedParam> named_;
+  Vec<T, M> params_, params_t_;
+  Kokkos::View<const long* [3], M> linear_shapes_;
+  Vec<double, M> ref_;
+};
+
+}  // namespace hydragnn
