@@ -5,6 +5,7 @@
 
 #include <Kokkos_Core.hpp>
 #include <cmath>
+#include <cstdint>
 
 #if defined(KOKKOS_VERSION) && KOKKOS_VERSION >= 40000
 #define HYDRAGNN_KOKKOS4 1
@@ -51,6 +52,20 @@ using hip_space = Kokkos::Experimental::HIP;
 #endif
 #endif
 }  // namespace compat
+
+/// Counts Kokkos allocations through the profiling hooks (a test tool: the allocation-free-step
+/// tests). The hook's signature is the same in Kokkos 3.4 and 4.x.
+struct AllocationCounter {
+  static long& count() {
+    static long n = 0;
+    return n;
+  }
+  static void on_allocate(const Kokkos::Profiling::SpaceHandle, const char*, const void*, const std::uint64_t) {
+    ++count();
+  }
+  static void install() { Kokkos::Tools::Experimental::set_allocate_data_callback(&on_allocate); }
+  static void uninstall() { Kokkos::Tools::Experimental::set_allocate_data_callback(nullptr); }
+};
 
 /// Profiling region (ScopedRegion is Kokkos 4 only).
 struct ProfileRegion {
