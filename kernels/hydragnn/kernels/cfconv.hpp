@@ -4,22 +4,59 @@
 //   agg(i,f) = sum_{e in in(i)} x(src(e), f) * W(e,f) * C(e)
 //
 // gather -> multiply -> segment-sum in one pass over each receiver's contiguous edge range, so the
-// edges x channels message tensor is never stored. Backward:
+// edges x channels message tensor is never stored. Modes: HostRow keeps one receiver's (or sender's)
+// F channels in a local array and walks its edges once; PerElement is one thread per (node, channel);
+// TeamTiled one team per tile of nodes with lanes over channels. All sum each channel's terms in edge
+// order, so they agree bitwise. Backward:
 //   xbar(j,f) = sum_{e: src(e)=j} aggbar(dst(e),f) W(e,f) C(e)   (segment over the sender permutation)
 //   Wbar(e,f) = aggbar(dst(e),f) x(src(e),f) C(e)
 //   Cbar(e)  += sum_f aggbar(dst(e),f) x(src(e),f) W(e,f)
 #pragma once
 
 #include <hydragnn/core/types.hpp>
+#include <hydragnn/kernels/modes.hpp>
 
 namespace hydragnn {
 namespace kernels {
 
-template <class Exec, class S>
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void cfconv_forward(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat<S, mem_t<Exec>>& W,
                     const CVec<S, mem_t<Exec>>& C, const CVec<int, mem_t<Exec>>& row_ptr,
                     const CVec<int, mem_t<Exec>>& src, const Mat<S, mem_t<Exec>>& agg) {
+  // x: N x F, W: E x F, C: E, row_ptr: N+1, src: E -> agg: N x F
   const long n = long(agg.extent(0)), F = long(agg.extent(1));
+  if constexpr (std::is_same<Mode, exec_mode::HostRow>::value) {
+    if (F <= detail::host_row_max) {
+      Kokkos::parallel_for(
+          "hydragnn::CFConv::forward", Kokkos::RangePolicy<Exec>(exec, 0, n), KOKKOS_LAMBDA(const long i) {
+            S acc[detail::host_row_max];
+            for (long f = 0; f < F; ++f) acc[f] = S(0);
+            for (int e = row_ptr(i); e < row_ptr(i + 1); ++e) {
+              const long j = src(e);
+              const S c = C(e);
+              for (long f = 0; f < F; ++f) acc[f] += x(j, f) * W(e, f) * c;
+            }
+            for (long f = 0; f < F; ++f) agg(i, f) = acc[f];
+          });
+      return;
+    }
+  }
+  if constexpr (std::is_same<Mode, exec_mode::TeamTiled>::value) {
+    using member = typename Kokkos::TeamPolicy<Exec>::member_type;
+    Kokkos::parallel_for(
+        "hydragnn::CFConv::forward", detail::tiled_policy(exec, n), KOKKOS_LAMBDA(const member& team) {
+          long r0, r1;
+          detail::tile_rows(team, n, r0, r1);
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, r0, r1), [&](const long i) {
+            Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, F), [&](const long f) {
+              S acc(0);
+              for (int e = row_ptr(i); e < row_ptr(i + 1); ++e) acc += x(src(e), f) * W(e, f) * C(e);
+              agg(i, f) = acc;
+            });
+          });
+        });
+    return;
+  }
   Kokkos::parallel_for(
       "hydragnn::CFConv::forward", Kokkos::RangePolicy<Exec>(exec, 0, n * F), KOKKOS_LAMBDA(const long k) {
         const long i = k / F, f = k % F;
@@ -29,13 +66,13 @@ void cfconv_forward(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat<
       });
 }
 
+/// xbar(j,f) = sum_{e: src(e)=j} aggbar(dst(e),f) W(e,f) C(e), one thread per (node, channel).
 template <class Exec, class S>
-void cfconv_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat<S, mem_t<Exec>>& W,
-                     const CVec<S, mem_t<Exec>>& C, const CVec<int, mem_t<Exec>>& dst,
-                     const CVec<int, mem_t<Exec>>& src, const CVec<int, mem_t<Exec>>& send_perm,
-                     const CVec<int, mem_t<Exec>>& send_ptr, const CMat<S, mem_t<Exec>>& aggbar,
-                     const Mat<S, mem_t<Exec>>& xbar, const Mat<S, mem_t<Exec>>& Wbar, const Vec<S, mem_t<Exec>>& Cbar) {
-  const long n = long(xbar.extent(0)), F = long(xbar.extent(1)), E = long(W.extent(0));
+void cfconv_backward_nodes_per_element(const Exec& exec, const CMat<S, mem_t<Exec>>& W, const CVec<S, mem_t<Exec>>& C,
+                                       const CVec<int, mem_t<Exec>>& dst, const CVec<int, mem_t<Exec>>& send_perm,
+                                       const CVec<int, mem_t<Exec>>& send_ptr, const CMat<S, mem_t<Exec>>& aggbar,
+                                       const Mat<S, mem_t<Exec>>& xbar) {
+  const long n = long(xbar.extent(0)), F = long(xbar.extent(1));
   Kokkos::parallel_for(
       "hydragnn::CFConv::backward_nodes", Kokkos::RangePolicy<Exec>(exec, 0, n * F), KOKKOS_LAMBDA(const long k) {
         const long j = k / F, f = k % F;
@@ -46,6 +83,54 @@ void cfconv_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat
         }
         xbar(j, f) = acc;
       });
+}
+
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+void cfconv_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat<S, mem_t<Exec>>& W,
+                     const CVec<S, mem_t<Exec>>& C, const CVec<int, mem_t<Exec>>& dst,
+                     const CVec<int, mem_t<Exec>>& src, const CVec<int, mem_t<Exec>>& send_perm,
+                     const CVec<int, mem_t<Exec>>& send_ptr, const CMat<S, mem_t<Exec>>& aggbar,
+                     const Mat<S, mem_t<Exec>>& xbar, const Mat<S, mem_t<Exec>>& Wbar, const Vec<S, mem_t<Exec>>& Cbar) {
+  // aggbar: N x F -> xbar: N x F (overwritten), Wbar: E x F (overwritten), Cbar: E (accumulated)
+  const long n = long(xbar.extent(0)), F = long(xbar.extent(1)), E = long(W.extent(0));
+  if constexpr (std::is_same<Mode, exec_mode::HostRow>::value) {
+    if (F <= detail::host_row_max) {
+      Kokkos::parallel_for(
+          "hydragnn::CFConv::backward_nodes", Kokkos::RangePolicy<Exec>(exec, 0, n), KOKKOS_LAMBDA(const long j) {
+            S acc[detail::host_row_max];
+            for (long f = 0; f < F; ++f) acc[f] = S(0);
+            for (int q = send_ptr(j); q < send_ptr(j + 1); ++q) {
+              const int e = send_perm(q);
+              const long i = dst(e);
+              const S c = C(e);
+              for (long f = 0; f < F; ++f) acc[f] += aggbar(i, f) * W(e, f) * c;
+            }
+            for (long f = 0; f < F; ++f) xbar(j, f) = acc[f];
+          });
+    } else {
+      cfconv_backward_nodes_per_element<Exec, S>(exec, W, C, dst, send_perm, send_ptr, aggbar, xbar);
+    }
+  } else if constexpr (std::is_same<Mode, exec_mode::TeamTiled>::value) {
+    using member = typename Kokkos::TeamPolicy<Exec>::member_type;
+    Kokkos::parallel_for(
+        "hydragnn::CFConv::backward_nodes", detail::tiled_policy(exec, n), KOKKOS_LAMBDA(const member& team) {
+          long r0, r1;
+          detail::tile_rows(team, n, r0, r1);
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, r0, r1), [&](const long j) {
+            Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, F), [&](const long f) {
+              S acc(0);
+              for (int q = send_ptr(j); q < send_ptr(j + 1); ++q) {
+                const int e = send_perm(q);
+                acc += aggbar(dst(e), f) * W(e, f) * C(e);
+              }
+              xbar(j, f) = acc;
+            });
+          });
+        });
+  } else {
+    cfconv_backward_nodes_per_element<Exec, S>(exec, W, C, dst, send_perm, send_ptr, aggbar, xbar);
+  }
+  // edges: one thread per edge in every mode (the channel sum for Cbar runs in channel order)
   Kokkos::parallel_for(
       "hydragnn::CFConv::backward_edges", Kokkos::RangePolicy<Exec>(exec, 0, E), KOKKOS_LAMBDA(const long e) {
         S c_acc(0);
