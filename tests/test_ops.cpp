@@ -86,8 +86,8 @@ struct Graph {
   int N = 0, E = 0;
   std::vector<int> dst, src, row_ptr, send_perm, send_ptr;
   Vec<int, M> d_dst, d_src, d_row_ptr, d_send_perm, d_send_ptr;
-  Triplets trip;
-  DeviceTriplets<M> d_trip;
+  TripletCsr trip;
+  DeviceTripletCsr<M> d_trip;
   int T() const { return int(trip.size()); }
 };
 
@@ -952,7 +952,7 @@ namespace {
 void check_triplets_brute_force(const Structure& s, double cutoff, bool expect_images) {
   const RadiusGraph g = radius_graph(s, cutoff, -1);
   const int E = int(g.num_edges());
-  const Triplets t = build_triplets(g);
+  const TripletCsr t = build_triplets(g);
   // brute force over all edge pairs
   std::vector<std::pair<int, int>> want;
   int kept_k_is_i = 0, self_image_edges = 0;
@@ -1004,7 +1004,7 @@ void check_triplets_brute_force(const Structure& s, double cutoff, bool expect_i
           g.shifts[b][1] == -g.shifts[a][1] && g.shifts[b][2] == -g.shifts[a][2])
         rev[a] = b;
   for (int a = 0; a < E; ++a) CHECK(rev[a] >= 0);  // a radius graph is symmetric
-  const Triplets t2 = build_triplets(g.receivers, g.senders, rev, g.num_nodes);
+  const TripletCsr t2 = build_triplets(g.receivers, g.senders, rev, g.num_nodes);
   CHECK(t2.ji == t.ji);
   CHECK(t2.kj == t.kj);
   CHECK(t2.kj_perm == t.kj_perm);
@@ -1033,7 +1033,7 @@ TEST_CASE("triplets: a batch of graphs is the per-graph triplets with offsets", 
   const Structure a = hydragnn_test::random_structure(23, 6, {1, 8}, false, 3.0, 1.0);
   const Structure b = hydragnn_test::random_structure(24, 3, {14}, true, 2.7, 1.2);
   const RadiusGraph ga = radius_graph(a, 2.4, -1), gb = radius_graph(b, 3.3, -1);
-  const Triplets ta = build_triplets(ga), tb = build_triplets(gb), t = build_triplets({&ga, &gb});
+  const TripletCsr ta = build_triplets(ga), tb = build_triplets(gb), t = build_triplets({&ga, &gb});
   const int Ea = int(ga.num_edges());
   REQUIRE(t.size() == ta.size() + tb.size());
   for (std::size_t q = 0; q < ta.size(); ++q) {

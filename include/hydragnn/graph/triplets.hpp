@@ -24,7 +24,7 @@
 
 namespace hydragnn {
 
-struct Triplets {
+struct TripletCsr {
   int num_edges = 0;
   std::vector<int> ptr;      ///< E+1: triplets of edge ji are [ptr[ji], ptr[ji+1])
   std::vector<int> ji, kj;   ///< T: the two edges of triplet t (k -> j -> i)
@@ -48,11 +48,11 @@ inline std::vector<int> receiver_ptr(const std::vector<int>& dst, int num_nodes)
 
 /// Triplets given a predicate is_reverse(ji, kj).
 template <class IsReverse>
-Triplets build(const std::vector<int>& dst, const std::vector<int>& src, int num_nodes, IsReverse&& is_reverse) {
+TripletCsr build(const std::vector<int>& dst, const std::vector<int>& src, int num_nodes, IsReverse&& is_reverse) {
   if (dst.size() != src.size()) throw std::invalid_argument("build_triplets: dst and src differ in length");
   const int E = int(dst.size());
   const std::vector<int> rptr = receiver_ptr(dst, num_nodes);
-  Triplets t;
+  TripletCsr t;
   t.num_edges = E;
   t.ptr.assign(std::size_t(E) + 1, 0);
   for (int a = 0; a < E; ++a) {
@@ -79,7 +79,7 @@ Triplets build(const std::vector<int>& dst, const std::vector<int>& src, int num
 
 /// Triplets from receiver-sorted edges with integer image shifts (the reverse of ji is the edge
 /// i -> j with the opposite shift).
-inline Triplets build_triplets(const std::vector<int>& dst, const std::vector<int>& src,
+inline TripletCsr build_triplets(const std::vector<int>& dst, const std::vector<int>& src,
                                const std::vector<std::array<int, 3>>& shifts, int num_nodes) {
   if (shifts.size() != dst.size()) throw std::invalid_argument("build_triplets: shifts and dst differ in length");
   return triplets_detail::build(dst, src, num_nodes, [&](int a, int b) {
@@ -90,20 +90,20 @@ inline Triplets build_triplets(const std::vector<int>& dst, const std::vector<in
 
 /// Triplets from receiver-sorted edges and an edge-reverse map (reverse[e] = the edge opposite to e,
 /// or -1 if it has none).
-inline Triplets build_triplets(const std::vector<int>& dst, const std::vector<int>& src,
+inline TripletCsr build_triplets(const std::vector<int>& dst, const std::vector<int>& src,
                                const std::vector<int>& reverse, int num_nodes) {
   if (reverse.size() != dst.size()) throw std::invalid_argument("build_triplets: reverse and dst differ in length");
   return triplets_detail::build(dst, src, num_nodes, [&](int a, int b) { return reverse[a] == b; });
 }
 
 /// Triplets of one radius graph.
-inline Triplets build_triplets(const RadiusGraph& g) {
+inline TripletCsr build_triplets(const RadiusGraph& g) {
   return build_triplets(g.receivers, g.senders, g.shifts, g.num_nodes);
 }
 
 /// Triplets of a batch of radius graphs concatenated in order, as make_batch lays them out (atoms of
 /// graph g offset by the atoms before it, edges by the edges before it).
-inline Triplets build_triplets(const std::vector<const RadiusGraph*>& graphs) {
+inline TripletCsr build_triplets(const std::vector<const RadiusGraph*>& graphs) {
   std::vector<int> dst, src;
   std::vector<std::array<int, 3>> shifts;
   int a0 = 0;
@@ -120,13 +120,13 @@ inline Triplets build_triplets(const std::vector<const RadiusGraph*>& graphs) {
 
 /// Device copy of a triplet CSR.
 template <class M>
-struct DeviceTriplets {
+struct DeviceTripletCsr {
   int num_edges = 0, num_triplets = 0;
   Vec<int, M> ptr, ji, kj, kj_perm, kj_ptr;
 };
 
 template <class M>
-DeviceTriplets<M> to_device(const Triplets& t) {
+DeviceTripletCsr<M> to_device(const TripletCsr& t) {
   auto up = [](const std::string& label, const std::vector<int>& v) {
     Vec<int, M> d(label, v.size());
     auto h = Kokkos::create_mirror_view(d);
@@ -134,14 +134,14 @@ DeviceTriplets<M> to_device(const Triplets& t) {
     Kokkos::deep_copy(d, h);
     return d;
   };
-  DeviceTriplets<M> d;
+  DeviceTripletCsr<M> d;
   d.num_edges = t.num_edges;
   d.num_triplets = int(t.size());
-  d.ptr = up("hydragnn::Triplets::ptr", t.ptr);
-  d.ji = up("hydragnn::Triplets::ji", t.ji);
-  d.kj = up("hydragnn::Triplets::kj", t.kj);
-  d.kj_perm = up("hydragnn::Triplets::kj_perm", t.kj_perm);
-  d.kj_ptr = up("hydragnn::Triplets::kj_ptr", t.kj_ptr);
+  d.ptr = up("hydragnn::TripletCsr::ptr", t.ptr);
+  d.ji = up("hydragnn::TripletCsr::ji", t.ji);
+  d.kj = up("hydragnn::TripletCsr::kj", t.kj);
+  d.kj_perm = up("hydragnn::TripletCsr::kj_perm", t.kj_perm);
+  d.kj_ptr = up("hydragnn::TripletCsr::kj_ptr", t.kj_ptr);
   return d;
 }
 

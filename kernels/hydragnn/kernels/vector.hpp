@@ -16,7 +16,7 @@
 
 namespace hydragnn {
 
-/// N x 3 x F vector features (index (i, a, f)).
+/// N x 3 x F vector features (index (i, a, f)); the same type as core/workspace.hpp's VFeat.
 template <class S, class M> using VMat = Kokkos::View<S***, Kokkos::LayoutRight, M>;
 template <class S, class M> using CVMat = Kokkos::View<const S***, Kokkos::LayoutRight, M>;
 
