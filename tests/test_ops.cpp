@@ -1,0 +1,1047 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The differentiable graph ops of kernels/ (segment, vector, triplet, angular) and the triplet builder.
+//
+// Every op is checked by one harness (check_op):
+//   - forward against a brute-force host reference;
+//   - hand-written backward against central finite differences of  L = sum(w * forward(x));
+//   - every execution mode against HostRow, bitwise, for forward and backward, in double and in Dual;
+//   - Dual forward: tangents equal the finite-difference JVP of the double forward;
+//   - Dual backward (tangents on the inputs and on the cotangent): tangents equal the
+//     finite-difference JVP of the double backward (the second-order path of force training).
+// The random graph has a receiver with no incoming edges (an empty segment) and isolated atoms.
+#include <catch2/catch.hpp>
+
+#include <hydragnn/graph/radius_graph.hpp>
+#include <hydragnn/graph/triplets.hpp>
+#include <hydragnn/kernels/angular.hpp>
+#include <hydragnn/kernels/segment.hpp>
+#include <hydragnn/kernels/triplet.hpp>
+#include <hydragnn/kernels/vector.hpp>
+
+#include "test_helpers.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <tuple>
+
+using namespace hydragnn;
+namespace km = hydragnn::kernels;
+using Exec = Kokkos::DefaultHostExecutionSpace;
+using M = Exec::memory_space;
+using D = Dual<double>;
+using HostRow = exec_mode::HostRow;
+
+namespace {
+
+template <class S> using Arr = std::vector<S>;
+template <class S> using Args = std::vector<std::vector<S>>;
+using Rng = std::mt19937_64;
+
+// ---- views <-> flat host vectors ------------------------------------------------------------
+template <class S>
+Mat<S, M> mat(const Arr<S>& v, long r, long c) {
+  Mat<S, M> m("test::mat", r, c);
+  REQUIRE(v.size() == std::size_t(r * c));
+  std::copy(v.begin(), v.end(), m.data());
+  return m;
+}
+template <class S>
+VMat<S, M> vmat(const Arr<S>& v, long n, long f) {
+  VMat<S, M> m("test::vmat", n, 3, f);
+  REQUIRE(v.size() == std::size_t(n * 3 * f));
+  std::copy(v.begin(), v.end(), m.data());
+  return m;
+}
+template <class S>
+Vec<S, M> vec(const Arr<S>& v) {
+  Vec<S, M> m("test::vec", v.size());
+  std::copy(v.begin(), v.end(), m.data());
+  return m;
+}
+template <class V>
+auto flat(const V& v) {
+  using S = typename V::non_const_value_type;
+  return Arr<S>(v.data(), v.data() + v.span());
+}
+Vec<int, M> ivec(const std::vector<int>& v) { return vec<int>(v); }
+
+Arr<double> randn(Rng& rng, std::size_t n, double scale = 1.0) {
+  std::normal_distribution<double> nd(0.0, scale);
+  Arr<double> v(n);
+  for (auto& x : v) x = nd(rng);
+  return v;
+}
+Arr<double> randu(Rng& rng, std::size_t n, double lo, double hi) {
+  std::uniform_real_distribution<double> u(lo, hi);
+  Arr<double> v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
+// ---- the random graph -----------------------------------------------------------------------
+struct Graph {
+  int N = 0, E = 0;
+  std::vector<int> dst, src, row_ptr, send_perm, send_ptr;
+  Vec<int, M> d_dst, d_src, d_row_ptr, d_send_perm, d_send_ptr;
+  TripletCsr trip;
+  DeviceTripletCsr<M> d_trip;
+  int T() const { return int(trip.size()); }
+};
+
+/// 9 atoms: 3 and 7 isolated, atom 0 sends but receives nothing (empty receiver segment).
+Graph make_graph(std::uint64_t seed) {
+  Rng rng(seed);
+  Graph g;
+  g.N = 9;
+  const std::vector<int> active = {0, 1, 2, 4, 5, 6, 8};
+  std::uniform_int_distribution<int> deg(1, 4), pick(0, int(active.size()) - 1);
+  for (int i = 0; i < g.N; ++i) {
+    if (i == 0 || i == 3 || i == 7) continue;
+    const int d = deg(rng);
+    for (int k = 0; k < d; ++k) {
+      g.dst.push_back(i);
+      g.src.push_back(active[pick(rng)]);
+    }
+  }
+  g.E = int(g.dst.size());
+  g.row_ptr.assign(g.N + 1, 0);
+  g.send_ptr.assign(g.N + 1, 0);
+  for (int e = 0; e < g.E; ++e) {
+    ++g.row_ptr[g.dst[e] + 1];
+    ++g.send_ptr[g.src[e] + 1];
+  }
+  for (int i = 0; i < g.N; ++i) {
+    g.row_ptr[i + 1] += g.row_ptr[i];
+    g.send_ptr[i + 1] += g.send_ptr[i];
+  }
+  g.send_perm.resize(g.E);
+  std::iota(g.send_perm.begin(), g.send_perm.end(), 0);
+  std::stable_sort(g.send_perm.begin(), g.send_perm.end(), [&](int a, int b) { return g.src[a] < g.src[b]; });
+  g.d_dst = ivec(g.dst);
+  g.d_src = ivec(g.src);
+  g.d_row_ptr = ivec(g.row_ptr);
+  g.d_send_perm = ivec(g.send_perm);
+  g.d_send_ptr = ivec(g.send_ptr);
+  g.trip = build_triplets(g.dst, g.src, std::vector<std::array<int, 3>>(g.E, {0, 0, 0}), g.N);
+  g.d_trip = to_device<M>(g.trip);
+  return g;
+}
+
+/// Items of segment s: CSR rows or perm rows.
+std::vector<int> items(const std::vector<int>& ptr, const std::vector<int>* perm, int s) {
+  std::vector<int> r;
+  for (int q = ptr[s]; q < ptr[s + 1]; ++q) r.push_back(perm ? (*perm)[q] : q);
+  return r;
+}
+
+// ---- comparison helpers ---------------------------------------------------------------------
+struct Mismatch {
+  int count = 0;
+  std::string first;
+  void check(bool ok, const std::string& what) {
+    if (!ok && count++ == 0) first = what;
+  }
+};
+bool close(double a, double b, double rel, double abs) { return std::fabs(a - b) <= abs + rel * std::fabs(b); }
+std::string where(const char* what, std::size_t i, std::size_t k, double got, double want) {
+  std::ostringstream os;
+  os.precision(17);
+  os << what << " input " << i << " element " << k << ": got " << got << ", want " << want;
+  return os.str();
+}
+bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof(double)) == 0; }
+bool same_bits(const D& a, const D& b) { return same_bits(a.v, b.v) && same_bits(a.d, b.d); }
+
+template <class F>
+void each_mode(F&& f) {
+  f(exec_mode::HostRow{});
+  f(exec_mode::PerElement{});
+  f(exec_mode::TeamTiled{});
+}
+
+Args<D> make_dual(const Args<double>& x, const Args<double>& t) {
+  Args<D> r(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i)
+    for (std::size_t k = 0; k < x[i].size(); ++k) r[i].push_back(D(x[i][k], t[i][k]));
+  return r;
+}
+Arr<D> make_dual(const Arr<double>& x, const Arr<double>& t) { return make_dual(Args<double>{x}, Args<double>{t})[0]; }
+Args<double> axpy(const Args<double>& x, double h, const Args<double>& t) {
+  Args<double> r = x;
+  for (std::size_t i = 0; i < x.size(); ++i)
+    for (std::size_t k = 0; k < x[i].size(); ++k) r[i][k] += h * t[i][k];
+  return r;
+}
+Arr<double> axpy(const Arr<double>& x, double h, const Arr<double>& t) { return axpy(Args<double>{x}, h, Args<double>{t})[0]; }
+
+/// The harness (see the file comment). Op provides inputs(rng), ref(x), fwd<S, Mode>(x), bwd<S, Mode>(x, ybar).
+template <class Op>
+void check_op(const Op& op, std::uint64_t seed) {
+  INFO("op: " << op.name);
+  Rng rng(seed);
+  const Args<double> x = op.inputs(rng);
+  const Arr<double> y = op.template fwd<double, HostRow>(x);
+  const Arr<double> w = randn(rng, y.size());
+  const Args<double> g = op.template bwd<double, HostRow>(x, w);
+  REQUIRE(g.size() == x.size());
+  const double h = 1e-6, rel = 1e-6, abs = 1e-7;
+
+  {  // forward vs brute force
+    const Arr<double> r = op.ref(x);
+    REQUIRE(r.size() == y.size());
+    Mismatch mm;
+    for (std::size_t k = 0; k < y.size(); ++k) mm.check(close(y[k], r[k], 1e-12, 1e-12), where("forward", 0, k, y[k], r[k]));
+    INFO(mm.first);
+    CHECK(mm.count == 0);
+  }
+  auto loss = [&](const Args<double>& xx) {
+    const Arr<double> yy = op.template fwd<double, HostRow>(xx);
+    double s = 0;
+    for (std::size_t k = 0; k < yy.size(); ++k) s += w[k] * yy[k];
+    return s;
+  };
+  {  // (a) backward vs central differences
+    Mismatch mm;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      REQUIRE(g[i].size() == x[i].size());
+      for (std::size_t k = 0; k < x[i].size(); ++k) {
+        Args<double> xp = x, xm = x;
+        xp[i][k] += h;
+        xm[i][k] -= h;
+        const double fd = (loss(xp) - loss(xm)) / (2 * h);
+        mm.check(close(g[i][k], fd, rel, abs), where("backward", i, k, g[i][k], fd));
+      }
+    }
+    INFO(mm.first);
+    CHECK(mm.count == 0);
+  }
+  // tangents for the dual checks
+  Args<double> xt;
+  for (const auto& xi : x) xt.push_back(randn(rng, xi.size()));
+  const Arr<double> wt = randn(rng, w.size());
+  const Args<D> xd = make_dual(x, xt);
+  const Arr<D> wd = make_dual(w, wt);
+  const Arr<D> yd = op.template fwd<D, HostRow>(xd);
+  const Args<D> gd = op.template bwd<D, HostRow>(xd, wd);
+  {  // (c) dual forward = JVP of the forward; dual backward = JVP of the backward
+    Mismatch mm;
+    const Arr<double> yp = op.template fwd<double, HostRow>(axpy(x, h, xt));
+    const Arr<double> ym = op.template fwd<double, HostRow>(axpy(x, -h, xt));
+    for (std::size_t k = 0; k < y.size(); ++k) {
+      mm.check(same_bits(yd[k].v, y[k]), where("dual forward primal", 0, k, yd[k].v, y[k]));
+      const double fd = (yp[k] - ym[k]) / (2 * h);
+      mm.check(close(yd[k].d, fd, rel, abs), where("dual forward tangent", 0, k, yd[k].d, fd));
+    }
+    const Args<double> gp = op.template bwd<double, HostRow>(axpy(x, h, xt), axpy(w, h, wt));
+    const Args<double> gm = op.template bwd<double, HostRow>(axpy(x, -h, xt), axpy(w, -h, wt));
+    for (std::size_t i = 0; i < x.size(); ++i)
+      for (std::size_t k = 0; k < x[i].size(); ++k) {
+        mm.check(close(gd[i][k].v, g[i][k], 1e-14, 1e-14), where("dual backward primal", i, k, gd[i][k].v, g[i][k]));
+        const double fd = (gp[i][k] - gm[i][k]) / (2 * h);
+        mm.check(close(gd[i][k].d, fd, rel, abs), where("dual backward tangent", i, k, gd[i][k].d, fd));
+      }
+    INFO(mm.first);
+    CHECK(mm.count == 0);
+  }
+  // (b) every mode against HostRow, bitwise, double and dual, forward and backward
+  each_mode([&](auto mode) {
+    using Mode = decltype(mode);
+    INFO("mode " << Mode::name);
+    Mismatch mm;
+    const Arr<double> ym = op.template fwd<double, Mode>(x);
+    const Args<double> gm = op.template bwd<double, Mode>(x, w);
+    const Arr<D> ydm = op.template fwd<D, Mode>(xd);
+    const Args<D> gdm = op.template bwd<D, Mode>(xd, wd);
+    for (std::size_t k = 0; k < y.size(); ++k) {
+      mm.check(same_bits(ym[k], y[k]), where("mode forward", 0, k, ym[k], y[k]));
+      mm.check(same_bits(ydm[k], yd[k]), where("mode dual forward", 0, k, ydm[k].d, yd[k].d));
+    }
+    for (std::size_t i = 0; i < x.size(); ++i)
+      for (std::size_t k = 0; k < x[i].size(); ++k) {
+        mm.check(same_bits(gm[i][k], g[i][k]), where("mode backward", i, k, gm[i][k], g[i][k]));
+        mm.check(same_bits(gdm[i][k], gd[i][k]), where("mode dual backward", i, k, gdm[i][k].d, gd[i][k].d));
+      }
+    INFO(mm.first);
+    CHECK(mm.count == 0);
+  });
+}
+
+// =============================================================================================
+// The ops, as (inputs, ref, fwd, bwd)
+// =============================================================================================
+constexpr int F = 3;
+
+/// Gather by dst (backward: CSR) or by src (backward: sender permutation).
+struct GatherOp {
+  const Graph& g;
+  bool by_src;
+  const char* name;
+  Args<double> inputs(Rng& rng) const { return {randn(rng, g.N * F)}; }
+  const std::vector<int>& idx() const { return by_src ? g.src : g.dst; }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> y(g.E * F);
+    for (int e = 0; e < g.E; ++e)
+      for (int c = 0; c < F; ++c) y[e * F + c] = x[0][idx()[e] * F + c];
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> Y("Y", g.E, F);
+    km::gather_rows<Exec, S, Mode>(Exec(), mat(x[0], g.N, F), by_src ? g.d_src : g.d_dst, Y);
+    return flat(Y);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>&, const Arr<S>& yb) const {
+    Mat<S, M> Xb("Xb", g.N, F);
+    if (by_src)
+      km::gather_rows_backward_perm<Exec, S, Mode>(Exec(), mat(yb, g.E, F), g.d_send_perm, g.d_send_ptr, Xb, false);
+    else
+      km::gather_rows_backward<Exec, S, Mode>(Exec(), mat(yb, g.E, F), g.d_row_ptr, Xb, false);
+    return {flat(Xb)};
+  }
+};
+
+enum class Red { Sum, Mean, Max, Min, Std };
+
+/// Segment reductions over the receiver CSR or through the sender permutation.
+struct SegmentOp {
+  const Graph& g;
+  Red red;
+  bool perm;
+  const char* name;
+  Args<double> inputs(Rng& rng) const { return {randn(rng, g.E * F)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> y(g.N * F, 0.0);
+    for (int s = 0; s < g.N; ++s) {
+      const auto it = perm ? items(g.send_ptr, &g.send_perm, s) : items(g.row_ptr, nullptr, s);
+      const int n = int(it.size());
+      for (int c = 0; c < F; ++c) {
+        double sum = 0, sq = 0, best = 0;
+        int arg = -1;
+        for (int k : it) {
+          const double v = x[0][k * F + c];
+          sum += v;
+          sq += v * v;
+          if (arg < 0 || (red == Red::Max ? v > best : v < best)) {
+            best = v;
+            arg = k;
+          }
+        }
+        double out = 0;
+        switch (red) {
+          case Red::Sum: out = sum; break;
+          case Red::Mean: out = n ? sum / n : 0.0; break;
+          case Red::Max:
+          case Red::Min: out = best; break;
+          case Red::Std:
+            if (n) {
+              const double mean = sum / n, var = sq / n - mean * mean;
+              out = std::sqrt(std::max(var, 1e-5));
+              if (out <= std::sqrt(1e-5)) out = 0;
+            }
+            break;
+        }
+        y[s * F + c] = out;
+      }
+    }
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> Y("Y", g.N, F), Mean("Mean", g.N, F);
+    Mat<int, M> arg("arg", g.N, F);
+    run_fwd<S, Mode>(mat(x[0], g.E, F), Y, Mean, arg);
+    return flat(Y);
+  }
+  template <class S, class Mode>
+  void run_fwd(const Mat<S, M>& X, const Mat<S, M>& Y, const Mat<S, M>& Mean, const Mat<int, M>& arg) const {
+    const Exec ex;
+    const auto &pp = g.d_send_perm, &sp = g.d_send_ptr, &rp = g.d_row_ptr;
+    switch (red) {
+      case Red::Sum:
+        perm ? km::segment_sum_perm<Exec, S, Mode>(ex, X, pp, sp, Y, false) : km::segment_sum<Exec, S, Mode>(ex, X, rp, Y, false);
+        break;
+      case Red::Mean:
+        perm ? km::segment_mean_perm<Exec, S, Mode>(ex, X, pp, sp, Y, false) : km::segment_mean<Exec, S, Mode>(ex, X, rp, Y, false);
+        break;
+      case Red::Max:
+        perm ? km::segment_max_perm<Exec, S, Mode>(ex, X, pp, sp, Y, arg) : km::segment_max<Exec, S, Mode>(ex, X, rp, Y, arg);
+        break;
+      case Red::Min:
+        perm ? km::segment_min_perm<Exec, S, Mode>(ex, X, pp, sp, Y, arg) : km::segment_min<Exec, S, Mode>(ex, X, rp, Y, arg);
+        break;
+      case Red::Std:
+        perm ? km::segment_std_perm<Exec, S, Mode>(ex, X, pp, sp, Y, Mean) : km::segment_std<Exec, S, Mode>(ex, X, rp, Y, Mean);
+        break;
+    }
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    const Exec ex;
+    const auto &pp = g.d_send_perm, &sp = g.d_send_ptr, &rp = g.d_row_ptr;
+    auto X = mat(x[0], g.E, F);
+    auto Yb = mat(yb, g.N, F);
+    Mat<S, M> Y("Y", g.N, F), Mean("Mean", g.N, F), Xb("Xb", g.E, F);
+    Mat<int, M> arg("arg", g.N, F);
+    run_fwd<S, Mode>(X, Y, Mean, arg);
+    switch (red) {
+      case Red::Sum:
+        perm ? km::segment_sum_perm_backward<Exec, S, Mode>(ex, Yb, pp, sp, Xb, false)
+             : km::segment_sum_backward<Exec, S, Mode>(ex, Yb, rp, Xb, false);
+        break;
+      case Red::Mean:
+        perm ? km::segment_mean_perm_backward<Exec, S, Mode>(ex, Yb, pp, sp, Xb, false)
+             : km::segment_mean_backward<Exec, S, Mode>(ex, Yb, rp, Xb, false);
+        break;
+      case Red::Max:
+      case Red::Min:
+        perm ? km::segment_select_perm_backward<Exec, S, Mode>(ex, Yb, arg, pp, sp, Xb, false)
+             : km::segment_select_backward<Exec, S, Mode>(ex, Yb, arg, rp, Xb, false);
+        break;
+      case Red::Std:
+        perm ? km::segment_std_perm_backward<Exec, S, Mode>(ex, X, pp, sp, Mean, Y, Yb, Xb, false)
+             : km::segment_std_backward<Exec, S, Mode>(ex, X, rp, Mean, Y, Yb, Xb, false);
+        break;
+    }
+    return {flat(Xb)};
+  }
+};
+
+struct ScaleRowsOp {
+  const Graph& g;
+  const char* name = "scale_rows";
+  Args<double> inputs(Rng& rng) const { return {randn(rng, g.E * F), randn(rng, g.E)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> y(g.E * F);
+    for (int e = 0; e < g.E; ++e)
+      for (int c = 0; c < F; ++c) y[e * F + c] = x[0][e * F + c] * x[1][e];
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> Y("Y", g.E, F);
+    km::scale_rows<Exec, S, Mode>(Exec(), mat(x[0], g.E, F), vec(x[1]), Y, false);
+    return flat(Y);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    Mat<S, M> Xb("Xb", g.E, F);
+    Vec<S, M> sb("sb", g.E);
+    km::scale_rows_backward<Exec, S, Mode>(Exec(), mat(x[0], g.E, F), vec(x[1]), mat(yb, g.E, F), Xb, sb, false, false);
+    return {flat(Xb), flat(sb)};
+  }
+};
+
+// ---- vector ops -----------------------------------------------------------------------------
+enum class VOp { Scale, Dot, Norm, Cross };
+struct VectorOp {
+  const Graph& g;
+  VOp op;
+  const char* name;
+  static constexpr double eps = 1e-3;
+  int N() const { return g.N; }
+  Args<double> inputs(Rng& rng) const {
+    if (op == VOp::Norm) return {randn(rng, N() * 3 * F)};
+    if (op == VOp::Scale) return {randn(rng, N() * 3 * F), randn(rng, N() * F)};
+    return {randn(rng, N() * 3 * F), randn(rng, N() * 3 * F)};
+  }
+  Arr<double> ref(const Args<double>& x) const {
+    const bool vec_out = op == VOp::Scale || op == VOp::Cross;
+    Arr<double> y(N() * (vec_out ? 3 : 1) * F, 0.0);
+    auto at = [](int i, int a, int f) { return (i * 3 + a) * F + f; };
+    for (int i = 0; i < N(); ++i)
+      for (int f = 0; f < F; ++f) {
+        if (op == VOp::Scale)
+          for (int a = 0; a < 3; ++a) y[at(i, a, f)] = x[0][at(i, a, f)] * x[1][i * F + f];
+        if (op == VOp::Dot)
+          for (int a = 0; a < 3; ++a) y[i * F + f] += x[0][at(i, a, f)] * x[1][at(i, a, f)];
+        if (op == VOp::Norm) {
+          double s = 0;
+          for (int a = 0; a < 3; ++a) s += x[0][at(i, a, f)] * x[0][at(i, a, f)];
+          y[i * F + f] = std::sqrt(s + eps);
+        }
+        if (op == VOp::Cross) {
+          const double u[3] = {x[0][at(i, 0, f)], x[0][at(i, 1, f)], x[0][at(i, 2, f)]};
+          const double v[3] = {x[1][at(i, 0, f)], x[1][at(i, 1, f)], x[1][at(i, 2, f)]};
+          y[at(i, 0, f)] = u[1] * v[2] - u[2] * v[1];
+          y[at(i, 1, f)] = u[2] * v[0] - u[0] * v[2];
+          y[at(i, 2, f)] = u[0] * v[1] - u[1] * v[0];
+        }
+      }
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    const Exec ex;
+    auto U = vmat(x[0], N(), F);
+    switch (op) {
+      case VOp::Scale: {
+        VMat<S, M> Y("Y", N(), 3, F);
+        km::vec_scale<Exec, S, Mode>(ex, U, mat(x[1], N(), F), Y, false);
+        return flat(Y);
+      }
+      case VOp::Dot: {
+        Mat<S, M> Y("Y", N(), F);
+        km::vec_dot<Exec, S, Mode>(ex, U, vmat(x[1], N(), F), Y, false);
+        return flat(Y);
+      }
+      case VOp::Norm: {
+        Mat<S, M> Y("Y", N(), F);
+        km::vec_norm<Exec, S, Mode>(ex, U, eps, Y);
+        return flat(Y);
+      }
+      case VOp::Cross: {
+        VMat<S, M> Y("Y", N(), 3, F);
+        km::vec_cross<Exec, S, Mode>(ex, U, vmat(x[1], N(), F), Y, false);
+        return flat(Y);
+      }
+    }
+    return {};
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    const Exec ex;
+    auto U = vmat(x[0], N(), F);
+    VMat<S, M> Ub("Ub", N(), 3, F), Vb("Vb", N(), 3, F);
+    switch (op) {
+      case VOp::Scale: {
+        Mat<S, M> sb("sb", N(), F);
+        km::vec_scale_backward<Exec, S, Mode>(ex, U, mat(x[1], N(), F), vmat(yb, N(), F), Ub, sb, false, false);
+        return {flat(Ub), flat(sb)};
+      }
+      case VOp::Dot:
+        km::vec_dot_backward<Exec, S, Mode>(ex, U, vmat(x[1], N(), F), mat(yb, N(), F), Ub, Vb, false);
+        return {flat(Ub), flat(Vb)};
+      case VOp::Norm:
+        km::vec_norm_backward<Exec, S, Mode>(ex, U, eps, mat(yb, N(), F), Ub, false);
+        return {flat(Ub)};
+      case VOp::Cross:
+        km::vec_cross_backward<Exec, S, Mode>(ex, U, vmat(x[1], N(), F), vmat(yb, N(), F), Ub, Vb, false);
+        return {flat(Ub), flat(Vb)};
+    }
+    return {};
+  }
+};
+
+struct OuterOp {
+  const Graph& g;
+  const char* name = "vec_outer";
+  Args<double> inputs(Rng& rng) const { return {randn(rng, g.E * 3), randn(rng, g.E * F)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> y(g.E * 3 * F);
+    for (int e = 0; e < g.E; ++e)
+      for (int a = 0; a < 3; ++a)
+        for (int f = 0; f < F; ++f) y[(e * 3 + a) * F + f] = x[0][e * 3 + a] * x[1][e * F + f];
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    VMat<S, M> Y("Y", g.E, 3, F);
+    km::vec_outer<Exec, S, Mode>(Exec(), mat(x[0], g.E, 3), mat(x[1], g.E, F), Y, false);
+    return flat(Y);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    Mat<S, M> rb("rb", g.E, 3), Xb("Xb", g.E, F);
+    km::vec_outer_backward<Exec, S, Mode>(Exec(), mat(x[0], g.E, 3), mat(x[1], g.E, F), vmat(yb, g.E, F), rb, Xb, false,
+                                          false);
+    return {flat(rb), flat(Xb)};
+  }
+};
+
+/// Vector gathers (by dst / by src) and vector segment sums (CSR / perm).
+struct VecGraphOp {
+  const Graph& g;
+  bool gather, perm;
+  const char* name;
+  Args<double> inputs(Rng& rng) const { return {randn(rng, (gather ? g.N : g.E) * 3 * F)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    const int W = 3 * F;
+    if (gather) {
+      Arr<double> y(g.E * W);
+      for (int e = 0; e < g.E; ++e)
+        for (int c = 0; c < W; ++c) y[e * W + c] = x[0][(perm ? g.src : g.dst)[e] * W + c];
+      return y;
+    }
+    Arr<double> y(g.N * W, 0.0);
+    for (int s = 0; s < g.N; ++s)
+      for (int k : perm ? items(g.send_ptr, &g.send_perm, s) : items(g.row_ptr, nullptr, s))
+        for (int c = 0; c < W; ++c) y[s * W + c] += x[0][k * W + c];
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    const Exec ex;
+    if (gather) {
+      VMat<S, M> Y("Y", g.E, 3, F);
+      km::vec_gather<Exec, S, Mode>(ex, vmat(x[0], g.N, F), perm ? g.d_src : g.d_dst, Y);
+      return flat(Y);
+    }
+    VMat<S, M> Y("Y", g.N, 3, F);
+    if (perm)
+      km::vec_segment_sum_perm<Exec, S, Mode>(ex, vmat(x[0], g.E, F), g.d_send_perm, g.d_send_ptr, Y, false);
+    else
+      km::vec_segment_sum<Exec, S, Mode>(ex, vmat(x[0], g.E, F), g.d_row_ptr, Y, false);
+    return flat(Y);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>&, const Arr<S>& yb) const {
+    const Exec ex;
+    if (gather) {
+      VMat<S, M> Xb("Xb", g.N, 3, F);
+      if (perm)
+        km::vec_gather_backward_perm<Exec, S, Mode>(ex, vmat(yb, g.E, F), g.d_send_perm, g.d_send_ptr, Xb, false);
+      else
+        km::vec_gather_backward<Exec, S, Mode>(ex, vmat(yb, g.E, F), g.d_row_ptr, Xb, false);
+      return {flat(Xb)};
+    }
+    VMat<S, M> Xb("Xb", g.E, 3, F);
+    if (perm)
+      km::vec_segment_sum_perm_backward<Exec, S, Mode>(ex, vmat(yb, g.N, F), g.d_send_perm, g.d_send_ptr, Xb, false);
+    else
+      km::vec_segment_sum_backward<Exec, S, Mode>(ex, vmat(yb, g.N, F), g.d_row_ptr, Xb, false);
+    return {flat(Xb)};
+  }
+};
+
+// ---- triplet ops ----------------------------------------------------------------------------
+struct TripletGatherOp {
+  const Graph& g;
+  const char* name = "triplet_gather";
+  Args<double> inputs(Rng& rng) const { return {randn(rng, g.E * F)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> y(g.T() * F);
+    for (int t = 0; t < g.T(); ++t)
+      for (int c = 0; c < F; ++c) y[t * F + c] = x[0][g.trip.kj[t] * F + c];
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> Y("Y", g.T(), F);
+    km::triplet_gather<Exec, S, Mode>(Exec(), mat(x[0], g.E, F), g.d_trip.kj, Y);
+    return flat(Y);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>&, const Arr<S>& yb) const {
+    Mat<S, M> Xb("Xb", g.E, F);
+    km::triplet_gather_backward<Exec, S, Mode>(Exec(), mat(yb, g.T(), F), g.d_trip.kj_perm, g.d_trip.kj_ptr, Xb, false);
+    return {flat(Xb)};
+  }
+};
+
+struct TripletSumOp {
+  const Graph& g;
+  const char* name = "triplet_sum";
+  Args<double> inputs(Rng& rng) const { return {randn(rng, g.T() * F)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> y(g.E * F, 0.0);
+    for (int t = 0; t < g.T(); ++t)
+      for (int c = 0; c < F; ++c) y[g.trip.ji[t] * F + c] += x[0][t * F + c];
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> Y("Y", g.E, F);
+    km::triplet_sum<Exec, S, Mode>(Exec(), mat(x[0], g.T(), F), g.d_trip.ptr, Y, false);
+    return flat(Y);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>&, const Arr<S>& yb) const {
+    Mat<S, M> Xb("Xb", g.T(), F);
+    km::triplet_sum_backward<Exec, S, Mode>(Exec(), mat(yb, g.E, F), g.d_trip.ptr, Xb, false);
+    return {flat(Xb)};
+  }
+};
+
+// ---- angular --------------------------------------------------------------------------------
+struct TripletCosOp {
+  const Graph& g;
+  TripletAngle kind;
+  const char* name;
+  Args<double> inputs(Rng& rng) const { return {randn(rng, g.E * 3)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> y(g.T());
+    for (int t = 0; t < g.T(); ++t) {
+      double u[3], w[3];
+      for (int a = 0; a < 3; ++a) {
+        u[a] = x[0][g.trip.ji[t] * 3 + a];
+        w[a] = x[0][g.trip.kj[t] * 3 + a] + (kind == TripletAngle::AtI ? u[a] : 0.0);
+      }
+      // PyG: angle = atan2(|u x w|, u.w)
+      const double cx = u[1] * w[2] - u[2] * w[1], cy = u[2] * w[0] - u[0] * w[2], cz = u[0] * w[1] - u[1] * w[0];
+      y[t] = std::cos(std::atan2(std::sqrt(cx * cx + cy * cy + cz * cz), u[0] * w[0] + u[1] * w[1] + u[2] * w[2]));
+    }
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Vec<S, M> c("c", g.T());
+    km::triplet_cos<Exec, S, Mode>(Exec(), mat(x[0], g.E, 3), g.d_trip.ji, g.d_trip.kj, c, kind);
+    return flat(c);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    Mat<S, M> rb("rb", g.E, 3);
+    const auto& t = g.d_trip;
+    km::triplet_cos_backward<Exec, S, Mode>(Exec(), mat(x[0], g.E, 3), t.ji, t.kj, t.ptr, t.kj_perm, t.kj_ptr, vec(yb),
+                                            rb, false, kind);
+    return {flat(rb)};
+  }
+};
+
+struct LegendreOp {
+  int T = 11, L = 6;
+  const char* name = "legendre";
+  Args<double> inputs(Rng& rng) const { return {randu(rng, T, -0.95, 0.95)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> y(T * L);
+    for (int t = 0; t < T; ++t) {
+      const double c = x[0][t];
+      const double p[6] = {1, c, (3 * c * c - 1) / 2, (5 * c * c * c - 3 * c) / 2, (35 * std::pow(c, 4) - 30 * c * c + 3) / 8,
+                           (63 * std::pow(c, 5) - 70 * c * c * c + 15 * c) / 8};
+      for (int l = 0; l < L; ++l) y[t * L + l] = p[l];
+    }
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> P("P", T, L), dP("dP", 0, 0);
+    km::legendre<Exec, S, Mode>(Exec(), vec(x[0]), P, dP);
+    return flat(P);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    Vec<S, M> xb("xb", T);
+    km::legendre_backward<Exec, S, Mode>(Exec(), vec(x[0]), mat(yb, T, L), xb, false);
+    return {flat(xb)};
+  }
+};
+
+}  // namespace
+
+// =============================================================================================
+// Test cases
+// =============================================================================================
+
+TEST_CASE("ops: the test graph has an empty segment, isolated atoms and triplets", "[ops]") {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_graph(11);
+  CHECK(g.row_ptr[1] == g.row_ptr[0]);  // atom 0 receives nothing
+  for (int i : {3, 7}) {
+    CHECK(g.row_ptr[i + 1] == g.row_ptr[i]);
+    CHECK(g.send_ptr[i + 1] == g.send_ptr[i]);
+  }
+  CHECK(g.E > 10);
+  CHECK(g.T() > 10);
+}
+
+TEST_CASE("ops: gathers", "[ops]") {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_graph(11);
+  check_op(GatherOp{g, false, "gather_rows by dst"}, 1);
+  check_op(GatherOp{g, true, "gather_rows by src"}, 2);
+}
+
+TEST_CASE("ops: segment reductions (CSR and permutation)", "[ops]") {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_graph(11);
+  check_op(SegmentOp{g, Red::Sum, false, "segment_sum"}, 3);
+  check_op(SegmentOp{g, Red::Sum, true, "segment_sum_perm"}, 4);
+  check_op(SegmentOp{g, Red::Mean, false, "segment_mean"}, 5);
+  check_op(SegmentOp{g, Red::Mean, true, "segment_mean_perm"}, 6);
+  check_op(SegmentOp{g, Red::Max, false, "segment_max"}, 7);
+  check_op(SegmentOp{g, Red::Max, true, "segment_max_perm"}, 8);
+  check_op(SegmentOp{g, Red::Min, false, "segment_min"}, 9);
+  check_op(SegmentOp{g, Red::Min, true, "segment_min_perm"}, 10);
+  check_op(SegmentOp{g, Red::Std, false, "segment_std"}, 11);
+  check_op(SegmentOp{g, Red::Std, true, "segment_std_perm"}, 12);
+}
+
+TEST_CASE("ops: per-edge scaling", "[ops]") {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_graph(11);
+  check_op(ScaleRowsOp{g}, 13);
+}
+
+TEST_CASE("ops: vector channels", "[ops]") {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_graph(11);
+  check_op(VectorOp{g, VOp::Scale, "vec_scale"}, 14);
+  check_op(VectorOp{g, VOp::Dot, "vec_dot"}, 15);
+  check_op(VectorOp{g, VOp::Norm, "vec_norm"}, 16);
+  check_op(VectorOp{g, VOp::Cross, "vec_cross"}, 17);
+  check_op(OuterOp{g}, 18);
+  check_op(VecGraphOp{g, true, false, "vec_gather by dst"}, 19);
+  check_op(VecGraphOp{g, true, true, "vec_gather by src"}, 20);
+  check_op(VecGraphOp{g, false, false, "vec_segment_sum"}, 21);
+  check_op(VecGraphOp{g, false, true, "vec_segment_sum_perm"}, 22);
+}
+
+TEST_CASE("ops: triplet gather / sum, triplet cosine, Legendre", "[ops]") {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_graph(11);
+  check_op(TripletGatherOp{g}, 23);
+  check_op(TripletSumOp{g}, 24);
+  check_op(TripletCosOp{g, TripletAngle::Bonds, "triplet_cos (Bonds)"}, 25);
+  check_op(TripletCosOp{g, TripletAngle::AtI, "triplet_cos (AtI)"}, 26);
+  check_op(LegendreOp{}, 27);
+}
+
+TEST_CASE("ops: max/min ties, empty segments and the arg index", "[ops]") {
+  hydragnn_test::ensure_kokkos();
+  const Exec ex;
+  // segments: {0,1,2} (tie at 0 and 2 for max, 1 for min), {} , {3,4} (all equal)
+  const std::vector<int> ptr = {0, 3, 3, 5}, perm = {4, 2, 0, 1, 3};
+  auto X = mat<double>({5, -1, 5, 2, 2}, 5, 1);
+  Mat<double, M> Y("Y", 3, 1);
+  Mat<int, M> arg("arg", 3, 1);
+  each_mode([&](auto mode) {
+    using Mode = decltype(mode);
+    km::segment_max<Exec, double, Mode>(ex, X, ivec(ptr), Y, arg);
+    CHECK(arg(0, 0) == 0);
+    CHECK(Y(0, 0) == 5);
+    CHECK(arg(1, 0) == -1);
+    CHECK(Y(1, 0) == 0);
+    CHECK(arg(2, 0) == 3);
+    km::segment_min<Exec, double, Mode>(ex, X, ivec(ptr), Y, arg);
+    CHECK(arg(0, 0) == 1);
+    CHECK(Y(0, 0) == -1);
+    CHECK(arg(1, 0) == -1);
+    // through the permutation: segment 0 = rows 4, 2, 0 -> first max is row 2 (value 5)
+    km::segment_max_perm<Exec, double, Mode>(ex, X, ivec(perm), ivec(ptr), Y, arg);
+    CHECK(arg(0, 0) == 2);
+    CHECK(arg(2, 0) == 3);  // rows 1 (-1), 3 (2)
+    // backward: the seg-based form agrees with the segment walk
+    auto Yb = mat<double>({1.5, 2.5, -3.0}, 3, 1);
+    Mat<double, M> A("A", 5, 1), B("B", 5, 1);
+    km::segment_max<Exec, double, Mode>(ex, X, ivec(ptr), Y, arg);
+    km::segment_select_backward<Exec, double, Mode>(ex, Yb, arg, ivec(ptr), A, false);
+    km::segment_max_backward<Exec, double, Mode>(ex, Yb, arg, ivec({0, 0, 0, 2, 2}), B, false);
+    CHECK(flat(A) == Arr<double>({1.5, 0, 0, -3.0, 0}));
+    CHECK(flat(B) == flat(A));
+  });
+}
+
+TEST_CASE("ops: segment_std follows PyG's clamp semantics", "[ops]") {
+  hydragnn_test::ensure_kokkos();
+  const Exec ex;
+  // {1,2,3,4}: var 1.25;  {7,7,7}: var 0 -> 0;  {}: 0;  {0, 2e-3}: var 1e-6 < 1e-5 -> 0;  {0, 1e-2}: var 2.5e-5 -> 5e-3
+  const std::vector<int> ptr = {0, 4, 7, 7, 9, 11};
+  auto X = mat<double>({1, 2, 3, 4, 7, 7, 7, 0, 2e-3, 0, 1e-2}, 11, 1);
+  Mat<double, M> Y("Y", 5, 1), Mean("Mean", 5, 1), Xb("Xb", 11, 1);
+  km::segment_std<Exec, double>(ex, X, ivec(ptr), Y, Mean);
+  CHECK(Y(0, 0) == Approx(std::sqrt(1.25)).epsilon(1e-14));
+  CHECK(Mean(0, 0) == Approx(2.5).epsilon(1e-14));
+  CHECK(Y(1, 0) == 0.0);
+  CHECK(Mean(1, 0) == 7.0);
+  CHECK(Y(2, 0) == 0.0);
+  CHECK(Mean(2, 0) == 0.0);
+  CHECK(Y(3, 0) == 0.0);
+  CHECK(Y(4, 0) == Approx(5e-3).epsilon(1e-10));
+  // no gradient where the output is masked to 0
+  km::segment_std_backward<Exec, double>(ex, X, ivec(ptr), Mean, Y, mat<double>({1, 1, 1, 1, 1}, 5, 1), Xb, false);
+  for (int k = 4; k < 9; ++k) CHECK(Xb(k, 0) == 0.0);
+  CHECK(Xb(9, 0) == Approx(-0.5).epsilon(1e-10));  // (x - mean) / (n std) = -5e-3 / (2 * 5e-3)
+}
+
+TEMPLATE_LIST_TEST_CASE("ops: more channels than HostRow's accumulator row", "[ops]", exec_mode::all) {
+  hydragnn_test::ensure_kokkos();
+  using Mode = TestType;
+  const Exec ex;
+  const Graph g = make_graph(5);
+  const int W = km::detail::host_row_max + 37;
+  Rng rng(99);
+  const Arr<double> x = randn(rng, g.E * W);
+  Mat<double, M> Y("Y", g.N, W), Ys("Ys", g.N, W), Mean("Mean", g.N, W);
+  km::segment_sum_perm<Exec, double, Mode>(ex, mat(x, g.E, W), g.d_send_perm, g.d_send_ptr, Y, false);
+  km::segment_std<Exec, double, Mode>(ex, mat(x, g.E, W), g.d_row_ptr, Ys, Mean);
+  Mismatch mm;
+  for (int s = 0; s < g.N; ++s)
+    for (int c = 0; c < W; ++c) {
+      double sum = 0, msum = 0;
+      for (int k : items(g.send_ptr, &g.send_perm, s)) sum += x[k * W + c];
+      const auto it = items(g.row_ptr, nullptr, s);
+      for (int k : it) msum += x[k * W + c];
+      mm.check(same_bits(Y(s, c), sum), where("wide segment_sum_perm", 0, s * W + c, Y(s, c), sum));
+      const double mean = it.empty() ? 0.0 : msum / double(it.size());
+      mm.check(same_bits(Mean(s, c), mean), where("wide segment_std mean", 0, s * W + c, Mean(s, c), mean));
+    }
+  INFO(mm.first);
+  CHECK(mm.count == 0);
+}
+
+TEST_CASE("ops: accumulate flags add to the output", "[ops]") {
+  hydragnn_test::ensure_kokkos();
+  const Exec ex;
+  const Graph g = make_graph(11);
+  Rng rng(7);
+  // run(out, accumulate) for an op writing `out`; accumulate must give prefill + plain result.
+  auto check_acc = [&](const char* name, auto make_out, auto run) {
+    INFO(name);
+    auto plain = make_out();
+    run(plain, false);
+    auto acc = make_out();
+    const Arr<double> pre = randn(rng, acc.span());
+    std::copy(pre.begin(), pre.end(), acc.data());
+    run(acc, true);
+    for (std::size_t k = 0; k < pre.size(); ++k) CHECK(acc.data()[k] == Approx(pre[k] + plain.data()[k]).epsilon(1e-13).margin(1e-13));
+  };
+  const auto X = mat(randn(rng, g.N * F), g.N, F);
+  const auto Me = mat(randn(rng, g.E * F), g.E, F);
+  const auto Yn = mat(randn(rng, g.N * F), g.N, F);
+  const auto s = vec(randn(rng, g.E));
+  const auto r = mat(randn(rng, g.E * 3), g.E, 3);
+  const auto U = vmat(randn(rng, g.N * 3 * F), g.N, F);
+  const auto V = vmat(randn(rng, g.N * 3 * F), g.N, F);
+  const auto Ye = vmat(randn(rng, g.E * 3 * F), g.E, F);
+  const auto cbar = vec(randn(rng, g.T()));
+  auto matE = [&] { return Mat<double, M>("o", g.E, F); };
+  auto matN = [&] { return Mat<double, M>("o", g.N, F); };
+  check_acc("gather_rows", matE, [&](auto& o, bool a) { km::gather_rows<Exec, double>(ex, X, g.d_src, o, a); });
+  check_acc("segment_sum", matN, [&](auto& o, bool a) { km::segment_sum<Exec, double>(ex, Me, g.d_row_ptr, o, a); });
+  check_acc("segment_mean_perm", matN,
+            [&](auto& o, bool a) { km::segment_mean_perm<Exec, double>(ex, Me, g.d_send_perm, g.d_send_ptr, o, a); });
+  check_acc("segment_mean_backward", matE,
+            [&](auto& o, bool a) { km::segment_mean_backward<Exec, double>(ex, Yn, g.d_row_ptr, o, a); });
+  check_acc("scale_rows", matE, [&](auto& o, bool a) { km::scale_rows<Exec, double>(ex, Me, s, o, a); });
+  check_acc("scale_rows_backward x", matE, [&](auto& o, bool a) {
+    km::scale_rows_backward<Exec, double>(ex, Me, s, Me, o, Vec<double, M>("none", 0), a, false);
+  });
+  check_acc("scale_rows_backward s", [&] { return Vec<double, M>("o", g.E); }, [&](auto& o, bool a) {
+    km::scale_rows_backward<Exec, double>(ex, Me, s, Me, Mat<double, M>("none", 0, 0), o, false, a);
+  });
+  check_acc("vec_dot", matN, [&](auto& o, bool a) { km::vec_dot<Exec, double>(ex, U, V, o, a); });
+  check_acc("vec_outer_backward r", [&] { return Mat<double, M>("o", g.E, 3); }, [&](auto& o, bool a) {
+    km::vec_outer_backward<Exec, double>(ex, r, Me, Ye, o, Mat<double, M>("none", 0, 0), a, false);
+  });
+  check_acc("triplet_cos_backward", [&] { return Mat<double, M>("o", g.E, 3); }, [&](auto& o, bool a) {
+    const auto& t = g.d_trip;
+    km::triplet_cos_backward<Exec, double>(ex, r, t.ji, t.kj, t.ptr, t.kj_perm, t.kj_ptr, cbar, o, a);
+  });
+}
+
+TEST_CASE("ops: Legendre derivatives and the triplet angle convention", "[ops]") {
+  hydragnn_test::ensure_kokkos();
+  const Exec ex;
+  const Arr<double> xs = {-0.9, -0.3, 0.1, 0.77};
+  Mat<double, M> P("P", 4, 7), dP("dP", 4, 7), Pp("Pp", 4, 7), Pm("Pm", 4, 7), none("none", 0, 0);
+  const double h = 1e-6;
+  km::legendre<Exec, double>(ex, vec(xs), P, dP);
+  km::legendre<Exec, double>(ex, vec(axpy(xs, h, Arr<double>(4, 1.0))), Pp, none);
+  km::legendre<Exec, double>(ex, vec(axpy(xs, -h, Arr<double>(4, 1.0))), Pm, none);
+  for (int t = 0; t < 4; ++t)
+    for (int l = 0; l < 7; ++l) CHECK(dP(t, l) == Approx((Pp(t, l) - Pm(t, l)) / (2 * h)).epsilon(1e-7).margin(1e-8));
+
+  // i at 0, j at (1,0,0), k at (2,1,0): r_ji = x_i - x_j, r_kj = x_j - x_k (one triplet)
+  auto r = mat<double>({-1, 0, 0, -1, -1, 0}, 2, 3);  // edge 0 = ji, edge 1 = kj
+  Vec<double, M> c("c", 1);
+  const auto ji = ivec({0}), kj = ivec({1});
+  km::triplet_cos<Exec, double>(ex, r, ji, kj, c, TripletAngle::Bonds);
+  CHECK(c(0) == Approx(std::cos(std::acos(-1.0) / 4)).epsilon(1e-14));  // pi minus the 135 deg bond angle at j
+  km::triplet_cos<Exec, double>(ex, r, ji, kj, c, TripletAngle::AtI);
+  CHECK(c(0) == Approx(2 / std::sqrt(5.0)).epsilon(1e-14));  // angle at i between j and k
+}
+
+// =============================================================================================
+// Triplet builder vs brute force
+// =============================================================================================
+namespace {
+void check_triplets_brute_force(const Structure& s, double cutoff, bool expect_images) {
+  const RadiusGraph g = radius_graph(s, cutoff, -1);
+  const int E = int(g.num_edges());
+  const TripletCsr t = build_triplets(g);
+  // brute force over all edge pairs
+  std::vector<std::pair<int, int>> want;
+  int kept_k_is_i = 0, self_image_edges = 0;
+  for (int a = 0; a < E; ++a) {
+    if (g.senders[a] == g.receivers[a]) ++self_image_edges;
+    for (int b = 0; b < E; ++b) {
+      if (g.receivers[b] != g.senders[a]) continue;
+      const bool reverse = g.senders[b] == g.receivers[a] && g.shifts[b][0] == -g.shifts[a][0] &&
+                           g.shifts[b][1] == -g.shifts[a][1] && g.shifts[b][2] == -g.shifts[a][2];
+      if (reverse) continue;
+      want.emplace_back(a, b);
+      if (g.senders[b] == g.receivers[a]) ++kept_k_is_i;
+    }
+  }
+  REQUIRE(t.size() == want.size());
+  for (std::size_t q = 0; q < want.size(); ++q) {
+    CHECK(t.ji[q] == want[q].first);
+    CHECK(t.kj[q] == want[q].second);
+  }
+  REQUIRE(int(t.ptr.size()) == E + 1);
+  for (int a = 0; a < E; ++a)
+    for (int q = t.ptr[a]; q < t.ptr[a + 1]; ++q) CHECK(t.ji[q] == a);
+  // kj permutation: sorted by (kj, t), ptr over edges
+  REQUIRE(t.kj_perm.size() == t.size());
+  for (int e = 0; e < E; ++e)
+    for (int q = t.kj_ptr[e]; q < t.kj_ptr[e + 1]; ++q) {
+      CHECK(t.kj[t.kj_perm[q]] == e);
+      if (q > t.kj_ptr[e]) CHECK(t.kj_perm[q] > t.kj_perm[q - 1]);
+    }
+  CHECK(t.kj_ptr[E] == int(t.size()));
+  // geometry: edge vectors r_e = x_dst - x_src + n.cell; the excluded pair is exactly r_kj = -r_ji
+  auto rvec = [&](int e) {
+    Vec3 v{};
+    for (int a = 0; a < 3; ++a) {
+      v[a] = s.positions[g.receivers[e]][a] - s.positions[g.senders[e]][a];
+      for (int k = 0; k < 3; ++k) v[a] += g.shifts[e][k] * (s.has_cell ? s.cell[k][a] : 0.0);
+    }
+    return v;
+  };
+  for (std::size_t q = 0; q < t.size(); ++q) {
+    const Vec3 u = rvec(t.ji[q]), w = rvec(t.kj[q]);
+    CHECK(std::fabs(u[0] + w[0]) + std::fabs(u[1] + w[1]) + std::fabs(u[2] + w[2]) > 1e-9);
+  }
+  // the reverse-map overload gives the same triplets
+  std::vector<int> rev(E, -1);
+  for (int a = 0; a < E; ++a)
+    for (int b = 0; b < E; ++b)
+      if (g.senders[b] == g.receivers[a] && g.receivers[b] == g.senders[a] && g.shifts[b][0] == -g.shifts[a][0] &&
+          g.shifts[b][1] == -g.shifts[a][1] && g.shifts[b][2] == -g.shifts[a][2])
+        rev[a] = b;
+  for (int a = 0; a < E; ++a) CHECK(rev[a] >= 0);  // a radius graph is symmetric
+  const TripletCsr t2 = build_triplets(g.receivers, g.senders, rev, g.num_nodes);
+  CHECK(t2.ji == t.ji);
+  CHECK(t2.kj == t.kj);
+  CHECK(t2.kj_perm == t.kj_perm);
+  if (expect_images) {
+    CHECK(self_image_edges > 0);  // atoms see their own images
+    CHECK(kept_k_is_i > 0);       // k = i through another image is kept
+  } else {
+    CHECK(kept_k_is_i == 0);  // without images this is PyG's "k != i"
+    CHECK(self_image_edges == 0);
+  }
+}
+}  // namespace
+
+TEST_CASE("triplets: builder vs brute force on a molecule", "[ops][triplets]") {
+  const Structure s = hydragnn_test::random_structure(21, 10, {1, 6, 8}, false, 4.0, 1.0);
+  check_triplets_brute_force(s, 2.6, false);
+}
+
+TEST_CASE("triplets: builder vs brute force on a small periodic cell (atoms see their own images)",
+          "[ops][triplets]") {
+  const Structure s = hydragnn_test::random_structure(22, 3, {14, 8}, true, 2.7, 1.2);
+  check_triplets_brute_force(s, 3.3, true);
+}
+
+TEST_CASE("triplets: a batch of graphs is the per-graph triplets with offsets", "[ops][triplets]") {
+  const Structure a = hydragnn_test::random_structure(23, 6, {1, 8}, false, 3.0, 1.0);
+  const Structure b = hydragnn_test::random_structure(24, 3, {14}, true, 2.7, 1.2);
+  const RadiusGraph ga = radius_graph(a, 2.4, -1), gb = radius_graph(b, 3.3, -1);
+  const TripletCsr ta = build_triplets(ga), tb = build_triplets(gb), t = build_triplets({&ga, &gb});
+  const int Ea = int(ga.num_edges());
+  REQUIRE(t.size() == ta.size() + tb.size());
+  for (std::size_t q = 0; q < ta.size(); ++q) {
+    CHECK(t.ji[q] == ta.ji[q]);
+    CHECK(t.kj[q] == ta.kj[q]);
+  }
+  for (std::size_t q = 0; q < tb.size(); ++q) {
+    CHECK(t.ji[ta.size() + q] == Ea + tb.ji[q]);
+    CHECK(t.kj[ta.size() + q] == Ea + tb.kj[q]);
+  }
+}
