@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// Tests for the HydraGNN-schema JSON config parser (include/hydragnn/config.hpp).
+// Tests for the HydraGNN-schema JSON config parser (include/hydragnn/io/config.hpp).
 #include <catch2/catch.hpp>
 
-#include <hydragnn/config.hpp>
+#include <hydragnn/io/config.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -456,3 +456,4 @@ TEST_CASE("config: load_config", "[config]") {
     CHECK(c.dataset.resolve("/x/a.extxyz") == "/x/a.extxyz");
   }
 }
+

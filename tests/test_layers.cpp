@@ -3,6 +3,7 @@
 // and of the dual-number (forward-over-reverse) parameter gradient of a force loss.
 #include <catch2/catch.hpp>
 
+#include <hydragnn/graph/batch_builder.hpp>
 #include <hydragnn/potential.hpp>
 
 #include "test_helpers.hpp"

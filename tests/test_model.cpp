@@ -405,3 +405,16 @@ TEST_CASE("early stopping ends training after `patience` epochs without improvem
   CHECK(r.state.stop_bad == 2);
   CHECK(log.find("early stopping") != std::string::npos);
 }
+
+TEST_CASE("names <-> enums (io/names.hpp) round-trip, unknown names are errors", "[io][names]") {
+  for (Activation a : {Activation::Identity, Activation::ReLU, Activation::SiLU, Activation::ShiftedSoftplus,
+                       Activation::Tanh, Activation::Sigmoid, Activation::Softplus})
+    CHECK(parse_activation(activation_name(a)) == a);
+  for (Pooling p : {Pooling::Mean, Pooling::Sum, Pooling::Max}) CHECK(parse_pooling(pooling_name(p)) == p);
+  CHECK(parse_pooling("add") == Pooling::Sum);
+  CHECK(parse_optimizer("adamw") == OptimizerType::AdamW);
+  CHECK_THROWS_AS(parse_activation("gelu"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_pooling("median"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_optimizer("lbfgs"), std::invalid_argument);
+}
+

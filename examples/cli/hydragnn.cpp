@@ -6,7 +6,7 @@
 //   hydragnn evaluate --checkpoint P --input test.extxyz [--json]
 #include <CLI/CLI.hpp>
 
-#include <hydragnn/config.hpp>
+#include <hydragnn/io/config.hpp>
 #include <hydragnn/potential.hpp>
 #include <hydragnn/train/trainer.hpp>
 

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <hydragnn/core/batch.hpp>
+#include <hydragnn/core/structure.hpp>
+#include <hydragnn/graph/batch_builder.hpp>
 #include <hydragnn/graph/radius_graph.hpp>
 #include <hydragnn/io/extxyz.hpp>
 

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // HydraGNN-schema JSON configuration files -> plain, validated structs.
 //
-// JSON is confined to this header: parse_config / load_config / to_json are the
-// only functions that touch nlohmann::json; the rest of the library sees only
-// the structs below. Parsing is strict: every key must be known (or on the
+// parse_config / load_config / to_json are the only functions here that touch
+// nlohmann::json (JSON lives in io/ and the layers above it); the rest of the
+// library sees only the structs below. Parsing is strict: every key must be known (or on the
 // explicit list of HydraGNN keys that are accepted and ignored), every value
 // must have the right JSON type and a valid range. All error messages start
 // with the source name (file name, or "<string>") and use full dotted key
