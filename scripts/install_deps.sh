@@ -9,6 +9,7 @@ packages=(
   libtrilinos-kokkos-dev libtrilinos-kokkos-kernels-dev
   libblas-dev liblapack-dev
   catch2 nlohmann-json3-dev libcli11-dev
+  python3
 )
 
 missing=()
