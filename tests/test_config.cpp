@@ -457,3 +457,18 @@ TEST_CASE("config: load_config", "[config]") {
   }
 }
 
+TEST_CASE("a dataset file is checked under its config key", "[config][dataset]") {
+  TempDir tmp;
+  const std::string cfg_file = (tmp.path / "cfg.json").string();
+  std::ofstream(cfg_file) << R"({"Dataset": {"path": {"train": "x.extxyz", "validate": "sub", "test": "t.extxyz"}}})";
+  std::filesystem::create_directory(tmp.path / "sub");
+  std::ofstream((tmp.path / "t.extxyz").string()) << "";
+  const Config c = load_config(cfg_file);
+  const std::string abs_dir = std::filesystem::absolute(tmp.path).lexically_normal().string();
+  CHECK_THROWS_WITH(c.dataset.existing_file("train"),
+                    "Dataset.path.train: file 'x.extxyz' not found (resolved to " + abs_dir + "/x.extxyz)");
+  CHECK_THROWS_WITH(c.dataset.existing_file("validate"), StartsWith("Dataset.path.validate: 'sub' is a directory"));
+  CHECK(c.dataset.existing_file("test") == c.dataset.resolve("t.extxyz"));
+  CHECK_THROWS_WITH(c.dataset.existing_file("total"), "Dataset.path.total: not set");
+  CHECK(c.dataset.path("train") == "x.extxyz");
+}
