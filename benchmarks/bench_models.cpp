@@ -329,7 +329,7 @@ int main(int argc, char** argv) {
          << w.max_neighbours << " neighbours, " << w.batch_size << " graphs/batch, seed " << w.seed;
       benchmark::AddCustomContext("hydragnn_workload", wl.str());
       benchmark::AddCustomContext("kokkos_execution_space", Exec::name());
-      benchmark::AddCustomContext("kokkos_version", std::to_string(KOKKOS_VERSION));
+      benchmark::AddCustomContext("kokkos_version", std::to_string(hydragnn::compat::kokkos_version()));
       benchmark::AddCustomContext("scalar", "float");
       benchmark::RunSpecifiedBenchmarks();
       benchmark::Shutdown();

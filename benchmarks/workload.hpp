@@ -14,8 +14,9 @@
 #pragma once
 
 #include <hydragnn/core/batch.hpp>
+#include <hydragnn/core/structure.hpp>
+#include <hydragnn/graph/batch_builder.hpp>
 #include <hydragnn/graph/radius_graph.hpp>
-#include <hydragnn/io/structure.hpp>
 
 #include <algorithm>
 #include <cmath>

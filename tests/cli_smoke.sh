@@ -2,6 +2,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # CLI contract: train (1 epoch) -> checkpoint files -> predict writes energy/forces/stress -> evaluate
 # (--json) -> resume; and bad input (unknown config key, corrupt checkpoint) fails with a clear message.
+# Also what a new user hit: --version, unlabelled / partially labelled evaluate input, --resume with
+# --overwrite, --batch-size 0, a missing dataset file, and the output directory of a failed train.
 set -euo pipefail
 exe="$1"; src="$2"; work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -54,4 +56,87 @@ if "$exe" evaluate --checkpoint "$work/broken.hgnn" --input "$src/examples/si_sw
 grep -q "broken.hgnn" "$work/err2.txt" || fail "error does not name the checkpoint"
 # earlier checkpoint untouched by the failed run
 [ -s "$work/run/checkpoint.hgnn" ] || fail "checkpoint lost"
+
+# --version: hydragnn's version, the git commit when built from a checkout, Kokkos and its backends
+"$exe" --version > "$work/version.txt" || fail "--version exits non-zero"
+grep -Eq "^hydragnn [0-9]+\.[0-9]+\.[0-9]+" "$work/version.txt" || fail "--version: $(cat "$work/version.txt")"
+grep -q "Kokkos [0-9]*\.[0-9]*\.[0-9]*, backends: " "$work/version.txt" || fail "--version names no Kokkos: $(cat "$work/version.txt")"
+
+# --resume and --overwrite together are refused, nothing changes
+before=$(md5sum < "$work/run/checkpoint.hgnn")
+if "$exe" train --config "$work/cfg.json" --output "$work/run" --resume --overwrite 2> "$work/err3.txt"; then
+  fail "--resume --overwrite accepted"
+fi
+grep -q "excludes" "$work/err3.txt" || fail "--resume --overwrite: $(cat "$work/err3.txt")"
+[ "$before" = "$(md5sum < "$work/run/checkpoint.hgnn")" ] || fail "checkpoint changed by --resume --overwrite"
+# --resume where there is no run
+if "$exe" train --config "$work/cfg.json" --output "$work/norun" --resume 2> "$work/err3b.txt"; then fail "--resume without a run accepted"; fi
+grep -q "no checkpoint to continue from" "$work/err3b.txt" || fail "--resume without a run: $(cat "$work/err3b.txt")"
+[ ! -e "$work/norun" ] || fail "--resume without a run created the output directory"
+
+# --batch-size 0: a plain message, not the range of a double
+if "$exe" evaluate --checkpoint "$work/run/checkpoint.hgnn" --input "$src/examples/si_sw/validate.extxyz" --batch-size 0 \
+  2> "$work/err4.txt"; then fail "--batch-size 0 accepted"; fi
+grep -q -- "--batch-size: must be a positive integer (got '0')" "$work/err4.txt" || fail "--batch-size 0: $(cat "$work/err4.txt")"
+if grep -q "e+308\|[0-9]\{30\}" "$work/err4.txt"; then fail "--batch-size 0 still prints a range: $(cat "$work/err4.txt")"; fi
+
+# a missing dataset file is named by its config key, with the path it was resolved to
+python3 -c "import json,sys; c=json.load(open(sys.argv[1])); c['Dataset']['path']['train']='nothere.extxyz'; json.dump(c,open(sys.argv[2],'w'))" \
+  "$work/cfg.json" "$work/missing.json"
+if "$exe" train --config "$work/missing.json" --output "$work/m1/m2" 2> "$work/err5.txt"; then fail "missing dataset accepted"; fi
+grep -qF "Dataset.path.train: file 'nothere.extxyz' not found (resolved to $work/nothere.extxyz)" "$work/err5.txt" \
+  || fail "missing dataset: $(cat "$work/err5.txt")"
+[ ! -e "$work/m1" ] || fail "a train that failed on a missing file left $work/m1 behind"
+
+# labels stripped from frames: python3 strip.py IN OUT N_NO_ENERGY N_NO_FORCES (the first N frames lose
+# their energy (and stress) / their forces column)
+cat > "$work/strip.py" <<'PY'
+import re, sys
+src, dst, n_e, n_f = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+lines = open(src).read().splitlines()
+out, i, k = [], 0, 0
+while i < len(lines):
+    n = int(lines[i]); comment = lines[i + 1]; atoms = lines[i + 2:i + 2 + n]
+    if k < n_e:
+        comment = re.sub(r'\s*energy=\S+', '', comment)
+        comment = re.sub(r'\s*stress="[^"]*"', '', comment)
+    if k < n_f:
+        comment = comment.replace(':forces:R:3', '')
+        atoms = [" ".join(a.split()[:4]) for a in atoms]
+    out += [lines[i], comment] + atoms
+    i += 2 + n; k += 1
+open(dst, "w").write("\n".join(out) + "\n")
+PY
+python3 "$work/strip.py" "$src/examples/si_sw/validate.extxyz" "$work/unlabelled.extxyz" 1000 1000
+python3 "$work/strip.py" "$src/examples/si_sw/validate.extxyz" "$work/partial.extxyz" 5 3
+
+# evaluate on an unlabelled file is an error naming the file
+if "$exe" evaluate --checkpoint "$work/run/checkpoint.hgnn" --input "$work/unlabelled.extxyz" > "$work/out6.txt" 2> "$work/err6.txt"; then
+  fail "evaluate on an unlabelled file exits 0: $(cat "$work/out6.txt")"
+fi
+grep -q "unlabelled.extxyz: no frame has an 'energy' label or a 'forces' column" "$work/err6.txt" \
+  || fail "unlabelled evaluate: $(cat "$work/err6.txt")"
+if grep -qi "nan" "$work/out6.txt"; then fail "unlabelled evaluate printed NaN metrics"; fi
+# partially labelled: evaluates what is labelled and says how many frames were skipped
+"$exe" evaluate --checkpoint "$work/run/checkpoint.hgnn" --input "$work/partial.extxyz" --json > "$work/eval7.json" 2> "$work/err7.txt" \
+  || fail "evaluate on a partially labelled file: $(cat "$work/err7.txt")"
+grep -q "energy errors over 25 of 30 frames (5 skipped: no 'energy'), force errors over 27 of 30 frames (3 skipped: no 'forces')" \
+  "$work/err7.txt" || fail "partial evaluate does not report skipped frames: $(cat "$work/err7.txt")"
+python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['structures']==25 and j['frames']==30 and j['frames_without_energy']==5 and j['frames_without_forces']==3 and j['force_mae_eV_per_A']>0, j" \
+  "$work/eval7.json" || fail "partial evaluate --json"
+"$exe" evaluate --checkpoint "$work/run/checkpoint.hgnn" --input "$work/partial.extxyz" > "$work/eval7.txt" 2> /dev/null
+grep -q "partial.extxyz: 30 structures (25 with energy, 27 with forces)" "$work/eval7.txt" || fail "partial evaluate text: $(cat "$work/eval7.txt")"
+
+# a train that fails after creating its output directory removes what it created, and only that
+python3 -c "import json,sys; c=json.load(open(sys.argv[1])); c['Dataset']['path']={'train': sys.argv[3]}; json.dump(c,open(sys.argv[2],'w'))" \
+  "$work/cfg.json" "$work/nolabels.json" "$work/unlabelled.extxyz"
+if "$exe" train --config "$work/nolabels.json" --output "$work/new1/new2" 2> "$work/err8.txt"; then fail "training on unlabelled data accepted"; fi
+grep -q "unlabelled.extxyz" "$work/err8.txt" || fail "unlabelled training data: $(cat "$work/err8.txt")"
+[ ! -e "$work/new1" ] || fail "a failed train left the directories it created: $(find "$work/new1")"
+mkdir -p "$work/keep/empty" && echo "mine" > "$work/keep/note.txt"
+if "$exe" train --config "$work/nolabels.json" --output "$work/keep" 2> /dev/null; then fail "training on unlabelled data accepted"; fi
+[ -f "$work/keep/note.txt" ] && [ -d "$work/keep/empty" ] || fail "a failed train removed files it did not create"
+if "$exe" train --config "$work/nolabels.json" --output "$work/keep/empty" 2> /dev/null; then fail "training on unlabelled data accepted"; fi
+[ -d "$work/keep/empty" ] || fail "a failed train removed an empty directory that existed before it"
+
 echo "cli smoke: all checks passed"

@@ -5,6 +5,7 @@
 // determinism of the whole forward/backward/dual pipeline.
 #include <catch2/catch.hpp>
 
+#include <hydragnn/graph/batch_builder.hpp>
 #include <hydragnn/train/loss.hpp>
 
 #include "test_helpers.hpp"

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// Tests for the HydraGNN-schema JSON config parser (include/hydragnn/config.hpp).
+// Tests for the HydraGNN-schema JSON config parser (include/hydragnn/io/config.hpp).
 #include <catch2/catch.hpp>
 
-#include <hydragnn/config.hpp>
+#include <hydragnn/io/config.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -455,4 +455,20 @@ TEST_CASE("config: load_config", "[config]") {
     CHECK(c.dataset.resolve("a.extxyz") == "a.extxyz");
     CHECK(c.dataset.resolve("/x/a.extxyz") == "/x/a.extxyz");
   }
+}
+
+TEST_CASE("a dataset file is checked under its config key", "[config][dataset]") {
+  TempDir tmp;
+  const std::string cfg_file = (tmp.path / "cfg.json").string();
+  std::ofstream(cfg_file) << R"({"Dataset": {"path": {"train": "x.extxyz", "validate": "sub", "test": "t.extxyz"}}})";
+  std::filesystem::create_directory(tmp.path / "sub");
+  std::ofstream((tmp.path / "t.extxyz").string()) << "";
+  const Config c = load_config(cfg_file);
+  const std::string abs_dir = std::filesystem::absolute(tmp.path).lexically_normal().string();
+  CHECK_THROWS_WITH(c.dataset.existing_file("train"),
+                    "Dataset.path.train: file 'x.extxyz' not found (resolved to " + abs_dir + "/x.extxyz)");
+  CHECK_THROWS_WITH(c.dataset.existing_file("validate"), StartsWith("Dataset.path.validate: 'sub' is a directory"));
+  CHECK(c.dataset.existing_file("test") == c.dataset.resolve("t.extxyz"));
+  CHECK_THROWS_WITH(c.dataset.existing_file("total"), "Dataset.path.total: not set");
+  CHECK(c.dataset.path("train") == "x.extxyz");
 }

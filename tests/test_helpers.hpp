@@ -2,7 +2,7 @@
 // Small fixtures shared by the model tests.
 #pragma once
 
-#include <hydragnn/io/structure.hpp>
+#include <hydragnn/core/structure.hpp>
 
 #include <Kokkos_Core.hpp>
 #include <random>

@@ -6,6 +6,7 @@
 #include <hydragnn/autodiff/potential.hpp>
 #include <hydragnn/conv/egnn.hpp>
 #include <hydragnn/conv/schnet.hpp>
+#include <hydragnn/graph/batch_builder.hpp>
 
 #include "test_helpers.hpp"
 

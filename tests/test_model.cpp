@@ -405,3 +405,42 @@ TEST_CASE("early stopping ends training after `patience` epochs without improvem
   CHECK(r.state.stop_bad == 2);
   CHECK(log.find("early stopping") != std::string::npos);
 }
+
+TEST_CASE("names <-> enums (io/names.hpp) round-trip, unknown names are errors", "[io][names]") {
+  for (Activation a : {Activation::Identity, Activation::ReLU, Activation::SiLU, Activation::ShiftedSoftplus,
+                       Activation::Tanh, Activation::Sigmoid, Activation::Softplus})
+    CHECK(parse_activation(activation_name(a)) == a);
+  for (Pooling p : {Pooling::Mean, Pooling::Sum, Pooling::Max}) CHECK(parse_pooling(pooling_name(p)) == p);
+  CHECK(parse_pooling("add") == Pooling::Sum);
+  CHECK(parse_optimizer("adamw") == OptimizerType::AdamW);
+  CHECK_THROWS_AS(parse_activation("gelu"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_pooling("median"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_optimizer("lbfgs"), std::invalid_argument);
+}
+
+TEST_CASE("count_labels counts energy, forces, stress and head labels per frame", "[train][labels]") {
+  Dataset ds;
+  for (int k = 0; k < 5; ++k) {
+    Structure f = hydragnn_test::random_structure(k, 4, {6, 14}, k % 2 == 0);
+    f.energy = -1.0 * k;
+    f.forces.assign(4, Vec3{});
+    ds.frames.push_back(f);
+  }
+  ds.frames[0].energy.reset();
+  ds.frames[1].energy.reset();
+  ds.frames[2].forces.clear();
+  ds.frames[3].info["gap"] = "1.5";
+  ds.frames[4].arrays["charge"] = std::vector<double>(4, 0.1);
+  ds.frames[4].array_cols["charge"] = 1;
+  const LabelCounts c = count_labels(ds, {HeadDef{"gap", false, 1, 1.0}, HeadDef{"charge", true, 1, 1.0}});
+  CHECK(c.frames == 5);
+  CHECK(c.energy == 3);
+  CHECK(c.forces == 4);
+  CHECK(c.heads == std::vector<std::size_t>{1, 1});
+  CHECK(c.any());
+  Dataset bare;
+  bare.frames.push_back(ds.frames[0]);
+  bare.frames[0].forces.clear();
+  bare.frames[0].stress.reset();
+  CHECK_FALSE(count_labels(bare).any());
+}

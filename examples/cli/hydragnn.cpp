@@ -1,17 +1,29 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // hydragnn: command-line driver (train / predict / evaluate) over the header-only library.
 //
-//   hydragnn train    --config C.json [--output DIR] [--resume]
+//   hydragnn train    --config C.json [--output DIR] [--resume | --overwrite]
 //   hydragnn predict  --checkpoint P --input in.extxyz --output out.extxyz
 //   hydragnn evaluate --checkpoint P --input test.extxyz [--json]
+//   hydragnn --version
 #include <CLI/CLI.hpp>
 
-#include <hydragnn/config.hpp>
+#include <hydragnn/compat/kokkos.hpp>
+#include <hydragnn/io/config.hpp>
 #include <hydragnn/potential.hpp>
 #include <hydragnn/train/trainer.hpp>
 
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
+
+#ifndef HYDRAGNN_VERSION
+#define HYDRAGNN_VERSION "unknown"
+#endif
+#ifndef HYDRAGNN_GIT_COMMIT
+#define HYDRAGNN_GIT_COMMIT ""
+#endif
 
 namespace {
 
@@ -27,7 +39,15 @@ void with_model_type(const std::string& mpnn_type, F&& f) {
   throw std::runtime_error("mpnn_type '" + mpnn_type + "' is not implemented yet");
 }
 
-void print_metrics(const Metrics& m, const std::string& what, bool json) {
+std::string version_text() {
+  std::string v = std::string("hydragnn ") + HYDRAGNN_VERSION;
+  if (std::string(HYDRAGNN_GIT_COMMIT).size()) v += std::string(" (git ") + HYDRAGNN_GIT_COMMIT + ")";
+  v += "\nKokkos " + compat::kokkos_version_string() + ", backends: " + compat::kokkos_backends() +
+       ", default execution space: " + Exec::name();
+  return v;
+}
+
+void print_metrics(const Metrics& m, const std::string& what, bool json, const LabelCounts* labels = nullptr) {
   if (json) {
     nlohmann::json j{{"dataset", what},
                      {"structures", m.n_structures},
@@ -38,13 +58,29 @@ void print_metrics(const Metrics& m, const std::string& what, bool json) {
                      {"force_mae_eV_per_A", detail::num(m.f_mae)},
                      {"force_rmse_eV_per_A", detail::num(m.f_rmse)},
                      {"stress_mae_eV_per_A3", detail::num(m.s_mae)}};
+    if (labels) {
+      j["frames"] = labels->frames;
+      j["frames_without_energy"] = labels->frames - labels->energy;
+      j["frames_without_forces"] = labels->frames - labels->forces;
+    }
     std::cout << j.dump(2) << "\n";
     return;
   }
-  std::printf("%s: %ld structures\n", what.c_str(), m.n_structures);
-  std::printf("  energy MAE  %10.3f meV/structure  %8.3f meV/atom\n", m.e_mae * 1e3, m.epa_mae * 1e3);
-  std::printf("  energy RMSE %10.3f meV/structure  %8.3f meV/atom\n", m.e_rmse * 1e3, m.epa_rmse * 1e3);
-  std::printf("  force  MAE  %10.3f meV/A   RMSE %8.3f meV/A  (per component)\n", m.f_mae * 1e3, m.f_rmse * 1e3);
+  if (labels)
+    std::printf("%s: %zu structures (%zu with energy, %zu with forces)\n", what.c_str(), labels->frames, labels->energy,
+                labels->forces);
+  else
+    std::printf("%s: %ld structures\n", what.c_str(), m.n_structures);
+  if (m.n_structures) {
+    std::printf("  energy MAE  %10.3f meV/structure  %8.3f meV/atom\n", m.e_mae * 1e3, m.epa_mae * 1e3);
+    std::printf("  energy RMSE %10.3f meV/structure  %8.3f meV/atom\n", m.e_rmse * 1e3, m.epa_rmse * 1e3);
+  } else {
+    std::printf("  energy: no frame has an 'energy' label\n");
+  }
+  if (m.n_force_components)
+    std::printf("  force  MAE  %10.3f meV/A   RMSE %8.3f meV/A  (per component)\n", m.f_mae * 1e3, m.f_rmse * 1e3);
+  else
+    std::printf("  force: no frame has a 'forces' column\n");
   if (std::isfinite(m.s_mae)) std::printf("  stress MAE  %10.4f meV/A^3\n", m.s_mae * 1e3);
 }
 
@@ -59,31 +95,83 @@ Dataset load_for_model(const std::string& path, const ModelSpec& spec) {
   return ds;
 }
 
+/// Directories that create_directories(dir) would create, deepest first.
+std::vector<std::filesystem::path> missing_directories(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> out;
+  fs::path p = fs::absolute(dir).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();  // trailing separator
+  for (; !p.empty() && !fs::exists(p); p = p.parent_path()) {
+    out.push_back(p);
+    if (p == p.parent_path()) break;
+  }
+  return out;
+}
+
+/// Remove the directories a failed run created, deepest first, as long as they are empty (a
+/// directory holding anything, e.g. a checkpoint this run wrote, is kept with its parents).
+void remove_created_directories(const std::vector<std::filesystem::path>& created) {
+  namespace fs = std::filesystem;
+  for (const auto& d : created) {
+    std::error_code ec;
+    if (!fs::is_directory(d, ec) || !fs::is_empty(d, ec) || ec) break;
+    fs::remove(d, ec);
+    if (ec) break;
+  }
+}
+
+int train_into(const std::string& config_path, const Config& cfg, const std::string& out_dir, bool resume);
+
 int cmd_train(const std::string& config_path, const std::string& out_dir, bool resume, bool overwrite) {
-  if (!resume && !overwrite && std::filesystem::exists(out_dir + "/checkpoint.hgnn"))
+  namespace fs = std::filesystem;
+  if (resume && overwrite) throw std::runtime_error("--resume and --overwrite exclude each other");
+  if (!resume && !overwrite && fs::exists(out_dir + "/checkpoint.hgnn"))
     throw std::runtime_error(out_dir + "/checkpoint.hgnn exists: pass --resume to continue that run or --overwrite "
                              "to start a new one there (nothing was changed)");
+  if (resume && !fs::exists(out_dir + "/checkpoint.hgnn"))
+    throw std::runtime_error("--resume: no checkpoint to continue from (" + out_dir + "/checkpoint.hgnn does not exist)");
   Config cfg = load_config(config_path);
   if (cfg.dataset.train.empty() && cfg.dataset.total.empty())
     throw ConfigError(config_path + ": 'Dataset.path' must name 'train' (or 'total') extxyz files");
-  std::filesystem::create_directories(out_dir);
+  // every named dataset file must exist before anything is created or trained
+  for (const char* key : {"total", "train", "validate", "test"}) {
+    if (cfg.dataset.path(key).empty()) continue;
+    try {
+      cfg.dataset.existing_file(key);
+    } catch (const ConfigError& e) {
+      throw ConfigError(config_path + ": " + e.what());
+    }
+  }
+  const std::vector<fs::path> created = missing_directories(out_dir);
+  fs::create_directories(out_dir);
+  try {
+    return train_into(config_path, cfg, out_dir, resume);
+  } catch (...) {
+    remove_created_directories(created);
+    throw;
+  }
+}
+
+int train_into(const std::string& config_path, const Config& cfg, const std::string& out_dir, bool resume) {
   const ModelSpec base = spec_from_config(cfg);
   DatasetRequirements req;
   req.energy = base.energy && (cfg.arch.energy_weight > 0 || cfg.arch.energy_peratom_weight > 0);
   req.forces = base.energy && cfg.arch.force_weight > 0;
   Dataset train_ds, val_ds, test_ds;
-  auto load = [&](const std::string& p) { return load_dataset(cfg.dataset.resolve(p), base.cutoff, base.max_neighbours, req); };
+  auto load = [&](const char* key) {
+    return load_dataset(cfg.dataset.existing_file(key), base.cutoff, base.max_neighbours, req);
+  };
   if (!cfg.dataset.total.empty()) {
-    const Dataset all = load(cfg.dataset.total);
+    const Dataset all = load("total");
     const SplitSizes sz = split_total(all.size(), cfg.training.perc_train);
     auto parts = split_dataset(all, {sz.train, sz.validate, sz.test}, cfg.training.seed);
     train_ds = std::move(parts[0]);
     val_ds = std::move(parts[1]);
     test_ds = std::move(parts[2]);
   } else {
-    train_ds = load(cfg.dataset.train);
+    train_ds = load("train");
     if (!cfg.dataset.validate.empty()) {
-      val_ds = load(cfg.dataset.validate);
+      val_ds = load("validate");
     } else if (cfg.training.perc_train < 1.0) {
       // no validation file: hold out (1 - perc_train) of the training file, shuffled with the seed
       const std::size_t n = train_ds.size();
@@ -92,7 +180,7 @@ int cmd_train(const std::string& config_path, const std::string& out_dir, bool r
       train_ds = std::move(parts[0]);
       val_ds = std::move(parts[1]);
     }
-    if (!cfg.dataset.test.empty()) test_ds = load(cfg.dataset.test);
+    if (!cfg.dataset.test.empty()) test_ds = load("test");
   }
   std::printf("config %s: %s, hidden %d, %d layers, radius %.2f A; data: %zu train, %zu validate, %zu test\n",
               config_path.c_str(), base.mpnn_type.c_str(), base.hidden_dim, base.num_conv_layers, base.cutoff,
@@ -123,8 +211,21 @@ int cmd_evaluate(const std::string& ckpt, const std::string& input, bool json, i
     using ModelT = decltype(tag);
     ModelT model = model_from_checkpoint<ModelT>(c, ckpt);
     const Dataset ds = load_for_model(input, model.spec());
+    const LabelCounts labels = count_labels(ds, model.spec().heads);
+    const bool labelled = model.spec().energy ? (labels.energy || labels.forces) : labels.any();
+    if (!labelled)
+      throw DataError(input + ": no frame has " +
+                      (model.spec().energy ? std::string("an 'energy' label or a 'forces' column")
+                                           : std::string("a label for the model's heads")) +
+                      ", so there is nothing to evaluate against (use 'hydragnn predict' to label it)");
+    if (model.spec().energy && (labels.energy < labels.frames || labels.forces < labels.frames))
+      std::fprintf(stderr,
+                   "hydragnn: note: %s: energy errors over %zu of %zu frames (%zu skipped: no 'energy'), force errors "
+                   "over %zu of %zu frames (%zu skipped: no 'forces')\n",
+                   input.c_str(), labels.energy, labels.frames, labels.frames - labels.energy, labels.forces,
+                   labels.frames, labels.frames - labels.forces);
     LossSpec w;
-    print_metrics(evaluate(exec, model, ds, w, batch), input, json);
+    print_metrics(evaluate(exec, model, ds, w, batch), input, json, &labels);
   });
   return 0;
 }
@@ -183,25 +284,39 @@ int cmd_predict(const std::string& ckpt, const std::string& input, const std::st
 
 int main(int argc, char** argv) {
   CLI::App app{"hydragnn: train and run HydraGNN-style graph neural network potentials (Kokkos, C++17)"};
+  app.set_version_flag("--version", version_text(), "print the version (hydragnn, git commit, Kokkos) and exit");
   app.require_subcommand(1);
+  // CLI::PositiveNumber answers 0 with the whole range of double; say what is wanted instead.
+  const CLI::Validator positive_int(
+      [](std::string& s) -> std::string {
+        char* end = nullptr;
+        errno = 0;
+        const long v = std::strtol(s.c_str(), &end, 10);
+        if (s.empty() || *end != '\0' || errno == ERANGE || v < 1 || v > INT_MAX)
+          return "must be a positive integer (got '" + s + "')";
+        return {};
+      },
+      "POSITIVE_INT");
   std::string config, output = "hydragnn_run", checkpoint, input, out_file;
   bool resume = false, overwrite = false, json = false;
   int batch = 32;
   auto* train_cmd = app.add_subcommand("train", "train a model from a HydraGNN-schema JSON config");
   train_cmd->add_option("--config,-c", config, "config JSON")->required()->check(CLI::ExistingFile);
   train_cmd->add_option("--output,-o", output, "output directory (checkpoints, metrics log)");
-  train_cmd->add_flag("--resume", resume, "continue from OUTPUT/checkpoint.hgnn (bit-for-bit)");
-  train_cmd->add_flag("--overwrite", overwrite, "start afresh even if OUTPUT already holds a checkpoint");
+  auto* resume_flag = train_cmd->add_flag("--resume", resume, "continue from OUTPUT/checkpoint.hgnn (bit-for-bit)");
+  auto* overwrite_flag =
+      train_cmd->add_flag("--overwrite", overwrite, "start afresh even if OUTPUT already holds a checkpoint");
+  resume_flag->excludes(overwrite_flag);
   auto* pred_cmd = app.add_subcommand("predict", "write energy, forces and stress for every frame");
   pred_cmd->add_option("--checkpoint", checkpoint, "checkpoint file")->required()->check(CLI::ExistingFile);
   pred_cmd->add_option("--input,-i", input, "input extxyz")->required()->check(CLI::ExistingFile);
   pred_cmd->add_option("--output,-o", out_file, "output extxyz")->required();
-  pred_cmd->add_option("--batch-size", batch, "structures per batch")->check(CLI::PositiveNumber);
+  pred_cmd->add_option("--batch-size", batch, "structures per batch")->check(positive_int);
   auto* eval_cmd = app.add_subcommand("evaluate", "energy and force errors against the labels of an extxyz file");
   eval_cmd->add_option("--checkpoint", checkpoint, "checkpoint file")->required()->check(CLI::ExistingFile);
   eval_cmd->add_option("--input,-i", input, "labelled extxyz")->required()->check(CLI::ExistingFile);
   eval_cmd->add_flag("--json", json, "print the metrics as JSON");
-  eval_cmd->add_option("--batch-size", batch, "structures per batch")->check(CLI::PositiveNumber);
+  eval_cmd->add_option("--batch-size", batch, "structures per batch")->check(positive_int);
   CLI11_PARSE(app, argc, argv);
 
   Kokkos::initialize(argc, argv);

@@ -1,35 +1,22 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// Downstream smoke test: include installed hydragnn headers, run Kokkos, differentiate exp.
-#include <hydragnn/compat/kokkos.hpp>
-#include <hydragnn/core/dual.hpp>
+#include <hydragnn/potential.hpp>       // Model, predict (energy, forces, stress)
+#include <hydragnn/train/trainer.hpp>   // extxyz, make_batch, checkpoints, datasets, train()
 
-#include <cmath>
 #include <cstdio>
+#include <string>
 
 int main(int argc, char* argv[]) {
-  int failures = 0;
-  Kokkos::initialize(argc, argv);
-  {
-    const int n = 8;
-    Kokkos::View<double*> value("value", n), deriv("deriv", n);
-    Kokkos::parallel_for(
-        "downstream_exp", Kokkos::RangePolicy<>(0, n), KOKKOS_LAMBDA(const int i) {
-          const hydragnn::Dual<double> x(0.25 * i - 1.0, 1.0);
-          const hydragnn::Dual<double> y = hydragnn::math::exp(x);
-          value(i) = y.v;
-          deriv(i) = y.d;
-        });
-    auto hv = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), value);
-    auto hd = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), deriv);
-    for (int i = 0; i < n; ++i) {
-      const double want = std::exp(0.25 * i - 1.0);
-      if (std::abs(hv(i) - want) > 1e-14 * want || std::abs(hd(i) - want) > 1e-14 * want) {
-        std::printf("mismatch at %d: exp=%.17g d/dx=%.17g want %.17g\n", i, hv(i), hd(i), want);
-        ++failures;
-      }
-    }
-  }
-  Kokkos::finalize();
-  if (failures == 0) std::printf("hydragnn downstream: OK\n");
-  return failures == 0 ? 0 : 1;
+  Kokkos::ScopeGuard kokkos(argc, argv);  // Kokkos is initialised first and finalised last
+  using Exec  = Kokkos::DefaultExecutionSpace;
+  using Model = hydragnn::Model<float, hydragnn::SchNetConv, Exec>;
+  const std::string ckpt = argc > 1 ? argv[1] : "run/checkpoint_best.hgnn";
+  const std::string xyz  = argc > 2 ? argv[2] : "md.extxyz";
+  Model model = hydragnn::model_from_checkpoint<Model>(hydragnn::read_checkpoint(ckpt), ckpt);
+  auto frames = hydragnn::read_extxyz(xyz);
+  auto batch  = hydragnn::make_batch<Exec::memory_space>(frames, model.spec().cutoff,
+                                                         model.spec().max_neighbours, model.spec().species);
+  auto out    = hydragnn::predict(Exec(), model, batch);  // host vectors: energy, forces, stress
+  std::printf("%zu frames; frame 0: E = %.6f eV, F(atom 0) = (%.4f, %.4f, %.4f) eV/A\n", frames.size(),
+              out.energy[0], out.forces[0], out.forces[1], out.forces[2]);
+  return 0;
 }

@@ -6,6 +6,7 @@
 #include <Kokkos_Core.hpp>
 #include <cmath>
 #include <cstdint>
+#include <string>
 
 #if defined(KOKKOS_VERSION) && KOKKOS_VERSION >= 40000
 #define HYDRAGNN_KOKKOS4 1
@@ -44,6 +45,50 @@ KOKKOS_INLINE_FUNCTION T pi() { return T(3.14159265358979323846); }
 }  // namespace math
 
 namespace compat {
+
+/// KOKKOS_VERSION of the headers compiled against (major * 10000 + minor * 100 + patch).
+constexpr int kokkos_version() {
+#if defined(KOKKOS_VERSION)
+  return KOKKOS_VERSION;
+#else
+  return 0;
+#endif
+}
+
+/// "major.minor.patch" of the Kokkos headers compiled against.
+inline std::string kokkos_version_string() {
+  const int v = kokkos_version();
+  return std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100);
+}
+
+/// The Kokkos backends enabled in this build, e.g. "Serial OpenMP Cuda".
+inline std::string kokkos_backends() {
+  std::string s;
+  auto add = [&s](const char* name) { s += (s.empty() ? "" : " ") + std::string(name); };
+#if defined(KOKKOS_ENABLE_SERIAL)
+  add("Serial");
+#endif
+#if defined(KOKKOS_ENABLE_OPENMP)
+  add("OpenMP");
+#endif
+#if defined(KOKKOS_ENABLE_THREADS)
+  add("Threads");
+#endif
+#if defined(KOKKOS_ENABLE_CUDA)
+  add("Cuda");
+#endif
+#if defined(KOKKOS_ENABLE_HIP)
+  add("HIP");
+#endif
+#if defined(KOKKOS_ENABLE_SYCL)
+  add("SYCL");
+#endif
+#if defined(KOKKOS_ENABLE_OPENMPTARGET)
+  add("OpenMPTarget");
+#endif
+  return s.empty() ? std::string("none") : s;
+}
+
 #if defined(KOKKOS_ENABLE_HIP)
 #if HYDRAGNN_KOKKOS4
 using hip_space = Kokkos::HIP;

@@ -1,15 +1,12 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // A batch of graphs in device memory: atoms of graph g are [graph_ptr(g), graph_ptr(g+1)), edges are
 // sorted by receiver (CSR row_ptr) with a sender permutation, and the edges of one graph are contiguous.
+// Built from structures and radius graphs by make_batch (graph/batch_builder.hpp).
 #pragma once
 
 #include <hydragnn/core/types.hpp>
-#include <hydragnn/graph/radius_graph.hpp>
-#include <hydragnn/io/structure.hpp>
 
 #include <algorithm>
-#include <cmath>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -33,15 +30,6 @@ struct HeadDef {
   int dim = 1;
   double weight = 1.0;
 };
-
-/// Volume of a 3-D periodic cell, 0 for anything else (stress is defined only for 3-D periodic cells).
-inline double stress_volume(const Structure& s) {
-  if (!(s.has_cell && s.pbc[0] && s.pbc[1] && s.pbc[2])) return 0.0;
-  const Mat3& c = s.cell;
-  const double v = c[0][0] * (c[1][1] * c[2][2] - c[1][2] * c[2][1]) - c[0][1] * (c[1][0] * c[2][2] - c[1][2] * c[2][0]) +
-                   c[0][2] * (c[1][0] * c[2][1] - c[1][1] * c[2][0]);
-  return std::fabs(v);
-}
 
 template <class M>
 struct Batch {
@@ -68,164 +56,5 @@ struct Batch {
   std::vector<int> numbers;              ///< N atomic numbers (host)
   std::vector<std::vector<double>> head_targets;  ///< per extra head: G*dim or N*dim (NaN where absent)
 };
-
-/// Build a batch from structures and their (precomputed) radius graphs, collecting the targets of
-/// the direct heads.
-template <class M>
-Batch<M> make_batch(const std::vector<const Structure*>& frames, const std::vector<const RadiusGraph*>& graphs,
-                    const SpeciesMap& species, const std::vector<HeadDef>& heads = {}) {
-  const double nan = std::nan("");
-  Batch<M> b;
-  const int G = int(frames.size());
-  int N = 0, E = 0;
-  for (int g = 0; g < G; ++g) {
-    N += int(frames[g]->size());
-    E += int(graphs[g]->num_edges());
-  }
-  b.num_graphs = G;
-  b.num_atoms = N;
-  b.num_edges = E;
-  auto h_graph_ptr = std::vector<int>(G + 1), h_gedge = std::vector<int>(G + 1), h_atom_graph = std::vector<int>(N),
-       h_species = std::vector<int>(N), h_row_ptr = std::vector<int>(N + 1), h_dst = std::vector<int>(E),
-       h_src = std::vector<int>(E), h_send_perm = std::vector<int>(E), h_send_ptr = std::vector<int>(N + 1);
-  std::vector<double> h_pos(3 * std::size_t(N)), h_shift(3 * std::size_t(E)), h_vol(G), h_inv(G);
-  b.energy.assign(G, nan);
-  b.forces.assign(3 * std::size_t(N), nan);
-  b.stress.assign(9 * std::size_t(G), nan);
-  b.natoms.resize(G);
-  b.numbers.resize(N);
-  b.head_targets.resize(heads.size());
-  for (std::size_t h = 0; h < heads.size(); ++h)
-    b.head_targets[h].assign(std::size_t(heads[h].dim) * (heads[h].node ? N : G), nan);
-
-  int a0 = 0, e0 = 0;
-  for (int g = 0; g < G; ++g) {
-    const Structure& s = *frames[g];
-    const RadiusGraph& rg = *graphs[g];
-    const int n = int(s.size());
-    if (rg.num_nodes != n) throw std::logic_error("make_batch: graph does not match structure " + s.source);
-    h_graph_ptr[g] = a0;
-    h_gedge[g] = e0;
-    b.natoms[g] = n;
-    h_vol[g] = stress_volume(s);
-    h_inv[g] = 1.0 / n;
-    if (s.energy) b.energy[g] = *s.energy;
-    if (s.stress) std::copy(s.stress->begin(), s.stress->end(), b.stress.begin() + 9 * g);
-    for (int i = 0; i < n; ++i) {
-      const int z = s.numbers[i];
-      const int sp = species.index_of(z);
-      if (sp < 0)
-        throw std::runtime_error(s.source + ": element Z=" + std::to_string(z) + " (atom " + std::to_string(i) +
-                                 ") is not among the model's species");
-      h_species[a0 + i] = sp;
-      b.numbers[a0 + i] = z;
-      h_atom_graph[a0 + i] = g;
-      for (int a = 0; a < 3; ++a) {
-        h_pos[3 * (a0 + i) + a] = s.positions[i][a];
-        if (!s.forces.empty()) b.forces[3 * (a0 + i) + a] = s.forces[i][a];
-      }
-      h_row_ptr[a0 + i] = e0 + rg.row_ptr[i];
-      h_send_ptr[a0 + i] = e0 + rg.sender_ptr[i];
-    }
-    for (std::size_t e = 0; e < rg.num_edges(); ++e) {
-      h_dst[e0 + e] = a0 + rg.receivers[e];
-      h_src[e0 + e] = a0 + rg.senders[e];
-      h_send_perm[e0 + e] = e0 + rg.sender_perm[e];
-      for (int a = 0; a < 3; ++a) {
-        double v = 0;
-        for (int k = 0; k < 3; ++k) v += rg.shifts[e][k] * s.cell[k][a];
-        h_shift[3 * (e0 + e) + a] = v;
-      }
-    }
-    for (std::size_t h = 0; h < heads.size(); ++h) {
-      const std::string& key = heads[h].name;
-      const int dim = heads[h].dim;
-      auto& t = b.head_targets[h];
-      if (heads[h].node) {
-        auto it = s.arrays.find(key);
-        if (it != s.arrays.end() && s.array_cols.at(key) == dim)
-          std::copy(it->second.begin(), it->second.end(), t.begin() + std::size_t(a0) * dim);
-      } else {
-        auto it = s.info.find(key);
-        if (it != s.info.end()) {
-          const char* p = it->second.c_str();
-          for (int k = 0; k < dim; ++k) {
-            char* end = nullptr;
-            const double v = std::strtod(p, &end);
-            if (end == p) throw std::runtime_error(s.source + ": cannot read " + std::to_string(dim) +
-                                                   " number(s) from key '" + key + "'");
-            t[std::size_t(g) * dim + k] = v;
-            p = end;
-          }
-        }
-      }
-    }
-    a0 += n;
-    e0 += int(rg.num_edges());
-  }
-  h_graph_ptr[G] = N;
-  h_gedge[G] = E;
-  h_row_ptr[N] = E;
-  h_send_ptr[N] = E;
-
-  // Atoms grouped by species (a stable counting sort), for the embedding's deterministic backward.
-  const int ns = int(species.size());
-  std::vector<int> h_sp_ptr(ns + 1, 0), h_sp_perm(N);
-  for (int i = 0; i < N; ++i) ++h_sp_ptr[h_species[i] + 1];
-  for (int s = 0; s < ns; ++s) h_sp_ptr[s + 1] += h_sp_ptr[s];
-  {
-    std::vector<int> fill(h_sp_ptr.begin(), h_sp_ptr.end() - 1);
-    for (int i = 0; i < N; ++i) h_sp_perm[fill[h_species[i]]++] = i;
-  }
-
-  auto to_dev = [](const std::string& label, const auto& v) {
-    using V = typename std::decay_t<decltype(v)>::value_type;
-    Vec<V, M> d(label, v.size());
-    auto h = Kokkos::create_mirror_view(d);
-    for (std::size_t i = 0; i < v.size(); ++i) h(i) = v[i];
-    Kokkos::deep_copy(d, h);
-    return d;
-  };
-  auto to_dev_m3 = [](const std::string& label, const std::vector<double>& v) {
-    Mat<double, M> d(label, v.size() / 3, 3);
-    auto h = Kokkos::create_mirror_view(d);
-    for (std::size_t i = 0; i < v.size() / 3; ++i)
-      for (int a = 0; a < 3; ++a) h(i, a) = v[3 * i + a];
-    Kokkos::deep_copy(d, h);
-    return d;
-  };
-  b.graph_ptr = to_dev("hydragnn::Batch::graph_ptr", h_graph_ptr);
-  b.graph_edge_ptr = to_dev("hydragnn::Batch::graph_edge_ptr", h_gedge);
-  b.atom_graph = to_dev("hydragnn::Batch::atom_graph", h_atom_graph);
-  b.species = to_dev("hydragnn::Batch::species", h_species);
-  b.species_perm = to_dev("hydragnn::Batch::species_perm", h_sp_perm);
-  b.species_ptr = to_dev("hydragnn::Batch::species_ptr", h_sp_ptr);
-  b.pos = to_dev_m3("hydragnn::Batch::pos", h_pos);
-  b.volume = to_dev("hydragnn::Batch::volume", h_vol);
-  b.row_ptr = to_dev("hydragnn::Batch::row_ptr", h_row_ptr);
-  b.dst = to_dev("hydragnn::Batch::dst", h_dst);
-  b.src = to_dev("hydragnn::Batch::src", h_src);
-  b.shift = to_dev_m3("hydragnn::Batch::shift", h_shift);
-  b.send_perm = to_dev("hydragnn::Batch::send_perm", h_send_perm);
-  b.send_ptr = to_dev("hydragnn::Batch::send_ptr", h_send_ptr);
-  b.inv_count = to_dev("hydragnn::Batch::inv_count", h_inv);
-  return b;
-}
-
-/// Convenience: radius graphs (cutoff, max_neighbours) and the batch of a list of structures.
-template <class M>
-Batch<M> make_batch(const std::vector<Structure>& frames, double cutoff, int max_neighbours, const SpeciesMap& species,
-                    const std::vector<HeadDef>& heads = {}) {
-  std::vector<RadiusGraph> graphs;
-  graphs.reserve(frames.size());
-  std::vector<const Structure*> fp;
-  std::vector<const RadiusGraph*> gp;
-  for (const auto& f : frames) {
-    graphs.push_back(radius_graph(f, cutoff, max_neighbours));
-    fp.push_back(&f);
-  }
-  for (const auto& g : graphs) gp.push_back(&g);
-  return make_batch<M>(fp, gp, species, heads);
-}
 
 }  // namespace hydragnn

@@ -19,7 +19,7 @@
 //     edges are sorted, so the output depends only on the input (no hashing, no thread order).
 #pragma once
 
-#include <hydragnn/io/structure.hpp>
+#include <hydragnn/core/structure.hpp>
 
 #include <algorithm>
 #include <array>

@@ -66,7 +66,7 @@
 #include <utility>
 #include <vector>
 
-#include "structure.hpp"
+#include <hydragnn/core/structure.hpp>
 
 namespace hydragnn {
 

@@ -14,14 +14,6 @@ namespace hydragnn {
 
 enum class Pooling { Mean, Sum, Max };
 
-inline Pooling parse_pooling(const std::string& s) {
-  if (s == "mean") return Pooling::Mean;
-  if (s == "sum" || s == "add") return Pooling::Sum;
-  if (s == "max") return Pooling::Max;
-  throw std::invalid_argument("unknown graph_pooling '" + s + "'");
-}
-inline const char* pooling_name(Pooling p) { return p == Pooling::Mean ? "mean" : p == Pooling::Sum ? "sum" : "max"; }
-
 struct ModelSpec {
   std::string mpnn_type = "SchNet";
   int hidden_dim = 64;

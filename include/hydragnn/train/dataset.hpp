@@ -4,6 +4,8 @@
 #pragma once
 
 #include <hydragnn/core/batch.hpp>
+#include <hydragnn/core/structure.hpp>
+#include <hydragnn/graph/batch_builder.hpp>
 #include <hydragnn/graph/radius_graph.hpp>
 #include <hydragnn/io/extxyz.hpp>
 
@@ -66,6 +68,37 @@ inline Dataset load_dataset(const std::string& path, double cutoff, int max_neig
   if (ds.frames.empty()) throw DataError(path + ": no frames");
   build_graphs(ds, cutoff, max_neighbours, req);
   return ds;
+}
+
+/// How many frames of a dataset carry each kind of label (a frame without a label is skipped by the
+/// metrics of that label).
+struct LabelCounts {
+  std::size_t frames = 0, energy = 0, forces = 0, stress = 0;
+  std::vector<std::size_t> heads;  ///< per direct head
+  bool any() const {
+    if (energy || forces || stress) return true;
+    for (std::size_t h : heads)
+      if (h) return true;
+    return false;
+  }
+};
+
+inline LabelCounts count_labels(const Dataset& ds, const std::vector<HeadDef>& heads = {}) {
+  LabelCounts c;
+  c.frames = ds.size();
+  c.heads.assign(heads.size(), 0);
+  for (const auto& f : ds.frames) {
+    if (f.energy) ++c.energy;
+    if (!f.forces.empty()) ++c.forces;
+    if (f.stress) ++c.stress;
+    for (std::size_t h = 0; h < heads.size(); ++h) {
+      const HeadDef& hd = heads[h];
+      const bool has = hd.node ? (f.arrays.count(hd.name) && f.array_cols.count(hd.name) && f.array_cols.at(hd.name) == hd.dim)
+                               : f.info.count(hd.name) > 0;
+      if (has) ++c.heads[h];
+    }
+  }
+  return c;
 }
 
 /// Sorted atomic numbers present in a dataset.

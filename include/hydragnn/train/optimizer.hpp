@@ -1,23 +1,15 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// SGD (momentum), Adam and AdamW over the model's flat parameter buffer, plus ReduceLROnPlateau.
+// SGD (momentum), Adam and AdamW over the model's flat parameter buffer (the update kernel is
+// kernels/optimizer.hpp), plus ReduceLROnPlateau.
 #pragma once
 
 #include <hydragnn/core/types.hpp>
+#include <hydragnn/kernels/optimizer.hpp>
 
+#include <algorithm>
 #include <cmath>
-#include <stdexcept>
-#include <string>
 
 namespace hydragnn {
-
-enum class OptimizerType { SGD, Adam, AdamW };
-
-inline OptimizerType parse_optimizer(const std::string& s) {
-  if (s == "SGD" || s == "sgd") return OptimizerType::SGD;
-  if (s == "Adam" || s == "adam") return OptimizerType::Adam;
-  if (s == "AdamW" || s == "adamw") return OptimizerType::AdamW;
-  throw std::invalid_argument("unknown optimizer '" + s + "'");
-}
 
 template <class T, class Exec>
 class Optimizer {
@@ -35,30 +27,17 @@ class Optimizer {
 
   void step(const Exec& exec, const Vec<T, M>& p, const Vec<T, M>& g) {
     ++step_count;
-    const OptimizerType t = type;
-    const double lr_ = lr, wd = weight_decay, mom = momentum, b1 = beta1, b2 = beta2, ep = eps;
-    const double c1 = 1.0 - std::pow(beta1, double(step_count)), c2 = 1.0 - std::pow(beta2, double(step_count));
-    auto m_ = m, v_ = v;
-    Kokkos::parallel_for(
-        "hydragnn::Optimizer::step", Kokkos::RangePolicy<Exec>(exec, 0, long(p.extent(0))), KOKKOS_LAMBDA(const long k) {
-          double grad = double(g(k));
-          double w = double(p(k));
-          if (t == OptimizerType::SGD) {
-            grad += wd * w;
-            const double buf = mom > 0 ? mom * double(m_(k)) + grad : grad;
-            m_(k) = T(buf);
-            w -= lr_ * buf;
-          } else {
-            if (t == OptimizerType::Adam) grad += wd * w;
-            else w -= lr_ * wd * w;  // decoupled weight decay
-            const double mk = b1 * double(m_(k)) + (1 - b1) * grad;
-            const double vk = b2 * double(v_(k)) + (1 - b2) * grad * grad;
-            m_(k) = T(mk);
-            v_(k) = T(vk);
-            w -= lr_ * (mk / c1) / (math::sqrt(vk / c2) + ep);
-          }
-          p(k) = T(w);
-        });
+    OptimizerStepParams h;
+    h.type = type;
+    h.lr = lr;
+    h.weight_decay = weight_decay;
+    h.momentum = momentum;
+    h.beta1 = beta1;
+    h.beta2 = beta2;
+    h.eps = eps;
+    h.c1 = 1.0 - std::pow(beta1, double(step_count));
+    h.c2 = 1.0 - std::pow(beta2, double(step_count));
+    kernels::optimizer_step<Exec, T>(exec, h, p, g, m, v);
   }
 };
 

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// Training driver: config -> model spec, epochs over shuffled batches, validation, ReduceLROnPlateau,
+// Training driver: epochs over shuffled batches, validation, ReduceLROnPlateau,
 // early stopping, atomic checkpoints (latest + best), bit-for-bit resume, and evaluation metrics.
 #pragma once
 
-#include <hydragnn/config.hpp>
-#include <hydragnn/train/checkpoint.hpp>
+#include <hydragnn/io/checkpoint.hpp>
+#include <hydragnn/io/config.hpp>
+#include <hydragnn/io/config_to_spec.hpp>
+#include <hydragnn/io/run_log.hpp>
 #include <hydragnn/train/dataset.hpp>
 #include <hydragnn/train/loss.hpp>
 #include <hydragnn/train/optimizer.hpp>
@@ -19,47 +21,6 @@
 #include <vector>
 
 namespace hydragnn {
-
-/// Model architecture from a validated config (species and normalisation are filled in later).
-inline ModelSpec spec_from_config(const Config& cfg) {
-  const ArchitectureConfig& a = cfg.arch;
-  ModelSpec s;
-  s.mpnn_type = a.mpnn_type;
-  s.hidden_dim = a.hidden_dim;
-  s.num_conv_layers = a.num_conv_layers;
-  s.num_filters = a.num_filters;
-  s.cutoff = a.radius;
-  s.max_neighbours = a.max_neighbours;
-  s.radial = RadialSpec{a.radial_type == "bessel" ? RadialBasis::Bessel : RadialBasis::Gaussian, a.radial_size(), a.radius,
-                        a.envelope == "polynomial" ? Envelope::Polynomial : Envelope::Cosine};
-  s.act = parse_activation(a.activation_function);
-  s.pooling = parse_pooling(a.graph_pooling);
-  s.energy = a.enable_interatomic_potential;
-  s.energy_head_dims = a.node_dim_headlayers;
-  s.graph_num_sharedlayers = a.graph_num_sharedlayers;
-  s.graph_dim_sharedlayers = a.graph_dim_sharedlayers;
-  s.graph_head_dims = a.graph_dim_headlayers;
-  s.node_head_dims = a.node_dim_headlayers;
-  for (const auto& h : a.heads) {
-    if (s.energy && h.name == "energy") continue;  // the conservative energy head
-    s.heads.push_back(HeadDef{h.name, h.type == "node", h.dim, h.weight});
-  }
-  return s;
-}
-
-inline LossSpec loss_from_config(const Config& cfg, const ModelSpec& spec) {
-  LossSpec w;
-  double energy_task = 1.0;
-  for (const auto& h : cfg.arch.heads)
-    if (h.name == "energy") energy_task = h.weight;
-  w.energy = spec.energy ? cfg.arch.energy_weight * energy_task : 0.0;
-  w.energy_peratom = spec.energy ? cfg.arch.energy_peratom_weight * energy_task : 0.0;
-  w.force = spec.energy ? cfg.arch.force_weight : 0.0;
-  w.stress = spec.energy ? cfg.arch.stress_weight : 0.0;
-  for (const auto& h : spec.heads) w.heads.push_back(h.weight);
-  w.mae = cfg.training.loss_function_type == "mae";
-  return w;
-}
 
 /// Errors of a model on a dataset (energies per structure and per atom, force components).
 struct Metrics {
@@ -266,11 +227,7 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
                   st.epoch, tc.num_epoch, train_loss, val_loss, vm.epa_mae * 1e3, vm.f_mae * 1e3, optim.lr, dt, eta,
                   improved ? "  *" : "");
     if (opt.verbose) opt.log(buf);
-    mlog << nlohmann::json{{"epoch", st.epoch}, {"train_loss", train_loss}, {"val_loss", val_loss},
-                           {"val_energy_mae_per_atom", detail::num(vm.epa_mae)}, {"val_force_mae", detail::num(vm.f_mae)},
-                           {"lr", optim.lr}, {"seconds", dt}}
-                .dump()
-         << "\n";
+    mlog << epoch_record_json(EpochRecord{st.epoch, train_loss, val_loss, vm.epa_mae, vm.f_mae, optim.lr, dt}) << "\n";
     mlog.flush();
     if (improved) write_checkpoint(best, make_checkpoint(model, &optim, st, cfg_json));
     if (tc.checkpoint_every > 0 && (st.epoch % tc.checkpoint_every == 0 || st.epoch == tc.num_epoch))

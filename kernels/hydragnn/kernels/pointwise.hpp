@@ -13,29 +13,6 @@ namespace hydragnn {
 
 enum class Activation { Identity, ReLU, SiLU, ShiftedSoftplus, Tanh, Sigmoid, Softplus };
 
-inline Activation parse_activation(const std::string& name) {
-  if (name == "identity" || name == "linear") return Activation::Identity;
-  if (name == "relu") return Activation::ReLU;
-  if (name == "silu" || name == "swish") return Activation::SiLU;
-  if (name == "ssp" || name == "shifted_softplus") return Activation::ShiftedSoftplus;
-  if (name == "tanh") return Activation::Tanh;
-  if (name == "sigmoid") return Activation::Sigmoid;
-  if (name == "softplus") return Activation::Softplus;
-  throw std::invalid_argument("unknown activation function '" + name + "'");
-}
-inline const char* activation_name(Activation a) {
-  switch (a) {
-    case Activation::Identity: return "identity";
-    case Activation::ReLU: return "relu";
-    case Activation::SiLU: return "silu";
-    case Activation::ShiftedSoftplus: return "ssp";
-    case Activation::Tanh: return "tanh";
-    case Activation::Sigmoid: return "sigmoid";
-    case Activation::Softplus: return "softplus";
-  }
-  return "?";
-}
-
 namespace act {
 
 template <class S> KOKKOS_INLINE_FUNCTION S sigmoid(const S& x) {

@@ -1,26 +1,15 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// Checkpoints: one binary file, written atomically (temp file + rename).
-//
-//   "HYDRAGNN-CKPT 1\n"
-//   u64 header_bytes, header (JSON: precision, model spec, training state, config)
-//   u64 n, params[n] (T), u64 n_opt, m[n_opt], v[n_opt] (T)
-//   u64 FNV-1a-64 checksum of everything above
-//
-// Everything needed to resume bit-for-bit (weights, optimizer moments, step count, learning rate,
-// scheduler and early-stopping counters, epoch) is stored. Corrupt, truncated or mismatched files
-// give a CheckpointError naming the file and what is wrong.
+// The JSON half of a checkpoint: the header (precision, model spec, training state, config) that
+// io/checkpoint.hpp stores in front of the binary arrays. JSON has no infinity: non-finite doubles
+// are stored as null.
 #pragma once
 
+#include <hydragnn/io/names.hpp>
 #include <hydragnn/models/spec.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -31,6 +20,7 @@ struct CheckpointError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// Training state stored with the weights (everything a bit-for-bit resume needs besides them).
 struct TrainState {
   int epoch = 0;  ///< epochs completed
   long step = 0;
@@ -42,24 +32,15 @@ struct TrainState {
   int stop_bad = 0;
 };
 
-struct CheckpointData {
+/// The header of a checkpoint file.
+struct CheckpointHeader {
   std::string precision;  ///< "float" or "double"
   ModelSpec spec;
   TrainState state;
   std::string config_json;  ///< the training config (canonical JSON), informational
-  std::vector<double> params, opt_m, opt_v;  ///< stored in `precision`
 };
 
 namespace detail {
-
-inline std::uint64_t fnv1a(const std::string& s) {
-  std::uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 inline nlohmann::json spec_to_json(const ModelSpec& s) {
   nlohmann::json j;
@@ -124,19 +105,10 @@ inline ModelSpec spec_from_json(const nlohmann::json& j) {
 inline nlohmann::json num(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); }
 inline double num_from(const nlohmann::json& j) { return j.is_null() ? INFINITY : j.get<double>(); }
 
-template <class T>
-void put_array(std::string& out, const std::vector<double>& v) {
-  const std::uint64_t n = v.size();
-  out.append(reinterpret_cast<const char*>(&n), sizeof n);
-  for (double x : v) {
-    const T t = T(x);
-    out.append(reinterpret_cast<const char*>(&t), sizeof t);
-  }
-}
-
 }  // namespace detail
 
-inline void write_checkpoint(const std::string& path, const CheckpointData& c) {
+/// The header as one line of JSON.
+inline std::string checkpoint_header_to_json(const CheckpointHeader& c) {
   nlohmann::json h;
   h["format"] = "hydragnn-checkpoint";
   h["precision"] = c.precision;
@@ -146,65 +118,14 @@ inline void write_checkpoint(const std::string& path, const CheckpointData& c) {
                 {"sched_bad", s.sched_bad}, {"best_val", detail::num(s.best_val)}, {"best_epoch", s.best_epoch},
                 {"stop_bad", s.stop_bad}};
   h["config"] = c.config_json;
-  const std::string header = h.dump();
-  std::string out = "HYDRAGNN-CKPT 1\n";
-  const std::uint64_t hn = header.size();
-  out.append(reinterpret_cast<const char*>(&hn), sizeof hn);
-  out += header;
-  if (c.precision == "float") {
-    detail::put_array<float>(out, c.params);
-    detail::put_array<float>(out, c.opt_m);
-    detail::put_array<float>(out, c.opt_v);
-  } else {
-    detail::put_array<double>(out, c.params);
-    detail::put_array<double>(out, c.opt_m);
-    detail::put_array<double>(out, c.opt_v);
-  }
-  const std::uint64_t sum = detail::fnv1a(out);
-  out.append(reinterpret_cast<const char*>(&sum), sizeof sum);
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw CheckpointError("cannot write checkpoint '" + tmp + "'");
-    f.write(out.data(), std::streamsize(out.size()));
-    f.flush();
-    if (!f) throw CheckpointError("error while writing checkpoint '" + tmp + "' (disk full?)");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw CheckpointError("cannot rename '" + tmp + "' to '" + path + "'");
-  }
+  return h.dump();
 }
 
-inline CheckpointData read_checkpoint(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw CheckpointError("cannot open checkpoint '" + path + "'");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  const std::string data = ss.str();
-  const std::string magic = "HYDRAGNN-CKPT 1\n";
-  if (data.compare(0, magic.size(), magic) != 0)
-    throw CheckpointError(path + ": not a hydragnn checkpoint (bad magic)");
-  if (data.size() < magic.size() + 16) throw CheckpointError(path + ": truncated checkpoint");
-  std::uint64_t sum;
-  std::memcpy(&sum, data.data() + data.size() - 8, 8);
-  if (detail::fnv1a(data.substr(0, data.size() - 8)) != sum)
-    throw CheckpointError(path + ": checksum mismatch (file corrupt or truncated)");
-  std::size_t pos = magic.size();
-  auto get_u64 = [&](const char* what) {
-    if (pos + 8 > data.size() - 8) throw CheckpointError(path + ": truncated while reading " + std::string(what));
-    std::uint64_t v;
-    std::memcpy(&v, data.data() + pos, 8);
-    pos += 8;
-    return v;
-  };
-  const std::uint64_t hn = get_u64("header size");
-  if (pos + hn > data.size() - 8) throw CheckpointError(path + ": truncated header");
-  CheckpointData c;
-  nlohmann::json h;
+/// Parse a header; a malformed one gives a CheckpointError naming `path`.
+inline CheckpointHeader checkpoint_header_from_json(const std::string& text, const std::string& path) {
+  CheckpointHeader c;
   try {
-    h = nlohmann::json::parse(data.substr(pos, hn));
-    pos += hn;
+    const nlohmann::json h = nlohmann::json::parse(text);
     c.precision = h.at("precision").get<std::string>();
     c.spec = detail::spec_from_json(h.at("spec"));
     const auto& s = h.at("state");
@@ -222,27 +143,6 @@ inline CheckpointData read_checkpoint(const std::string& path) {
   } catch (const std::invalid_argument& e) {
     throw CheckpointError(path + ": malformed checkpoint header: " + e.what());
   }
-  const std::size_t tsize = c.precision == "float" ? 4 : c.precision == "double" ? 8 : 0;
-  if (tsize == 0) throw CheckpointError(path + ": unknown precision '" + c.precision + "'");
-  auto get_array = [&](std::vector<double>& v, const char* what) {
-    const std::uint64_t n = get_u64(what);
-    if (pos + n * tsize > data.size() - 8) throw CheckpointError(path + ": truncated " + std::string(what));
-    v.resize(n);
-    for (std::uint64_t i = 0; i < n; ++i) {
-      if (tsize == 4) {
-        float x;
-        std::memcpy(&x, data.data() + pos, 4);
-        v[i] = x;
-      } else {
-        std::memcpy(&v[i], data.data() + pos, 8);
-      }
-      pos += tsize;
-    }
-  };
-  get_array(c.params, "parameters");
-  get_array(c.opt_m, "optimizer state m");
-  get_array(c.opt_v, "optimizer state v");
-  if (pos != data.size() - 8) throw CheckpointError(path + ": trailing bytes after the optimizer state");
   return c;
 }
 

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // HydraGNN-schema JSON configuration files -> plain, validated structs.
 //
-// JSON is confined to this header: parse_config / load_config / to_json are the
-// only functions that touch nlohmann::json; the rest of the library sees only
-// the structs below. Parsing is strict: every key must be known (or on the
+// parse_config / load_config / to_json are the only functions here that touch
+// nlohmann::json (JSON lives in io/ and the layers above it); the rest of the
+// library sees only the structs below. Parsing is strict: every key must be known (or on the
 // explicit list of HydraGNN keys that are accepted and ignored), every value
 // must have the right JSON type and a valid range. All error messages start
 // with the source name (file name, or "<string>") and use full dotted key
@@ -110,6 +110,11 @@ struct DatasetConfig {
   std::string train, validate, test, total;
   std::string base_dir = ".";     ///< not serialized by to_json
   std::string resolve(const std::string& p) const;
+  /// The path stored under `key` (train | validate | test | total); empty when not set.
+  const std::string& path(const std::string& key) const;
+  /// resolve(path(key)), checked to name an existing file: a ConfigError otherwise, e.g.
+  /// "Dataset.path.train: file 'x.extxyz' not found (resolved to /abs/x.extxyz)".
+  std::string existing_file(const std::string& key) const;
 };
 
 struct Config {
@@ -186,6 +191,28 @@ inline std::string DatasetConfig::resolve(const std::string& p) const {
   namespace fs = std::filesystem;
   if (p.empty() || base_dir.empty() || fs::path(p).is_absolute()) return p;
   return (fs::path(base_dir) / p).lexically_normal().string();
+}
+
+inline const std::string& DatasetConfig::path(const std::string& key) const {
+  if (key == "train") return train;
+  if (key == "validate") return validate;
+  if (key == "test") return test;
+  if (key == "total") return total;
+  throw std::logic_error("DatasetConfig::path: no dataset key '" + key + "'");
+}
+
+inline std::string DatasetConfig::existing_file(const std::string& key) const {
+  namespace fs = std::filesystem;
+  const std::string& p = path(key);
+  const std::string where = "Dataset.path." + key;
+  if (p.empty()) throw ConfigError(where + ": not set");
+  const std::string r = resolve(p);
+  std::error_code ec;
+  const std::string abs = fs::absolute(r, ec).lexically_normal().string();
+  const fs::file_status st = fs::status(r, ec);
+  if (!fs::exists(st)) throw ConfigError(where + ": file '" + p + "' not found (resolved to " + abs + ")");
+  if (fs::is_directory(st)) throw ConfigError(where + ": '" + p + "' is a directory, not a file (resolved to " + abs + ")");
+  return r;
 }
 
 // ---- parsing machinery --------------------------------------------------------
