@@ -2,8 +2,9 @@
 // Google Benchmark harness: training steps, batched inference and MD-style inference of SchNet and
 // EGNN potentials on the reference workload (benchmarks/workload.hpp). T = float, Exec =
 // Kokkos::DefaultExecutionSpace, so a CUDA build of Kokkos benchmarks the GPU. See benchmarks/README.md.
-#include <hydragnn/potential.hpp>
-#include <hydragnn/train/loss.hpp>
+#include <hydragnn/autodiff/potential.hpp>
+#include <hydragnn/model/registry.hpp>
+#include <hydragnn/autodiff/loss.hpp>
 #include <hydragnn/train/optimizer.hpp>
 
 #include "workload.hpp"
@@ -122,16 +123,27 @@ ModelSpec bench_spec(const std::string& type, int hidden, bool conservative) {
   ModelSpec s;
   s.mpnn_type = type;
   s.hidden_dim = hidden;
-  s.num_filters = hidden;
   s.num_conv_layers = kConvLayers;
   s.cutoff = w.cutoff;
   s.max_neighbours = w.max_neighbours;
-  s.radial = RadialSpec{RadialBasis::Gaussian, kRadialSize, w.cutoff};
   s.species = hydragnn_bench::species_map(w);
   s.ref_energy.assign(s.species.size(), 0.0);
   s.energy = conservative;
   if (!conservative) s.heads = {HeadDef{"energy", false, 1, 1.0}, HeadDef{"forces", true, 3, 1.0}};
   return s;
+}
+
+/// Each model's own options in the benchmark: SchNet with hidden filters and 50 Gaussians, EGNN as
+/// the HydraGNN runner builds it (equivariance: true); other models their defaults.
+template <class Conv>
+typename Conv::options_type bench_options(int hidden) {
+  typename Conv::options_type o;
+  if constexpr (std::is_same<Conv, SchNetConv>::value) {
+    o.num_filters = hidden;
+    o.num_gaussians = kRadialSize;
+  }
+  if constexpr (std::is_same<Conv, EGNNConv>::value) o.equivariance = true;
+  return o;
 }
 
 LossSpec bench_loss(bool conservative) {
@@ -170,13 +182,14 @@ void BM_train(benchmark::State& state, int hidden, bool conservative) {
   KokkosMemoryTracker::start();
   const Exec exec;
   auto batch = hydragnn_bench::make_device_batch<M>(set, hydragnn_bench::species_map(), !conservative);
-  Model<T, Conv, Exec> model(bench_spec(Conv::name, hidden, conservative));
+  Model<T, Conv, Exec> model(bench_spec(Conv::name, hidden, conservative), bench_options<Conv>(hidden));
   model.initialize(42);
   Optimizer<T, Exec> opt(OptimizerType::AdamW, model.num_params(), 1e-3, 1e-2, 0.0);
   Vec<T, M> grad("hydragnn_bench::grad", model.num_params());
+  Workspace<M> ws;
   const LossSpec w = bench_loss(conservative);
   auto step = [&] {
-    LossResult r = loss_and_grad(exec, model, batch, w, grad);
+    LossResult r = loss_and_grad(exec, model, batch, w, grad, &ws);
     opt.step(exec, model.params(), grad);
     benchmark::DoNotOptimize(r.loss);
   };
@@ -214,15 +227,16 @@ PredictRun run_predict(benchmark::State& state, const GraphSet& set, int hidden)
   KokkosMemoryTracker::start();
   const Exec exec;
   auto batch = hydragnn_bench::make_device_batch<M>(set, hydragnn_bench::species_map(), false);
-  Model<T, Conv, Exec> model(bench_spec(Conv::name, hidden, true));
+  Model<T, Conv, Exec> model(bench_spec(Conv::name, hidden, true), bench_options<Conv>(hidden));
   model.initialize(42);
+  Workspace<M> ws;
   for (int k = 0; k < g_warmup; ++k) {  // setup + first predict, as in BM_train
-    benchmark::DoNotOptimize(predict(exec, model, batch, true).energy.data());
+    benchmark::DoNotOptimize(predict(exec, model, batch, true, &ws).energy.data());
     if (r.kpeak < 0) r.kpeak = KokkosMemoryTracker::stop();
   }
   for (auto _ : state) {
     const auto t0 = std::chrono::steady_clock::now();
-    Prediction p = predict(exec, model, batch, true);
+    Prediction p = predict(exec, model, batch, true, &ws);
     benchmark::DoNotOptimize(p.forces.data());
     Kokkos::fence();
     r.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -320,8 +334,7 @@ int main(int argc, char** argv) {
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) {
       rc = 1;
     } else {
-      register_model<SchNetConv>(hidden, md_sizes);
-      register_model<EGNNConv>(hidden, md_sizes);
+      for_each_conv([&](auto tag) { register_model<typename decltype(tag)::type>(hidden, md_sizes); });
       const auto& w = hydragnn_bench::reference_workload();
       std::ostringstream wl;
       wl << "molecules N~U[" << w.min_atoms << "," << w.max_atoms << "], sc lattice a=" << w.lattice

@@ -6,29 +6,18 @@
 
 #include <hydragnn/conv/egnn.hpp>
 #include <hydragnn/conv/schnet.hpp>
-#include <hydragnn/train/loss.hpp>
+#include <hydragnn/autodiff/loss.hpp>
+#include <hydragnn/graph/batch_builder.hpp>
 #include <hydragnn/train/optimizer.hpp>
 
+#include "model_test_options.hpp"
 #include "test_helpers.hpp"
 
 using namespace hydragnn;
 using Exec = Kokkos::DefaultExecutionSpace;
 using M = Exec::memory_space;
 
-namespace {
-template <class Conv>
-typename Conv::options_type alloc_test_options() {
-  return typename Conv::options_type();
-}
-template <>
-EGNNOptions alloc_test_options<EGNNConv>() {
-  EGNNOptions o;
-  o.equivariance = true;
-  return o;
-}
-}  // namespace
-
-TEMPLATE_TEST_CASE("steady-state predict and training steps allocate nothing", "[alloc]", SchNetConv, EGNNConv) {
+TEMPLATE_LIST_TEST_CASE("steady-state predict and training steps allocate nothing", "[alloc]", conv_registry) {
   hydragnn_test::ensure_kokkos();
   Exec exec;
   ModelSpec spec;
@@ -38,7 +27,7 @@ TEMPLATE_TEST_CASE("steady-state predict and training steps allocate nothing", "
   spec.energy_head_dims = {8};
   spec.species.numbers = {1, 8};
   spec.heads = {HeadDef{"gap", false, 1, 1.0}};
-  Model<float, TestType, Exec> model(spec, alloc_test_options<TestType>());
+  Model<float, TestType, Exec> model(spec, hydragnn_test::test_options<TestType>());
   model.initialize(3);
   std::vector<Structure> frames{hydragnn_test::random_structure(41, 8, {1, 8}, true, 4.5, 1.1),
                                 hydragnn_test::random_structure(42, 6, {8, 1}, false, 3.0, 1.1)};

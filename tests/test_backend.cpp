@@ -6,8 +6,9 @@
 #include <catch2/catch.hpp>
 
 #include <hydragnn/graph/batch_builder.hpp>
-#include <hydragnn/train/loss.hpp>
+#include <hydragnn/autodiff/loss.hpp>
 
+#include "model_test_options.hpp"
 #include "test_helpers.hpp"
 
 #include <cstring>
@@ -22,10 +23,8 @@ ModelSpec backend_spec(const std::string& type) {
   ModelSpec s;
   s.mpnn_type = type;
   s.hidden_dim = 16;
-  s.num_filters = 16;
   s.num_conv_layers = 3;
   s.cutoff = 3.5;
-  s.radial = RadialSpec{RadialBasis::Gaussian, 12, 3.5};
   s.energy_head_dims = {16, 8};
   s.species.numbers = {1, 8};
   s.ref_energy = {-0.5, -75.0};
@@ -38,7 +37,7 @@ template <class Exec, class Conv>
 LossResult run_on(const ModelSpec& spec, const std::vector<double>& params, const std::vector<Structure>& frames,
                   std::vector<double>& grad_out) {
   using M = typename Exec::memory_space;
-  Model<double, Conv, Exec> model(spec);
+  Model<double, Conv, Exec> model(spec, hydragnn_test::test_options<Conv>());
   {
     auto h = Kokkos::create_mirror_view(model.params());
     for (std::size_t i = 0; i < params.size(); ++i) h(i) = params[i];
@@ -51,20 +50,19 @@ LossResult run_on(const ModelSpec& spec, const std::vector<double>& params, cons
   w.stress = 3.0;
   w.heads = {0.5, 0.5};
   Vec<double, M> grad("grad", model.num_params());
-  LossResult r = loss_and_grad(Exec(), model, b, w, grad);
+  LossResult r = loss_and_grad(Exec(), model, b, w, grad, nullptr, true);
   grad_out = to_host_vector(grad);
   return r;
 }
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("default execution space matches the host space and repeats bitwise", "[backend][determinism]",
-                   SchNetConv, EGNNConv) {
+TEMPLATE_LIST_TEST_CASE("default execution space matches the host space and repeats bitwise", "[backend][determinism]", conv_registry) {
   hydragnn_test::ensure_kokkos();
   const ModelSpec spec = backend_spec(TestType::name);
   std::vector<double> params;
   {
-    Model<double, TestType, Host> m(spec);
+    Model<double, TestType, Host> m(spec, hydragnn_test::test_options<TestType>());
     m.initialize(77);
     params = to_host_vector(m.params());
   }

@@ -17,6 +17,13 @@ using hydragnn::to_json;
 using Catch::Matchers::Contains;
 using Catch::Matchers::StartsWith;
 
+using hydragnn::Activation;
+using hydragnn::EdgeEnvelope;
+using hydragnn::EGNNConv;
+using hydragnn::EGNNOptions;
+using hydragnn::RadialInput;
+using hydragnn::SchNetConv;
+
 namespace {
 
 const char* const kExample = R"({ "Verbosity": {"level": 2},
@@ -91,9 +98,9 @@ TEST_CASE("config: the reference example parses to the expected values", "[confi
   CHECK(a.max_neighbours == 32);
   CHECK(a.hidden_dim == 64);
   CHECK(a.num_conv_layers == 3);
-  CHECK(a.num_gaussians == 50);
-  CHECK(a.num_filters == 64);
-  CHECK(a.radial_size() == 50);
+  CHECK(a.options.at("num_gaussians") == 50);
+  CHECK(a.options.at("num_filters") == 64);
+  CHECK(a.conv_options<SchNetConv>().num_gaussians == 50);
   CHECK(a.activation_function == "silu");
   CHECK(a.graph_pooling == "mean");
   CHECK_FALSE(a.periodic_boundary_conditions);
@@ -144,7 +151,7 @@ TEST_CASE("config: defaults when keys are absent", "[config]") {
   CHECK(c.arch.radius == 5.0);
   CHECK(c.arch.max_neighbours == -1);
   CHECK(c.arch.hidden_dim == 64);
-  CHECK(c.arch.num_filters == 64);
+  CHECK(c.arch.options.at("num_filters") == 64);
   CHECK(c.arch.activation_function == "silu");
   CHECK(c.arch.enable_interatomic_potential);
   REQUIRE(c.arch.heads.size() == 1);
@@ -156,15 +163,36 @@ TEST_CASE("config: defaults when keys are absent", "[config]") {
   CHECK(c.training.optimizer.type == "AdamW");
 
   SECTION("num_filters follows hidden_dim when absent") {
-    CHECK(parse_config(arch(R"("hidden_dim": 16)")).arch.num_filters == 16);
-    CHECK(parse_config(arch(R"("hidden_dim": 16, "num_filters": 8)")).arch.num_filters == 8);
+    CHECK(parse_config(arch(R"("hidden_dim": 16)")).arch.options.at("num_filters") == 16);
+    CHECK(parse_config(arch(R"("hidden_dim": 16, "num_filters": 8)")).arch.options.at("num_filters") == 8);
   }
   SECTION("max_neighbours <= 0 means unlimited") {
     CHECK(parse_config(arch(R"("max_neighbours": 0)")).arch.max_neighbours == -1);
     CHECK(parse_config(arch(R"("max_neighbours": -5)")).arch.max_neighbours == -1);
   }
-  SECTION("num_radial overrides num_gaussians") {
-    CHECK(parse_config(arch(R"("num_gaussians": 20, "num_radial": 8)")).arch.radial_size() == 8);
+  SECTION("each model's own keys: parsed for the selected mpnn_type, type-checked and ignored for the others") {
+    const Config e = parse_config(arch(R"("mpnn_type": "EGNN", "equivariance": true, "edge_envelope": "Cosine",
+                                           "radial_input": "distance_squared", "residual": true, "num_filters": 8)"));
+    const EGNNOptions o = e.arch.conv_options<EGNNConv>();
+    CHECK(o.equivariance);
+    CHECK(o.edge_envelope == EdgeEnvelope::Cosine);
+    CHECK(o.radial_input == RadialInput::DistanceSquared);
+    CHECK(o.residual);
+    CHECK(o.inner_activation == Activation::ReLU);  // HydraGNN's E_GCL default
+    CHECK_FALSE(e.arch.options.contains("num_filters"));
+    CHECK(parse_config(to_json(e)) == e);
+    // SchNet: EGNN's keys are accepted when well-typed, errors name the key otherwise
+    CHECK(parse_config(arch(R"("residual": false)")).arch.options.at("num_filters") == 64);
+    CHECK_THROWS_WITH(parse_config(arch(R"("residual": 3)")), Catch::Matchers::Contains("NeuralNetwork.Architecture.residual"));
+    CHECK_THROWS_WITH(parse_config(arch(R"("mpnn_type": "EGNN", "radial_input": "cubed")")),
+                      Catch::Matchers::Contains("NeuralNetwork.Architecture.radial_input") &&
+                          Catch::Matchers::Contains("distance_squared"));
+    CHECK_THROWS_WITH(parse_config(arch(R"("equivariance": true)")),
+                      Catch::Matchers::Contains("NeuralNetwork.Architecture.equivariance") &&
+                          Catch::Matchers::Contains("SchNet"));
+    CHECK_THROWS_WITH(parse_config(arch(R"("num_gaussians": 0)")),
+                      Catch::Matchers::Contains("NeuralNetwork.Architecture.num_gaussians"));
+    CHECK(parse_config(arch(R"("num_radial": 8)")).arch.options.at("num_gaussians") == 50);  // other models' key
   }
   SECTION("output_dim absent -> 1; task_weights absent -> 1.0") {
     const Config v = parse_config(variables(R"("output_names": ["e", "f"], "type": ["graph", "node"])"));
@@ -201,6 +229,7 @@ TEST_CASE("config: to_json round trip", "[config]") {
       "NeuralNetwork": {
         "Architecture": {"mpnn_type": "EGNN", "radius": 6.25, "hidden_dim": 48, "num_conv_layers": 5,
           "num_radial": 12, "radial_type": "bessel", "envelope": "polynomial", "activation_function": "ssp",
+          "edge_envelope": "polynomial",
           "graph_pooling": "max", "periodic_boundary_conditions": true, "equivariance": true,
           "output_heads": {"graph": {"num_sharedlayers": 1, "dim_sharedlayers": 8, "num_headlayers": 3, "dim_headlayers": [8, 4, 2]},
                            "node": {"num_headlayers": 1, "dim_headlayers": [7]}},
@@ -213,7 +242,8 @@ TEST_CASE("config: to_json round trip", "[config]") {
           "seed": 18446744073709551615, "checkpoint_every": 0}
       }})");
     CHECK(c.training.seed == 18446744073709551615ULL);
-    CHECK(c.arch.envelope == "polynomial");
+    CHECK(c.arch.conv_options<EGNNConv>().edge_envelope == EdgeEnvelope::Polynomial);
+    CHECK(c.arch.conv_options<EGNNConv>().equivariance);
     CHECK_THROWS_WITH(parse_config(R"({"NeuralNetwork": {"Architecture": {"envelope": "gaussian"}}})"),
                       Catch::Matchers::Contains("NeuralNetwork.Architecture.envelope"));
     CHECK(c.arch.heads[1].dim == 3);

@@ -10,6 +10,7 @@
 #include <hydragnn/autodiff/potential.hpp>
 #include <hydragnn/conv/egnn.hpp>
 #include <hydragnn/conv/schnet.hpp>
+#include <hydragnn/graph/batch_builder.hpp>
 #include <hydragnn/graph/radius_graph.hpp>
 
 #include <nlohmann/json.hpp>

@@ -8,6 +8,7 @@
 #include <hydragnn/conv/schnet.hpp>
 #include <hydragnn/graph/batch_builder.hpp>
 
+#include "model_test_options.hpp"
 #include "test_helpers.hpp"
 
 using namespace hydragnn;
@@ -116,21 +117,22 @@ ModelSpec small_spec(const std::string& type, const std::vector<int>& species) {
   return s;
 }
 
-/// Test options: SchNet with 5 filters and 7 Gaussians; EGNN with coordinate updates (equivariance)
-/// and a smooth inner activation so that second derivatives are exercised.
-template <class Conv> typename Conv::options_type test_options(bool polynomial = false);
-template <> SchNetOptions test_options<SchNetConv>(bool polynomial) {
-  SchNetOptions o;
+/// Test options: the model tests' options (tests/model_test_options.hpp: EGNN with coordinate updates
+/// and a smooth inner activation), SchNet smaller; `polynomial` switches the cutoff envelope where a
+/// convolution has one.
+inline void shrink(SchNetOptions& o) {
   o.num_filters = 5;
   o.num_gaussians = 7;
-  if (polynomial) o.envelope = Envelope::Polynomial;
-  return o;
 }
-template <> EGNNOptions test_options<EGNNConv>(bool polynomial) {
-  EGNNOptions o;
-  o.equivariance = true;
-  o.inner_activation = Activation::SiLU;
-  if (polynomial) o.edge_envelope = EdgeEnvelope::Polynomial;
+template <class O> void shrink(O&) {}
+inline void use_polynomial(SchNetOptions& o) { o.envelope = Envelope::Polynomial; }
+inline void use_polynomial(EGNNOptions& o) { o.edge_envelope = EdgeEnvelope::Polynomial; }
+template <class O> void use_polynomial(O&) {}
+template <class Conv>
+typename Conv::options_type test_options(bool polynomial = false) {
+  auto o = hydragnn_test::test_options<Conv>();
+  shrink(o);
+  if (polynomial) use_polynomial(o);
   return o;
 }
 
@@ -155,7 +157,7 @@ struct Fixture {
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("forces and stress are derivatives of the energy", "[layers][forces]", SchNetConv, EGNNConv) {
+TEMPLATE_LIST_TEST_CASE("forces and stress are derivatives of the energy", "[layers][forces]", conv_registry) {
   Fixture<TestType> fx(TestType::name);
   const auto pred = predict(fx.exec, fx.model, fx.batch, true);
   // forces: central differences of E wrt each coordinate (graph lists are rebuilt, no edge crosses the cutoff)
@@ -203,10 +205,9 @@ TEMPLATE_TEST_CASE("forces and stress are derivatives of the energy", "[layers][
   CHECK(std::isnan(pred.stress[9]));
 }
 
-#include <hydragnn/train/loss.hpp>
+#include <hydragnn/autodiff/loss.hpp>
 
-TEMPLATE_TEST_CASE("dual-number gradient of an energy+force+stress+heads loss matches finite differences",
-                   "[layers][dual]", SchNetConv, EGNNConv) {
+TEMPLATE_LIST_TEST_CASE("dual-number gradient of an energy+force+stress+heads loss matches finite differences", "[layers][dual]", conv_registry) {
   hydragnn_test::ensure_kokkos();
   Exec exec;
   ModelSpec spec = small_spec(TestType::name, {1, 8});
@@ -278,8 +279,7 @@ TEST_CASE("radial bases and cutoff envelopes: derivatives match finite differenc
     }
 }
 
-TEMPLATE_TEST_CASE("graph-head pooling (sum, mean, max): dual gradient matches finite differences",
-                   "[layers][pooling]", SchNetConv, EGNNConv) {
+TEMPLATE_LIST_TEST_CASE("graph-head pooling (sum, mean, max): dual gradient matches finite differences", "[layers][pooling]", conv_registry) {
   hydragnn_test::ensure_kokkos();
   Exec exec;
   for (Pooling pool : {Pooling::Sum, Pooling::Mean, Pooling::Max}) {

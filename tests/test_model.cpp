@@ -4,6 +4,7 @@
 
 #include <hydragnn/train/trainer.hpp>
 
+#include "model_test_options.hpp"
 #include "test_helpers.hpp"
 
 #include <cstdio>
@@ -22,10 +23,8 @@ ModelSpec spec_for(const std::string& type) {
   ModelSpec s;
   s.mpnn_type = type;
   s.hidden_dim = 8;
-  s.num_filters = 8;
   s.num_conv_layers = 2;
   s.cutoff = 3.0;
-  s.radial = RadialSpec{RadialBasis::Gaussian, 10, 3.0};
   s.energy_head_dims = {8};
   s.species.numbers = {6, 14};
   s.ref_energy = {-2.0, -4.5};
@@ -61,10 +60,9 @@ Vec3 rot_apply(const Mat3& R, const Vec3& x) {
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("energy is invariant and forces equivariant under rotation, translation, permutation and image choice",
-                   "[model][symmetry]", SchNetConv, EGNNConv) {
+TEMPLATE_LIST_TEST_CASE("energy is invariant and forces equivariant under rotation, translation, permutation and image choice", "[model][symmetry]", conv_registry) {
   hydragnn_test::ensure_kokkos();
-  Model<double, TestType, Exec> model(spec_for(TestType::name));
+  Model<double, TestType, Exec> model(spec_for(TestType::name), hydragnn_test::test_options<TestType>());
   model.initialize(3);
   const Structure s = hydragnn_test::random_structure(17, 9, {6, 14}, true, 4.5, 1.2);
   const Prediction p0 = run(model, {s});
@@ -182,8 +180,7 @@ std::vector<double> params_of(const std::string& ckpt) { return read_checkpoint(
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("training is bitwise deterministic and resumes bit-for-bit", "[model][determinism][checkpoint]",
-                   SchNetConv, EGNNConv) {
+TEMPLATE_LIST_TEST_CASE("training is bitwise deterministic and resumes bit-for-bit", "[model][determinism][checkpoint]", conv_registry) {
   hydragnn_test::ensure_kokkos();
   using ModelT = Model<float, TestType, Exec>;
   const Config cfg = tiny_config(TestType::name);

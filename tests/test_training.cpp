@@ -6,6 +6,7 @@
 
 #include <hydragnn/train/trainer.hpp>
 
+#include "model_test_options.hpp"
 #include "test_helpers.hpp"
 
 #include <filesystem>

@@ -9,7 +9,8 @@
 
 #include <hydragnn/compat/kokkos.hpp>
 #include <hydragnn/io/config.hpp>
-#include <hydragnn/potential.hpp>
+#include <hydragnn/autodiff/potential.hpp>
+#include <hydragnn/model/registry.hpp>
 #include <hydragnn/train/trainer.hpp>
 
 #include <cerrno>
@@ -31,12 +32,11 @@ using namespace hydragnn;
 using Exec = Kokkos::DefaultExecutionSpace;
 using Real = float;  // network maths in float; geometry and energies in double
 
-/// Call f with a Model type for the given mpnn_type.
+/// Call f with a Model type for the given mpnn_type (the registry's type list).
 template <class F>
 void with_model_type(const std::string& mpnn_type, F&& f) {
-  if (mpnn_type == "SchNet") return f(Model<Real, SchNetConv, Exec>());
-  if (mpnn_type == "EGNN") return f(Model<Real, EGNNConv, Exec>());
-  throw std::runtime_error("mpnn_type '" + mpnn_type + "' is not implemented yet");
+  const bool found = dispatch_conv(mpnn_type, [&](auto tag) { f(Model<Real, typename decltype(tag)::type, Exec>()); });
+  if (!found) throw std::runtime_error("mpnn_type '" + mpnn_type + "' is not implemented");
 }
 
 std::string version_text() {
@@ -238,11 +238,12 @@ int cmd_predict(const std::string& ckpt, const std::string& input, const std::st
     using M = typename ModelT::memory_space;
     ModelT model = model_from_checkpoint<ModelT>(c, ckpt);
     Dataset ds = load_for_model(input, model.spec());
+    Workspace<M> ws;
     for (std::size_t s = 0; s < ds.size(); s += batch) {
       std::vector<std::size_t> idx;
       for (std::size_t i = s; i < std::min(ds.size(), s + std::size_t(batch)); ++i) idx.push_back(i);
       auto b = batch_of<M>(ds, idx, model.spec().species, model.spec().heads);
-      const Prediction p = predict(exec, model, b, model.spec().energy);
+      const Prediction p = predict(exec, model, b, model.spec().energy, &ws);
       std::size_t a0 = 0;
       for (std::size_t k = 0; k < idx.size(); ++k) {
         Structure& f = ds.frames[idx[k]];

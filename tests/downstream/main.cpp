@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: BSD-3-Clause
-#include <hydragnn/potential.hpp>       // Model, predict (energy, forces, stress)
+#include <hydragnn/autodiff/potential.hpp>  // Model, predict (energy, forces, stress)
 #include <hydragnn/train/trainer.hpp>   // extxyz, make_batch, checkpoints, datasets, train()
 
 #include <cstdio>

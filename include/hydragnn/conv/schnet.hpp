@@ -15,7 +15,6 @@
 #include <hydragnn/kernels/radial.hpp>
 #include <hydragnn/nn/mlp.hpp>
 
-#include <stdexcept>
 #include <string>
 
 namespace hydragnn {
@@ -27,7 +26,7 @@ inline constexpr Choice<Envelope> envelope_choices[] = {{"cosine", Envelope::Cos
 
 /// SchNet's own Architecture keys.
 struct SchNetOptions {
-  int num_filters = 64;   ///< HydraGNN num_filters
+  int num_filters = 0;    ///< HydraGNN num_filters (0: hidden_dim, as when the key is absent)
   int num_gaussians = 50; ///< HydraGNN num_gaussians
   RadialBasis radial_type = RadialBasis::Gaussian;  ///< ours: "bessel" replaces the Gaussian smearing
   Envelope envelope = Envelope::Cosine;             ///< ours: "polynomial" replaces CFConv's cosine cutoff
@@ -39,6 +38,16 @@ struct SchNetOptions {
     v.choice("radial_type", radial_type, radial_basis_choices);
     v.choice("envelope", envelope, envelope_choices);
     v("equivariance", equivariance);
+  }
+  void finalize(const ConvCommon& c) {
+    if (num_filters <= 0) num_filters = c.hidden_dim;
+  }
+  template <class F>
+  void validate(F&& fail) const {
+    if (num_filters < 1) fail("num_filters", "must be > 0");
+    if (num_gaussians < 1) fail("num_gaussians", "must be > 0");
+    if (equivariance)
+      fail("equivariance", "true is not implemented for SchNet (HydraGNN's coordinate-updating CFConv); use false");
   }
 };
 
@@ -62,14 +71,9 @@ struct SchNetConv {
   SchNetConv(ParamAllocator& alloc, const ConvCommon& common, const SchNetOptions& opt)
       : radial{opt.radial_type, opt.num_gaussians, common.cutoff, opt.envelope},
         hidden(common.hidden_dim),
-        filters(opt.num_filters) {
-    if (opt.equivariance)
-      throw std::invalid_argument(
-          "NeuralNetwork.Architecture.equivariance: true is not implemented for SchNet (HydraGNN's coordinate-updating "
-          "CFConv); use false");
-    if (opt.num_filters < 1) throw std::invalid_argument("NeuralNetwork.Architecture.num_filters must be >= 1");
-    if (opt.num_gaussians < 1) throw std::invalid_argument("NeuralNetwork.Architecture.num_gaussians must be >= 1");
-    const int H = common.hidden_dim, F = opt.num_filters, K = opt.num_gaussians;
+        filters(opt.num_filters > 0 ? opt.num_filters : common.hidden_dim) {
+    // Range checks live in SchNetOptions::validate (run by the io layer, which names the key).
+    const int H = common.hidden_dim, F = filters, K = opt.num_gaussians;
     for (int l = 0; l < common.num_conv_layers; ++l) {
       const std::string n = "graph_convs." + std::to_string(l) + ".module_2";
       Layer L;

@@ -48,7 +48,16 @@ struct Batch {
   Vec<int, M> send_perm;       ///< E edges sorted by sender
   Vec<int, M> send_ptr;        ///< N+1
   Vec<double, M> inv_count;    ///< G, 1 / atoms per graph (mean pooling, per-atom losses)
-  // Targets (host copies suffice: losses are evaluated on host-sized per-graph data).
+  // Targets on the device (NaN where absent): the loss and its cotangents are computed there.
+  Vec<double, M> energy_t;             ///< G
+  Mat<double, M> forces_t;             ///< N x 3
+  Mat<double, M> stress_t;             ///< G x 9
+  std::vector<Mat<double, M>> head_t;  ///< per direct head: G x dim or N x dim
+  // Label counts (the loss means' denominators): energies, force components, stress components of
+  // 3-D periodic graphs, components per direct head.
+  long n_energy = 0, n_force = 0, n_stress = 0;
+  std::vector<long> n_head;
+  // Host copies of the targets.
   std::vector<double> energy;            ///< G (NaN where absent)
   std::vector<double> forces;            ///< N*3 (NaN where absent)
   std::vector<double> stress;            ///< G*9 (NaN where absent)

@@ -166,6 +166,29 @@ Batch<M> make_batch(const std::vector<const Structure*>& frames, const std::vect
   b.send_perm = to_dev("hydragnn::Batch::send_perm", h_send_perm);
   b.send_ptr = to_dev("hydragnn::Batch::send_ptr", h_send_ptr);
   b.inv_count = to_dev("hydragnn::Batch::inv_count", h_inv);
+  // targets and label counts
+  auto to_dev_rows = [](const std::string& label, const std::vector<double>& v, std::size_t cols) {
+    Mat<double, M> d(Kokkos::view_alloc(Kokkos::WithoutInitializing, label), v.size() / cols, cols);
+    auto h = Kokkos::create_mirror_view(d);
+    for (std::size_t i = 0; i < v.size() / cols; ++i)
+      for (std::size_t c = 0; c < cols; ++c) h(i, c) = v[i * cols + c];
+    Kokkos::deep_copy(d, h);
+    return d;
+  };
+  b.energy_t = to_dev("hydragnn::Batch::energy_t", b.energy);
+  b.forces_t = to_dev_rows("hydragnn::Batch::forces_t", b.forces, 3);
+  b.stress_t = to_dev_rows("hydragnn::Batch::stress_t", b.stress, 9);
+  for (double e : b.energy) b.n_energy += !std::isnan(e);
+  for (double f : b.forces) b.n_force += !std::isnan(f);
+  for (int g = 0; g < G; ++g)
+    if (h_vol[g] > 0)
+      for (int k = 0; k < 9; ++k) b.n_stress += !std::isnan(b.stress[9 * std::size_t(g) + k]);
+  for (std::size_t h = 0; h < heads.size(); ++h) {
+    b.head_t.push_back(to_dev_rows("hydragnn::Batch::head_t", b.head_targets[h], std::size_t(heads[h].dim)));
+    long n = 0;
+    for (double t : b.head_targets[h]) n += !std::isnan(t);
+    b.n_head.push_back(n);
+  }
   return b;
 }
 

@@ -9,12 +9,31 @@
 
 #include <hydragnn/kernels/readout.hpp>
 #include <hydragnn/kernels/segment.hpp>
-#include <hydragnn/model/spec.hpp>
+#include <hydragnn/core/batch.hpp>
 #include <hydragnn/nn/mlp.hpp>
 
 #include <vector>
 
 namespace hydragnn {
+
+enum class Pooling { Mean, Sum, Max };
+
+/// What the heads are built from (ModelSpec, model/spec.hpp, extends it).
+struct HeadsSpec {
+  int hidden_dim = 64;
+  Activation act = Activation::SiLU;  ///< stack activation (also between head layers)
+  Pooling pooling = Pooling::Mean;
+
+  bool energy = true;                 ///< conservative per-atom energy head, summed per graph
+  std::vector<int> energy_head_dims{32, 32};
+  int graph_num_sharedlayers = 1, graph_dim_sharedlayers = 32;
+  std::vector<int> graph_head_dims{32, 32};
+  std::vector<int> node_head_dims{32, 32};
+  std::vector<HeadDef> heads;         ///< direct heads
+
+  double energy_scale = 1.0;          ///< per-atom network output is multiplied by this (eV)
+  double energy_shift = 0.0;          ///< per-atom constant added (eV)
+};
 
 class Heads {
  public:
@@ -32,7 +51,7 @@ class Heads {
 
   Heads() = default;
   /// readout_layers: 1 (last layer) or num_conv_layers (per-layer readout).
-  Heads(ParamAllocator& alloc, const ModelSpec& spec, int readout_layers) {
+  Heads(ParamAllocator& alloc, const HeadsSpec& spec, int readout_layers) {
     const int H = spec.hidden_dim;
     if (spec.energy) {
       for (int l = 0; l < readout_layers; ++l) {
@@ -65,7 +84,7 @@ class Heads {
 
   /// hs: node features of the readout layers (the last one only, or one per layer).
   template <class Exec, class S, class T>
-  void forward(const Exec& exec, const ModelSpec& spec, const Weights<T, mem_t<Exec>>& w, const Batch<mem_t<Exec>>& b,
+  void forward(const Exec& exec, const HeadsSpec& spec, const Weights<T, mem_t<Exec>>& w, const Batch<mem_t<Exec>>& b,
                const std::vector<Mat<S, mem_t<Exec>>>& hs, const CVec<double, mem_t<Exec>>& ref, Cache<S, mem_t<Exec>>& c,
                Workspace<mem_t<Exec>>& ws) const {
     using M = mem_t<Exec>;
@@ -113,7 +132,7 @@ class Heads {
   /// dL/dh of each readout layer into hbars (same layout as hs; zero-initialised by the caller) and
   /// the parameter gradients into g (skipped when g is empty).
   template <class Exec, class S, class T>
-  void backward(const Exec& exec, const ModelSpec& spec, const Weights<T, mem_t<Exec>>& w, const Batch<mem_t<Exec>>& b, const Cache<S, mem_t<Exec>>& c,
+  void backward(const Exec& exec, const HeadsSpec& spec, const Weights<T, mem_t<Exec>>& w, const Batch<mem_t<Exec>>& b, const Cache<S, mem_t<Exec>>& c,
                 const Vec<S, mem_t<Exec>>& Ebar, const std::vector<Mat<S, mem_t<Exec>>>& head_bar,
                 const std::vector<Mat<S, mem_t<Exec>>>& hbars, const Vec<S, mem_t<Exec>>& g, Workspace<mem_t<Exec>>& ws) const {
     using M = mem_t<Exec>;

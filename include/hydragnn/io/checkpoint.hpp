@@ -28,6 +28,7 @@ namespace hydragnn {
 struct CheckpointData {
   std::string precision;  ///< "float" or "double"
   ModelSpec spec;
+  nlohmann::json options = nlohmann::json::object();  ///< the convolution's own options
   TrainState state;
   std::string config_json;  ///< the training config (canonical JSON), informational
   std::vector<double> params, opt_m, opt_v;  ///< stored in `precision`
@@ -57,7 +58,7 @@ void put_array(std::string& out, const std::vector<double>& v) {
 }  // namespace detail
 
 inline void write_checkpoint(const std::string& path, const CheckpointData& c) {
-  const std::string header = checkpoint_header_to_json(CheckpointHeader{c.precision, c.spec, c.state, c.config_json});
+  const std::string header = checkpoint_header_to_json(CheckpointHeader{c.precision, c.spec, c.options, c.state, c.config_json});
   std::string out = "HYDRAGNN-CKPT 1\n";
   const std::uint64_t hn = header.size();
   out.append(reinterpret_cast<const char*>(&hn), sizeof hn);
@@ -116,6 +117,7 @@ inline CheckpointData read_checkpoint(const std::string& path) {
   CheckpointData c;
   c.precision = h.precision;
   c.spec = h.spec;
+  c.options = h.options;
   c.state = h.state;
   c.config_json = h.config_json;
   const std::size_t tsize = c.precision == "float" ? 4 : c.precision == "double" ? 8 : 0;

@@ -5,7 +5,7 @@
 #pragma once
 
 #include <hydragnn/io/names.hpp>
-#include <hydragnn/models/spec.hpp>
+#include <hydragnn/model/spec.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -32,10 +32,14 @@ struct TrainState {
   int stop_bad = 0;
 };
 
+/// Version 2: layers-v2 parameter layout (named blocks) and the convolution's options in "options".
+inline constexpr int checkpoint_format_version = 2;
+
 /// The header of a checkpoint file.
 struct CheckpointHeader {
   std::string precision;  ///< "float" or "double"
   ModelSpec spec;
+  nlohmann::json options = nlohmann::json::object();  ///< the convolution's own options (io/model_options.hpp)
   TrainState state;
   std::string config_json;  ///< the training config (canonical JSON), informational
 };
@@ -47,12 +51,8 @@ inline nlohmann::json spec_to_json(const ModelSpec& s) {
   j["mpnn_type"] = s.mpnn_type;
   j["hidden_dim"] = s.hidden_dim;
   j["num_conv_layers"] = s.num_conv_layers;
-  j["num_filters"] = s.num_filters;
   j["cutoff"] = s.cutoff;
   j["max_neighbours"] = s.max_neighbours;
-  j["radial_type"] = s.radial.type == RadialBasis::Gaussian ? "gaussian" : "bessel";
-  j["radial_size"] = s.radial.size;
-  j["envelope"] = s.radial.envelope == Envelope::Cosine ? "cosine" : "polynomial";
   j["activation"] = activation_name(s.act);
   j["pooling"] = pooling_name(s.pooling);
   j["energy"] = s.energy;
@@ -76,13 +76,8 @@ inline ModelSpec spec_from_json(const nlohmann::json& j) {
   s.mpnn_type = j.at("mpnn_type").get<std::string>();
   s.hidden_dim = j.at("hidden_dim").get<int>();
   s.num_conv_layers = j.at("num_conv_layers").get<int>();
-  s.num_filters = j.at("num_filters").get<int>();
   s.cutoff = j.at("cutoff").get<double>();
   s.max_neighbours = j.at("max_neighbours").get<int>();
-  s.radial.type = j.at("radial_type").get<std::string>() == "bessel" ? RadialBasis::Bessel : RadialBasis::Gaussian;
-  s.radial.size = j.at("radial_size").get<int>();
-  s.radial.cutoff = s.cutoff;
-  s.radial.envelope = j.value("envelope", std::string("cosine")) == "polynomial" ? Envelope::Polynomial : Envelope::Cosine;
   s.act = parse_activation(j.at("activation").get<std::string>());
   s.pooling = parse_pooling(j.at("pooling").get<std::string>());
   s.energy = j.at("energy").get<bool>();
@@ -111,8 +106,10 @@ inline double num_from(const nlohmann::json& j) { return j.is_null() ? INFINITY 
 inline std::string checkpoint_header_to_json(const CheckpointHeader& c) {
   nlohmann::json h;
   h["format"] = "hydragnn-checkpoint";
+  h["version"] = checkpoint_format_version;
   h["precision"] = c.precision;
   h["spec"] = detail::spec_to_json(c.spec);
+  h["options"] = c.options;
   const TrainState& s = c.state;
   h["state"] = {{"epoch", s.epoch}, {"step", s.step}, {"lr", s.lr}, {"sched_best", detail::num(s.sched_best)},
                 {"sched_bad", s.sched_bad}, {"best_val", detail::num(s.best_val)}, {"best_epoch", s.best_epoch},
@@ -126,8 +123,15 @@ inline CheckpointHeader checkpoint_header_from_json(const std::string& text, con
   CheckpointHeader c;
   try {
     const nlohmann::json h = nlohmann::json::parse(text);
+    const int version = h.value("version", 1);
+    if (version != checkpoint_format_version)
+      throw CheckpointError(path + ": checkpoint format version " + std::to_string(version) + " (this build reads " +
+                            std::to_string(checkpoint_format_version) +
+                            "; version 1 predates the layers-v2 parameter layout, retrain or convert the weights by name)");
     c.precision = h.at("precision").get<std::string>();
     c.spec = detail::spec_from_json(h.at("spec"));
+    c.options = h.at("options");
+    if (!c.options.is_object()) throw CheckpointError(path + ": malformed checkpoint header: 'options' is not an object");
     const auto& s = h.at("state");
     c.state.epoch = s.at("epoch").get<int>();
     c.state.step = s.at("step").get<long>();

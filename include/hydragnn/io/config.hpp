@@ -27,6 +27,8 @@
 #include <utility>
 #include <vector>
 
+#include <hydragnn/io/model_options.hpp>
+
 #include <nlohmann/json.hpp>
 
 namespace hydragnn {
@@ -44,20 +46,17 @@ struct HeadSpec {
 };
 
 struct ArchitectureConfig {
-  std::string mpnn_type = "SchNet";  ///< SchNet | EGNN
+  std::string mpnn_type = "SchNet";  ///< a registered convolution (model/registry.hpp)
   double radius = 5.0;               ///< cutoff, > 0
   int max_neighbours = -1;           ///< -1: unlimited (JSON <= 0 or absent)
   int hidden_dim = 64;
   int num_conv_layers = 3;
-  int num_gaussians = 50;            ///< SchNet radial basis size
-  int num_filters = 64;              ///< SchNet filter width; hidden_dim when absent
-  int num_radial = 0;                ///< if > 0 overrides num_gaussians
-  std::string radial_type = "gaussian";        ///< gaussian | bessel
-  std::string envelope = "cosine";             ///< cosine | polynomial (our extension)
   std::string activation_function = "silu";    ///< relu | silu | ssp | tanh | sigmoid | softplus
   std::string graph_pooling = "mean";          ///< mean | sum | max ("add" -> "sum")
   bool periodic_boundary_conditions = false;
-  bool equivariance = false;
+  /// The selected mpnn_type's own keys (its options struct in conv/<model>.hpp, e.g. SchNet's
+  /// num_filters, num_gaussians; EGNN's equivariance), every key with its value or default.
+  nlohmann::json options = nlohmann::json::object();
   // Output heads (Architecture.output_heads.{graph,node}).
   int graph_num_sharedlayers = 1, graph_dim_sharedlayers = 32, graph_num_headlayers = 2;
   std::vector<int> graph_dim_headlayers{32, 32};
@@ -69,8 +68,11 @@ struct ArchitectureConfig {
   bool enable_interatomic_potential = true;
   double energy_weight = 1.0, energy_peratom_weight = 0.0, force_weight = 1.0, stress_weight = 0.0;
 
-  /// Size of the radial basis actually used.
-  int radial_size() const { return num_radial > 0 ? num_radial : num_gaussians; }
+  /// The options struct of convolution Conv (mpnn_type must be Conv::name).
+  template <class Conv>
+  typename Conv::options_type conv_options() const {
+    return options_from_json<typename Conv::options_type>(options, "NeuralNetwork.Architecture");
+  }
 };
 
 struct OptimizerConfig {
@@ -147,9 +149,8 @@ inline bool operator!=(const HeadSpec& a, const HeadSpec& b) { return !(a == b);
 inline bool operator==(const ArchitectureConfig& a, const ArchitectureConfig& b) {
   auto t = [](const ArchitectureConfig& x) {
     return std::tie(x.mpnn_type, x.radius, x.max_neighbours, x.hidden_dim, x.num_conv_layers,
-                    x.num_gaussians, x.num_filters, x.num_radial, x.radial_type, x.envelope,
                     x.activation_function, x.graph_pooling, x.periodic_boundary_conditions,
-                    x.equivariance, x.graph_num_sharedlayers, x.graph_dim_sharedlayers,
+                    x.options, x.graph_num_sharedlayers, x.graph_dim_sharedlayers,
                     x.graph_num_headlayers, x.graph_dim_headlayers, x.node_num_headlayers,
                     x.node_dim_headlayers, x.node_head_type, x.heads,
                     x.enable_interatomic_potential, x.energy_weight, x.energy_peratom_weight,
@@ -471,13 +472,87 @@ inline void parse_head_layers(Reader& h, int& num, std::vector<int>& dims) {
           [](int x) { return x > 0; }, "must be > 0");
 }
 
+inline const json* top_json_child(const json& obj, const char* key) {
+  if (!obj.is_object()) return nullptr;
+  auto it = obj.find(key);
+  return it == obj.end() || !it->is_object() ? nullptr : &*it;
+}
+
+/// Reads the selected convolution's option keys (type-checked; enumerations by name,
+/// case-insensitive), and type-checks then ignores the option keys of the other convolutions.
+struct OptionKeys {
+  Reader& r;
+  std::vector<std::string>& seen;
+  bool active;
+  template <class V>
+  void operator()(const char* key, V& v) {
+    if (std::find(seen.begin(), seen.end(), key) != seen.end()) return;
+    seen.push_back(key);
+    if (active) {
+      r.get(key, v);
+    } else {
+      r.ignore(key, std::is_same<V, bool>::value ? kBool : std::is_same<V, int>::value ? kInt
+                    : std::is_same<V, double>::value ? kNum : kStr);
+    }
+  }
+  template <class E, std::size_t K>
+  void choice(const char* key, E& v, const Choice<E> (&table)[K]) {
+    if (std::find(seen.begin(), seen.end(), key) != seen.end()) return;
+    seen.push_back(key);
+    if (!active) {
+      r.ignore(key, kStr);
+      return;
+    }
+    std::string s;
+    if (!r.get(key, s)) return;
+    for (const auto& c : table)
+      if (lower(s) == lower(c.name)) {
+        v = c.value;
+        return;
+      }
+    std::string list;
+    for (const auto& c : table) list += (list.empty() ? "" : ", ") + std::string(c.name);
+    r.bad_value(key, s, "allowed: " + list);
+  }
+};
+
+/// The selected mpnn_type's options as canonical JSON (defaults filled, finalized, validated).
+inline json parse_model_options(Reader& a, const ArchitectureConfig& c) {
+  std::vector<std::string> seen;
+  json out = json::object();
+  dispatch_conv(c.mpnn_type, [&](auto tag) {
+    using O = typename decltype(tag)::type::options_type;
+    O o;
+    o.visit(OptionKeys{a, seen, true});
+    const ConvCommon common{c.hidden_dim, c.num_conv_layers, c.radius, Activation::SiLU};
+    finalize_options(o, common, [&](const char* key, const char* why) {
+      a.fail("invalid value for '" + a.key_path(key) + "' (" + why + ")");
+    });
+    out = options_to_json(o);
+  });
+  for_each_conv([&](auto tag) {
+    using O = typename decltype(tag)::type::options_type;
+    O o;
+    o.visit(OptionKeys{a, seen, false});
+  });
+  return out;
+}
+
 /// Architecture; task_weights are returned separately (heads need them).
 inline void parse_architecture(Reader& a, ArchitectureConfig& c,
                                std::optional<std::vector<double>>& task_weights) {
-  if (a.get("mpnn_type", c.mpnn_type))
-    c.mpnn_type = choose(a, "mpnn_type", c.mpnn_type, {"SchNet", "EGNN"}, false,
-                         {"PNA", "PNAPlus", "PNAEq", "GIN", "GAT", "SAGE", "MFC", "CGCNN",
-                          "PAINN", "DimeNet", "MACE"});
+  if (a.get("mpnn_type", c.mpnn_type)) {
+    const std::vector<std::string> names = conv_names();
+    if (std::find(names.begin(), names.end(), c.mpnn_type) == names.end()) {
+      std::string list;
+      for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+      for (const char* n : {"PNA", "PNAPlus", "PNAEq", "GIN", "GAT", "SAGE", "MFC", "CGCNN", "PAINN", "DimeNet", "MACE"})
+        if (c.mpnn_type == n)
+          a.fail("'" + a.key_path("mpnn_type") + "' = " + json(c.mpnn_type).dump() +
+                 " is not implemented yet (supported: " + list + ")");
+      a.bad_value("mpnn_type", c.mpnn_type, "allowed: " + list);
+    }
+  }
   a.get("radius", c.radius);
   check(a, "radius", c.radius, [](double x) { return x > 0 && std::isfinite(x); }, "must be > 0");
   if (a.get("max_neighbours", c.max_neighbours) && c.max_neighbours <= 0) c.max_neighbours = -1;
@@ -485,15 +560,6 @@ inline void parse_architecture(Reader& a, ArchitectureConfig& c,
   check(a, "hidden_dim", c.hidden_dim, [](int x) { return x > 0; }, "must be > 0");
   a.get("num_conv_layers", c.num_conv_layers);
   check(a, "num_conv_layers", c.num_conv_layers, [](int x) { return x >= 1; }, "must be >= 1");
-  a.get("num_gaussians", c.num_gaussians);
-  check(a, "num_gaussians", c.num_gaussians, [](int x) { return x > 0; }, "must be > 0");
-  if (!a.get("num_filters", c.num_filters)) c.num_filters = c.hidden_dim;
-  check(a, "num_filters", c.num_filters, [](int x) { return x > 0; }, "must be > 0");
-  a.get("num_radial", c.num_radial);
-  check(a, "num_radial", c.num_radial, [](int x) { return x >= 0; }, "must be >= 0");
-  if (a.get("radial_type", c.radial_type))
-    c.radial_type = choose(a, "radial_type", c.radial_type, {"gaussian", "bessel"}, true);
-  if (a.get("envelope", c.envelope)) c.envelope = choose(a, "envelope", c.envelope, {"cosine", "polynomial"}, true);
   if (a.get("activation_function", c.activation_function))
     c.activation_function = choose(a, "activation_function", c.activation_function,
                                    {"relu", "silu", "ssp", "tanh", "sigmoid", "softplus"}, true);
@@ -502,7 +568,7 @@ inline void parse_architecture(Reader& a, ArchitectureConfig& c,
     if (c.graph_pooling == "add") c.graph_pooling = "sum";
   }
   a.get("periodic_boundary_conditions", c.periodic_boundary_conditions);
-  a.get("equivariance", c.equivariance);
+  c.options = parse_model_options(a, c);
 
   if (auto oh = a.child("output_heads")) {
     if (auto g = oh->child("graph")) {
@@ -542,7 +608,7 @@ inline void parse_architecture(Reader& a, ArchitectureConfig& c,
 
   // HydraGNN keys for models/features we do not implement: type-checked only.
   for (const char* k : {"global_attn_engine", "global_attn_type"}) a.ignore(k, kStr | kNull);
-  for (const char* k : {"global_attn_heads", "pe_dim", "int_emb_size", "out_emb_size",
+  for (const char* k : {"global_attn_heads", "pe_dim", "int_emb_size", "out_emb_size", "num_radial",
                         "basis_emb_size", "num_before_skip", "num_after_skip",
                         "envelope_exponent", "num_spherical", "max_ell", "node_max_ell"})
     a.ignore(k, kInt);
@@ -719,6 +785,13 @@ inline Config parse_config(const std::string& json_text, const std::string& sour
   } else {
     parse_variables(std::nullopt, arch_path, std::nullopt, top, cfg.arch);
   }
+  bool have_arch = false;
+  if (const json* nnj = top_json_child(root, "NeuralNetwork")) have_arch = top_json_child(*nnj, "Architecture") != nullptr;
+  if (!have_arch) {  // no Architecture object: the default model with its default options
+    const json empty = json::object();
+    Reader a(empty, arch_path, source_name);
+    cfg.arch.options = parse_model_options(a, cfg.arch);
+  }
 
   if (auto vis = top.child("Visualization")) {
     for (const char* k : {"plot_init_solution", "plot_hist_solution", "create_plots"})
@@ -776,15 +849,10 @@ inline std::string to_json(const Config& c) {
   if (a.max_neighbours > 0) arch["max_neighbours"] = a.max_neighbours;
   arch["hidden_dim"] = a.hidden_dim;
   arch["num_conv_layers"] = a.num_conv_layers;
-  arch["num_gaussians"] = a.num_gaussians;
-  arch["num_filters"] = a.num_filters;
-  arch["num_radial"] = a.num_radial;
-  arch["radial_type"] = a.radial_type;
-  arch["envelope"] = a.envelope;
   arch["activation_function"] = a.activation_function;
   arch["graph_pooling"] = a.graph_pooling;
   arch["periodic_boundary_conditions"] = a.periodic_boundary_conditions;
-  arch["equivariance"] = a.equivariance;
+  for (auto it = a.options.begin(); it != a.options.end(); ++it) arch[it.key()] = it.value();
   arch["output_heads"]["graph"] = oj{{"num_sharedlayers", a.graph_num_sharedlayers},
                                      {"dim_sharedlayers", a.graph_dim_sharedlayers},
                                      {"num_headlayers", a.graph_num_headlayers},

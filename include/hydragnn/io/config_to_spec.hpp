@@ -4,23 +4,21 @@
 
 #include <hydragnn/io/config.hpp>
 #include <hydragnn/io/names.hpp>
-#include <hydragnn/models/spec.hpp>
-#include <hydragnn/train/loss.hpp>  // LossSpec (layering exception: see scripts/layers_allowlist.txt)
+#include <hydragnn/model/spec.hpp>
+#include <hydragnn/autodiff/loss.hpp>
 
 namespace hydragnn {
 
-/// Model architecture from a validated config (species and normalisation are filled in later).
+/// The architecture keys common to every model, from a validated config (species and normalisation are
+/// filled in later); the model's own keys are cfg.arch.conv_options<Conv>().
 inline ModelSpec spec_from_config(const Config& cfg) {
   const ArchitectureConfig& a = cfg.arch;
   ModelSpec s;
   s.mpnn_type = a.mpnn_type;
   s.hidden_dim = a.hidden_dim;
   s.num_conv_layers = a.num_conv_layers;
-  s.num_filters = a.num_filters;
   s.cutoff = a.radius;
   s.max_neighbours = a.max_neighbours;
-  s.radial = RadialSpec{a.radial_type == "bessel" ? RadialBasis::Bessel : RadialBasis::Gaussian, a.radial_size(), a.radius,
-                        a.envelope == "polynomial" ? Envelope::Polynomial : Envelope::Cosine};
   s.act = parse_activation(a.activation_function);
   s.pooling = parse_pooling(a.graph_pooling);
   s.energy = a.enable_interatomic_potential;

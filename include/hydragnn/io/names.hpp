@@ -5,7 +5,7 @@
 
 #include <hydragnn/kernels/optimizer.hpp>
 #include <hydragnn/kernels/pointwise.hpp>
-#include <hydragnn/models/spec.hpp>
+#include <hydragnn/model/spec.hpp>
 
 #include <stdexcept>
 #include <string>

@@ -5,34 +5,22 @@
 #pragma once
 
 #include <hydragnn/conv/traits.hpp>
+#include <hydragnn/heads/heads.hpp>
 
 #include <string>
 #include <vector>
 
 namespace hydragnn {
 
-enum class Pooling { Mean, Sum, Max };
-
-struct ModelSpec {
+/// The heads' keys (heads/heads.hpp: HeadsSpec) plus the trunk's and the data's.
+struct ModelSpec : HeadsSpec {
   std::string mpnn_type = "SchNet";
-  int hidden_dim = 64;
   int num_conv_layers = 3;
   double cutoff = 5.0;
   int max_neighbours = -1;
-  Activation act = Activation::SiLU;  ///< stack activation, applied after every convolution
-  Pooling pooling = Pooling::Mean;
-
-  bool energy = true;                 ///< conservative per-atom energy head, summed per graph
-  std::vector<int> energy_head_dims{32, 32};
-  int graph_num_sharedlayers = 1, graph_dim_sharedlayers = 32;
-  std::vector<int> graph_head_dims{32, 32};
-  std::vector<int> node_head_dims{32, 32};
-  std::vector<HeadDef> heads;         ///< direct heads
 
   SpeciesMap species;
   std::vector<double> ref_energy;     ///< per species, eV (least-squares fit on the training set)
-  double energy_scale = 1.0;          ///< per-atom network output is multiplied by this (eV)
-  double energy_shift = 0.0;          ///< per-atom constant added (eV)
 
   int num_species() const { return int(species.size()); }
   ConvCommon conv_common() const { return ConvCommon{hidden_dim, num_conv_layers, cutoff, act}; }

@@ -8,7 +8,7 @@
 #include <hydragnn/io/config_to_spec.hpp>
 #include <hydragnn/io/run_log.hpp>
 #include <hydragnn/train/dataset.hpp>
-#include <hydragnn/train/loss.hpp>
+#include <hydragnn/autodiff/loss.hpp>
 #include <hydragnn/train/optimizer.hpp>
 
 #include <chrono>
@@ -58,11 +58,12 @@ Metrics evaluate(const typename ModelT::exec_space& exec, const ModelT& model, c
   ErrorSums sums;
   double loss = 0;
   std::size_t graphs = 0;
+  Workspace<M> ws;
   for (std::size_t s = 0; s < ds.size(); s += batch_size) {
     std::vector<std::size_t> idx;
     for (std::size_t i = s; i < std::min(ds.size(), s + batch_size); ++i) idx.push_back(i);
     auto b = batch_of<M>(ds, idx, model.spec().species, model.spec().heads);
-    auto r = loss_and_grad(exec, model, b, w, Vec<typename ModelT::real_type, M>());
+    auto r = loss_and_grad(exec, model, b, w, Vec<typename ModelT::real_type, M>(), &ws);
     sums.add(r.errors);
     loss += r.loss * idx.size();
     graphs += idx.size();
@@ -78,6 +79,7 @@ CheckpointData make_checkpoint(const ModelT& model, const Opt* opt, const TrainS
   CheckpointData c;
   c.precision = precision_name<typename ModelT::real_type>();
   c.spec = model.spec();
+  c.options = options_to_json(model.options());
   c.state = st;
   c.config_json = cfg;
   c.params = to_host_vector(model.params());
@@ -97,7 +99,13 @@ ModelT model_from_checkpoint(const CheckpointData& c, const std::string& path) {
   if (c.spec.mpnn_type != ModelT::conv_type::name)
     throw CheckpointError(path + ": checkpoint holds a " + c.spec.mpnn_type + " model, expected " +
                           ModelT::conv_type::name);
-  ModelT model(c.spec);
+  typename ModelT::options_type options;
+  try {
+    options = options_from_json<typename ModelT::options_type>(c.options, "options");
+  } catch (const std::invalid_argument& e) {
+    throw CheckpointError(path + ": malformed checkpoint header: " + e.what());
+  }
+  ModelT model(c.spec, options);
   if (c.params.size() != model.num_params())
     throw CheckpointError(path + ": checkpoint has " + std::to_string(c.params.size()) +
                           " parameters but its architecture needs " + std::to_string(model.num_params()));
@@ -136,7 +144,8 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
   spec.species = species_of(train_ds);
   spec.ref_energy = fit_reference_energies(train_ds, spec.species);
   spec.energy_scale = energy_scale_of(train_ds, spec.species, spec.ref_energy);
-  ModelT model(spec);
+  const auto conv_options = cfg.arch.template conv_options<typename ModelT::conv_type>();
+  ModelT model(spec, conv_options);
   model.initialize(tc.seed);
   Optimizer<T, Exec> optim(parse_optimizer(tc.optimizer.type), model.num_params(), tc.optimizer.learning_rate,
                            tc.optimizer.weight_decay, tc.optimizer.momentum);
@@ -147,7 +156,8 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
     model = model_from_checkpoint<ModelT>(c, latest);
     const ModelSpec& cs = c.spec;
     if (cs.hidden_dim != spec.hidden_dim || cs.num_conv_layers != spec.num_conv_layers || cs.cutoff != spec.cutoff ||
-        cs.species.numbers != spec.species.numbers || cs.heads.size() != spec.heads.size())
+        cs.species.numbers != spec.species.numbers || cs.heads.size() != spec.heads.size() ||
+        c.options != options_to_json(conv_options))
       throw CheckpointError(latest + ": checkpoint architecture or species do not match the config");
     if (c.opt_m.size() != model.num_params() || c.opt_v.size() != model.num_params())
       throw CheckpointError(latest + ": checkpoint has no optimizer state to resume from");
@@ -178,6 +188,7 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
     write_checkpoint(best, make_checkpoint(model, &optim, st, cfg_json));
   }
   Vec<T, M> grad("hydragnn::train::grad", model.num_params());
+  Workspace<M> ws;  // intermediates of every step: allocated while the batches grow, then reused
   const auto t_start = std::chrono::steady_clock::now();
   const int first_epoch = st.epoch;
   char buf[512];
@@ -195,7 +206,7 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
     for (std::size_t s = 0; s < order.size(); s += tc.batch_size) {
       std::vector<std::size_t> idx(order.begin() + s, order.begin() + std::min(order.size(), s + tc.batch_size));
       auto b = batch_of<M>(train_ds, idx, model.spec().species, model.spec().heads);
-      auto r = loss_and_grad(exec, model, b, w, grad);
+      auto r = loss_and_grad(exec, model, b, w, grad, &ws);
       if (!std::isfinite(r.loss))
         throw std::runtime_error("training diverged: loss is " + std::to_string(r.loss) + " at epoch " +
                                  std::to_string(st.epoch + 1) + " (lower the learning rate)");

@@ -25,12 +25,12 @@ namespace detail {
 /// The N x 3F matrix view of an N x 3 x F vector view (same memory; it must be contiguous).
 template <class S, class M>
 Mat<S, M> flat3(const VMat<S, M>& V) {
-  if (!V.span_is_contiguous()) throw std::invalid_argument("hydragnn::Vector: N x 3 x F view must be contiguous");
+  if (!V.span_is_contiguous()) throw std::logic_error("hydragnn::Vector: N x 3 x F view must be contiguous");
   return Mat<S, M>(V.data(), V.extent(0), V.extent(1) * V.extent(2));
 }
 template <class S, class M>
 CMat<S, M> flat3(const CVMat<S, M>& V) {
-  if (!V.span_is_contiguous()) throw std::invalid_argument("hydragnn::Vector: N x 3 x F view must be contiguous");
+  if (!V.span_is_contiguous()) throw std::logic_error("hydragnn::Vector: N x 3 x F view must be contiguous");
   return CMat<S, M>(V.data(), V.extent(0), V.extent(1) * V.extent(2));
 }
 template <class S, class V>

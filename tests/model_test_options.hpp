@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Options the model tests use for each registered convolution (default: the convolution's defaults).
+// EGNN runs with coordinate updates (equivariance) and a smooth inner activation, so that the
+// tests exercise its vector stream and its second derivatives.
+#pragma once
+
+#include <hydragnn/model/registry.hpp>
+
+namespace hydragnn_test {
+
+template <class Conv>
+typename Conv::options_type test_options() {
+  return typename Conv::options_type();
+}
+template <>
+inline hydragnn::SchNetOptions test_options<hydragnn::SchNetConv>() {
+  hydragnn::SchNetOptions o;
+  o.num_gaussians = 12;
+  return o;
+}
+template <>
+inline hydragnn::EGNNOptions test_options<hydragnn::EGNNConv>() {
+  hydragnn::EGNNOptions o;
+  o.equivariance = true;
+  o.inner_activation = hydragnn::Activation::SiLU;
+  return o;
+}
+
+}  // namespace hydragnn_test
