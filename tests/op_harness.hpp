@@ -13,7 +13,10 @@
 //   real_inputs()  std::vector<bool>: inputs that are real parameters (weights: T = double even in a
 //                  dual pass); they get no tangent in the dual checks, and the op reads their primal;
 //   fd_samples     check the backward against finite differences on this many elements per input
-//                  only (first, last and random ones), for large ops.
+//                  only (first, last and random ones), for large ops;
+//   dual_primal_rel the dual forward's primal equals the double forward to this relative tolerance
+//                  instead of bitwise: for ops that divide by a dual, since Dual's a / b is
+//                  a.v * (1 / b.v) (core/dual.hpp), not a.v / b.v (0: bitwise).
 // check_acc checks the accumulate / overwrite contract of an op writing into an existing view.
 // The random graphs have a receiver with no incoming edges (an empty segment) and isolated atoms.
 #pragma once
@@ -225,6 +228,15 @@ struct has_real_inputs : std::false_type {};
 template <class Op>
 struct has_real_inputs<Op, std::void_t<decltype(std::declval<const Op&>().real_inputs())>> : std::true_type {};
 template <class Op, class = void>
+struct has_dual_primal_rel : std::false_type {};
+template <class Op>
+struct has_dual_primal_rel<Op, std::void_t<decltype(std::declval<const Op&>().dual_primal_rel)>> : std::true_type {};
+template <class Op>
+double dual_primal_rel(const Op& op) {
+  if constexpr (has_dual_primal_rel<Op>::value) return op.dual_primal_rel;
+  return 0.0;
+}
+template <class Op, class = void>
 struct has_fd_samples : std::false_type {};
 template <class Op>
 struct has_fd_samples<Op, std::void_t<decltype(std::declval<const Op&>().fd_samples)>> : std::true_type {};
@@ -306,7 +318,9 @@ void check_op(const Op& op, std::uint64_t seed) {
     const Arr<double> yp = op.template fwd<double, HostRow>(axpy(x, h, xt));
     const Arr<double> ym = op.template fwd<double, HostRow>(axpy(x, -h, xt));
     for (std::size_t k = 0; k < y.size(); ++k) {
-      mm.check(same_bits(yd[k].v, y[k]), where("dual forward primal", 0, k, yd[k].v, y[k]));
+      const double prel = dual_primal_rel(op);
+      mm.check(prel > 0 ? close(yd[k].v, y[k], prel, 1e-300) : same_bits(yd[k].v, y[k]),
+               where("dual forward primal", 0, k, yd[k].v, y[k]));
       const double fd = (yp[k] - ym[k]) / (2 * h);
       mm.check(close(yd[k].d, fd, rel, abs), where("dual forward tangent", 0, k, yd[k].d, fd));
     }
