@@ -11,8 +11,11 @@
 namespace hydragnn {
 namespace kernels {
 
+// One natural form each (one thread per element or per row); every mode (kernels/modes.hpp) is
+// accepted and runs it.
+
 /// d(e,:) = r(e,:) + u(dst(e),:) - u(src(e),:);  len(e) = |d(e)|              r: E x 3, u: N x 3
-template <class Exec, class S>
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void egnn_edge_vectors(const Exec& exec, const CMat<S, mem_t<Exec>>& r, const CMat<S, mem_t<Exec>>& u,
                        const CVec<int, mem_t<Exec>>& dst, const CVec<int, mem_t<Exec>>& src,
                        const Mat<S, mem_t<Exec>>& d, const Vec<S, mem_t<Exec>>& len) {
@@ -26,7 +29,7 @@ void egnn_edge_vectors(const Exec& exec, const CMat<S, mem_t<Exec>>& r, const CM
 }
 
 /// pre(e,f) = A(dst(e),f) + B(src(e),f) + q(e) w(f),  w(f) = p(w_off + f ld)       A, B: N x F -> pre: E x F
-template <class Exec, class S, class T>
+template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
 void egnn_edge_pre(const Exec& exec, const CMat<S, mem_t<Exec>>& A, const CMat<S, mem_t<Exec>>& B,
                    const CVec<T, mem_t<Exec>>& p, long w_off, long ld, const CVec<S, mem_t<Exec>>& q,
                    const CVec<int, mem_t<Exec>>& dst, const CVec<int, mem_t<Exec>>& src, const Mat<S, mem_t<Exec>>& pre) {
@@ -39,7 +42,7 @@ void egnn_edge_pre(const Exec& exec, const CMat<S, mem_t<Exec>>& A, const CMat<S
 }
 
 /// wbar(f) += sum_e prebar(e,f) q(e)  (skipped when g is empty);  qbar(e) = sum_f prebar(e,f) w(f)
-template <class Exec, class S, class T>
+template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
 void egnn_edge_pre_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& prebar, const CVec<T, mem_t<Exec>>& p,
                             long w_off, long ld, const CVec<S, mem_t<Exec>>& q, const Vec<S, mem_t<Exec>>& g,
                             const Vec<S, mem_t<Exec>>& qbar) {
@@ -60,7 +63,7 @@ void egnn_edge_pre_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& prebar
 }
 
 /// Radial input q(e) = |d| (squared = false, HydraGNN) or |d|^2, and the envelope C(e) (1 if none).
-template <class Exec, class S, class Env>
+template <class Exec, class S, class Env, class Mode = default_mode_t<Exec>>
 void egnn_radial(const Exec& exec, const CVec<S, mem_t<Exec>>& len, bool squared, const Env& env,
                  const Vec<S, mem_t<Exec>>& q, const Vec<S, mem_t<Exec>>& C) {
   Kokkos::parallel_for(
@@ -75,7 +78,7 @@ void egnn_radial(const Exec& exec, const CVec<S, mem_t<Exec>>& len, bool squared
 ///   u'_i = u_i + (1 / max(1, deg_i)) sum_{e in in(i)} trans_e
 /// HydraGNN clamps trans to [-100, 100]; |trans| < 1 here (|d|/(|d|+1) < 1, |tanh| < 1), so the clamp
 /// never acts and is omitted.
-template <class Exec, class S>
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void egnn_coord_update(const Exec& exec, const CMat<S, mem_t<Exec>>& u, const CMat<S, mem_t<Exec>>& d,
                        const CVec<S, mem_t<Exec>>& len, const CMat<S, mem_t<Exec>>& phi,
                        const CVec<int, mem_t<Exec>>& row_ptr, const Mat<S, mem_t<Exec>>& u_out) {
@@ -97,7 +100,7 @@ void egnn_coord_update(const Exec& exec, const CMat<S, mem_t<Exec>>& u, const CM
 /// Backward of the coordinate update: phibar(e) = sum_a transbar(e,a) (-n(e,a)),
 /// dbar(e,:) += d/dd [-d/(|d|+1)] applied to transbar(e,:) phi(e); transbar(e,:) = ubar(dst(e),:) / deg.
 /// (u' = u + ... passes ubar straight through; the caller keeps it.)
-template <class Exec, class S>
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void egnn_coord_update_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& ubar_out, const CMat<S, mem_t<Exec>>& d,
                                 const CVec<S, mem_t<Exec>>& len, const CMat<S, mem_t<Exec>>& phi,
                                 const CVec<int, mem_t<Exec>>& dst, const CVec<int, mem_t<Exec>>& row_ptr,
@@ -126,7 +129,7 @@ void egnn_coord_update_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& ub
 }
 
 /// dbar(e,:) += [qbar(e) dq/d|d| + Cbar(e) C'(|d|)] d(e,:)/|d(e)|       q = |d| or |d|^2
-template <class Exec, class S, class Env>
+template <class Exec, class S, class Env, class Mode = default_mode_t<Exec>>
 void egnn_radial_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& d, const CVec<S, mem_t<Exec>>& len,
                           bool squared, const Env& env, const CVec<S, mem_t<Exec>>& qbar, const CVec<S, mem_t<Exec>>& Cbar,
                           const Mat<S, mem_t<Exec>>& dbar) {
@@ -143,14 +146,14 @@ void egnn_radial_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& d, const
 }
 
 /// m(e,f) *= C(e) and its backward: Cbar(e) = sum_f mbar(e,f) m_raw(e,f), m_rawbar = mbar C.
-template <class Exec, class S>
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void scale_rows_inplace(const Exec& exec, const Mat<S, mem_t<Exec>>& m, const CVec<S, mem_t<Exec>>& C) {
   const long E = long(m.extent(0)), F = long(m.extent(1));
   Kokkos::parallel_for(
       "hydragnn::EGNNConv::envelope", Kokkos::RangePolicy<Exec>(exec, 0, E * F),
       KOKKOS_LAMBDA(const long k) { m(k / F, k % F) = m(k / F, k % F) * C(k / F); });
 }
-template <class Exec, class S>
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void scale_rows_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& mbar, const CMat<S, mem_t<Exec>>& m_raw,
                          const CVec<S, mem_t<Exec>>& C, const Mat<S, mem_t<Exec>>& m_rawbar, const Vec<S, mem_t<Exec>>& Cbar) {
   const long E = long(mbar.extent(0)), F = long(mbar.extent(1));
@@ -166,7 +169,7 @@ void scale_rows_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& mbar, con
 }
 
 /// rbar(e,:) += dbar(e,:);  ubar(i,:) (+)= sum_{dst(e)=i} dbar(e,:) - sum_{src(e)=i} dbar(e,:)
-template <class Exec, class S>
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void egnn_edge_vectors_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& dbar, const CVec<int, mem_t<Exec>>& row_ptr,
                                 const CVec<int, mem_t<Exec>>& send_perm, const CVec<int, mem_t<Exec>>& send_ptr,
                                 const Mat<S, mem_t<Exec>>& rbar, const Mat<S, mem_t<Exec>>& ubar, bool accumulate_u) {

@@ -7,14 +7,17 @@
 #pragma once
 
 #include <hydragnn/core/batch.hpp>
+#include <hydragnn/kernels/modes.hpp>
 
 #include <cmath>
 
 namespace hydragnn {
 namespace kernels {
 
+// One natural form each; every mode (kernels/modes.hpp) is accepted and runs it.
+
 /// F_i = sum_{src(e)=i} g_e - sum_{dst(e)=i} g_e, in double.
-template <class Exec, class S>
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void assemble_forces(const Exec& exec, const Batch<mem_t<Exec>>& b, const CMat<S, mem_t<Exec>>& g,
                      const Mat<double, mem_t<Exec>>& F) {
   auto send_perm = b.send_perm;
@@ -33,7 +36,7 @@ void assemble_forces(const Exec& exec, const Batch<mem_t<Exec>>& b, const CMat<S
 }
 
 /// sigma_g = (1/V_g) sum_{e in g} g_e r_e^T (per graph; NaN when V_g = 0).
-template <class Exec, class S>
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void assemble_stress(const Exec& exec, const Batch<mem_t<Exec>>& b, const CMat<S, mem_t<Exec>>& g,
                      const Mat<double, mem_t<Exec>>& sigma) {
   auto gep = b.graph_edge_ptr;
@@ -57,7 +60,7 @@ void assemble_stress(const Exec& exec, const Batch<mem_t<Exec>>& b, const CMat<S
 }
 
 /// rdot(e,a) = v(src,a) - v(dst,a) + sum_c U(g,3a+c) r(e,c) / V(g)   (no stress term when V(g) = 0)
-template <class Exec>
+template <class Exec, class Mode = default_mode_t<Exec>>
 void edge_tangent(const Exec& exec, const Batch<mem_t<Exec>>& b, const CMat<double, mem_t<Exec>>& vd,
                   const CMat<double, mem_t<Exec>>& Ud, const Mat<double, mem_t<Exec>>& rdot) {
   auto dst = b.dst;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <hydragnn/core/types.hpp>
+#include <hydragnn/kernels/modes.hpp>
 
 namespace hydragnn {
 
@@ -74,8 +75,10 @@ KOKKOS_INLINE_FUNCTION S denvelope(const RadialSpec& r, const S& d) {
 
 namespace kernels {
 
+// One natural form each (one thread per edge); every mode (kernels/modes.hpp) is accepted and runs it.
+
 /// d(e) = |r(e)|
-template <class Exec, class S>
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void edge_lengths(const Exec& exec, const CMat<S, mem_t<Exec>>& r, const Vec<S, mem_t<Exec>>& d) {
   Kokkos::parallel_for(
       "hydragnn::EdgeGeometry::lengths", Kokkos::RangePolicy<Exec>(exec, 0, long(r.extent(0))),
@@ -83,7 +86,7 @@ void edge_lengths(const Exec& exec, const CMat<S, mem_t<Exec>>& r, const Vec<S, 
 }
 
 /// rbar(e,:) += dbar(e) * r(e,:) / d(e)
-template <class Exec, class S>
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void edge_lengths_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& r, const CVec<S, mem_t<Exec>>& d,
                            const CVec<S, mem_t<Exec>>& dbar, const Mat<S, mem_t<Exec>>& rbar) {
   Kokkos::parallel_for(
@@ -95,7 +98,7 @@ void edge_lengths_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& r, cons
 }
 
 /// B(e,k) = b_k(d(e)),  C(e) = envelope(d(e))
-template <class Exec, class S>
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void radial_forward(const Exec& exec, const RadialSpec& spec, const CVec<S, mem_t<Exec>>& d,
                     const Mat<S, mem_t<Exec>>& B, const Vec<S, mem_t<Exec>>& C) {
   const int K = spec.size;
@@ -108,7 +111,7 @@ void radial_forward(const Exec& exec, const RadialSpec& spec, const CVec<S, mem_
 }
 
 /// dbar(e) += sum_k Bbar(e,k) b_k'(d) + Cbar(e) C'(d)
-template <class Exec, class S>
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void radial_backward(const Exec& exec, const RadialSpec& spec, const CVec<S, mem_t<Exec>>& d,
                      const CMat<S, mem_t<Exec>>& Bbar, const CVec<S, mem_t<Exec>>& Cbar, const Vec<S, mem_t<Exec>>& dbar) {
   const int K = spec.size;

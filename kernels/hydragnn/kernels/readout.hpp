@@ -10,8 +10,10 @@
 namespace hydragnn {
 namespace kernels {
 
+// One natural form each; every mode (kernels/modes.hpp) is accepted and runs it.
+
 /// h(i,c) = p(off + species(i) H + c)                                     -> h: N x H
-template <class Exec, class S, class T>
+template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
 void embedding_forward(const Exec& exec, const CVec<T, mem_t<Exec>>& p, long off, const CVec<int, mem_t<Exec>>& species,
                        const Mat<S, mem_t<Exec>>& h) {
   const long N = long(h.extent(0)), H = long(h.extent(1));
@@ -23,7 +25,7 @@ void embedding_forward(const Exec& exec, const CVec<T, mem_t<Exec>>& p, long off
 }
 
 /// g(off + s H + c) += sum over the atoms of species s (in species_perm order) of hbar(i,c)
-template <class Exec, class S>
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void embedding_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& hbar, const CVec<int, mem_t<Exec>>& species_perm,
                         const CVec<int, mem_t<Exec>>& species_ptr, long off, const Vec<S, mem_t<Exec>>& g) {
   const long ns = long(species_ptr.extent(0)) - 1, H = long(hbar.extent(1));
@@ -37,7 +39,7 @@ void embedding_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& hbar, cons
 }
 
 /// E(g) = sum_{i in g} (scale e(i,0) + shift + ref(species(i))), accumulated in double (SD).
-template <class Exec, class S, class SD>
+template <class Exec, class S, class SD, class Mode = default_mode_t<Exec>>
 void energy_sum(const Exec& exec, const CMat<S, mem_t<Exec>>& e_atom, const CVec<int, mem_t<Exec>>& graph_ptr,
                 const CVec<int, mem_t<Exec>>& species, const CVec<double, mem_t<Exec>>& ref, double scale, double shift,
                 const Vec<SD, mem_t<Exec>>& energy) {
@@ -51,7 +53,7 @@ void energy_sum(const Exec& exec, const CMat<S, mem_t<Exec>>& e_atom, const CVec
 }
 
 /// ebar(i,0) = Ebar(graph(i)) scale
-template <class Exec, class S>
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void energy_sum_backward(const Exec& exec, const CVec<S, mem_t<Exec>>& Ebar, const CVec<int, mem_t<Exec>>& atom_graph,
                          double scale, const Mat<S, mem_t<Exec>>& ebar) {
   Kokkos::parallel_for(
@@ -60,7 +62,7 @@ void energy_sum_backward(const Exec& exec, const CVec<S, mem_t<Exec>>& Ebar, con
 }
 
 /// Y(g,c) *= inv(g)   (mean pooling after a segment sum)
-template <class Exec, class S>
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void scale_by_graph(const Exec& exec, const CVec<double, mem_t<Exec>>& inv, const Mat<S, mem_t<Exec>>& Y) {
   const long G = long(Y.extent(0)), H = long(Y.extent(1));
   Kokkos::parallel_for(
@@ -69,7 +71,7 @@ void scale_by_graph(const Exec& exec, const CVec<double, mem_t<Exec>>& inv, cons
 }
 
 /// hbar(i,c) += pbar(graph(i),c) [* inv(graph(i)) when mean]
-template <class Exec, class S>
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void pool_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& pbar, const CVec<int, mem_t<Exec>>& atom_graph,
                    const CVec<double, mem_t<Exec>>& inv, bool mean, const Mat<S, mem_t<Exec>>& hbar) {
   const long N = long(hbar.extent(0)), H = long(hbar.extent(1));
@@ -82,7 +84,7 @@ void pool_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& pbar, const CVe
 }
 
 /// r(e,:) = pos(dst(e),:) - pos(src(e),:) + shift(e,:)  (double geometry), tangent from rdot if given.
-template <class Exec, class S>
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void edge_vectors(const Exec& exec, const CMat<double, mem_t<Exec>>& pos, const CMat<double, mem_t<Exec>>& shift,
                   const CVec<int, mem_t<Exec>>& dst, const CVec<int, mem_t<Exec>>& src,
                   const CMat<double, mem_t<Exec>>& rdot, const Mat<S, mem_t<Exec>>& r) {
@@ -97,7 +99,7 @@ void edge_vectors(const Exec& exec, const CMat<double, mem_t<Exec>>& pos, const 
 }
 
 /// grad(k) = tangent(gd(k))  (the eps part of a dual parameter cotangent)
-template <class Exec, class D, class T>
+template <class Exec, class D, class T, class Mode = default_mode_t<Exec>>
 void take_tangent(const Exec& exec, const CVec<D, mem_t<Exec>>& gd, const Vec<T, mem_t<Exec>>& grad) {
   Kokkos::parallel_for(
       "hydragnn::Autodiff::take_tangent", Kokkos::RangePolicy<Exec>(exec, 0, long(grad.extent(0))),

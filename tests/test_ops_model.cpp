@@ -1,0 +1,1101 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The model-level ops of kernels/ (dense, pointwise, cfconv, radial, egnn, readout, forces) under the
+// harness of tests/op_harness.hpp (check_op: forward vs brute force, backward vs central differences,
+// every mode bitwise against HostRow in double and Dual, Dual forward / backward tangents vs
+// finite-difference JVPs), the accumulate / overwrite contract of every op writing into an existing
+// view (check_acc), and the ops that are not differentiated (edge vectors, tangents, forces, stress)
+// against brute force in every mode.
+//
+// Weights are real (T = double) in every pass: an op's parameter input is marked real_inputs(), gets
+// no tangent in the dual checks, and its gradient is the op's (dual) parameter cotangent.
+#include <catch2/catch.hpp>
+
+#include <hydragnn/conv/egnn.hpp>  // EGNNEnvelopeFn
+#include <hydragnn/kernels/cfconv.hpp>
+#include <hydragnn/kernels/dense.hpp>
+#include <hydragnn/kernels/egnn.hpp>
+#include <hydragnn/kernels/forces.hpp>
+#include <hydragnn/kernels/pointwise.hpp>
+#include <hydragnn/kernels/radial.hpp>
+#include <hydragnn/kernels/readout.hpp>
+#include <hydragnn/kernels/segment.hpp>
+
+#include "op_harness.hpp"
+
+namespace {
+
+template <class S>
+Arr<S> cat(Arr<S> a, const Arr<S>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+template <class S>
+Arr<S> slice(const Arr<S>& a, std::size_t first, std::size_t n) {
+  REQUIRE(first + n <= a.size());
+  return Arr<S>(a.begin() + first, a.begin() + first + n);
+}
+/// A real parameter buffer from an op input (its primal in a dual pass).
+template <class S>
+Vec<double, M> params(const Arr<S>& x) {
+  return vec(primal(x));
+}
+/// Random vectors with lengths uniform in [lo, hi] (no edge of length near 0).
+Arr<double> rand_vectors(Rng& rng, int n, double lo, double hi) {
+  Arr<double> v = randn(rng, 3 * std::size_t(n));
+  const Arr<double> len = randu(rng, n, lo, hi);
+  for (int e = 0; e < n; ++e) {
+    const double s = std::sqrt(v[3 * e] * v[3 * e] + v[3 * e + 1] * v[3 * e + 1] + v[3 * e + 2] * v[3 * e + 2]);
+    for (int a = 0; a < 3; ++a) v[3 * e + a] *= len[e] / s;
+  }
+  return v;
+}
+
+// =============================================================================================
+// dense.hpp
+// =============================================================================================
+
+/// A Linear layer in a flat buffer p = [3 pad | W: out x ldf | b: out | 2 pad]; the op's layer is the
+/// whole matrix (ld = 0) or its column block [c0, c0 + in) (ld = ldf > in, via LinearShape::columns).
+/// HostRow's forward streams W^T from pt (filled by transpose_weights) unless with_pt is false.
+struct LinearOp {
+  const char* name;
+  int n, in, out;
+  bool bias;
+  int ld = 0, c0 = 0;
+  bool with_pt = true;
+  int fd_samples = 1 << 30;
+
+  int ldf() const { return ld > 0 ? ld : in; }
+  long P() const { return 3 + long(out) * ldf() + out + 2; }
+  LinearShape full() const {
+    LinearShape s;
+    s.in = ldf();
+    s.out = out;
+    s.w_off = 3;
+    s.wt_off = 3;
+    s.b_off = bias ? 3 + long(out) * ldf() : -1;
+    return s;
+  }
+  LinearShape shape() const { return ld > 0 ? full().columns(c0, in, bias) : full(); }
+  std::vector<bool> real_inputs() const { return {false, true}; }
+  Args<double> inputs(Rng& rng) const { return {randn(rng, std::size_t(n) * in), randn(rng, P(), 0.5)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    const auto& p = x[1];
+    const LinearShape f = full();
+    Arr<double> y(std::size_t(n) * out);
+    for (int i = 0; i < n; ++i)
+      for (int o = 0; o < out; ++o) {
+        double s = bias ? p[f.b_off + o] : 0.0;
+        for (int c = 0; c < in; ++c) s += x[0][i * in + c] * p[f.w_off + long(o) * ldf() + c0 + c];
+        y[i * out + o] = s;
+      }
+    return y;
+  }
+  Weights<double, M> weights(const Vec<double, M>& p) const {
+    Vec<double, M> pt("pt", with_pt ? p.extent(0) : 0);
+    if (with_pt) {
+      Kokkos::View<long* [3], M> shapes("shapes", 1);
+      shapes(0, 0) = full().w_off;
+      shapes(0, 1) = ldf();
+      shapes(0, 2) = out;
+      km::transpose_weights<Exec, double>(Exec(), p, shapes, pt);
+    }
+    return {p, pt};
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> Y("Y", n, out);
+    km::linear_forward<Exec, S, double, Mode>(Exec(), mat(x[0], n, in), weights(params(x[1])), shape(), Y);
+    return flat(Y);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    const auto p = params(x[1]);
+    Mat<S, M> Xb("Xb", n, in);
+    Vec<S, M> g("g", P());
+    const auto Yb = mat(yb, n, out);
+    km::linear_backward_input<Exec, S, double, Mode>(Exec(), Yb, weights(p), shape(), Xb, false);
+    km::linear_backward_params<Exec, S, Mode>(Exec(), mat(x[0], n, in), Yb, shape(), g);
+    return {flat(Xb), flat(g)};
+  }
+};
+
+// =============================================================================================
+// pointwise.hpp
+// =============================================================================================
+
+double ref_activation(Activation a, double x) {
+  const double sp = x > 20 ? x : std::log1p(std::exp(x));  // PyTorch's softplus threshold (20)
+  switch (a) {
+    case Activation::Identity: return x;
+    case Activation::ReLU: return x > 0 ? x : 0.0;
+    case Activation::SiLU: return x / (1 + std::exp(-x));
+    case Activation::ShiftedSoftplus: return sp - std::log(2.0);
+    case Activation::Tanh: return std::tanh(x);
+    case Activation::Sigmoid: return 1 / (1 + std::exp(-x));
+    case Activation::Softplus: return sp;
+  }
+  return 0;
+}
+
+struct ActivationOp {
+  Activation act;
+  const char* name;
+  int n = 4, c = 6;
+  Args<double> inputs(Rng& rng) const {
+    // |x| in [0.05, 3] (ReLU away from 0), and +-22 (softplus' x > 20 branch)
+    Arr<double> x = randu(rng, std::size_t(n) * c, 0.05, 3.0);
+    const Arr<double> sign = randn(rng, x.size());
+    for (std::size_t k = 0; k < x.size(); ++k) x[k] *= sign[k] < 0 ? -1 : 1;
+    x[0] = 22.0;
+    x[1] = -22.0;
+    return {x};
+  }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> y(x[0].size());
+    for (std::size_t k = 0; k < y.size(); ++k) y[k] = ref_activation(act, x[0][k]);
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> Y("Y", n, c);
+    km::activation_forward<Exec, S, Mode>(Exec(), act, mat(x[0], n, c), Y);
+    return flat(Y);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    Mat<S, M> Xb("Xb", n, c);
+    km::activation_backward<Exec, S, Mode>(Exec(), act, mat(x[0], n, c), mat(yb, n, c), Xb, false);
+    return {flat(Xb)};
+  }
+};
+
+/// Y = Y0 + X by add_into (its backward is the identity on both inputs).
+struct AddIntoOp {
+  const char* name = "add_into";
+  int n = 5, c = 4;
+  Args<double> inputs(Rng& rng) const { return {randn(rng, std::size_t(n) * c), randn(rng, std::size_t(n) * c)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> y(x[0].size());
+    for (std::size_t k = 0; k < y.size(); ++k) y[k] = x[1][k] + x[0][k];
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    auto Y = mat(x[1], n, c);
+    km::add_into<Exec, S, Mode>(Exec(), mat(x[0], n, c), Y);
+    return flat(Y);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>&, const Arr<S>& yb) const {
+    return {yb, yb};
+  }
+};
+
+// =============================================================================================
+// cfconv.hpp
+// =============================================================================================
+
+struct CFConvOp {
+  const Graph& g;
+  int F;
+  const char* name;
+  int fd_samples = 1 << 30;
+  Args<double> inputs(Rng& rng) const {
+    return {randn(rng, std::size_t(g.N) * F), randn(rng, std::size_t(g.E) * F), randn(rng, g.E)};
+  }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> y(std::size_t(g.N) * F, 0.0);
+    for (int e = 0; e < g.E; ++e)
+      for (int f = 0; f < F; ++f) y[g.dst[e] * F + f] += x[0][g.src[e] * F + f] * x[1][e * F + f] * x[2][e];
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> agg("agg", g.N, F);
+    km::cfconv_forward<Exec, S, Mode>(Exec(), mat(x[0], g.N, F), mat(x[1], g.E, F), vec(x[2]), g.d_row_ptr, g.d_src, agg);
+    return flat(agg);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    Mat<S, M> xb("xb", g.N, F), Wb("Wb", g.E, F);
+    Vec<S, M> Cb("Cb", g.E);
+    km::cfconv_backward<Exec, S, Mode>(Exec(), mat(x[0], g.N, F), mat(x[1], g.E, F), vec(x[2]), g.d_dst, g.d_src,
+                                       g.d_send_perm, g.d_send_ptr, mat(yb, g.N, F), xb, Wb, Cb);
+    return {flat(xb), flat(Wb), flat(Cb)};
+  }
+};
+
+// =============================================================================================
+// radial.hpp
+// =============================================================================================
+
+struct EdgeLengthsOp {
+  const char* name = "edge_lengths";
+  int E = 17;
+  Args<double> inputs(Rng& rng) const { return {rand_vectors(rng, E, 0.5, 3.0)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> d(E);
+    for (int e = 0; e < E; ++e)
+      d[e] = std::sqrt(x[0][3 * e] * x[0][3 * e] + x[0][3 * e + 1] * x[0][3 * e + 1] + x[0][3 * e + 2] * x[0][3 * e + 2]);
+    return d;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Vec<S, M> d("d", E);
+    km::edge_lengths<Exec, S, Mode>(Exec(), mat(x[0], E, 3), d);
+    return flat(d);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    const auto r = mat(x[0], E, 3);
+    Vec<S, M> d("d", E);
+    Mat<S, M> rb("rb", E, 3);
+    km::edge_lengths<Exec, S, Mode>(Exec(), r, d);
+    km::edge_lengths_backward<Exec, S, Mode>(Exec(), r, d, vec(yb), rb);
+    return {flat(rb)};
+  }
+};
+
+double ref_basis(const RadialSpec& s, int k, double d) {
+  if (s.type == RadialBasis::Gaussian) {
+    const double delta = s.cutoff / (s.size - 1), mu = k * delta;
+    return std::exp(-(d - mu) * (d - mu) / (2 * delta * delta));
+  }
+  return std::sqrt(2 / s.cutoff) * std::sin((k + 1) * M_PI * d / s.cutoff) / d;
+}
+double ref_envelope(const RadialSpec& s, double d) {
+  if (d >= s.cutoff) return 0;
+  const double x = d / s.cutoff;
+  if (s.envelope == Envelope::Cosine) return 0.5 * (std::cos(M_PI * x) + 1);
+  const double p = 6;  // DimeNet's polynomial envelope, p = 6
+  return 1 - (p + 1) * (p + 2) / 2 * std::pow(x, p) + p * (p + 2) * std::pow(x, p + 1) - p * (p + 1) / 2 * std::pow(x, p + 2);
+}
+
+/// [B (E x K), C (E)] of radial_forward; distances in [0.4, 0.95 rc] and two beyond the cutoff.
+struct RadialOp {
+  RadialSpec spec;
+  const char* name;
+  int E = 13;
+  double dual_primal_rel = spec.type == RadialBasis::Bessel ? 4e-16 : 0.0;  // Bessel: sin(d w) / d, d dual
+  Args<double> inputs(Rng& rng) const {
+    Arr<double> d = randu(rng, E, 0.4, 0.95 * spec.cutoff);
+    d[3] = 1.1 * spec.cutoff;
+    d[7] = 1.3 * spec.cutoff;
+    return {d};
+  }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> B(std::size_t(E) * spec.size), C(E);
+    for (int e = 0; e < E; ++e) {
+      for (int k = 0; k < spec.size; ++k) B[e * spec.size + k] = ref_basis(spec, k, x[0][e]);
+      C[e] = ref_envelope(spec, x[0][e]);
+    }
+    return cat(B, C);
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> B("B", E, spec.size);
+    Vec<S, M> C("C", E);
+    km::radial_forward<Exec, S, Mode>(Exec(), spec, vec(x[0]), B, C);
+    return cat(flat(B), flat(C));
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    const std::size_t nb = std::size_t(E) * spec.size;
+    Vec<S, M> db("db", E);
+    km::radial_backward<Exec, S, Mode>(Exec(), spec, vec(x[0]), mat(slice(yb, 0, nb), E, spec.size),
+                                       vec(slice(yb, nb, E)), db);
+    return {flat(db)};
+  }
+};
+
+// =============================================================================================
+// egnn.hpp
+// =============================================================================================
+
+/// [d (E x 3), len (E)] of egnn_edge_vectors; backward: len through edge_lengths_backward, then
+/// egnn_edge_vectors_backward (rbar, and ubar when the layer has coordinates u).
+struct EGNNEdgeVectorsOp {
+  const Graph& g;
+  bool with_u;
+  const char* name;
+  Args<double> inputs(Rng& rng) const {
+    Args<double> x = {rand_vectors(rng, g.E, 1.0, 3.0)};
+    if (with_u) x.push_back(randn(rng, std::size_t(g.N) * 3, 0.2));
+    return x;
+  }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> d(std::size_t(g.E) * 3), len(g.E);
+    for (int e = 0; e < g.E; ++e) {
+      double s = 0;
+      for (int a = 0; a < 3; ++a) {
+        d[3 * e + a] = x[0][3 * e + a] + (with_u ? x[1][3 * g.dst[e] + a] - x[1][3 * g.src[e] + a] : 0.0);
+        s += d[3 * e + a] * d[3 * e + a];
+      }
+      len[e] = std::sqrt(s);
+    }
+    return cat(d, len);
+  }
+  template <class S, class Mode>
+  void run_fwd(const Args<S>& x, const Mat<S, M>& d, const Vec<S, M>& len) const {
+    const Mat<S, M> u = with_u ? mat(x[1], g.N, 3) : Mat<S, M>();
+    km::egnn_edge_vectors<Exec, S, Mode>(Exec(), mat(x[0], g.E, 3), u, g.d_dst, g.d_src, d, len);
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> d("d", g.E, 3);
+    Vec<S, M> len("len", g.E);
+    run_fwd<S, Mode>(x, d, len);
+    return cat(flat(d), flat(len));
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    Mat<S, M> d("d", g.E, 3), rb("rb", g.E, 3), ub("ub", with_u ? g.N : 0, 3);
+    Vec<S, M> len("len", g.E);
+    run_fwd<S, Mode>(x, d, len);
+    auto db = mat(slice(yb, 0, 3 * std::size_t(g.E)), g.E, 3);
+    km::edge_lengths_backward<Exec, S, Mode>(Exec(), d, len, vec(slice(yb, 3 * std::size_t(g.E), g.E)), db);
+    km::egnn_edge_vectors_backward<Exec, S, Mode>(Exec(), db, g.d_row_ptr, g.d_send_perm, g.d_send_ptr, rb, ub, false);
+    if (with_u) return {flat(rb), flat(ub)};
+    return {flat(rb)};
+  }
+};
+
+/// pre(e,f) = A(dst,f) + B(src,f) + q(e) p(w_off + f ld); A and B go back through the gathers'
+/// backwards (as in the EGNN layer), q and the strided radial column of W through egnn_edge_pre_backward
+/// (without a parameter-gradient view the weights are a fixed, non-input buffer).
+struct EGNNEdgePreOp {
+  const Graph& g;
+  bool with_g;
+  const char* name;
+  int F = 4;
+  long w_off = 3, ld = 7;
+  long P() const { return w_off + (F - 1) * ld + 1 + 2; }
+  Arr<double> fixed_p() const {
+    Arr<double> p(P());
+    for (long k = 0; k < P(); ++k) p[k] = 0.7 * std::cos(1.3 * double(k) + 0.4);
+    return p;
+  }
+  std::vector<bool> real_inputs() const {
+    if (with_g) return {false, false, false, true};
+    return {false, false, false};
+  }
+  Args<double> inputs(Rng& rng) const {
+    Args<double> x = {randn(rng, std::size_t(g.N) * F), randn(rng, std::size_t(g.N) * F), randu(rng, g.E, 0.5, 3.0)};
+    if (with_g) x.push_back(randn(rng, P()));
+    return x;
+  }
+  template <class S>
+  Arr<double> p_of(const Args<S>& x) const {
+    return with_g ? primal(x[3]) : fixed_p();
+  }
+  Arr<double> ref(const Args<double>& x) const {
+    const Arr<double> p = p_of(x);
+    Arr<double> y(std::size_t(g.E) * F);
+    for (int e = 0; e < g.E; ++e)
+      for (int f = 0; f < F; ++f) y[e * F + f] = x[0][g.dst[e] * F + f] + x[1][g.src[e] * F + f] + x[2][e] * p[w_off + f * ld];
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> pre("pre", g.E, F);
+    km::egnn_edge_pre<Exec, S, double, Mode>(Exec(), mat(x[0], g.N, F), mat(x[1], g.N, F), vec(p_of(x)), w_off, ld,
+                                             vec(x[2]), g.d_dst, g.d_src, pre);
+    return flat(pre);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    const auto Yb = mat(yb, g.E, F);
+    Mat<S, M> Ab("Ab", g.N, F), Bb("Bb", g.N, F);
+    Vec<S, M> qb("qb", g.E), gp("g", with_g ? P() : 0);
+    km::gather_rows_backward<Exec, S, Mode>(Exec(), Yb, g.d_row_ptr, Ab, false);
+    km::gather_rows_backward_perm<Exec, S, Mode>(Exec(), Yb, g.d_send_perm, g.d_send_ptr, Bb, false);
+    km::egnn_edge_pre_backward<Exec, S, double, Mode>(Exec(), Yb, vec(p_of(x)), w_off, ld, vec(x[2]), gp, qb);
+    if (with_g) return {flat(Ab), flat(Bb), flat(qb), flat(gp)};
+    return {flat(Ab), flat(Bb), flat(qb)};
+  }
+};
+
+/// [q (E), C (E)] of egnn_radial on len = |d| (edge_lengths), backward by egnn_radial_backward into d.
+struct EGNNRadialOp {
+  bool squared;
+  EGNNEnvelopeFn env;
+  bool pass_cbar;  ///< false: no Cbar view (the layer without an envelope)
+  const char* name;
+  int E = 15;
+  Args<double> inputs(Rng& rng) const {
+    Arr<double> d = rand_vectors(rng, E, 0.4, 0.95 * env.spec.cutoff);
+    for (int e : {2, 9}) {  // beyond the cutoff
+      const Arr<double> far = rand_vectors(rng, 1, 1.1 * env.spec.cutoff, 1.4 * env.spec.cutoff);
+      std::copy(far.begin(), far.end(), d.begin() + 3 * e);
+    }
+    return {d};
+  }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> q(E), C(E);
+    for (int e = 0; e < E; ++e) {
+      const double l2 = x[0][3 * e] * x[0][3 * e] + x[0][3 * e + 1] * x[0][3 * e + 1] + x[0][3 * e + 2] * x[0][3 * e + 2];
+      q[e] = squared ? l2 : std::sqrt(l2);
+      C[e] = env.on ? ref_envelope(env.spec, std::sqrt(l2)) : 1.0;
+    }
+    return cat(q, C);
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Vec<S, M> len("len", E), q("q", E), C("C", E);
+    km::edge_lengths<Exec, S, Mode>(Exec(), mat(x[0], E, 3), len);
+    km::egnn_radial<Exec, S, EGNNEnvelopeFn, Mode>(Exec(), len, squared, env, q, C);
+    return cat(flat(q), flat(C));
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    const auto d = mat(x[0], E, 3);
+    Vec<S, M> len("len", E);
+    Mat<S, M> db("db", E, 3);
+    km::edge_lengths<Exec, S, Mode>(Exec(), d, len);
+    const Vec<S, M> Cb = pass_cbar ? vec(slice(yb, E, E)) : Vec<S, M>();
+    km::egnn_radial_backward<Exec, S, EGNNEnvelopeFn, Mode>(Exec(), d, len, squared, env, vec(slice(yb, 0, E)), Cb, db);
+    return {flat(db)};
+  }
+};
+
+/// u' = u + mean_{e in in(i)} (-d_e / (|d_e| + 1) phi_e), len = |d| by edge_lengths.
+struct EGNNCoordOp {
+  const Graph& g;
+  bool with_u;
+  const char* name;
+  double dual_primal_rel = 1e-14;  // d / (|d| + 1) with d dual, summed over a segment
+  Args<double> inputs(Rng& rng) const {
+    Args<double> x = {rand_vectors(rng, g.E, 0.5, 3.0), randu(rng, g.E, -0.9, 0.9)};
+    if (with_u) x.push_back(randn(rng, std::size_t(g.N) * 3));
+    return x;
+  }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> u(std::size_t(g.N) * 3, 0.0);
+    for (int i = 0; i < g.N; ++i) {
+      const int deg = g.row_ptr[i + 1] - g.row_ptr[i];
+      for (int a = 0; a < 3; ++a) {
+        double s = 0;
+        for (int e = g.row_ptr[i]; e < g.row_ptr[i + 1]; ++e) {
+          const double* d = &x[0][3 * e];
+          const double L = std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
+          s += -d[a] / (L + 1) * x[1][e];
+        }
+        u[3 * i + a] = (with_u ? x[2][3 * i + a] : 0.0) + s / std::max(deg, 1);
+      }
+    }
+    return u;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    const auto d = mat(x[0], g.E, 3);
+    Vec<S, M> len("len", g.E);
+    Mat<S, M> u_out("u_out", g.N, 3);
+    km::edge_lengths<Exec, S, Mode>(Exec(), d, len);
+    km::egnn_coord_update<Exec, S, Mode>(Exec(), with_u ? mat(x[2], g.N, 3) : Mat<S, M>(), d, len, mat(x[1], g.E, 1),
+                                         g.d_row_ptr, u_out);
+    return flat(u_out);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    const auto d = mat(x[0], g.E, 3);
+    Vec<S, M> len("len", g.E);
+    Mat<S, M> phib("phib", g.E, 1), db("db", g.E, 3);
+    km::edge_lengths<Exec, S, Mode>(Exec(), d, len);
+    km::egnn_coord_update_backward<Exec, S, Mode>(Exec(), mat(yb, g.N, 3), d, len, mat(x[1], g.E, 1), g.d_dst,
+                                                  g.d_row_ptr, phib, db);
+    if (with_u) return {flat(db), flat(phib), yb};  // u' = u + ...: ubar passes straight through
+    return {flat(db), flat(phib)};
+  }
+};
+
+/// m *= C (scale_rows_inplace) and egnn.hpp's scale_rows_backward.
+struct EGNNScaleOp {
+  const Graph& g;
+  const char* name = "egnn scale_rows_inplace";
+  int F = 5;
+  Args<double> inputs(Rng& rng) const { return {randn(rng, std::size_t(g.E) * F), randu(rng, g.E, 0.0, 1.0)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> y(x[0].size());
+    for (int e = 0; e < g.E; ++e)
+      for (int f = 0; f < F; ++f) y[e * F + f] = x[0][e * F + f] * x[1][e];
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    auto m = mat(x[0], g.E, F);
+    km::scale_rows_inplace<Exec, S, Mode>(Exec(), m, vec(x[1]));
+    return flat(m);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    Mat<S, M> mb("mb", g.E, F);
+    Vec<S, M> Cb("Cb", g.E);
+    km::scale_rows_backward<Exec, S, Mode>(Exec(), mat(yb, g.E, F), mat(x[0], g.E, F), vec(x[1]), mb, Cb);
+    return {flat(mb), flat(Cb)};
+  }
+};
+
+// =============================================================================================
+// readout.hpp
+// =============================================================================================
+
+/// Species of the batch graph's atoms (species 2 of 4 has no atoms) and the stable species sort.
+struct Species {
+  std::vector<int> sp, perm, ptr;
+  Vec<int, M> d_sp, d_perm, d_ptr;
+  int ns = 4;
+  explicit Species(const Graph& g) {
+    for (int i = 0; i < g.N; ++i) sp.push_back((i * 7 + 1) % 5 == 2 ? 3 : (i * 7 + 1) % 5 % 2);  // 0, 1 or 3
+    ptr.assign(ns + 1, 0);
+    for (int s : sp) ++ptr[s + 1];
+    for (int s = 0; s < ns; ++s) ptr[s + 1] += ptr[s];
+    std::vector<int> fill(ptr.begin(), ptr.end() - 1);
+    perm.resize(g.N);
+    for (int i = 0; i < g.N; ++i) perm[fill[sp[i]]++] = i;
+    d_sp = ivec(sp);
+    d_perm = ivec(perm);
+    d_ptr = ivec(ptr);
+  }
+};
+
+/// h(i,c) = p(off + species(i) H + c); the table is the op's (real) input.
+struct EmbeddingOp {
+  const Graph& g;
+  const Species& sp;
+  const char* name = "embedding";
+  int H = 4;
+  long off = 5;
+  long P() const { return off + long(sp.ns) * H + 3; }
+  std::vector<bool> real_inputs() const { return {true}; }
+  Args<double> inputs(Rng& rng) const { return {randn(rng, P())}; }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> h(std::size_t(g.N) * H);
+    for (int i = 0; i < g.N; ++i)
+      for (int c = 0; c < H; ++c) h[i * H + c] = x[0][off + sp.sp[i] * H + c];
+    return h;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> h("h", g.N, H);
+    km::embedding_forward<Exec, S, double, Mode>(Exec(), params(x[0]), off, sp.d_sp, h);
+    return flat(h);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>&, const Arr<S>& yb) const {
+    Vec<S, M> gp("g", P());
+    km::embedding_backward<Exec, S, Mode>(Exec(), mat(yb, g.N, H), sp.d_perm, sp.d_ptr, off, gp);
+    return {flat(gp)};
+  }
+};
+
+/// E(g) = sum_{i in g} (scale e(i) + shift + ref(species(i))) in rebind_t<S, double>.
+struct EnergySumOp {
+  const Graph& g;
+  const Species& sp;
+  const char* name = "energy_sum";
+  double scale = 1.7, shift = -0.3;
+  Arr<double> refs = {0.25, -1.5, 7.0, 0.125};
+  Args<double> inputs(Rng& rng) const { return {randn(rng, g.N)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> E(g.G, 0.0);
+    for (int i = 0; i < g.N; ++i) E[g.atom_graph[i]] += x[0][i] * scale + (shift + refs[sp.sp[i]]);
+    return E;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    using SD = rebind_t<S, double>;
+    static_assert(std::is_same<SD, S>::value, "double-based scalars");
+    Vec<SD, M> E("E", g.G);
+    km::energy_sum<Exec, S, SD, Mode>(Exec(), mat(x[0], g.N, 1), g.d_graph_ptr, sp.d_sp, vec(refs), scale, shift, E);
+    return flat(E);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>&, const Arr<S>& yb) const {
+    Mat<S, M> eb("eb", g.N, 1);
+    km::energy_sum_backward<Exec, S, Mode>(Exec(), vec(yb), g.d_atom_graph, scale, eb);
+    return {flat(eb)};
+  }
+};
+
+/// 1 / atoms per graph (0 for a graph without atoms: see the report on make_batch's 1/0).
+Arr<double> inv_counts(const Graph& g) {
+  Arr<double> inv(g.G);
+  for (int k = 0; k < g.G; ++k) {
+    const int n = g.graph_ptr[k + 1] - g.graph_ptr[k];
+    inv[k] = n > 0 ? 1.0 / n : 0.0;
+  }
+  return inv;
+}
+
+/// Graph pooling: segment_sum over graph_ptr, scale_by_graph when mean; backward: pool_backward.
+struct PoolOp {
+  const Graph& g;
+  bool mean;
+  const char* name;
+  int H = 3;
+  Args<double> inputs(Rng& rng) const { return {randn(rng, std::size_t(g.N) * H)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    const Arr<double> inv = inv_counts(g);
+    Arr<double> y(std::size_t(g.G) * H, 0.0);
+    for (int i = 0; i < g.N; ++i)
+      for (int c = 0; c < H; ++c) y[g.atom_graph[i] * H + c] += x[0][i * H + c];
+    if (mean)
+      for (int k = 0; k < g.G; ++k)
+        for (int c = 0; c < H; ++c) y[k * H + c] *= inv[k];
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> Y("Y", g.G, H);
+    km::segment_sum<Exec, S, Mode>(Exec(), mat(x[0], g.N, H), g.d_graph_ptr, Y, false);
+    if (mean) km::scale_by_graph<Exec, S, Mode>(Exec(), vec(inv_counts(g)), Y);
+    return flat(Y);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>&, const Arr<S>& yb) const {
+    Mat<S, M> hb("hb", g.N, H);
+    km::pool_backward<Exec, S, Mode>(Exec(), mat(yb, g.G, H), g.d_atom_graph, vec(inv_counts(g)), mean, hb);
+    return {flat(hb)};
+  }
+};
+
+// =============================================================================================
+// forces.hpp: a Batch over the batch graph
+// =============================================================================================
+
+/// Graph 0 is a molecule (volume 0), graph 1 has no atoms (volume 12.5), graph 2 is periodic
+/// (volume 37.5, some edges cross the cell: nonzero shifts).
+Batch<M> make_test_batch(const Graph& g, Rng& rng) {
+  Batch<M> b;
+  b.num_graphs = g.G;
+  b.num_atoms = g.N;
+  b.num_edges = g.E;
+  b.graph_ptr = ivec(g.graph_ptr);
+  b.graph_edge_ptr = ivec(g.graph_edge_ptr);
+  b.atom_graph = ivec(g.atom_graph);
+  b.row_ptr = ivec(g.row_ptr);
+  b.dst = ivec(g.dst);
+  b.src = ivec(g.src);
+  b.send_perm = ivec(g.send_perm);
+  b.send_ptr = ivec(g.send_ptr);
+  b.pos = mat(randn(rng, std::size_t(g.N) * 3, 2.0), g.N, 3);
+  Arr<double> shift(std::size_t(g.E) * 3, 0.0);
+  const Arr<double> s = randn(rng, shift.size(), 3.0);
+  for (int e = g.graph_edge_ptr[2]; e < g.E; e += 2)
+    for (int a = 0; a < 3; ++a) shift[3 * e + a] = s[3 * e + a];
+  b.shift = mat(shift, g.E, 3);
+  b.volume = vec(Arr<double>{0.0, 12.5, 37.5});
+  b.inv_count = vec(inv_counts(g));
+  REQUIRE(g.G == 3);
+  return b;
+}
+Arr<double> ref_edge_vectors(const Graph& g, const Batch<M>& b) {
+  Arr<double> r(std::size_t(g.E) * 3);
+  for (int e = 0; e < g.E; ++e)
+    for (int a = 0; a < 3; ++a) r[3 * e + a] = b.pos(g.dst[e], a) - b.pos(g.src[e], a) + b.shift(e, a);
+  return r;
+}
+
+}  // namespace
+
+// =============================================================================================
+// Test cases
+// =============================================================================================
+
+TEST_CASE("ops model: the batch graph has graphs without atoms and edges, isolated atoms, empty segments",
+          "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_batch_graph(31);
+  REQUIRE(g.G == 3);
+  CHECK(g.graph_ptr[1] == g.graph_ptr[2]);            // graph 1 has no atoms
+  CHECK(g.graph_edge_ptr[1] == g.graph_edge_ptr[2]);  // nor edges
+  for (int i : {0, 6}) CHECK(g.row_ptr[i + 1] == g.row_ptr[i]);
+  for (int i : {3, 8}) {
+    CHECK(g.row_ptr[i + 1] == g.row_ptr[i]);
+    CHECK(g.send_ptr[i + 1] == g.send_ptr[i]);
+  }
+  for (int e = 0; e < g.E; ++e) CHECK(g.atom_graph[g.dst[e]] == g.atom_graph[g.src[e]]);
+  const Species sp(g);
+  CHECK(sp.ptr[3] == sp.ptr[2]);  // species 2 has no atoms
+  for (int s : {0, 1, 3}) CHECK(sp.ptr[s + 1] > sp.ptr[s]);
+  CHECK(g.E > 15);
+}
+
+TEST_CASE("ops model: linear (dense.hpp)", "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  check_op(LinearOp{"linear, bias", 6, 5, 7, true}, 101);
+  check_op(LinearOp{"linear, no bias", 6, 5, 7, false}, 102);
+  check_op(LinearOp{"linear, column block of a wider matrix, bias", 5, 4, 6, true, 11, 3}, 103);
+  check_op(LinearOp{"linear, column block, no bias, no W^T", 5, 4, 6, false, 9, 5, false}, 104);
+  check_op(LinearOp{"linear, no W^T (HostRow falls back to PerElement)", 4, 6, 5, true, 0, 0, false}, 105);
+  // HostRow's backward_params works in blocks of 4 outputs x 32 inputs: edges of blocks, and a
+  // layer smaller than one block
+  check_op(LinearOp{"linear, in 37 x out 6 (partial 4x32 blocks)", 5, 37, 6, true}, 106);
+  check_op(LinearOp{"linear, in 70 x out 9, no bias", 3, 70, 9, false}, 107);
+  check_op(LinearOp{"linear, in 3 x out 2 (smaller than a block)", 3, 3, 2, true}, 108);
+  // wider than HostRow's accumulator row (forward: out > 256, backward_input: in > 256)
+  LinearOp wide{"linear, in 260 x out 258 (HostRow fallbacks)", 2, 260, 258, true};
+  wide.fd_samples = 24;
+  check_op(wide, 109);
+}
+
+TEST_CASE("ops model: activations and add_into (pointwise.hpp)", "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  check_op(ActivationOp{Activation::Identity, "identity"}, 120);
+  check_op(ActivationOp{Activation::ReLU, "relu"}, 121);
+  check_op(ActivationOp{Activation::SiLU, "silu"}, 122);
+  check_op(ActivationOp{Activation::ShiftedSoftplus, "shifted softplus"}, 123);
+  check_op(ActivationOp{Activation::Tanh, "tanh"}, 124);
+  check_op(ActivationOp{Activation::Sigmoid, "sigmoid"}, 125);
+  check_op(ActivationOp{Activation::Softplus, "softplus"}, 126);
+  check_op(AddIntoOp{}, 130);
+}
+
+TEST_CASE("ops model: cfconv (cfconv.hpp)", "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_batch_graph(31);
+  check_op(CFConvOp{g, 5, "cfconv"}, 140);
+  check_op(CFConvOp{g, km::detail::host_row_max + 4, "cfconv, more channels than HostRow's row", 20}, 141);
+}
+
+TEST_CASE("ops model: edge lengths, radial bases and envelopes (radial.hpp)", "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  check_op(EdgeLengthsOp{}, 150);
+  check_op(RadialOp{{RadialBasis::Gaussian, 6, 3.0, Envelope::Cosine}, "radial Gaussian, cosine envelope"}, 151);
+  check_op(RadialOp{{RadialBasis::Gaussian, 6, 3.0, Envelope::Polynomial}, "radial Gaussian, polynomial envelope"}, 152);
+  check_op(RadialOp{{RadialBasis::Bessel, 6, 3.0, Envelope::Cosine}, "radial Bessel, cosine envelope"}, 153);
+  check_op(RadialOp{{RadialBasis::Bessel, 6, 3.0, Envelope::Polynomial}, "radial Bessel, polynomial envelope"}, 154);
+}
+
+TEST_CASE("ops model: EGNN edge ops (egnn.hpp)", "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_batch_graph(31);
+  check_op(EGNNEdgeVectorsOp{g, true, "egnn_edge_vectors with u (+ backward)"}, 160);
+  check_op(EGNNEdgeVectorsOp{g, false, "egnn_edge_vectors without u (+ backward)"}, 161);
+  check_op(EGNNEdgePreOp{g, true, "egnn_edge_pre, strided radial column, with g"}, 162);
+  check_op(EGNNEdgePreOp{g, false, "egnn_edge_pre, strided radial column, without g"}, 163);
+  const RadialSpec cos_spec{RadialBasis::Gaussian, 1, 3.0, Envelope::Cosine};
+  const RadialSpec poly_spec{RadialBasis::Gaussian, 1, 3.0, Envelope::Polynomial};
+  check_op(EGNNRadialOp{false, EGNNEnvelopeFn{cos_spec, false}, false, "egnn_radial |d|, no envelope, no Cbar"}, 164);
+  check_op(EGNNRadialOp{true, EGNNEnvelopeFn{cos_spec, false}, true, "egnn_radial |d|^2, no envelope, Cbar"}, 165);
+  check_op(EGNNRadialOp{false, EGNNEnvelopeFn{cos_spec, true}, true, "egnn_radial |d|, cosine envelope"}, 166);
+  check_op(EGNNRadialOp{true, EGNNEnvelopeFn{poly_spec, true}, true, "egnn_radial |d|^2, polynomial envelope"}, 167);
+  check_op(EGNNCoordOp{g, true, "egnn_coord_update with u"}, 168);
+  check_op(EGNNCoordOp{g, false, "egnn_coord_update without u"}, 169);
+  check_op(EGNNScaleOp{g}, 170);
+}
+
+TEST_CASE("ops model: egnn.hpp's scale_rows_inplace / scale_rows_backward equal segment.hpp's scale_rows / "
+          "scale_rows_backward bitwise",
+          "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_batch_graph(31);
+  Rng rng(171);
+  const int F = 5;
+  const auto m_raw = mat(randn(rng, std::size_t(g.E) * F), g.E, F);
+  const auto mbar = mat(randn(rng, std::size_t(g.E) * F), g.E, F);
+  const auto C = vec(randu(rng, g.E, 0.0, 1.0));
+  each_mode([&](auto mode) {
+    using Mode = decltype(mode);
+    INFO("mode " << Mode::name);
+    Mat<double, M> a("a", g.E, F), b("b", g.E, F), ab("ab", g.E, F), bb("bb", g.E, F);
+    Vec<double, M> aC("aC", g.E), bC("bC", g.E);
+    Kokkos::deep_copy(a, m_raw);
+    km::scale_rows_inplace<Exec, double, Mode>(Exec(), a, C);
+    Kokkos::deep_copy(b, m_raw);
+    km::scale_rows<Exec, double, Mode>(Exec(), b, C, b, false);  // in place
+    km::scale_rows_backward<Exec, double, Mode>(Exec(), mbar, m_raw, C, ab, aC);
+    km::scale_rows_backward<Exec, double, Mode>(Exec(), m_raw, C, mbar, bb, bC, false, false);
+    CHECK(flat(a) == flat(b));
+    CHECK(flat(ab) == flat(bb));
+    CHECK(flat(aC) == flat(bC));
+  });
+}
+
+TEST_CASE("ops model: embedding, energy sum, pooling (readout.hpp)", "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_batch_graph(31);
+  const Species sp(g);
+  check_op(EmbeddingOp{g, sp}, 180);
+  check_op(EnergySumOp{g, sp}, 181);
+  check_op(PoolOp{g, false, "sum pooling (segment_sum + pool_backward)"}, 182);
+  check_op(PoolOp{g, true, "mean pooling (segment_sum + scale_by_graph + pool_backward)"}, 183);
+}
+
+TEST_CASE("ops model: energy_sum accumulates float atoms in double (S -> rebind_t<S, double>)", "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_batch_graph(31);
+  const Species sp(g);
+  Rng rng(185);
+  const Arr<double> e = randn(rng, g.N), t = randn(rng, g.N);
+  const Arr<double> refs = {0.25, -1.5, 7.0, 0.125};
+  const double scale = 1.7, shift = -0.3;
+  using DF = Dual<float>;
+  static_assert(std::is_same<rebind_t<float, double>, double>::value, "");
+  static_assert(std::is_same<rebind_t<DF, double>, Dual<double>>::value, "");
+  Arr<float> ef(g.N);
+  Arr<DF> edf(g.N);
+  for (int i = 0; i < g.N; ++i) {
+    ef[i] = float(e[i]);
+    edf[i] = DF(float(e[i]), float(t[i]));
+  }
+  each_mode([&](auto mode) {
+    using Mode = decltype(mode);
+    INFO("mode " << Mode::name);
+    Vec<double, M> E("E", g.G);
+    Vec<Dual<double>, M> ED("ED", g.G);
+    km::energy_sum<Exec, float, double, Mode>(Exec(), mat(ef, g.N, 1), g.d_graph_ptr, sp.d_sp, vec(refs), scale, shift, E);
+    km::energy_sum<Exec, DF, Dual<double>, Mode>(Exec(), mat(edf, g.N, 1), g.d_graph_ptr, sp.d_sp, vec(refs), scale,
+                                                 shift, ED);
+    for (int k = 0; k < g.G; ++k) {
+      double want = 0, want_t = 0;  // the kernel's order: atoms ascending, in double
+      for (int i = g.graph_ptr[k]; i < g.graph_ptr[k + 1]; ++i) {
+        want += double(ef[i]) * scale + (shift + refs[sp.sp[i]]);
+        want_t += double(float(t[i])) * scale;
+      }
+      CHECK(same_bits(E(k), want));
+      CHECK(same_bits(ED(k).v, want));
+      CHECK(same_bits(ED(k).d, want_t));
+    }
+  });
+}
+
+TEST_CASE("ops model: edge_vectors (with and without a tangent) and take_tangent (readout.hpp)", "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_batch_graph(31);
+  Rng rng(190);
+  const Batch<M> b = make_test_batch(g, rng);
+  const Arr<double> r = ref_edge_vectors(g, b), rdot = randn(rng, r.size());
+  const Arr<double> gv = randn(rng, 20), gt = randn(rng, 20);
+  each_mode([&](auto mode) {
+    using Mode = decltype(mode);
+    INFO("mode " << Mode::name);
+    Mat<double, M> rd("r", g.E, 3);
+    Mat<D, M> rD("rD", g.E, 3), rD0("rD0", g.E, 3);
+    km::edge_vectors<Exec, double, Mode>(Exec(), b.pos, b.shift, g.d_dst, g.d_src, Mat<double, M>(), rd);
+    km::edge_vectors<Exec, D, Mode>(Exec(), b.pos, b.shift, g.d_dst, g.d_src, mat(rdot, g.E, 3), rD);
+    km::edge_vectors<Exec, D, Mode>(Exec(), b.pos, b.shift, g.d_dst, g.d_src, Mat<double, M>(), rD0);
+    Mismatch mm;
+    for (std::size_t k = 0; k < r.size(); ++k) {
+      mm.check(same_bits(rd.data()[k], r[k]), where("edge_vectors", 0, k, rd.data()[k], r[k]));
+      mm.check(same_bits(rD.data()[k], D(r[k], rdot[k])), where("edge_vectors dual", 0, k, rD.data()[k].d, rdot[k]));
+      mm.check(same_bits(rD0.data()[k], D(r[k], 0.0)), where("edge_vectors dual, no tangent", 0, k, rD0.data()[k].d, 0));
+    }
+    Vec<double, M> grad("grad", gv.size());
+    km::take_tangent<Exec, D, double, Mode>(Exec(), vec(make_dual(gv, gt)), grad);
+    for (std::size_t k = 0; k < gv.size(); ++k) mm.check(same_bits(grad(k), gt[k]), where("take_tangent", 0, k, grad(k), gt[k]));
+    INFO(mm.first);
+    CHECK(mm.count == 0);
+  });
+}
+
+TEST_CASE("ops model: forces, stress and the edge tangent vs brute force (forces.hpp)", "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_batch_graph(31);
+  Rng rng(200);
+  const Batch<M> b = make_test_batch(g, rng);
+  const Arr<double> r = ref_edge_vectors(g, b);
+  const Arr<double> ge = randn(rng, std::size_t(g.E) * 3), gt = randn(rng, ge.size());
+  const Arr<double> v = randn(rng, std::size_t(g.N) * 3), U = randn(rng, std::size_t(g.G) * 9);
+  const Arr<double> vol = {0.0, 12.5, 37.5};
+  // brute force
+  Arr<double> F(std::size_t(g.N) * 3, 0.0), sigma(std::size_t(g.G) * 9, 0.0), rdot(std::size_t(g.E) * 3);
+  for (int i = 0; i < g.N; ++i)
+    for (int a = 0; a < 3; ++a) {
+      double s = 0;
+      for (int e : items(g.send_ptr, &g.send_perm, i)) s += ge[3 * e + a];
+      for (int e : items(g.row_ptr, nullptr, i)) s -= ge[3 * e + a];
+      F[3 * i + a] = s;
+    }
+  for (int k = 0; k < g.G; ++k)
+    for (int a = 0; a < 3; ++a)
+      for (int c = 0; c < 3; ++c) {
+        double s = 0;
+        for (int e = g.graph_edge_ptr[k]; e < g.graph_edge_ptr[k + 1]; ++e) s += ge[3 * e + a] * r[3 * e + c];
+        sigma[9 * k + 3 * a + c] = vol[k] > 0 ? s / vol[k] : NAN;
+      }
+  for (int e = 0; e < g.E; ++e) {
+    const int k = g.atom_graph[g.dst[e]];
+    for (int a = 0; a < 3; ++a) {
+      double t = v[3 * g.src[e] + a] - v[3 * g.dst[e] + a];
+      if (vol[k] > 0)
+        for (int c = 0; c < 3; ++c) t += U[9 * k + 3 * a + c] * r[3 * e + c] / vol[k];
+      rdot[3 * e + a] = t;
+    }
+  }
+  // the forces of a graph sum to zero
+  for (int a = 0; a < 3; ++a) {
+    double s = 0;
+    for (int i = 0; i < g.N; ++i) s += F[3 * i + a];
+    CHECK(std::fabs(s) < 1e-12);
+  }
+  auto same = [](const Arr<double>& got, const Arr<double>& want, const char* what) {
+    Mismatch mm;
+    REQUIRE(got.size() == want.size());
+    for (std::size_t k = 0; k < got.size(); ++k)
+      mm.check(std::isnan(want[k]) ? std::isnan(got[k]) : close(got[k], want[k], 1e-13, 1e-13),
+               where(what, 0, k, got[k], want[k]));
+    INFO(mm.first);
+    CHECK(mm.count == 0);
+  };
+  auto bits = [](const Arr<double>& got, const Arr<double>& want, const char* what) {
+    Mismatch mm;
+    REQUIRE(got.size() == want.size());
+    for (std::size_t k = 0; k < got.size(); ++k) mm.check(same_bits(got[k], want[k]), where(what, 0, k, got[k], want[k]));
+    INFO(mm.first);
+    CHECK(mm.count == 0);
+  };
+  Arr<double> F0, s0, t0;
+  each_mode([&](auto mode) {
+    using Mode = decltype(mode);
+    INFO("mode " << Mode::name);
+    Mat<double, M> Fd("F", g.N, 3), FD("FD", g.N, 3), sd("s", g.G, 9), sD("sD", g.G, 9), td("t", g.E, 3);
+    km::assemble_forces<Exec, double, Mode>(Exec(), b, mat(ge, g.E, 3), Fd);
+    km::assemble_forces<Exec, D, Mode>(Exec(), b, mat(make_dual(ge, gt), g.E, 3), FD);
+    km::assemble_stress<Exec, double, Mode>(Exec(), b, mat(ge, g.E, 3), sd);
+    km::assemble_stress<Exec, D, Mode>(Exec(), b, mat(make_dual(ge, gt), g.E, 3), sD);
+    km::edge_tangent<Exec, Mode>(Exec(), b, mat(v, g.N, 3), mat(U, g.G, 9), td);
+    same(flat(Fd), F, "forces");
+    same(flat(sd), sigma, "stress");
+    same(flat(td), rdot, "edge_tangent");
+    bits(flat(FD), flat(Fd), "forces from a dual g use its primal");
+    bits(flat(sD), flat(sd), "stress from a dual g uses its primal");
+    if (F0.empty()) {
+      F0 = flat(Fd);
+      s0 = flat(sd);
+      t0 = flat(td);
+    } else {  // modes agree bitwise
+      bits(flat(Fd), F0, "forces, mode vs HostRow");
+      bits(flat(sd), s0, "stress, mode vs HostRow");
+      bits(flat(td), t0, "edge_tangent, mode vs HostRow");
+    }
+  });
+  CHECK(std::isnan(s0[0]));  // graph 0 is not periodic
+  CHECK(s0[9] == 0.0);       // graph 1 has no edges
+}
+
+TEST_CASE("ops model: accumulate flags and overwrite contracts", "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_batch_graph(31);
+  const Species sp(g);
+  Rng rng(210);
+  const int H = 4, N = g.N, E = g.E;
+  const Exec ex;
+  // a layer: in 5 x out 6 column block of an 6 x 9 matrix with bias, W^T present
+  const LinearOp lin{"", 7, 5, 6, true, 9, 2};
+  const auto p = vec(randn(rng, lin.P()));
+  const auto wts = lin.weights(p);
+  const auto X = mat(randn(rng, 7 * 5), 7, 5), Yb = mat(randn(rng, 7 * 6), 7, 6);
+  const auto XN = mat(randn(rng, std::size_t(N) * H), N, H), YN = mat(randn(rng, std::size_t(N) * H), N, H);
+  const auto WE = mat(randn(rng, std::size_t(E) * H), E, H), YE = mat(randn(rng, std::size_t(E) * H), E, H);
+  const auto CE = vec(randu(rng, E, 0.1, 1.0)), qE = vec(randu(rng, E, 0.5, 2.0)), sE = vec(randn(rng, E));
+  const auto d = mat(rand_vectors(rng, E, 0.5, 2.5), E, 3), phi = mat(randn(rng, E), E, 1);
+  const auto uN = mat(randn(rng, std::size_t(N) * 3), N, 3), u3 = mat(randn(rng, std::size_t(N) * 3), N, 3);
+  Vec<double, M> len("len", E);
+  km::edge_lengths<Exec, double>(ex, d, len);
+  const RadialSpec spec{RadialBasis::Bessel, 5, 3.0, Envelope::Polynomial};
+  const auto BbE = mat(randn(rng, std::size_t(E) * 5), E, 5);
+  const EGNNEnvelopeFn env{spec, true};
+  const auto inv = vec(inv_counts(g));
+  const auto PG = mat(randn(rng, std::size_t(g.G) * H), g.G, H);
+  const auto EbG = vec(randn(rng, g.G));
+  const long ep_off = 3, ep_ld = 7, ep_P = ep_off + (H - 1) * ep_ld + 3;
+  const auto pe = vec(randn(rng, ep_P));
+
+  auto matN = [&] { return Mat<double, M>("o", N, H); };
+  auto matE = [&] { return Mat<double, M>("o", E, H); };
+  auto matE3 = [&] { return Mat<double, M>("o", E, 3); };
+  auto matN3 = [&] { return Mat<double, M>("o", N, 3); };
+  auto vecE = [&] { return Vec<double, M>("o", E); };
+  const Mat<double, M> noM;
+  const Vec<double, M> noV;
+  const auto A = Writes::Accumulate, O = Writes::Overwrite;
+
+  each_mode([&](auto mode) {
+    using Mode = decltype(mode);
+    INFO("mode " << Mode::name);
+    // dense
+    check_acc("linear_forward Y", rng, O, false, [&] { return Mat<double, M>("o", 7, 6); },
+              [&](auto& o, bool) { km::linear_forward<Exec, double, double, Mode>(ex, X, wts, lin.shape(), o); });
+    for (bool acc : {false, true})
+      check_acc("linear_backward_input Xbar", rng, acc ? A : O, acc, [&] { return Mat<double, M>("o", 7, 5); },
+                [&](auto& o, bool a) { km::linear_backward_input<Exec, double, double, Mode>(ex, Yb, wts, lin.shape(), o, a); });
+    check_acc("linear_backward_params g", rng, A, true, [&] { return Vec<double, M>("o", lin.P()); },
+              [&](auto& o, bool) { km::linear_backward_params<Exec, double, Mode>(ex, X, Yb, lin.shape(), o); });
+    // pointwise
+    check_acc("activation_forward Y", rng, O, false, matN,
+              [&](auto& o, bool) { km::activation_forward<Exec, double, Mode>(ex, Activation::SiLU, XN, o); });
+    for (bool acc : {false, true})
+      check_acc("activation_backward Xbar", rng, acc ? A : O, acc, matN, [&](auto& o, bool a) {
+        km::activation_backward<Exec, double, Mode>(ex, Activation::SiLU, XN, YN, o, a);
+      });
+    check_acc("add_into Y", rng, A, true, matN, [&](auto& o, bool) { km::add_into<Exec, double, Mode>(ex, XN, o); });
+    // cfconv: xbar and Wbar overwritten, Cbar accumulated
+    check_acc("cfconv_forward agg", rng, O, false, matN, [&](auto& o, bool) {
+      km::cfconv_forward<Exec, double, Mode>(ex, XN, WE, CE, g.d_row_ptr, g.d_src, o);
+    });
+    check_acc("cfconv_backward xbar", rng, O, false, matN, [&](auto& o, bool) {
+      km::cfconv_backward<Exec, double, Mode>(ex, XN, WE, CE, g.d_dst, g.d_src, g.d_send_perm, g.d_send_ptr, YN, o,
+                                              matE(), vecE());
+    });
+    check_acc("cfconv_backward Wbar", rng, O, false, matE, [&](auto& o, bool) {
+      km::cfconv_backward<Exec, double, Mode>(ex, XN, WE, CE, g.d_dst, g.d_src, g.d_send_perm, g.d_send_ptr, YN, matN(),
+                                              o, vecE());
+    });
+    check_acc("cfconv_backward Cbar", rng, A, true, vecE, [&](auto& o, bool) {
+      km::cfconv_backward<Exec, double, Mode>(ex, XN, WE, CE, g.d_dst, g.d_src, g.d_send_perm, g.d_send_ptr, YN, matN(),
+                                              matE(), o);
+    });
+    // radial
+    check_acc("edge_lengths_backward rbar", rng, A, true, matE3,
+              [&](auto& o, bool) { km::edge_lengths_backward<Exec, double, Mode>(ex, d, len, sE, o); });
+    check_acc("radial_backward dbar", rng, A, true, vecE,
+              [&](auto& o, bool) { km::radial_backward<Exec, double, Mode>(ex, spec, len, BbE, sE, o); });
+    // egnn
+    check_acc("egnn_edge_pre pre", rng, O, false, matE, [&](auto& o, bool) {
+      km::egnn_edge_pre<Exec, double, double, Mode>(ex, XN, YN, pe, ep_off, ep_ld, qE, g.d_dst, g.d_src, o);
+    });
+    check_acc("egnn_edge_pre_backward g", rng, A, true, [&] { return Vec<double, M>("o", ep_P); }, [&](auto& o, bool) {
+      km::egnn_edge_pre_backward<Exec, double, double, Mode>(ex, YE, pe, ep_off, ep_ld, qE, o, vecE());
+    });
+    check_acc("egnn_edge_pre_backward qbar", rng, O, false, vecE, [&](auto& o, bool) {
+      km::egnn_edge_pre_backward<Exec, double, double, Mode>(ex, YE, pe, ep_off, ep_ld, qE, noV, o);
+    });
+    check_acc("egnn_radial_backward dbar", rng, A, true, matE3, [&](auto& o, bool) {
+      km::egnn_radial_backward<Exec, double, EGNNEnvelopeFn, Mode>(ex, d, len, true, env, qE, sE, o);
+    });
+    check_acc("egnn_coord_update u_out", rng, O, false, matN3, [&](auto& o, bool) {
+      km::egnn_coord_update<Exec, double, Mode>(ex, uN, d, len, phi, g.d_row_ptr, o);
+    });
+    check_acc("egnn_coord_update_backward dbar", rng, A, true, matE3, [&](auto& o, bool) {
+      km::egnn_coord_update_backward<Exec, double, Mode>(ex, u3, d, len, phi, g.d_dst, g.d_row_ptr,
+                                                         Mat<double, M>("phib", E, 1), o);
+    });
+    check_acc("egnn_coord_update_backward phibar", rng, O, false, [&] { return Mat<double, M>("o", E, 1); },
+              [&](auto& o, bool) {
+                km::egnn_coord_update_backward<Exec, double, Mode>(ex, u3, d, len, phi, g.d_dst, g.d_row_ptr, o, matE3());
+              });
+    check_acc("egnn scale_rows_backward m_rawbar", rng, O, false, matE, [&](auto& o, bool) {
+      km::scale_rows_backward<Exec, double, Mode>(ex, YE, WE, CE, o, vecE());
+    });
+    check_acc("egnn scale_rows_backward Cbar", rng, O, false, vecE, [&](auto& o, bool) {
+      km::scale_rows_backward<Exec, double, Mode>(ex, YE, WE, CE, matE(), o);
+    });
+    check_acc("egnn_edge_vectors_backward rbar", rng, A, true, matE3, [&](auto& o, bool) {
+      km::egnn_edge_vectors_backward<Exec, double, Mode>(ex, d, g.d_row_ptr, g.d_send_perm, g.d_send_ptr, o, noM, false);
+    });
+    for (bool acc : {false, true})
+      check_acc("egnn_edge_vectors_backward ubar", rng, acc ? A : O, acc, matN3, [&](auto& o, bool a) {
+        km::egnn_edge_vectors_backward<Exec, double, Mode>(ex, d, g.d_row_ptr, g.d_send_perm, g.d_send_ptr, matE3(), o, a);
+      });
+    // readout
+    check_acc("embedding_backward g", rng, A, true, [&] { return Vec<double, M>("o", 5 + 4 * H + 3); },
+              [&](auto& o, bool) { km::embedding_backward<Exec, double, Mode>(ex, YN, sp.d_perm, sp.d_ptr, 5, o); });
+    check_acc("energy_sum_backward ebar", rng, O, false, [&] { return Mat<double, M>("o", N, 1); },
+              [&](auto& o, bool) { km::energy_sum_backward<Exec, double, Mode>(ex, EbG, g.d_atom_graph, 1.7, o); });
+    for (bool mean : {false, true})
+      check_acc(mean ? "pool_backward hbar (mean)" : "pool_backward hbar (sum)", rng, A, true, matN,
+                [&](auto& o, bool) { km::pool_backward<Exec, double, Mode>(ex, PG, g.d_atom_graph, inv, mean, o); });
+  });
+}
