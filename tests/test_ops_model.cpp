@@ -277,7 +277,7 @@ struct RadialOp {
   RadialSpec spec;
   const char* name;
   int E = 13;
-  double dual_primal_rel = spec.type == RadialBasis::Bessel ? 4e-16 : 0.0;  // Bessel: sin(d w) / d, d dual
+  double dual_primal_rel = 0.0;  // Dual division keeps the real quotient (core/dual.hpp): bitwise
   Args<double> inputs(Rng& rng) const {
     Arr<double> d = randu(rng, E, 0.4, 0.95 * spec.cutoff);
     d[3] = 1.1 * spec.cutoff;
@@ -464,7 +464,7 @@ struct EGNNCoordOp {
   const Graph& g;
   bool with_u;
   const char* name;
-  double dual_primal_rel = 1e-14;  // d / (|d| + 1) with d dual, summed over a segment
+  double dual_primal_rel = 0.0;
   Args<double> inputs(Rng& rng) const {
     Args<double> x = {rand_vectors(rng, g.E, 0.5, 3.0), randu(rng, g.E, -0.9, 0.9)};
     if (with_u) x.push_back(randn(rng, std::size_t(g.N) * 3));
@@ -506,33 +506,6 @@ struct EGNNCoordOp {
                                                   g.d_row_ptr, phib, db);
     if (with_u) return {flat(db), flat(phib), yb};  // u' = u + ...: ubar passes straight through
     return {flat(db), flat(phib)};
-  }
-};
-
-/// m *= C (scale_rows_inplace) and egnn.hpp's scale_rows_backward.
-struct EGNNScaleOp {
-  const Graph& g;
-  const char* name = "egnn scale_rows_inplace";
-  int F = 5;
-  Args<double> inputs(Rng& rng) const { return {randn(rng, std::size_t(g.E) * F), randu(rng, g.E, 0.0, 1.0)}; }
-  Arr<double> ref(const Args<double>& x) const {
-    Arr<double> y(x[0].size());
-    for (int e = 0; e < g.E; ++e)
-      for (int f = 0; f < F; ++f) y[e * F + f] = x[0][e * F + f] * x[1][e];
-    return y;
-  }
-  template <class S, class Mode>
-  Arr<S> fwd(const Args<S>& x) const {
-    auto m = mat(x[0], g.E, F);
-    km::scale_rows_inplace<Exec, S, Mode>(Exec(), m, vec(x[1]));
-    return flat(m);
-  }
-  template <class S, class Mode>
-  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
-    Mat<S, M> mb("mb", g.E, F);
-    Vec<S, M> Cb("Cb", g.E);
-    km::scale_rows_backward<Exec, S, Mode>(Exec(), mat(yb, g.E, F), mat(x[0], g.E, F), vec(x[1]), mb, Cb);
-    return {flat(mb), flat(Cb)};
   }
 };
 
@@ -783,34 +756,6 @@ TEST_CASE("ops model: EGNN edge ops (egnn.hpp)", "[ops][model]") {
   check_op(EGNNRadialOp{true, EGNNEnvelopeFn{poly_spec, true}, true, "egnn_radial |d|^2, polynomial envelope"}, 167);
   check_op(EGNNCoordOp{g, true, "egnn_coord_update with u"}, 168);
   check_op(EGNNCoordOp{g, false, "egnn_coord_update without u"}, 169);
-  check_op(EGNNScaleOp{g}, 170);
-}
-
-TEST_CASE("ops model: egnn.hpp's scale_rows_inplace / scale_rows_backward equal segment.hpp's scale_rows / "
-          "scale_rows_backward bitwise",
-          "[ops][model]") {
-  hydragnn_test::ensure_kokkos();
-  const Graph g = make_batch_graph(31);
-  Rng rng(171);
-  const int F = 5;
-  const auto m_raw = mat(randn(rng, std::size_t(g.E) * F), g.E, F);
-  const auto mbar = mat(randn(rng, std::size_t(g.E) * F), g.E, F);
-  const auto C = vec(randu(rng, g.E, 0.0, 1.0));
-  each_mode([&](auto mode) {
-    using Mode = decltype(mode);
-    INFO("mode " << Mode::name);
-    Mat<double, M> a("a", g.E, F), b("b", g.E, F), ab("ab", g.E, F), bb("bb", g.E, F);
-    Vec<double, M> aC("aC", g.E), bC("bC", g.E);
-    Kokkos::deep_copy(a, m_raw);
-    km::scale_rows_inplace<Exec, double, Mode>(Exec(), a, C);
-    Kokkos::deep_copy(b, m_raw);
-    km::scale_rows<Exec, double, Mode>(Exec(), b, C, b, false);  // in place
-    km::scale_rows_backward<Exec, double, Mode>(Exec(), mbar, m_raw, C, ab, aC);
-    km::scale_rows_backward<Exec, double, Mode>(Exec(), m_raw, C, mbar, bb, bC, false, false);
-    CHECK(flat(a) == flat(b));
-    CHECK(flat(ab) == flat(bb));
-    CHECK(flat(aC) == flat(bC));
-  });
 }
 
 TEST_CASE("ops model: embedding, energy sum, pooling (readout.hpp)", "[ops][model]") {
@@ -1076,12 +1021,6 @@ TEST_CASE("ops model: accumulate flags and overwrite contracts", "[ops][model]")
               [&](auto& o, bool) {
                 km::egnn_coord_update_backward<Exec, double, Mode>(ex, u3, d, len, phi, g.d_dst, g.d_row_ptr, o, matE3());
               });
-    check_acc("egnn scale_rows_backward m_rawbar", rng, O, false, matE, [&](auto& o, bool) {
-      km::scale_rows_backward<Exec, double, Mode>(ex, YE, WE, CE, o, vecE());
-    });
-    check_acc("egnn scale_rows_backward Cbar", rng, O, false, vecE, [&](auto& o, bool) {
-      km::scale_rows_backward<Exec, double, Mode>(ex, YE, WE, CE, matE(), o);
-    });
     check_acc("egnn_edge_vectors_backward rbar", rng, A, true, matE3, [&](auto& o, bool) {
       km::egnn_edge_vectors_backward<Exec, double, Mode>(ex, d, g.d_row_ptr, g.d_send_perm, g.d_send_ptr, o, noM, false);
     });

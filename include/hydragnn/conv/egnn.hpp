@@ -178,8 +178,7 @@ struct EGNNConv {
     kernels::activation_forward<Exec, S>(exec, inner, c.pre2, c.m_raw);
     if (env.on) {
       c.m = ws.template mat<S>(lbl + ".m", l, E, H);
-      Kokkos::deep_copy(exec, c.m, c.m_raw);
-      kernels::scale_rows_inplace<Exec, S>(exec, c.m, c.C);
+      kernels::scale_rows<Exec, S>(exec, c.m_raw, c.C, c.m, false);
     } else {
       c.m = c.m_raw;
     }
@@ -268,7 +267,7 @@ struct EGNNConv {
     if (env.on) {
       Cbar = ws.template vec<S>(lbl + ".C_bar", 0, E);
       m_rawbar = ws.template mat<S>(lbl + ".m_raw_bar", 0, E, H);
-      kernels::scale_rows_backward<Exec, S>(exec, mbar, c.m_raw, c.C, m_rawbar, Cbar);
+      kernels::scale_rows_backward<Exec, S>(exec, c.m_raw, c.C, mbar, m_rawbar, Cbar, false, false);
     }
     auto pre2bar = ws.template mat<S>(lbl + ".pre2_bar", 0, E, H);
     kernels::activation_backward<Exec, S>(exec, inner, c.pre2, m_rawbar, pre2bar);

@@ -31,9 +31,10 @@ template <class T> KOKKOS_INLINE_FUNCTION Dual<T> operator-(const Dual<T>& a) { 
 template <class T> KOKKOS_INLINE_FUNCTION Dual<T> operator+(const Dual<T>& a, const Dual<T>& b) { return {a.v + b.v, a.d + b.d}; }
 template <class T> KOKKOS_INLINE_FUNCTION Dual<T> operator-(const Dual<T>& a, const Dual<T>& b) { return {a.v - b.v, a.d - b.d}; }
 template <class T> KOKKOS_INLINE_FUNCTION Dual<T> operator*(const Dual<T>& a, const Dual<T>& b) { return {a.v * b.v, a.d * b.v + a.v * b.d}; }
+// The primal is a.v / b.v exactly as in real arithmetic, so a dual pass's primal equals the real pass bitwise.
 template <class T> KOKKOS_INLINE_FUNCTION Dual<T> operator/(const Dual<T>& a, const Dual<T>& b) {
-  const T inv = T(1) / b.v;
-  return {a.v * inv, (a.d - a.v * inv * b.d) * inv};
+  const T v = a.v / b.v;
+  return {v, (a.d - v * b.d) / b.v};
 }
 // Mixed with the real type (weights are real even in a dual pass).
 template <class T> KOKKOS_INLINE_FUNCTION Dual<T> operator+(const Dual<T>& a, T b) { return {a.v + b, a.d}; }
@@ -44,8 +45,8 @@ template <class T> KOKKOS_INLINE_FUNCTION Dual<T> operator*(const Dual<T>& a, T 
 template <class T> KOKKOS_INLINE_FUNCTION Dual<T> operator*(T a, const Dual<T>& b) { return {a * b.v, a * b.d}; }
 template <class T> KOKKOS_INLINE_FUNCTION Dual<T> operator/(const Dual<T>& a, T b) { return {a.v / b, a.d / b}; }
 template <class T> KOKKOS_INLINE_FUNCTION Dual<T> operator/(T a, const Dual<T>& b) {
-  const T inv = T(1) / b.v;
-  return {a * inv, -a * inv * inv * b.d};
+  const T v = a / b.v;
+  return {v, -v * b.d / b.v};
 }
 // Comparisons act on the primal (used by max pooling / relu masks).
 template <class T> KOKKOS_INLINE_FUNCTION bool operator>(const Dual<T>& a, const Dual<T>& b) { return a.v > b.v; }

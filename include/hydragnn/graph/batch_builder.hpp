@@ -65,7 +65,7 @@ Batch<M> make_batch(const std::vector<const Structure*>& frames, const std::vect
     h_gedge[g] = e0;
     b.natoms[g] = n;
     h_vol[g] = stress_volume(s);
-    h_inv[g] = 1.0 / n;
+    h_inv[g] = n > 0 ? 1.0 / n : 0.0;
     if (s.energy) b.energy[g] = *s.energy;
     if (s.stress) std::copy(s.stress->begin(), s.stress->end(), b.stress.begin() + 9 * g);
     for (int i = 0; i < n; ++i) {

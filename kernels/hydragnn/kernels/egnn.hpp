@@ -145,29 +145,6 @@ void egnn_radial_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& d, const
       });
 }
 
-/// m(e,f) *= C(e) and its backward: Cbar(e) = sum_f mbar(e,f) m_raw(e,f), m_rawbar = mbar C.
-template <class Exec, class S, class Mode = default_mode_t<Exec>>
-void scale_rows_inplace(const Exec& exec, const Mat<S, mem_t<Exec>>& m, const CVec<S, mem_t<Exec>>& C) {
-  const long E = long(m.extent(0)), F = long(m.extent(1));
-  Kokkos::parallel_for(
-      "hydragnn::EGNNConv::envelope", Kokkos::RangePolicy<Exec>(exec, 0, E * F),
-      KOKKOS_LAMBDA(const long k) { m(k / F, k % F) = m(k / F, k % F) * C(k / F); });
-}
-template <class Exec, class S, class Mode = default_mode_t<Exec>>
-void scale_rows_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& mbar, const CMat<S, mem_t<Exec>>& m_raw,
-                         const CVec<S, mem_t<Exec>>& C, const Mat<S, mem_t<Exec>>& m_rawbar, const Vec<S, mem_t<Exec>>& Cbar) {
-  const long E = long(mbar.extent(0)), F = long(mbar.extent(1));
-  Kokkos::parallel_for(
-      "hydragnn::EGNNConv::envelope_backward", Kokkos::RangePolicy<Exec>(exec, 0, E), KOKKOS_LAMBDA(const long e) {
-        S acc(0);
-        for (long f = 0; f < F; ++f) {
-          acc += mbar(e, f) * m_raw(e, f);
-          m_rawbar(e, f) = mbar(e, f) * C(e);
-        }
-        Cbar(e) = acc;
-      });
-}
-
 /// rbar(e,:) += dbar(e,:);  ubar(i,:) (+)= sum_{dst(e)=i} dbar(e,:) - sum_{src(e)=i} dbar(e,:)
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void egnn_edge_vectors_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& dbar, const CVec<int, mem_t<Exec>>& row_ptr,
