@@ -40,6 +40,7 @@ constexpr int kConvLayers = 4;
 constexpr int kRadialSize = 50;  // Gaussians of the SchNet filter (HydraGNN's num_gaussians default)
 constexpr double kMiB = 1024.0 * 1024.0;
 int g_warmup = 1;  // untimed steps before the timed loop (--warmup=N)
+bool g_egnn_equivariance = true;  // EGNN with coordinate updates, as the HydraGNN runner builds it (--egnn_equivariance=0|1)
 
 // ---- memory ------------------------------------------------------------------------------------
 
@@ -142,7 +143,7 @@ typename Conv::options_type bench_options(int hidden) {
     o.num_filters = hidden;
     o.num_gaussians = kRadialSize;
   }
-  if constexpr (std::is_same<Conv, EGNNConv>::value) o.equivariance = true;
+  if constexpr (std::is_same<Conv, EGNNConv>::value) o.equivariance = g_egnn_equivariance;
   return o;
 }
 
@@ -330,6 +331,7 @@ int main(int argc, char** argv) {
     const auto hidden = parse_int_list(take_flag(argc, argv, "hidden", "64,128"));
     const auto md_sizes = parse_int_list(take_flag(argc, argv, "md_sizes", "1000,8000,64000"));
     g_warmup = std::max(0, std::stoi(take_flag(argc, argv, "warmup", "1")));
+    g_egnn_equivariance = std::stoi(take_flag(argc, argv, "egnn_equivariance", "1")) != 0;
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) {
       rc = 1;

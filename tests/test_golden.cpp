@@ -12,6 +12,8 @@
 #include <hydragnn/conv/schnet.hpp>
 #include <hydragnn/graph/batch_builder.hpp>
 #include <hydragnn/graph/radius_graph.hpp>
+#include <hydragnn/io/named_params.hpp>
+#include <hydragnn/train/import.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -66,29 +68,6 @@ ModelSpec golden_spec(const json& g) {
   return s;
 }
 
-/// Copy HydraGNN's parameters into the model by name; every named block of ours must be found.
-template <class ModelT>
-void load_parameters(ModelT& model, const json& params) {
-  auto p = model.params();
-  std::set<std::string> used;
-  for (const NamedParam& np : model.named_parameters()) {
-    INFO("parameter " << np.name);
-    REQUIRE(params.contains(np.name));
-    const json& t = params.at(np.name);
-    REQUIRE(t.at("shape").get<std::vector<int>>() == np.shape);
-    const auto data = t.at("data").get<std::vector<double>>();
-    REQUIRE(data.size() == np.size());
-    for (std::size_t k = 0; k < data.size(); ++k) p(np.offset + k) = data[k];
-    used.insert(np.name);
-  }
-  // everything HydraGNN trains is used (buffers such as Gaussian offsets are recomputed by us)
-  for (auto it = params.begin(); it != params.end(); ++it) {
-    if (it.key().size() > 7 && it.key().substr(it.key().size() - 7) == ".offset") continue;
-    INFO("HydraGNN parameter " << it.key());
-    CHECK(used.count(it.key()) == 1);
-  }
-}
-
 /// Edge sets as (dst, src, rounded Cartesian shift) compared between our graph and the golden list.
 using EdgeKey = std::tuple<int, int, long, long, long>;
 std::set<EdgeKey> golden_edges(const json& e) {
@@ -121,7 +100,7 @@ void run_golden(const std::string& file, const typename Conv::options_type& opt)
   const json g = load_golden(file);
   const ModelSpec spec = golden_spec(g);
   Model<double, Conv, Exec> model(spec, opt);
-  load_parameters(model, g.at("parameters"));
+  load_named_parameters(model, g.at("parameters"), file);  // strict: every block, every entry
   for (const json& js : g.at("structures")) {
     const std::string name = js.at("name").get<std::string>();
     SECTION(name) {
@@ -185,4 +164,45 @@ TEST_CASE("golden: EGNN equals HydraGNN's EGCLStack with equivariance (energies,
   EGNNOptions o;  // HydraGNN's E_GCL: ReLU inside, |r| radial input, no residual, no envelope
   o.equivariance = true;
   run_golden<EGNNConv>("egnn.json", o);
+}
+
+TEST_CASE("golden: HydraGNN weights imported into a checkpoint reproduce HydraGNN's energies and forces", "[golden][import]") {
+  hydragnn_test::ensure_kokkos();
+  Exec exec;
+  const json g = load_golden("egnn.json");
+  const Config cfg = parse_config(R"({"NeuralNetwork": {
+      "Architecture": {"mpnn_type": "EGNN", "radius": 3.0, "hidden_dim": 8, "num_conv_layers": 3,
+                       "activation_function": "silu", "equivariance": true, "enable_interatomic_potential": true,
+                       "output_heads": {"node": {"num_headlayers": 2, "dim_headlayers": [8, 8], "type": "mlp"}}},
+      "Variables_of_interest": {"output_names": ["energy"], "type": ["graph"]}}})");
+  using ModelT = Model<double, EGNNConv, Exec>;
+  const std::string path = std::string(HYDRAGNN_BINARY_DIR) + "/golden_import.hgnn";
+  write_checkpoint(path, import_named_parameters<ModelT>(cfg, g, "egnn.json"));
+  const ModelT model = model_from_checkpoint<ModelT>(read_checkpoint(path), path);
+  CHECK(model.options().equivariance);
+  for (const json& js : g.at("structures")) {
+    const Structure s = structure_of(js);
+    auto batch = make_batch<M>(std::vector<Structure>{s}, 3.0, -1, model.spec().species);
+    const Prediction p = predict(exec, model, batch, true);
+    const double E_ref = js.at("energy").get<double>();
+    CHECK(std::fabs(p.energy[0] - E_ref) <= 1e-10 * std::fabs(E_ref));
+    double ferr = 0;
+    for (std::size_t i = 0; i < s.size(); ++i)
+      for (int a = 0; a < 3; ++a) ferr = std::max(ferr, std::fabs(p.forces[3 * i + a] - js.at("forces")[i][a].get<double>()));
+    CHECK(ferr <= 1e-9);
+  }
+  // a file whose blocks do not fit the config's architecture is refused by name
+  json bad = g;
+  bad["parameters"].erase("graph_convs.1.module_0.coord_mlp.0.weight");
+  CHECK_THROWS_WITH(import_named_parameters<ModelT>(cfg, bad, "bad.json"),
+                    Catch::Matchers::Contains("bad.json") && Catch::Matchers::Contains("coord_mlp.0.weight"));
+  json noeq = g;
+  const Config cfg2 = parse_config(R"({"NeuralNetwork": {"Architecture": {"mpnn_type": "EGNN", "radius": 3.0,
+      "hidden_dim": 8, "num_conv_layers": 3, "output_heads": {"node": {"num_headlayers": 2, "dim_headlayers": [8, 8]}}},
+      "Variables_of_interest": {"output_names": ["energy"], "type": ["graph"]}}})");  // equivariance false
+  CHECK_THROWS_WITH(import_named_parameters<ModelT>(cfg2, noeq, "noeq.json"),
+                    Catch::Matchers::Contains("coord_mlp") && Catch::Matchers::Contains("no counterpart"));
+  json nospecies = g;
+  nospecies.erase("species");
+  CHECK_THROWS_WITH(import_named_parameters<ModelT>(cfg, nospecies, "ns.json"), Catch::Matchers::Contains("species"));
 }

@@ -105,6 +105,7 @@ ModelSpec small_spec(const std::string& type, const std::vector<int>& species) {
   ModelSpec s;
   s.mpnn_type = type;
   s.hidden_dim = 6;
+  s.input_dim = 4;  // embedding narrower than the hidden layers (HydraGNN's input_dim != hidden_dim)
   s.num_conv_layers = 2;
   s.cutoff = 3.2;
   s.act = Activation::SiLU;
@@ -116,6 +117,19 @@ ModelSpec small_spec(const std::string& type, const std::vector<int>& species) {
   s.energy_shift = 0.1;
   return s;
 }
+
+/// Test-only convolutions beside the registry: SchNet with per-layer readouts (the energy is a sum of
+/// one head per layer: conv::PerLayer), and EGNN with every non-HydraGNN variant switched on.
+struct PerLayerSchNet : SchNetConv {
+  using readout = conv::PerLayer;
+  using SchNetConv::SchNetConv;
+};
+struct EGNNVariants : EGNNConv {
+  using EGNNConv::EGNNConv;
+};
+static_assert(conv_traits<PerLayerSchNet>::per_layer_readout, "PerLayerSchNet declares per-layer readout");
+using layer_test_types = decltype(std::tuple_cat(std::declval<conv_registry>(),
+                                                 std::declval<std::tuple<PerLayerSchNet, EGNNVariants>>()));
 
 /// Test options: the model tests' options (tests/model_test_options.hpp: EGNN with coordinate updates
 /// and a smooth inner activation), SchNet smaller; `polynomial` switches the cutoff envelope where a
@@ -129,8 +143,25 @@ inline void use_polynomial(SchNetOptions& o) { o.envelope = Envelope::Polynomial
 inline void use_polynomial(EGNNOptions& o) { o.edge_envelope = EdgeEnvelope::Polynomial; }
 template <class O> void use_polynomial(O&) {}
 template <class Conv>
+typename Conv::options_type base_options() {
+  return hydragnn_test::test_options<Conv>();
+}
+template <>
+SchNetOptions base_options<PerLayerSchNet>() {
+  return hydragnn_test::test_options<SchNetConv>();
+}
+template <>
+EGNNOptions base_options<EGNNVariants>() {
+  EGNNOptions o = hydragnn_test::test_options<EGNNConv>();
+  o.residual = true;
+  o.radial_input = RadialInput::DistanceSquared;
+  o.edge_envelope = EdgeEnvelope::Cosine;
+  o.inner_activation = Activation::Tanh;
+  return o;
+}
+template <class Conv>
 typename Conv::options_type test_options(bool polynomial = false) {
-  auto o = hydragnn_test::test_options<Conv>();
+  auto o = base_options<Conv>();
   shrink(o);
   if (polynomial) use_polynomial(o);
   return o;
@@ -157,7 +188,7 @@ struct Fixture {
 
 }  // namespace
 
-TEMPLATE_LIST_TEST_CASE("forces and stress are derivatives of the energy", "[layers][forces]", conv_registry) {
+TEMPLATE_LIST_TEST_CASE("forces and stress are derivatives of the energy", "[layers][forces]", layer_test_types) {
   Fixture<TestType> fx(TestType::name);
   const auto pred = predict(fx.exec, fx.model, fx.batch, true);
   // forces: central differences of E wrt each coordinate (graph lists are rebuilt, no edge crosses the cutoff)
@@ -207,7 +238,7 @@ TEMPLATE_LIST_TEST_CASE("forces and stress are derivatives of the energy", "[lay
 
 #include <hydragnn/autodiff/loss.hpp>
 
-TEMPLATE_LIST_TEST_CASE("dual-number gradient of an energy+force+stress+heads loss matches finite differences", "[layers][dual]", conv_registry) {
+TEMPLATE_LIST_TEST_CASE("dual-number gradient of an energy+force+stress+heads loss matches finite differences", "[layers][dual]", layer_test_types) {
   hydragnn_test::ensure_kokkos();
   Exec exec;
   ModelSpec spec = small_spec(TestType::name, {1, 8});
@@ -279,7 +310,7 @@ TEST_CASE("radial bases and cutoff envelopes: derivatives match finite differenc
     }
 }
 
-TEMPLATE_LIST_TEST_CASE("graph-head pooling (sum, mean, max): dual gradient matches finite differences", "[layers][pooling]", conv_registry) {
+TEMPLATE_LIST_TEST_CASE("graph-head pooling (sum, mean, max): dual gradient matches finite differences", "[layers][pooling]", layer_test_types) {
   hydragnn_test::ensure_kokkos();
   Exec exec;
   for (Pooling pool : {Pooling::Sum, Pooling::Mean, Pooling::Max}) {

@@ -4,6 +4,7 @@
 //   hydragnn train    --config C.json [--output DIR] [--resume | --overwrite]
 //   hydragnn predict  --checkpoint P --input in.extxyz --output out.extxyz
 //   hydragnn evaluate --checkpoint P --input test.extxyz [--json]
+//   hydragnn import   --config C.json --weights W.json --output ckpt.hgnn [--overwrite]
 //   hydragnn --version
 #include <CLI/CLI.hpp>
 
@@ -11,12 +12,14 @@
 #include <hydragnn/io/config.hpp>
 #include <hydragnn/autodiff/potential.hpp>
 #include <hydragnn/model/registry.hpp>
+#include <hydragnn/train/import.hpp>
 #include <hydragnn/train/trainer.hpp>
 
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #ifndef HYDRAGNN_VERSION
@@ -283,6 +286,31 @@ int cmd_predict(const std::string& ckpt, const std::string& input, const std::st
 
 }  // namespace
 
+int cmd_import(const std::string& config_path, const std::string& weights_path, const std::string& output,
+               bool overwrite) {
+  if (std::filesystem::exists(output) && !overwrite)
+    throw std::runtime_error(output + " exists (use --overwrite to replace it)");
+  const Config cfg = load_config(config_path);
+  nlohmann::json weights;
+  {
+    std::ifstream in(weights_path);
+    if (!in) throw std::runtime_error(weights_path + ": cannot open");
+    try {
+      weights = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw std::runtime_error(weights_path + ": malformed JSON: " + e.what());
+    }
+  }
+  with_model_type(cfg.arch.mpnn_type, [&](auto tag) {
+    using ModelT = decltype(tag);
+    const CheckpointData c = import_named_parameters<ModelT>(cfg, weights, weights_path);
+    write_checkpoint(output, c);
+    std::printf("%s: %zu parameters of a %s model (%zu species) -> %s\n", weights_path.c_str(), c.params.size(),
+                cfg.arch.mpnn_type.c_str(), c.spec.species.size(), output.c_str());
+  });
+  return 0;
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"hydragnn: train and run HydraGNN-style graph neural network potentials (Kokkos, C++17)"};
   app.set_version_flag("--version", version_text(), "print the version (hydragnn, git commit, Kokkos) and exit");
@@ -318,6 +346,15 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--input,-i", input, "labelled extxyz")->required()->check(CLI::ExistingFile);
   eval_cmd->add_flag("--json", json, "print the metrics as JSON");
   eval_cmd->add_option("--batch-size", batch, "structures per batch")->check(positive_int);
+  std::string weights;
+  auto* import_cmd =
+      app.add_subcommand("import", "a HydraGNN model's weights (named-parameter JSON) + its config -> a checkpoint");
+  import_cmd->add_option("--config,-c", config, "config JSON of the same architecture")->required()->check(CLI::ExistingFile);
+  import_cmd->add_option("--weights,-w", weights, "named parameters (tools/golden/convert_state_dict.py)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  import_cmd->add_option("--output,-o", out_file, "checkpoint to write")->required();
+  import_cmd->add_flag("--overwrite", overwrite, "replace an existing checkpoint");
   CLI11_PARSE(app, argc, argv);
 
   Kokkos::initialize(argc, argv);
@@ -326,6 +363,7 @@ int main(int argc, char** argv) {
     if (*train_cmd) rc = cmd_train(config, output, resume, overwrite);
     else if (*pred_cmd) rc = cmd_predict(checkpoint, input, out_file, batch);
     else if (*eval_cmd) rc = cmd_evaluate(checkpoint, input, json, batch);
+    else if (*import_cmd) rc = cmd_import(config, weights, out_file, overwrite);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "hydragnn: error: %s\n", e.what());
     rc = 1;

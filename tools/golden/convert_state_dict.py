@@ -20,8 +20,15 @@ The C++ library maps these names onto its own layout.  Every tensor of the
 state_dict is written (buffers such as SchNet's distance_expansion.offset
 included); floating tensors as float64 values, integer tensors as integers.
 
+The C++ side (`hydragnn import --config C.json --weights out.json --output ckpt.hgnn`) needs the
+species and their input features: HydraGNN feeds node features (data.x, e.g. the atomic number)
+into its first layer, our model a species embedding table.  `--species 1,6,8` writes
+"species" and "embedding.weight" = one row per species holding its node features (`--node-features
+z`, HydraGNN's usual input_node_features [0]: the atomic number).  A golden JSON already carries
+both.
+
 Usage:
-  python3 convert_state_dict.py CHECKPOINT.pk [-o out.json] [--mpnn-type EGNN]
+  python3 convert_state_dict.py CHECKPOINT.pk [-o out.json] [--mpnn-type EGNN] [--species 1,6,8]
 torch is needed for torch files only (not for golden JSON input).
 """
 
@@ -101,9 +108,12 @@ def convert(path, mpnn_type=None):
             return doc
         params = dict(doc.get("parameters", {}))
         params.update(doc.get("buffers", {}))
-        return {"format": FORMAT, "mpnn_type": mpnn_type or doc.get("model")
-                or guess_mpnn_type(params), "source": os.path.basename(path),
-                "stripped_prefixes": [], "parameters": params}
+        out = {"format": FORMAT, "mpnn_type": mpnn_type or doc.get("model")
+               or guess_mpnn_type(params), "source": os.path.basename(path),
+               "stripped_prefixes": [], "parameters": params}
+        if "species" in doc:
+            out["species"] = doc["species"]
+        return out
     sd = _load_torch(path)
     mapping, stripped = _strip(sd.keys())
     params = {mapping[k]: _entry_from_tensor(v) for k, v in sd.items()}
@@ -117,8 +127,16 @@ def main(argv=None):
     ap.add_argument("input", help="HydraGNN checkpoint (.pk/.pt) or golden JSON")
     ap.add_argument("-o", "--output", help="output JSON (default: stdout)")
     ap.add_argument("--mpnn-type", help="mpnn_type to record (default: guessed)")
+    ap.add_argument("--species", help="atomic numbers of the species, comma separated "
+                    "(writes 'species' and 'embedding.weight')")
+    ap.add_argument("--node-features", default="z", choices=["z"],
+                    help="node features per species in embedding.weight (z: the atomic number)")
     args = ap.parse_args(argv)
     doc = convert(args.input, args.mpnn_type)
+    if args.species:
+        zs = [int(z) for z in args.species.split(",") if z.strip()]
+        doc["species"] = zs
+        doc["parameters"]["embedding.weight"] = {"shape": [len(zs), 1], "data": [float(z) for z in zs]}
     text = json.dumps(doc, separators=(",", ":")) + "\n"
     if args.output:
         with open(args.output, "w") as fh:

@@ -123,7 +123,7 @@ LossResult loss_and_grad(const typename ModelT::exec_space& exec, const ModelT& 
   // the one transfer to the host: the sums, for the loss value and the metrics
   std::vector<double> hs(static_cast<std::size_t>(nsum));
   {
-    auto h = Kokkos::create_mirror_view(sums);
+    auto h = ws.template host_vec<double>(lbl + ".sums_host", 0, std::size_t(nsum));
     Kokkos::deep_copy(exec, h, sums);
     exec.fence();
     for (long q = 0; q < nsum; ++q) hs[std::size_t(q)] = h(q);

@@ -7,6 +7,7 @@
 #include <hydragnn/model/model.hpp>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace hydragnn {
@@ -31,6 +32,18 @@ std::vector<double> to_host_vector(const V& v) {
     for (std::size_t i = 0; i < h.extent(0); ++i)
       for (std::size_t j = 0; j < h.extent(1); ++j) out.push_back(double(scalar_traits<S>::primal(h(i, j))));
   }
+  return out;
+}
+
+/// Same through a host slot of the workspace (no allocation once the slot has grown).
+template <class V, class M>
+std::vector<double> to_host_vector(const V& v, Workspace<M>& ws, const std::string& label) {
+  using S = typename V::non_const_value_type;
+  const std::size_t n = v.size();
+  auto h = ws.template host_vec<S>(label, 0, n);
+  Kokkos::deep_copy(h, Kokkos::View<const S*, M>(v.data(), n));  // v is contiguous (LayoutRight or 1-D)
+  std::vector<double> out(n);
+  for (std::size_t i = 0; i < n; ++i) out[i] = double(scalar_traits<S>::primal(h(i)));
   return out;
 }
 
@@ -88,11 +101,13 @@ Prediction predict(const typename ModelT::exec_space& exec, const ModelT& model,
   const auto w = model.weights(exec);
   typename ModelT::template Forward<T> f;
   auto ef = energy_forces(exec, model, w, b, f, *workspace, forces);
-  out.energy = to_host_vector(ef.energy);
-  for (auto& h : f.head_out) out.heads.push_back(to_host_vector(h));
+  Workspace<M>& ws = *workspace;
+  out.energy = to_host_vector(ef.energy, ws, "hydragnn::predict::energy");
+  for (std::size_t k = 0; k < f.head_out.size(); ++k)
+    out.heads.push_back(to_host_vector(f.head_out[k], ws, "hydragnn::predict::head" + std::to_string(k)));
   if (ef.forces.extent(0) > 0 || (forces && model.spec().energy)) {
-    out.forces = to_host_vector(ef.forces);
-    out.stress = to_host_vector(ef.stress);
+    out.forces = to_host_vector(ef.forces, ws, "hydragnn::predict::forces");
+    out.stress = to_host_vector(ef.stress, ws, "hydragnn::predict::stress");
   }
   return out;
 }

@@ -78,6 +78,7 @@ struct EGNNConv {
   struct Layer {
     LinearShape edge0, A, B, W2, node0, C, D, W4, coord0, coord2;
     long w_off = 0, w_ld = 0;  ///< radial column of W1
+    int in = 0;                ///< input width (the embedding width for layer 0)
     bool equivariant = false;
   };
   std::vector<Layer> layers;
@@ -93,17 +94,19 @@ struct EGNNConv {
     const int H = common.hidden_dim;
     for (int l = 0; l < common.num_conv_layers; ++l) {
       const std::string n = "graph_convs." + std::to_string(l) + ".module_0";
+      const int I = l == 0 ? common.input_dim : H;  // input width of this layer
       Layer L;
+      L.in = I;
       L.equivariant = o.equivariance && l + 1 < common.num_conv_layers;
-      L.edge0 = alloc.linear(2 * H + 1, H, true, n + ".edge_mlp.0");
-      L.A = L.edge0.columns(0, H, true);
-      L.B = L.edge0.columns(H, H, false);
-      L.w_off = L.edge0.w_off + 2 * H;
-      L.w_ld = 2 * H + 1;
+      L.edge0 = alloc.linear(2 * I + 1, H, true, n + ".edge_mlp.0");
+      L.A = L.edge0.columns(0, I, true);
+      L.B = L.edge0.columns(I, I, false);
+      L.w_off = L.edge0.w_off + 2 * I;
+      L.w_ld = 2 * I + 1;
       L.W2 = alloc.linear(H, H, true, n + ".edge_mlp.2");
-      L.node0 = alloc.linear(2 * H, H, true, n + ".node_mlp.0");
-      L.C = L.node0.columns(0, H, true);
-      L.D = L.node0.columns(H, H, false);
+      L.node0 = alloc.linear(I + H, H, true, n + ".node_mlp.0");
+      L.C = L.node0.columns(0, I, true);
+      L.D = L.node0.columns(I, H, false);
       L.W4 = alloc.linear(H, H, true, n + ".node_mlp.2");
       if (L.equivariant) {
         L.coord0 = alloc.linear(H, H, true, n + ".coord_mlp.0");
@@ -209,7 +212,7 @@ struct EGNNConv {
     kernels::activation_forward<Exec, S>(exec, inner, c.pre3, c.a3);
     out.h = ws.template mat<S>(lbl + ".out", l, N, H);
     kernels::linear_forward<Exec, S, T>(exec, c.a3, w, L.W4, out.h);
-    if (opt.residual) kernels::add_into<Exec, S>(exec, in.h, out.h);
+    if (opt.residual && L.in == H) kernels::add_into<Exec, S>(exec, in.h, out.h);  // as recurrent E_GCL (same widths)
   }
 
   template <class Exec, class S, class T>
@@ -228,8 +231,8 @@ struct EGNNConv {
       if (want_params) kernels::linear_backward_params<Exec, S>(exec, X, Yb, sh, g);
     };
     // h' = W4 act(pre3) [+ h]
-    in_bar.h = ws.template mat<S>(lbl + ".h_bar", l, N, H);
-    if (opt.residual)
+    in_bar.h = ws.template mat<S>(lbl + ".h_bar", l, N, L.in);
+    if (opt.residual && L.in == H)
       Kokkos::deep_copy(exec, in_bar.h, out_bar.h);
     else
       Kokkos::deep_copy(exec, in_bar.h, S(0));

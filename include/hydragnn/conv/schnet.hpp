@@ -77,7 +77,7 @@ struct SchNetConv {
     for (int l = 0; l < common.num_conv_layers; ++l) {
       const std::string n = "graph_convs." + std::to_string(l) + ".module_2";
       Layer L;
-      L.lin1 = alloc.linear(H, F, false, n + ".lin1");
+      L.lin1 = alloc.linear(l == 0 ? common.input_dim : H, F, false, n + ".lin1");
       L.filter = MLP(alloc, {K, F, F}, Activation::ShiftedSoftplus, false, true, n + ".nn");
       L.lin2 = alloc.linear(F, H, true, n + ".lin2");
       layers.push_back(L);

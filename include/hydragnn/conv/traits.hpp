@@ -57,6 +57,7 @@ struct Choice {
 /// What every convolution gets from the common architecture keys.
 struct ConvCommon {
   int hidden_dim = 64;
+  int input_dim = 64;  ///< width of the first layer's input (the species embedding)
   int num_conv_layers = 3;
   double cutoff = 5.0;
   Activation act = Activation::SiLU;  ///< the stack activation (HydraGNN activation_function)

@@ -62,36 +62,53 @@ class Workspace {
     return v;
   }
 
+  /// A host-space vector (e.g. the host side of a small device-to-host copy), same slot rules.
+  template <class S>
+  Kokkos::View<S*, Kokkos::HostSpace> host_vec(const std::string& label, int index, std::size_t n) {
+    return Kokkos::View<S*, Kokkos::HostSpace>(get_in<S>(host_slots_, label, index, n), n);
+  }
+
   /// Bytes held by all slots.
   std::size_t bytes() const {
     std::size_t n = 0;
     for (const auto& s : slots_) n += s.second.extent(0);
+    for (const auto& s : host_slots_) n += s.second.extent(0);
     return n;
   }
-  std::size_t num_slots() const { return slots_.size(); }
+  std::size_t num_slots() const { return slots_.size() + host_slots_.size(); }
   /// Number of times a slot was (re)allocated since construction.
   std::size_t num_allocations() const { return allocations_; }
-  void clear() { slots_.clear(); }
+  void clear() {
+    slots_.clear();
+    host_slots_.clear();
+  }
 
  private:
   using Buffer = Kokkos::View<unsigned char*, M>;
+  using HostBuffer = Kokkos::View<unsigned char*, Kokkos::HostSpace>;
 
   template <class S>
   S* get(const std::string& label, int index, std::size_t n) {
+    return get_in<S>(slots_, label, index, n);
+  }
+
+  template <class S, class Map>
+  S* get_in(Map& slots, const std::string& label, int index, std::size_t n) {
+    using B = typename Map::mapped_type;
     std::string key = label;
     key += '#';
     key += std::to_string(index);
     key += '#';
     key += typeid(S).name();
     const std::size_t need = n * sizeof(S);
-    auto it = slots_.find(key);
-    if (it == slots_.end() || it->second.extent(0) < need) {
-      std::size_t cap = it == slots_.end() ? need : std::max(need, it->second.extent(0) + it->second.extent(0) / 2);
+    auto it = slots.find(key);
+    if (it == slots.end() || it->second.extent(0) < need) {
+      std::size_t cap = it == slots.end() ? need : std::max(need, it->second.extent(0) + it->second.extent(0) / 2);
       cap = std::max<std::size_t>(cap, 64);
-      Buffer buf(Kokkos::view_alloc(Kokkos::WithoutInitializing, label), cap);
+      B buf(Kokkos::view_alloc(Kokkos::WithoutInitializing, label), cap);
       ++allocations_;
-      if (it == slots_.end())
-        it = slots_.emplace(std::move(key), buf).first;
+      if (it == slots.end())
+        it = slots.emplace(std::move(key), buf).first;
       else
         it->second = buf;
     }
@@ -99,6 +116,7 @@ class Workspace {
   }
 
   std::map<std::string, Buffer> slots_;
+  std::map<std::string, HostBuffer> host_slots_;
   std::size_t allocations_ = 0;
 };
 

@@ -51,6 +51,7 @@ inline nlohmann::json spec_to_json(const ModelSpec& s) {
   j["mpnn_type"] = s.mpnn_type;
   j["hidden_dim"] = s.hidden_dim;
   j["num_conv_layers"] = s.num_conv_layers;
+  j["input_dim"] = s.input_dim;
   j["cutoff"] = s.cutoff;
   j["max_neighbours"] = s.max_neighbours;
   j["activation"] = activation_name(s.act);
@@ -76,6 +77,7 @@ inline ModelSpec spec_from_json(const nlohmann::json& j) {
   s.mpnn_type = j.at("mpnn_type").get<std::string>();
   s.hidden_dim = j.at("hidden_dim").get<int>();
   s.num_conv_layers = j.at("num_conv_layers").get<int>();
+  s.input_dim = j.at("input_dim").get<int>();
   s.cutoff = j.at("cutoff").get<double>();
   s.max_neighbours = j.at("max_neighbours").get<int>();
   s.act = parse_activation(j.at("activation").get<std::string>());

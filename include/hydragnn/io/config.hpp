@@ -50,6 +50,7 @@ struct ArchitectureConfig {
   double radius = 5.0;               ///< cutoff, > 0
   int max_neighbours = -1;           ///< -1: unlimited (JSON <= 0 or absent)
   int hidden_dim = 64;
+  int input_dim = 0;                 ///< species-embedding width (HydraGNN input_dim); 0: hidden_dim
   int num_conv_layers = 3;
   std::string activation_function = "silu";    ///< relu | silu | ssp | tanh | sigmoid | softplus
   std::string graph_pooling = "mean";          ///< mean | sum | max ("add" -> "sum")
@@ -148,7 +149,7 @@ inline bool operator!=(const HeadSpec& a, const HeadSpec& b) { return !(a == b);
 
 inline bool operator==(const ArchitectureConfig& a, const ArchitectureConfig& b) {
   auto t = [](const ArchitectureConfig& x) {
-    return std::tie(x.mpnn_type, x.radius, x.max_neighbours, x.hidden_dim, x.num_conv_layers,
+    return std::tie(x.mpnn_type, x.radius, x.max_neighbours, x.hidden_dim, x.input_dim, x.num_conv_layers,
                     x.activation_function, x.graph_pooling, x.periodic_boundary_conditions,
                     x.options, x.graph_num_sharedlayers, x.graph_dim_sharedlayers,
                     x.graph_num_headlayers, x.graph_dim_headlayers, x.node_num_headlayers,
@@ -524,7 +525,8 @@ inline json parse_model_options(Reader& a, const ArchitectureConfig& c) {
     using O = typename decltype(tag)::type::options_type;
     O o;
     o.visit(OptionKeys{a, seen, true});
-    const ConvCommon common{c.hidden_dim, c.num_conv_layers, c.radius, Activation::SiLU};
+    const ConvCommon common{c.hidden_dim, c.input_dim > 0 ? c.input_dim : c.hidden_dim, c.num_conv_layers, c.radius,
+                            Activation::SiLU};
     finalize_options(o, common, [&](const char* key, const char* why) {
       a.fail("invalid value for '" + a.key_path(key) + "' (" + why + ")");
     });
@@ -558,6 +560,8 @@ inline void parse_architecture(Reader& a, ArchitectureConfig& c,
   if (a.get("max_neighbours", c.max_neighbours) && c.max_neighbours <= 0) c.max_neighbours = -1;
   a.get("hidden_dim", c.hidden_dim);
   check(a, "hidden_dim", c.hidden_dim, [](int x) { return x > 0; }, "must be > 0");
+  if (a.get("input_dim", c.input_dim))
+    check(a, "input_dim", c.input_dim, [](int x) { return x > 0; }, "must be > 0");
   a.get("num_conv_layers", c.num_conv_layers);
   check(a, "num_conv_layers", c.num_conv_layers, [](int x) { return x >= 1; }, "must be >= 1");
   if (a.get("activation_function", c.activation_function))
@@ -848,6 +852,7 @@ inline std::string to_json(const Config& c) {
   arch["radius"] = a.radius;
   if (a.max_neighbours > 0) arch["max_neighbours"] = a.max_neighbours;
   arch["hidden_dim"] = a.hidden_dim;
+  if (a.input_dim > 0) arch["input_dim"] = a.input_dim;
   arch["num_conv_layers"] = a.num_conv_layers;
   arch["activation_function"] = a.activation_function;
   arch["graph_pooling"] = a.graph_pooling;

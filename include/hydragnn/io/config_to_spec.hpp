@@ -16,6 +16,7 @@ inline ModelSpec spec_from_config(const Config& cfg) {
   ModelSpec s;
   s.mpnn_type = a.mpnn_type;
   s.hidden_dim = a.hidden_dim;
+  s.input_dim = a.input_dim;
   s.num_conv_layers = a.num_conv_layers;
   s.cutoff = a.radius;
   s.max_neighbours = a.max_neighbours;

@@ -51,8 +51,8 @@ class Model {
   explicit Model(const ModelSpec& spec, const options_type& opt = options_type()) : spec_(spec), opt_(opt) {
     spec_.mpnn_type = Conv::name;
     ParamAllocator alloc;
-    const int H = spec.hidden_dim;
-    emb_off_ = long(alloc.take(std::size_t(spec.num_species()) * H, 1.0, "embedding.weight", {spec.num_species(), H}));
+    const int D = spec_.embedding_dim();
+    emb_off_ = long(alloc.take(std::size_t(spec.num_species()) * D, 1.0, "embedding.weight", {spec.num_species(), D}));
     conv_ = Conv(alloc, spec_.conv_common(), opt_);
     heads_ = Heads(alloc, spec_, traits::per_layer_readout ? conv_.num_layers() : 1);
     init_ranges_ = alloc.ranges;
@@ -123,7 +123,7 @@ class Model {
   void forward(const Exec& exec, const Weights<T, M>& w, const Batch<M>& b, const Mat<S, M>& r, Forward<S>& f,
                Workspace<M>& ws) const {
     ProfileRegion region("hydragnn::Model::forward");
-    const int N = b.num_atoms, H = spec_.hidden_dim, L = conv_.num_layers();
+    const int N = b.num_atoms, D = spec_.embedding_dim(), L = conv_.num_layers();
     const std::string lbl = "hydragnn::Model::forward";
     f.r = r;
     conv_.template edge_forward<Exec, S>(exec, b, r, f.edge, ws);
@@ -131,7 +131,7 @@ class Model {
     f.pre.assign(L, Mat<S, M>());
     f.layer.resize(L);
     NodeState<S, M>& s0 = f.state[0];
-    s0.h = ws.template mat<S>(lbl + ".embedding", 0, N, H);
+    s0.h = ws.template mat<S>(lbl + ".embedding", 0, N, D);
     kernels::embedding_forward<Exec, S, T>(exec, w.p, emb_off_, b.species, s0.h);
     if constexpr (traits::has_vectors) {
       s0.v = ws.template vec3<S>(lbl + ".v0", 0, N, 3, conv_.vector_channels());

@@ -15,6 +15,7 @@ namespace hydragnn {
 /// The heads' keys (heads/heads.hpp: HeadsSpec) plus the trunk's and the data's.
 struct ModelSpec : HeadsSpec {
   std::string mpnn_type = "SchNet";
+  int input_dim = 0;  ///< width of the species embedding = the first layer's input (HydraGNN input_dim; 0: hidden_dim)
   int num_conv_layers = 3;
   double cutoff = 5.0;
   int max_neighbours = -1;
@@ -23,7 +24,8 @@ struct ModelSpec : HeadsSpec {
   std::vector<double> ref_energy;     ///< per species, eV (least-squares fit on the training set)
 
   int num_species() const { return int(species.size()); }
-  ConvCommon conv_common() const { return ConvCommon{hidden_dim, num_conv_layers, cutoff, act}; }
+  int embedding_dim() const { return input_dim > 0 ? input_dim : hidden_dim; }
+  ConvCommon conv_common() const { return ConvCommon{hidden_dim, embedding_dim(), num_conv_layers, cutoff, act}; }
 };
 
 }  // namespace hydragnn

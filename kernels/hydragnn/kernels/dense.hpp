@@ -29,6 +29,36 @@ struct Weights {
 
 namespace kernels {
 
+namespace detail {
+/// Weight-gradient tiling (HostRow): register tiles of 4 outputs x 8 inputs (8 SSE / 4 AVX registers),
+/// groups of 16 outputs per thread, rows streamed in chunks of 128.
+constexpr int dense_tile_out = 4;
+constexpr int dense_tile_in = 8;
+constexpr int dense_group_out = 16;
+constexpr long dense_chunk_rows = 128;
+
+/// acc[a * stride + c] += sum_{i in [i0, i1)} Ybar(i, o0+a) X(i, c0+c) for a < BO, c < BC (i ascending);
+/// acc points at the tile's first output row, column 0.
+template <class S, int BO, int BC, class XV, class YV>
+KOKKOS_INLINE_FUNCTION void params_tile(const XV& X, const YV& Ybar, long i0, long i1, int o0, int c0, S* acc, int stride) {
+  S r[BO][BC];
+  for (int a = 0; a < BO; ++a)
+    for (int c = 0; c < BC; ++c) r[a][c] = acc[a * stride + c0 + c];
+  for (long i = i0; i < i1; ++i) {
+    const S* xr = &X(i, c0);
+    const S* yr = &Ybar(i, o0);
+    S x[BC];
+    for (int c = 0; c < BC; ++c) x[c] = xr[c];
+    for (int a = 0; a < BO; ++a) {
+      const S y = yr[a];
+      for (int c = 0; c < BC; ++c) r[a][c] += y * x[c];
+    }
+  }
+  for (int a = 0; a < BO; ++a)
+    for (int c = 0; c < BC; ++c) acc[a * stride + c0 + c] = r[a][c];
+}
+}  // namespace detail
+
 /// Y(n,o) = b(o) + sum_c X(n,c) W(o,c)              X: n x in -> Y: n x out
 template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
 void linear_forward(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const Weights<T, mem_t<Exec>>& wts,
@@ -134,8 +164,8 @@ void linear_backward_input(const Exec& exec, const CMat<S, mem_t<Exec>>& Ybar, c
 
 /// Wbar(o,c) += sum_n Ybar(n,o) X(n,c);  bbar(o) += sum_n Ybar(n,o)      (n ascending)
 ///
-/// HostRow: one thread per block of 4 outputs x 32 inputs streaming over the rows, so that each row
-/// of X and Ybar is read from cache once per block instead of once per weight; biases separately.
+/// HostRow: one thread per group of 16 outputs, rows in cache-sized chunks, 4 x 8 register tiles
+/// (see below); biases separately.
 /// PerElement: one thread per weight. TeamTiled: one team per output, lanes over inputs.
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const CMat<S, mem_t<Exec>>& Ybar,
@@ -145,31 +175,66 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
   const long n = long(X.extent(0));
   const int cols = in + (b >= 0 ? 1 : 0);
   if constexpr (std::is_same<Mode, exec_mode::HostRow>::value) {
-    constexpr int BO = 4, BC = 32;
-    const int nbo = (out + BO - 1) / BO, nbc = (in + BC - 1) / BC;
-    Kokkos::parallel_for(
-        "hydragnn::Linear::backward_params", Kokkos::RangePolicy<Exec>(exec, 0, long(nbo) * nbc),
-        KOKKOS_LAMBDA(const long k) {
-          const int o0 = int(k / nbc) * BO, c0 = int(k % nbc) * BC;
-          const int no = out - o0 < BO ? out - o0 : BO, nc = in - c0 < BC ? in - c0 : BC;
-          S acc[BO][BC];
-          for (int a = 0; a < BO; ++a)
-            for (int c = 0; c < BC; ++c) acc[a][c] = S(0);
-          for (long i = 0; i < n; ++i)
-            for (int a = 0; a < no; ++a) {
-              const S y = Ybar(i, o0 + a);
-              for (int c = 0; c < nc; ++c) acc[a][c] += y * X(i, c0 + c);
-            }
-          for (int a = 0; a < no; ++a)
-            for (int c = 0; c < nc; ++c) g(w + long(o0 + a) * ld + c0 + c) += acc[a][c];
-        });
-    if (b >= 0)
+    // One thread per group of GO outputs (all inputs): the group's sums live in a local array, and the
+    // rows are streamed in chunks of CH so that a chunk of X and Ybar stays in cache while every
+    // BO x BC register tile of the group passes over it (a fixed-size micro-kernel: rank-1 updates
+    // with the tile's accumulators in registers). Each sum still runs over n in ascending order.
+    constexpr int BO = detail::dense_tile_out, BC = detail::dense_tile_in, GO = detail::dense_group_out;
+    constexpr long CH = detail::dense_chunk_rows;
+    if (in <= detail::host_row_max) {
+      const int ngroups = (out + GO - 1) / GO;
       Kokkos::parallel_for(
-          "hydragnn::Linear::backward_bias", Kokkos::RangePolicy<Exec>(exec, 0, out), KOKKOS_LAMBDA(const long o) {
-            S acc(0);
-            for (long i = 0; i < n; ++i) acc += Ybar(i, o);
-            g(b + o) += acc;
+          "hydragnn::Linear::backward_params", Kokkos::RangePolicy<Exec>(exec, 0, ngroups), KOKKOS_LAMBDA(const long grp) {
+            const int o_begin = int(grp) * GO, o_end = o_begin + GO < out ? o_begin + GO : out;
+            S acc[GO][detail::host_row_max];
+            for (int a = 0; a < o_end - o_begin; ++a)
+              for (int c = 0; c < in; ++c) acc[a][c] = S(0);
+            for (long i0 = 0; i0 < n; i0 += CH) {
+              const long i1 = i0 + CH < n ? i0 + CH : n;
+              for (int o0 = o_begin; o0 < o_end; o0 += BO) {
+                const int no = o_end - o0 < BO ? o_end - o0 : BO;
+                for (int c0 = 0; c0 < in; c0 += BC) {
+                  const int nc = in - c0 < BC ? in - c0 : BC;
+                  if (no == BO && nc == BC) {
+                    detail::params_tile<S, BO, BC>(X, Ybar, i0, i1, o0, c0, &acc[o0 - o_begin][0], detail::host_row_max);
+                  } else {
+                    for (long i = i0; i < i1; ++i)
+                      for (int a = 0; a < no; ++a) {
+                        const S y = Ybar(i, o0 + a);
+                        for (int c = 0; c < nc; ++c) acc[o0 - o_begin + a][c0 + c] += y * X(i, c0 + c);
+                      }
+                  }
+                }
+              }
+            }
+            for (int a = 0; a < o_end - o_begin; ++a)
+              for (int c = 0; c < in; ++c) g(w + long(o_begin + a) * ld + c) += acc[a][c];
           });
+    } else {
+      Kokkos::parallel_for(
+          "hydragnn::Linear::backward_params", Kokkos::RangePolicy<Exec>(exec, 0, long(out) * in), KOKKOS_LAMBDA(const long k) {
+            const int o = int(k / in), c = int(k % in);
+            S acc(0);
+            for (long i = 0; i < n; ++i) acc += Ybar(i, o) * X(i, c);
+            g(w + long(o) * ld + c) += acc;
+          });
+    }
+    if (b >= 0) {
+      // one thread per group of outputs, streaming the rows once (contiguous in o); i ascending per o
+      constexpr int GB = detail::host_row_max;
+      const int nb = (out + GB - 1) / GB;
+      Kokkos::parallel_for(
+          "hydragnn::Linear::backward_bias", Kokkos::RangePolicy<Exec>(exec, 0, nb), KOKKOS_LAMBDA(const long grp) {
+            const int o_begin = int(grp) * GB, no = out - o_begin < GB ? out - o_begin : GB;
+            S acc[GB];
+            for (int a = 0; a < no; ++a) acc[a] = S(0);
+            for (long i = 0; i < n; ++i) {
+              const S* yr = &Ybar(i, o_begin);
+              for (int a = 0; a < no; ++a) acc[a] += yr[a];
+            }
+            for (int a = 0; a < no; ++a) g(b + o_begin + a) += acc[a];
+          });
+    }
     return;
   }
   if constexpr (std::is_same<Mode, exec_mode::TeamTiled>::value) {

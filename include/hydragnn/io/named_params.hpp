@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Weights by name: a model's named parameter blocks (HydraGNN state_dict names where a block has a
+// HydraGNN counterpart) <-> the "named parameters" JSON written by tools/golden/convert_state_dict.py
+//   {"format": "hydragnn-named-params-1", "mpnn_type": ..., "species": [Z...] (optional),
+//    "parameters": {name: {"shape": [...], "data": [flat, row-major]}}}
+// Loading is strict: every block of the model must be present with its shape, and every entry of the
+// file must be used, except buffers our model recomputes (SchNet's Gaussian ".offset").
+#pragma once
+
+#include <hydragnn/core/types.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace hydragnn {
+
+struct NamedParamsError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+namespace named_params_detail {
+inline bool recomputed_buffer(const std::string& name) {
+  const std::string suffix = ".offset";
+  return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+}  // namespace named_params_detail
+
+/// Copy the blocks of `params` (the "parameters" object) into the model's parameter buffer.
+template <class ModelT>
+void load_named_parameters(ModelT& model, const nlohmann::json& params, const std::string& where) {
+  using T = typename ModelT::real_type;
+  if (!params.is_object()) throw NamedParamsError(where + ": 'parameters' must be an object");
+  auto h = Kokkos::create_mirror_view(model.params());
+  Kokkos::deep_copy(h, model.params());
+  std::set<std::string> used;
+  for (const NamedParam& np : model.named_parameters()) {
+    auto it = params.find(np.name);
+    if (it == params.end())
+      throw NamedParamsError(where + ": no parameter '" + np.name + "' (needed by this " + model.spec().mpnn_type +
+                             " architecture)");
+    try {
+      const auto shape = it->at("shape").get<std::vector<int>>();
+      if (shape != np.shape) {
+        std::string a, b;
+        for (int d : shape) a += (a.empty() ? "" : ", ") + std::to_string(d);
+        for (int d : np.shape) b += (b.empty() ? "" : ", ") + std::to_string(d);
+        throw NamedParamsError(where + ": parameter '" + np.name + "' has shape [" + a + "], the architecture needs [" +
+                               b + "]");
+      }
+      const auto& data = it->at("data");
+      if (!data.is_array() || data.size() != np.size())
+        throw NamedParamsError(where + ": parameter '" + np.name + "' has " + std::to_string(data.size()) +
+                               " values, its shape needs " + std::to_string(np.size()));
+      for (std::size_t k = 0; k < np.size(); ++k) h(np.offset + k) = T(data[k].get<double>());
+    } catch (const nlohmann::json::exception& e) {
+      throw NamedParamsError(where + ": parameter '" + np.name + "' is malformed: " + e.what());
+    }
+    used.insert(np.name);
+  }
+  for (auto it = params.begin(); it != params.end(); ++it)
+    if (!used.count(it.key()) && !named_params_detail::recomputed_buffer(it.key()))
+      throw NamedParamsError(where + ": parameter '" + it.key() + "' has no counterpart in this " +
+                             model.spec().mpnn_type + " architecture");
+  Kokkos::deep_copy(model.params(), h);
+}
+
+/// The model's parameters as a named-parameter JSON object.
+template <class ModelT>
+nlohmann::json named_parameters_json(const ModelT& model) {
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.params());
+  nlohmann::json out = nlohmann::json::object();
+  for (const NamedParam& np : model.named_parameters()) {
+    std::vector<double> v(np.size());
+    for (std::size_t k = 0; k < np.size(); ++k) v[k] = double(h(np.offset + k));
+    out[np.name] = {{"shape", np.shape}, {"data", v}};
+  }
+  return out;
+}
+
+}  // namespace hydragnn
