@@ -343,3 +343,45 @@ TEMPLATE_LIST_TEST_CASE("graph-head pooling (sum, mean, max): dual gradient matc
     }
   }
 }
+
+namespace {
+/// SchNet declaring triplet connectivity (it does not use them): the model must ask for them.
+struct TripletSchNet : SchNetConv {
+  using connectivity = conv::Triplets;
+  using SchNetConv::SchNetConv;
+};
+}  // namespace
+
+TEST_CASE("triplet connectivity: the batch carries the triplet CSR on request and the model insists on it",
+          "[layers][triplets]") {
+  hydragnn_test::ensure_kokkos();
+  Exec exec;
+  static_assert(conv_traits<TripletSchNet>::needs_triplets, "declared");
+  ModelSpec spec = small_spec("SchNet", {1, 8});
+  Model<double, TripletSchNet, Exec> model(spec, test_options<SchNetConv>());
+  model.initialize(3);
+  std::vector<Structure> frames{hydragnn_test::random_structure(51, 5, {1, 8}, true, 4.0, 1.1),
+                                hydragnn_test::random_structure(52, 4, {8, 1}, false, 2.6, 1.1)};
+  auto plain = make_batch<M>(frames, spec.cutoff, -1, spec.species);
+  CHECK_FALSE(plain.has_triplets);
+  CHECK_THROWS_WITH(predict(exec, model, plain, true), Catch::Matchers::Contains("triplets"));
+  auto with = make_batch<M>(frames, spec.cutoff, -1, spec.species, {}, true);
+  REQUIRE(with.has_triplets);
+  // the batch's CSR is the builder's over the batch's graphs
+  std::vector<RadiusGraph> graphs;
+  std::vector<const RadiusGraph*> gp;
+  for (const auto& f : frames) graphs.push_back(radius_graph(f, spec.cutoff, -1));
+  for (const auto& g : graphs) gp.push_back(&g);
+  const TripletCsr ref = build_triplets(gp);
+  REQUIRE(with.triplets.num_triplets == int(ref.size()));
+  CHECK(with.triplets.num_triplets > 0);
+  auto host = [](const Vec<int, M>& v) { return std::vector<int>(v.data(), v.data() + v.extent(0)); };
+  CHECK(host(with.triplets.ptr) == ref.ptr);
+  CHECK(host(with.triplets.ji) == ref.ji);
+  CHECK(host(with.triplets.kj) == ref.kj);
+  CHECK(host(with.triplets.kj_perm) == ref.kj_perm);
+  // and the model runs on it (SchNet's function: same energies as plain SchNet with the same weights)
+  Model<double, SchNetConv, Exec> plain_model(spec, test_options<SchNetConv>());
+  plain_model.initialize(3);
+  CHECK(predict(exec, model, with, true).energy == predict(exec, plain_model, plain, true).energy);
+}

@@ -245,7 +245,7 @@ int cmd_predict(const std::string& ckpt, const std::string& input, const std::st
     for (std::size_t s = 0; s < ds.size(); s += batch) {
       std::vector<std::size_t> idx;
       for (std::size_t i = s; i < std::min(ds.size(), s + std::size_t(batch)); ++i) idx.push_back(i);
-      auto b = batch_of<M>(ds, idx, model.spec().species, model.spec().heads);
+      auto b = batch_of<M>(ds, idx, model.spec().species, model.spec().heads, ModelT::traits::needs_triplets);
       const Prediction p = predict(exec, model, b, model.spec().energy, &ws);
       std::size_t a0 = 0;
       for (std::size_t k = 0; k < idx.size(); ++k) {

@@ -31,6 +31,14 @@ struct HeadDef {
   double weight = 1.0;
 };
 
+/// Device copy of a triplet CSR (graph/triplets.hpp builds it): for each edge ji = (j -> i), the edges
+/// kj = (k -> j) except ji's reverse, in order; plus the permutation sorting them by kj (backward).
+template <class M>
+struct DeviceTripletCsr {
+  int num_edges = 0, num_triplets = 0;
+  Vec<int, M> ptr, ji, kj, kj_perm, kj_ptr;
+};
+
 template <class M>
 struct Batch {
   int num_graphs = 0, num_atoms = 0, num_edges = 0;
@@ -48,6 +56,8 @@ struct Batch {
   Vec<int, M> send_perm;       ///< E edges sorted by sender
   Vec<int, M> send_ptr;        ///< N+1
   Vec<double, M> inv_count;    ///< G, 1 / atoms per graph (mean pooling, per-atom losses)
+  bool has_triplets = false;    ///< built on request (convolutions with conv::Triplets connectivity)
+  DeviceTripletCsr<M> triplets;
   // Targets on the device (NaN where absent): the loss and its cotangents are computed there.
   Vec<double, M> energy_t;             ///< G
   Mat<double, M> forces_t;             ///< N x 3

@@ -7,6 +7,7 @@
 #include <hydragnn/core/structure.hpp>
 #include <hydragnn/core/types.hpp>
 #include <hydragnn/graph/radius_graph.hpp>
+#include <hydragnn/graph/triplets.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -30,7 +31,7 @@ inline double stress_volume(const Structure& s) {
 /// the direct heads.
 template <class M>
 Batch<M> make_batch(const std::vector<const Structure*>& frames, const std::vector<const RadiusGraph*>& graphs,
-                    const SpeciesMap& species, const std::vector<HeadDef>& heads = {}) {
+                    const SpeciesMap& species, const std::vector<HeadDef>& heads = {}, bool with_triplets = false) {
   const double nan = std::nan("");
   Batch<M> b;
   const int G = int(frames.size());
@@ -166,6 +167,10 @@ Batch<M> make_batch(const std::vector<const Structure*>& frames, const std::vect
   b.send_perm = to_dev("hydragnn::Batch::send_perm", h_send_perm);
   b.send_ptr = to_dev("hydragnn::Batch::send_ptr", h_send_ptr);
   b.inv_count = to_dev("hydragnn::Batch::inv_count", h_inv);
+  if (with_triplets) {
+    b.triplets = to_device<M>(build_triplets(graphs));
+    b.has_triplets = true;
+  }
   // targets and label counts
   auto to_dev_rows = [](const std::string& label, const std::vector<double>& v, std::size_t cols) {
     Mat<double, M> d(Kokkos::view_alloc(Kokkos::WithoutInitializing, label), v.size() / cols, cols);
@@ -195,7 +200,7 @@ Batch<M> make_batch(const std::vector<const Structure*>& frames, const std::vect
 /// Convenience: radius graphs (cutoff, max_neighbours) and the batch of a list of structures.
 template <class M>
 Batch<M> make_batch(const std::vector<Structure>& frames, double cutoff, int max_neighbours, const SpeciesMap& species,
-                    const std::vector<HeadDef>& heads = {}) {
+                    const std::vector<HeadDef>& heads = {}, bool with_triplets = false) {
   std::vector<RadiusGraph> graphs;
   graphs.reserve(frames.size());
   std::vector<const Structure*> fp;
@@ -205,7 +210,7 @@ Batch<M> make_batch(const std::vector<Structure>& frames, double cutoff, int max
     fp.push_back(&f);
   }
   for (const auto& g : graphs) gp.push_back(&g);
-  return make_batch<M>(fp, gp, species, heads);
+  return make_batch<M>(fp, gp, species, heads, with_triplets);
 }
 
 }  // namespace hydragnn

@@ -14,6 +14,7 @@
 // by kj. Edges must be sorted by receiver (dst non-decreasing), as radius_graph and Batch produce.
 #pragma once
 
+#include <hydragnn/core/batch.hpp>
 #include <hydragnn/core/types.hpp>
 #include <hydragnn/graph/radius_graph.hpp>
 
@@ -117,13 +118,6 @@ inline TripletCsr build_triplets(const std::vector<const RadiusGraph*>& graphs) 
   }
   return build_triplets(dst, src, shifts, a0);
 }
-
-/// Device copy of a triplet CSR.
-template <class M>
-struct DeviceTripletCsr {
-  int num_edges = 0, num_triplets = 0;
-  Vec<int, M> ptr, ji, kj, kj_perm, kj_ptr;
-};
 
 template <class M>
 DeviceTripletCsr<M> to_device(const TripletCsr& t) {

@@ -123,6 +123,10 @@ class Model {
   void forward(const Exec& exec, const Weights<T, M>& w, const Batch<M>& b, const Mat<S, M>& r, Forward<S>& f,
                Workspace<M>& ws) const {
     ProfileRegion region("hydragnn::Model::forward");
+    if constexpr (traits::needs_triplets)
+      if (!b.has_triplets)
+        throw std::invalid_argument(std::string("hydragnn::Model: ") + Conv::name +
+                                    " needs the batch's triplets (make_batch(..., with_triplets = true))");
     const int N = b.num_atoms, D = spec_.embedding_dim(), L = conv_.num_layers();
     const std::string lbl = "hydragnn::Model::forward";
     f.r = r;

@@ -196,14 +196,14 @@ inline std::vector<Dataset> split_dataset(const Dataset& all, const std::vector<
 /// The batch of frames idx of a dataset.
 template <class M>
 Batch<M> batch_of(const Dataset& ds, const std::vector<std::size_t>& idx, const SpeciesMap& sp,
-                  const std::vector<HeadDef>& heads = {}) {
+                  const std::vector<HeadDef>& heads = {}, bool with_triplets = false) {
   std::vector<const Structure*> f;
   std::vector<const RadiusGraph*> g;
   for (std::size_t i : idx) {
     f.push_back(&ds.frames[i]);
     g.push_back(&ds.graphs[i]);
   }
-  return make_batch<M>(f, g, sp, heads);
+  return make_batch<M>(f, g, sp, heads, with_triplets);
 }
 
 }  // namespace hydragnn

@@ -62,7 +62,7 @@ Metrics evaluate(const typename ModelT::exec_space& exec, const ModelT& model, c
   for (std::size_t s = 0; s < ds.size(); s += batch_size) {
     std::vector<std::size_t> idx;
     for (std::size_t i = s; i < std::min(ds.size(), s + batch_size); ++i) idx.push_back(i);
-    auto b = batch_of<M>(ds, idx, model.spec().species, model.spec().heads);
+    auto b = batch_of<M>(ds, idx, model.spec().species, model.spec().heads, ModelT::traits::needs_triplets);
     auto r = loss_and_grad(exec, model, b, w, Vec<typename ModelT::real_type, M>(), &ws);
     sums.add(r.errors);
     loss += r.loss * idx.size();
@@ -205,7 +205,7 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
     double train_loss = 0;
     for (std::size_t s = 0; s < order.size(); s += tc.batch_size) {
       std::vector<std::size_t> idx(order.begin() + s, order.begin() + std::min(order.size(), s + tc.batch_size));
-      auto b = batch_of<M>(train_ds, idx, model.spec().species, model.spec().heads);
+      auto b = batch_of<M>(train_ds, idx, model.spec().species, model.spec().heads, ModelT::traits::needs_triplets);
       auto r = loss_and_grad(exec, model, b, w, grad, &ws);
       if (!std::isfinite(r.loss))
         throw std::runtime_error("training diverged: loss is " + std::to_string(r.loss) + " at epoch " +
