@@ -139,4 +139,27 @@ if "$exe" train --config "$work/nolabels.json" --output "$work/keep" 2> /dev/nul
 if "$exe" train --config "$work/nolabels.json" --output "$work/keep/empty" 2> /dev/null; then fail "training on unlabelled data accepted"; fi
 [ -d "$work/keep/empty" ] || fail "a failed train removed an empty directory that existed before it"
 
+# import: HydraGNN's EGNN weights (the golden file carries species + named parameters) + a config of the
+# same architecture -> a checkpoint that predicts; an existing output is not overwritten
+cat > "$work/egnn_import.json" <<'CFG'
+{"NeuralNetwork": {
+  "Architecture": {"mpnn_type": "EGNN", "radius": 3.0, "hidden_dim": 8, "num_conv_layers": 3,
+                   "activation_function": "silu", "equivariance": true, "enable_interatomic_potential": true,
+                   "output_heads": {"node": {"num_headlayers": 2, "dim_headlayers": [8, 8], "type": "mlp"}}},
+  "Variables_of_interest": {"output_names": ["energy"], "type": ["graph"]}}}
+CFG
+"$exe" import --config "$work/egnn_import.json" --weights "$src/tests/golden/egnn.json" --output "$work/imported.hgnn" \
+  > "$work/import.log" || fail "import: $(cat "$work/import.log")"
+grep -q "parameters of a EGNN model (5 species)" "$work/import.log" || fail "import log: $(cat "$work/import.log")"
+"$exe" predict --checkpoint "$work/imported.hgnn" --input "$src/examples/si_sw/validate.extxyz" --output "$work/imported.extxyz"
+head -n 2 "$work/imported.extxyz" | tail -n 1 | grep -q "energy=" || fail "the imported model predicted no energy"
+if "$exe" import --config "$work/egnn_import.json" --weights "$src/tests/golden/egnn.json" --output "$work/imported.hgnn" \
+  2> "$work/err9.txt"; then fail "import overwrote an existing checkpoint"; fi
+grep -q "overwrite" "$work/err9.txt" || fail "import refusal: $(cat "$work/err9.txt")"
+python3 -c "import json,sys; c=json.load(open(sys.argv[1])); c['NeuralNetwork']['Architecture']['equivariance']=False; json.dump(c,open(sys.argv[2],'w'))" \
+  "$work/egnn_import.json" "$work/egnn_import_noeq.json"
+if "$exe" import --config "$work/egnn_import_noeq.json" --weights "$src/tests/golden/egnn.json" --output "$work/x.hgnn" \
+  2> "$work/err10.txt"; then fail "import accepted weights of another architecture"; fi
+grep -q "coord_mlp" "$work/err10.txt" || fail "import mismatch message: $(cat "$work/err10.txt")"
+
 echo "cli smoke: all checks passed"
