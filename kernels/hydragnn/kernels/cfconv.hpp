@@ -41,58 +41,20 @@ void cfconv_forward(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat<
       return;
     }
   }
-  if constexpr (std::is_same<Mode, exec_mode::TeamTiled>::value) {
-    using member = typename Kokkos::TeamPolicy<Exec>::member_type;
-    Kokkos::parallel_for(
-        "hydragnn::CFConv::forward", detail::tiled_policy(exec, n), KOKKOS_LAMBDA(const member& team) {
-          long r0, r1;
-          detail::tile_rows(team, n, r0, r1);
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, r0, r1), [&](const long i) {
-            Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, F), [&](const long f) {
-              S acc(0);
-              for (int e = row_ptr(i); e < row_ptr(i + 1); ++e) acc += x(src(e), f) * W(e, f) * C(e);
-              agg(i, f) = acc;
-            });
-          });
-        });
-    return;
-  }
-  Kokkos::parallel_for(
-      "hydragnn::CFConv::forward", Kokkos::RangePolicy<Exec>(exec, 0, n * F), KOKKOS_LAMBDA(const long k) {
-        const long i = k / F, f = k % F;
-        S acc(0);
-        for (int e = row_ptr(i); e < row_ptr(i + 1); ++e) acc += x(src(e), f) * W(e, f) * C(e);
-        agg(i, f) = acc;
-      });
+  detail::for_each_element<Mode>(exec, "hydragnn::CFConv::forward", n, F, KOKKOS_LAMBDA(const long i, const long f) {
+    S acc(0);
+    for (int e = row_ptr(i); e < row_ptr(i + 1); ++e) acc += x(src(e), f) * W(e, f) * C(e);
+    agg(i, f) = acc;
+  });
 }
 
-/// xbar(j,f) = sum_{e: src(e)=j} aggbar(dst(e),f) W(e,f) C(e), one thread per (node, channel).
-template <class Exec, class S>
-void cfconv_backward_nodes_per_element(const Exec& exec, const CMat<S, mem_t<Exec>>& W, const CVec<S, mem_t<Exec>>& C,
-                                       const CVec<int, mem_t<Exec>>& dst, const CVec<int, mem_t<Exec>>& send_perm,
-                                       const CVec<int, mem_t<Exec>>& send_ptr, const CMat<S, mem_t<Exec>>& aggbar,
-                                       const Mat<S, mem_t<Exec>>& xbar) {
-  const long n = long(xbar.extent(0)), F = long(xbar.extent(1));
-  Kokkos::parallel_for(
-      "hydragnn::CFConv::backward_nodes", Kokkos::RangePolicy<Exec>(exec, 0, n * F), KOKKOS_LAMBDA(const long k) {
-        const long j = k / F, f = k % F;
-        S acc(0);
-        for (int q = send_ptr(j); q < send_ptr(j + 1); ++q) {
-          const int e = send_perm(q);
-          acc += aggbar(dst(e), f) * W(e, f) * C(e);
-        }
-        xbar(j, f) = acc;
-      });
-}
-
+/// xbar(j,f) = sum_{e: src(e)=j} aggbar(dst(e),f) W(e,f) C(e)      aggbar: N x F -> xbar: N x F (overwritten)
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
-void cfconv_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat<S, mem_t<Exec>>& W,
-                     const CVec<S, mem_t<Exec>>& C, const CVec<int, mem_t<Exec>>& dst,
-                     const CVec<int, mem_t<Exec>>& src, const CVec<int, mem_t<Exec>>& send_perm,
-                     const CVec<int, mem_t<Exec>>& send_ptr, const CMat<S, mem_t<Exec>>& aggbar,
-                     const Mat<S, mem_t<Exec>>& xbar, const Mat<S, mem_t<Exec>>& Wbar, const Vec<S, mem_t<Exec>>& Cbar) {
-  // aggbar: N x F -> xbar: N x F (overwritten), Wbar: E x F (overwritten), Cbar: E (accumulated)
-  const long n = long(xbar.extent(0)), F = long(xbar.extent(1)), E = long(W.extent(0));
+void cfconv_backward_nodes(const Exec& exec, const CMat<S, mem_t<Exec>>& W, const CVec<S, mem_t<Exec>>& C,
+                           const CVec<int, mem_t<Exec>>& dst, const CVec<int, mem_t<Exec>>& send_perm,
+                           const CVec<int, mem_t<Exec>>& send_ptr, const CMat<S, mem_t<Exec>>& aggbar,
+                           const Mat<S, mem_t<Exec>>& xbar) {
+  const long n = long(xbar.extent(0)), F = long(xbar.extent(1));
   if constexpr (std::is_same<Mode, exec_mode::HostRow>::value) {
     if (F <= detail::host_row_max) {
       Kokkos::parallel_for(
@@ -107,29 +69,28 @@ void cfconv_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat
             }
             for (long f = 0; f < F; ++f) xbar(j, f) = acc[f];
           });
-    } else {
-      cfconv_backward_nodes_per_element<Exec, S>(exec, W, C, dst, send_perm, send_ptr, aggbar, xbar);
+      return;
     }
-  } else if constexpr (std::is_same<Mode, exec_mode::TeamTiled>::value) {
-    using member = typename Kokkos::TeamPolicy<Exec>::member_type;
-    Kokkos::parallel_for(
-        "hydragnn::CFConv::backward_nodes", detail::tiled_policy(exec, n), KOKKOS_LAMBDA(const member& team) {
-          long r0, r1;
-          detail::tile_rows(team, n, r0, r1);
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, r0, r1), [&](const long j) {
-            Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, F), [&](const long f) {
-              S acc(0);
-              for (int q = send_ptr(j); q < send_ptr(j + 1); ++q) {
-                const int e = send_perm(q);
-                acc += aggbar(dst(e), f) * W(e, f) * C(e);
-              }
-              xbar(j, f) = acc;
-            });
-          });
-        });
-  } else {
-    cfconv_backward_nodes_per_element<Exec, S>(exec, W, C, dst, send_perm, send_ptr, aggbar, xbar);
   }
+  detail::for_each_element<Mode>(exec, "hydragnn::CFConv::backward_nodes", n, F, KOKKOS_LAMBDA(const long j, const long f) {
+    S acc(0);
+    for (int q = send_ptr(j); q < send_ptr(j + 1); ++q) {
+      const int e = send_perm(q);
+      acc += aggbar(dst(e), f) * W(e, f) * C(e);
+    }
+    xbar(j, f) = acc;
+  });
+}
+
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+void cfconv_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat<S, mem_t<Exec>>& W,
+                     const CVec<S, mem_t<Exec>>& C, const CVec<int, mem_t<Exec>>& dst,
+                     const CVec<int, mem_t<Exec>>& src, const CVec<int, mem_t<Exec>>& send_perm,
+                     const CVec<int, mem_t<Exec>>& send_ptr, const CMat<S, mem_t<Exec>>& aggbar,
+                     const Mat<S, mem_t<Exec>>& xbar, const Mat<S, mem_t<Exec>>& Wbar, const Vec<S, mem_t<Exec>>& Cbar) {
+  // aggbar: N x F -> xbar: N x F (overwritten), Wbar: E x F (overwritten), Cbar: E (accumulated)
+  const long F = long(xbar.extent(1)), E = long(W.extent(0));
+  cfconv_backward_nodes<Exec, S, Mode>(exec, W, C, dst, send_perm, send_ptr, aggbar, xbar);
   // edges: one thread per edge in every mode (the channel sum for Cbar runs in channel order)
   Kokkos::parallel_for(
       "hydragnn::CFConv::backward_edges", Kokkos::RangePolicy<Exec>(exec, 0, E), KOKKOS_LAMBDA(const long e) {

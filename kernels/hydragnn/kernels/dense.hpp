@@ -84,32 +84,13 @@ void linear_forward(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const Weigh
       return;
     }
   }
-  if constexpr (std::is_same<Mode, exec_mode::TeamTiled>::value) {
-    using member = typename Kokkos::TeamPolicy<Exec>::member_type;
-    Kokkos::parallel_for(
-        "hydragnn::Linear::forward", detail::tiled_policy(exec, n), KOKKOS_LAMBDA(const member& team) {
-          long r0, r1;
-          detail::tile_rows(team, n, r0, r1);
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, r0, r1), [&](const long i) {
-            Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, out), [&](const int o) {
-              S acc = b >= 0 ? S(p(b + o)) : S(0);
-              const T* wrow = &p(w + long(o) * ld);
-              for (int c = 0; c < in; ++c) acc += X(i, c) * wrow[c];
-              Y(i, o) = acc;
-            });
-          });
-        });
-    return;
-  }
-  Kokkos::parallel_for(
-      "hydragnn::Linear::forward", Kokkos::RangePolicy<Exec>(exec, 0, n * out), KOKKOS_LAMBDA(const long k) {
-        const long i = k / out;
-        const int o = int(k % out);
-        S acc = b >= 0 ? S(p(b + o)) : S(0);
-        const T* wrow = &p(w + long(o) * ld);
-        for (int c = 0; c < in; ++c) acc += X(i, c) * wrow[c];
-        Y(i, o) = acc;
-      });
+  // PerElement, TeamTiled (and HostRow too wide for its row buffer): one sum per output element
+  detail::for_each_element<Mode>(exec, "hydragnn::Linear::forward", n, out, KOKKOS_LAMBDA(const long i, const long o) {
+    S acc = b >= 0 ? S(p(b + o)) : S(0);
+    const T* wrow = &p(w + o * ld);
+    for (int c = 0; c < in; ++c) acc += X(i, c) * wrow[c];
+    Y(i, o) = acc;
+  });
 }
 
 /// Xbar(n,c) (+)= sum_o Ybar(n,o) W(o,c)              Ybar: n x out -> Xbar: n x in
@@ -136,30 +117,11 @@ void linear_backward_input(const Exec& exec, const CMat<S, mem_t<Exec>>& Ybar, c
       return;
     }
   }
-  if constexpr (std::is_same<Mode, exec_mode::TeamTiled>::value) {
-    using member = typename Kokkos::TeamPolicy<Exec>::member_type;
-    Kokkos::parallel_for(
-        "hydragnn::Linear::backward_input", detail::tiled_policy(exec, n), KOKKOS_LAMBDA(const member& team) {
-          long r0, r1;
-          detail::tile_rows(team, n, r0, r1);
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, r0, r1), [&](const long i) {
-            Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, in), [&](const int c) {
-              S acc = accumulate ? Xbar(i, c) : S(0);
-              for (int o = 0; o < out; ++o) acc += Ybar(i, o) * p(w + long(o) * ld + c);
-              Xbar(i, c) = acc;
-            });
-          });
-        });
-    return;
-  }
-  Kokkos::parallel_for(
-      "hydragnn::Linear::backward_input", Kokkos::RangePolicy<Exec>(exec, 0, n * in), KOKKOS_LAMBDA(const long k) {
-        const long i = k / in;
-        const int c = int(k % in);
-        S acc = accumulate ? Xbar(i, c) : S(0);
-        for (int o = 0; o < out; ++o) acc += Ybar(i, o) * p(w + long(o) * ld + c);
-        Xbar(i, c) = acc;
-      });
+  detail::for_each_element<Mode>(exec, "hydragnn::Linear::backward_input", n, in, KOKKOS_LAMBDA(const long i, const long c) {
+    S acc = accumulate ? Xbar(i, c) : S(0);
+    for (int o = 0; o < out; ++o) acc += Ybar(i, o) * p(w + long(o) * ld + c);
+    Xbar(i, c) = acc;
+  });
 }
 
 /// Wbar(o,c) += sum_n Ybar(n,o) X(n,c);  bbar(o) += sum_n Ybar(n,o)      (n ascending)
@@ -237,41 +199,17 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
     }
     return;
   }
-  if constexpr (std::is_same<Mode, exec_mode::TeamTiled>::value) {
-    using member = typename Kokkos::TeamPolicy<Exec>::member_type;
-    Kokkos::parallel_for(
-        "hydragnn::Linear::backward_params", detail::tiled_policy(exec, out), KOKKOS_LAMBDA(const member& team) {
-          long o0, o1;
-          detail::tile_rows(team, out, o0, o1);
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, o0, o1), [&](const long o) {
-            Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, cols), [&](const int c) {
-              S acc(0);
-              if (c < in) {
-                for (long i = 0; i < n; ++i) acc += Ybar(i, o) * X(i, c);
-                g(w + o * ld + c) += acc;
-              } else {
-                for (long i = 0; i < n; ++i) acc += Ybar(i, o);
-                g(b + o) += acc;
-              }
-            });
-          });
-        });
-    return;
-  }
-  Kokkos::parallel_for(
-      "hydragnn::Linear::backward_params", Kokkos::RangePolicy<Exec>(exec, 0, long(out) * cols),
-      KOKKOS_LAMBDA(const long k) {
-        const int o = int(k / cols);
-        const int c = int(k % cols);
-        S acc(0);
-        if (c < in) {
-          for (long i = 0; i < n; ++i) acc += Ybar(i, o) * X(i, c);
-          g(w + long(o) * ld + c) += acc;
-        } else {
-          for (long i = 0; i < n; ++i) acc += Ybar(i, o);
-          g(b + o) += acc;
-        }
-      });
+  // one thread (PerElement) or lane (TeamTiled) per weight, plus a last column for the bias
+  detail::for_each_element<Mode>(exec, "hydragnn::Linear::backward_params", out, cols, KOKKOS_LAMBDA(const long o, const long c) {
+    S acc(0);
+    if (c < in) {
+      for (long i = 0; i < n; ++i) acc += Ybar(i, o) * X(i, c);
+      g(w + o * ld + c) += acc;
+    } else {
+      for (long i = 0; i < n; ++i) acc += Ybar(i, o);
+      g(b + o) += acc;
+    }
+  });
 }
 
 /// pt(w_off + c*out + o) = p(w_off + o*in + c) for every layer in `shapes` (one kernel per pass).

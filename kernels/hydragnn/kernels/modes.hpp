@@ -18,6 +18,7 @@
 #include <hydragnn/core/types.hpp>
 
 #include <tuple>
+#include <type_traits>
 
 namespace hydragnn {
 namespace exec_mode {
@@ -78,6 +79,64 @@ KOKKOS_INLINE_FUNCTION void tile_rows(const Member& team, long rows, long& first
   first = long(team.league_rank()) * team_rows;
   last = first + team_rows < rows ? first + team_rows : rows;
 }
+template <class Mode>
+constexpr bool is_host_row = std::is_same<Mode, exec_mode::HostRow>::value;
+template <class Mode>
+constexpr bool is_per_element = std::is_same<Mode, exec_mode::PerElement>::value;
+template <class Mode>
+constexpr bool is_team_tiled = std::is_same<Mode, exec_mode::TeamTiled>::value;
+template <class Mode>
+constexpr void check_mode() {
+  static_assert(is_host_row<Mode> || is_per_element<Mode> || is_team_tiled<Mode>,
+                "Mode must be exec_mode::HostRow, PerElement or TeamTiled");
+}
+
+/// body(r, c) for every r < rows, c < cols (independent elements).
+/// HostRow: a thread per row walks its channels; PerElement: a thread per (r, c); TeamTiled: a team
+/// per tile of rows, lanes over channels.
+template <class Mode, class Exec, class Body>
+void for_each_element(const Exec& exec, const char* label, long rows, long cols, const Body& body) {
+  check_mode<Mode>();
+  if (rows <= 0 || cols <= 0) return;
+  if constexpr (is_host_row<Mode>) {
+    Kokkos::parallel_for(label, Kokkos::RangePolicy<Exec>(exec, 0, rows), KOKKOS_LAMBDA(const long r) {
+      for (long c = 0; c < cols; ++c) body(r, c);
+    });
+  } else if constexpr (is_per_element<Mode>) {
+    Kokkos::parallel_for(label, Kokkos::RangePolicy<Exec>(exec, 0, rows * cols),
+                         KOKKOS_LAMBDA(const long k) { body(k / cols, k % cols); });
+  } else {
+    using member = typename Kokkos::TeamPolicy<Exec>::member_type;
+    Kokkos::parallel_for(label, tiled_policy(exec, rows), KOKKOS_LAMBDA(const member& team) {
+      long first, last;
+      tile_rows(team, rows, first, last);
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, first, last), [&](const long r) {
+        Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, cols), [&](const long c) { body(r, c); });
+      });
+    });
+  }
+}
+
+/// body(r) for every r < rows: ops whose natural form is one thread per row (a reduction over the
+/// row's channels in ascending order, or a recurrence). Every mode runs the same sequential body:
+/// HostRow and PerElement as a range over rows, TeamTiled as one lane per team thread.
+template <class Mode, class Exec, class Body>
+void for_each_row(const Exec& exec, const char* label, long rows, const Body& body) {
+  check_mode<Mode>();
+  if (rows <= 0) return;
+  if constexpr (is_team_tiled<Mode>) {
+    using member = typename Kokkos::TeamPolicy<Exec>::member_type;
+    Kokkos::parallel_for(label, tiled_policy(exec, rows), KOKKOS_LAMBDA(const member& team) {
+      long first, last;
+      tile_rows(team, rows, first, last);
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, first, last),
+                           [&](const long r) { Kokkos::single(Kokkos::PerThread(team), [&]() { body(r); }); });
+    });
+  } else {
+    Kokkos::parallel_for(label, Kokkos::RangePolicy<Exec>(exec, 0, rows), KOKKOS_LAMBDA(const long r) { body(r); });
+  }
+}
+
 }  // namespace detail
 }  // namespace kernels
 
