@@ -6,6 +6,7 @@
 #include <hydragnn/model/registry.hpp>
 #include <hydragnn/autodiff/loss.hpp>
 #include <hydragnn/train/optimizer.hpp>
+#include <hydragnn/io/extxyz.hpp>
 
 #include "workload.hpp"
 
@@ -332,6 +333,27 @@ int main(int argc, char** argv) {
     const auto md_sizes = parse_int_list(take_flag(argc, argv, "md_sizes", "1000,8000,64000"));
     g_warmup = std::max(0, std::stoi(take_flag(argc, argv, "warmup", "1")));
     g_egnn_equivariance = std::stoi(take_flag(argc, argv, "egnn_equivariance", "1")) != 0;
+    // --write_extxyz=DIR: writes the reference batch (DIR/ref_batch32.extxyz) and each MD box
+    // (DIR/box<n>.extxyz) for the peer runners, so they time exactly these frames, then exits.
+    const std::string write_dir = take_flag(argc, argv, "write_extxyz", "");
+    if (!write_dir.empty()) {
+      // The direct-head copies of the labels (info["energy"], arrays["forces"]) are the file's own
+      // energy and forces columns: drop them before writing.
+      auto labels_once = [](std::vector<Structure> frames) {
+        for (auto& f : frames) {
+          f.info.erase("energy");
+          f.arrays.erase("forces");
+          f.array_cols.erase("forces");
+        }
+        return frames;
+      };
+      write_extxyz(write_dir + "/ref_batch" + std::to_string(reference_set().frames.size()) + ".extxyz",
+                   labels_once(reference_set().frames));
+      for (int n : md_sizes)
+        write_extxyz(write_dir + "/box" + std::to_string(n) + ".extxyz", labels_once(md_set(n).frames));
+      Kokkos::finalize();
+      return 0;
+    }
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) {
       rc = 1;

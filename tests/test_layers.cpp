@@ -3,6 +3,9 @@
 // and of the dual-number (forward-over-reverse) parameter gradient of a force loss.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
+
 #include <hydragnn/autodiff/potential.hpp>
 #include <hydragnn/conv/egnn.hpp>
 #include <hydragnn/conv/schnet.hpp>
@@ -51,6 +54,39 @@ TEST_CASE("activations: f' and f'' (through duals) match finite differences", "[
       CHECK(dd.d == Approx(fd2).epsilon(1e-6).margin(1e-8));
     }
   }
+}
+
+TEST_CASE("float activations without libm (fastmath.hpp) agree with double libm", "[layers]") {
+  // worst relative error over a dense sweep, in float ulps (2^-23 = 1.19e-7)
+  const double ulp = 1.0 / (1 << 23);
+  double e_exp = 0, e_sp = 0, e_sig = 0, e_log1p = 0;
+  for (int k = -200000; k <= 200000; ++k) {
+    const float x = float(k) * 4.3e-4f;  // [-86, 86]
+    const double xd = double(x);
+    e_exp = std::max(e_exp, std::abs(double(fastmath::exp(x)) - std::exp(xd)) / std::exp(xd));
+    const double sp = std::log1p(std::exp(xd));
+    e_sp = std::max(e_sp, std::abs(double(fastmath::softplus(x)) - sp) / sp);
+    const double sg = 1.0 / (1.0 + std::exp(-xd));
+    e_sig = std::max(e_sig, std::abs(double(fastmath::sigmoid(x)) - sg) / sg);
+    const float y = float(k + 200000) / 400000.0f;  // [0, 1]
+    if (y > 0) e_log1p = std::max(e_log1p, std::abs(double(fastmath::log1p_unit(y)) - std::log1p(double(y))) / std::log1p(double(y)));
+  }
+  CHECK(e_exp < 3 * ulp);
+  CHECK(e_sp < 4 * ulp);
+  CHECK(e_sig < 4 * ulp);
+  CHECK(e_log1p < 3 * ulp);
+  // limits: no overflow, no NaN
+  CHECK(fastmath::softplus(1e30f) == 1e30f);
+  CHECK(fastmath::softplus(-1e30f) >= 0.0f);
+  CHECK(fastmath::sigmoid(-1e30f) >= 0.0f);
+  CHECK(fastmath::sigmoid(1e30f) == 1.0f);
+  // the float activations take this path, the Dual<float> tangent too
+  CHECK(act::f(Activation::ShiftedSoftplus, 0.3f) == fastmath::softplus(0.3f) - 0.69314718055994530942f);
+  const Dual<float> sd = act::f(Activation::ShiftedSoftplus, Dual<float>(0.3f, 2.0f));
+  CHECK(sd.d == fastmath::sigmoid(0.3f) * 2.0f);
+  INFO("max errors in ulps: exp " << e_exp / ulp << ", softplus " << e_sp / ulp << ", sigmoid " << e_sig / ulp
+                                  << ", log1p " << e_log1p / ulp);
+  CHECK(e_exp > 0);  // the sweep ran
 }
 
 TEST_CASE("MLP backward matches finite differences (inputs and parameters)", "[layers]") {

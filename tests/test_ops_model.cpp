@@ -707,7 +707,15 @@ TEST_CASE("ops model: linear (dense.hpp)", "[ops][model]") {
   check_op(LinearOp{"linear, in 37 x out 6 (partial 4x32 blocks)", 5, 37, 6, true}, 106);
   check_op(LinearOp{"linear, in 70 x out 9, no bias", 3, 70, 9, false}, 107);
   check_op(LinearOp{"linear, in 3 x out 2 (smaller than a block)", 3, 3, 2, true}, 108);
-  // wider than HostRow's accumulator row (forward: out > 256, backward_input: in > 256)
+  // HostRow's register tiles (kernels/gemm.hpp): rows in tiles of 6 (3 duals), columns in tiles of
+  // gemm::nr, weight gradient in tiles of 4 (2 dual) outputs: full tiles and every kind of edge
+  LinearOp tiles{"linear, 13 rows, in 40 x out 37 (full and edge register tiles)", 13, 40, 37, true};
+  tiles.fd_samples = 24;
+  check_op(tiles, 110);
+  LinearOp tiles_nb{"linear, 7 rows, in 33 x out 18, no bias", 7, 33, 18, false};
+  tiles_nb.fd_samples = 24;
+  check_op(tiles_nb, 111);
+  // wider than HostRow's weight-gradient row buffer (backward_params: in > 256)
   LinearOp wide{"linear, in 260 x out 258 (HostRow fallbacks)", 2, 260, 258, true};
   wide.fd_samples = 24;
   check_op(wide, 109);

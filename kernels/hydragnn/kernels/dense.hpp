@@ -8,13 +8,14 @@
 //   backward_input   Xbar(n,c) (+)= Ybar(n,0) W(0,c) + Ybar(n,1) W(1,c) + ...   (o ascending)
 //   backward_params  Wbar(o,c) += Ybar(0,o) X(0,c) + Ybar(1,o) X(1,c) + ...     (n ascending)
 //
-// Modes (kernels/modes.hpp): HostRow keeps one row's outputs in a local array and streams the
-// transposed weights W^T (in x out, contiguous over outputs; the model transposes all weights once
-// per pass, never per call); PerElement is one thread per output; TeamTiled is one team per tile of
-// rows with vector lanes over the outputs.
+// Modes (kernels/modes.hpp): HostRow runs register-blocked micro-kernels (kernels/gemm.hpp) over
+// tiles of rows; its forward streams the transposed weights W^T (in x out, contiguous over outputs;
+// the model transposes all weights once per pass, never per call); PerElement is one thread per
+// output; TeamTiled is one team per tile of rows with vector lanes over the outputs.
 #pragma once
 
 #include <hydragnn/core/types.hpp>
+#include <hydragnn/kernels/gemm.hpp>
 #include <hydragnn/kernels/modes.hpp>
 
 namespace hydragnn {
@@ -30,32 +31,55 @@ struct Weights {
 namespace kernels {
 
 namespace detail {
-/// Weight-gradient tiling (HostRow): register tiles of 4 outputs x 8 inputs (8 SSE / 4 AVX registers),
-/// groups of 16 outputs per thread, rows streamed in chunks of 128.
-constexpr int dense_tile_out = 4;
-constexpr int dense_tile_in = 8;
+/// Weight-gradient tiling (HostRow): groups of 16 outputs per thread, tiles of 4 outputs (2 for
+/// dual activations) x gemm::nr inputs, rows streamed in chunks of 128 so that a chunk of X and Ybar
+/// stays in cache while every tile of the group passes over it.
 constexpr int dense_group_out = 16;
 constexpr long dense_chunk_rows = 128;
 
-/// acc[a * stride + c] += sum_{i in [i0, i1)} Ybar(i, o0+a) X(i, c0+c) for a < BO, c < BC (i ascending);
-/// acc points at the tile's first output row, column 0.
-template <class S, int BO, int BC, class XV, class YV>
-KOKKOS_INLINE_FUNCTION void params_tile(const XV& X, const YV& Ybar, long i0, long i1, int o0, int c0, S* acc, int stride) {
-  S r[BO][BC];
-  for (int a = 0; a < BO; ++a)
-    for (int c = 0; c < BC; ++c) r[a][c] = acc[a * stride + c0 + c];
-  for (long i = i0; i < i1; ++i) {
-    const S* xr = &X(i, c0);
-    const S* yr = &Ybar(i, o0);
-    S x[BC];
-    for (int c = 0; c < BC; ++c) x[c] = xr[c];
-    for (int a = 0; a < BO; ++a) {
-      const S y = yr[a];
-      for (int c = 0; c < BC; ++c) r[a][c] += y * x[c];
+/// Reals per scalar: 1, or 2 for a dual (primal and tangent planes).
+template <class S>
+constexpr int planes = scalar_traits<S>::is_dual ? 2 : 1;
+
+/// HostRow product over rows: for every row i < n of A (n x K, row stride lda scalars) and every
+/// column j < ncols,  C(i, j) = init(i, plane, j) + sum_k A(i, k) B(k, j)  per plane, k ascending;
+/// B is real (K x ncols, row stride ldb). Dual rows are two real tile rows (gemm.hpp).
+template <class Exec, class S, class Init>
+void host_rows_product(const Exec& exec, const char* label, const S* A, long lda, long K, const real_t<S>* B,
+                       long ldb, int ncols, S* C, long ldc, long n, const Init& init) {
+  using R = real_t<S>;
+  constexpr int P = planes<S>;
+  constexpr int MT = gemm::mr / P;  // matrix rows per tile
+  const long ntiles = (n + MT - 1) / MT;
+  const R* Ar = reinterpret_cast<const R*>(A);
+  R* Cr = reinterpret_cast<R*>(C);
+  Kokkos::parallel_for(label, Kokkos::RangePolicy<Exec>(exec, 0, ntiles), KOKKOS_LAMBDA(const long t) {
+    const long i0 = t * MT;
+    const R* a[gemm::mr];
+    R* c[gemm::mr];
+    if (i0 + MT <= n) {
+      for (int r = 0; r < MT * P; ++r) {
+        a[r] = Ar + (i0 + r / P) * lda * P + r % P;
+        c[r] = Cr + (i0 + r / P) * ldc * P + r % P;
+      }
+      gemm::rows<R, MT * P>(a, P, B, ldb, K, ncols, c, P, [&](int r, int j) { return init(i0 + r / P, r % P, j); });
+    } else {
+      for (long i = i0; i < n; ++i) {
+        for (int r = 0; r < P; ++r) {
+          a[r] = Ar + i * lda * P + r;
+          c[r] = Cr + i * ldc * P + r;
+        }
+        gemm::rows<R, P>(a, P, B, ldb, K, ncols, c, P, [&](int r, int j) { return init(i, r, j); });
+      }
     }
-  }
-  for (int a = 0; a < BO; ++a)
-    for (int c = 0; c < BC; ++c) acc[a * stride + c0 + c] = r[a][c];
+  });
+}
+
+/// Plane `plane` of a scalar (the value itself for a real).
+template <class S>
+KOKKOS_INLINE_FUNCTION real_t<S> plane_of(const S& s, int plane) {
+  if constexpr (scalar_traits<S>::is_dual) return plane == 0 ? s.v : s.d;
+  else return (void)plane, s;
 }
 }  // namespace detail
 
@@ -68,23 +92,15 @@ void linear_forward(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const Weigh
   const long n = long(X.extent(0));
   const CVec<T, mem_t<Exec>> p = wts.p;
   if constexpr (std::is_same<Mode, exec_mode::HostRow>::value) {
-    if (out <= detail::host_row_max && wt >= 0 && wts.pt.extent(0) == p.extent(0)) {
-      const CVec<T, mem_t<Exec>> pt = wts.pt;
-      Kokkos::parallel_for(
-          "hydragnn::Linear::forward", Kokkos::RangePolicy<Exec>(exec, 0, n), KOKKOS_LAMBDA(const long i) {
-            S acc[detail::host_row_max];
-            for (int o = 0; o < out; ++o) acc[o] = b >= 0 ? S(p(b + o)) : S(0);
-            for (int c = 0; c < in; ++c) {
-              const S x = X(i, c);
-              const T* wr = &pt(wt + long(c) * out);
-              for (int o = 0; o < out; ++o) acc[o] += x * wr[o];
-            }
-            for (int o = 0; o < out; ++o) Y(i, o) = acc[o];
-          });
+    if (wt >= 0 && wts.pt.extent(0) == p.extent(0)) {
+      // bias in the primal plane only (S(bias) has a zero tangent)
+      detail::host_rows_product<Exec, S>(exec, "hydragnn::Linear::forward", X.data(), long(X.stride(0)), in, wts.pt.data() + wt,
+                                         out, out, Y.data(), long(Y.stride(0)), n,
+                                         KOKKOS_LAMBDA(long, int plane, int o) { return b >= 0 && plane == 0 ? p(b + o) : T(0); });
       return;
     }
   }
-  // PerElement, TeamTiled (and HostRow too wide for its row buffer): one sum per output element
+  // PerElement, TeamTiled (and HostRow without W^T): one sum per output element
   detail::for_each_element<Mode>(exec, "hydragnn::Linear::forward", n, out, KOKKOS_LAMBDA(const long i, const long o) {
     S acc = b >= 0 ? S(p(b + o)) : S(0);
     const T* wrow = &p(w + o * ld);
@@ -102,20 +118,13 @@ void linear_backward_input(const Exec& exec, const CMat<S, mem_t<Exec>>& Ybar, c
   const long n = long(Ybar.extent(0));
   const CVec<T, mem_t<Exec>> p = wts.p;
   if constexpr (std::is_same<Mode, exec_mode::HostRow>::value) {
-    if (in <= detail::host_row_max) {
-      Kokkos::parallel_for(
-          "hydragnn::Linear::backward_input", Kokkos::RangePolicy<Exec>(exec, 0, n), KOKKOS_LAMBDA(const long i) {
-            S acc[detail::host_row_max];
-            for (int c = 0; c < in; ++c) acc[c] = accumulate ? Xbar(i, c) : S(0);
-            for (int o = 0; o < out; ++o) {
-              const S y = Ybar(i, o);
-              const T* wr = &p(w + long(o) * ld);
-              for (int c = 0; c < in; ++c) acc[c] += y * wr[c];
-            }
-            for (int c = 0; c < in; ++c) Xbar(i, c) = acc[c];
-          });
-      return;
-    }
+    const Mat<S, mem_t<Exec>> Xb = Xbar;
+    detail::host_rows_product<Exec, S>(exec, "hydragnn::Linear::backward_input", Ybar.data(), long(Ybar.stride(0)), out,
+                                       p.data() + w, ld, in, Xbar.data(), long(Xbar.stride(0)), n,
+                                       KOKKOS_LAMBDA(long i, int plane, int c) {
+                                         return accumulate ? detail::plane_of(Xb(i, c), plane) : real_t<S>(0);
+                                       });
+    return;
   }
   detail::for_each_element<Mode>(exec, "hydragnn::Linear::backward_input", n, in, KOKKOS_LAMBDA(const long i, const long c) {
     S acc = accumulate ? Xbar(i, c) : S(0);
@@ -139,12 +148,17 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
   if constexpr (std::is_same<Mode, exec_mode::HostRow>::value) {
     // One thread per group of GO outputs (all inputs): the group's sums live in a local array, and the
     // rows are streamed in chunks of CH so that a chunk of X and Ybar stays in cache while every
-    // BO x BC register tile of the group passes over it (a fixed-size micro-kernel: rank-1 updates
-    // with the tile's accumulators in registers). Each sum still runs over n in ascending order.
-    constexpr int BO = detail::dense_tile_out, BC = detail::dense_tile_in, GO = detail::dense_group_out;
+    // tile of the group passes over it (gemm.hpp micro-kernels, accumulators in registers for the
+    // chunk). Each sum still runs over n in ascending order.
+    using R = real_t<S>;
+    constexpr bool dual = scalar_traits<S>::is_dual;
+    constexpr int NR = gemm::nr<R>, BO = dual ? 2 : 4, GO = detail::dense_group_out;
     constexpr long CH = detail::dense_chunk_rows;
     if (in <= detail::host_row_max) {
       const int ngroups = (out + GO - 1) / GO;
+      const long ldx = long(X.stride(0)), ldy = long(Ybar.stride(0));
+      const S* Xp = X.data();
+      const S* Yp = Ybar.data();
       Kokkos::parallel_for(
           "hydragnn::Linear::backward_params", Kokkos::RangePolicy<Exec>(exec, 0, ngroups), KOKKOS_LAMBDA(const long grp) {
             const int o_begin = int(grp) * GO, o_end = o_begin + GO < out ? o_begin + GO : out;
@@ -155,15 +169,34 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
               const long i1 = i0 + CH < n ? i0 + CH : n;
               for (int o0 = o_begin; o0 < o_end; o0 += BO) {
                 const int no = o_end - o0 < BO ? o_end - o0 : BO;
-                for (int c0 = 0; c0 < in; c0 += BC) {
-                  const int nc = in - c0 < BC ? in - c0 : BC;
-                  if (no == BO && nc == BC) {
-                    detail::params_tile<S, BO, BC>(X, Ybar, i0, i1, o0, c0, &acc[o0 - o_begin][0], detail::host_row_max);
+                for (int c0 = 0; c0 < in; c0 += NR) {
+                  const int nc = in - c0 < NR ? in - c0 : NR;
+                  S* g0 = &acc[o0 - o_begin][c0];
+                  if (no == BO) {
+                    R t[BO][NR], td[BO][NR];
+                    for (int q = 0; q < BO; ++q)
+                      for (int c = 0; c < nc; ++c) {
+                        t[q][c] = detail::plane_of(g0[q * detail::host_row_max + c], 0);
+                        td[q][c] = detail::plane_of(g0[q * detail::host_row_max + c], 1);
+                      }
+                    if constexpr (dual) {
+                      gemm::dual_params_tile<R, BO, NR>(Yp + o0, ldy, Xp + c0, ldx, i0, i1, nc, t, td);
+                    } else {
+                      const R* a[BO];
+                      for (int q = 0; q < BO; ++q) a[q] = Yp + i0 * ldy + o0 + q;
+                      if (nc == NR) gemm::tile<R, BO, NR>(a, ldy, Xp + i0 * ldx + c0, ldx, i1 - i0, t);
+                      else gemm::tile_edge<R, BO, NR>(a, ldy, Xp + i0 * ldx + c0, ldx, i1 - i0, nc, t);
+                    }
+                    for (int q = 0; q < BO; ++q)
+                      for (int c = 0; c < nc; ++c) {
+                        if constexpr (dual) g0[q * detail::host_row_max + c] = S(t[q][c], td[q][c]);
+                        else g0[q * detail::host_row_max + c] = t[q][c];
+                      }
                   } else {
                     for (long i = i0; i < i1; ++i)
-                      for (int a = 0; a < no; ++a) {
-                        const S y = Ybar(i, o0 + a);
-                        for (int c = 0; c < nc; ++c) acc[o0 - o_begin + a][c0 + c] += y * X(i, c0 + c);
+                      for (int q = 0; q < no; ++q) {
+                        const S y = Ybar(i, o0 + q);
+                        for (int c = 0; c < nc; ++c) acc[o0 - o_begin + q][c0 + c] += y * X(i, c0 + c);
                       }
                   }
                 }

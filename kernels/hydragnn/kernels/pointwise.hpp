@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Pointwise activations f and f', generic in the scalar. Because f' is written with the same
 // overloaded elementary functions, evaluating it on a dual scalar also carries f'' (needed by the
-// dual backward of force training).
+// dual backward of force training). In float, softplus and sigmoid (and so the shifted softplus,
+// SiLU and their derivatives) use kernels/fastmath.hpp instead of libm, so the loops vectorise;
+// double uses libm.
 #pragma once
 
 #include <hydragnn/core/types.hpp>
+#include <hydragnn/kernels/fastmath.hpp>
 #include <hydragnn/kernels/modes.hpp>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace hydragnn {
 
@@ -15,14 +19,32 @@ enum class Activation { Identity, ReLU, SiLU, ShiftedSoftplus, Tanh, Sigmoid, So
 
 namespace act {
 
+/// float and Dual<float> take the libm-free path (fastmath.hpp).
+template <class S>
+constexpr bool fast_float = std::is_same<real_t<S>, float>::value;
+
 template <class S> KOKKOS_INLINE_FUNCTION S sigmoid(const S& x) {
   using R = real_t<S>;
-  return R(1) / (R(1) + math::exp(-x));
+  if constexpr (fast_float<S>) {
+    if constexpr (scalar_traits<S>::is_dual) {
+      const float s = fastmath::sigmoid(x.v);
+      return S(s, s * (1.0f - s) * x.d);
+    } else {
+      return fastmath::sigmoid(x);
+    }
+  } else {
+    return R(1) / (R(1) + math::exp(-x));
+  }
 }
 /// log(1 + e^x) without overflow.
 template <class S> KOKKOS_INLINE_FUNCTION S softplus(const S& x) {
   using R = real_t<S>;
-  return x > R(20) ? x : math::log1p(math::exp(x));
+  if constexpr (fast_float<S>) {
+    if constexpr (scalar_traits<S>::is_dual) return S(fastmath::softplus(x.v), fastmath::sigmoid(x.v) * x.d);
+    else return fastmath::softplus(x);
+  } else {
+    return x > R(20) ? x : math::log1p(math::exp(x));
+  }
 }
 
 template <class S> KOKKOS_INLINE_FUNCTION S f(Activation a, const S& x) {
@@ -69,35 +91,66 @@ namespace kernels {
 
 // Pointwise ops have one natural form (one thread per element) and accept every mode.
 
+namespace detail {
+/// Calls f(std::integral_constant<Activation, a>{}) so that kernels are compiled per activation
+/// (no switch in the element loop).
+template <class F>
+void with_activation(Activation a, const F& f) {
+  using A = Activation;
+  switch (a) {
+    case A::Identity: return f(std::integral_constant<A, A::Identity>{});
+    case A::ReLU: return f(std::integral_constant<A, A::ReLU>{});
+    case A::SiLU: return f(std::integral_constant<A, A::SiLU>{});
+    case A::ShiftedSoftplus: return f(std::integral_constant<A, A::ShiftedSoftplus>{});
+    case A::Tanh: return f(std::integral_constant<A, A::Tanh>{});
+    case A::Sigmoid: return f(std::integral_constant<A, A::Sigmoid>{});
+    case A::Softplus: return f(std::integral_constant<A, A::Softplus>{});
+  }
+  throw std::invalid_argument("activation: unknown value " + std::to_string(int(a)));
+}
+
+template <Activation A, class Mode, class Exec, class S>
+void activation_forward_rows(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const Mat<S, mem_t<Exec>>& Y) {
+  for_each_element<Mode>(exec, "hydragnn::Activation::forward", long(X.extent(0)), long(X.extent(1)),
+                         KOKKOS_LAMBDA(const long i, const long j) { Y(i, j) = act::f(A, X(i, j)); });
+}
+
+template <Activation A, class Mode, class Exec, class S>
+void activation_backward_rows(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const CMat<S, mem_t<Exec>>& Ybar,
+                              const Mat<S, mem_t<Exec>>& Xbar, bool accumulate) {
+  const long n = long(X.extent(0)), c = long(X.extent(1));
+  if (accumulate)
+    for_each_element<Mode>(exec, "hydragnn::Activation::backward", n, c, KOKKOS_LAMBDA(const long i, const long j) {
+      Xbar(i, j) = Xbar(i, j) + act::df(A, X(i, j)) * Ybar(i, j);
+    });
+  else
+    for_each_element<Mode>(exec, "hydragnn::Activation::backward", n, c, KOKKOS_LAMBDA(const long i, const long j) {
+      Xbar(i, j) = act::df(A, X(i, j)) * Ybar(i, j);
+    });
+}
+}  // namespace detail
+
 /// Y = f(X), elementwise (Y may alias X only if the caller does not need X afterwards).
+/// One kernel per activation (the element loop of kernels/modes.hpp).
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void activation_forward(const Exec& exec, Activation a, const CMat<S, mem_t<Exec>>& X, const Mat<S, mem_t<Exec>>& Y) {
-  const long n = long(X.extent(0)), c = long(X.extent(1));
-  Kokkos::parallel_for(
-      "hydragnn::Activation::forward", Kokkos::RangePolicy<Exec>(exec, 0, n * c),
-      KOKKOS_LAMBDA(const long k) { Y(k / c, k % c) = act::f(a, X(k / c, k % c)); });
+  detail::with_activation(a, [&](auto tag) { detail::activation_forward_rows<decltype(tag)::value, Mode, Exec, S>(exec, X, Y); });
 }
 
 /// Xbar (+)= f'(X) * Ybar, elementwise.
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void activation_backward(const Exec& exec, Activation a, const CMat<S, mem_t<Exec>>& X,
                          const CMat<S, mem_t<Exec>>& Ybar, const Mat<S, mem_t<Exec>>& Xbar, bool accumulate = false) {
-  const long n = long(X.extent(0)), c = long(X.extent(1));
-  Kokkos::parallel_for(
-      "hydragnn::Activation::backward", Kokkos::RangePolicy<Exec>(exec, 0, n * c), KOKKOS_LAMBDA(const long k) {
-        const long i = k / c, j = k % c;
-        const S v = act::df(a, X(i, j)) * Ybar(i, j);
-        Xbar(i, j) = accumulate ? Xbar(i, j) + v : v;
-      });
+  detail::with_activation(a, [&](auto tag) {
+    detail::activation_backward_rows<decltype(tag)::value, Mode, Exec, S>(exec, X, Ybar, Xbar, accumulate);
+  });
 }
 
 /// Y += X, elementwise.
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void add_into(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const Mat<S, mem_t<Exec>>& Y) {
-  const long n = long(X.extent(0)), c = long(X.extent(1));
-  Kokkos::parallel_for(
-      "hydragnn::Pointwise::add_into", Kokkos::RangePolicy<Exec>(exec, 0, n * c),
-      KOKKOS_LAMBDA(const long k) { Y(k / c, k % c) += X(k / c, k % c); });
+  detail::for_each_element<Mode>(exec, "hydragnn::Pointwise::add_into", long(X.extent(0)), long(X.extent(1)),
+                                 KOKKOS_LAMBDA(const long i, const long j) { Y(i, j) += X(i, j); });
 }
 
 }  // namespace kernels
