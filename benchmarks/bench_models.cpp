@@ -120,6 +120,10 @@ const GraphSet& md_set(int n) {
 
 // ---- models -------------------------------------------------------------------------------------
 
+/// The architecture of the HydraGNN runner (../shared/tools/hydragnn_bench.py), so that parameter
+/// counts agree: ReLU; direct mode = graph head (2 shared layers of 50, then [50, 25]) for the
+/// energy and node head [200, 200] for the forces, task weights 1 : 100; conservative mode = one
+/// node head [200, 200] -> per-atom energy, summed.
 ModelSpec bench_spec(const std::string& type, int hidden, bool conservative) {
   const auto& w = hydragnn_bench::reference_workload();
   ModelSpec s;
@@ -130,8 +134,15 @@ ModelSpec bench_spec(const std::string& type, int hidden, bool conservative) {
   s.max_neighbours = w.max_neighbours;
   s.species = hydragnn_bench::species_map(w);
   s.ref_energy.assign(s.species.size(), 0.0);
+  s.act = Activation::ReLU;
+  s.input_dim = 1;  // HydraGNN's node input is one feature (Z); ours a one-wide species embedding
   s.energy = conservative;
-  if (!conservative) s.heads = {HeadDef{"energy", false, 1, 1.0}, HeadDef{"forces", true, 3, 1.0}};
+  s.energy_head_dims = {200, 200};
+  s.graph_num_sharedlayers = 2;
+  s.graph_dim_sharedlayers = 50;
+  s.graph_head_dims = {50, 25};
+  s.node_head_dims = {200, 200};
+  if (!conservative) s.heads = {HeadDef{"energy", false, 1, 1.0}, HeadDef{"forces", true, 3, 1.0}};  // task weights in bench_loss
   return s;
 }
 
@@ -151,12 +162,12 @@ typename Conv::options_type bench_options(int hidden) {
 LossSpec bench_loss(bool conservative) {
   LossSpec w;
   if (conservative) {
-    w.energy = 1.0;
-    w.force = 1.0;
+    w.energy = w.energy_peratom = w.force = 1.0;  // L(E) + L(E/N) + L(F), as the runner
   } else {
     w.energy = w.energy_peratom = w.force = w.stress = 0.0;
-    w.heads = {1.0, 1.0};
+    w.heads = {1.0, 100.0};
   }
+  w.mae = true;  // the runner's loss_function_type
   return w;
 }
 

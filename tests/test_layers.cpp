@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include <hydragnn/autodiff/potential.hpp>
 #include <hydragnn/conv/egnn.hpp>
@@ -87,6 +88,48 @@ TEST_CASE("float activations without libm (fastmath.hpp) agree with double libm"
   INFO("max errors in ulps: exp " << e_exp / ulp << ", softplus " << e_sp / ulp << ", sigmoid " << e_sig / ulp
                                   << ", log1p " << e_log1p / ulp);
   CHECK(e_exp > 0);  // the sweep ran
+}
+
+TEST_CASE("float activations: HostRow's vector rows give the bits of the scalar modes", "[layers]") {
+  hydragnn_test::ensure_kokkos();
+  Exec exec;
+  const long n = 5, c = 37;  // packs and a tail in every row
+  Mat<float, M> X("X", n, c), Yb("Yb", n, c), Acc("Acc", n, c);
+  for (long i = 0; i < n; ++i)
+    for (long j = 0; j < c; ++j) {
+      X(i, j) = float(0.37 * double(j - 18) + 0.11 * double(i)) * (j % 5 == 0 ? 40.0f : 1.0f);  // incl. |x| > 87
+      Yb(i, j) = float(1.0 - 0.05 * double(i + j));
+      Acc(i, j) = float(0.01 * double(j));
+    }
+  for (Activation a : {Activation::Identity, Activation::ReLU, Activation::SiLU, Activation::ShiftedSoftplus,
+                       Activation::Tanh, Activation::Sigmoid, Activation::Softplus}) {
+    Mat<float, M> y_row("y_row", n, c), y_el("y_el", n, c), g_row("g_row", n, c), g_el("g_el", n, c);
+    kernels::activation_forward<Exec, float, exec_mode::HostRow>(exec, a, X, y_row);
+    kernels::activation_forward<Exec, float, exec_mode::PerElement>(exec, a, X, y_el);
+    for (bool accumulate : {false, true}) {
+      Kokkos::deep_copy(g_row, Acc);
+      Kokkos::deep_copy(g_el, Acc);
+      kernels::activation_backward<Exec, float, exec_mode::HostRow>(exec, a, X, Yb, g_row, accumulate);
+      kernels::activation_backward<Exec, float, exec_mode::PerElement>(exec, a, X, Yb, g_el, accumulate);
+      Kokkos::fence();
+      long diff = 0;
+      for (long i = 0; i < n; ++i)
+        for (long j = 0; j < c; ++j) diff += std::memcmp(&g_row(i, j), &g_el(i, j), sizeof(float)) != 0;
+      INFO("activation " << int(a) << " backward, accumulate " << accumulate);
+      CHECK(diff == 0);
+    }
+    long diff = 0, finite = 0;
+    for (long i = 0; i < n; ++i)
+      for (long j = 0; j < c; ++j) {
+        diff += std::memcmp(&y_row(i, j), &y_el(i, j), sizeof(float)) != 0;
+        finite += std::isfinite(y_row(i, j));
+        if (a != Activation::Tanh)  // the scalar float path is fastmath's too
+          CHECK(y_el(i, j) == act::f(a, X(i, j)));
+      }
+    INFO("activation " << int(a) << " forward");
+    CHECK(diff == 0);
+    CHECK(finite == n * c);
+  }
 }
 
 TEST_CASE("MLP backward matches finite differences (inputs and parameters)", "[layers]") {

@@ -50,7 +50,7 @@ void force_training_gradient(const typename ModelT::exec_space& exec, const Mode
     kernels::head_cotangent<Exec, D>(exec, cot.heads[k], hb.back());
   }
   auto gd = ws.template zeroed_vec<D>(exec, lbl + ".dual_grad", 0, model.num_params());
-  model.template backward<D>(exec, w, b, fd, ebar, hb, gd, ws);
+  model.template backward<D>(exec, w, b, fd, ebar, hb, gd, ws, /*geometry=*/false);  // only the parameter cotangent
   kernels::take_tangent<Exec, D, T>(exec, gd, grad);
 }
 
@@ -74,7 +74,7 @@ void direct_gradient(const typename ModelT::exec_space& exec, const ModelT& mode
     kernels::head_cotangent<Exec, T>(exec, cot.heads[k], hb.back());
   }
   Kokkos::deep_copy(exec, grad, T(0));
-  model.template backward<T>(exec, w, b, f, with_energy ? ebar : Vec<T, M>(), hb, grad, ws);
+  model.template backward<T>(exec, w, b, f, with_energy ? ebar : Vec<T, M>(), hb, grad, ws, /*geometry=*/false);
 }
 
 }  // namespace hydragnn

@@ -157,8 +157,10 @@ struct SchNetConv {
     auto Wbar = ws.template mat<S>(lbl + ".W_bar", 0, E, F);
     kernels::cfconv_backward<Exec, S>(exec, c.x1, c.W, ec.C, b.dst, b.src, b.send_perm, b.send_ptr, aggbar, x1bar, Wbar,
                                       eg.Cbar);
-    auto Bbar = L.filter.backward<Exec, S, T>(exec, w, c.filter, Wbar, g, ws, l);
-    kernels::add_into<Exec, S>(exec, Bbar, eg.Bbar);
+    // no geometric gradient wanted (empty EdgeGrad): the filter's input gradient is not computed
+    const bool want_geometry = eg.Bbar.extent(0) > 0;
+    auto Bbar = L.filter.backward<Exec, S, T>(exec, w, c.filter, Wbar, g, ws, l, want_geometry);
+    if (want_geometry) kernels::add_into<Exec, S>(exec, Bbar, eg.Bbar);
     if (want_params) kernels::linear_backward_params<Exec, S>(exec, in.h, x1bar, L.lin1, g);
     in_bar.h = ws.template mat<S>(lbl + ".h_bar", l, N, L.lin1.in);
     kernels::linear_backward_input<Exec, S, T>(exec, x1bar, w, L.lin1, in_bar.h, false);

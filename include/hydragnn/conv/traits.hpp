@@ -22,7 +22,10 @@
 //   layer_backward (exec, l, weights, batch, EdgeCache, in, LayerCache, out_bar, in_bar, g, EdgeGrad&, ws)
 //   edge_backward  (exec, batch, r, EdgeCache, EdgeGrad&, rbar, ws)  rbar += d(...)/dr
 // where in/out/in_bar/out_bar are NodeState<S, M>. layer_backward overwrites in_bar and skips
-// every parameter gradient when g is empty (inference, the real pass of force training).
+// every parameter gradient when g is empty (inference, the real pass of force training). When no
+// gradient with respect to the geometry is wanted (direct training, the dual pass of force
+// training) the model calls neither edge_grad_init nor edge_backward and hands layer_backward a
+// default-constructed EdgeGrad (empty views): it must then skip what only feeds dL/dr.
 // The model applies the stack activation after each layer (as HydraGNN's Base does).
 #pragma once
 

@@ -157,11 +157,12 @@ class Model {
   }
 
   /// Backward: given dL/dE_g (Ebar, G; may be empty) and dL/d(head output) (head_bar, empty views for
-  /// unused heads), accumulate dL/dparams into g (nothing when g is empty) and return dL/dr (E x 3).
+  /// unused heads), accumulate dL/dparams into g (nothing when g is empty) and return dL/dr (E x 3);
+  /// with geometry = false nothing that only feeds dL/dr is computed and an empty view is returned.
   template <class S>
   Mat<S, M> backward(const Exec& exec, const Weights<T, M>& w, const Batch<M>& b, const Forward<S>& f,
                      const Vec<S, M>& Ebar, const std::vector<Mat<S, M>>& head_bar, const Vec<S, M>& g,
-                     Workspace<M>& ws) const {
+                     Workspace<M>& ws, bool geometry = true) const {
     ProfileRegion region("hydragnn::Model::backward");
     const int L = conv_.num_layers();
     const std::string lbl = "hydragnn::Model::backward";
@@ -170,8 +171,8 @@ class Model {
     for (int l = 1; l <= L; ++l)
       hbars.push_back(ws.template zeroed_mat<S>(exec, lbl + ".h_bar", l, f.state[l].h.extent(0), f.state[l].h.extent(1)));
     heads_.template backward<Exec, S, T>(exec, spec_, w, b, f.heads, Ebar, head_bar, hbars, g, ws);
-    typename Conv::template EdgeGrad<S, M> eg;
-    conv_.template edge_grad_init<Exec, S>(exec, b, eg, ws);
+    typename Conv::template EdgeGrad<S, M> eg;  // empty views unless the geometry gradient is wanted
+    if (geometry) conv_.template edge_grad_init<Exec, S>(exec, b, eg, ws);
     NodeState<S, M> out_bar;
     out_bar.h = hbars[L - 1];
     if constexpr (traits::has_vectors) {
@@ -191,6 +192,7 @@ class Model {
       if (l > 0) out_bar.h = hbars[l - 1];
     }
     if (g.extent(0) > 0) kernels::embedding_backward<Exec, S>(exec, out_bar.h, b.species_perm, b.species_ptr, emb_off_, g);
+    if (!geometry) return Mat<S, M>();
     auto rbar = ws.template zeroed_mat<S>(exec, lbl + ".r_bar", 0, b.num_edges, 3);
     conv_.template edge_backward<Exec, S>(exec, b, f.r, f.edge, eg, rbar, ws);
     return rbar;

@@ -73,7 +73,7 @@ struct MLP {
   template <class Exec, class S, class T>
   Mat<S, mem_t<Exec>> backward(const Exec& exec, const Weights<T, mem_t<Exec>>& w, const Cache<S, mem_t<Exec>>& cache,
                                const Mat<S, mem_t<Exec>>& Ybar, const Vec<S, mem_t<Exec>>& g, Workspace<mem_t<Exec>>& ws,
-                               int slot = 0) const {
+                               int slot = 0, bool want_input = true) const {
     using M = mem_t<Exec>;
     const bool want_params = g.extent(0) > 0;
     Mat<S, M> hbar = Ybar;
@@ -86,6 +86,7 @@ struct MLP {
         kernels::activation_backward<Exec, S>(exec, act, cache.pre[l], hbar, zbar);
       }
       if (want_params) kernels::linear_backward_params<Exec, S>(exec, cache.input[l], zbar, layers[l], g);
+      if (l == 0 && !want_input) return Mat<S, M>();
       Mat<S, M> xbar = ws.template mat<S>(label + ".in_bar", idx, n, layers[l].in);
       kernels::linear_backward_input<Exec, S, T>(exec, zbar, w, layers[l], xbar, false);
       hbar = xbar;

@@ -88,8 +88,10 @@ void cfconv_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat
                      const CVec<int, mem_t<Exec>>& src, const CVec<int, mem_t<Exec>>& send_perm,
                      const CVec<int, mem_t<Exec>>& send_ptr, const CMat<S, mem_t<Exec>>& aggbar,
                      const Mat<S, mem_t<Exec>>& xbar, const Mat<S, mem_t<Exec>>& Wbar, const Vec<S, mem_t<Exec>>& Cbar) {
-  // aggbar: N x F -> xbar: N x F (overwritten), Wbar: E x F (overwritten), Cbar: E (accumulated)
+  // aggbar: N x F -> xbar: N x F (overwritten), Wbar: E x F (overwritten), Cbar: E (accumulated;
+  // skipped when Cbar is empty: no geometric gradient wanted)
   const long F = long(xbar.extent(1)), E = long(W.extent(0));
+  const bool want_C = Cbar.extent(0) > 0;
   cfconv_backward_nodes<Exec, S, Mode>(exec, W, C, dst, send_perm, send_ptr, aggbar, xbar);
   // edges: one thread per edge in every mode (the channel sum for Cbar runs in channel order)
   Kokkos::parallel_for(
@@ -101,7 +103,7 @@ void cfconv_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat
           Wbar(e, f) = t * C(e);
           c_acc += t * W(e, f);
         }
-        Cbar(e) += c_acc;
+        if (want_C) Cbar(e) += c_acc;
       });
 }
 

@@ -18,6 +18,8 @@
 #include <hydragnn/kernels/gemm.hpp>
 #include <hydragnn/kernels/modes.hpp>
 
+#include <type_traits>
+
 namespace hydragnn {
 
 /// The parameters of a pass: the flat buffer p and, at the same offsets, every Linear weight block
@@ -31,10 +33,8 @@ struct Weights {
 namespace kernels {
 
 namespace detail {
-/// Weight-gradient tiling (HostRow): groups of 16 outputs per thread, tiles of 4 outputs (2 for
-/// dual activations) x gemm::nr inputs, rows streamed in chunks of 128 so that a chunk of X and Ybar
-/// stays in cache while every tile of the group passes over it.
-constexpr int dense_group_out = 16;
+/// Weight-gradient tiling (HostRow): rows streamed in chunks of 128 so that a chunk of X and Ybar
+/// stays in cache while every register tile passes over it.
 constexpr long dense_chunk_rows = 128;
 
 /// Reals per scalar: 1, or 2 for a dual (primal and tangent planes).
@@ -135,8 +135,8 @@ void linear_backward_input(const Exec& exec, const CMat<S, mem_t<Exec>>& Ybar, c
 
 /// Wbar(o,c) += sum_n Ybar(n,o) X(n,c);  bbar(o) += sum_n Ybar(n,o)      (n ascending)
 ///
-/// HostRow: one thread per group of 16 outputs, rows in cache-sized chunks, 4 x 8 register tiles
-/// (see below); biases separately.
+/// HostRow: one thread per block of gemm::nr outputs, rows in cache-sized chunks, register tiles
+/// of gemm::mr inputs x gemm::nr outputs (see below); biases separately.
 /// PerElement: one thread per weight. TeamTiled: one team per output, lanes over inputs.
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const CMat<S, mem_t<Exec>>& Ybar,
@@ -146,64 +146,60 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
   const long n = long(X.extent(0));
   const int cols = in + (b >= 0 ? 1 : 0);
   if constexpr (std::is_same<Mode, exec_mode::HostRow>::value) {
-    // One thread per group of GO outputs (all inputs): the group's sums live in a local array, and the
-    // rows are streamed in chunks of CH so that a chunk of X and Ybar stays in cache while every
-    // tile of the group passes over it (gemm.hpp micro-kernels, accumulators in registers for the
-    // chunk). Each sum still runs over n in ascending order.
+    // Transposed: Wbar^T(c, o) = sum_n X(n, c) Ybar(n, o). One thread per block of NR outputs (the
+    // vector lanes: contiguous in Ybar's rows), all inputs; the block's sums live in a local array
+    // (inputs x NR), the rows are streamed in chunks of CH so that a chunk of X and Ybar stays in
+    // cache while every tile of MR inputs passes over it (gemm.hpp micro-kernels, accumulators in
+    // registers for the chunk). Each sum still runs over n in ascending order.
     using R = real_t<S>;
     constexpr bool dual = scalar_traits<S>::is_dual;
-    constexpr int NR = gemm::nr<R>, BO = dual ? 2 : 4, GO = detail::dense_group_out;
+    constexpr int NR = gemm::nr<R>, MR = dual ? 2 : gemm::mr;
     constexpr long CH = detail::dense_chunk_rows;
     if (in <= detail::host_row_max) {
-      const int ngroups = (out + GO - 1) / GO;
+      const int nblocks = (out + NR - 1) / NR;
       const long ldx = long(X.stride(0)), ldy = long(Ybar.stride(0));
       const S* Xp = X.data();
       const S* Yp = Ybar.data();
       Kokkos::parallel_for(
-          "hydragnn::Linear::backward_params", Kokkos::RangePolicy<Exec>(exec, 0, ngroups), KOKKOS_LAMBDA(const long grp) {
-            const int o_begin = int(grp) * GO, o_end = o_begin + GO < out ? o_begin + GO : out;
-            S acc[GO][detail::host_row_max];
-            for (int a = 0; a < o_end - o_begin; ++a)
-              for (int c = 0; c < in; ++c) acc[a][c] = S(0);
+          "hydragnn::Linear::backward_params", Kokkos::RangePolicy<Exec>(exec, 0, nblocks), KOKKOS_LAMBDA(const long blk) {
+            const int o0 = int(blk) * NR, nj = out - o0 < NR ? out - o0 : NR;
+            R av[detail::host_row_max][NR], ad[dual ? detail::host_row_max : 1][NR];
+            for (int c = 0; c < in; ++c)
+              for (int j = 0; j < NR; ++j) av[c][j] = R(0);
+            if constexpr (dual)
+              for (int c = 0; c < in; ++c)
+                for (int j = 0; j < NR; ++j) ad[c][j] = R(0);
+            auto run = [&](auto mr_tag, auto edge_tag, long i0, long i1, int c0) {
+              constexpr int TR = decltype(mr_tag)::value;
+              constexpr bool EDGE = decltype(edge_tag)::value;
+              auto& tv = *reinterpret_cast<R(*)[TR][NR]>(&av[c0][0]);
+              if constexpr (dual) {
+                auto& td = *reinterpret_cast<R(*)[TR][NR]>(&ad[c0][0]);
+                gemm::dual_params_tile<R, TR, NR, EDGE>(Xp + i0 * ldx + c0, ldx, Yp + i0 * ldy + o0, ldy, i1 - i0, tv, td, nj);
+              } else {
+                const R* a[TR];
+                for (int r = 0; r < TR; ++r) a[r] = Xp + i0 * ldx + c0 + r;
+                gemm::tile<R, TR, NR, EDGE>(a, ldx, Yp + i0 * ldy + o0, ldy, i1 - i0, tv, nj);
+              }
+            };
             for (long i0 = 0; i0 < n; i0 += CH) {
               const long i1 = i0 + CH < n ? i0 + CH : n;
-              for (int o0 = o_begin; o0 < o_end; o0 += BO) {
-                const int no = o_end - o0 < BO ? o_end - o0 : BO;
-                for (int c0 = 0; c0 < in; c0 += NR) {
-                  const int nc = in - c0 < NR ? in - c0 : NR;
-                  S* g0 = &acc[o0 - o_begin][c0];
-                  if (no == BO) {
-                    R t[BO][NR], td[BO][NR];
-                    for (int q = 0; q < BO; ++q)
-                      for (int c = 0; c < nc; ++c) {
-                        t[q][c] = detail::plane_of(g0[q * detail::host_row_max + c], 0);
-                        td[q][c] = detail::plane_of(g0[q * detail::host_row_max + c], 1);
-                      }
-                    if constexpr (dual) {
-                      gemm::dual_params_tile<R, BO, NR>(Yp + o0, ldy, Xp + c0, ldx, i0, i1, nc, t, td);
-                    } else {
-                      const R* a[BO];
-                      for (int q = 0; q < BO; ++q) a[q] = Yp + i0 * ldy + o0 + q;
-                      if (nc == NR) gemm::tile<R, BO, NR>(a, ldy, Xp + i0 * ldx + c0, ldx, i1 - i0, t);
-                      else gemm::tile_edge<R, BO, NR>(a, ldy, Xp + i0 * ldx + c0, ldx, i1 - i0, nc, t);
-                    }
-                    for (int q = 0; q < BO; ++q)
-                      for (int c = 0; c < nc; ++c) {
-                        if constexpr (dual) g0[q * detail::host_row_max + c] = S(t[q][c], td[q][c]);
-                        else g0[q * detail::host_row_max + c] = t[q][c];
-                      }
-                  } else {
-                    for (long i = i0; i < i1; ++i)
-                      for (int q = 0; q < no; ++q) {
-                        const S y = Ybar(i, o0 + q);
-                        for (int c = 0; c < nc; ++c) acc[o0 - o_begin + q][c0 + c] += y * X(i, c0 + c);
-                      }
-                  }
-                }
+              int c0 = 0;
+              if (nj == NR) {
+                for (; c0 + MR <= in; c0 += MR)
+                  run(std::integral_constant<int, MR>{}, std::false_type{}, i0, i1, c0);
+                for (; c0 < in; ++c0) run(std::integral_constant<int, 1>{}, std::false_type{}, i0, i1, c0);
+              } else {
+                for (; c0 + MR <= in; c0 += MR)
+                  run(std::integral_constant<int, MR>{}, std::true_type{}, i0, i1, c0);
+                for (; c0 < in; ++c0) run(std::integral_constant<int, 1>{}, std::true_type{}, i0, i1, c0);
               }
             }
-            for (int a = 0; a < o_end - o_begin; ++a)
-              for (int c = 0; c < in; ++c) g(w + long(o_begin + a) * ld + c) += acc[a][c];
+            for (int j = 0; j < nj; ++j)
+              for (int c = 0; c < in; ++c) {
+                if constexpr (dual) g(w + long(o0 + j) * ld + c) += S(av[c][j], ad[c][j]);
+                else g(w + long(o0 + j) * ld + c) += av[c][j];
+              }
           });
     } else {
       Kokkos::parallel_for(

@@ -145,14 +145,16 @@ void egnn_radial_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& d, const
       });
 }
 
-/// rbar(e,:) += dbar(e,:);  ubar(i,:) (+)= sum_{dst(e)=i} dbar(e,:) - sum_{src(e)=i} dbar(e,:)
+/// rbar(e,:) += dbar(e,:) (skipped when rbar is empty);
+/// ubar(i,:) (+)= sum_{dst(e)=i} dbar(e,:) - sum_{src(e)=i} dbar(e,:)
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void egnn_edge_vectors_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& dbar, const CVec<int, mem_t<Exec>>& row_ptr,
                                 const CVec<int, mem_t<Exec>>& send_perm, const CVec<int, mem_t<Exec>>& send_ptr,
                                 const Mat<S, mem_t<Exec>>& rbar, const Mat<S, mem_t<Exec>>& ubar, bool accumulate_u) {
-  Kokkos::parallel_for(
-      "hydragnn::EGNNConv::edge_vectors_backward_r", Kokkos::RangePolicy<Exec>(exec, 0, long(dbar.extent(0)) * 3),
-      KOKKOS_LAMBDA(const long k) { rbar(k / 3, k % 3) += dbar(k / 3, k % 3); });
+  if (rbar.extent(0) > 0)
+    Kokkos::parallel_for(
+        "hydragnn::EGNNConv::edge_vectors_backward_r", Kokkos::RangePolicy<Exec>(exec, 0, long(dbar.extent(0)) * 3),
+        KOKKOS_LAMBDA(const long k) { rbar(k / 3, k % 3) += dbar(k / 3, k % 3); });
   if (ubar.extent(0) == 0) return;
   Kokkos::parallel_for(
       "hydragnn::EGNNConv::edge_vectors_backward_u", Kokkos::RangePolicy<Exec>(exec, 0, long(ubar.extent(0)) * 3),

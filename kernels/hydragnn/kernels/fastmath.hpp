@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// exp, log1p on [0, 1], softplus and sigmoid for float without libm calls: branch-free, so that the
-// compiler vectorises the activation loops (a libm call per element cannot be). Used for float
-// activations only; double keeps libm (tests and golden comparisons run in double).
+// exp, log1p on [0, 1], softplus and sigmoid for float without libm calls and without branches, for
+// one float (every mode, every backend) or a pack of floats (HostRow's vectorised activation loops,
+// kernels/simd.hpp): the same operations in the same order, so both give the same bits. Used for
+// float activations only; double keeps libm (tests and golden comparisons run in double).
 //
-// Accuracy (float): exp within about 1 ulp on [-87, 88] (Cody-Waite reduction, degree-7 Taylor
-// polynomial on |r| <= ln2/2, truncation < 5e-9 relative); log1p(y) for y in [0, 1] as
-// 2 atanh(y / (2 + y)) with the series to s^13 (s <= 1/3, truncation < 2e-8 relative).
+// Accuracy (float, measured in tests/test_layers.cpp against double libm): exp about 1 ulp on
+// [-87, 88] (Cody-Waite reduction, degree-7 Taylor polynomial on |r| <= ln2/2); log1p(y) for y in
+// [0, 1] as 2 atanh(y / (2 + y)) with the series to s^13 (s <= 1/3); softplus, sigmoid ~2 ulp.
+// Clamps are selects (no branches): a branch would keep the compiler from vectorising the loop.
 #pragma once
 
 #include <hydragnn/compat/kokkos.hpp>
+#include <hydragnn/kernels/simd.hpp>
 
 #include <cstdint>
 #include <cstring>
@@ -16,22 +19,45 @@
 namespace hydragnn {
 namespace fastmath {
 
-KOKKOS_INLINE_FUNCTION float bits_to_float(std::int32_t i) {
+namespace detail {
+KOKKOS_INLINE_FUNCTION std::int32_t as_int(float f) {
+  std::int32_t i;
+  std::memcpy(&i, &f, sizeof i);
+  return i;
+}
+KOKKOS_INLINE_FUNCTION float as_float(std::int32_t i) {
   float f;
   std::memcpy(&f, &i, sizeof f);
   return f;
 }
+KOKKOS_INLINE_FUNCTION float sel(bool m, float a, float b) { return m ? a : b; }
+#ifdef HYDRAGNN_SIMD_PACKS
+using fpack = kernels::simd::pack_t<float>;
+using ipack = kernels::simd::mask_t<float>;
+inline ipack as_int(fpack f) { return reinterpret_cast<ipack&>(f); }
+inline fpack as_float(ipack i) { return reinterpret_cast<fpack&>(i); }
+inline fpack sel(ipack m, fpack a, fpack b) { return m ? a : b; }
+#endif
+/// |x| (clears the sign bit).
+template <class V>
+KOKKOS_INLINE_FUNCTION V abs(V x) {
+  return as_float(as_int(x) & 0x7fffffff);
+}
+}  // namespace detail
 
 /// e^x, x clamped to [-87.3, 88.7] (beyond: the limits' values, 1.2e-38 and 3.3e38).
-KOKKOS_INLINE_FUNCTION float exp(float x) {
-  x = x < -87.3f ? -87.3f : x;
-  x = x > 88.7f ? 88.7f : x;
-  // n = round(x / ln2) by the 1.5 * 2^23 trick (round to nearest, no SSE4.1 needed)
+template <class V>
+KOKKOS_INLINE_FUNCTION V exp(V x) {
+  using namespace detail;
+  x = sel(x < -87.3f, V{} - 87.3f, x);
+  x = sel(x > 88.7f, V{} + 88.7f, x);
+  // n = round(x / ln2) by the 1.5 * 2^23 trick (round to nearest); t's low mantissa bits hold n
   constexpr float shift = 12582912.0f;
-  const float n = (x * 1.44269504088896341f + shift) - shift;
+  const V t = x * 1.44269504088896341f + shift;
+  const V n = t - shift;
   // r = x - n ln2 in two steps (ln2 = hi + lo, hi with 9 significant bits: n * hi is exact)
-  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
-  float p = 1.0f / 5040.0f;
+  const V r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+  V p = V{} + 1.0f / 5040.0f;
   p = p * r + 1.0f / 720.0f;
   p = p * r + 1.0f / 120.0f;
   p = p * r + 1.0f / 24.0f;
@@ -39,13 +65,14 @@ KOKKOS_INLINE_FUNCTION float exp(float x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  return p * bits_to_float((static_cast<std::int32_t>(n) + 127) << 23);
+  return p * as_float((as_int(t) - 0x4B400000 + 127) << 23);  // * 2^n
 }
 
 /// log(1 + y) for y in [0, 1]: 2 atanh(s), s = y / (2 + y) in [0, 1/3].
-KOKKOS_INLINE_FUNCTION float log1p_unit(float y) {
-  const float s = y / (2.0f + y), s2 = s * s;
-  float p = 1.0f / 13.0f;
+template <class V>
+KOKKOS_INLINE_FUNCTION V log1p_unit(V y) {
+  const V s = y / (2.0f + y), s2 = s * s;
+  V p = V{} + 1.0f / 13.0f;
   p = p * s2 + 1.0f / 11.0f;
   p = p * s2 + 1.0f / 9.0f;
   p = p * s2 + 1.0f / 7.0f;
@@ -56,13 +83,17 @@ KOKKOS_INLINE_FUNCTION float log1p_unit(float y) {
 }
 
 /// log(1 + e^x) = max(x, 0) + log1p(e^-|x|), for every x.
-KOKKOS_INLINE_FUNCTION float softplus(float x) {
-  const float ax = x < 0.0f ? -x : x;
-  return (x > 0.0f ? x : 0.0f) + log1p_unit(exp(-ax));
+template <class V>
+KOKKOS_INLINE_FUNCTION V softplus(V x) {
+  using namespace detail;
+  return sel(x > 0.0f, x, V{}) + log1p_unit(exp(-abs(x)));
 }
 
 /// 1 / (1 + e^-x).
-KOKKOS_INLINE_FUNCTION float sigmoid(float x) { return 1.0f / (1.0f + exp(-x)); }
+template <class V>
+KOKKOS_INLINE_FUNCTION V sigmoid(V x) {
+  return 1.0f / (1.0f + exp(-x));
+}
 
 }  // namespace fastmath
 }  // namespace hydragnn

@@ -23,58 +23,29 @@
 #include <hydragnn/core/dual.hpp>
 #include <hydragnn/compat/kokkos.hpp>
 #include <hydragnn/compat/unroll.hpp>
+#include <hydragnn/kernels/simd.hpp>
 
 namespace hydragnn {
 namespace kernels {
 namespace gemm {
 
-/// Bytes of the widest vector register the compiler may use (from its target macros).
-#if defined(__AVX512F__)
-constexpr int simd_bytes = 64;
-#elif defined(__AVX__)
-constexpr int simd_bytes = 32;
-#else
-constexpr int simd_bytes = 16;
-#endif
 /// Tile: NR reals (two vector registers) per row, MR rows: 2 * MR accumulator registers (12 of the
 /// 16 on SSE/AVX2), plus the two B registers and a broadcast.
 template <class R>
-constexpr int nr = 2 * simd_bytes / int(sizeof(R));
+constexpr int nr = 2 * simd::bytes / int(sizeof(R));
 constexpr int mr = 6;
 
-// Host compilers with GCC vector extensions (GCC, Clang; not the CUDA/HIP front ends) get explicit
-// vector registers for the accumulators: lane j of a vector is column j, so each output is still
-// summed alone, in the same order as the scalar code.
-#if defined(__GNUC__) && !defined(__CUDACC__) && !defined(__HIPCC__)
-#define HYDRAGNN_GEMM_VECTORS 1
-template <class R>
-struct pack;
-template <>
-struct pack<float> {
-  typedef float type __attribute__((vector_size(simd_bytes)));
-};
-template <>
-struct pack<double> {
-  typedef double type __attribute__((vector_size(simd_bytes)));
-};
-template <class R>
-using pack_t = typename pack<R>::type;
-template <class R>
-constexpr int lanes = simd_bytes / int(sizeof(R));
-template <class R>
-inline pack_t<R> load(const R* p) {
-  pack_t<R> v;
-  __builtin_memcpy(&v, p, sizeof(v));
-  return v;
-}
-template <class R>
-inline void store(R* p, const pack_t<R>& v) {
-  __builtin_memcpy(p, &v, sizeof(v));
-}
-
-/// acc(r, j) += sum_k A(r, k) B(k, j) for k in [0, K).
-template <class R, int MR, int NR>
-inline __attribute__((always_inline)) void tile(const R* const* a, long as, const R* b, long ldb, long K, R (&acc)[MR][NR]) {
+#ifdef HYDRAGNN_SIMD_PACKS
+using simd::lanes;
+using simd::load;
+using simd::pack_t;
+using simd::store;
+/// acc(r, j) += sum_k A(r, k) B(k, j) for k in [0, K), j < nj (EDGE: nj < NR columns, the edge of
+/// a matrix; B's rows are then copied into a zero-padded buffer so the same vector code runs, and
+/// the lanes past nj are never stored).
+template <class R, int MR, int NR, bool EDGE = false>
+inline __attribute__((always_inline)) void tile(const R* const* a, long as, const R* b, long ldb, long K,
+                                                R (&acc)[MR][NR], int nj = NR) {
   constexpr int L = lanes<R>, NV = NR / L;
   static_assert(NV * L == NR, "gemm::tile: NR must be a multiple of the vector width");
   pack_t<R> c[MR][NV];
@@ -82,8 +53,13 @@ inline __attribute__((always_inline)) void tile(const R* const* a, long as, cons
   for (int r = 0; r < MR; ++r)
     HYDRAGNN_UNROLL
     for (int v = 0; v < NV; ++v) c[r][v] = load(&acc[r][v * L]);
+  R buf[NR] = {};
   for (long k = 0; k < K; ++k) {
     const R* br = b + k * ldb;
+    if constexpr (EDGE) {
+      for (int j = 0; j < nj; ++j) buf[j] = br[j];
+      br = buf;
+    }
     pack_t<R> bv[NV];
     HYDRAGNN_UNROLL
     for (int v = 0; v < NV; ++v) bv[v] = load(br + v * L);
@@ -100,37 +76,25 @@ inline __attribute__((always_inline)) void tile(const R* const* a, long as, cons
     for (int v = 0; v < NV; ++v) store(&acc[r][v * L], c[r][v]);
 }
 #else
-/// acc(r, j) += sum_k A(r, k) B(k, j) for k in [0, K).
-template <class R, int MR, int NR>
-KOKKOS_FORCEINLINE_FUNCTION void tile(const R* const* a, long as, const R* b, long ldb, long K, R (&acc)[MR][NR]) {
+/// acc(r, j) += sum_k A(r, k) B(k, j) for k in [0, K), j < nj.
+template <class R, int MR, int NR, bool EDGE = false>
+KOKKOS_FORCEINLINE_FUNCTION void tile(const R* const* a, long as, const R* b, long ldb, long K, R (&acc)[MR][NR],
+                                      int nj = NR) {
   for (long k = 0; k < K; ++k) {
     const R* br = b + k * ldb;
-    R bv[NR];
-    HYDRAGNN_UNROLL
-    for (int j = 0; j < NR; ++j) bv[j] = br[j];
     HYDRAGNN_UNROLL
     for (int r = 0; r < MR; ++r) {
       const R x = a[r][k * as];
-      HYDRAGNN_UNROLL
-      for (int j = 0; j < NR; ++j) acc[r][j] += x * bv[j];
+      if constexpr (EDGE) {
+        for (int j = 0; j < nj; ++j) acc[r][j] += x * br[j];
+      } else {
+        HYDRAGNN_UNROLL
+        for (int j = 0; j < NR; ++j) acc[r][j] += x * br[j];
+      }
     }
   }
 }
 #endif
-
-/// The same product for a tile narrower than NR (nj < NR columns; edges of a matrix).
-template <class R, int MR, int NR>
-KOKKOS_FORCEINLINE_FUNCTION void tile_edge(const R* const* a, long as, const R* b, long ldb, long K, int nj,
-                                           R (&acc)[MR][NR]) {
-  for (long k = 0; k < K; ++k) {
-    const R* br = b + k * ldb;
-    HYDRAGNN_UNROLL
-    for (int r = 0; r < MR; ++r) {
-      const R x = a[r][k * as];
-      for (int j = 0; j < nj; ++j) acc[r][j] += x * br[j];
-    }
-  }
-}
 
 /// Row-major product over whole rows: for each of the MR tile rows r and every column j < ncols,
 ///   c[r][j * cs] = init(r, j) + sum_{k<K} a[r][k * as] * b[k * ldb + j]
@@ -158,76 +122,82 @@ KOKKOS_FORCEINLINE_FUNCTION void rows(const R* const* a, long as, const R* b, lo
     R acc[MR][NR];
     HYDRAGNN_UNROLL
     for (int r = 0; r < MR; ++r)
-      for (int j = 0; j < nj; ++j) acc[r][j] = init(r, j0 + j);
-    tile_edge<R, MR, NR>(a, as, b + j0, ldb, K, nj, acc);
+      for (int j = 0; j < NR; ++j) acc[r][j] = j < nj ? init(r, j0 + j) : R(0);
+    tile<R, MR, NR, true>(a, as, b + j0, ldb, K, acc, nj);
     HYDRAGNN_UNROLL
     for (int r = 0; r < MR; ++r)
       for (int j = 0; j < nj; ++j) c[r][(j0 + j) * cs] = acc[r][j];
   }
 }
 
-/// Weight gradient of dual activations, one tile of MR outputs x NR inputs over rows [i0, i1):
-///   gv(r, j) += sum_i y(i, r).v x(i, j).v
-///   gd(r, j) += sum_i (y(i, r).d x(i, j).v + y(i, r).v x(i, j).d)
-/// y(i, r) = ybar[i * ldy + r], x(i, j) = x[i * ldx + j] (both in duals).
-template <class R, int MR, int NR>
-KOKKOS_FORCEINLINE_FUNCTION void dual_params_tile(const Dual<R>* ybar, long ldy, const Dual<R>* x, long ldx, long i0,
-                                                  long i1, int nj, R (&gv)[MR][NR], R (&gd)[MR][NR]) {
-#ifdef HYDRAGNN_GEMM_VECTORS
-  if (nj == NR) {
-    constexpr int L = lanes<R>, NV = NR / L;
-    pack_t<R> cv[MR][NV], cd[MR][NV];
+/// Weight gradient of dual activations, transposed (rows = inputs c, vector lanes = outputs o), over
+/// rows i of a chunk:
+///   gv(r, j) += sum_i y(i, j).v x(i, r).v
+///   gd(r, j) += sum_i (y(i, j).d x(i, r).v + y(i, j).v x(i, r).d)     (Dual's operator*(y, x))
+/// x(i, r) = x[i * ldx + r], y(i, j) = y[i * ldy + j] (duals), j < nj.
+template <class R, int MR, int NR, bool EDGE = false>
+KOKKOS_FORCEINLINE_FUNCTION void dual_params_tile(const Dual<R>* x, long ldx, const Dual<R>* y, long ldy, long K,
+                                                  R (&gv)[MR][NR], R (&gd)[MR][NR], int nj = NR) {
+#ifdef HYDRAGNN_SIMD_PACKS
+  constexpr int L = lanes<R>, NV = NR / L;
+  pack_t<R> cv[MR][NV], cd[MR][NV];
+  HYDRAGNN_UNROLL
+  for (int r = 0; r < MR; ++r)
     HYDRAGNN_UNROLL
-    for (int r = 0; r < MR; ++r)
-      HYDRAGNN_UNROLL
-      for (int v = 0; v < NV; ++v) {
-        cv[r][v] = load(&gv[r][v * L]);
-        cd[r][v] = load(&gd[r][v * L]);
+    for (int v = 0; v < NV; ++v) {
+      cv[r][v] = load(&gv[r][v * L]);
+      cd[r][v] = load(&gd[r][v * L]);
+    }
+  R ys[2][NR] = {};
+  for (long k = 0; k < K; ++k) {
+    const Dual<R>* yr = y + k * ldy;
+    if constexpr (EDGE) {
+      for (int j = 0; j < nj; ++j) {
+        ys[0][j] = yr[j].v;
+        ys[1][j] = yr[j].d;
       }
-    for (long i = i0; i < i1; ++i) {
-      const Dual<R>* xr = x + i * ldx;
-      R xs[2][NR];
+    } else {
       HYDRAGNN_UNROLL
       for (int j = 0; j < NR; ++j) {
-        xs[0][j] = xr[j].v;
-        xs[1][j] = xr[j].d;
+        ys[0][j] = yr[j].v;
+        ys[1][j] = yr[j].d;
       }
-      pack_t<R> xv[NV], xd[NV];
-      HYDRAGNN_UNROLL
-      for (int v = 0; v < NV; ++v) {
-        xv[v] = load(&xs[0][v * L]);
-        xd[v] = load(&xs[1][v * L]);
-      }
-      HYDRAGNN_UNROLL
-      for (int r = 0; r < MR; ++r) {
-        const R yv = ybar[i * ldy + r].v, yd = ybar[i * ldy + r].d;
-        HYDRAGNN_UNROLL
-        for (int v = 0; v < NV; ++v) {
-          cv[r][v] += yv * xv[v];
-          cd[r][v] += yd * xv[v] + yv * xd[v];
-        }
-      }
+    }
+    pack_t<R> yv[NV], yd[NV];
+    HYDRAGNN_UNROLL
+    for (int v = 0; v < NV; ++v) {
+      yv[v] = load(&ys[0][v * L]);
+      yd[v] = load(&ys[1][v * L]);
     }
     HYDRAGNN_UNROLL
-    for (int r = 0; r < MR; ++r)
+    for (int r = 0; r < MR; ++r) {
+      const R xv = x[k * ldx + r].v, xd = x[k * ldx + r].d;
       HYDRAGNN_UNROLL
       for (int v = 0; v < NV; ++v) {
-        store(&gv[r][v * L], cv[r][v]);
-        store(&gd[r][v * L], cd[r][v]);
-      }
-    return;
-  }
-#endif
-  for (long i = i0; i < i1; ++i) {
-    const Dual<R>* xr = x + i * ldx;
-    for (int r = 0; r < MR; ++r) {
-      const R yv = ybar[i * ldy + r].v, yd = ybar[i * ldy + r].d;
-      for (int j = 0; j < nj; ++j) {
-        gv[r][j] += yv * xr[j].v;
-        gd[r][j] += yd * xr[j].v + yv * xr[j].d;
+        cv[r][v] += yv[v] * xv;
+        cd[r][v] += yd[v] * xv + yv[v] * xd;
       }
     }
   }
+  HYDRAGNN_UNROLL
+  for (int r = 0; r < MR; ++r)
+    HYDRAGNN_UNROLL
+    for (int v = 0; v < NV; ++v) {
+      store(&gv[r][v * L], cv[r][v]);
+      store(&gd[r][v * L], cd[r][v]);
+    }
+#else
+  for (long k = 0; k < K; ++k) {
+    const Dual<R>* yr = y + k * ldy;
+    for (int r = 0; r < MR; ++r) {
+      const R xv = x[k * ldx + r].v, xd = x[k * ldx + r].d;
+      for (int j = 0; j < (EDGE ? nj : NR); ++j) {
+        gv[r][j] += yr[j].v * xv;
+        gd[r][j] += yr[j].d * xv + yr[j].v * xd;
+      }
+    }
+  }
+#endif
 }
 
 }  // namespace gemm

@@ -9,6 +9,7 @@
 #include <hydragnn/core/types.hpp>
 #include <hydragnn/kernels/fastmath.hpp>
 #include <hydragnn/kernels/modes.hpp>
+#include <hydragnn/kernels/simd.hpp>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -44,6 +45,33 @@ template <class S> KOKKOS_INLINE_FUNCTION S softplus(const S& x) {
     else return fastmath::softplus(x);
   } else {
     return x > R(20) ? x : math::log1p(math::exp(x));
+  }
+}
+
+/// f and f' of activation A on one float or a pack of floats (kernels/simd.hpp): the expressions of
+/// f and df below for S = float, so the vectorised HostRow loops give the bits of the scalar code.
+/// Tanh has no vector form (it stays scalar).
+template <Activation A, class V> KOKKOS_INLINE_FUNCTION V f_fast(V x) {
+  static_assert(A != Activation::Tanh, "act::f_fast: tanh has no vector form");
+  if constexpr (A == Activation::Identity) return x;
+  if constexpr (A == Activation::ReLU) return fastmath::detail::sel(x > 0.0f, x, V{});
+  if constexpr (A == Activation::SiLU) return x * fastmath::sigmoid(x);
+  if constexpr (A == Activation::ShiftedSoftplus) return fastmath::softplus(x) - 0.69314718055994530942f;
+  if constexpr (A == Activation::Sigmoid) return fastmath::sigmoid(x);
+  if constexpr (A == Activation::Softplus) return fastmath::softplus(x);
+}
+template <Activation A, class V> KOKKOS_INLINE_FUNCTION V df_fast(V x) {
+  static_assert(A != Activation::Tanh, "act::df_fast: tanh has no vector form");
+  if constexpr (A == Activation::Identity) return V{} + 1.0f;
+  if constexpr (A == Activation::ReLU) return fastmath::detail::sel(x > 0.0f, V{} + 1.0f, V{});
+  if constexpr (A == Activation::SiLU) {
+    const V s = fastmath::sigmoid(x);
+    return s * (1.0f + x * (1.0f - s));
+  }
+  if constexpr (A == Activation::ShiftedSoftplus || A == Activation::Softplus) return fastmath::sigmoid(x);
+  if constexpr (A == Activation::Sigmoid) {
+    const V s = fastmath::sigmoid(x);
+    return s * (1.0f - s);
   }
 }
 
@@ -109,8 +137,33 @@ void with_activation(Activation a, const F& f) {
   throw std::invalid_argument("activation: unknown value " + std::to_string(int(a)));
 }
 
+/// HostRow, float, an activation with a vector form: packs of floats along each row, the row's tail
+/// one by one (same bits either way: act::f_fast).
+template <Activation A, class Mode, class S>
+constexpr bool vector_rows =
+#ifdef HYDRAGNN_SIMD_PACKS
+    is_host_row<Mode> && std::is_same<S, float>::value && A != Activation::Tanh;
+#else
+    false;
+#endif
+
 template <Activation A, class Mode, class Exec, class S>
 void activation_forward_rows(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const Mat<S, mem_t<Exec>>& Y) {
+#ifdef HYDRAGNN_SIMD_PACKS
+  if constexpr (vector_rows<A, Mode, S>) {
+    const long c = long(X.extent(1));
+    Kokkos::parallel_for(
+        "hydragnn::Activation::forward", Kokkos::RangePolicy<Exec>(exec, 0, long(X.extent(0))), KOKKOS_LAMBDA(const long i) {
+          constexpr int L = simd::lanes<float>;
+          const float* x = &X(i, 0);
+          float* y = &Y(i, 0);
+          long j = 0;
+          for (; j + L <= c; j += L) simd::store(y + j, act::f_fast<A>(simd::load(x + j)));
+          for (; j < c; ++j) y[j] = act::f_fast<A>(x[j]);
+        });
+    return;
+  }
+#endif
   for_each_element<Mode>(exec, "hydragnn::Activation::forward", long(X.extent(0)), long(X.extent(1)),
                          KOKKOS_LAMBDA(const long i, const long j) { Y(i, j) = act::f(A, X(i, j)); });
 }
@@ -119,6 +172,27 @@ template <Activation A, class Mode, class Exec, class S>
 void activation_backward_rows(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const CMat<S, mem_t<Exec>>& Ybar,
                               const Mat<S, mem_t<Exec>>& Xbar, bool accumulate) {
   const long n = long(X.extent(0)), c = long(X.extent(1));
+#ifdef HYDRAGNN_SIMD_PACKS
+  if constexpr (vector_rows<A, Mode, S>) {
+    Kokkos::parallel_for(
+        "hydragnn::Activation::backward", Kokkos::RangePolicy<Exec>(exec, 0, n), KOKKOS_LAMBDA(const long i) {
+          constexpr int L = simd::lanes<float>;
+          const float* x = &X(i, 0);
+          const float* yb = &Ybar(i, 0);
+          float* xb = &Xbar(i, 0);
+          long j = 0;
+          if (accumulate) {
+            for (; j + L <= c; j += L)
+              simd::store(xb + j, simd::load(xb + j) + act::df_fast<A>(simd::load(x + j)) * simd::load(yb + j));
+            for (; j < c; ++j) xb[j] = xb[j] + act::df_fast<A>(x[j]) * yb[j];
+          } else {
+            for (; j + L <= c; j += L) simd::store(xb + j, act::df_fast<A>(simd::load(x + j)) * simd::load(yb + j));
+            for (; j < c; ++j) xb[j] = act::df_fast<A>(x[j]) * yb[j];
+          }
+        });
+    return;
+  }
+#endif
   if (accumulate)
     for_each_element<Mode>(exec, "hydragnn::Activation::backward", n, c, KOKKOS_LAMBDA(const long i, const long j) {
       Xbar(i, j) = Xbar(i, j) + act::df(A, X(i, j)) * Ybar(i, j);
