@@ -132,6 +132,54 @@ TEST_CASE("float activations: HostRow's vector rows give the bits of the scalar 
   }
 }
 
+TEST_CASE("Dual<float> activations: vector rows bitwise as the scalar modes, values as double duals", "[layers]") {
+  hydragnn_test::ensure_kokkos();
+  using DF = Dual<float>;
+  Exec exec;
+  const long n = 4, c = 29;  // packs and a tail in every row
+  Mat<DF, M> X("X", n, c), Yb("Yb", n, c), Acc("Acc", n, c);
+  for (long i = 0; i < n; ++i)
+    for (long j = 0; j < c; ++j) {
+      X(i, j) = DF(float(0.41 * double(j - 14) + 0.13 * double(i)) * (j % 7 == 0 ? 30.0f : 1.0f), float(0.3 - 0.07 * double(j)));
+      Yb(i, j) = DF(float(1.0 - 0.05 * double(i + j)), float(0.2 + 0.01 * double(j)));
+      Acc(i, j) = DF(float(0.01 * double(j)), float(-0.02 * double(i)));
+    }
+  auto same = [&](const Mat<DF, M>& a, const Mat<DF, M>& b) {
+    long diff = 0;
+    for (long i = 0; i < n; ++i)
+      for (long j = 0; j < c; ++j) diff += std::memcmp(&a(i, j), &b(i, j), sizeof(DF)) != 0;
+    return diff;
+  };
+  for (Activation a : {Activation::Identity, Activation::ReLU, Activation::SiLU, Activation::ShiftedSoftplus,
+                       Activation::Tanh, Activation::Sigmoid, Activation::Softplus}) {
+    INFO("activation " << int(a));
+    Mat<DF, M> y_row("y_row", n, c), y_el("y_el", n, c), g_row("g_row", n, c), g_el("g_el", n, c);
+    kernels::activation_forward<Exec, DF, exec_mode::HostRow>(exec, a, X, y_row);
+    kernels::activation_forward<Exec, DF, exec_mode::PerElement>(exec, a, X, y_el);
+    Kokkos::fence();
+    CHECK(same(y_row, y_el) == 0);
+    for (bool accumulate : {false, true}) {
+      Kokkos::deep_copy(g_row, Acc);
+      Kokkos::deep_copy(g_el, Acc);
+      kernels::activation_backward<Exec, DF, exec_mode::HostRow>(exec, a, X, Yb, g_row, accumulate);
+      kernels::activation_backward<Exec, DF, exec_mode::PerElement>(exec, a, X, Yb, g_el, accumulate);
+      Kokkos::fence();
+      CHECK(same(g_row, g_el) == 0);
+    }
+    // f, f' and their tangents against the double duals (float accuracy)
+    for (long j = 0; j < c; ++j) {
+      const DF xf = X(1, j);
+      const D xd(double(xf.v), double(xf.d));
+      const DF f1 = act::f(a, xf), g1 = act::df(a, xf);
+      const D f2 = act::f(a, xd), g2 = act::df(a, xd);
+      CHECK(double(f1.v) == Approx(f2.v).epsilon(2e-6).margin(1e-6));
+      CHECK(double(f1.d) == Approx(f2.d).epsilon(2e-6).margin(1e-6));
+      CHECK(double(g1.v) == Approx(g2.v).epsilon(2e-6).margin(1e-6));
+      CHECK(double(g1.d) == Approx(g2.d).epsilon(2e-6).margin(1e-6));
+    }
+  }
+}
+
 TEST_CASE("MLP backward matches finite differences (inputs and parameters)", "[layers]") {
   hydragnn_test::ensure_kokkos();
   Exec exec;

@@ -33,9 +33,9 @@ struct Weights {
 namespace kernels {
 
 namespace detail {
-/// Weight-gradient tiling (HostRow): rows streamed in chunks of 128 so that a chunk of X and Ybar
+/// Weight-gradient tiling (HostRow): rows streamed in chunks of 32 so that a chunk of X and Ybar
 /// stays in cache while every register tile passes over it.
-constexpr long dense_chunk_rows = 128;
+constexpr long dense_chunk_rows = 32;
 
 /// Reals per scalar: 1, or 2 for a dual (primal and tangent planes).
 template <class S>
@@ -55,22 +55,13 @@ void host_rows_product(const Exec& exec, const char* label, const S* A, long lda
   R* Cr = reinterpret_cast<R*>(C);
   Kokkos::parallel_for(label, Kokkos::RangePolicy<Exec>(exec, 0, ntiles), KOKKOS_LAMBDA(const long t) {
     const long i0 = t * MT;
-    const R* a[gemm::mr];
-    R* c[gemm::mr];
     if (i0 + MT <= n) {
-      for (int r = 0; r < MT * P; ++r) {
-        a[r] = Ar + (i0 + r / P) * lda * P + r % P;
-        c[r] = Cr + (i0 + r / P) * ldc * P + r % P;
-      }
-      gemm::rows<R, MT * P>(a, P, B, ldb, K, ncols, c, P, [&](int r, int j) { return init(i0 + r / P, r % P, j); });
+      gemm::rows<R, MT * P, P>(Ar + i0 * lda * P, lda * P, P, B, ldb, K, ncols, Cr + i0 * ldc * P, ldc * P,
+                               [&](int r, int j) { return init(i0 + r / P, r % P, j); });
     } else {
-      for (long i = i0; i < n; ++i) {
-        for (int r = 0; r < P; ++r) {
-          a[r] = Ar + i * lda * P + r;
-          c[r] = Cr + i * ldc * P + r;
-        }
-        gemm::rows<R, P>(a, P, B, ldb, K, ncols, c, P, [&](int r, int j) { return init(i, r, j); });
-      }
+      for (long i = i0; i < n; ++i)
+        gemm::rows<R, P, P>(Ar + i * lda * P, lda * P, P, B, ldb, K, ncols, Cr + i * ldc * P, ldc * P,
+                            [&](int r, int j) { return init(i, r, j); });
     }
   });
 }
@@ -153,7 +144,9 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
     // registers for the chunk). Each sum still runs over n in ascending order.
     using R = real_t<S>;
     constexpr bool dual = scalar_traits<S>::is_dual;
-    constexpr int NR = gemm::nr<R>, MR = dual ? 2 : gemm::mr;
+    // dual: the chunk's Ybar block is split into primal and tangent planes once (ybuf), then tiles
+    // of 3 inputs x NR outputs (primal and tangent accumulators: 12 vector registers)
+    constexpr int NR = gemm::nr<R>, MR = dual ? gemm::mr / 2 : gemm::mr;
     constexpr long CH = detail::dense_chunk_rows;
     if (in <= detail::host_row_max) {
       const int nblocks = (out + NR - 1) / NR;
@@ -164,6 +157,7 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
           "hydragnn::Linear::backward_params", Kokkos::RangePolicy<Exec>(exec, 0, nblocks), KOKKOS_LAMBDA(const long blk) {
             const int o0 = int(blk) * NR, nj = out - o0 < NR ? out - o0 : NR;
             R av[detail::host_row_max][NR], ad[dual ? detail::host_row_max : 1][NR];
+            R ybuf[dual ? CH : 1][2 * NR];  // dual: the chunk's Ybar block in planes
             for (int c = 0; c < in; ++c)
               for (int j = 0; j < NR; ++j) av[c][j] = R(0);
             if constexpr (dual)
@@ -175,15 +169,20 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
               auto& tv = *reinterpret_cast<R(*)[TR][NR]>(&av[c0][0]);
               if constexpr (dual) {
                 auto& td = *reinterpret_cast<R(*)[TR][NR]>(&ad[c0][0]);
-                gemm::dual_params_tile<R, TR, NR, EDGE>(Xp + i0 * ldx + c0, ldx, Yp + i0 * ldy + o0, ldy, i1 - i0, tv, td, nj);
+                gemm::dual_params_tile<R, TR, NR>(Xp + i0 * ldx + c0, ldx, &ybuf[0][0], i1 - i0, tv, td);
               } else {
-                const R* a[TR];
-                for (int r = 0; r < TR; ++r) a[r] = Xp + i0 * ldx + c0 + r;
-                gemm::tile<R, TR, NR, EDGE>(a, ldx, Yp + i0 * ldy + o0, ldy, i1 - i0, tv, nj);
+                gemm::tile<R, TR, NR, 1, EDGE>(Xp + i0 * ldx + c0, 1, ldx, Yp + i0 * ldy + o0, ldy, i1 - i0, tv, nj);
               }
             };
             for (long i0 = 0; i0 < n; i0 += CH) {
               const long i1 = i0 + CH < n ? i0 + CH : n;
+              if constexpr (dual)
+                for (long i = i0; i < i1; ++i)
+                  for (int j = 0; j < NR; ++j) {
+                    const bool in_range = j < nj;
+                    ybuf[i - i0][j] = in_range ? detail::plane_of(Yp[i * ldy + o0 + j], 0) : R(0);
+                    ybuf[i - i0][NR + j] = in_range ? detail::plane_of(Yp[i * ldy + o0 + j], 1) : R(0);
+                  }
               int c0 = 0;
               if (nj == NR) {
                 for (; c0 + MR <= in; c0 += MR)

@@ -47,7 +47,24 @@ void egnn_edge_pre_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& prebar
                             long w_off, long ld, const CVec<S, mem_t<Exec>>& q, const Vec<S, mem_t<Exec>>& g,
                             const Vec<S, mem_t<Exec>>& qbar) {
   const long E = long(prebar.extent(0)), F = long(prebar.extent(1));
-  if (g.extent(0) > 0)
+  bool w_done = g.extent(0) == 0;
+  if constexpr (detail::is_host_row<Mode>) {
+    if (!w_done && F <= detail::host_row_max) {
+      // one pass over the rows (contiguous), all F sums in a local row; e ascending per f as below
+      Kokkos::parallel_for(
+          "hydragnn::EGNNConv::edge_pre_backward_w", Kokkos::RangePolicy<Exec>(exec, 0, 1), KOKKOS_LAMBDA(const long) {
+            S acc[detail::host_row_max];
+            for (long f = 0; f < F; ++f) acc[f] = S(0);
+            for (long e = 0; e < E; ++e) {
+              const S qe = q(e);
+              for (long f = 0; f < F; ++f) acc[f] += prebar(e, f) * qe;
+            }
+            for (long f = 0; f < F; ++f) g(w_off + f * ld) += acc[f];
+          });
+      w_done = true;
+    }
+  }
+  if (!w_done)
     Kokkos::parallel_for(
         "hydragnn::EGNNConv::edge_pre_backward_w", Kokkos::RangePolicy<Exec>(exec, 0, F), KOKKOS_LAMBDA(const long f) {
           S acc(0);

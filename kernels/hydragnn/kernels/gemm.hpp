@@ -3,8 +3,8 @@
 //
 // One shape serves the three products of a Linear layer:
 //   acc(r, j) += sum_{k < K} A(r, k) B(k, j)        r < MR, j < NR, k ascending
-// with A(r, k) = a[r][k * as] (one pointer per tile row, stride `as` between k) and B(k, j) =
-// b[k * ldb + j] (a row of NR contiguous reals). The MR x NR accumulators live in registers for the
+// with A(r, k) = a[(r / P) * ars + r % P + k * as] (P = 2: a dual matrix row is two tile rows,
+// primal and tangent) and B(k, j) = b[k * ldb + j] (a row of NR contiguous reals). The MR x NR accumulators live in registers for the
 // whole k loop (fixed-size loops the compiler unrolls and vectorises over j; with
 // -DHYDRAGNN_NATIVE=ON it may use the machine's FMA and AVX registers).
 //
@@ -43,8 +43,8 @@ using simd::store;
 /// acc(r, j) += sum_k A(r, k) B(k, j) for k in [0, K), j < nj (EDGE: nj < NR columns, the edge of
 /// a matrix; B's rows are then copied into a zero-padded buffer so the same vector code runs, and
 /// the lanes past nj are never stored).
-template <class R, int MR, int NR, bool EDGE = false>
-inline __attribute__((always_inline)) void tile(const R* const* a, long as, const R* b, long ldb, long K,
+template <class R, int MR, int NR, int P = 1, bool EDGE = false>
+inline __attribute__((always_inline)) void tile(const R* a, long ars, long as, const R* b, long ldb, long K,
                                                 R (&acc)[MR][NR], int nj = NR) {
   constexpr int L = lanes<R>, NV = NR / L;
   static_assert(NV * L == NR, "gemm::tile: NR must be a multiple of the vector width");
@@ -53,7 +53,7 @@ inline __attribute__((always_inline)) void tile(const R* const* a, long as, cons
   for (int r = 0; r < MR; ++r)
     HYDRAGNN_UNROLL
     for (int v = 0; v < NV; ++v) c[r][v] = load(&acc[r][v * L]);
-  R buf[NR] = {};
+  R buf[EDGE ? NR : 1] = {};
   for (long k = 0; k < K; ++k) {
     const R* br = b + k * ldb;
     if constexpr (EDGE) {
@@ -63,9 +63,10 @@ inline __attribute__((always_inline)) void tile(const R* const* a, long as, cons
     pack_t<R> bv[NV];
     HYDRAGNN_UNROLL
     for (int v = 0; v < NV; ++v) bv[v] = load(br + v * L);
+    const R* ak = a + k * as;
     HYDRAGNN_UNROLL
     for (int r = 0; r < MR; ++r) {
-      const R x = a[r][k * as];
+      const R x = ak[(r / P) * ars + r % P];
       HYDRAGNN_UNROLL
       for (int v = 0; v < NV; ++v) c[r][v] += x * bv[v];
     }
@@ -77,14 +78,14 @@ inline __attribute__((always_inline)) void tile(const R* const* a, long as, cons
 }
 #else
 /// acc(r, j) += sum_k A(r, k) B(k, j) for k in [0, K), j < nj.
-template <class R, int MR, int NR, bool EDGE = false>
-KOKKOS_FORCEINLINE_FUNCTION void tile(const R* const* a, long as, const R* b, long ldb, long K, R (&acc)[MR][NR],
+template <class R, int MR, int NR, int P = 1, bool EDGE = false>
+KOKKOS_FORCEINLINE_FUNCTION void tile(const R* a, long ars, long as, const R* b, long ldb, long K, R (&acc)[MR][NR],
                                       int nj = NR) {
   for (long k = 0; k < K; ++k) {
     const R* br = b + k * ldb;
     HYDRAGNN_UNROLL
     for (int r = 0; r < MR; ++r) {
-      const R x = a[r][k * as];
+      const R x = a[(r / P) * ars + r % P + k * as];
       if constexpr (EDGE) {
         for (int j = 0; j < nj; ++j) acc[r][j] += x * br[j];
       } else {
@@ -97,12 +98,13 @@ KOKKOS_FORCEINLINE_FUNCTION void tile(const R* const* a, long as, const R* b, lo
 #endif
 
 /// Row-major product over whole rows: for each of the MR tile rows r and every column j < ncols,
-///   c[r][j * cs] = init(r, j) + sum_{k<K} a[r][k * as] * b[k * ldb + j]
-/// init(r, j) gives the starting value (bias, zero, or the value already in C), so that the sum
-/// starts from it as every other mode does. Columns in tiles of NR, the last one narrower.
-template <class R, int MR, class Init>
-KOKKOS_FORCEINLINE_FUNCTION void rows(const R* const* a, long as, const R* b, long ldb, long K, int ncols, R* const* c,
-                                      long cs, const Init& init) {
+///   C(r, j) = init(r, j) + sum_{k<K} A(r, k) b[k * ldb + j],   C(r, j) = c[(r / P) * crs + r % P + j * P]
+/// with A as in tile(). init(r, j) gives the starting value (bias, zero, or the value already in C),
+/// so that the sum starts from it as every other mode does. Columns in tiles of NR, the last one
+/// narrower.
+template <class R, int MR, int P, class Init>
+KOKKOS_FORCEINLINE_FUNCTION void rows(const R* a, long ars, long as, const R* b, long ldb, long K, int ncols, R* c,
+                                      long crs, const Init& init) {
   constexpr int NR = nr<R>;
   int j0 = 0;
   for (; j0 + NR <= ncols; j0 += NR) {
@@ -111,11 +113,11 @@ KOKKOS_FORCEINLINE_FUNCTION void rows(const R* const* a, long as, const R* b, lo
     for (int r = 0; r < MR; ++r)
       HYDRAGNN_UNROLL
       for (int j = 0; j < NR; ++j) acc[r][j] = init(r, j0 + j);
-    tile<R, MR, NR>(a, as, b + j0, ldb, K, acc);
+    tile<R, MR, NR, P>(a, ars, as, b + j0, ldb, K, acc);
     HYDRAGNN_UNROLL
     for (int r = 0; r < MR; ++r)
       HYDRAGNN_UNROLL
-      for (int j = 0; j < NR; ++j) c[r][(j0 + j) * cs] = acc[r][j];
+      for (int j = 0; j < NR; ++j) c[(r / P) * crs + r % P + (j0 + j) * P] = acc[r][j];
   }
   if (j0 < ncols) {
     const int nj = ncols - j0;
@@ -123,21 +125,22 @@ KOKKOS_FORCEINLINE_FUNCTION void rows(const R* const* a, long as, const R* b, lo
     HYDRAGNN_UNROLL
     for (int r = 0; r < MR; ++r)
       for (int j = 0; j < NR; ++j) acc[r][j] = j < nj ? init(r, j0 + j) : R(0);
-    tile<R, MR, NR, true>(a, as, b + j0, ldb, K, acc, nj);
+    tile<R, MR, NR, P, true>(a, ars, as, b + j0, ldb, K, acc, nj);
     HYDRAGNN_UNROLL
     for (int r = 0; r < MR; ++r)
-      for (int j = 0; j < nj; ++j) c[r][(j0 + j) * cs] = acc[r][j];
+      for (int j = 0; j < nj; ++j) c[(r / P) * crs + r % P + (j0 + j) * P] = acc[r][j];
   }
 }
 
 /// Weight gradient of dual activations, transposed (rows = inputs c, vector lanes = outputs o), over
-/// rows i of a chunk:
-///   gv(r, j) += sum_i y(i, j).v x(i, r).v
-///   gd(r, j) += sum_i (y(i, j).d x(i, r).v + y(i, j).v x(i, r).d)     (Dual's operator*(y, x))
-/// x(i, r) = x[i * ldx + r], y(i, j) = y[i * ldy + j] (duals), j < nj.
-template <class R, int MR, int NR, bool EDGE = false>
-KOKKOS_FORCEINLINE_FUNCTION void dual_params_tile(const Dual<R>* x, long ldx, const Dual<R>* y, long ldy, long K,
-                                                  R (&gv)[MR][NR], R (&gd)[MR][NR], int nj = NR) {
+/// the K rows of a chunk whose Ybar block the caller has split into planes (ybuf row k: NR primals,
+/// then NR tangents, zero-padded past the matrix edge):
+///   gv(r, j) += sum_k y(k, j).v x(k, r).v
+///   gd(r, j) += sum_k (y(k, j).d x(k, r).v + y(k, j).v x(k, r).d)     (Dual's operator*(y, x))
+/// x(k, r) = x[k * ldx + r] (duals).
+template <class R, int MR, int NR>
+KOKKOS_FORCEINLINE_FUNCTION void dual_params_tile(const Dual<R>* x, long ldx, const R* ybuf, long K, R (&gv)[MR][NR],
+                                                  R (&gd)[MR][NR]) {
 #ifdef HYDRAGNN_SIMD_PACKS
   constexpr int L = lanes<R>, NV = NR / L;
   pack_t<R> cv[MR][NV], cd[MR][NV];
@@ -148,26 +151,13 @@ KOKKOS_FORCEINLINE_FUNCTION void dual_params_tile(const Dual<R>* x, long ldx, co
       cv[r][v] = load(&gv[r][v * L]);
       cd[r][v] = load(&gd[r][v * L]);
     }
-  R ys[2][NR] = {};
   for (long k = 0; k < K; ++k) {
-    const Dual<R>* yr = y + k * ldy;
-    if constexpr (EDGE) {
-      for (int j = 0; j < nj; ++j) {
-        ys[0][j] = yr[j].v;
-        ys[1][j] = yr[j].d;
-      }
-    } else {
-      HYDRAGNN_UNROLL
-      for (int j = 0; j < NR; ++j) {
-        ys[0][j] = yr[j].v;
-        ys[1][j] = yr[j].d;
-      }
-    }
+    const R* yr = ybuf + k * 2 * NR;
     pack_t<R> yv[NV], yd[NV];
     HYDRAGNN_UNROLL
     for (int v = 0; v < NV; ++v) {
-      yv[v] = load(&ys[0][v * L]);
-      yd[v] = load(&ys[1][v * L]);
+      yv[v] = load(yr + v * L);
+      yd[v] = load(yr + NR + v * L);
     }
     HYDRAGNN_UNROLL
     for (int r = 0; r < MR; ++r) {
@@ -188,12 +178,12 @@ KOKKOS_FORCEINLINE_FUNCTION void dual_params_tile(const Dual<R>* x, long ldx, co
     }
 #else
   for (long k = 0; k < K; ++k) {
-    const Dual<R>* yr = y + k * ldy;
+    const R* yr = ybuf + k * 2 * NR;
     for (int r = 0; r < MR; ++r) {
       const R xv = x[k * ldx + r].v, xd = x[k * ldx + r].d;
-      for (int j = 0; j < (EDGE ? nj : NR); ++j) {
-        gv[r][j] += yr[j].v * xv;
-        gd[r][j] += yr[j].d * xv + yr[j].v * xd;
+      for (int j = 0; j < NR; ++j) {
+        gv[r][j] += yr[j] * xv;
+        gd[r][j] += yr[NR + j] * xv + yr[j] * xd;
       }
     }
   }

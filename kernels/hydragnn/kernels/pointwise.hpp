@@ -75,8 +75,78 @@ template <Activation A, class V> KOKKOS_INLINE_FUNCTION V df_fast(V x) {
   }
 }
 
+/// f and f' of activation A on a Dual<float> given as planes (v, d) of one float or of packs of
+/// floats: f(v + eps d) = f(v) + eps f'(v) d, f'(v + eps d) = f'(v) + eps f''(v) d. act::f and
+/// act::df on Dual<float> are these (V = float), so the vectorised HostRow loops give their bits.
+template <Activation A, class V> KOKKOS_INLINE_FUNCTION void dual_f_fast(V v, V d, V& fv, V& fd) {
+  static_assert(A != Activation::Tanh, "act::dual_f_fast: tanh has no vector form");
+  if constexpr (A == Activation::Identity) {
+    fv = v;
+    fd = d;
+  } else if constexpr (A == Activation::ReLU) {
+    fv = fastmath::detail::sel(v > 0.0f, v, V{});
+    fd = fastmath::detail::sel(v > 0.0f, d, V{});
+  } else {
+    const V s = fastmath::sigmoid(v);
+    if constexpr (A == Activation::SiLU) {
+      fv = v * s;
+      fd = (s * (1.0f + v * (1.0f - s))) * d;
+    } else if constexpr (A == Activation::ShiftedSoftplus || A == Activation::Softplus) {
+      fv = A == Activation::Softplus ? fastmath::softplus(v) : fastmath::softplus(v) - 0.69314718055994530942f;
+      fd = s * d;
+    } else {  // Sigmoid
+      fv = s;
+      fd = (s * (1.0f - s)) * d;
+    }
+  }
+}
+template <Activation A, class V> KOKKOS_INLINE_FUNCTION void dual_df_fast(V v, V d, V& gv, V& gd) {
+  static_assert(A != Activation::Tanh, "act::dual_df_fast: tanh has no vector form");
+  if constexpr (A == Activation::Identity) {
+    gv = V{} + 1.0f;
+    gd = V{};
+  } else if constexpr (A == Activation::ReLU) {
+    gv = fastmath::detail::sel(v > 0.0f, V{} + 1.0f, V{});
+    gd = V{};
+  } else {
+    const V s = fastmath::sigmoid(v), s1 = s * (1.0f - s);  // sigma, sigma'
+    if constexpr (A == Activation::SiLU) {  // f' = s (1 + v (1 - s)), f'' = s (1 - s) (2 + v (1 - 2 s))
+      gv = s * (1.0f + v * (1.0f - s));
+      gd = (s1 * (2.0f + v * (1.0f - 2.0f * s))) * d;
+    } else if constexpr (A == Activation::ShiftedSoftplus || A == Activation::Softplus) {
+      gv = s;
+      gd = s1 * d;
+    } else {  // Sigmoid: f' = s (1 - s), f'' = s (1 - s) (1 - 2 s)
+      gv = s1;
+      gd = (s1 * (1.0f - 2.0f * s)) * d;
+    }
+  }
+}
+
+/// Dispatches a runtime activation to A (as a std::integral_constant) for the fast float paths.
+template <class F> KOKKOS_INLINE_FUNCTION auto with_fast(Activation a, const F& f) {
+  using A = Activation;
+  switch (a) {
+    case A::Identity: return f(std::integral_constant<A, A::Identity>{});
+    case A::ReLU: return f(std::integral_constant<A, A::ReLU>{});
+    case A::SiLU: return f(std::integral_constant<A, A::SiLU>{});
+    case A::ShiftedSoftplus: return f(std::integral_constant<A, A::ShiftedSoftplus>{});
+    case A::Sigmoid: return f(std::integral_constant<A, A::Sigmoid>{});
+    case A::Softplus: return f(std::integral_constant<A, A::Softplus>{});
+    default: return f(std::integral_constant<A, A::Identity>{});  // never called for Tanh
+  }
+}
+
 template <class S> KOKKOS_INLINE_FUNCTION S f(Activation a, const S& x) {
   using R = real_t<S>;
+  if constexpr (std::is_same<S, Dual<float>>::value) {
+    if (a != Activation::Tanh)
+      return with_fast(a, [&](auto tag) {
+        S y;
+        dual_f_fast<decltype(tag)::value>(x.v, x.d, y.v, y.d);
+        return y;
+      });
+  }
   switch (a) {
     case Activation::Identity: return x;
     case Activation::ReLU: return x > R(0) ? x : S(R(0));
@@ -92,6 +162,14 @@ template <class S> KOKKOS_INLINE_FUNCTION S f(Activation a, const S& x) {
 /// f'(x)
 template <class S> KOKKOS_INLINE_FUNCTION S df(Activation a, const S& x) {
   using R = real_t<S>;
+  if constexpr (std::is_same<S, Dual<float>>::value) {
+    if (a != Activation::Tanh)
+      return with_fast(a, [&](auto tag) {
+        S y;
+        dual_df_fast<decltype(tag)::value>(x.v, x.d, y.v, y.d);
+        return y;
+      });
+  }
   switch (a) {
     case Activation::Identity: return S(R(1));
     case Activation::ReLU: return S(x > R(0) ? R(1) : R(0));
@@ -146,6 +224,35 @@ constexpr bool vector_rows =
 #else
     false;
 #endif
+/// The same for Dual<float> rows: packs of L duals split into primal and tangent planes.
+template <Activation A, class Mode, class S>
+constexpr bool dual_vector_rows =
+#ifdef HYDRAGNN_SIMD_PACKS
+    is_host_row<Mode> && std::is_same<S, Dual<float>>::value && A != Activation::Tanh;
+#else
+    false;
+#endif
+
+#ifdef HYDRAGNN_SIMD_PACKS
+/// Splits L duals into planes / joins them back (the compiler turns these into shuffles).
+inline void split_duals(const Dual<float>* x, simd::pack_t<float>& v, simd::pack_t<float>& d) {
+  constexpr int L = simd::lanes<float>;
+  float a[L], b[L];
+  for (int j = 0; j < L; ++j) {
+    a[j] = x[j].v;
+    b[j] = x[j].d;
+  }
+  v = simd::load(a);
+  d = simd::load(b);
+}
+inline void join_duals(const simd::pack_t<float>& v, const simd::pack_t<float>& d, Dual<float>* x) {
+  constexpr int L = simd::lanes<float>;
+  float a[L], b[L];
+  simd::store(a, v);
+  simd::store(b, d);
+  for (int j = 0; j < L; ++j) x[j] = Dual<float>(a[j], b[j]);
+}
+#endif
 
 template <Activation A, class Mode, class Exec, class S>
 void activation_forward_rows(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const Mat<S, mem_t<Exec>>& Y) {
@@ -160,6 +267,26 @@ void activation_forward_rows(const Exec& exec, const CMat<S, mem_t<Exec>>& X, co
           long j = 0;
           for (; j + L <= c; j += L) simd::store(y + j, act::f_fast<A>(simd::load(x + j)));
           for (; j < c; ++j) y[j] = act::f_fast<A>(x[j]);
+        });
+    return;
+  }
+#endif
+#ifdef HYDRAGNN_SIMD_PACKS
+  if constexpr (dual_vector_rows<A, Mode, S>) {
+    const long c = long(X.extent(1));
+    Kokkos::parallel_for(
+        "hydragnn::Activation::forward", Kokkos::RangePolicy<Exec>(exec, 0, long(X.extent(0))), KOKKOS_LAMBDA(const long i) {
+          constexpr int L = simd::lanes<float>;
+          const Dual<float>* x = &X(i, 0);
+          Dual<float>* y = &Y(i, 0);
+          long j = 0;
+          for (; j + L <= c; j += L) {
+            simd::pack_t<float> v, d, fv, fd;
+            split_duals(x + j, v, d);
+            act::dual_f_fast<A>(v, d, fv, fd);
+            join_duals(fv, fd, y + j);
+          }
+          for (; j < c; ++j) act::dual_f_fast<A>(x[j].v, x[j].d, y[j].v, y[j].d);
         });
     return;
   }
@@ -188,6 +315,36 @@ void activation_backward_rows(const Exec& exec, const CMat<S, mem_t<Exec>>& X, c
           } else {
             for (; j + L <= c; j += L) simd::store(xb + j, act::df_fast<A>(simd::load(x + j)) * simd::load(yb + j));
             for (; j < c; ++j) xb[j] = act::df_fast<A>(x[j]) * yb[j];
+          }
+        });
+    return;
+  }
+  if constexpr (dual_vector_rows<A, Mode, S>) {
+    // Xbar (+)= df(X) * Ybar as Dual's operators: {g.v yb.v, g.d yb.v + g.v yb.d}
+    Kokkos::parallel_for(
+        "hydragnn::Activation::backward", Kokkos::RangePolicy<Exec>(exec, 0, n), KOKKOS_LAMBDA(const long i) {
+          constexpr int L = simd::lanes<float>;
+          const Dual<float>* x = &X(i, 0);
+          const Dual<float>* yb = &Ybar(i, 0);
+          Dual<float>* xb = &Xbar(i, 0);
+          long j = 0;
+          for (; j + L <= c; j += L) {
+            simd::pack_t<float> v, d, bv, bd, gv, gd;
+            split_duals(x + j, v, d);
+            split_duals(yb + j, bv, bd);
+            act::dual_df_fast<A>(v, d, gv, gd);
+            simd::pack_t<float> ov = gv * bv, od = gd * bv + gv * bd;
+            if (accumulate) {
+              simd::pack_t<float> av, ad;
+              split_duals(xb + j, av, ad);
+              ov = av + ov;
+              od = ad + od;
+            }
+            join_duals(ov, od, xb + j);
+          }
+          for (; j < c; ++j) {
+            const Dual<float> v = act::df(A, x[j]) * yb[j];
+            xb[j] = accumulate ? xb[j] + v : v;
           }
         });
     return;
