@@ -11,10 +11,12 @@
 #pragma once
 
 #include <hydragnn/compat/kokkos.hpp>
+#include <hydragnn/core/dual.hpp>
 #include <hydragnn/kernels/simd.hpp>
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 namespace hydragnn {
 namespace fastmath {
@@ -93,6 +95,20 @@ KOKKOS_INLINE_FUNCTION V softplus(V x) {
 template <class V>
 KOKKOS_INLINE_FUNCTION V sigmoid(V x) {
   return 1.0f / (1.0f + exp(-x));
+}
+
+/// e^x for any scalar of the library: float and Dual<float> through exp above, everything else
+/// (double, Dual<double>) through libm.
+template <class S>
+KOKKOS_INLINE_FUNCTION S exp_of(const S& x) {
+  if constexpr (std::is_same<S, float>::value) {
+    return exp(x);
+  } else if constexpr (std::is_same<S, Dual<float>>::value) {
+    const float e = exp(x.v);
+    return S(e, e * x.d);
+  } else {
+    return math::exp(x);
+  }
 }
 
 }  // namespace fastmath

@@ -212,7 +212,7 @@ void with_activation(Activation a, const F& f) {
     case A::Sigmoid: return f(std::integral_constant<A, A::Sigmoid>{});
     case A::Softplus: return f(std::integral_constant<A, A::Softplus>{});
   }
-  throw std::invalid_argument("activation: unknown value " + std::to_string(int(a)));
+  throw std::logic_error("activation: unknown value " + std::to_string(int(a)));
 }
 
 /// HostRow, float, an activation with a vector form: packs of floats along each row, the row's tail

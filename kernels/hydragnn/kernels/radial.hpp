@@ -4,6 +4,7 @@
 #pragma once
 
 #include <hydragnn/core/types.hpp>
+#include <hydragnn/kernels/fastmath.hpp>
 #include <hydragnn/kernels/modes.hpp>
 
 namespace hydragnn {
@@ -32,7 +33,7 @@ KOKKOS_INLINE_FUNCTION S basis(const RadialSpec& r, int k, const S& d) {
   if (r.type == RadialBasis::Gaussian) {
     const R delta = R(r.cutoff) / R(r.size > 1 ? r.size - 1 : 1);
     const S x = d - R(k) * delta;
-    return math::exp(x * x * (R(-0.5) / (delta * delta)));
+    return fastmath::exp_of(x * x * (R(-0.5) / (delta * delta)));
   }
   const R w = R(k + 1) * math::pi<R>() / R(r.cutoff);
   return R(math::sqrt(2.0 / r.cutoff)) * math::sin(d * w) / d;
@@ -44,7 +45,7 @@ KOKKOS_INLINE_FUNCTION S dbasis(const RadialSpec& r, int k, const S& d) {
     const R delta = R(r.cutoff) / R(r.size > 1 ? r.size - 1 : 1);
     const S x = d - R(k) * delta;
     const R c = R(-0.5) / (delta * delta);
-    return R(2) * c * x * math::exp(x * x * c);
+    return R(2) * c * x * fastmath::exp_of(x * x * c);
   }
   const R w = R(k + 1) * math::pi<R>() / R(r.cutoff);
   const R a = R(math::sqrt(2.0 / r.cutoff));
