@@ -123,17 +123,19 @@ template <Activation A, class V> KOKKOS_INLINE_FUNCTION void dual_df_fast(V v, V
   }
 }
 
-/// Dispatches a runtime activation to A (as a std::integral_constant) for the fast float paths.
-template <class F> KOKKOS_INLINE_FUNCTION auto with_fast(Activation a, const F& f) {
+/// Calls f(std::integral_constant<Activation, a>{}), so that code is compiled per activation (no
+/// switch in an element loop). Values outside the enumeration go to Identity (host code checks them
+/// first: kernels::detail::with_activation).
+template <class F> KOKKOS_INLINE_FUNCTION auto dispatch(Activation a, const F& f) {
   using A = Activation;
   switch (a) {
-    case A::Identity: return f(std::integral_constant<A, A::Identity>{});
     case A::ReLU: return f(std::integral_constant<A, A::ReLU>{});
     case A::SiLU: return f(std::integral_constant<A, A::SiLU>{});
     case A::ShiftedSoftplus: return f(std::integral_constant<A, A::ShiftedSoftplus>{});
+    case A::Tanh: return f(std::integral_constant<A, A::Tanh>{});
     case A::Sigmoid: return f(std::integral_constant<A, A::Sigmoid>{});
     case A::Softplus: return f(std::integral_constant<A, A::Softplus>{});
-    default: return f(std::integral_constant<A, A::Identity>{});  // never called for Tanh
+    default: return f(std::integral_constant<A, A::Identity>{});
   }
 }
 
@@ -141,9 +143,9 @@ template <class S> KOKKOS_INLINE_FUNCTION S f(Activation a, const S& x) {
   using R = real_t<S>;
   if constexpr (std::is_same<S, Dual<float>>::value) {
     if (a != Activation::Tanh)
-      return with_fast(a, [&](auto tag) {
-        S y;
-        dual_f_fast<decltype(tag)::value>(x.v, x.d, y.v, y.d);
+      return dispatch(a, [&](auto tag) {
+        S y = x;  // tanh: not reached
+        if constexpr (decltype(tag)::value != Activation::Tanh) dual_f_fast<decltype(tag)::value>(x.v, x.d, y.v, y.d);
         return y;
       });
   }
@@ -164,9 +166,9 @@ template <class S> KOKKOS_INLINE_FUNCTION S df(Activation a, const S& x) {
   using R = real_t<S>;
   if constexpr (std::is_same<S, Dual<float>>::value) {
     if (a != Activation::Tanh)
-      return with_fast(a, [&](auto tag) {
-        S y;
-        dual_df_fast<decltype(tag)::value>(x.v, x.d, y.v, y.d);
+      return dispatch(a, [&](auto tag) {
+        S y = x;  // tanh: not reached
+        if constexpr (decltype(tag)::value != Activation::Tanh) dual_df_fast<decltype(tag)::value>(x.v, x.d, y.v, y.d);
         return y;
       });
   }
@@ -198,21 +200,12 @@ namespace kernels {
 // Pointwise ops have one natural form (one thread per element) and accept every mode.
 
 namespace detail {
-/// Calls f(std::integral_constant<Activation, a>{}) so that kernels are compiled per activation
-/// (no switch in the element loop).
+/// act::dispatch for kernel launches, refusing values outside the enumeration.
 template <class F>
 void with_activation(Activation a, const F& f) {
-  using A = Activation;
-  switch (a) {
-    case A::Identity: return f(std::integral_constant<A, A::Identity>{});
-    case A::ReLU: return f(std::integral_constant<A, A::ReLU>{});
-    case A::SiLU: return f(std::integral_constant<A, A::SiLU>{});
-    case A::ShiftedSoftplus: return f(std::integral_constant<A, A::ShiftedSoftplus>{});
-    case A::Tanh: return f(std::integral_constant<A, A::Tanh>{});
-    case A::Sigmoid: return f(std::integral_constant<A, A::Sigmoid>{});
-    case A::Softplus: return f(std::integral_constant<A, A::Softplus>{});
-  }
-  throw std::logic_error("activation: unknown value " + std::to_string(int(a)));
+  if (int(a) < int(Activation::Identity) || int(a) > int(Activation::Softplus))
+    throw std::logic_error("activation: unknown value " + std::to_string(int(a)));
+  act::dispatch(a, f);
 }
 
 /// HostRow, float, an activation with a vector form: packs of floats along each row, the row's tail
