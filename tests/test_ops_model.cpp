@@ -702,9 +702,9 @@ TEST_CASE("ops model: linear (dense.hpp)", "[ops][model]") {
   check_op(LinearOp{"linear, column block of a wider matrix, bias", 5, 4, 6, true, 11, 3}, 103);
   check_op(LinearOp{"linear, column block, no bias, no W^T", 5, 4, 6, false, 9, 5, false}, 104);
   check_op(LinearOp{"linear, no W^T (HostRow falls back to PerElement)", 4, 6, 5, true, 0, 0, false}, 105);
-  // HostRow's backward_params works in blocks of 4 outputs x 32 inputs: edges of blocks, and a
-  // layer smaller than one block
-  check_op(LinearOp{"linear, in 37 x out 6 (partial 4x32 blocks)", 5, 37, 6, true}, 106);
+  // HostRow's micro-kernels (kernels/gemm.hpp) work in register tiles: layers narrower than a tile,
+  // tiles cut at the edges, and a layer smaller than one tile
+  check_op(LinearOp{"linear, in 37 x out 6 (partial tiles)", 5, 37, 6, true}, 106);
   check_op(LinearOp{"linear, in 70 x out 9, no bias", 3, 70, 9, false}, 107);
   check_op(LinearOp{"linear, in 3 x out 2 (smaller than a block)", 3, 3, 2, true}, 108);
   // HostRow's register tiles (kernels/gemm.hpp): rows in tiles of 6 (3 duals), columns in tiles of
