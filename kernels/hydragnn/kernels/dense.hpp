@@ -66,6 +66,25 @@ void host_rows_product(const Exec& exec, const char* label, const S* A, long lda
   });
 }
 
+/// Tiling of HostRow's weight gradient: the dual one splits the chunk's Ybar block into primal and
+/// tangent planes once (ybuf), then tiles of 3 inputs x NR outputs (primal and tangent
+/// accumulators: 12 vector registers); the real one 6 inputs x NR outputs.
+template <class S>
+struct params_tiling {
+  using R = real_t<S>;
+  static constexpr bool dual = scalar_traits<S>::is_dual;
+  static constexpr int NR = gemm::nr<R>;
+  static constexpr int MR = dual ? gemm::mr / 2 : gemm::mr;
+  static constexpr long CH = dense_chunk_rows;
+};
+
+/// A scalar from its planes (the tangent is dropped for a real).
+template <class S>
+KOKKOS_INLINE_FUNCTION S from_planes(real_t<S> v, real_t<S> d) {
+  if constexpr (scalar_traits<S>::is_dual) return S(v, d);
+  else return (void)d, v;
+}
+
 /// Plane `plane` of a scalar (the value itself for a real).
 template <class S>
 KOKKOS_INLINE_FUNCTION real_t<S> plane_of(const S& s, int plane) {
@@ -142,47 +161,48 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
     // (inputs x NR), the rows are streamed in chunks of CH so that a chunk of X and Ybar stays in
     // cache while every tile of MR inputs passes over it (gemm.hpp micro-kernels, accumulators in
     // registers for the chunk). Each sum still runs over n in ascending order.
-    using R = real_t<S>;
-    constexpr bool dual = scalar_traits<S>::is_dual;
-    // dual: the chunk's Ybar block is split into primal and tangent planes once (ybuf), then tiles
-    // of 3 inputs x NR outputs (primal and tangent accumulators: 12 vector registers)
-    constexpr int NR = gemm::nr<R>, MR = dual ? gemm::mr / 2 : gemm::mr;
-    constexpr long CH = detail::dense_chunk_rows;
+    // (Tiling constants are static members of a type, not locals: nvcc refuses an extended lambda
+    // that first captures a variable inside `if constexpr`.)
+    using Tl = detail::params_tiling<S>;
+    using R = typename Tl::R;
     if (in <= detail::host_row_max) {
-      const int nblocks = (out + NR - 1) / NR;
+      const int nblocks = (out + Tl::NR - 1) / Tl::NR;
       const long ldx = long(X.stride(0)), ldy = long(Ybar.stride(0));
       const S* Xp = X.data();
       const S* Yp = Ybar.data();
       Kokkos::parallel_for(
           "hydragnn::Linear::backward_params", Kokkos::RangePolicy<Exec>(exec, 0, nblocks), KOKKOS_LAMBDA(const long blk) {
+            constexpr int NR = Tl::NR, MR = Tl::MR;
+            constexpr long CH = Tl::CH;
+            const S* const xp = Xp;  // captured here, outside every `if constexpr`
+            const S* const yp = Yp;
+            const long lx = ldx, ly = ldy;
             const int o0 = int(blk) * NR, nj = out - o0 < NR ? out - o0 : NR;
-            R av[detail::host_row_max][NR], ad[dual ? detail::host_row_max : 1][NR];
-            R ybuf[dual ? CH : 1][2 * NR];  // dual: the chunk's Ybar block in planes
+            R av[detail::host_row_max][NR], ad[Tl::dual ? detail::host_row_max : 1][NR];
+            R ybuf[Tl::dual ? CH : 1][2 * NR];  // dual: the chunk's Ybar block in planes
             for (int c = 0; c < in; ++c)
               for (int j = 0; j < NR; ++j) av[c][j] = R(0);
-            if constexpr (dual)
-              for (int c = 0; c < in; ++c)
-                for (int j = 0; j < NR; ++j) ad[c][j] = R(0);
+            for (int c = 0; c < (Tl::dual ? in : 0); ++c)
+              for (int j = 0; j < NR; ++j) ad[c][j] = R(0);
             auto run = [&](auto mr_tag, auto edge_tag, long i0, long i1, int c0) {
               constexpr int TR = decltype(mr_tag)::value;
               constexpr bool EDGE = decltype(edge_tag)::value;
               auto& tv = *reinterpret_cast<R(*)[TR][NR]>(&av[c0][0]);
-              if constexpr (dual) {
+              if constexpr (Tl::dual) {
                 auto& td = *reinterpret_cast<R(*)[TR][NR]>(&ad[c0][0]);
-                gemm::dual_params_tile<R, TR, NR>(Xp + i0 * ldx + c0, ldx, &ybuf[0][0], i1 - i0, tv, td);
+                gemm::dual_params_tile<R, TR, NR>(xp + i0 * lx + c0, lx, &ybuf[0][0], i1 - i0, tv, td);
               } else {
-                gemm::tile<R, TR, NR, 1, EDGE>(Xp + i0 * ldx + c0, 1, ldx, Yp + i0 * ldy + o0, ldy, i1 - i0, tv, nj);
+                gemm::tile<R, TR, NR, 1, EDGE>(xp + i0 * lx + c0, 1, lx, yp + i0 * ly + o0, ly, i1 - i0, tv, nj);
               }
             };
             for (long i0 = 0; i0 < n; i0 += CH) {
               const long i1 = i0 + CH < n ? i0 + CH : n;
-              if constexpr (dual)
-                for (long i = i0; i < i1; ++i)
-                  for (int j = 0; j < NR; ++j) {
-                    const bool in_range = j < nj;
-                    ybuf[i - i0][j] = in_range ? detail::plane_of(Yp[i * ldy + o0 + j], 0) : R(0);
-                    ybuf[i - i0][NR + j] = in_range ? detail::plane_of(Yp[i * ldy + o0 + j], 1) : R(0);
-                  }
+              for (long i = i0; i < (Tl::dual ? i1 : i0); ++i)
+                for (int j = 0; j < NR; ++j) {
+                  const bool in_range = j < nj;
+                  ybuf[i - i0][j] = in_range ? detail::plane_of(yp[i * ly + o0 + j], 0) : R(0);
+                  ybuf[i - i0][NR + j] = in_range ? detail::plane_of(yp[i * ly + o0 + j], 1) : R(0);
+                }
               int c0 = 0;
               if (nj == NR) {
                 for (; c0 + MR <= in; c0 += MR)
@@ -195,10 +215,8 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
               }
             }
             for (int j = 0; j < nj; ++j)
-              for (int c = 0; c < in; ++c) {
-                if constexpr (dual) g(w + long(o0 + j) * ld + c) += S(av[c][j], ad[c][j]);
-                else g(w + long(o0 + j) * ld + c) += av[c][j];
-              }
+              for (int c = 0; c < in; ++c)
+                g(w + long(o0 + j) * ld + c) += detail::from_planes<S>(av[c][j], Tl::dual ? ad[c][j] : R(0));
           });
     } else {
       Kokkos::parallel_for(
