@@ -6,6 +6,7 @@
 // double uses libm.
 #pragma once
 
+#include <hydragnn/compat/unroll.hpp>
 #include <hydragnn/core/types.hpp>
 #include <hydragnn/kernels/fastmath.hpp>
 #include <hydragnn/kernels/modes.hpp>
@@ -126,6 +127,7 @@ template <Activation A, class V> KOKKOS_INLINE_FUNCTION void dual_df_fast(V v, V
 /// Calls f(std::integral_constant<Activation, a>{}), so that code is compiled per activation (no
 /// switch in an element loop). Values outside the enumeration go to Identity (host code checks them
 /// first: kernels::detail::with_activation).
+HYDRAGNN_EXEC_CHECK_DISABLE
 template <class F> KOKKOS_INLINE_FUNCTION auto dispatch(Activation a, const F& f) {
   using A = Activation;
   switch (a) {
