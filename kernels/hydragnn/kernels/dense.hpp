@@ -186,12 +186,12 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
               for (int j = 0; j < NR; ++j) ad[c][j] = R(0);
             auto run = [&](auto mr_tag, auto edge_tag, long i0, long i1, int c0) {
               constexpr int TR = decltype(mr_tag)::value;
-              constexpr bool EDGE = decltype(edge_tag)::value;
               auto& tv = *reinterpret_cast<R(*)[TR][NR]>(&av[c0][0]);
-              if constexpr (Tl::dual) {
+              if constexpr (Tl::dual) {  // ybuf is zero-padded: no edge variant
                 auto& td = *reinterpret_cast<R(*)[TR][NR]>(&ad[c0][0]);
                 gemm::dual_params_tile<R, TR, NR>(xp + i0 * lx + c0, lx, &ybuf[0][0], i1 - i0, tv, td);
               } else {
+                constexpr bool EDGE = decltype(edge_tag)::value;
                 gemm::tile<R, TR, NR, 1, EDGE>(xp + i0 * lx + c0, 1, lx, yp + i0 * ly + o0, ly, i1 - i0, tv, nj);
               }
             };
