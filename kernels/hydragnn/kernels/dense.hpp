@@ -203,16 +203,14 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
                   ybuf[i - i0][j] = in_range ? detail::plane_of(yp[i * ly + o0 + j], 0) : R(0);
                   ybuf[i - i0][NR + j] = in_range ? detail::plane_of(yp[i * ly + o0 + j], 1) : R(0);
                 }
-              int c0 = 0;
-              if (nj == NR) {
-                for (; c0 + MR <= in; c0 += MR)
-                  run(std::integral_constant<int, MR>{}, std::false_type{}, i0, i1, c0);
-                for (; c0 < in; ++c0) run(std::integral_constant<int, 1>{}, std::false_type{}, i0, i1, c0);
-              } else {
-                for (; c0 + MR <= in; c0 += MR)
-                  run(std::integral_constant<int, MR>{}, std::true_type{}, i0, i1, c0);
-                for (; c0 < in; ++c0) run(std::integral_constant<int, 1>{}, std::true_type{}, i0, i1, c0);
-              }
+              // tiles of MR inputs, then the last inputs one by one; edge variant for a narrow block
+              auto sweep = [&](auto edge_tag) {
+                int c0 = 0;
+                for (; c0 + MR <= in; c0 += MR) run(std::integral_constant<int, MR>{}, edge_tag, i0, i1, c0);
+                for (; c0 < in; ++c0) run(std::integral_constant<int, 1>{}, edge_tag, i0, i1, c0);
+              };
+              if (nj == NR) sweep(std::false_type{});
+              else sweep(std::true_type{});
             }
             for (int j = 0; j < nj; ++j)
               for (int c = 0; c < in; ++c)

@@ -21,37 +21,19 @@ enum class Activation { Identity, ReLU, SiLU, ShiftedSoftplus, Tanh, Sigmoid, So
 
 namespace act {
 
-/// float and Dual<float> take the libm-free path (fastmath.hpp).
-template <class S>
-constexpr bool fast_float = std::is_same<real_t<S>, float>::value;
-
 template <class S> KOKKOS_INLINE_FUNCTION S sigmoid(const S& x) {
   using R = real_t<S>;
-  if constexpr (fast_float<S>) {
-    if constexpr (scalar_traits<S>::is_dual) {
-      const float s = fastmath::sigmoid(x.v);
-      return S(s, s * (1.0f - s) * x.d);
-    } else {
-      return fastmath::sigmoid(x);
-    }
-  } else {
-    return R(1) / (R(1) + math::exp(-x));
-  }
+  return R(1) / (R(1) + math::exp(-x));
 }
 /// log(1 + e^x) without overflow.
 template <class S> KOKKOS_INLINE_FUNCTION S softplus(const S& x) {
   using R = real_t<S>;
-  if constexpr (fast_float<S>) {
-    if constexpr (scalar_traits<S>::is_dual) return S(fastmath::softplus(x.v), fastmath::sigmoid(x.v) * x.d);
-    else return fastmath::softplus(x);
-  } else {
-    return x > R(20) ? x : math::log1p(math::exp(x));
-  }
+  return x > R(20) ? x : math::log1p(math::exp(x));
 }
 
-/// f and f' of activation A on one float or a pack of floats (kernels/simd.hpp): the expressions of
-/// f and df below for S = float, so the vectorised HostRow loops give the bits of the scalar code.
-/// Tanh has no vector form (it stays scalar).
+/// f and f' of activation A on one float or a pack of floats (kernels/simd.hpp). act::f and act::df
+/// on a float are these (fast_form below), so the vectorised HostRow loops give the bits of the
+/// scalar code. Tanh has no vector form (it stays scalar).
 template <Activation A, class V> KOKKOS_INLINE_FUNCTION V f_fast(V x) {
   static_assert(A != Activation::Tanh, "act::f_fast: tanh has no vector form");
   if constexpr (A == Activation::Identity) return x;
@@ -141,16 +123,29 @@ template <class F> KOKKOS_INLINE_FUNCTION auto dispatch(Activation a, const F& f
   }
 }
 
+/// float and Dual<float> take the libm-free forms above (fastmath.hpp) for every activation but tanh.
+template <class S>
+constexpr bool has_fast_form = std::is_same<S, float>::value || std::is_same<S, Dual<float>>::value;
+
+/// f (Derivative = false) or f' of a float or Dual<float> through f_fast / df_fast / dual_f_fast /
+/// dual_df_fast: the very expressions of the vectorised HostRow loops. Not for tanh.
+template <bool Derivative, class S> KOKKOS_INLINE_FUNCTION S fast_form(Activation a, const S& x) {
+  return dispatch(a, [&](auto tag) {
+    constexpr Activation A = decltype(tag)::value;
+    S y = x;  // tanh: never asked for
+    if constexpr (A != Activation::Tanh) {
+      if constexpr (std::is_same<S, float>::value) y = Derivative ? df_fast<A>(x) : f_fast<A>(x);
+      else if constexpr (Derivative) dual_df_fast<A>(x.v, x.d, y.v, y.d);
+      else dual_f_fast<A>(x.v, x.d, y.v, y.d);
+    }
+    return y;
+  });
+}
+
 template <class S> KOKKOS_INLINE_FUNCTION S f(Activation a, const S& x) {
   using R = real_t<S>;
-  if constexpr (std::is_same<S, Dual<float>>::value) {
-    if (a != Activation::Tanh)
-      return dispatch(a, [&](auto tag) {
-        S y = x;  // tanh: not reached
-        if constexpr (decltype(tag)::value != Activation::Tanh) dual_f_fast<decltype(tag)::value>(x.v, x.d, y.v, y.d);
-        return y;
-      });
-  }
+  if constexpr (has_fast_form<S>)
+    if (a != Activation::Tanh) return fast_form<false>(a, x);
   switch (a) {
     case Activation::Identity: return x;
     case Activation::ReLU: return x > R(0) ? x : S(R(0));
@@ -166,14 +161,8 @@ template <class S> KOKKOS_INLINE_FUNCTION S f(Activation a, const S& x) {
 /// f'(x)
 template <class S> KOKKOS_INLINE_FUNCTION S df(Activation a, const S& x) {
   using R = real_t<S>;
-  if constexpr (std::is_same<S, Dual<float>>::value) {
-    if (a != Activation::Tanh)
-      return dispatch(a, [&](auto tag) {
-        S y = x;  // tanh: not reached
-        if constexpr (decltype(tag)::value != Activation::Tanh) dual_df_fast<decltype(tag)::value>(x.v, x.d, y.v, y.d);
-        return y;
-      });
-  }
+  if constexpr (has_fast_form<S>)
+    if (a != Activation::Tanh) return fast_form<true>(a, x);
   switch (a) {
     case Activation::Identity: return S(R(1));
     case Activation::ReLU: return S(x > R(0) ? R(1) : R(0));
