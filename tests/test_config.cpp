@@ -384,6 +384,11 @@ TEST_CASE("config: out-of-range values name the key and the value", "[config]") 
 
 TEST_CASE("config: unimplemented and unknown mpnn_type", "[config]") {
   CHECK(parse_config(arch(R"("mpnn_type": "EGNN")")).arch.mpnn_type == "EGNN");
+  const Config painn = parse_config(arch(R"("mpnn_type": "PAINN", "num_radial": 5)"));
+  CHECK(painn.arch.mpnn_type == "PAINN");
+  CHECK(painn.arch.conv_options<hydragnn::PaiNNConv>().num_radial == 5);
+  CHECK_THAT(error_of(arch(R"("mpnn_type": "PAINN", "num_radial": 0)")),
+             Contains("NeuralNetwork.Architecture.num_radial") && Contains("must be > 0"));
   CHECK_THAT(error_of(arch(R"("mpnn_type": "PNA")")),
              Contains("'NeuralNetwork.Architecture.mpnn_type'") && Contains("\"PNA\"") &&
                  Contains("not implemented yet"));

@@ -9,6 +9,7 @@
 
 #include <hydragnn/autodiff/potential.hpp>
 #include <hydragnn/conv/egnn.hpp>
+#include <hydragnn/conv/painn.hpp>
 #include <hydragnn/conv/schnet.hpp>
 #include <hydragnn/graph/batch_builder.hpp>
 #include <hydragnn/graph/radius_graph.hpp>
@@ -145,6 +146,25 @@ void run_golden(const std::string& file, const typename Conv::options_type& opt)
             }
         CHECK(xerr <= 1e-11);
       }
+      if (js.contains("vector_features")) {  // PaiNN's equivariant stream after every layer, N x 3 x F
+        const json& vf = js.at("vector_features");
+        double verr = 0, vmax = 0;
+        for (int l = 0; l < spec.num_conv_layers; ++l) {
+          const auto& v = f.state[l + 1].v;
+          REQUIRE(v.extent(0) == s.size());
+          REQUIRE(vf[l][0][0].size() == v.extent(2));
+          for (std::size_t i = 0; i < s.size(); ++i)
+            for (int a = 0; a < 3; ++a)
+              for (std::size_t c = 0; c < v.extent(2); ++c) {
+                const double ref = vf[l][i][a][c].get<double>();
+                vmax = std::max(vmax, std::fabs(ref));
+                verr = std::max(verr, std::fabs(v(i, a, c) - ref));
+              }
+        }
+        INFO(name << ": max vector feature " << vmax << ", max error " << verr);
+        CHECK(verr <= 1e-11);
+        CHECK(vmax > 1e-3);
+      }
     }
   }
 }
@@ -164,6 +184,12 @@ TEST_CASE("golden: EGNN equals HydraGNN's EGCLStack with equivariance (energies,
   EGNNOptions o;  // HydraGNN's E_GCL: ReLU inside, |r| radial input, no residual, no envelope
   o.equivariance = true;
   run_golden<EGNNConv>("egnn.json", o);
+}
+
+TEST_CASE("golden: PaiNN equals HydraGNN's PAINNStack (energies, forces, scalar and vector features)", "[golden]") {
+  PaiNNOptions o;
+  o.num_radial = load_golden("painn.json").at("architecture").at("num_radial").get<int>();
+  run_golden<PaiNNConv>("painn.json", o);
 }
 
 TEST_CASE("golden: HydraGNN weights imported into a checkpoint reproduce HydraGNN's energies and forces", "[golden][import]") {

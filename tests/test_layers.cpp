@@ -356,6 +356,53 @@ TEMPLATE_LIST_TEST_CASE("forces and stress are derivatives of the energy", "[lay
   CHECK(std::isnan(pred.stress[9]));
 }
 
+/// Convolutions whose messages carry a cutoff envelope that vanishes with its slope at the cutoff
+/// (SchNet's and PaiNN's cosine cutoff): energies and forces are continuous where an edge appears.
+using smooth_cutoff_types = std::tuple<SchNetConv, PerLayerSchNet, PaiNNConv>;
+
+TEMPLATE_LIST_TEST_CASE("an atom crossing the cutoff changes energy and forces continuously", "[layers][cutoff]",
+                        smooth_cutoff_types) {
+  Fixture<TestType> fx(TestType::name);
+  const double rc = fx.model.spec().cutoff;
+  // a molecule of three atoms: A and B bonded, C moved along x so that |C - A| crosses rc while C
+  // stays bonded to B
+  Structure s;
+  s.numbers = {8, 1, 1};
+  auto at = [&](double dx) {
+    Structure t = s;
+    t.positions = {{0.0, 0.0, 0.0}, {1.6, 0.4, 0.0}, {rc + dx, 0.0, 0.3}};
+    t.positions[2][0] = std::sqrt((rc + dx) * (rc + dx) - 0.09);  // |C - A| = rc + dx exactly
+    return t;
+  };
+  auto eval = [&](double dx) {
+    fx.frames = {at(dx)};
+    fx.rebuild();
+    return predict(fx.exec, fx.model, fx.batch, true);
+  };
+  const auto inside = eval(-1e-7), outside = eval(1e-7), far_in = eval(-0.3);
+  auto edges = [&](double dx) { return make_batch<M>(std::vector<Structure>{at(dx)}, rc, -1, fx.model.spec().species).num_edges; };
+  CHECK(edges(1e-7) + 2 == edges(-1e-7));  // the pair A-C (both directions) is inside only on one side
+  // the pair's contribution is smooth: across the cutoff E changes by -F . dx to first order (no
+  // jump), while moving 0.3 A inside changes the energy visibly
+  const Structure a = at(-1e-7), b = at(1e-7);
+  double work = 0;
+  for (int k = 0; k < 3; ++k)
+    work -= 0.5 * (inside.forces[6 + k] + outside.forces[6 + k]) * (b.positions[2][k] - a.positions[2][k]);
+  const double dE = std::fabs(outside.energy[0] - inside.energy[0] - work);
+  const double dE_far = std::fabs(far_in.energy[0] - outside.energy[0]);
+  INFO(TestType::name << ": |E(rc+) - E(rc-) + F.dx| = " << dE << ", |E(rc - 0.3) - E(rc+)| = " << dE_far);
+  CHECK(dE_far > 1e-6);
+  CHECK(dE <= 1e-13);
+  double dF = 0, F_far = 0;
+  for (int k = 0; k < 9; ++k) {
+    dF = std::max(dF, std::fabs(inside.forces[k] - outside.forces[k]));
+    F_far = std::max(F_far, std::fabs(far_in.forces[k] - outside.forces[k]));
+  }
+  INFO("max |F(rc-) - F(rc+)| = " << dF << ", max |F(rc - 0.3) - F(rc+)| = " << F_far);
+  CHECK(F_far > 1e-5);
+  CHECK(dF <= 1e-7);
+}
+
 #include <hydragnn/autodiff/loss.hpp>
 
 TEMPLATE_LIST_TEST_CASE("dual-number gradient of an energy+force+stress+heads loss matches finite differences", "[layers][dual]", layer_test_types) {

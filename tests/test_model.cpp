@@ -58,6 +58,20 @@ Vec3 rot_apply(const Mat3& R, const Vec3& x) {
   return y;
 }
 
+/// The vector features (N x 3 x F) after every layer of a double model's forward, flattened per layer.
+template <class ModelT>
+std::vector<std::vector<double>> vector_features(const ModelT& model, const Structure& s) {
+  auto b = make_batch<M>(std::vector<Structure>{s}, model.spec().cutoff, -1, model.spec().species);
+  Workspace<M> ws;
+  const auto w = model.weights(Exec());
+  const auto r = model.template edge_vectors<double>(Exec(), b, ws);
+  typename ModelT::template Forward<double> f;
+  model.template forward<double>(Exec(), w, b, r, f, ws);
+  std::vector<std::vector<double>> out;
+  for (std::size_t l = 1; l < f.state.size(); ++l) out.emplace_back(f.state[l].v.data(), f.state[l].v.data() + f.state[l].v.span());
+  return out;
+}
+
 }  // namespace
 
 TEMPLATE_LIST_TEST_CASE("energy is invariant and forces equivariant under rotation, translation, permutation and image choice", "[model][symmetry]", conv_registry) {
@@ -79,6 +93,28 @@ TEMPLATE_LIST_TEST_CASE("energy is invariant and forces equivariant under rotati
       const Vec3 f0{p0.forces[3 * i], p0.forces[3 * i + 1], p0.forces[3 * i + 2]};
       const Vec3 rf = rot_apply(R, f0);
       for (int a = 0; a < 3; ++a) CHECK(p.forces[3 * i + a] == Approx(rf[a]).margin(1e-10));
+    }
+    if constexpr (Model<double, TestType, Exec>::traits::has_vectors) {
+      // every vector channel of every layer rotates with the input: v'(i,:,c) = R v(i,:,c)
+      const auto v0 = vector_features(model, s), v1 = vector_features(model, r);
+      REQUIRE(v0.size() == std::size_t(model.spec().num_conv_layers));
+      double vmax = 0, err = 0;
+      for (std::size_t l = 0; l < v0.size(); ++l) {
+        REQUIRE(v0[l].size() == v1[l].size());
+        const std::size_t F = v0[l].size() / (3 * n);
+        for (std::size_t i = 0; i < n; ++i)
+          for (std::size_t c = 0; c < F; ++c) {
+            const Vec3 x{v0[l][(3 * i) * F + c], v0[l][(3 * i + 1) * F + c], v0[l][(3 * i + 2) * F + c]};
+            const Vec3 rx = rot_apply(R, x);
+            for (int a = 0; a < 3; ++a) {
+              vmax = std::max(vmax, std::fabs(x[a]));
+              err = std::max(err, std::fabs(v1[l][(3 * i + a) * F + c] - rx[a]));
+            }
+          }
+      }
+      INFO(TestType::name << ": max |v| " << vmax << ", max |v(Rx) - R v(x)| " << err);
+      CHECK(vmax > 1e-3);
+      CHECK(err <= 1e-11 * std::max(1.0, vmax));
     }
   }
   SECTION("translation") {

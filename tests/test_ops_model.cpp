@@ -16,6 +16,7 @@
 #include <hydragnn/kernels/egnn.hpp>
 #include <hydragnn/kernels/forces.hpp>
 #include <hydragnn/kernels/pointwise.hpp>
+#include <hydragnn/kernels/painn.hpp>
 #include <hydragnn/kernels/radial.hpp>
 #include <hydragnn/kernels/readout.hpp>
 #include <hydragnn/kernels/segment.hpp>
@@ -262,7 +263,8 @@ double ref_basis(const RadialSpec& s, int k, double d) {
     const double delta = s.cutoff / (s.size - 1), mu = k * delta;
     return std::exp(-(d - mu) * (d - mu) / (2 * delta * delta));
   }
-  return std::sqrt(2 / s.cutoff) * std::sin((k + 1) * M_PI * d / s.cutoff) / d;
+  const double a = s.type == RadialBasis::Sinc ? 1.0 : std::sqrt(2 / s.cutoff);
+  return a * std::sin((k + 1) * M_PI * d / s.cutoff) / d;
 }
 double ref_envelope(const RadialSpec& s, double d) {
   if (d >= s.cutoff) return 0;
@@ -747,6 +749,7 @@ TEST_CASE("ops model: edge lengths, radial bases and envelopes (radial.hpp)", "[
   check_op(RadialOp{{RadialBasis::Gaussian, 6, 3.0, Envelope::Polynomial}, "radial Gaussian, polynomial envelope"}, 152);
   check_op(RadialOp{{RadialBasis::Bessel, 6, 3.0, Envelope::Cosine}, "radial Bessel, cosine envelope"}, 153);
   check_op(RadialOp{{RadialBasis::Bessel, 6, 3.0, Envelope::Polynomial}, "radial Bessel, polynomial envelope"}, 154);
+  check_op(RadialOp{{RadialBasis::Sinc, 6, 3.0, Envelope::Cosine}, "radial sinc (PaiNN), cosine envelope"}, 155);
 }
 
 TEST_CASE("ops model: EGNN edge ops (egnn.hpp)", "[ops][model]") {
@@ -764,6 +767,182 @@ TEST_CASE("ops model: EGNN edge ops (egnn.hpp)", "[ops][model]") {
   check_op(EGNNRadialOp{true, EGNNEnvelopeFn{poly_spec, true}, true, "egnn_radial |d|^2, polynomial envelope"}, 167);
   check_op(EGNNCoordOp{g, true, "egnn_coord_update with u"}, 168);
   check_op(EGNNCoordOp{g, false, "egnn_coord_update without u"}, 169);
+}
+
+// =============================================================================================
+// painn.hpp
+// =============================================================================================
+
+/// painn_direction: u = (-r / (d + 1e-9)) / d, d = |r| (+ backward through d).
+struct PaiNNDirectionOp {
+  const char* name = "painn_direction (+ edge_lengths)";
+  int E = 17;
+  Args<double> inputs(Rng& rng) const { return {rand_vectors(rng, E, 0.5, 3.0)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> u(3 * std::size_t(E));
+    for (int e = 0; e < E; ++e) {
+      const double* r = &x[0][3 * e];
+      const double d = std::sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2]);
+      for (int a = 0; a < 3; ++a) u[3 * e + a] = -r[a] / (d + 1e-9) / d;
+    }
+    return u;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Vec<S, M> d("d", E);
+    Mat<S, M> u("u", E, 3);
+    km::edge_lengths<Exec, S, Mode>(Exec(), mat(x[0], E, 3), d);
+    km::painn_direction<Exec, S, Mode>(Exec(), mat(x[0], E, 3), d, u);
+    return flat(u);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    const auto r = mat(x[0], E, 3);
+    Vec<S, M> d("d", E), db("db", E);
+    Mat<S, M> rb("rb", E, 3);
+    km::edge_lengths<Exec, S, Mode>(Exec(), r, d);
+    km::painn_direction_backward<Exec, S, Mode>(Exec(), r, d, mat(yb, E, 3), rb, db);
+    km::edge_lengths_backward<Exec, S, Mode>(Exec(), r, d, db, rb);
+    return {flat(rb)};
+  }
+};
+
+/// painn_message: [s' | v'] from s, v, phi, W, C, u on a batch graph.
+struct PaiNNMessageOp {
+  const Graph& g;
+  int F;
+  const char* name;
+  int fd_samples = 1 << 30;
+  Args<double> inputs(Rng& rng) const {
+    const std::size_t N = g.N, E = g.E;
+    return {randn(rng, N * F), randn(rng, N * 3 * F), randn(rng, N * 3 * F), randn(rng, E * 3 * F), randn(rng, E),
+            randn(rng, E * 3)};
+  }
+  Arr<double> ref(const Args<double>& x) const {
+    const std::size_t N = g.N;
+    Arr<double> y(N * F + N * 3 * F);
+    for (std::size_t i = 0; i < N * F; ++i) y[i] = x[0][i];
+    for (std::size_t i = 0; i < N * 3 * F; ++i) y[N * F + i] = x[1][i];
+    for (int e = 0; e < g.E; ++e) {
+      const int i = g.dst[e], j = g.src[e];
+      for (int f = 0; f < F; ++f) {
+        auto xk = [&](int k) { return x[3][e * 3 * F + k] * x[4][e] * x[2][j * 3 * F + k]; };
+        y[i * F + f] += xk(2 * F + f);
+        for (int a = 0; a < 3; ++a)
+          y[N * F + (i * 3 + a) * F + f] += x[1][(j * 3 + a) * F + f] * xk(f) + xk(F + f) * x[5][3 * e + a];
+      }
+    }
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> so("s_out", g.N, F);
+    VMat<S, M> vo("v_out", g.N, 3, F);
+    km::painn_message<Exec, S, Mode>(Exec(), mat(x[0], g.N, F), vmat(x[1], g.N, F), mat(x[2], g.N, 3 * F),
+                                     mat(x[3], g.E, 3 * F), vec(x[4]), mat(x[5], g.E, 3), g.d_row_ptr, g.d_src, so, vo);
+    Arr<S> y = flat(so);
+    const Arr<S> yv = flat(vo);
+    y.insert(y.end(), yv.begin(), yv.end());
+    return y;
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    const std::size_t NF = std::size_t(g.N) * F;
+    const Arr<S> sb(yb.begin(), yb.begin() + NF), vb(yb.begin() + NF, yb.end());
+    const auto v = vmat(x[1], g.N, F);
+    const auto phi = mat(x[2], g.N, 3 * F), W = mat(x[3], g.E, 3 * F), u = mat(x[5], g.E, 3);
+    const auto C = vec(x[4]);
+    const auto sbar = mat(sb, g.N, F);
+    const auto vbar = vmat(vb, g.N, F);
+    Mat<S, M> Wb("Wb", g.E, 3 * F), ub("ub", g.E, 3), phib("phib", g.N, 3 * F);
+    Vec<S, M> Cb("Cb", g.E);
+    VMat<S, M> vin("vin", g.N, 3, F);
+    km::painn_message_backward_edges<Exec, S, Mode>(Exec(), v, phi, W, C, u, g.d_dst, g.d_src, sbar, vbar, Wb, Cb, ub);
+    km::painn_message_backward_nodes<Exec, S, Mode>(Exec(), v, phi, W, C, u, g.d_dst, g.d_send_perm, g.d_send_ptr, sbar,
+                                                    vbar, phib, vin);
+    return {sb, flat(vin), flat(phib), flat(Wb), flat(Cb), flat(ub)};
+  }
+};
+
+/// painn_update: [s'' | v''] (K = 3) or s'' (K = 2) from a, Uv, Vv, s', v'.
+struct PaiNNUpdateOp {
+  int K;
+  const char* name;
+  int N = 7, F = 5;
+  Args<double> inputs(Rng& rng) const {
+    const std::size_t n = N;
+    return {randn(rng, n * K * F), randn(rng, n * 3 * F), randn(rng, n * 3 * F), randn(rng, n * F), randn(rng, n * 3 * F)};
+  }
+  Arr<double> ref(const Args<double>& x) const {
+    const std::size_t NF = std::size_t(N) * F;
+    Arr<double> y(K == 3 ? 4 * NF : NF);
+    const int o = K == 3 ? F : 0;
+    for (int i = 0; i < N; ++i)
+      for (int f = 0; f < F; ++f) {
+        double inner = 0;
+        for (int a = 0; a < 3; ++a) inner += x[1][(i * 3 + a) * F + f] * x[2][(i * 3 + a) * F + f];
+        y[i * F + f] = x[3][i * F + f] + (x[0][i * K * F + o + f] * inner + x[0][i * K * F + o + F + f]);
+        if (K == 3)
+          for (int a = 0; a < 3; ++a)
+            y[NF + (i * 3 + a) * F + f] = x[4][(i * 3 + a) * F + f] + x[0][i * K * F + f] * x[1][(i * 3 + a) * F + f];
+      }
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> so("s_out", N, F);
+    VMat<S, M> vo("v_out", K == 3 ? N : 0, 3, F);
+    km::painn_update<Exec, S, Mode>(Exec(), mat(x[0], N, K * F), vmat(x[1], N, F), vmat(x[2], N, F), mat(x[3], N, F),
+                                    vmat(x[4], N, F), so, vo);
+    Arr<S> y = flat(so);
+    const Arr<S> yv = flat(vo);
+    y.insert(y.end(), yv.begin(), yv.end());
+    return y;
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    const std::size_t NF = std::size_t(N) * F;
+    const Arr<S> sb(yb.begin(), yb.begin() + NF);
+    const Arr<S> vb = K == 3 ? Arr<S>(yb.begin() + NF, yb.end()) : Arr<S>(3 * NF, S(0));
+    Mat<S, M> ab("ab", N, K * F);
+    VMat<S, M> Ub("Ub", N, 3, F), Vb("Vb", N, 3, F);
+    km::painn_update_backward<Exec, S, Mode>(Exec(), mat(x[0], N, K * F), vmat(x[1], N, F), vmat(x[2], N, F),
+                                             mat(sb, N, F), K == 3 ? vmat(vb, N, F) : VMat<S, M>(), ab, Ub, Vb);
+    return {flat(ab), flat(Ub), flat(Vb), sb, vb};
+  }
+};
+
+TEST_CASE("ops model: PaiNN message, update and edge direction (painn.hpp)", "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_batch_graph(31);
+  check_op(PaiNNDirectionOp{}, 190);
+  check_op(PaiNNMessageOp{g, 4, "painn_message"}, 191);
+  check_op(PaiNNUpdateOp{3, "painn_update (K = 3)"}, 192);
+  check_op(PaiNNUpdateOp{2, "painn_update (K = 2, last layer)"}, 193);
+}
+
+TEST_CASE("ops model: vec_norm of a zero vector is 0 with gradient 0 (eps = 0), in double and dual", "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  auto run = [](auto zero) {
+    using S = decltype(zero);
+    VMat<S, M> V("V", 2, 3, 2);
+    for (int a = 0; a < 3; ++a) V(1, a, 1) = S(a + 1.0);
+    Mat<S, M> Y("Y", 2, 2), Yb("Yb", 2, 2);
+    Kokkos::deep_copy(Yb, S(1.0));
+    VMat<S, M> Vb("Vb", 2, 3, 2);
+    km::vec_norm<Exec, S>(Exec(), V, 0.0, Y);
+    km::vec_norm_backward<Exec, S>(Exec(), V, 0.0, Yb, Vb, false);
+    CHECK(scalar_traits<S>::primal(Y(0, 0)) == 0.0);
+    CHECK(scalar_traits<S>::tangent(Y(0, 0)) == 0.0);
+    CHECK(scalar_traits<S>::primal(Y(1, 1)) == Approx(std::sqrt(14.0)));
+    for (int a = 0; a < 3; ++a) {
+      CHECK(scalar_traits<S>::primal(Vb(0, a, 0)) == 0.0);
+      CHECK(scalar_traits<S>::tangent(Vb(0, a, 0)) == 0.0);
+      CHECK(scalar_traits<S>::primal(Vb(1, a, 1)) == Approx((a + 1.0) / std::sqrt(14.0)));
+    }
+  };
+  run(0.0);
+  run(Dual<double>(0.0, 0.0));
 }
 
 TEST_CASE("ops model: embedding, energy sum, pooling (readout.hpp)", "[ops][model]") {

@@ -447,6 +447,8 @@ def architecture(mpnn_type):
     }
     if mpnn_type == "SchNet":
         arch.update(num_gaussians=10, num_filters=8)
+    if mpnn_type == "PAINN":
+        arch.update(num_radial=6)
     return arch
 
 
@@ -470,6 +472,18 @@ FORMULAS = {
         "edges with dst = i; unchanged if none); h_i' = silu(node_mlp.2(relu(node_mlp.0("
         "[h_i, sum_e m_e])))); r_e, d_e from the positions entering the layer, the shift "
         "S_e fixed; next layer uses pos'; prefix graph_convs.<l>.module_0."),
+    "PAINN": (
+        "u_e = (-r_e / (d_e + 1e-9)) / d_e; B_e,k = sin(k pi d_e / radius) / d_e (k = 1.."
+        "num_radial); C_e = 0.5 (cos(pi d_e / radius) + 1); message (module_0): phi = "
+        "scalar_message_mlp.2(silu(scalar_message_mlp.0(s))) (N x 3F), x_e = "
+        "filter_layer(B_e) * C_e * phi[src_e], blocks [gsv | gev | ms]; s' = s + sum_e "
+        "ms_e, v' = v + sum_e (v[src_e] gsv_e + gev_e u_e) (sums over the edges with dst = "
+        "i); update (module_1): Uv = update_U v', Vv = update_V v' (over channels), a = "
+        "update_mlp.2(silu(update_mlp.0([|Vv|, s']))), blocks [a_vv | a_sv | a_ss] ([a_sv | "
+        "a_ss] in the last layer), s'' = s' + a_sv sum_xyz(Uv Vv) + a_ss, v'' = v' + a_vv "
+        "Uv (not in the last layer); h = silu(module_2.2(tanh(module_2.0(s'')))); v_out = "
+        "module_3 v'' (last layer: v' unchanged); v = 0 entering layer 0; prefix "
+        "graph_convs.<l>."),
 }
 
 
@@ -533,6 +547,7 @@ def build_model(hg_create, mpnn_type, patches):
             edge_dim=arch["edge_dim"],
             num_gaussians=arch.get("num_gaussians"),
             num_filters=arch.get("num_filters"),
+            num_radial=arch.get("num_radial"),
             radius=arch["radius"],
             equivariance=arch["equivariance"],
             enable_interatomic_potential=True,
@@ -745,6 +760,11 @@ def self_checks(model, structures, results, emb, species, mpnn_type, rng):
                      for cr, c in zip(res_r["coordinates"], res["coordinates"]))
             check(dC < 1e-11, "%s %s: rotated coordinates after each layer: max err %.2e"
                   % (mpnn_type, name, dC))
+        if mpnn_type == "PAINN":
+            dV = max(np.abs(vr - np.einsum("ab,nbf->naf", R, v)).max()
+                     for vr, v in zip(res_r["coordinates"], res["coordinates"]))
+            check(dV < 1e-11, "%s %s: rotated vector features after each layer: max err %.2e"
+                  % (mpnn_type, name, dV))
         # HydraGNN's own energy_force_loss with (E, F) as targets: zero loss
         if mpnn_type == "SchNet":
             ei, sh = to_model_graph(mpnn_type, *[st["graph"][k] for k in (0, 1, 3)])
@@ -828,6 +848,8 @@ def main(argv=None):
     ap.add_argument("--hydragnn-commit", default=HYDRAGNN_COMMIT,
                     help="HydraGNN commit the source folder was exported from (recorded)")
     ap.add_argument("--seed", type=int, default=20240611)
+    ap.add_argument("--models", default="SchNet,EGNN,PAINN",
+                    help="comma-separated mpnn_types to (re)generate (default: all)")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -862,14 +884,22 @@ def main(argv=None):
     commit = args.hydragnn_commit
 
     os.makedirs(args.out_dir, exist_ok=True)
-    for mpnn_type, fname in (("SchNet", "schnet.json"), ("EGNN", "egnn.json")):
+    wanted = set(args.models.split(","))
+    for mpnn_type, fname in (("SchNet", "schnet.json"), ("EGNN", "egnn.json"),
+                             ("PAINN", "painn.json")):
+        if mpnn_type not in wanted:
+            continue
         print("\n== %s" % mpnn_type)
         patches = []
+        if mpnn_type == "PAINN":
+            # its own seed: painn.json does not depend on which models ran before it (SchNet
+            # and EGNN keep the sequential draws their files were written with)
+            torch.manual_seed(args.seed + 4)
         model, arch = build_model(hg_create, mpnn_type, patches)
         adjust_weights(model, mpnn_type, args.seed + 3, patches)
         patches.append("node features x = embedding.weight[species index] fed as data.x "
                        "(input_dim = hidden_dim); embedding.weight drawn N(0,1) by this "
-                       "script (HydraGNN itself has no embedding table for SchNet/EGNN)")
+                       "script (HydraGNN itself has no embedding table for SchNet/EGNN/PAINN)")
         patches.append("energy = scatter_add of the node-head output over the atoms "
                        "(EnhancedModelWrapper.energy_force_loss) kept in float64: "
                        "HydraGNN casts the summed energy and the forces to float32 "
@@ -937,8 +967,9 @@ def main(argv=None):
                 "to_hydragnn": (
                     "edge_index = [src; dst], edge_shifts = +shift (PyG CFConv: sender "
                     "edge_index[0], aggregation at edge_index[1])" if mpnn_type == "SchNet"
-                    else "edge_index = [dst; src], edge_shifts = -shift (E_GCL aggregates at "
-                         "row = edge_index[0]; vector = pos[col] - pos[row] + shift = -r_e)"),
+                    else "edge_index = [dst; src], edge_shifts = -shift (%s aggregates at "
+                         "edge_index[0]; vector = pos[ei[1]] - pos[ei[0]] + shift = -r_e)"
+                    % ("E_GCL" if mpnn_type == "EGNN" else "PainnMessage")),
                 "energy": "sum over the atoms of the node head output",
                 "forces": "-dE/dpos (autograd), float64",
                 "node_features": "per conv layer: silu(conv output), N x hidden_dim",
@@ -971,6 +1002,8 @@ def main(argv=None):
             }
             if mpnn_type == "EGNN":
                 rec["coordinates"] = [_f(c) for c in res["coordinates"]]
+            if mpnn_type == "PAINN":  # the equivariant stream after each layer, N x 3 x F
+                rec["vector_features"] = [_f(c) for c in res["coordinates"]]
             doc["structures"].append(rec)
         path = os.path.join(args.out_dir, fname)
         with open(path, "w") as fh:

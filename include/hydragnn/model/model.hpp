@@ -176,7 +176,7 @@ class Model {
     NodeState<S, M> out_bar;
     out_bar.h = hbars[L - 1];
     if constexpr (traits::has_vectors) {
-      out_bar.v = ws.template vec3<S>(lbl + ".v_bar", 0, f.state[L].v.extent(0), 3, conv_.vector_channels());
+      out_bar.v = ws.template vec3<S>(lbl + ".v_bar", 0, f.state[L].v.extent(0), 3, f.state[L].v.extent(2));
       Kokkos::deep_copy(exec, out_bar.v, S(0));
     }
     for (int l = L; l-- > 0;) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <hydragnn/conv/egnn.hpp>
+#include <hydragnn/conv/painn.hpp>
 #include <hydragnn/conv/schnet.hpp>
 
 #include <string>
@@ -15,7 +16,7 @@
 namespace hydragnn {
 
 /// Every convolution the library implements (HydraGNN mpnn_type names).
-using conv_registry = std::tuple<SchNetConv, EGNNConv>;
+using conv_registry = std::tuple<SchNetConv, EGNNConv, PaiNNConv>;
 
 template <class T>
 struct type_tag {

@@ -9,7 +9,7 @@
 
 namespace hydragnn {
 
-enum class RadialBasis { Gaussian, Bessel };
+enum class RadialBasis { Gaussian, Bessel, Sinc };
 /// Smooth cutoff envelope multiplying the messages: cosine 0.5 (cos(pi d/rc) + 1), or the DimeNet
 /// polynomial u(x) = 1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2), x = d/rc, p = 6.
 enum class Envelope { Cosine, Polynomial };
@@ -17,7 +17,8 @@ enum class Envelope { Cosine, Polynomial };
 /// Radial basis b_k(d), k < K, on [0, cutoff].
 /// Gaussian (SchNet / PyG GaussianSmearing): mu_k = k cutoff/(K-1), b_k = exp(-(d-mu_k)^2 / (2 delta^2)),
 ///   delta = cutoff/(K-1).
-/// Bessel (DimeNet / PaiNN): b_k = sqrt(2/cutoff) sin((k+1) pi d / cutoff) / d.
+/// Bessel (DimeNet): b_k = sqrt(2/cutoff) sin((k+1) pi d / cutoff) / d.
+/// Sinc (HydraGNN's PaiNN sinc_expansion): b_k = sin((k+1) pi d / cutoff) / d.
 struct RadialSpec {
   RadialBasis type = RadialBasis::Gaussian;
   int size = 50;
@@ -36,6 +37,7 @@ KOKKOS_INLINE_FUNCTION S basis(const RadialSpec& r, int k, const S& d) {
     return fastmath::exp_of(x * x * (R(-0.5) / (delta * delta)));
   }
   const R w = R(k + 1) * math::pi<R>() / R(r.cutoff);
+  if (r.type == RadialBasis::Sinc) return math::sin(d * w) / d;
   return R(math::sqrt(2.0 / r.cutoff)) * math::sin(d * w) / d;
 }
 template <class S>
@@ -48,7 +50,7 @@ KOKKOS_INLINE_FUNCTION S dbasis(const RadialSpec& r, int k, const S& d) {
     return R(2) * c * x * fastmath::exp_of(x * x * c);
   }
   const R w = R(k + 1) * math::pi<R>() / R(r.cutoff);
-  const R a = R(math::sqrt(2.0 / r.cutoff));
+  const R a = r.type == RadialBasis::Sinc ? R(1) : R(math::sqrt(2.0 / r.cutoff));
   return a * (math::cos(d * w) * w / d - math::sin(d * w) / (d * d));
 }
 /// Cutoff envelope C(d) (zero beyond rc) and its derivative.

@@ -109,17 +109,20 @@ void vec_dot_backward(const Exec& exec, const CVMat<S, mem_t<Exec>>& U, const CV
 // ---- norm -----------------------------------------------------------------------------------
 
 /// Y(i,f) = sqrt(sum_a V(i,a,f)^2 + eps)                          // V: N x 3 x F -> Y: N x F
+/// With eps = 0 a zero vector has norm 0 and gradient 0 (as torch.linalg.norm), not 0/0.
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void vec_norm(const Exec& exec, const CVMat<S, mem_t<Exec>>& V, real_t<S> eps, const Mat<S, mem_t<Exec>>& Y) {
   detail::for_each_element<Mode>(exec, "hydragnn::Vector::norm", long(Y.extent(0)), long(Y.extent(1)),
                                  KOKKOS_LAMBDA(const long i, const long f) {
                                    S acc(0);
                                    for (int a = 0; a < 3; ++a) acc += V(i, a, f) * V(i, a, f);
-                                   Y(i, f) = math::sqrt(acc + eps);
+                                   const S n2 = acc + eps;
+                                   Y(i, f) = scalar_traits<S>::primal(n2) > real_t<S>(0) ? S(math::sqrt(n2)) : S(0);
                                  });
 }
 
-/// Backward of vec_norm: Vbar(i,a,f) (+)= Ybar(i,f) V(i,a,f) / Y(i,f) (Y recomputed from V and eps).
+/// Backward of vec_norm: Vbar(i,a,f) (+)= Ybar(i,f) V(i,a,f) / Y(i,f) (Y recomputed from V and eps;
+/// 0 where Y = 0).
 ///                                              // V: N x 3 x F, Ybar: N x F -> Vbar: N x 3 x F
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void vec_norm_backward(const Exec& exec, const CVMat<S, mem_t<Exec>>& V, real_t<S> eps,
@@ -128,7 +131,8 @@ void vec_norm_backward(const Exec& exec, const CVMat<S, mem_t<Exec>>& V, real_t<
                                  KOKKOS_LAMBDA(const long i, const long f) {
                                    S acc(0);
                                    for (int a = 0; a < 3; ++a) acc += V(i, a, f) * V(i, a, f);
-                                   const S g = Ybar(i, f) / math::sqrt(acc + eps);
+                                   const S n2 = acc + eps;
+                                   const S g = scalar_traits<S>::primal(n2) > real_t<S>(0) ? S(Ybar(i, f) / math::sqrt(n2)) : S(0);
                                    for (int a = 0; a < 3; ++a) detail::put3(Vbar, i, a, f, S(g * V(i, a, f)), accumulate);
                                  });
 }

@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// PaiNN: HydraGNN's PAINNStack layer (PainnMessage -> PainnUpdate -> node_embed_out / vec_embed_out,
+// commit d251f816), as a composition of ops. Layer l has I input channels (the embedding width for
+// l = 0, hidden_dim after) and H = hidden_dim output channels; scalars s (N x I) and vectors
+// v (N x 3 x I; zero entering the first layer).
+//
+//   edges (once):  d_e = |r_e|,  B_e = sinc basis sin(k pi d_e / rc) / d_e (k = 1..num_radial),
+//                  C_e = 0.5 (cos(pi d_e / rc) + 1) (0 beyond rc),  u_e = (-r_e / (d_e + 1e-9)) / d_e
+//   message:       phi = scalar_message_mlp(s)        Linear(I,I) -> SiLU -> Linear(I,3I)   N x 3I
+//                  W   = filter_layer(B)              Linear(num_radial, 3I)                E x 3I
+//                  s', v' = painn_message(s, v, phi, W, C, u)    (kernels/painn.hpp)
+//   update:        Uv = update_U v', Vv = update_V v'  (no bias, over the channels)         N x 3 x I
+//                  a  = update_mlp([|Vv|, s'])        Linear(2I,I) -> SiLU -> Linear(I,KI), K = 3 (2 last)
+//                  s'', v'' = painn_update(a, Uv, Vv, s', v')
+//   out:           h = node_embed_out(s'')            Linear(I,H) -> Tanh -> Linear(H,H)
+//                  v_out = vec_embed_out(v'')         Linear(I,H), no bias; the last layer has no
+//                                                     update of v and passes v' on unchanged
+// The model applies the stack activation to h after each layer (HydraGNN's Base.forward).
+//
+// HydraGNN aggregates PaiNN's messages at edge_index[0] with the neighbour's features from
+// edge_index[1]; here messages are summed at the receiver dst from the sender src over the
+// receiver-sorted CSR (deterministic, no atomics). Both are the same function on a symmetric
+// graph (every edge with its reverse: no neighbour cap); the golden tests feed HydraGNN
+// edge_index = [dst; src] with shifts -S_e (docs/design.md, deviations).
+#pragma once
+
+#include <hydragnn/conv/traits.hpp>
+#include <hydragnn/kernels/painn.hpp>
+#include <hydragnn/kernels/radial.hpp>
+#include <hydragnn/kernels/vector.hpp>
+#include <hydragnn/nn/mlp.hpp>
+
+#include <string>
+
+namespace hydragnn {
+
+/// PaiNN's own Architecture keys.
+struct PaiNNOptions {
+  int num_radial = 6;  ///< HydraGNN num_radial (required there; its examples use 5-6)
+  template <class V>
+  void visit(V&& v) {
+    v("num_radial", num_radial);
+  }
+  void finalize(const ConvCommon&) {}
+  template <class F>
+  void validate(F&& fail) const {
+    if (num_radial < 1) fail("num_radial", "must be > 0");
+  }
+};
+
+struct PaiNNConv {
+  static constexpr const char* name = "PAINN";
+  using options_type = PaiNNOptions;
+  using node_state = conv::ScalarsAndVectors;
+  using edge_state = conv::NoEdgeState;
+  using connectivity = conv::Pairs;
+  using readout = conv::LastLayer;
+
+  struct Layer {
+    int in = 0;  ///< I
+    bool last = false;
+    MLP message;  ///< scalar_message_mlp: I -> I -> 3I
+    LinearShape filter, U, V, up0, up0_norm, up0_s, up2, vec_out;
+    MLP embed;  ///< node_embed_out: I -> H -> H (Tanh)
+  };
+  std::vector<Layer> layers;
+  RadialSpec radial;
+  int hidden = 0, input = 0;
+
+  PaiNNConv() = default;
+  PaiNNConv(ParamAllocator& alloc, const ConvCommon& common, const PaiNNOptions& opt)
+      : radial{RadialBasis::Sinc, opt.num_radial, common.cutoff, Envelope::Cosine},
+        hidden(common.hidden_dim),
+        input(common.input_dim) {
+    const int H = common.hidden_dim, K = opt.num_radial;
+    for (int l = 0; l < common.num_conv_layers; ++l) {
+      const std::string n = "graph_convs." + std::to_string(l);
+      const int I = l == 0 ? common.input_dim : H;
+      Layer L;
+      L.in = I;
+      L.last = l + 1 == common.num_conv_layers;
+      L.message = MLP(alloc, {I, I, 3 * I}, Activation::SiLU, false, true, n + ".module_0.scalar_message_mlp");
+      L.filter = alloc.linear(K, 3 * I, true, n + ".module_0.filter_layer");
+      L.U = alloc.linear(I, I, false, n + ".module_1.update_U");
+      L.V = alloc.linear(I, I, false, n + ".module_1.update_V");
+      L.up0 = alloc.linear(2 * I, I, true, n + ".module_1.update_mlp.0");
+      L.up0_norm = L.up0.columns(0, I, true);   // |Vv| comes first in the concatenation
+      L.up0_s = L.up0.columns(I, I, false);
+      L.up2 = alloc.linear(I, (L.last ? 2 : 3) * I, true, n + ".module_1.update_mlp.2");
+      L.embed = MLP(alloc, {I, H, H}, Activation::Tanh, false, true, n + ".module_2");
+      if (!L.last) L.vec_out = alloc.linear(I, H, false, n + ".module_3");
+      layers.push_back(L);
+    }
+  }
+  int num_layers() const { return int(layers.size()); }
+  /// Vector channels entering the first layer (zeros, as HydraGNN's PAINNStack._embedding).
+  int vector_channels() const { return input; }
+
+  template <class S, class M> struct EdgeCache {
+    Vec<S, M> d, C;
+    Mat<S, M> B, u;
+  };
+  template <class S, class M> struct EdgeGrad {
+    Vec<S, M> dbar, Cbar;
+    Mat<S, M> Bbar, ubar;
+  };
+  template <class S, class M> struct LayerCache {
+    typename MLP::template Cache<S, M> message, embed;
+    Mat<S, M> phi, W, s1, nrm, pre, act, a, s2;
+    VFeat<S, M> v1, Uv, Vv, v2;
+  };
+
+  template <class Exec, class S>
+  void edge_forward(const Exec& exec, const Batch<mem_t<Exec>>& b, const Mat<S, mem_t<Exec>>& r,
+                    EdgeCache<S, mem_t<Exec>>& c, Workspace<mem_t<Exec>>& ws) const {
+    const std::string lbl = "hydragnn::PaiNNConv::edge_forward";
+    c.d = ws.template vec<S>(lbl, 0, b.num_edges);
+    c.C = ws.template vec<S>(lbl, 1, b.num_edges);
+    c.B = ws.template mat<S>(lbl, 2, b.num_edges, radial.size);
+    c.u = ws.template mat<S>(lbl, 3, b.num_edges, 3);
+    kernels::edge_lengths<Exec, S>(exec, r, c.d);
+    kernels::radial_forward<Exec, S>(exec, radial, c.d, c.B, c.C);
+    kernels::painn_direction<Exec, S>(exec, r, c.d, c.u);
+  }
+  template <class Exec, class S>
+  void edge_grad_init(const Exec& exec, const Batch<mem_t<Exec>>& b, EdgeGrad<S, mem_t<Exec>>& g,
+                      Workspace<mem_t<Exec>>& ws) const {
+    const std::string lbl = "hydragnn::PaiNNConv::edge_grad";
+    g.dbar = ws.template zeroed_vec<S>(exec, lbl, 0, b.num_edges);
+    g.Cbar = ws.template zeroed_vec<S>(exec, lbl, 1, b.num_edges);
+    g.Bbar = ws.template zeroed_mat<S>(exec, lbl, 2, b.num_edges, radial.size);
+    g.ubar = ws.template zeroed_mat<S>(exec, lbl, 3, b.num_edges, 3);
+  }
+  template <class Exec, class S>
+  void edge_backward(const Exec& exec, const Batch<mem_t<Exec>>&, const Mat<S, mem_t<Exec>>& r,
+                     const EdgeCache<S, mem_t<Exec>>& c, EdgeGrad<S, mem_t<Exec>>& g, const Mat<S, mem_t<Exec>>& rbar,
+                     Workspace<mem_t<Exec>>&) const {
+    kernels::radial_backward<Exec, S>(exec, radial, c.d, g.Bbar, g.Cbar, g.dbar);
+    kernels::painn_direction_backward<Exec, S>(exec, r, c.d, g.ubar, rbar, g.dbar);
+    kernels::edge_lengths_backward<Exec, S>(exec, r, c.d, g.dbar, rbar);
+  }
+
+  template <class Exec, class S, class T>
+  void layer_forward(const Exec& exec, int l, const Weights<T, mem_t<Exec>>& w, const Batch<mem_t<Exec>>& b,
+                     const EdgeCache<S, mem_t<Exec>>& ec, const NodeState<S, mem_t<Exec>>& in,
+                     LayerCache<S, mem_t<Exec>>& c, NodeState<S, mem_t<Exec>>& out, Workspace<mem_t<Exec>>& ws) const {
+    using M = mem_t<Exec>;
+    const Layer& L = layers[l];
+    const int N = b.num_atoms, E = b.num_edges, I = L.in;
+    const std::string lbl = "hydragnn::PaiNNConv::layer_forward";
+    // message
+    c.phi = L.message.forward<Exec, S, T>(exec, w, in.h, c.message, ws, l);
+    c.W = ws.template mat<S>(lbl + ".W", l, E, 3 * I);
+    kernels::linear_forward<Exec, S, T>(exec, ec.B, w, L.filter, c.W);
+    c.s1 = ws.template mat<S>(lbl + ".s1", l, N, I);
+    c.v1 = ws.template vec3<S>(lbl + ".v1", l, N, 3, I);
+    kernels::painn_message<Exec, S>(exec, in.h, in.v, c.phi, c.W, ec.C, ec.u, b.row_ptr, b.src, c.s1, c.v1);
+    // update
+    c.Uv = ws.template vec3<S>(lbl + ".Uv", l, N, 3, I);
+    c.Vv = ws.template vec3<S>(lbl + ".Vv", l, N, 3, I);
+    kernels::linear_forward<Exec, S, T>(exec, rows3(c.v1), w, L.U, rows3(c.Uv));
+    kernels::linear_forward<Exec, S, T>(exec, rows3(c.v1), w, L.V, rows3(c.Vv));
+    c.nrm = ws.template mat<S>(lbl + ".norm", l, N, I);
+    kernels::vec_norm<Exec, S>(exec, c.Vv, real_t<S>(0), c.nrm);
+    c.pre = ws.template mat<S>(lbl + ".up_pre", l, N, I);
+    kernels::linear_forward<Exec, S, T>(exec, c.nrm, w, L.up0_norm, c.pre);
+    auto tmp = ws.template mat<S>(lbl + ".tmp", 0, N, I);
+    kernels::linear_forward<Exec, S, T>(exec, c.s1, w, L.up0_s, tmp);
+    kernels::add_into<Exec, S>(exec, tmp, c.pre);
+    c.act = ws.template mat<S>(lbl + ".up_act", l, N, I);
+    kernels::activation_forward<Exec, S>(exec, Activation::SiLU, c.pre, c.act);
+    c.a = ws.template mat<S>(lbl + ".a", l, N, L.up2.out);
+    kernels::linear_forward<Exec, S, T>(exec, c.act, w, L.up2, c.a);
+    c.s2 = ws.template mat<S>(lbl + ".s2", l, N, I);
+    c.v2 = L.last ? VFeat<S, M>() : ws.template vec3<S>(lbl + ".v2", l, N, 3, I);
+    kernels::painn_update<Exec, S>(exec, c.a, c.Uv, c.Vv, c.s1, c.v1, c.s2, c.v2);
+    // out
+    out.h = L.embed.forward<Exec, S, T>(exec, w, c.s2, c.embed, ws, l);
+    if (L.last) {
+      out.v = c.v1;
+    } else {
+      out.v = ws.template vec3<S>(lbl + ".v_out", l, N, 3, hidden);
+      kernels::linear_forward<Exec, S, T>(exec, rows3(c.v2), w, L.vec_out, rows3(out.v));
+    }
+  }
+
+  template <class Exec, class S, class T>
+  void layer_backward(const Exec& exec, int l, const Weights<T, mem_t<Exec>>& w, const Batch<mem_t<Exec>>& b,
+                      const EdgeCache<S, mem_t<Exec>>& ec, const NodeState<S, mem_t<Exec>>& in,
+                      const LayerCache<S, mem_t<Exec>>& c, const NodeState<S, mem_t<Exec>>& out_bar,
+                      NodeState<S, mem_t<Exec>>& in_bar, const Vec<S, mem_t<Exec>>& g, EdgeGrad<S, mem_t<Exec>>& eg,
+                      Workspace<mem_t<Exec>>& ws) const {
+    using M = mem_t<Exec>;
+    const Layer& L = layers[l];
+    const int N = b.num_atoms, E = b.num_edges, I = L.in;
+    const bool want_params = g.extent(0) > 0;
+    const std::string lbl = "hydragnn::PaiNNConv::layer_backward";
+    auto params = [&](const Mat<S, M>& X, const Mat<S, M>& Yb, const LinearShape& sh) {
+      if (want_params) kernels::linear_backward_params<Exec, S>(exec, X, Yb, sh, g);
+    };
+    // out: h = embed(s''), v_out = vec_out(v'')  (last layer: v_out = v')
+    auto s2bar = L.embed.backward<Exec, S, T>(exec, w, c.embed, out_bar.h, g, ws, l);
+    auto v1bar = ws.template vec3<S>(lbl + ".v1_bar", 0, N, 3, I);
+    VFeat<S, M> v2bar;
+    if (L.last) {
+      Kokkos::deep_copy(exec, v1bar, out_bar.v);
+    } else {
+      v2bar = ws.template vec3<S>(lbl + ".v2_bar", 0, N, 3, I);
+      params(rows3(c.v2), rows3(out_bar.v), L.vec_out);
+      kernels::linear_backward_input<Exec, S, T>(exec, rows3(out_bar.v), w, L.vec_out, rows3(v2bar), false);
+      Kokkos::deep_copy(exec, v1bar, v2bar);  // residual v'' = v' + ...
+    }
+    // update
+    auto abar = ws.template mat<S>(lbl + ".a_bar", 0, N, L.up2.out);
+    auto Uvbar = ws.template vec3<S>(lbl + ".Uv_bar", 0, N, 3, I);
+    auto Vvbar = ws.template vec3<S>(lbl + ".Vv_bar", 0, N, 3, I);
+    kernels::painn_update_backward<Exec, S>(exec, c.a, c.Uv, c.Vv, s2bar, v2bar, abar, Uvbar, Vvbar);
+    params(c.act, abar, L.up2);
+    auto actbar = ws.template mat<S>(lbl + ".act_bar", 0, N, I);
+    kernels::linear_backward_input<Exec, S, T>(exec, abar, w, L.up2, actbar, false);
+    auto prebar = ws.template mat<S>(lbl + ".pre_bar", 0, N, I);
+    kernels::activation_backward<Exec, S>(exec, Activation::SiLU, c.pre, actbar, prebar);
+    params(c.nrm, prebar, L.up0_norm);
+    params(c.s1, prebar, L.up0_s);
+    auto nrmbar = ws.template mat<S>(lbl + ".norm_bar", 0, N, I);
+    kernels::linear_backward_input<Exec, S, T>(exec, prebar, w, L.up0_norm, nrmbar, false);
+    auto s1bar = ws.template mat<S>(lbl + ".s1_bar", 0, N, I);
+    Kokkos::deep_copy(exec, s1bar, s2bar);  // residual s'' = s' + ...
+    kernels::linear_backward_input<Exec, S, T>(exec, prebar, w, L.up0_s, s1bar, true);
+    kernels::vec_norm_backward<Exec, S>(exec, c.Vv, real_t<S>(0), nrmbar, Vvbar, true);
+    params(rows3(c.v1), rows3(Uvbar), L.U);
+    params(rows3(c.v1), rows3(Vvbar), L.V);
+    kernels::linear_backward_input<Exec, S, T>(exec, rows3(Uvbar), w, L.U, rows3(v1bar), true);
+    kernels::linear_backward_input<Exec, S, T>(exec, rows3(Vvbar), w, L.V, rows3(v1bar), true);
+    // message
+    auto Wbar = ws.template mat<S>(lbl + ".W_bar", 0, E, 3 * I);
+    kernels::painn_message_backward_edges<Exec, S>(exec, in.v, c.phi, c.W, ec.C, ec.u, b.dst, b.src, s1bar, v1bar, Wbar,
+                                                   eg.Cbar, eg.ubar);
+    auto phibar = ws.template mat<S>(lbl + ".phi_bar", 0, N, 3 * I);
+    in_bar.v = ws.template vec3<S>(lbl + ".v_bar", l, N, 3, I);
+    kernels::painn_message_backward_nodes<Exec, S>(exec, in.v, c.phi, c.W, ec.C, ec.u, b.dst, b.send_perm, b.send_ptr,
+                                                   s1bar, v1bar, phibar, in_bar.v);
+    params(ec.B, Wbar, L.filter);
+    if (eg.Bbar.extent(0) > 0) kernels::linear_backward_input<Exec, S, T>(exec, Wbar, w, L.filter, eg.Bbar, true);
+    auto hbar = L.message.backward<Exec, S, T>(exec, w, c.message, phibar, g, ws, l);
+    in_bar.h = ws.template mat<S>(lbl + ".h_bar", l, N, I);
+    Kokkos::deep_copy(exec, in_bar.h, s1bar);  // residual s' = s + ...
+    kernels::add_into<Exec, S>(exec, hbar, in_bar.h);
+  }
+
+ private:
+  /// The (3N) x I matrix of an N x 3 x I vector view (the Linear layers act on the channels).
+  template <class S, class M>
+  static Mat<S, M> rows3(const VFeat<S, M>& v) {
+    return Mat<S, M>(v.data(), v.extent(0) * 3, v.extent(2));
+  }
+};
+
+}  // namespace hydragnn
