@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent numpy re-evaluation of the golden files (no torch, no HydraGNN).
 
-Reads tests/golden/{schnet,egnn}.json, recomputes every structure's node
+Reads tests/golden/{schnet,egnn,painn}.json, recomputes every structure's node
 features (and EGNN coordinates) layer by layer and the energy from the stored
 parameters and edges (our convention: r_e = pos[dst] - pos[src] + shift_e,
 aggregation at dst) with the formulas written in the JSON's
@@ -109,11 +109,61 @@ def egnn(doc, P, st, pos):
     return node_head(P, h).sum(), feats, coords
 
 
+def painn(doc, P, st, pos):
+    """PaiNN in our edge convention (sums at dst from src, u_e = (-r_e / (d_e + 1e-9)) / d_e)."""
+    arch = doc["architecture"]
+    rc, K = arch["radius"], arch["num_radial"]
+    e = st["edges"]
+    dst, src = np.array(e["dst"]), np.array(e["src"])
+    S = np.array(e["shift"], dtype=np.float64).reshape(-1, 3)
+    idx = [doc["species"].index(z) for z in st["numbers"]]
+    s = P.p["embedding.weight"][idx]
+    n = len(s)
+    r = pos[dst] - pos[src] + S
+    d = np.linalg.norm(r, axis=1)
+    u = (-r / (d[:, None] + 1e-9)) / d[:, None]
+    B = np.sin(d[:, None] * np.arange(1, K + 1)[None, :] * math.pi / rc) / d[:, None]
+    C = np.where(d < rc, 0.5 * (np.cos(math.pi * d / rc) + 1.0), 0.0)
+    v = np.zeros((n, 3, s.shape[1]))
+    feats, vecs = [], []
+    L = arch["num_conv_layers"]
+    for layer in range(L):
+        pre = "graph_convs.%d." % layer
+        F = s.shape[1]
+        phi = P.lin(pre + "module_0.scalar_message_mlp.2",
+                    silu(P.lin(pre + "module_0.scalar_message_mlp.0", s)))
+        x = P.lin(pre + "module_0.filter_layer", B) * C[:, None] * phi[src]
+        gsv, gev, ms = x[:, :F], x[:, F:2 * F], x[:, 2 * F:]
+        ds = np.zeros((n, F))
+        np.add.at(ds, dst, ms)
+        dv = np.zeros((n, 3, F))
+        np.add.at(dv, dst, v[src] * gsv[:, None, :] + gev[:, None, :] * u[:, :, None])
+        s, v = s + ds, v + dv
+        v_msg = v
+        Uv = v @ P.p[pre + "module_1.update_U.weight"].T
+        Vv = v @ P.p[pre + "module_1.update_V.weight"].T
+        a = P.lin(pre + "module_1.update_mlp.2", silu(P.lin(
+            pre + "module_1.update_mlp.0", np.concatenate([np.linalg.norm(Vv, axis=1), s], axis=1))))
+        inner = (Uv * Vv).sum(axis=1)
+        last = layer == L - 1
+        if last:
+            a_sv, a_ss = a[:, :F], a[:, F:]
+        else:
+            a_vv, a_sv, a_ss = a[:, :F], a[:, F:2 * F], a[:, 2 * F:]
+            v = v + a_vv[:, None, :] * Uv
+        s = s + (a_sv * inner + a_ss)
+        s = silu(P.lin(pre + "module_2.2", np.tanh(P.lin(pre + "module_2.0", s))))
+        v = v_msg if last else v @ P.p[pre + "module_3.weight"].T
+        feats.append(s)
+        vecs.append(v)
+    return node_head(P, s).sum(), feats, vecs
+
+
 def check_file(path):
     with open(path) as fh:
         doc = json.load(fh)
     P = Params(doc)
-    model = {"SchNet": schnet, "EGNN": egnn}[doc["model"]]
+    model = {"SchNet": schnet, "EGNN": egnn, "PAINN": painn}[doc["model"]]
     worst = {"energy": 0.0, "features": 0.0, "coords": 0.0, "forces": 0.0}
     for st in doc["structures"]:
         pos = np.array(st["positions"], dtype=np.float64)
@@ -121,7 +171,7 @@ def check_file(path):
         worst["energy"] = max(worst["energy"], abs(E - st["energy"]) / max(1.0, abs(E)))
         for f, g in zip(feats, st["node_features"]):
             worst["features"] = max(worst["features"], np.abs(f - np.array(g)).max())
-        for c, g in zip(coords, st.get("coordinates", [])):
+        for c, g in zip(coords, st.get("coordinates", st.get("vector_features", []))):
             worst["coords"] = max(worst["coords"], np.abs(c - np.array(g)).max())
         F = np.array(st["forces"])
         fmax = np.abs(F).max()
@@ -135,7 +185,7 @@ def check_file(path):
                 worst["forces"] = max(worst["forces"], abs(fd - F[a, k]) / fmax)
     ok = (worst["energy"] < 1e-13 and worst["features"] < 1e-13 and worst["coords"] < 1e-13
           and worst["forces"] < 1e-6)
-    print("%s %s: numpy vs golden: energy rel %.1e, node features %.1e, coordinates %.1e, "
+    print("%s %s: numpy vs golden: energy rel %.1e, node features %.1e, coordinates / vectors %.1e, "
           "FD forces (all components, rel. to max|F|) %.1e"
           % ("ok  " if ok else "FAIL", os.path.basename(path), worst["energy"],
              worst["features"], worst["coords"], worst["forces"]))
@@ -144,7 +194,7 @@ def check_file(path):
 
 def main(argv):
     paths = argv or [os.path.join(REPO, "tests", "golden", n)
-                     for n in ("schnet.json", "egnn.json")]
+                     for n in ("schnet.json", "egnn.json", "painn.json")]
     return 0 if all([check_file(p) for p in paths]) else 1
 
 
