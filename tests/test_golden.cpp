@@ -232,3 +232,35 @@ TEST_CASE("golden: HydraGNN weights imported into a checkpoint reproduce HydraGN
   nospecies.erase("species");
   CHECK_THROWS_WITH(import_named_parameters<ModelT>(cfg, nospecies, "ns.json"), Catch::Matchers::Contains("species"));
 }
+
+TEST_CASE("golden: HydraGNN PaiNN weights imported into a checkpoint reproduce HydraGNN's energies and forces",
+          "[golden][import]") {
+  hydragnn_test::ensure_kokkos();
+  Exec exec;
+  const json g = load_golden("painn.json");
+  const Config cfg = parse_config(R"({"NeuralNetwork": {
+      "Architecture": {"mpnn_type": "PAINN", "radius": 3.0, "hidden_dim": 8, "num_conv_layers": 3, "num_radial": 6,
+                       "activation_function": "silu", "enable_interatomic_potential": true,
+                       "output_heads": {"node": {"num_headlayers": 2, "dim_headlayers": [8, 8], "type": "mlp"}}},
+      "Variables_of_interest": {"output_names": ["energy"], "type": ["graph"]}}})");
+  using ModelT = Model<double, PaiNNConv, Exec>;
+  const std::string path = std::string(HYDRAGNN_BINARY_DIR) + "/golden_import_painn.hgnn";
+  write_checkpoint(path, import_named_parameters<ModelT>(cfg, g, "painn.json"));
+  const ModelT model = model_from_checkpoint<ModelT>(read_checkpoint(path), path);
+  CHECK(model.options().num_radial == 6);
+  for (const json& js : g.at("structures")) {
+    const Structure s = structure_of(js);
+    auto batch = make_batch<M>(std::vector<Structure>{s}, 3.0, -1, model.spec().species);
+    const Prediction p = predict(exec, model, batch, true);
+    const double E_ref = js.at("energy").get<double>();
+    CHECK(std::fabs(p.energy[0] - E_ref) <= 1e-10 * std::fabs(E_ref));
+    double ferr = 0;
+    for (std::size_t i = 0; i < s.size(); ++i)
+      for (int a = 0; a < 3; ++a) ferr = std::max(ferr, std::fabs(p.forces[3 * i + a] - js.at("forces")[i][a].get<double>()));
+    CHECK(ferr <= 1e-9);
+  }
+  json bad = g;
+  bad["parameters"].erase("graph_convs.0.module_1.update_U.weight");
+  CHECK_THROWS_WITH(import_named_parameters<ModelT>(cfg, bad, "bad.json"),
+                    Catch::Matchers::Contains("bad.json") && Catch::Matchers::Contains("update_U.weight"));
+}
