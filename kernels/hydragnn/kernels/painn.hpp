@@ -27,6 +27,11 @@
 
 namespace hydragnn {
 namespace kernels {
+namespace detail {
+/// Widest layer (channels) whose HostRow message kernels keep a node's sums in local arrays; wider
+/// layers take the element-wise form (same sums, same order).
+constexpr int painn_row_max = 128;
+}  // namespace detail
 
 /// HydraGNN's edge direction for PaiNN: its edge vector normalised as r / (d + 1e-9)
 /// (get_edge_vectors_and_lengths) and then divided by d once more (PainnMessage: edge_diff /
@@ -74,6 +79,34 @@ void painn_message(const Exec& exec, const CMat<S, mem_t<Exec>>& s, const CVMat<
                    const CVec<int, mem_t<Exec>>& src, const Mat<S, mem_t<Exec>>& s_out,
                    const VMat<S, mem_t<Exec>>& v_out) {
   const long N = long(s.extent(0)), F = long(s.extent(1));
+  if constexpr (detail::is_host_row<Mode>) {
+    if (F <= detail::painn_row_max) {
+      // one receiver per thread, its edges outermost and the channels innermost (contiguous rows);
+      // each (i, f) sums its edges in the same order as below
+      Kokkos::parallel_for("hydragnn::PaiNN::message", Kokkos::RangePolicy<Exec>(exec, 0, N), KOKKOS_LAMBDA(const long i) {
+        S acc[4][detail::painn_row_max];
+        for (int q = 0; q < 4; ++q)
+          for (long f = 0; f < F; ++f) acc[q][f] = S(0);
+        for (int e = row_ptr(i); e < row_ptr(i + 1); ++e) {
+          const long j = src(e);
+          const S c = C(e);
+          const S u0 = u(e, 0), u1 = u(e, 1), u2 = u(e, 2);
+          for (long f = 0; f < F; ++f) {
+            const S x0 = W(e, f) * c * phi(j, f), x1 = W(e, F + f) * c * phi(j, F + f);
+            acc[3][f] += W(e, 2 * F + f) * c * phi(j, 2 * F + f);
+            acc[0][f] += v(j, 0, f) * x0 + x1 * u0;
+            acc[1][f] += v(j, 1, f) * x0 + x1 * u1;
+            acc[2][f] += v(j, 2, f) * x0 + x1 * u2;
+          }
+        }
+        for (long f = 0; f < F; ++f) {
+          s_out(i, f) = s(i, f) + acc[3][f];
+          for (int a = 0; a < 3; ++a) v_out(i, a, f) = v(i, a, f) + acc[a][f];
+        }
+      });
+      return;
+    }
+  }
   detail::for_each_element<Mode>(exec, "hydragnn::PaiNN::message", N, F, KOKKOS_LAMBDA(const long i, const long f) {
     S as(0), av[3] = {S(0), S(0), S(0)};
     for (int e = row_ptr(i); e < row_ptr(i + 1); ++e) {
@@ -142,6 +175,46 @@ void painn_message_backward_nodes(const Exec& exec, const CVMat<S, mem_t<Exec>>&
                                   const CMat<S, mem_t<Exec>>& sbar, const CVMat<S, mem_t<Exec>>& vbar,
                                   const Mat<S, mem_t<Exec>>& phibar, const VMat<S, mem_t<Exec>>& vbar_in) {
   const long N = long(sbar.extent(0)), F = long(sbar.extent(1));
+  if constexpr (detail::is_host_row<Mode>) {
+    if (F <= detail::painn_row_max) {
+      // one sender per thread, its edges outermost and the channels innermost; same sums per (j, f)
+      Kokkos::parallel_for(
+          "hydragnn::PaiNN::message_backward_nodes", Kokkos::RangePolicy<Exec>(exec, 0, N), KOKKOS_LAMBDA(const long j) {
+            constexpr int FM = detail::painn_row_max;
+            S pb[3][FM], vb[3][FM];
+            for (int q = 0; q < 3; ++q)
+              for (long f = 0; f < F; ++f) pb[q][f] = vb[q][f] = S(0);
+            for (int q = send_ptr(j); q < send_ptr(j + 1); ++q) {
+              const long e = send_perm(q), i = dst(e);
+              const S c = C(e);
+              const S u0 = u(e, 0), u1 = u(e, 1), u2 = u(e, 2);
+              for (long f = 0; f < F; ++f) {
+                const S b0 = vbar(i, 0, f), b1 = vbar(i, 1, f), b2 = vbar(i, 2, f);
+                S xb0(0), xb1(0);
+                xb0 += b0 * v(j, 0, f);
+                xb1 += b0 * u0;
+                xb0 += b1 * v(j, 1, f);
+                xb1 += b1 * u1;
+                xb0 += b2 * v(j, 2, f);
+                xb1 += b2 * u2;
+                const S a0 = W(e, f) * c;
+                pb[0][f] += xb0 * a0;
+                pb[1][f] += xb1 * (W(e, F + f) * c);
+                pb[2][f] += sbar(i, f) * (W(e, 2 * F + f) * c);
+                const S x0 = a0 * phi(j, f);
+                vb[0][f] += b0 * x0;
+                vb[1][f] += b1 * x0;
+                vb[2][f] += b2 * x0;
+              }
+            }
+            for (long f = 0; f < F; ++f) {
+              for (int q = 0; q < 3; ++q) phibar(j, q * F + f) = pb[q][f];
+              for (int a = 0; a < 3; ++a) vbar_in(j, a, f) = vbar(j, a, f) + vb[a][f];
+            }
+          });
+      return;
+    }
+  }
   detail::for_each_element<Mode>(
       exec, "hydragnn::PaiNN::message_backward_nodes", N, F, KOKKOS_LAMBDA(const long j, const long f) {
         S pb0(0), pb1(0), pb2(0), vb[3] = {S(0), S(0), S(0)};
