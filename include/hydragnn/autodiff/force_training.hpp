@@ -4,7 +4,7 @@
 // force_training_gradient — forward-over-reverse: a dual forward + backward on Dual<T> with edge
 // tangent rdot_e = v_src - v_dst + U r_e / V (v = dL/dF, U = dL/dsigma), output cotangent
 // 1 + eps a_g on energies (a = dL/dE) and 0 + eps ybar on direct heads; the eps part of the dual
-// parameter cotangent is dL/dtheta.
+// parameter cotangent is dL/dtheta, and the only part the backward forms (core/dual.hpp param_part).
 // direct_gradient — no force or stress term: one real backward of the pass-1 forward.
 #pragma once
 
@@ -49,9 +49,8 @@ void force_training_gradient(const typename ModelT::exec_space& exec, const Mode
     hb.push_back(ws.template mat<D>(lbl + ".head_bar", int(k), cot.heads[k].extent(0), cot.heads[k].extent(1)));
     kernels::head_cotangent<Exec, D>(exec, cot.heads[k], hb.back());
   }
-  auto gd = ws.template zeroed_vec<D>(exec, lbl + ".dual_grad", 0, model.num_params());
-  model.template backward<D>(exec, w, b, fd, ebar, hb, gd, ws, /*geometry=*/false);  // only the parameter cotangent
-  kernels::take_tangent<Exec, D, T>(exec, gd, grad);
+  Kokkos::deep_copy(exec, grad, T(0));
+  model.template backward<D>(exec, w, b, fd, ebar, hb, grad, ws, /*geometry=*/false);  // only the parameter cotangent
 }
 
 template <class ModelT>

@@ -144,7 +144,7 @@ struct SchNetConv {
   void layer_backward(const Exec& exec, int l, const Weights<T, mem_t<Exec>>& w, const Batch<mem_t<Exec>>& b,
                       const EdgeCache<S, mem_t<Exec>>& ec, const NodeState<S, mem_t<Exec>>& in,
                       const LayerCache<S, mem_t<Exec>>& c, const NodeState<S, mem_t<Exec>>& out_bar,
-                      NodeState<S, mem_t<Exec>>& in_bar, const Vec<S, mem_t<Exec>>& g, EdgeGrad<S, mem_t<Exec>>& eg,
+                      NodeState<S, mem_t<Exec>>& in_bar, const Vec<real_t<S>, mem_t<Exec>>& g, EdgeGrad<S, mem_t<Exec>>& eg,
                       Workspace<mem_t<Exec>>& ws) const {
     const Layer& L = layers[l];
     const int N = b.num_atoms, E = b.num_edges, F = L.lin1.out;

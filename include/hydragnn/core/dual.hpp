@@ -86,6 +86,15 @@ template <class T> struct scalar_traits<Dual<T>> {
   KOKKOS_INLINE_FUNCTION static real tangent(const Dual<T>& s) { return s.d; }
 };
 template <class S> using real_t = typename scalar_traits<S>::real;
+
+/// What a pass adds to the parameter cotangent (real, like the parameters): the value itself in a
+/// real pass, the tangent in a dual one: the dual pass of force training needs only the eps part of
+/// its parameter cotangent (docs/autodiff.md), so its real part is never formed.
+template <class S>
+KOKKOS_INLINE_FUNCTION real_t<S> param_part(const S& s) {
+  if constexpr (scalar_traits<S>::is_dual) return s.d;
+  else return s;
+}
 /// Same dual-ness as S, real type R (e.g. energies accumulated in double).
 template <class S, class R> using rebind_t = typename scalar_traits<S>::template rebind<R>;
 

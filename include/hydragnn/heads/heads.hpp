@@ -134,7 +134,7 @@ class Heads {
   template <class Exec, class S, class T>
   void backward(const Exec& exec, const HeadsSpec& spec, const Weights<T, mem_t<Exec>>& w, const Batch<mem_t<Exec>>& b, const Cache<S, mem_t<Exec>>& c,
                 const Vec<S, mem_t<Exec>>& Ebar, const std::vector<Mat<S, mem_t<Exec>>>& head_bar,
-                const std::vector<Mat<S, mem_t<Exec>>>& hbars, const Vec<S, mem_t<Exec>>& g, Workspace<mem_t<Exec>>& ws) const {
+                const std::vector<Mat<S, mem_t<Exec>>>& hbars, const Vec<real_t<S>, mem_t<Exec>>& g, Workspace<mem_t<Exec>>& ws) const {
     using M = mem_t<Exec>;
     const int N = b.num_atoms;
     const std::string lbl = "hydragnn::Heads::backward";

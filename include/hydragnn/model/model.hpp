@@ -6,8 +6,9 @@
 //    zero at the input); HydraGNN's Base applies the stack activation to h after every layer.
 //  * Heads (heads/heads.hpp) read the last layer, or every layer for PerLayer readout.
 //  * Every forward/backward is generic in the scalar S (T or Dual<T>); parameters are real T in one
-//    flat buffer (named blocks: named_parameters()), parameter gradients are S in a buffer of the same
-//    layout; an empty gradient view skips every parameter gradient.
+//    flat buffer (named blocks: named_parameters()), parameter gradients are real T in a buffer of the
+//    same layout (a dual pass adds only the tangent of its parameter cotangent: param_part in
+//    core/dual.hpp); an empty gradient view skips every parameter gradient.
 //  * Intermediates live in a Workspace (core/workspace.hpp): a pass allocates nothing once it has grown.
 #pragma once
 
@@ -161,7 +162,7 @@ class Model {
   /// with geometry = false nothing that only feeds dL/dr is computed and an empty view is returned.
   template <class S>
   Mat<S, M> backward(const Exec& exec, const Weights<T, M>& w, const Batch<M>& b, const Forward<S>& f,
-                     const Vec<S, M>& Ebar, const std::vector<Mat<S, M>>& head_bar, const Vec<S, M>& g,
+                     const Vec<S, M>& Ebar, const std::vector<Mat<S, M>>& head_bar, const Vec<real_t<S>, M>& g,
                      Workspace<M>& ws, bool geometry = true) const {
     ProfileRegion region("hydragnn::Model::backward");
     const int L = conv_.num_layers();

@@ -72,7 +72,7 @@ struct MLP {
   /// (a workspace view; its contents are overwritten).
   template <class Exec, class S, class T>
   Mat<S, mem_t<Exec>> backward(const Exec& exec, const Weights<T, mem_t<Exec>>& w, const Cache<S, mem_t<Exec>>& cache,
-                               const Mat<S, mem_t<Exec>>& Ybar, const Vec<S, mem_t<Exec>>& g, Workspace<mem_t<Exec>>& ws,
+                               const Mat<S, mem_t<Exec>>& Ybar, const Vec<real_t<S>, mem_t<Exec>>& g, Workspace<mem_t<Exec>>& ws,
                                int slot = 0, bool want_input = true) const {
     using M = mem_t<Exec>;
     const bool want_params = g.extent(0) > 0;

@@ -67,23 +67,16 @@ void host_rows_product(const Exec& exec, const char* label, const S* A, long lda
 }
 
 /// Tiling of HostRow's weight gradient: the dual one splits the chunk's Ybar block into primal and
-/// tangent planes once (ybuf), then tiles of 3 inputs x NR outputs (primal and tangent
-/// accumulators: 12 vector registers); the real one 6 inputs x NR outputs.
+/// tangent planes once (ybuf), then tiles of 4 inputs x NR outputs of tangent accumulators (8
+/// vector registers, plus 4 for the Ybar planes); the real one 6 inputs x NR outputs.
 template <class S>
 struct params_tiling {
   using R = real_t<S>;
   static constexpr bool dual = scalar_traits<S>::is_dual;
   static constexpr int NR = gemm::nr<R>;
-  static constexpr int MR = dual ? gemm::mr / 2 : gemm::mr;
+  static constexpr int MR = dual ? 4 : gemm::mr;
   static constexpr long CH = dense_chunk_rows;
 };
-
-/// A scalar from its planes (the tangent is dropped for a real).
-template <class S>
-KOKKOS_INLINE_FUNCTION S from_planes(real_t<S> v, real_t<S> d) {
-  if constexpr (scalar_traits<S>::is_dual) return S(v, d);
-  else return (void)d, v;
-}
 
 /// Plane `plane` of a scalar (the value itself for a real).
 template <class S>
@@ -144,13 +137,14 @@ void linear_backward_input(const Exec& exec, const CMat<S, mem_t<Exec>>& Ybar, c
 }
 
 /// Wbar(o,c) += sum_n Ybar(n,o) X(n,c);  bbar(o) += sum_n Ybar(n,o)      (n ascending)
+/// g is real: a dual pass adds the tangents of these sums only (param_part, core/dual.hpp).
 ///
 /// HostRow: one thread per block of gemm::nr outputs, rows in cache-sized chunks, register tiles
 /// of gemm::mr inputs x gemm::nr outputs (see below); biases separately.
 /// PerElement: one thread per weight. TeamTiled: one team per output, lanes over inputs.
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const CMat<S, mem_t<Exec>>& Ybar,
-                            const LinearShape& sh, const Vec<S, mem_t<Exec>>& g) {
+                            const LinearShape& sh, const Vec<real_t<S>, mem_t<Exec>>& g) {
   const int in = sh.in, out = sh.out;
   const long w = sh.w_off, b = sh.b_off, ld = sh.stride();
   const long n = long(X.extent(0));
@@ -178,18 +172,15 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
             const S* const yp = Yp;
             const long lx = ldx, ly = ldy;
             const int o0 = int(blk) * NR, nj = out - o0 < NR ? out - o0 : NR;
-            R av[detail::host_row_max][NR], ad[Tl::dual ? detail::host_row_max : 1][NR];
+            R av[detail::host_row_max][NR];  // the sums (dual: their tangents)
             R ybuf[Tl::dual ? CH : 1][2 * NR];  // dual: the chunk's Ybar block in planes
             for (int c = 0; c < in; ++c)
               for (int j = 0; j < NR; ++j) av[c][j] = R(0);
-            for (int c = 0; c < (Tl::dual ? in : 0); ++c)
-              for (int j = 0; j < NR; ++j) ad[c][j] = R(0);
             auto run = [&](auto mr_tag, auto edge_tag, long i0, long i1, int c0) {
               constexpr int TR = decltype(mr_tag)::value;
               auto& tv = *reinterpret_cast<R(*)[TR][NR]>(&av[c0][0]);
               if constexpr (Tl::dual) {  // ybuf is zero-padded: no edge variant
-                auto& td = *reinterpret_cast<R(*)[TR][NR]>(&ad[c0][0]);
-                gemm::dual_params_tile<R, TR, NR>(xp + i0 * lx + c0, lx, &ybuf[0][0], i1 - i0, tv, td);
+                gemm::dual_params_tile<R, TR, NR>(xp + i0 * lx + c0, lx, &ybuf[0][0], i1 - i0, tv);
               } else {
                 constexpr bool EDGE = decltype(edge_tag)::value;
                 gemm::tile<R, TR, NR, 1, EDGE>(xp + i0 * lx + c0, 1, lx, yp + i0 * ly + o0, ly, i1 - i0, tv, nj);
@@ -213,8 +204,7 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
               else sweep(std::true_type{});
             }
             for (int j = 0; j < nj; ++j)
-              for (int c = 0; c < in; ++c)
-                g(w + long(o0 + j) * ld + c) += detail::from_planes<S>(av[c][j], Tl::dual ? ad[c][j] : R(0));
+              for (int c = 0; c < in; ++c) g(w + long(o0 + j) * ld + c) += av[c][j];
           });
     } else {
       Kokkos::parallel_for(
@@ -222,7 +212,7 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
             const int o = int(k / in), c = int(k % in);
             S acc(0);
             for (long i = 0; i < n; ++i) acc += Ybar(i, o) * X(i, c);
-            g(w + long(o) * ld + c) += acc;
+            g(w + long(o) * ld + c) += param_part(acc);
           });
     }
     if (b >= 0) {
@@ -238,7 +228,7 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
               const S* yr = &Ybar(i, o_begin);
               for (int a = 0; a < no; ++a) acc[a] += yr[a];
             }
-            for (int a = 0; a < no; ++a) g(b + o_begin + a) += acc[a];
+            for (int a = 0; a < no; ++a) g(b + o_begin + a) += param_part(acc[a]);
           });
     }
     return;
@@ -248,10 +238,10 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
     S acc(0);
     if (c < in) {
       for (long i = 0; i < n; ++i) acc += Ybar(i, o) * X(i, c);
-      g(w + o * ld + c) += acc;
+      g(w + o * ld + c) += param_part(acc);
     } else {
       for (long i = 0; i < n; ++i) acc += Ybar(i, o);
-      g(b + o) += acc;
+      g(b + o) += param_part(acc);
     }
   });
 }

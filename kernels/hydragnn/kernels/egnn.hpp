@@ -41,10 +41,11 @@ void egnn_edge_pre(const Exec& exec, const CMat<S, mem_t<Exec>>& A, const CMat<S
       });
 }
 
-/// wbar(f) += sum_e prebar(e,f) q(e)  (skipped when g is empty);  qbar(e) = sum_f prebar(e,f) w(f)
+/// wbar(f) += sum_e prebar(e,f) q(e)  (skipped when g is empty; g real: param_part of the sum);
+/// qbar(e) = sum_f prebar(e,f) w(f)
 template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
 void egnn_edge_pre_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& prebar, const CVec<T, mem_t<Exec>>& p,
-                            long w_off, long ld, const CVec<S, mem_t<Exec>>& q, const Vec<S, mem_t<Exec>>& g,
+                            long w_off, long ld, const CVec<S, mem_t<Exec>>& q, const Vec<real_t<S>, mem_t<Exec>>& g,
                             const Vec<S, mem_t<Exec>>& qbar) {
   const long E = long(prebar.extent(0)), F = long(prebar.extent(1));
   bool w_done = g.extent(0) == 0;
@@ -59,7 +60,7 @@ void egnn_edge_pre_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& prebar
               const S qe = q(e);
               for (long f = 0; f < F; ++f) acc[f] += prebar(e, f) * qe;
             }
-            for (long f = 0; f < F; ++f) g(w_off + f * ld) += acc[f];
+            for (long f = 0; f < F; ++f) g(w_off + f * ld) += param_part(acc[f]);
           });
       w_done = true;
     }
@@ -69,7 +70,7 @@ void egnn_edge_pre_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& prebar
         "hydragnn::EGNNConv::edge_pre_backward_w", Kokkos::RangePolicy<Exec>(exec, 0, F), KOKKOS_LAMBDA(const long f) {
           S acc(0);
           for (long e = 0; e < E; ++e) acc += prebar(e, f) * q(e);
-          g(w_off + f * ld) += acc;
+          g(w_off + f * ld) += param_part(acc);
         });
   Kokkos::parallel_for(
       "hydragnn::EGNNConv::edge_pre_backward_q", Kokkos::RangePolicy<Exec>(exec, 0, E), KOKKOS_LAMBDA(const long e) {

@@ -134,23 +134,19 @@ KOKKOS_FORCEINLINE_FUNCTION void rows(const R* a, long ars, long as, const R* b,
 
 /// Weight gradient of dual activations, transposed (rows = inputs c, vector lanes = outputs o), over
 /// the K rows of a chunk whose Ybar block the caller has split into planes (ybuf row k: NR primals,
-/// then NR tangents, zero-padded past the matrix edge):
-///   gv(r, j) += sum_k y(k, j).v x(k, r).v
+/// then NR tangents, zero-padded past the matrix edge); the tangent only (the primal sum is never
+/// needed, core/dual.hpp param_part):
 ///   gd(r, j) += sum_k (y(k, j).d x(k, r).v + y(k, j).v x(k, r).d)     (Dual's operator*(y, x))
 /// x(k, r) = x[k * ldx + r] (duals).
 template <class R, int MR, int NR>
-KOKKOS_FORCEINLINE_FUNCTION void dual_params_tile(const Dual<R>* x, long ldx, const R* ybuf, long K, R (&gv)[MR][NR],
-                                                  R (&gd)[MR][NR]) {
+KOKKOS_FORCEINLINE_FUNCTION void dual_params_tile(const Dual<R>* x, long ldx, const R* ybuf, long K, R (&gd)[MR][NR]) {
 #ifdef HYDRAGNN_SIMD_PACKS
   constexpr int L = lanes<R>, NV = NR / L;
-  pack_t<R> cv[MR][NV], cd[MR][NV];
+  pack_t<R> cd[MR][NV];
   HYDRAGNN_UNROLL
   for (int r = 0; r < MR; ++r)
     HYDRAGNN_UNROLL
-    for (int v = 0; v < NV; ++v) {
-      cv[r][v] = load(&gv[r][v * L]);
-      cd[r][v] = load(&gd[r][v * L]);
-    }
+    for (int v = 0; v < NV; ++v) cd[r][v] = load(&gd[r][v * L]);
   for (long k = 0; k < K; ++k) {
     const R* yr = ybuf + k * 2 * NR;
     pack_t<R> yv[NV], yd[NV];
@@ -163,28 +159,19 @@ KOKKOS_FORCEINLINE_FUNCTION void dual_params_tile(const Dual<R>* x, long ldx, co
     for (int r = 0; r < MR; ++r) {
       const R xv = x[k * ldx + r].v, xd = x[k * ldx + r].d;
       HYDRAGNN_UNROLL
-      for (int v = 0; v < NV; ++v) {
-        cv[r][v] += yv[v] * xv;
-        cd[r][v] += yd[v] * xv + yv[v] * xd;
-      }
+      for (int v = 0; v < NV; ++v) cd[r][v] += yd[v] * xv + yv[v] * xd;
     }
   }
   HYDRAGNN_UNROLL
   for (int r = 0; r < MR; ++r)
     HYDRAGNN_UNROLL
-    for (int v = 0; v < NV; ++v) {
-      store(&gv[r][v * L], cv[r][v]);
-      store(&gd[r][v * L], cd[r][v]);
-    }
+    for (int v = 0; v < NV; ++v) store(&gd[r][v * L], cd[r][v]);
 #else
   for (long k = 0; k < K; ++k) {
     const R* yr = ybuf + k * 2 * NR;
     for (int r = 0; r < MR; ++r) {
       const R xv = x[k * ldx + r].v, xd = x[k * ldx + r].d;
-      for (int j = 0; j < NR; ++j) {
-        gv[r][j] += yr[j] * xv;
-        gd[r][j] += yr[NR + j] * xv + yr[j] * xd;
-      }
+      for (int j = 0; j < NR; ++j) gd[r][j] += yr[NR + j] * xv + yr[j] * xd;
     }
   }
 #endif

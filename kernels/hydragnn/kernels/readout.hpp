@@ -25,16 +25,17 @@ void embedding_forward(const Exec& exec, const CVec<T, mem_t<Exec>>& p, long off
 }
 
 /// g(off + s H + c) += sum over the atoms of species s (in species_perm order) of hbar(i,c)
+/// (g real: param_part of the sum, core/dual.hpp)
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void embedding_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& hbar, const CVec<int, mem_t<Exec>>& species_perm,
-                        const CVec<int, mem_t<Exec>>& species_ptr, long off, const Vec<S, mem_t<Exec>>& g) {
+                        const CVec<int, mem_t<Exec>>& species_ptr, long off, const Vec<real_t<S>, mem_t<Exec>>& g) {
   const long ns = long(species_ptr.extent(0)) - 1, H = long(hbar.extent(1));
   Kokkos::parallel_for(
       "hydragnn::Embedding::backward", Kokkos::RangePolicy<Exec>(exec, 0, ns * H), KOKKOS_LAMBDA(const long k) {
         const long s = k / H, c = k % H;
         S acc(0);
         for (int q = species_ptr(s); q < species_ptr(s + 1); ++q) acc += hbar(species_perm(q), c);
-        g(off + s * H + c) += acc;
+        g(off + s * H + c) += param_part(acc);
       });
 }
 
@@ -96,14 +97,6 @@ void edge_vectors(const Exec& exec, const CMat<double, mem_t<Exec>>& pos, const 
           r(e, a) = scalar_traits<S>::make(real_t<S>(v), real_t<S>(has_t ? rdot(e, a) : 0.0));
         }
       });
-}
-
-/// grad(k) = tangent(gd(k))  (the eps part of a dual parameter cotangent)
-template <class Exec, class D, class T, class Mode = default_mode_t<Exec>>
-void take_tangent(const Exec& exec, const CVec<D, mem_t<Exec>>& gd, const Vec<T, mem_t<Exec>>& grad) {
-  Kokkos::parallel_for(
-      "hydragnn::Autodiff::take_tangent", Kokkos::RangePolicy<Exec>(exec, 0, long(grad.extent(0))),
-      KOKKOS_LAMBDA(const long k) { grad(k) = scalar_traits<D>::tangent(gd(k)); });
 }
 
 }  // namespace kernels
