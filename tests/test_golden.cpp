@@ -169,6 +169,22 @@ void run_golden(const std::string& file, const typename Conv::options_type& opt)
   }
 }
 
+/// A model's predictions (energy, forces) on a golden file's structures equal HydraGNN's.
+template <class ModelT>
+void check_against_golden(const Exec& exec, const ModelT& model, const json& g) {
+  for (const json& js : g.at("structures")) {
+    const Structure s = structure_of(js);
+    auto batch = make_batch<M>(std::vector<Structure>{s}, 3.0, -1, model.spec().species);
+    const Prediction p = predict(exec, model, batch, true);
+    const double E_ref = js.at("energy").get<double>();
+    CHECK(std::fabs(p.energy[0] - E_ref) <= 1e-10 * std::fabs(E_ref));
+    double ferr = 0;
+    for (std::size_t i = 0; i < s.size(); ++i)
+      for (int a = 0; a < 3; ++a) ferr = std::max(ferr, std::fabs(p.forces[3 * i + a] - js.at("forces")[i][a].get<double>()));
+    CHECK(ferr <= 1e-9);
+  }
+}
+
 }  // namespace
 
 TEST_CASE("golden: SchNet equals HydraGNN's SCFStack (energies, forces, every layer)", "[golden]") {
@@ -206,17 +222,7 @@ TEST_CASE("golden: HydraGNN weights imported into a checkpoint reproduce HydraGN
   write_checkpoint(path, import_named_parameters<ModelT>(cfg, g, "egnn.json"));
   const ModelT model = model_from_checkpoint<ModelT>(read_checkpoint(path), path);
   CHECK(model.options().equivariance);
-  for (const json& js : g.at("structures")) {
-    const Structure s = structure_of(js);
-    auto batch = make_batch<M>(std::vector<Structure>{s}, 3.0, -1, model.spec().species);
-    const Prediction p = predict(exec, model, batch, true);
-    const double E_ref = js.at("energy").get<double>();
-    CHECK(std::fabs(p.energy[0] - E_ref) <= 1e-10 * std::fabs(E_ref));
-    double ferr = 0;
-    for (std::size_t i = 0; i < s.size(); ++i)
-      for (int a = 0; a < 3; ++a) ferr = std::max(ferr, std::fabs(p.forces[3 * i + a] - js.at("forces")[i][a].get<double>()));
-    CHECK(ferr <= 1e-9);
-  }
+  check_against_golden(exec, model, g);
   // a file whose blocks do not fit the config's architecture is refused by name
   json bad = g;
   bad["parameters"].erase("graph_convs.1.module_0.coord_mlp.0.weight");
@@ -248,17 +254,7 @@ TEST_CASE("golden: HydraGNN PaiNN weights imported into a checkpoint reproduce H
   write_checkpoint(path, import_named_parameters<ModelT>(cfg, g, "painn.json"));
   const ModelT model = model_from_checkpoint<ModelT>(read_checkpoint(path), path);
   CHECK(model.options().num_radial == 6);
-  for (const json& js : g.at("structures")) {
-    const Structure s = structure_of(js);
-    auto batch = make_batch<M>(std::vector<Structure>{s}, 3.0, -1, model.spec().species);
-    const Prediction p = predict(exec, model, batch, true);
-    const double E_ref = js.at("energy").get<double>();
-    CHECK(std::fabs(p.energy[0] - E_ref) <= 1e-10 * std::fabs(E_ref));
-    double ferr = 0;
-    for (std::size_t i = 0; i < s.size(); ++i)
-      for (int a = 0; a < 3; ++a) ferr = std::max(ferr, std::fabs(p.forces[3 * i + a] - js.at("forces")[i][a].get<double>()));
-    CHECK(ferr <= 1e-9);
-  }
+  check_against_golden(exec, model, g);
   json bad = g;
   bad["parameters"].erase("graph_convs.0.module_1.update_U.weight");
   CHECK_THROWS_WITH(import_named_parameters<ModelT>(cfg, bad, "bad.json"),
