@@ -403,6 +403,38 @@ TEMPLATE_LIST_TEST_CASE("an atom crossing the cutoff changes energy and forces c
   CHECK(dF <= 1e-7);
 }
 
+TEST_CASE("PaiNN with one layer (its first layer is its last: no vector update, embedding-wide vectors out)",
+          "[layers][forces]") {
+  hydragnn_test::ensure_kokkos();
+  Exec exec;
+  ModelSpec spec = small_spec(PaiNNConv::name, {1, 8});
+  spec.num_conv_layers = 1;
+  Model<double, PaiNNConv, Exec> model(spec, test_options<PaiNNConv>());
+  model.initialize(9);
+  std::vector<Structure> frames = {hydragnn_test::random_structure(9, 5, {1, 8}, true, 4.0, 1.1)};
+  auto energy = [&]() {
+    auto b = make_batch<M>(frames, spec.cutoff, -1, spec.species);
+    return predict(exec, model, b, false).energy[0];
+  };
+  auto b = make_batch<M>(frames, spec.cutoff, -1, spec.species);
+  const auto pred = predict(exec, model, b, true);
+  double fmax = 0;
+  for (double f : pred.forces) fmax = std::max(fmax, std::fabs(f));
+  INFO("max |F| " << fmax);
+  CHECK(fmax > 1e-4);  // the comparison below is not between zeros
+  for (std::size_t i = 0; i < frames[0].size(); ++i)
+    for (int a = 0; a < 3; ++a) {
+      const double fd = central([&](double h) {
+        const double old = frames[0].positions[i][a];
+        frames[0].positions[i][a] = old + h;
+        const double e = energy();
+        frames[0].positions[i][a] = old;
+        return e;
+      }, 1e-5);
+      CHECK(pred.forces[3 * i + a] == Approx(-fd).epsilon(1e-6).margin(1e-8));
+    }
+}
+
 #include <hydragnn/autodiff/loss.hpp>
 
 TEMPLATE_LIST_TEST_CASE("dual-number gradient of an energy+force+stress+heads loss matches finite differences", "[layers][dual]", layer_test_types) {
