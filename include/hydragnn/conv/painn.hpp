@@ -242,10 +242,9 @@ struct PaiNNConv {
                                                    s1bar, v1bar, phibar, in_bar.v);
     params(ec.B, Wbar, L.filter);
     if (eg.Bbar.extent(0) > 0) kernels::linear_backward_input<Exec, S, T>(exec, Wbar, w, L.filter, eg.Bbar, true);
-    auto hbar = L.message.backward<Exec, S, T>(exec, w, c.message, phibar, g, ws, l);
-    in_bar.h = ws.template mat<S>(lbl + ".h_bar", l, N, I);
-    Kokkos::deep_copy(exec, in_bar.h, s1bar);  // residual s' = s + ...
-    kernels::add_into<Exec, S>(exec, hbar, in_bar.h);
+    // the message MLP's input cotangent (its own per-layer workspace view) plus the residual s' = s + ...
+    in_bar.h = L.message.backward<Exec, S, T>(exec, w, c.message, phibar, g, ws, l);
+    kernels::add_into<Exec, S>(exec, s1bar, in_bar.h);
   }
 
  private:

@@ -31,6 +31,45 @@ namespace detail {
 /// Widest layer (channels) whose HostRow message kernels keep a node's sums in local arrays; wider
 /// layers take the element-wise form (same sums, same order).
 constexpr int painn_row_max = 128;
+
+/// What edge e (sender j) adds to channel f of its receiver's message sums: the scalar as and the
+/// vector components a0..a2 (u0..u2 = u(e, :)). Both forms of painn_message fold these.
+template <class S, class CM, class CV>
+KOKKOS_FORCEINLINE_FUNCTION void painn_message_terms(const CM& W, const CM& phi, const CV& v, long e, long j, long f,
+                                                     long F, const S& c, const S& u0, const S& u1, const S& u2, S& as,
+                                                     S& a0, S& a1, S& a2) {
+  const S x0 = W(e, f) * c * phi(j, f), x1 = W(e, F + f) * c * phi(j, F + f);
+  as += W(e, 2 * F + f) * c * phi(j, 2 * F + f);
+  a0 += v(j, 0, f) * x0 + x1 * u0;
+  a1 += v(j, 1, f) * x0 + x1 * u1;
+  a2 += v(j, 2, f) * x0 + x1 * u2;
+}
+
+/// What edge e (receiver i, sender j) adds to channel f of its sender's backward sums: phibar's
+/// three blocks pb0..pb2 and the gathered vector cotangent v0..v2 (painn_message_backward_nodes,
+/// both forms; u0..u2 = u(e, :)).
+template <class S, class CM, class CV>
+KOKKOS_FORCEINLINE_FUNCTION void painn_message_backward_terms(const CM& W, const CM& phi, const CV& v, const CM& sbar,
+                                                              const CV& vbar, long e, long i, long j, long f, long F,
+                                                              const S& c, const S& u0, const S& u1, const S& u2, S& pb0,
+                                                              S& pb1, S& pb2, S& v0, S& v1, S& v2) {
+  const S b0 = vbar(i, 0, f), b1 = vbar(i, 1, f), b2 = vbar(i, 2, f);
+  S xb0(0), xb1(0);
+  xb0 += b0 * v(j, 0, f);
+  xb1 += b0 * u0;
+  xb0 += b1 * v(j, 1, f);
+  xb1 += b1 * u1;
+  xb0 += b2 * v(j, 2, f);
+  xb1 += b2 * u2;
+  const S a0 = W(e, f) * c;
+  pb0 += xb0 * a0;
+  pb1 += xb1 * (W(e, F + f) * c);
+  pb2 += sbar(i, f) * (W(e, 2 * F + f) * c);
+  const S x0 = a0 * phi(j, f);
+  v0 += b0 * x0;
+  v1 += b1 * x0;
+  v2 += b2 * x0;
+}
 }  // namespace detail
 
 /// HydraGNN's edge direction for PaiNN: its edge vector normalised as r / (d + 1e-9)
@@ -91,13 +130,8 @@ void painn_message(const Exec& exec, const CMat<S, mem_t<Exec>>& s, const CVMat<
           const long j = src(e);
           const S c = C(e);
           const S u0 = u(e, 0), u1 = u(e, 1), u2 = u(e, 2);
-          for (long f = 0; f < F; ++f) {
-            const S x0 = W(e, f) * c * phi(j, f), x1 = W(e, F + f) * c * phi(j, F + f);
-            acc[3][f] += W(e, 2 * F + f) * c * phi(j, 2 * F + f);
-            acc[0][f] += v(j, 0, f) * x0 + x1 * u0;
-            acc[1][f] += v(j, 1, f) * x0 + x1 * u1;
-            acc[2][f] += v(j, 2, f) * x0 + x1 * u2;
-          }
+          for (long f = 0; f < F; ++f)
+            detail::painn_message_terms(W, phi, v, e, j, f, F, c, u0, u1, u2, acc[3][f], acc[0][f], acc[1][f], acc[2][f]);
         }
         for (long f = 0; f < F; ++f) {
           s_out(i, f) = s(i, f) + acc[3][f];
@@ -109,13 +143,9 @@ void painn_message(const Exec& exec, const CMat<S, mem_t<Exec>>& s, const CVMat<
   }
   detail::for_each_element<Mode>(exec, "hydragnn::PaiNN::message", N, F, KOKKOS_LAMBDA(const long i, const long f) {
     S as(0), av[3] = {S(0), S(0), S(0)};
-    for (int e = row_ptr(i); e < row_ptr(i + 1); ++e) {
-      const long j = src(e);
-      const S c = C(e);
-      const S x0 = W(e, f) * c * phi(j, f), x1 = W(e, F + f) * c * phi(j, F + f);
-      as += W(e, 2 * F + f) * c * phi(j, 2 * F + f);
-      for (int a = 0; a < 3; ++a) av[a] += v(j, a, f) * x0 + x1 * u(e, a);
-    }
+    for (int e = row_ptr(i); e < row_ptr(i + 1); ++e)
+      detail::painn_message_terms(W, phi, v, e, long(src(e)), f, F, C(e), u(e, 0), u(e, 1), u(e, 2), as, av[0], av[1],
+                                  av[2]);
     s_out(i, f) = s(i, f) + as;
     for (int a = 0; a < 3; ++a) v_out(i, a, f) = v(i, a, f) + av[a];
   });
@@ -188,24 +218,9 @@ void painn_message_backward_nodes(const Exec& exec, const CVMat<S, mem_t<Exec>>&
               const long e = send_perm(q), i = dst(e);
               const S c = C(e);
               const S u0 = u(e, 0), u1 = u(e, 1), u2 = u(e, 2);
-              for (long f = 0; f < F; ++f) {
-                const S b0 = vbar(i, 0, f), b1 = vbar(i, 1, f), b2 = vbar(i, 2, f);
-                S xb0(0), xb1(0);
-                xb0 += b0 * v(j, 0, f);
-                xb1 += b0 * u0;
-                xb0 += b1 * v(j, 1, f);
-                xb1 += b1 * u1;
-                xb0 += b2 * v(j, 2, f);
-                xb1 += b2 * u2;
-                const S a0 = W(e, f) * c;
-                pb[0][f] += xb0 * a0;
-                pb[1][f] += xb1 * (W(e, F + f) * c);
-                pb[2][f] += sbar(i, f) * (W(e, 2 * F + f) * c);
-                const S x0 = a0 * phi(j, f);
-                vb[0][f] += b0 * x0;
-                vb[1][f] += b1 * x0;
-                vb[2][f] += b2 * x0;
-              }
+              for (long f = 0; f < F; ++f)
+                detail::painn_message_backward_terms(W, phi, v, sbar, vbar, e, i, j, f, F, c, u0, u1, u2, pb[0][f],
+                                                     pb[1][f], pb[2][f], vb[0][f], vb[1][f], vb[2][f]);
             }
             for (long f = 0; f < F; ++f) {
               for (int q = 0; q < 3; ++q) phibar(j, q * F + f) = pb[q][f];
@@ -219,19 +234,9 @@ void painn_message_backward_nodes(const Exec& exec, const CVMat<S, mem_t<Exec>>&
       exec, "hydragnn::PaiNN::message_backward_nodes", N, F, KOKKOS_LAMBDA(const long j, const long f) {
         S pb0(0), pb1(0), pb2(0), vb[3] = {S(0), S(0), S(0)};
         for (int q = send_ptr(j); q < send_ptr(j + 1); ++q) {
-          const long e = send_perm(q), i = dst(e);
-          const S c = C(e);
-          S xb0(0), xb1(0);
-          for (int a = 0; a < 3; ++a) {
-            xb0 += vbar(i, a, f) * v(j, a, f);
-            xb1 += vbar(i, a, f) * u(e, a);
-          }
-          const S a0 = W(e, f) * c;
-          pb0 += xb0 * a0;
-          pb1 += xb1 * (W(e, F + f) * c);
-          pb2 += sbar(i, f) * (W(e, 2 * F + f) * c);
-          const S x0 = a0 * phi(j, f);
-          for (int a = 0; a < 3; ++a) vb[a] += vbar(i, a, f) * x0;
+          const long e = send_perm(q);
+          detail::painn_message_backward_terms(W, phi, v, sbar, vbar, e, long(dst(e)), j, f, F, C(e), u(e, 0), u(e, 1),
+                                               u(e, 2), pb0, pb1, pb2, vb[0], vb[1], vb[2]);
         }
         phibar(j, f) = pb0;
         phibar(j, F + f) = pb1;
