@@ -806,6 +806,13 @@ TEST_CASE("ops model: EGNN edge ops (egnn.hpp)", "[ops][model]") {
 // painn.hpp
 // =============================================================================================
 
+/// Two outputs as the one array the harness compares: a's elements, then b's.
+template <class S>
+Arr<S> concat(Arr<S> a, const Arr<S>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
 /// painn_direction: u = (-r / (d + 1e-9)) / d, d = |r| (+ backward through d).
 struct PaiNNDirectionOp {
   const char* name = "painn_direction (+ edge_lengths)";
@@ -873,10 +880,7 @@ struct PaiNNMessageOp {
     VMat<S, M> vo("v_out", g.N, 3, F);
     km::painn_message<Exec, S, Mode>(Exec(), mat(x[0], g.N, F), vmat(x[1], g.N, F), mat(x[2], g.N, 3 * F),
                                      mat(x[3], g.E, 3 * F), vec(x[4]), mat(x[5], g.E, 3), g.d_row_ptr, g.d_src, so, vo);
-    Arr<S> y = flat(so);
-    const Arr<S> yv = flat(vo);
-    y.insert(y.end(), yv.begin(), yv.end());
-    return y;
+    return concat(flat(so), flat(vo));
   }
   template <class S, class Mode>
   Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
@@ -927,10 +931,7 @@ struct PaiNNUpdateOp {
     VMat<S, M> vo("v_out", K == 3 ? N : 0, 3, F);
     km::painn_update<Exec, S, Mode>(Exec(), mat(x[0], N, K * F), vmat(x[1], N, F), vmat(x[2], N, F), mat(x[3], N, F),
                                     vmat(x[4], N, F), so, vo);
-    Arr<S> y = flat(so);
-    const Arr<S> yv = flat(vo);
-    y.insert(y.end(), yv.begin(), yv.end());
-    return y;
+    return concat(flat(so), flat(vo));
   }
   template <class S, class Mode>
   Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {

@@ -52,14 +52,19 @@ def node_head(P, h):
     return P.lin(pre + "4", h)[:, 0]
 
 
-def schnet(doc, P, st, pos):
-    arch = doc["architecture"]
-    rc, G = arch["radius"], arch["num_gaussians"]
+def graph_and_embedding(doc, P, st):
+    """A structure's edges (dst, src, Cartesian shift) and its atoms' embedding rows."""
     e = st["edges"]
     dst, src = np.array(e["dst"]), np.array(e["src"])
     S = np.array(e["shift"], dtype=np.float64).reshape(-1, 3)
     idx = [doc["species"].index(z) for z in st["numbers"]]
-    h = P.p["embedding.weight"][idx]
+    return dst, src, S, P.p["embedding.weight"][idx]
+
+
+def schnet(doc, P, st, pos):
+    arch = doc["architecture"]
+    rc, G = arch["radius"], arch["num_gaussians"]
+    dst, src, S, h = graph_and_embedding(doc, P, st)
     d = np.linalg.norm(pos[dst] - pos[src] + S, axis=1)
     offset = np.linspace(0.0, rc, G)
     coeff = -0.5 / (offset[1] - offset[0]) ** 2
@@ -79,11 +84,7 @@ def schnet(doc, P, st, pos):
 
 def egnn(doc, P, st, pos):
     arch = doc["architecture"]
-    e = st["edges"]
-    dst, src = np.array(e["dst"]), np.array(e["src"])
-    S = np.array(e["shift"], dtype=np.float64).reshape(-1, 3)
-    idx = [doc["species"].index(z) for z in st["numbers"]]
-    h = P.p["embedding.weight"][idx]
+    dst, src, S, h = graph_and_embedding(doc, P, st)
     n = len(h)
     feats, coords = [], []
     for layer in range(arch["num_conv_layers"]):
@@ -113,11 +114,7 @@ def painn(doc, P, st, pos):
     """PaiNN in our edge convention (sums at dst from src, u_e = (-r_e / (d_e + 1e-9)) / d_e)."""
     arch = doc["architecture"]
     rc, K = arch["radius"], arch["num_radial"]
-    e = st["edges"]
-    dst, src = np.array(e["dst"]), np.array(e["src"])
-    S = np.array(e["shift"], dtype=np.float64).reshape(-1, 3)
-    idx = [doc["species"].index(z) for z in st["numbers"]]
-    s = P.p["embedding.weight"][idx]
+    dst, src, S, s = graph_and_embedding(doc, P, st)
     n = len(s)
     r = pos[dst] - pos[src] + S
     d = np.linalg.norm(r, axis=1)
