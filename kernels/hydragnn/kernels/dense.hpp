@@ -50,18 +50,28 @@ void host_rows_product(const Exec& exec, const char* label, const S* A, long lda
   using R = real_t<S>;
   constexpr int P = planes<S>;
   constexpr int MT = gemm::mr / P;  // matrix rows per tile
+  constexpr int NR = gemm::nr<R>;
   const long ntiles = (n + MT - 1) / MT;
   const R* Ar = reinterpret_cast<const R*>(A);
   R* Cr = reinterpret_cast<R*>(C);
+  // B's narrow last column tile (ncols % NR columns), packed zero-padded once for every row tile
+  // (host memory: HostRow runs on the host only)
+  R bedge_buf[host_row_max][NR];
+  const int j0 = ncols - ncols % NR;
+  const bool pack = ncols % NR != 0 && K <= host_row_max;
+  if (pack)
+    for (long k = 0; k < K; ++k)
+      for (int j = 0; j < NR; ++j) bedge_buf[k][j] = j0 + j < ncols ? B[k * ldb + j0 + j] : R(0);
+  const R* bedge = pack ? &bedge_buf[0][0] : nullptr;
   Kokkos::parallel_for(label, Kokkos::RangePolicy<Exec>(exec, 0, ntiles), KOKKOS_LAMBDA(const long t) {
     const long i0 = t * MT;
     if (i0 + MT <= n) {
       gemm::rows<R, MT * P, P>(Ar + i0 * lda * P, lda * P, P, B, ldb, K, ncols, Cr + i0 * ldc * P, ldc * P,
-                               [&](int r, int j) { return init(i0 + r / P, r % P, j); });
+                               [&](int r, int j) { return init(i0 + r / P, r % P, j); }, bedge);
     } else {
       for (long i = i0; i < n; ++i)
         gemm::rows<R, P, P>(Ar + i * lda * P, lda * P, P, B, ldb, K, ncols, Cr + i * ldc * P, ldc * P,
-                            [&](int r, int j) { return init(i, r, j); });
+                            [&](int r, int j) { return init(i, r, j); }, bedge);
     }
   });
 }
@@ -75,7 +85,10 @@ struct params_tiling {
   static constexpr bool dual = scalar_traits<S>::is_dual;
   static constexpr int NR = gemm::nr<R>;
   static constexpr int MR = dual ? 4 : gemm::mr;
+  static_assert(MR <= 6, "params_tiling: the rest of the inputs is one tile of at most 5");
   static constexpr long CH = dense_chunk_rows;
+  static constexpr int GB = 8;  ///< most blocks of NR outputs per thread (local sums: GB x 256 x NR reals)
+
 };
 
 /// Plane `plane` of a scalar (the value itself for a real).
@@ -160,51 +173,73 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
     using Tl = detail::params_tiling<S>;
     using R = typename Tl::R;
     if (in <= detail::host_row_max) {
+      // Groups of up to GB blocks of NR outputs, as many groups as the space runs threads (at
+      // least one block each): a thread streams X and Ybar once, chunk by chunk, and every block of
+      // its group passes over the chunk while it is in cache (X is read once per group, not once
+      // per block).
       const int nblocks = (out + Tl::NR - 1) / Tl::NR;
+      const int conc = int(exec.concurrency()) > 0 ? int(exec.concurrency()) : 1;
+      const int per = (nblocks + conc - 1) / conc;
+      const int gb = per < Tl::GB ? per : Tl::GB;
+      const int ngroups = (nblocks + gb - 1) / gb;
       const long ldx = long(X.stride(0)), ldy = long(Ybar.stride(0));
       const S* Xp = X.data();
       const S* Yp = Ybar.data();
       Kokkos::parallel_for(
-          "hydragnn::Linear::backward_params", Kokkos::RangePolicy<Exec>(exec, 0, nblocks), KOKKOS_LAMBDA(const long blk) {
-            constexpr int NR = Tl::NR, MR = Tl::MR;
+          "hydragnn::Linear::backward_params", Kokkos::RangePolicy<Exec>(exec, 0, ngroups), KOKKOS_LAMBDA(const long grp) {
+            constexpr int NR = Tl::NR, MR = Tl::MR, GB = Tl::GB;
             constexpr long CH = Tl::CH;
             const S* const xp = Xp;  // captured here, outside every `if constexpr`
             const S* const yp = Yp;
             const long lx = ldx, ly = ldy;
-            const int o0 = int(blk) * NR, nj = out - o0 < NR ? out - o0 : NR;
-            R av[detail::host_row_max][NR];  // the sums (dual: their tangents)
-            R ybuf[Tl::dual ? CH : 1][2 * NR];  // dual: the chunk's Ybar block in planes
-            for (int c = 0; c < in; ++c)
-              for (int j = 0; j < NR; ++j) av[c][j] = R(0);
-            auto run = [&](auto mr_tag, auto edge_tag, long i0, long i1, int c0) {
-              constexpr int TR = decltype(mr_tag)::value;
-              auto& tv = *reinterpret_cast<R(*)[TR][NR]>(&av[c0][0]);
-              if constexpr (Tl::dual) {  // ybuf is zero-padded: no edge variant
-                gemm::dual_params_tile<R, TR, NR>(xp + i0 * lx + c0, lx, &ybuf[0][0], i1 - i0, tv);
-              } else {
-                constexpr bool EDGE = decltype(edge_tag)::value;
-                gemm::tile<R, TR, NR, 1, EDGE>(xp + i0 * lx + c0, 1, lx, yp + i0 * ly + o0, ly, i1 - i0, tv, nj);
-              }
-            };
+            const int b0 = int(grp) * gb, nb = nblocks - b0 < gb ? nblocks - b0 : gb;
+            R av[GB][detail::host_row_max][NR];  // the sums (dual: their tangents), per block
+            R ybuf[CH][2 * NR];  // the chunk's Ybar block (dual: in planes)
+            for (int bb = 0; bb < nb; ++bb)
+              for (int c = 0; c < in; ++c)
+                for (int j = 0; j < NR; ++j) av[bb][c][j] = R(0);
             for (long i0 = 0; i0 < n; i0 += CH) {
               const long i1 = i0 + CH < n ? i0 + CH : n;
-              for (long i = i0; i < (Tl::dual ? i1 : i0); ++i)
-                for (int j = 0; j < NR; ++j) {
-                  const bool in_range = j < nj;
-                  ybuf[i - i0][j] = in_range ? detail::plane_of(yp[i * ly + o0 + j], 0) : R(0);
-                  ybuf[i - i0][NR + j] = in_range ? detail::plane_of(yp[i * ly + o0 + j], 1) : R(0);
-                }
-              // tiles of MR inputs, then the last inputs one by one; edge variant for a narrow block
-              auto sweep = [&](auto edge_tag) {
+              for (int bb = 0; bb < nb; ++bb) {
+                const int o0 = (b0 + bb) * NR, nj = out - o0 < NR ? out - o0 : NR;
+                // the chunk's Ybar block packed (dual: split into planes; real: only when the block
+                // is narrow), zero-padded past the matrix edge, so that every tile is a full one
+                const bool packed = Tl::dual || nj < NR;
+                if (packed)
+                  for (long i = i0; i < i1; ++i)
+                    for (int j = 0; j < NR; ++j) {
+                      const bool in_range = j < nj;
+                      ybuf[i - i0][j] = in_range ? detail::plane_of(yp[i * ly + o0 + j], 0) : R(0);
+                      if (Tl::dual) ybuf[i - i0][NR + j] = in_range ? detail::plane_of(yp[i * ly + o0 + j], 1) : R(0);
+                    }
+                auto run = [&](auto mr_tag, int c0) {
+                  constexpr int TR = decltype(mr_tag)::value;
+                  auto& tv = *reinterpret_cast<R(*)[TR][NR]>(&av[bb][c0][0]);
+                  if constexpr (Tl::dual) {
+                    gemm::dual_params_tile<R, TR, NR>(xp + i0 * lx + c0, lx, &ybuf[0][0], i1 - i0, tv);
+                  } else {
+                    if (packed) gemm::tile<R, TR, NR, 1>(xp + i0 * lx + c0, 1, lx, &ybuf[0][0], 2 * NR, i1 - i0, tv);
+                    else gemm::tile<R, TR, NR, 1>(xp + i0 * lx + c0, 1, lx, yp + i0 * ly + o0, ly, i1 - i0, tv);
+                  }
+                };
+                // tiles of MR inputs, then one narrower tile of the rest
                 int c0 = 0;
-                for (; c0 + MR <= in; c0 += MR) run(std::integral_constant<int, MR>{}, edge_tag, i0, i1, c0);
-                for (; c0 < in; ++c0) run(std::integral_constant<int, 1>{}, edge_tag, i0, i1, c0);
-              };
-              if (nj == NR) sweep(std::false_type{});
-              else sweep(std::true_type{});
+                for (; c0 + MR <= in; c0 += MR) run(std::integral_constant<int, MR>{}, c0);
+                switch (in - c0) {
+                  case 1: run(std::integral_constant<int, 1>{}, c0); break;
+                  case 2: run(std::integral_constant<int, 2>{}, c0); break;
+                  case 3: run(std::integral_constant<int, 3>{}, c0); break;
+                  case 4: run(std::integral_constant<int, (MR > 4 ? 4 : 1)>{}, c0); break;
+                  case 5: run(std::integral_constant<int, (MR > 5 ? 5 : 1)>{}, c0); break;
+                  default: break;
+                }
+              }
             }
-            for (int j = 0; j < nj; ++j)
-              for (int c = 0; c < in; ++c) g(w + long(o0 + j) * ld + c) += av[c][j];
+            for (int bb = 0; bb < nb; ++bb) {
+              const int o0 = (b0 + bb) * NR, nj = out - o0 < NR ? out - o0 : NR;
+              for (int j = 0; j < nj; ++j)
+                for (int c = 0; c < in; ++c) g(w + long(o0 + j) * ld + c) += av[bb][c][j];
+            }
           });
     } else {
       Kokkos::parallel_for(

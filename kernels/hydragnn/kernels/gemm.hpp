@@ -41,25 +41,32 @@ using simd::load;
 using simd::pack_t;
 using simd::store;
 /// acc(r, j) += sum_k A(r, k) B(k, j) for k in [0, K), j < nj (EDGE: nj < NR columns, the edge of
-/// a matrix; B's rows are then copied into a zero-padded buffer so the same vector code runs, and
-/// the lanes past nj are never stored).
+/// a matrix; B's rows are then copied, a block of rows at a time before the block's products, into
+/// a zero-padded buffer so the same vector code runs, and the lanes past nj are never stored).
 template <class R, int MR, int NR, int P = 1, bool EDGE = false>
 inline __attribute__((always_inline)) void tile(const R* a, long ars, long as, const R* b, long ldb, long K,
                                                 R (&acc)[MR][NR], int nj = NR) {
   constexpr int L = lanes<R>, NV = NR / L;
   static_assert(NV * L == NR, "gemm::tile: NR must be a multiple of the vector width");
+  if constexpr (EDGE) {
+    // Filled whole before it is read: no vector load waits on the scalar stores just made.
+    constexpr long KB = 64;
+    R buf[KB][NR];
+    for (long k0 = 0; k0 < K; k0 += KB) {
+      const long kn = K - k0 < KB ? K - k0 : KB;
+      for (long k = 0; k < kn; ++k)
+        for (int j = 0; j < NR; ++j) buf[k][j] = j < nj ? b[(k0 + k) * ldb + j] : R(0);
+      tile<R, MR, NR, P, false>(a + k0 * as, ars, as, &buf[0][0], NR, kn, acc);
+    }
+    return;
+  }
   pack_t<R> c[MR][NV];
   HYDRAGNN_UNROLL
   for (int r = 0; r < MR; ++r)
     HYDRAGNN_UNROLL
     for (int v = 0; v < NV; ++v) c[r][v] = load(&acc[r][v * L]);
-  R buf[EDGE ? NR : 1] = {};
   for (long k = 0; k < K; ++k) {
     const R* br = b + k * ldb;
-    if constexpr (EDGE) {
-      for (int j = 0; j < nj; ++j) buf[j] = br[j];
-      br = buf;
-    }
     pack_t<R> bv[NV];
     HYDRAGNN_UNROLL
     for (int v = 0; v < NV; ++v) bv[v] = load(br + v * L);
@@ -102,9 +109,12 @@ KOKKOS_FORCEINLINE_FUNCTION void tile(const R* a, long ars, long as, const R* b,
 /// with A as in tile(). init(r, j) gives the starting value (bias, zero, or the value already in C),
 /// so that the sum starts from it as every other mode does. Columns in tiles of NR, the last one
 /// narrower.
+///
+/// bedge (optional): B's last, narrow column tile packed once by the caller, K rows of NR reals
+/// zero-padded past the matrix edge; without it the edge tile packs B itself.
 template <class R, int MR, int P, class Init>
 KOKKOS_FORCEINLINE_FUNCTION void rows(const R* a, long ars, long as, const R* b, long ldb, long K, int ncols, R* c,
-                                      long crs, const Init& init) {
+                                      long crs, const Init& init, const R* bedge = nullptr) {
   constexpr int NR = nr<R>;
   int j0 = 0;
   for (; j0 + NR <= ncols; j0 += NR) {
@@ -125,7 +135,8 @@ KOKKOS_FORCEINLINE_FUNCTION void rows(const R* a, long ars, long as, const R* b,
     HYDRAGNN_UNROLL
     for (int r = 0; r < MR; ++r)
       for (int j = 0; j < NR; ++j) acc[r][j] = j < nj ? init(r, j0 + j) : R(0);
-    tile<R, MR, NR, P, true>(a, ars, as, b + j0, ldb, K, acc, nj);
+    if (bedge) tile<R, MR, NR, P>(a, ars, as, bedge, NR, K, acc);
+    else tile<R, MR, NR, P, true>(a, ars, as, b + j0, ldb, K, acc, nj);
     HYDRAGNN_UNROLL
     for (int r = 0; r < MR; ++r)
       for (int j = 0; j < nj; ++j) c[(r / P) * crs + r % P + (j0 + j) * P] = acc[r][j];
