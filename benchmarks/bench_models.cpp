@@ -5,6 +5,7 @@
 #include <hydragnn/autodiff/potential.hpp>
 #include <hydragnn/model/registry.hpp>
 #include <hydragnn/autodiff/loss.hpp>
+#include <hydragnn/train/dataset.hpp>
 #include <hydragnn/train/optimizer.hpp>
 #include <hydragnn/io/extxyz.hpp>
 
@@ -147,7 +148,8 @@ ModelSpec bench_spec(const std::string& type, int hidden, bool conservative) {
 }
 
 /// Each model's own options in the benchmark: SchNet with hidden filters and 50 Gaussians, EGNN as
-/// the HydraGNN runner builds it (equivariance: true); other models their defaults.
+/// the HydraGNN runner builds it (equivariance: true), PNAEq with the reference batch's degree
+/// histogram; other models their defaults.
 template <class Conv>
 typename Conv::options_type bench_options(int hidden) {
   typename Conv::options_type o;
@@ -156,6 +158,12 @@ typename Conv::options_type bench_options(int hidden) {
     o.num_gaussians = kRadialSize;
   }
   if constexpr (std::is_same<Conv, EGNNConv>::value) o.equivariance = g_egnn_equivariance;
+  if constexpr (std::is_same<Conv, PNAEqConv>::value) {
+    // the in-degree histogram of the reference batch (HydraGNN's runner: of its data list)
+    Dataset d;
+    d.graphs = reference_set().graphs;
+    o.pna_deg = degree_histogram(d);
+  }
   return o;
 }
 

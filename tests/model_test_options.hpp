@@ -26,4 +26,13 @@ inline hydragnn::EGNNOptions test_options<hydragnn::EGNNConv>() {
   return o;
 }
 
+/// PNAEq with a degree histogram like the test graphs' (in-degrees 0..6).
+template <>
+inline hydragnn::PNAEqOptions test_options<hydragnn::PNAEqConv>() {
+  hydragnn::PNAEqOptions o;
+  o.num_radial = 5;
+  o.pna_deg = {1, 3, 6, 9, 7, 4, 2};
+  return o;
+}
+
 }  // namespace hydragnn_test

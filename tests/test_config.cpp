@@ -389,6 +389,16 @@ TEST_CASE("config: unimplemented and unknown mpnn_type", "[config]") {
   CHECK(painn.arch.conv_options<hydragnn::PaiNNConv>().num_radial == 5);
   CHECK_THAT(error_of(arch(R"("mpnn_type": "PAINN", "num_radial": 0)")),
              Contains("NeuralNetwork.Architecture.num_radial") && Contains("must be > 0"));
+  const Config pnaeq = parse_config(arch(R"("mpnn_type": "PNAEq", "num_radial": 5, "pna_deg": [0, 2, 7, 1])"));
+  CHECK(pnaeq.arch.conv_options<hydragnn::PNAEqConv>().pna_deg == std::vector<double>{0, 2, 7, 1});
+  CHECK(parse_config(arch(R"("mpnn_type": "PNAEq")")).arch.conv_options<hydragnn::PNAEqConv>().pna_deg.empty());
+  CHECK_THAT(error_of(arch(R"("mpnn_type": "PNAEq", "pna_deg": [1, "x"])")),
+             Contains("NeuralNetwork.Architecture.pna_deg[1]"));
+  CHECK_THAT(error_of(arch(R"("mpnn_type": "PNAEq", "pna_deg": [1, -2])")),
+             Contains("NeuralNetwork.Architecture.pna_deg") && Contains(">= 0"));
+  // another model's config may carry pna_deg (HydraGNN writes it for every PNA-family run): type-checked, ignored
+  CHECK(parse_config(arch(R"("mpnn_type": "PAINN", "pna_deg": [1, 2])")).arch.mpnn_type == "PAINN");
+  CHECK_THAT(error_of(arch(R"("mpnn_type": "PAINN", "pna_deg": "many")")), Contains("pna_deg"));
   CHECK_THAT(error_of(arch(R"("mpnn_type": "PNA")")),
              Contains("'NeuralNetwork.Architecture.mpnn_type'") && Contains("\"PNA\"") &&
                  Contains("not implemented yet"));

@@ -10,6 +10,7 @@
 #include <hydragnn/autodiff/potential.hpp>
 #include <hydragnn/conv/egnn.hpp>
 #include <hydragnn/conv/painn.hpp>
+#include <hydragnn/conv/pnaeq.hpp>
 #include <hydragnn/conv/schnet.hpp>
 #include <hydragnn/graph/batch_builder.hpp>
 #include <hydragnn/graph/radius_graph.hpp>
@@ -208,6 +209,14 @@ TEST_CASE("golden: PaiNN equals HydraGNN's PAINNStack (energies, forces, scalar 
   run_golden<PaiNNConv>("painn.json", o);
 }
 
+TEST_CASE("golden: PNAEq equals HydraGNN's PNAEqStack (energies, forces, scalar and vector features)", "[golden]") {
+  const json a = load_golden("pnaeq.json").at("architecture");
+  PNAEqOptions o;
+  o.num_radial = a.at("num_radial").get<int>();
+  o.pna_deg = a.at("pna_deg").get<std::vector<double>>();
+  run_golden<PNAEqConv>("pnaeq.json", o);
+}
+
 TEST_CASE("golden: HydraGNN weights imported into a checkpoint reproduce HydraGNN's energies and forces", "[golden][import]") {
   hydragnn_test::ensure_kokkos();
   Exec exec;
@@ -259,4 +268,28 @@ TEST_CASE("golden: HydraGNN PaiNN weights imported into a checkpoint reproduce H
   bad["parameters"].erase("graph_convs.0.module_1.update_U.weight");
   CHECK_THROWS_WITH(import_named_parameters<ModelT>(cfg, bad, "bad.json"),
                     Catch::Matchers::Contains("bad.json") && Catch::Matchers::Contains("update_U.weight"));
+}
+
+TEST_CASE("golden: HydraGNN PNAEq weights imported into a checkpoint reproduce HydraGNN's energies and forces",
+          "[golden][import]") {
+  hydragnn_test::ensure_kokkos();
+  Exec exec;
+  const json g = load_golden("pnaeq.json");
+  json c = json::parse(R"({"NeuralNetwork": {
+      "Architecture": {"mpnn_type": "PNAEq", "radius": 3.0, "hidden_dim": 8, "num_conv_layers": 3, "num_radial": 6,
+                       "activation_function": "silu", "enable_interatomic_potential": true,
+                       "output_heads": {"node": {"num_headlayers": 2, "dim_headlayers": [8, 8], "type": "mlp"}}},
+      "Variables_of_interest": {"output_names": ["energy"], "type": ["graph"]}}})");
+  c["NeuralNetwork"]["Architecture"]["pna_deg"] = g.at("architecture").at("pna_deg");
+  const Config cfg = parse_config(c.dump());
+  using ModelT = Model<double, PNAEqConv, Exec>;
+  const std::string path = std::string(HYDRAGNN_BINARY_DIR) + "/golden_import_pnaeq.hgnn";
+  // HydraGNN's state_dict also holds the degree averages as buffers: recomputed from pna_deg
+  json gb = g;
+  for (auto it = g.at("buffers").begin(); it != g.at("buffers").end(); ++it) gb["parameters"][it.key()] = it.value();
+  CHECK(gb["parameters"].contains("graph_convs.0.module_0.aggr_module.avg_deg_lin"));
+  write_checkpoint(path, import_named_parameters<ModelT>(cfg, gb, "pnaeq.json"));
+  const ModelT model = model_from_checkpoint<ModelT>(read_checkpoint(path), path);
+  CHECK(model.options().pna_deg == g.at("architecture").at("pna_deg").get<std::vector<double>>());
+  check_against_golden(exec, model, g);
 }

@@ -231,6 +231,13 @@ TEMPLATE_LIST_TEST_CASE("training is bitwise deterministic and resumes bit-for-b
   opt.output_dir = temp_dir("b");
   train<ModelT>(Exec(), cfg, train_ds, val_ds, opt);
   const auto b = params_of(opt.output_dir + "/checkpoint.hgnn");
+  if constexpr (std::is_same<TestType, PNAEqConv>::value) {
+    // the config has no pna_deg: training takes the training set's in-degree histogram and the
+    // checkpoint keeps it
+    const std::vector<double> h = read_checkpoint(opt.output_dir + "/checkpoint.hgnn").options.at("pna_deg");
+    CHECK(h == degree_histogram(train_ds));
+    CHECK(h.size() > 2);
+  }
   REQUIRE(a.size() == b.size());
   CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0);
 

@@ -17,6 +17,7 @@
 #include <hydragnn/kernels/forces.hpp>
 #include <hydragnn/kernels/pointwise.hpp>
 #include <hydragnn/kernels/painn.hpp>
+#include <hydragnn/kernels/pna.hpp>
 #include <hydragnn/kernels/radial.hpp>
 #include <hydragnn/kernels/readout.hpp>
 #include <hydragnn/kernels/segment.hpp>
@@ -814,16 +815,20 @@ Arr<S> concat(Arr<S> a, const Arr<S>& b) {
 }
 
 /// painn_direction: u = (-r / (d + 1e-9)) / d, d = |r| (+ backward through d).
-struct PaiNNDirectionOp {
-  const char* name = "painn_direction (+ edge_lengths)";
+/// The edge directions of PaiNN (painn_direction: -r / (d + eps) / d) and PNAEq (pnaeq_direction:
+/// -r / (d + eps)), each with edge_lengths in front.
+struct DirectionOp {
+  bool painn;
+  const char* name;
   int E = 17;
+  int fd_samples = 1 << 30;
   Args<double> inputs(Rng& rng) const { return {rand_vectors(rng, E, 0.5, 3.0)}; }
   Arr<double> ref(const Args<double>& x) const {
     Arr<double> u(3 * std::size_t(E));
     for (int e = 0; e < E; ++e) {
       const double* r = &x[0][3 * e];
       const double d = std::sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2]);
-      for (int a = 0; a < 3; ++a) u[3 * e + a] = -r[a] / (d + 1e-9) / d;
+      for (int a = 0; a < 3; ++a) u[3 * e + a] = -r[a] / (d + 1e-9) / (painn ? d : 1.0);
     }
     return u;
   }
@@ -832,7 +837,8 @@ struct PaiNNDirectionOp {
     Vec<S, M> d("d", E);
     Mat<S, M> u("u", E, 3);
     km::edge_lengths<Exec, S, Mode>(Exec(), mat(x[0], E, 3), d);
-    km::painn_direction<Exec, S, Mode>(Exec(), mat(x[0], E, 3), d, u);
+    if (painn) km::painn_direction<Exec, S, Mode>(Exec(), mat(x[0], E, 3), d, u);
+    else km::pnaeq_direction<Exec, S, Mode>(Exec(), mat(x[0], E, 3), d, u);
     return flat(u);
   }
   template <class S, class Mode>
@@ -841,7 +847,8 @@ struct PaiNNDirectionOp {
     Vec<S, M> d("d", E), db("db", E);
     Mat<S, M> rb("rb", E, 3);
     km::edge_lengths<Exec, S, Mode>(Exec(), r, d);
-    km::painn_direction_backward<Exec, S, Mode>(Exec(), r, d, mat(yb, E, 3), rb, db);
+    if (painn) km::painn_direction_backward<Exec, S, Mode>(Exec(), r, d, mat(yb, E, 3), rb, db);
+    else km::pnaeq_direction_backward<Exec, S, Mode>(Exec(), r, d, mat(yb, E, 3), rb, db);
     km::edge_lengths_backward<Exec, S, Mode>(Exec(), r, d, db, rb);
     return {flat(rb)};
   }
@@ -949,10 +956,197 @@ struct PaiNNUpdateOp {
 TEST_CASE("ops model: PaiNN message, update and edge direction (painn.hpp)", "[ops][model]") {
   hydragnn_test::ensure_kokkos();
   const Graph g = make_batch_graph(31);
-  check_op(PaiNNDirectionOp{}, 190);
+  check_op(DirectionOp{true, "painn_direction (+ edge_lengths)"}, 190);
   check_op(PaiNNMessageOp{g, 4, "painn_message"}, 191);
   check_op(PaiNNUpdateOp{3, "painn_update (K = 3)"}, 192);
   check_op(PaiNNUpdateOp{2, "painn_update (K = 2, last layer)"}, 193);
+}
+
+// =============================================================================================
+// pna.hpp
+// =============================================================================================
+
+/// The five degree scalers over a histogram with a zero bin (avg_lin 13/6, avg_log from it).
+km::PnaScalers test_scalers() {
+  using K = km::PnaScaler;
+  return km::PnaScalers::from_histogram({K::Identity, K::Amplification, K::Attenuation, K::Linear, K::InverseLinear},
+                                        {1, 0, 2, 1, 2});
+}
+
+/// pna_aggregate: A (N x 4nF) from messages X (E x F) at their receivers; the graph has receivers
+/// with no edge (aggregators 0) and with one edge (std 0).
+struct PnaAggregateOp {
+  const Graph& g;
+  int F;
+  const char* name;
+  int fd_samples = 1 << 30;
+  km::PnaScalers sc = test_scalers();
+  Args<double> inputs(Rng& rng) const { return {randn(rng, std::size_t(g.E) * F)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    const int n = sc.n, W = 4 * n * F;
+    Arr<double> y(std::size_t(g.N) * W, 0.0);
+    for (int i = 0; i < g.N; ++i) {
+      const int b = g.row_ptr[i], e1 = g.row_ptr[i + 1], deg = e1 - b;
+      for (int f = 0; f < F; ++f) {
+        double sum = 0, sq = 0, mn = 0, mx = 0;
+        for (int e = b; e < e1; ++e) {
+          const double v = x[0][std::size_t(e) * F + f];
+          sum += v;
+          sq += v * v;
+          mn = e == b ? v : std::min(mn, v);
+          mx = e == b ? v : std::max(mx, v);
+        }
+        double mean = 0, sd = 0;
+        if (deg > 0) {
+          mean = sum / deg;
+          const double var = sq / deg - mean * mean;
+          sd = std::sqrt(std::max(var, 1e-5));
+          if (sd <= std::sqrt(1e-5)) sd = 0;
+        }
+        const double G[4] = {mean, mn, mx, sd};
+        const double d = deg, dc = std::max(deg, 1);
+        const double scale[5] = {1, std::log(d + 1) / sc.avg_log, sc.avg_log / std::log(dc + 1), d / sc.avg_lin,
+                                 sc.avg_lin / dc};
+        for (int k = 0; k < n; ++k)
+          for (int a = 0; a < 4; ++a) y[std::size_t(i) * W + k * 4 * F + a * F + f] = scale[k] * G[a];
+      }
+    }
+    return y;
+  }
+  template <class S>
+  km::PnaCache<S, M> cache() const {
+    return {Mat<S, M>("mean", g.N, F), Mat<S, M>("mn", g.N, F), Mat<S, M>("mx", g.N, F), Mat<S, M>("sd", g.N, F),
+            Mat<S, M>("mean_std", g.N, F), Mat<int, M>("arg_mn", g.N, F), Mat<int, M>("arg_mx", g.N, F)};
+  }
+  template <class S>
+  Mat<S, M> scales() const {
+    Mat<S, M> s("scale", g.N, sc.n);
+    km::pna_scales<Exec, S>(Exec(), g.d_row_ptr, sc, s);
+    return s;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> A("A", g.N, sc.width(F));
+    km::pna_aggregate<Exec, S, S, Mode>(Exec(), mat(x[0], g.E, F), g.d_row_ptr, scales<S>(), cache<S>(), A);
+    return flat(A);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    const auto X = mat(x[0], g.E, F);
+    const auto sc_ = scales<S>();
+    const auto c = cache<S>();
+    Mat<S, M> A("A", g.N, sc.width(F)), Xb("Xb", g.E, F);
+    km::pna_aggregate<Exec, S, S, Mode>(Exec(), X, g.d_row_ptr, sc_, c, A);
+    km::pna_aggregate_backward<Exec, S, S, Mode>(Exec(), X, g.d_row_ptr, sc_, c, mat(yb, g.N, sc.width(F)), cache<S>(),
+                                                 Xb, false);
+    return {flat(Xb)};
+  }
+};
+
+/// pnaeq_vector_message: v' from v, X0, X1, u on a batch graph.
+struct PnaEqVectorMessageOp {
+  const Graph& g;
+  int F;
+  const char* name;
+  int fd_samples = 1 << 30;
+  Args<double> inputs(Rng& rng) const {
+    const std::size_t N = g.N, E = g.E;
+    return {randn(rng, N * 3 * F), randn(rng, E * F), randn(rng, E * F), randn(rng, E * 3)};
+  }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> y = x[0];
+    for (int e = 0; e < g.E; ++e) {
+      const int i = g.dst[e], j = g.src[e];
+      for (int f = 0; f < F; ++f)
+        for (int a = 0; a < 3; ++a)
+          y[(i * 3 + a) * F + f] += x[0][(j * 3 + a) * F + f] * x[1][e * F + f] + x[2][e * F + f] * x[3][3 * e + a];
+    }
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    VMat<S, M> vo("v_out", g.N, 3, F);
+    km::pnaeq_vector_message<Exec, S, Mode>(Exec(), vmat(x[0], g.N, F), mat(x[1], g.E, F), mat(x[2], g.E, F),
+                                            mat(x[3], g.E, 3), g.d_row_ptr, g.d_src, vo);
+    return flat(vo);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    Mat<S, M> X0b("X0b", g.E, F), X1b("X1b", g.E, F), ub("ub", g.E, 3);
+    VMat<S, M> vb("vb", g.N, 3, F);
+    km::pnaeq_vector_message_backward<Exec, S, Mode>(Exec(), vmat(x[0], g.N, F), mat(x[1], g.E, F), mat(x[2], g.E, F),
+                                                     mat(x[3], g.E, 3), g.d_dst, g.d_src, g.d_send_perm, g.d_send_ptr,
+                                                     vmat(yb, g.N, F), X0b, X1b, ub, vb);
+    return {flat(vb), flat(X0b), flat(X1b), flat(ub)};
+  }
+};
+
+/// pnaeq_filter: [Y0 | Y1 | Y2] from P, Q.
+struct PnaEqFilterOp {
+  const char* name = "pnaeq_filter";
+  int E = 6, F = 4;
+  int fd_samples = 1 << 30;
+  Args<double> inputs(Rng& rng) const { return {randn(rng, std::size_t(E) * 3 * F), randn(rng, std::size_t(E) * 3 * F)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> y(3 * std::size_t(E) * F);
+    for (int k = 0; k < 3; ++k)
+      for (int e = 0; e < E; ++e)
+        for (int f = 0; f < F; ++f)
+          y[std::size_t(k) * E * F + e * F + f] = x[0][e * 3 * F + k * F + f] * x[1][e * 3 * F + k * F + f];
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> Y0("Y0", E, F), Y1("Y1", E, F), Y2("Y2", E, F);
+    km::pnaeq_filter<Exec, S, Mode>(Exec(), mat(x[0], E, 3 * F), mat(x[1], E, 3 * F), Y0, Y1, Y2);
+    return concat(concat(flat(Y0), flat(Y1)), flat(Y2));
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    const std::size_t n = std::size_t(E) * F;
+    const Arr<S> b0(yb.begin(), yb.begin() + n), b1(yb.begin() + n, yb.begin() + 2 * n), b2(yb.begin() + 2 * n, yb.end());
+    Mat<S, M> Pb("Pb", E, 3 * F), Qb("Qb", E, 3 * F);
+    km::pnaeq_filter_backward<Exec, S, Mode>(Exec(), mat(x[0], E, 3 * F), mat(x[1], E, 3 * F), mat(b0, E, F),
+                                             mat(b1, E, F), mat(b2, E, F), Pb, Qb);
+    return {flat(Pb), flat(Qb)};
+  }
+};
+
+TEST_CASE("ops model: PNA aggregation and PNAEq's vector message (pna.hpp)", "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_batch_graph(37);
+  check_op(PnaAggregateOp{g, 3, "pna_aggregate (5 scalers)"}, 194);
+  check_op(PnaEqVectorMessageOp{g, 4, "pnaeq_vector_message"}, 195);
+  check_op(DirectionOp{false, "pnaeq_direction (+ edge_lengths)"}, 196);
+  check_op(PnaEqFilterOp{}, 197);
+}
+
+TEST_CASE("ops model: PNA min / max share their cotangent evenly between tied rows, as torch's scatter_reduce", "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  // one receiver with four edges: values 2, 5, 5, -1 (max tied twice) and 3, 3, 3, 4 (min tied three times)
+  const std::vector<int> ptr = {0, 4};
+  const Arr<double> X = {2, 3, 5, 3, 5, 3, -1, 4};
+  Vec<int, M> dptr = ivec(ptr);
+  auto run = [&](auto zero) {
+    using S = decltype(zero);
+    Arr<S> xs(X.size());
+    for (std::size_t k = 0; k < X.size(); ++k) xs[k] = S(X[k]);
+    const auto Xm = mat(xs, 4, 2);
+    Mat<S, M> mn("mn", 1, 2), mx("mx", 1, 2), Xb("Xb", 4, 2);
+    Mat<int, M> amn("amn", 1, 2), amx("amx", 1, 2);
+    km::segment_min<Exec, S>(Exec(), Xm, dptr, mn, amn);
+    km::segment_max<Exec, S>(Exec(), Xm, dptr, mx, amx);
+    const Arr<S> gb = {S(6), S(3)};
+    km::segment_select_backward_ties<Exec, S>(Exec(), Xm, dptr, mx, mat(gb, 1, 2), Xb, false);
+    km::segment_select_backward_ties<Exec, S>(Exec(), Xm, dptr, mn, mat(gb, 1, 2), Xb, true);
+    return flat(Xb);
+  };
+  const Arr<double> got = run(0.0);
+  // column 0: max 5 at rows 1, 2 (6 / 2 each), min -1 at row 3 (6); column 1: min 3 at rows 0..2 (3 / 3), max 4 at row 3
+  const Arr<double> want = {0, 1, 3, 1, 3, 1, 6, 3};
+  CHECK(got == want);
+  const Arr<D> gd = run(D(0));
+  for (std::size_t k = 0; k < want.size(); ++k) CHECK(gd[k].v == want[k]);
 }
 
 TEST_CASE("ops model: vec_norm of a zero vector is 0 with gradient 0 (eps = 0), in double and dual", "[ops][model]") {

@@ -59,6 +59,8 @@ def guess_mpnn_type(names):
         return "EGNN"
     if ".lin1.weight" in joined and ".nn.0.weight" in joined:
         return "SchNet"
+    if ".scalar_message_mlp." in joined and ".pre_nns." in joined and ".update_X." in joined:
+        return "PNAEq"
     if ".scalar_message_mlp." in joined and ".update_mlp." in joined:
         return "PAINN"
     return None

@@ -449,7 +449,13 @@ def architecture(mpnn_type):
         arch.update(num_gaussians=10, num_filters=8)
     if mpnn_type == "PAINN":
         arch.update(num_radial=6)
+    if mpnn_type == "PNAEq":
+        arch.update(num_radial=6, pna_deg=list(PNA_DEG))
     return arch
+
+
+# In-degree histogram of the three golden structures (set by main(); PNAEq's pna_deg).
+PNA_DEG = []
 
 
 # The layer maths as implemented by HydraGNN d251f816 (read from SCFStack.py,
@@ -484,6 +490,16 @@ FORMULAS = {
         "Uv (not in the last layer); h = silu(module_2.2(tanh(module_2.0(s'')))); v_out = "
         "module_3 v'' (last layer: v' unchanged); v = 0 entering layer 0; prefix "
         "graph_convs.<l>."),
+    "PNAEq": (
+        "u_e = -r_e / (d_e + 1e-9); rbf_e,k = sin(k pi d_e / radius) / d_e * 0.5 (cos(pi d_e / "
+        "radius) + 1) (k = 1..num_radial); message (module_0): re = tanh(rbf_emb.0(rbf)), m = "
+        "pre_nns.0.0([s_dst, s_src, re]), P = scalar_message_mlp.4(silu(scalar_message_mlp.2("
+        "tanh(scalar_message_mlp.0(m))))), X = P * rbf_lin(rbf), blocks [gsv | gev | ms]; v' = "
+        "v + sum_e (v[src_e] gsv_e + gev_e u_e); s' = s + post_nns.0.0([s, PNA(ms)]) with PNA "
+        "= mean, min, max, std (clamp 1e-5) at dst times the scalers identity, amplification, "
+        "attenuation, linear, inverse_linear (PyG DegreeScalerAggregation; averages over "
+        "pna_deg with every bin raised to >= 1); update (module_1) as PAINN with update_X for "
+        "update_U; module_2 / module_3 as PAINN; prefix graph_convs.<l>."),
 }
 
 
@@ -548,6 +564,8 @@ def build_model(hg_create, mpnn_type, patches):
             num_gaussians=arch.get("num_gaussians"),
             num_filters=arch.get("num_filters"),
             num_radial=arch.get("num_radial"),
+            pna_deg=(torch.tensor(arch["pna_deg"], dtype=torch.float64)
+                     if "pna_deg" in arch else None),
             radius=arch["radius"],
             equivariance=arch["equivariance"],
             enable_interatomic_potential=True,
@@ -760,7 +778,7 @@ def self_checks(model, structures, results, emb, species, mpnn_type, rng):
                      for cr, c in zip(res_r["coordinates"], res["coordinates"]))
             check(dC < 1e-11, "%s %s: rotated coordinates after each layer: max err %.2e"
                   % (mpnn_type, name, dC))
-        if mpnn_type == "PAINN":
+        if mpnn_type in ("PAINN", "PNAEq"):
             dV = max(np.abs(vr - np.einsum("ab,nbf->naf", R, v)).max()
                      for vr, v in zip(res_r["coordinates"], res["coordinates"]))
             check(dV < 1e-11, "%s %s: rotated vector features after each layer: max err %.2e"
@@ -848,7 +866,7 @@ def main(argv=None):
     ap.add_argument("--hydragnn-commit", default=HYDRAGNN_COMMIT,
                     help="HydraGNN commit the source folder was exported from (recorded)")
     ap.add_argument("--seed", type=int, default=20240611)
-    ap.add_argument("--models", default="SchNet,EGNN,PAINN",
+    ap.add_argument("--models", default="SchNet,EGNN,PAINN,PNAEq",
                     help="comma-separated mpnn_types to (re)generate (default: all)")
     args = ap.parse_args(argv)
 
@@ -877,6 +895,12 @@ def main(argv=None):
     assert any(((st["graph"][0] == st["graph"][1]) & (np.abs(st["graph"][2]).sum(1) > 0)).any()
                for st in structures if st["name"] == "crystal")
 
+    # in-degree histogram of the structures' graphs (HydraGNN: of its training set)
+    degs = np.concatenate([np.bincount(st["graph"][0], minlength=len(st["numbers"]))
+                           for st in structures])
+    PNA_DEG[:] = [float(c) for c in np.bincount(degs)]
+    print("pna_deg (in-degree histogram of the three structures):", PNA_DEG)
+
     rng = np.random.default_rng(args.seed + 1)
     emb_gen = torch.Generator().manual_seed(args.seed + 2)
     emb = torch.randn(len(species), HIDDEN, generator=emb_gen, dtype=torch.float64)
@@ -886,7 +910,7 @@ def main(argv=None):
     os.makedirs(args.out_dir, exist_ok=True)
     wanted = set(args.models.split(","))
     for mpnn_type, fname in (("SchNet", "schnet.json"), ("EGNN", "egnn.json"),
-                             ("PAINN", "painn.json")):
+                             ("PAINN", "painn.json"), ("PNAEq", "pnaeq.json")):
         if mpnn_type not in wanted:
             continue
         print("\n== %s" % mpnn_type)
@@ -895,6 +919,8 @@ def main(argv=None):
             # its own seed: painn.json does not depend on which models ran before it (SchNet
             # and EGNN keep the sequential draws their files were written with)
             torch.manual_seed(args.seed + 4)
+        if mpnn_type == "PNAEq":
+            torch.manual_seed(args.seed + 5)
         model, arch = build_model(hg_create, mpnn_type, patches)
         adjust_weights(model, mpnn_type, args.seed + 3, patches)
         patches.append("node features x = embedding.weight[species index] fed as data.x "
@@ -1002,7 +1028,7 @@ def main(argv=None):
             }
             if mpnn_type == "EGNN":
                 rec["coordinates"] = [_f(c) for c in res["coordinates"]]
-            if mpnn_type == "PAINN":  # the equivariant stream after each layer, N x 3 x F
+            if mpnn_type in ("PAINN", "PNAEq"):  # the equivariant stream after each layer, N x 3 x F
                 rec["vector_features"] = [_f(c) for c in res["coordinates"]]
             doc["structures"].append(rec)
         path = os.path.join(args.out_dir, fname)

@@ -24,6 +24,7 @@
 // edge_index = [dst; src] with shifts -S_e (docs/design.md, deviations).
 #pragma once
 
+#include <hydragnn/conv/painn_update.hpp>
 #include <hydragnn/conv/traits.hpp>
 #include <hydragnn/kernels/painn.hpp>
 #include <hydragnn/kernels/radial.hpp>
@@ -60,8 +61,8 @@ struct PaiNNConv {
     int in = 0;  ///< I
     bool last = false;
     MLP message;  ///< scalar_message_mlp: I -> I -> 3I
-    LinearShape filter, U, V, up0, up0_norm, up0_s, up2, vec_out;
-    MLP embed;  ///< node_embed_out: I -> H -> H (Tanh)
+    LinearShape filter;
+    conv::PaiNNUpdateOut upd;  ///< update and output blocks (conv/painn_update.hpp)
   };
   std::vector<Layer> layers;
   RadialSpec radial;
@@ -81,14 +82,7 @@ struct PaiNNConv {
       L.last = l + 1 == common.num_conv_layers;
       L.message = MLP(alloc, {I, I, 3 * I}, Activation::SiLU, false, true, n + ".module_0.scalar_message_mlp");
       L.filter = alloc.linear(K, 3 * I, true, n + ".module_0.filter_layer");
-      L.U = alloc.linear(I, I, false, n + ".module_1.update_U");
-      L.V = alloc.linear(I, I, false, n + ".module_1.update_V");
-      L.up0 = alloc.linear(2 * I, I, true, n + ".module_1.update_mlp.0");
-      L.up0_norm = L.up0.columns(0, I, true);   // |Vv| comes first in the concatenation
-      L.up0_s = L.up0.columns(I, I, false);
-      L.up2 = alloc.linear(I, (L.last ? 2 : 3) * I, true, n + ".module_1.update_mlp.2");
-      L.embed = MLP(alloc, {I, H, H}, Activation::Tanh, false, true, n + ".module_2");
-      if (!L.last) L.vec_out = alloc.linear(I, H, false, n + ".module_3");
+      L.upd = conv::PaiNNUpdateOut(alloc, n, "update_U", I, H, L.last);
       layers.push_back(L);
     }
   }
@@ -105,9 +99,10 @@ struct PaiNNConv {
     Mat<S, M> Bbar, ubar;
   };
   template <class S, class M> struct LayerCache {
-    typename MLP::template Cache<S, M> message, embed;
-    Mat<S, M> phi, W, s1, nrm, pre, act, a, s2;
-    VFeat<S, M> v1, Uv, Vv, v2;
+    typename MLP::template Cache<S, M> message;
+    Mat<S, M> phi, W, s1;
+    VFeat<S, M> v1;
+    conv::PaiNNUpdateOut::Cache<S, M> upd;
   };
 
   template <class Exec, class S>
@@ -144,7 +139,6 @@ struct PaiNNConv {
   void layer_forward(const Exec& exec, int l, const Weights<T, mem_t<Exec>>& w, const Batch<mem_t<Exec>>& b,
                      const EdgeCache<S, mem_t<Exec>>& ec, const NodeState<S, mem_t<Exec>>& in,
                      LayerCache<S, mem_t<Exec>>& c, NodeState<S, mem_t<Exec>>& out, Workspace<mem_t<Exec>>& ws) const {
-    using M = mem_t<Exec>;
     const Layer& L = layers[l];
     const int N = b.num_atoms, E = b.num_edges, I = L.in;
     const std::string lbl = "hydragnn::PaiNNConv::layer_forward";
@@ -155,33 +149,8 @@ struct PaiNNConv {
     c.s1 = ws.template mat<S>(lbl + ".s1", l, N, I);
     c.v1 = ws.template vec3<S>(lbl + ".v1", l, N, 3, I);
     kernels::painn_message<Exec, S>(exec, in.h, in.v, c.phi, c.W, ec.C, ec.u, b.row_ptr, b.src, c.s1, c.v1);
-    // update
-    c.Uv = ws.template vec3<S>(lbl + ".Uv", l, N, 3, I);
-    c.Vv = ws.template vec3<S>(lbl + ".Vv", l, N, 3, I);
-    kernels::linear_forward<Exec, S, T>(exec, rows3(c.v1), w, L.U, rows3(c.Uv));
-    kernels::linear_forward<Exec, S, T>(exec, rows3(c.v1), w, L.V, rows3(c.Vv));
-    c.nrm = ws.template mat<S>(lbl + ".norm", l, N, I);
-    kernels::vec_norm<Exec, S>(exec, c.Vv, real_t<S>(0), c.nrm);
-    c.pre = ws.template mat<S>(lbl + ".up_pre", l, N, I);
-    kernels::linear_forward<Exec, S, T>(exec, c.nrm, w, L.up0_norm, c.pre);
-    auto tmp = ws.template mat<S>(lbl + ".tmp", 0, N, I);
-    kernels::linear_forward<Exec, S, T>(exec, c.s1, w, L.up0_s, tmp);
-    kernels::add_into<Exec, S>(exec, tmp, c.pre);
-    c.act = ws.template mat<S>(lbl + ".up_act", l, N, I);
-    kernels::activation_forward<Exec, S>(exec, Activation::SiLU, c.pre, c.act);
-    c.a = ws.template mat<S>(lbl + ".a", l, N, L.up2.out);
-    kernels::linear_forward<Exec, S, T>(exec, c.act, w, L.up2, c.a);
-    c.s2 = ws.template mat<S>(lbl + ".s2", l, N, I);
-    c.v2 = L.last ? VFeat<S, M>() : ws.template vec3<S>(lbl + ".v2", l, N, 3, I);
-    kernels::painn_update<Exec, S>(exec, c.a, c.Uv, c.Vv, c.s1, c.v1, c.s2, c.v2);
-    // out
-    out.h = L.embed.forward<Exec, S, T>(exec, w, c.s2, c.embed, ws, l);
-    if (L.last) {
-      out.v = c.v1;
-    } else {
-      out.v = ws.template vec3<S>(lbl + ".v_out", l, N, 3, hidden);
-      kernels::linear_forward<Exec, S, T>(exec, rows3(c.v2), w, L.vec_out, rows3(out.v));
-    }
+    // update and out
+    L.upd.forward<Exec, S, T>(exec, l, w, lbl, c.s1, c.v1, c.upd, out, ws);
   }
 
   template <class Exec, class S, class T>
@@ -198,40 +167,10 @@ struct PaiNNConv {
     auto params = [&](const Mat<S, M>& X, const Mat<S, M>& Yb, const LinearShape& sh) {
       if (want_params) kernels::linear_backward_params<Exec, S>(exec, X, Yb, sh, g);
     };
-    // out: h = embed(s''), v_out = vec_out(v'')  (last layer: v_out = v')
-    auto s2bar = L.embed.backward<Exec, S, T>(exec, w, c.embed, out_bar.h, g, ws, l);
-    auto v1bar = ws.template vec3<S>(lbl + ".v1_bar", 0, N, 3, I);
-    VFeat<S, M> v2bar;
-    if (L.last) {
-      Kokkos::deep_copy(exec, v1bar, out_bar.v);
-    } else {
-      v2bar = ws.template vec3<S>(lbl + ".v2_bar", 0, N, 3, I);
-      params(rows3(c.v2), rows3(out_bar.v), L.vec_out);
-      kernels::linear_backward_input<Exec, S, T>(exec, rows3(out_bar.v), w, L.vec_out, rows3(v2bar), false);
-      Kokkos::deep_copy(exec, v1bar, v2bar);  // residual v'' = v' + ...
-    }
-    // update
-    auto abar = ws.template mat<S>(lbl + ".a_bar", 0, N, L.up2.out);
-    auto Uvbar = ws.template vec3<S>(lbl + ".Uv_bar", 0, N, 3, I);
-    auto Vvbar = ws.template vec3<S>(lbl + ".Vv_bar", 0, N, 3, I);
-    kernels::painn_update_backward<Exec, S>(exec, c.a, c.Uv, c.Vv, s2bar, v2bar, abar, Uvbar, Vvbar);
-    params(c.act, abar, L.up2);
-    auto actbar = ws.template mat<S>(lbl + ".act_bar", 0, N, I);
-    kernels::linear_backward_input<Exec, S, T>(exec, abar, w, L.up2, actbar, false);
-    auto prebar = ws.template mat<S>(lbl + ".pre_bar", 0, N, I);
-    kernels::activation_backward<Exec, S>(exec, Activation::SiLU, c.pre, actbar, prebar);
-    params(c.nrm, prebar, L.up0_norm);
-    params(c.s1, prebar, L.up0_s);
-    auto nrmbar = ws.template mat<S>(lbl + ".norm_bar", 0, N, I);
-    kernels::linear_backward_input<Exec, S, T>(exec, prebar, w, L.up0_norm, nrmbar, false);
-    auto s1bar = ws.template mat<S>(lbl + ".s1_bar", 0, N, I);
-    Kokkos::deep_copy(exec, s1bar, s2bar);  // residual s'' = s' + ...
-    kernels::linear_backward_input<Exec, S, T>(exec, prebar, w, L.up0_s, s1bar, true);
-    kernels::vec_norm_backward<Exec, S>(exec, c.Vv, real_t<S>(0), nrmbar, Vvbar, true);
-    params(rows3(c.v1), rows3(Uvbar), L.U);
-    params(rows3(c.v1), rows3(Vvbar), L.V);
-    kernels::linear_backward_input<Exec, S, T>(exec, rows3(Uvbar), w, L.U, rows3(v1bar), true);
-    kernels::linear_backward_input<Exec, S, T>(exec, rows3(Vvbar), w, L.V, rows3(v1bar), true);
+    // update and out
+    Mat<S, M> s1bar;
+    VFeat<S, M> v1bar;
+    L.upd.backward<Exec, S, T>(exec, l, w, lbl, c.s1, c.v1, c.upd, out_bar, g, ws, s1bar, v1bar);
     // message
     auto Wbar = ws.template mat<S>(lbl + ".W_bar", 0, E, 3 * I);
     kernels::painn_message_backward_edges<Exec, S>(exec, in.v, c.phi, c.W, ec.C, ec.u, b.dst, b.src, s1bar, v1bar, Wbar,
@@ -247,12 +186,6 @@ struct PaiNNConv {
     kernels::add_into<Exec, S>(exec, s1bar, in_bar.h);
   }
 
- private:
-  /// The (3N) x I matrix of an N x 3 x I vector view (the Linear layers act on the channels).
-  template <class S, class M>
-  static Mat<S, M> rows3(const VFeat<S, M>& v) {
-    return Mat<S, M>(v.data(), v.extent(0) * 3, v.extent(2));
-  }
 };
 
 }  // namespace hydragnn

@@ -491,6 +491,8 @@ struct OptionKeys {
     seen.push_back(key);
     if (active) {
       r.get(key, v);
+    } else if constexpr (std::is_same<V, std::vector<double>>::value) {
+      r.ignore(key, kArr, kNum);
     } else {
       r.ignore(key, std::is_same<V, bool>::value ? kBool : std::is_same<V, int>::value ? kInt
                     : std::is_same<V, double>::value ? kNum : kStr);
@@ -548,7 +550,7 @@ inline void parse_architecture(Reader& a, ArchitectureConfig& c,
     if (std::find(names.begin(), names.end(), c.mpnn_type) == names.end()) {
       std::string list;
       for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-      for (const char* n : {"PNA", "PNAPlus", "PNAEq", "GIN", "GAT", "SAGE", "MFC", "CGCNN", "DimeNet", "MACE"})
+      for (const char* n : {"PNA", "PNAPlus", "GIN", "GAT", "SAGE", "MFC", "CGCNN", "DimeNet", "MACE"})
         if (c.mpnn_type == n)
           a.fail("'" + a.key_path("mpnn_type") + "' = " + json(c.mpnn_type).dump() +
                  " is not implemented yet (supported: " + list + ")");

@@ -4,7 +4,8 @@
 //   {"format": "hydragnn-named-params-1", "mpnn_type": ..., "species": [Z...] (optional),
 //    "parameters": {name: {"shape": [...], "data": [flat, row-major]}}}
 // Loading is strict: every block of the model must be present with its shape, and every entry of the
-// file must be used, except buffers our model recomputes (SchNet's Gaussian ".offset").
+// file must be used, except buffers our model recomputes (SchNet's Gaussian ".offset", PNA's degree
+// averages).
 #pragma once
 
 #include <hydragnn/core/types.hpp>
@@ -23,9 +24,13 @@ struct NamedParamsError : std::runtime_error {
 };
 
 namespace named_params_detail {
+/// Buffers our model recomputes: SchNet's Gaussian ".offset", the PNA degree averages (from the
+/// architecture's pna_deg).
 inline bool recomputed_buffer(const std::string& name) {
-  const std::string suffix = ".offset";
-  return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  for (const std::string suffix : {".offset", ".aggr_module.avg_deg_lin", ".aggr_module.avg_deg_log"})
+    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+      return true;
+  return false;
 }
 }  // namespace named_params_detail
 

@@ -6,6 +6,7 @@
 
 #include <hydragnn/conv/egnn.hpp>
 #include <hydragnn/conv/painn.hpp>
+#include <hydragnn/conv/pnaeq.hpp>
 #include <hydragnn/conv/schnet.hpp>
 
 #include <string>
@@ -16,7 +17,7 @@
 namespace hydragnn {
 
 /// Every convolution the library implements (HydraGNN mpnn_type names).
-using conv_registry = std::tuple<SchNetConv, EGNNConv, PaiNNConv>;
+using conv_registry = std::tuple<SchNetConv, EGNNConv, PaiNNConv, PNAEqConv>;
 
 template <class T>
 struct type_tag {

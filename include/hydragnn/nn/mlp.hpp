@@ -30,6 +30,15 @@ struct MLP {
     for (std::size_t l = 0; l + 1 < dims.size(); ++l)
       layers.push_back(alloc.linear(dims[l], dims[l + 1], bias, name.empty() ? name : name + "." + std::to_string(2 * l)));
   }
+  /// The same with one activation per activated layer (acts[l] after Linear l), e.g. HydraGNN's
+  /// Linear -> Tanh -> Linear -> SiLU -> Linear.
+  MLP(ParamAllocator& alloc, const std::vector<int>& dims, const std::vector<Activation>& acts, bool activate_last,
+      bool bias = true, const std::string& name = {})
+      : MLP(alloc, dims, acts.empty() ? Activation::SiLU : acts.front(), activate_last, bias, name) {
+    per_layer = acts;
+  }
+  std::vector<Activation> per_layer;  ///< empty: `act` after every activated layer
+  Activation act_of(std::size_t l) const { return l < per_layer.size() ? per_layer[l] : act; }
   int in_dim() const { return layers.front().in; }
   int out_dim() const { return layers.back().out; }
   bool activated(std::size_t l) const { return l + 1 < layers.size() || act_last; }
@@ -58,7 +67,7 @@ struct MLP {
       cache.pre[l] = z;
       if (activated(l)) {
         Mat<S, M> a = ws.template mat<S>(label + ".act", idx, n, layers[l].out);
-        kernels::activation_forward<Exec, S>(exec, act, z, a);
+        kernels::activation_forward<Exec, S>(exec, act_of(l), z, a);
         h = a;
       } else {
         h = z;
@@ -83,7 +92,7 @@ struct MLP {
       Mat<S, M> zbar = hbar;
       if (activated(l)) {
         zbar = ws.template mat<S>(label + ".pre_bar", idx, n, layers[l].out);
-        kernels::activation_backward<Exec, S>(exec, act, cache.pre[l], hbar, zbar);
+        kernels::activation_backward<Exec, S>(exec, act_of(l), cache.pre[l], hbar, zbar);
       }
       if (want_params) kernels::linear_backward_params<Exec, S>(exec, cache.input[l], zbar, layers[l], g);
       if (l == 0 && !want_input) return Mat<S, M>();

@@ -3,6 +3,8 @@
 // per-element reference energies fitted by least squares.
 #pragma once
 
+#include <type_traits>
+
 #include <hydragnn/core/batch.hpp>
 #include <hydragnn/core/structure.hpp>
 #include <hydragnn/graph/batch_builder.hpp>
@@ -59,6 +61,33 @@ inline void build_graphs(Dataset& ds, double cutoff, int max_neighbours, const D
                           ") has no neighbour within the cutoff radius " + std::to_string(cutoff) +
                           " A (isolated atom); increase 'radius' or remove the frame");
   }
+}
+
+/// In-degree histogram of a dataset's graphs: h[d] = how many atoms receive exactly d edges (PyG's
+/// PNAConv.get_degree_histogram, as HydraGNN computes `pna_deg` from its training set).
+inline std::vector<double> degree_histogram(const Dataset& ds) {
+  std::vector<double> h;
+  for (const auto& g : ds.graphs)
+    for (int i = 0; i < g.num_nodes; ++i) {
+      const std::size_t d = std::size_t(g.row_ptr[i + 1] - g.row_ptr[i]);
+      if (h.size() <= d) h.resize(d + 1, 0.0);
+      h[d] += 1;
+    }
+  return h;
+}
+
+namespace dataset_detail {
+template <class O, class = void>
+struct has_pna_deg : std::false_type {};
+template <class O>
+struct has_pna_deg<O, std::void_t<decltype(std::declval<O&>().pna_deg)>> : std::true_type {};
+}  // namespace dataset_detail
+
+/// Options of a PNA-family convolution without a `pna_deg`: the training set's histogram.
+template <class O>
+void fill_degree_histogram(O& o, const Dataset& train) {
+  if constexpr (dataset_detail::has_pna_deg<O>::value)
+    if (o.pna_deg.empty()) o.pna_deg = degree_histogram(train);
 }
 
 inline Dataset load_dataset(const std::string& path, double cutoff, int max_neighbours, const DatasetRequirements& req) {

@@ -144,7 +144,8 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
   spec.species = species_of(train_ds);
   spec.ref_energy = fit_reference_energies(train_ds, spec.species);
   spec.energy_scale = energy_scale_of(train_ds, spec.species, spec.ref_energy);
-  const auto conv_options = cfg.arch.template conv_options<typename ModelT::conv_type>();
+  auto conv_options = cfg.arch.template conv_options<typename ModelT::conv_type>();
+  fill_degree_histogram(conv_options, train_ds);  // PNA family: pna_deg from the training set
   ModelT model(spec, conv_options);
   model.initialize(tc.seed);
   Optimizer<T, Exec> optim(parse_optimizer(tc.optimizer.type), model.num_params(), tc.optimizer.learning_rate,

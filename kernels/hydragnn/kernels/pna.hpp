@@ -1,0 +1,306 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Ops of principal neighbourhood aggregation (PyG DegreeScalerAggregation as HydraGNN's PNA family
+// uses it, commit d251f816) and of PNAEq's vector message, forward and backward, generic in the
+// scalar so that the dual pass differentiates them once more.
+//
+// PNA: per receiver i (in-degree n_i = its CSR segment) and channel f the aggregators mean, min, max
+// and std (kernels/segment.hpp: PyG's semantics, empty segments give 0) are multiplied by degree
+// scalers, one block of 4F columns per scaler, aggregators in that order inside a block:
+//   A(i, s 4F + a F + f) = scale_s(n_i) G_a(i, f)
+//   identity 1, amplification log(n+1) / avg_log, attenuation avg_log / log(max(n,1)+1),
+//   linear n / avg_lin, inverse_linear avg_lin / max(n,1)
+// with avg_lin = sum_d d h_d / sum_d h_d and avg_log = sum_d log(d+1) h_d / sum_d h_d over the
+// training set's in-degree histogram h. The scales depend on the graph only (not differentiated).
+//
+// Max and min pass their cotangent as PyTorch's scatter_reduce amax / amin do: shared evenly by
+// every row equal to the extreme (segment_select_backward_ties).
+//
+// PNAEq's vector message (receiver i = dst(e), sender j = src(e), u the edge direction):
+//   v'(i,a,f) = v(i,a,f) + sum_e ( v(j,a,f) X0(e,f) + X1(e,f) u(e,a) )
+// Sums over edges run in CSR order (receiver segments forward; sender segments through send_perm
+// in the backward), channels ascending: deterministic, no atomics.
+#pragma once
+
+#include <hydragnn/core/types.hpp>
+#include <hydragnn/kernels/modes.hpp>
+#include <hydragnn/kernels/segment.hpp>
+#include <hydragnn/kernels/vector.hpp>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace hydragnn {
+namespace kernels {
+
+/// PyG's degree scalers, by name.
+enum class PnaScaler : int { Identity = 0, Amplification = 1, Attenuation = 2, Linear = 3, InverseLinear = 4 };
+
+/// The scalers of a PNA aggregation and the training set's degree averages.
+struct PnaScalers {
+  static constexpr int max_scalers = 5;
+  static constexpr int aggregators = 4;  ///< mean, min, max, std
+  int n = 0;
+  PnaScaler kind[max_scalers] = {};
+  double avg_lin = 1, avg_log = 1;
+
+  /// From an in-degree histogram h (h[d] = how many training nodes have in-degree d), as PyG's
+  /// DegreeScalerAggregation.__init__ computes its avg_deg_lin / avg_deg_log.
+  static PnaScalers from_histogram(const std::vector<PnaScaler>& kinds, const std::vector<double>& h) {
+    if (kinds.empty() || int(kinds.size()) > max_scalers) throw std::runtime_error("PNA: 1 to 5 scalers");
+    PnaScalers s;
+    s.n = int(kinds.size());
+    for (int k = 0; k < s.n; ++k) s.kind[k] = kinds[k];
+    double N = 0, lin = 0, lg = 0;
+    for (std::size_t d = 0; d < h.size(); ++d) {
+      N += h[d];
+      lin += double(d) * h[d];
+      lg += std::log(double(d) + 1) * h[d];
+    }
+    if (!(N > 0)) throw std::runtime_error("PNA: the degree histogram is empty");
+    s.avg_lin = lin / N;
+    s.avg_log = lg / N;
+    return s;
+  }
+  /// Output columns for F input channels.
+  int width(int F) const { return n * aggregators * F; }
+  /// scale_k for in-degree deg.
+  KOKKOS_INLINE_FUNCTION double scale(int k, int deg) const {
+    const double d = double(deg), dc = deg < 1 ? 1.0 : double(deg);
+    switch (kind[k]) {
+      case PnaScaler::Amplification: return math::log(d + 1) / avg_log;
+      case PnaScaler::Attenuation: return avg_log / math::log(dc + 1);
+      case PnaScaler::Linear: return d / avg_lin;
+      case PnaScaler::InverseLinear: return avg_lin / dc;
+      default: return 1.0;
+    }
+  }
+};
+
+/// scale(i, k) = scaler k of node i's in-degree (ptr(i+1) - ptr(i)).   ptr: N+1 -> scale: N x n
+template <class Exec, class R, class Mode = default_mode_t<Exec>>
+void pna_scales(const Exec& exec, const CVec<int, mem_t<Exec>>& ptr, const PnaScalers& sc,
+                const Mat<R, mem_t<Exec>>& scale) {
+  const long N = long(scale.extent(0)), n = sc.n;
+  detail::for_each_element<Mode>(exec, "hydragnn::PNA::scales", N, n, KOKKOS_LAMBDA(const long i, const long k) {
+    scale(i, k) = R(sc.scale(int(k), ptr(i + 1) - ptr(i)));
+  });
+}
+
+/// A(i, k 4F + a F + f) = scale(i, k) G_a(i, f),  G = (mean, min, max, std)    G_a: N x F -> A: N x 4nF
+template <class Exec, class S, class R, class Mode = default_mode_t<Exec>>
+void pna_scale(const Exec& exec, const CMat<S, mem_t<Exec>>& mean, const CMat<S, mem_t<Exec>>& mn,
+               const CMat<S, mem_t<Exec>>& mx, const CMat<S, mem_t<Exec>>& sd, const CMat<R, mem_t<Exec>>& scale,
+               const Mat<S, mem_t<Exec>>& A) {
+  const long N = long(A.extent(0)), F = long(mean.extent(1)), n = long(scale.extent(1));
+  detail::for_each_element<Mode>(exec, "hydragnn::PNA::scale", N, 4 * n * F, KOKKOS_LAMBDA(const long i, const long c) {
+    const long k = c / (4 * F), a = (c / F) % 4, f = c % F;
+    const S g = a == 0 ? S(mean(i, f)) : a == 1 ? S(mn(i, f)) : a == 2 ? S(mx(i, f)) : S(sd(i, f));
+    A(i, c) = g * scale(i, k);
+  });
+}
+
+/// Gbar_a(i, f) = sum_k scale(i, k) Abar(i, k 4F + a F + f)   (k ascending; overwrites the four Gbar)
+template <class Exec, class S, class R, class Mode = default_mode_t<Exec>>
+void pna_scale_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& Abar, const CMat<R, mem_t<Exec>>& scale,
+                        const Mat<S, mem_t<Exec>>& meanbar, const Mat<S, mem_t<Exec>>& mnbar,
+                        const Mat<S, mem_t<Exec>>& mxbar, const Mat<S, mem_t<Exec>>& sdbar) {
+  const long N = long(Abar.extent(0)), F = long(meanbar.extent(1)), n = long(scale.extent(1));
+  detail::for_each_element<Mode>(exec, "hydragnn::PNA::scale_backward", N, 4 * F, KOKKOS_LAMBDA(const long i, const long c) {
+    const long a = c / F, f = c % F;
+    S acc(0);
+    for (long k = 0; k < n; ++k) acc += Abar(i, k * 4 * F + a * F + f) * scale(i, k);
+    (a == 0 ? meanbar : a == 1 ? mnbar : a == 2 ? mxbar : sdbar)(i, f) = acc;
+  });
+}
+
+/// Backward of segment_max / segment_min with PyTorch's rule at ties (scatter_reduce amax / amin,
+/// include_self = False): Ybar(s,c) is shared evenly by every row of segment s whose (primal) value
+/// equals Y(s,c); the other rows get 0.           M: E x F, ptr: S+1, Y, Ybar: S x F -> Mbar: E x F
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+void segment_select_backward_ties(const Exec& exec, const CMat<S, mem_t<Exec>>& M, const CVec<int, mem_t<Exec>>& ptr,
+                                  const CMat<S, mem_t<Exec>>& Y, const CMat<S, mem_t<Exec>>& Ybar,
+                                  const Mat<S, mem_t<Exec>>& Mbar, bool accumulate) {
+  using R = real_t<S>;
+  const long N = long(Y.extent(0)), F = long(Y.extent(1));
+  detail::for_each_element<Mode>(exec, "hydragnn::PNA::select_backward_ties", N, F, KOKKOS_LAMBDA(const long s, const long c) {
+    const R y = scalar_traits<S>::primal(Y(s, c));
+    int ties = 0;
+    for (int k = ptr(s); k < ptr(s + 1); ++k) ties += scalar_traits<S>::primal(M(k, c)) == y ? 1 : 0;
+    const S share = ties > 0 ? S(Ybar(s, c) / R(ties)) : S(0);
+    for (int k = ptr(s); k < ptr(s + 1); ++k)
+      detail::put(Mbar, k, c, scalar_traits<S>::primal(M(k, c)) == y ? share : S(0), accumulate);
+  });
+}
+
+/// The per-node intermediates of pna_aggregate (kept for its backward).
+template <class S, class M>
+struct PnaCache {
+  Mat<S, M> mean, mn, mx, sd, mean_std;
+  Mat<int, M> arg_mn, arg_mx;
+};
+
+/// PNA aggregation of messages X (E x F) at their receivers: A = pna_scale(mean, min, max, std).
+/// c's matrices (N x F) and A (N x 4nF) are the caller's.
+template <class Exec, class S, class R, class Mode = default_mode_t<Exec>>
+void pna_aggregate(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const CVec<int, mem_t<Exec>>& ptr,
+                   const CMat<R, mem_t<Exec>>& scale, const PnaCache<S, mem_t<Exec>>& c, const Mat<S, mem_t<Exec>>& A) {
+  segment_mean<Exec, S, Mode>(exec, X, ptr, c.mean, false);
+  segment_min<Exec, S, Mode>(exec, X, ptr, c.mn, c.arg_mn);
+  segment_max<Exec, S, Mode>(exec, X, ptr, c.mx, c.arg_mx);
+  segment_std<Exec, S, Mode>(exec, X, ptr, c.sd, c.mean_std);
+  pna_scale<Exec, S, R, Mode>(exec, c.mean, c.mn, c.mx, c.sd, scale, A);
+}
+
+/// Backward of pna_aggregate: Xbar (E x F) (+)= dA/dX^T Abar. gbar: four N x F scratch matrices
+/// (mean, min, max, std cotangents), overwritten.
+template <class Exec, class S, class R, class Mode = default_mode_t<Exec>>
+void pna_aggregate_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const CVec<int, mem_t<Exec>>& ptr,
+                            const CMat<R, mem_t<Exec>>& scale, const PnaCache<S, mem_t<Exec>>& c,
+                            const CMat<S, mem_t<Exec>>& Abar, const PnaCache<S, mem_t<Exec>>& gbar,
+                            const Mat<S, mem_t<Exec>>& Xbar, bool accumulate) {
+  pna_scale_backward<Exec, S, R, Mode>(exec, Abar, scale, gbar.mean, gbar.mn, gbar.mx, gbar.sd);
+  segment_mean_backward<Exec, S, Mode>(exec, gbar.mean, ptr, Xbar, accumulate);
+  segment_select_backward_ties<Exec, S, Mode>(exec, X, ptr, c.mn, gbar.mn, Xbar, true);
+  segment_select_backward_ties<Exec, S, Mode>(exec, X, ptr, c.mx, gbar.mx, Xbar, true);
+  segment_std_backward<Exec, S, Mode>(exec, X, ptr, c.mean_std, c.sd, gbar.sd, Xbar, true);
+}
+
+/// PNAEq's edge direction: HydraGNN's normalised edge vector (get_edge_vectors_and_lengths with
+/// normalize=True), which points from the aggregating atom to its neighbour, -r_e here:
+///   u(e,a) = -r(e,a) / (d(e) + eps),  eps = 1e-9.                           r: E x 3, d: E -> u: E x 3
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+void pnaeq_direction(const Exec& exec, const CMat<S, mem_t<Exec>>& r, const CVec<S, mem_t<Exec>>& d,
+                     const Mat<S, mem_t<Exec>>& u) {
+  using R = real_t<S>;
+  detail::for_each_row<Mode>(exec, "hydragnn::PNAEqConv::direction", long(r.extent(0)), KOKKOS_LAMBDA(const long e) {
+    const S dn = d(e) + R(1e-9);
+    for (int a = 0; a < 3; ++a) u(e, a) = -r(e, a) / dn;
+  });
+}
+
+/// Backward of pnaeq_direction: rbar(e,a) += -ubar(e,a) / (d + eps),
+/// dbar(e) += sum_a ubar(e,a) r(e,a) / (d + eps)^2.
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+void pnaeq_direction_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& r, const CVec<S, mem_t<Exec>>& d,
+                              const CMat<S, mem_t<Exec>>& ubar, const Mat<S, mem_t<Exec>>& rbar,
+                              const Vec<S, mem_t<Exec>>& dbar) {
+  using R = real_t<S>;
+  detail::for_each_row<Mode>(exec, "hydragnn::PNAEqConv::direction_backward", long(r.extent(0)), KOKKOS_LAMBDA(const long e) {
+    const S dn = d(e) + R(1e-9);
+    S dot(0);
+    for (int a = 0; a < 3; ++a) {
+      rbar(e, a) += -ubar(e, a) / dn;
+      dot += ubar(e, a) * r(e, a);
+    }
+    dbar(e) += dot / (dn * dn);
+  });
+}
+
+/// PNAEq's filter: the product of the message MLP output and the projected basis, split into its
+/// three column blocks [gate_state_vector | gate_edge_vector | message_scalar]:
+///   Y_k(e,f) = P(e, kF+f) Q(e, kF+f),  k = 0, 1, 2.            P, Q: E x 3F -> Y0, Y1, Y2: E x F
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+void pnaeq_filter(const Exec& exec, const CMat<S, mem_t<Exec>>& P, const CMat<S, mem_t<Exec>>& Q,
+                  const Mat<S, mem_t<Exec>>& Y0, const Mat<S, mem_t<Exec>>& Y1, const Mat<S, mem_t<Exec>>& Y2) {
+  const long E = long(Y0.extent(0)), F = long(Y0.extent(1));
+  detail::for_each_element<Mode>(exec, "hydragnn::PNAEqConv::filter", E, 3 * F, KOKKOS_LAMBDA(const long e, const long c) {
+    const long k = c / F, f = c % F;
+    (k == 0 ? Y0 : k == 1 ? Y1 : Y2)(e, f) = P(e, c) * Q(e, c);
+  });
+}
+
+/// Backward of pnaeq_filter: Pbar(e, kF+f) = Ybar_k(e,f) Q(e, kF+f), Qbar likewise with P
+/// (overwritten; Qbar of extent 0 is skipped).
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+void pnaeq_filter_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& P, const CMat<S, mem_t<Exec>>& Q,
+                           const CMat<S, mem_t<Exec>>& Y0bar, const CMat<S, mem_t<Exec>>& Y1bar,
+                           const CMat<S, mem_t<Exec>>& Y2bar, const Mat<S, mem_t<Exec>>& Pbar,
+                           const Mat<S, mem_t<Exec>>& Qbar) {
+  const long E = long(Y0bar.extent(0)), F = long(Y0bar.extent(1));
+  const bool want_q = Qbar.extent(0) > 0;
+  detail::for_each_element<Mode>(exec, "hydragnn::PNAEqConv::filter_backward", E, 3 * F, KOKKOS_LAMBDA(const long e, const long c) {
+    const long k = c / F, f = c % F;
+    const S yb = (k == 0 ? Y0bar : k == 1 ? Y1bar : Y2bar)(e, f);
+    Pbar(e, c) = yb * Q(e, c);
+    if (want_q) Qbar(e, c) = yb * P(e, c);
+  });
+}
+
+/// PNAEq's vector message (see the top): vout = v + sum over each receiver's edges.
+///                   v: N x 3 x F, X0, X1: E x F, u: E x 3, ptr: N+1, src: E -> vout: N x 3 x F
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+void pnaeq_vector_message(const Exec& exec, const CVMat<S, mem_t<Exec>>& v, const CMat<S, mem_t<Exec>>& X0,
+                          const CMat<S, mem_t<Exec>>& X1, const CMat<S, mem_t<Exec>>& u,
+                          const CVec<int, mem_t<Exec>>& ptr, const CVec<int, mem_t<Exec>>& src,
+                          const VMat<S, mem_t<Exec>>& vout) {
+  const long N = long(vout.extent(0)), F = long(vout.extent(2));
+  detail::for_each_element<Mode>(exec, "hydragnn::PNAEqConv::vector_message", N, F, KOKKOS_LAMBDA(const long i, const long f) {
+    S a0 = v(i, 0, f), a1 = v(i, 1, f), a2 = v(i, 2, f);
+    for (int e = ptr(i); e < ptr(i + 1); ++e) {
+      const int j = src(e);
+      const S x0 = X0(e, f), x1 = X1(e, f);
+      a0 += v(j, 0, f) * x0 + x1 * u(e, 0);
+      a1 += v(j, 1, f) * x0 + x1 * u(e, 1);
+      a2 += v(j, 2, f) * x0 + x1 * u(e, 2);
+    }
+    vout(i, 0, f) = a0;
+    vout(i, 1, f) = a1;
+    vout(i, 2, f) = a2;
+  });
+}
+
+/// Backward of pnaeq_vector_message given voutbar:
+///   X0bar(e,f) = sum_a voutbar(i,a,f) v(j,a,f),  X1bar(e,f) = sum_a voutbar(i,a,f) u(e,a)   (overwritten)
+///   ubar(e,a) += sum_f voutbar(i,a,f) X1(e,f)                       (f ascending; skipped if empty)
+///   vbar(j,a,f) = voutbar(j,a,f) + sum_{e: src(e)=j} voutbar(dst(e),a,f) X0(e,f)   (overwritten)
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+void pnaeq_vector_message_backward(const Exec& exec, const CVMat<S, mem_t<Exec>>& v, const CMat<S, mem_t<Exec>>& X0,
+                                   const CMat<S, mem_t<Exec>>& X1, const CMat<S, mem_t<Exec>>& u,
+                                   const CVec<int, mem_t<Exec>>& dst, const CVec<int, mem_t<Exec>>& src,
+                                   const CVec<int, mem_t<Exec>>& send_perm, const CVec<int, mem_t<Exec>>& send_ptr,
+                                   const CVMat<S, mem_t<Exec>>& voutbar, const Mat<S, mem_t<Exec>>& X0bar,
+                                   const Mat<S, mem_t<Exec>>& X1bar, const Mat<S, mem_t<Exec>>& ubar,
+                                   const VMat<S, mem_t<Exec>>& vbar) {
+  const long E = long(X0.extent(0)), F = long(X0.extent(1)), N = long(v.extent(0));
+  detail::for_each_element<Mode>(exec, "hydragnn::PNAEqConv::vector_message_backward_edges", E, F,
+                                 KOKKOS_LAMBDA(const long e, const long f) {
+                                   const int i = dst(e), j = src(e);
+                                   const S b0 = voutbar(i, 0, f), b1 = voutbar(i, 1, f), b2 = voutbar(i, 2, f);
+                                   S x0(0), x1(0);
+                                   x0 += b0 * v(j, 0, f);
+                                   x1 += b0 * u(e, 0);
+                                   x0 += b1 * v(j, 1, f);
+                                   x1 += b1 * u(e, 1);
+                                   x0 += b2 * v(j, 2, f);
+                                   x1 += b2 * u(e, 2);
+                                   X0bar(e, f) = x0;
+                                   X1bar(e, f) = x1;
+                                 });
+  if (ubar.extent(0) > 0)
+    detail::for_each_element<Mode>(exec, "hydragnn::PNAEqConv::vector_message_backward_u", E, 3,
+                                   KOKKOS_LAMBDA(const long e, const long a) {
+                                     const int i = dst(e);
+                                     S acc = ubar(e, a);
+                                     for (long f = 0; f < F; ++f) acc += voutbar(i, a, f) * X1(e, f);
+                                     ubar(e, a) = acc;
+                                   });
+  detail::for_each_element<Mode>(exec, "hydragnn::PNAEqConv::vector_message_backward_nodes", N, F,
+                                 KOKKOS_LAMBDA(const long j, const long f) {
+                                   S a0 = voutbar(j, 0, f), a1 = voutbar(j, 1, f), a2 = voutbar(j, 2, f);
+                                   for (int q = send_ptr(j); q < send_ptr(j + 1); ++q) {
+                                     const int e = send_perm(q), i = dst(e);
+                                     const S x0 = X0(e, f);
+                                     a0 += voutbar(i, 0, f) * x0;
+                                     a1 += voutbar(i, 1, f) * x0;
+                                     a2 += voutbar(i, 2, f) * x0;
+                                   }
+                                   vbar(j, 0, f) = a0;
+                                   vbar(j, 1, f) = a1;
+                                   vbar(j, 2, f) = a2;
+                                 });
+}
+
+}  // namespace kernels
+}  // namespace hydragnn
