@@ -751,8 +751,9 @@ TEST_CASE("ops model: linear (dense.hpp)", "[ops][model]") {
   LinearOp tiles_nb{"linear, 7 rows, in 33 x out 18, no bias", 7, 33, 18, false};
   tiles_nb.fd_samples = 24;
   check_op(tiles_nb, 111);
-  // wider than HostRow's weight-gradient row buffer (backward_params: in > 256)
-  LinearOp wide{"linear, in 260 x out 258 (HostRow fallbacks)", 2, 260, 258, true};
+  // wider than HostRow's weight-gradient row buffer (backward_params: in > 256 runs in blocks of
+  // 256 inputs; forward and input gradient: more columns than a row of accumulators)
+  LinearOp wide{"linear, in 260 x out 258 (two input blocks of the weight gradient)", 2, 260, 258, true};
   wide.fd_samples = 24;
   check_op(wide, 109);
 }

@@ -172,31 +172,36 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
     // that first captures a variable inside `if constexpr`.)
     using Tl = detail::params_tiling<S>;
     using R = typename Tl::R;
-    if (in <= detail::host_row_max) {
+    {
       // Groups of up to GB blocks of NR outputs, as many groups as the space runs threads (at
       // least one block each): a thread streams X and Ybar once, chunk by chunk, and every block of
       // its group passes over the chunk while it is in cache (X is read once per group, not once
-      // per block).
+      // per block). Inputs in blocks of host_row_max (the local sums' extent): one work item per
+      // (group, input block).
       const int nblocks = (out + Tl::NR - 1) / Tl::NR;
       const int conc = int(exec.concurrency()) > 0 ? int(exec.concurrency()) : 1;
       const int per = (nblocks + conc - 1) / conc;
       const int gb = per < Tl::GB ? per : Tl::GB;
       const int ngroups = (nblocks + gb - 1) / gb;
+      constexpr int CB = detail::host_row_max;
+      const int ncb = (in + CB - 1) / CB;
       const long ldx = long(X.stride(0)), ldy = long(Ybar.stride(0));
       const S* Xp = X.data();
       const S* Yp = Ybar.data();
       Kokkos::parallel_for(
-          "hydragnn::Linear::backward_params", Kokkos::RangePolicy<Exec>(exec, 0, ngroups), KOKKOS_LAMBDA(const long grp) {
+          "hydragnn::Linear::backward_params", Kokkos::RangePolicy<Exec>(exec, 0, long(ngroups) * ncb), KOKKOS_LAMBDA(const long item) {
             constexpr int NR = Tl::NR, MR = Tl::MR, GB = Tl::GB;
             constexpr long CH = Tl::CH;
-            const S* const xp = Xp;  // captured here, outside every `if constexpr`
+            const long grp = item / ncb;
+            const int c_first = int(item % ncb) * CB, nin = in - c_first < CB ? in - c_first : CB;
+            const S* const xp = Xp + c_first;  // captured here, outside every `if constexpr`
             const S* const yp = Yp;
             const long lx = ldx, ly = ldy;
             const int b0 = int(grp) * gb, nb = nblocks - b0 < gb ? nblocks - b0 : gb;
             R av[GB][detail::host_row_max][NR];  // the sums (dual: their tangents), per block
             R ybuf[CH][2 * NR];  // the chunk's Ybar block (dual: in planes)
             for (int bb = 0; bb < nb; ++bb)
-              for (int c = 0; c < in; ++c)
+              for (int c = 0; c < nin; ++c)
                 for (int j = 0; j < NR; ++j) av[bb][c][j] = R(0);
             for (long i0 = 0; i0 < n; i0 += CH) {
               const long i1 = i0 + CH < n ? i0 + CH : n;
@@ -224,8 +229,8 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
                 };
                 // tiles of MR inputs, then one narrower tile of the rest
                 int c0 = 0;
-                for (; c0 + MR <= in; c0 += MR) run(std::integral_constant<int, MR>{}, c0);
-                switch (in - c0) {
+                for (; c0 + MR <= nin; c0 += MR) run(std::integral_constant<int, MR>{}, c0);
+                switch (nin - c0) {
                   case 1: run(std::integral_constant<int, 1>{}, c0); break;
                   case 2: run(std::integral_constant<int, 2>{}, c0); break;
                   case 3: run(std::integral_constant<int, 3>{}, c0); break;
@@ -238,16 +243,8 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
             for (int bb = 0; bb < nb; ++bb) {
               const int o0 = (b0 + bb) * NR, nj = out - o0 < NR ? out - o0 : NR;
               for (int j = 0; j < nj; ++j)
-                for (int c = 0; c < in; ++c) g(w + long(o0 + j) * ld + c) += av[bb][c][j];
+                for (int c = 0; c < nin; ++c) g(w + long(o0 + j) * ld + c_first + c) += av[bb][c][j];
             }
-          });
-    } else {
-      Kokkos::parallel_for(
-          "hydragnn::Linear::backward_params", Kokkos::RangePolicy<Exec>(exec, 0, long(out) * in), KOKKOS_LAMBDA(const long k) {
-            const int o = int(k / in), c = int(k % in);
-            S acc(0);
-            for (long i = 0; i < n; ++i) acc += Ybar(i, o) * X(i, c);
-            g(w + long(o) * ld + c) += param_part(acc);
           });
     }
     if (b >= 0) {
