@@ -60,7 +60,7 @@ TEST_CASE("activations: f' and f'' (through duals) match finite differences", "[
 TEST_CASE("float activations without libm (fastmath.hpp) agree with double libm", "[layers]") {
   // worst relative error over a dense sweep, in float ulps (2^-23 = 1.19e-7)
   const double ulp = 1.0 / (1 << 23);
-  double e_exp = 0, e_sp = 0, e_sig = 0, e_log1p = 0;
+  double e_exp = 0, e_sp = 0, e_sig = 0, e_log1p = 0, e_tanh = 0;
   for (int k = -200000; k <= 200000; ++k) {
     const float x = float(k) * 4.3e-4f;  // [-86, 86]
     const double xd = double(x);
@@ -69,6 +69,8 @@ TEST_CASE("float activations without libm (fastmath.hpp) agree with double libm"
     e_sp = std::max(e_sp, std::abs(double(fastmath::softplus(x)) - sp) / sp);
     const double sg = 1.0 / (1.0 + std::exp(-xd));
     e_sig = std::max(e_sig, std::abs(double(fastmath::sigmoid(x)) - sg) / sg);
+    const double th = std::tanh(xd);
+    if (th != 0) e_tanh = std::max(e_tanh, std::abs(double(fastmath::tanh(x)) - th) / std::abs(th));
     const float y = float(k + 200000) / 400000.0f;  // [0, 1]
     if (y > 0) e_log1p = std::max(e_log1p, std::abs(double(fastmath::log1p_unit(y)) - std::log1p(double(y))) / std::log1p(double(y)));
   }
@@ -76,6 +78,12 @@ TEST_CASE("float activations without libm (fastmath.hpp) agree with double libm"
   CHECK(e_sp < 4 * ulp);
   CHECK(e_sig < 4 * ulp);
   CHECK(e_log1p < 3 * ulp);
+  CHECK(e_tanh < 6 * ulp);
+  for (float t : {1e-30f, 1e-6f, 0.2499f, 0.2501f, 3.0f})  // both sides of the switch at 0.25, odd
+    CHECK(fastmath::tanh(-t) == -fastmath::tanh(t));
+  CHECK(fastmath::tanh(1e30f) == 1.0f);
+  CHECK(fastmath::tanh(-1e30f) == -1.0f);
+  CHECK(fastmath::tanh(1e-30f) == 1e-30f);
   // limits: no overflow, no NaN
   CHECK(fastmath::softplus(1e30f) == 1e30f);
   CHECK(fastmath::softplus(-1e30f) >= 0.0f);
@@ -86,7 +94,7 @@ TEST_CASE("float activations without libm (fastmath.hpp) agree with double libm"
   const Dual<float> sd = act::f(Activation::ShiftedSoftplus, Dual<float>(0.3f, 2.0f));
   CHECK(sd.d == fastmath::sigmoid(0.3f) * 2.0f);
   INFO("max errors in ulps: exp " << e_exp / ulp << ", softplus " << e_sp / ulp << ", sigmoid " << e_sig / ulp
-                                  << ", log1p " << e_log1p / ulp);
+                                  << ", log1p " << e_log1p / ulp << ", tanh " << e_tanh / ulp);
   CHECK(e_exp > 0);  // the sweep ran
 }
 

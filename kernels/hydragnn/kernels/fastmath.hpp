@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// exp, log1p on [0, 1], softplus and sigmoid for float without libm calls and without branches, for
+// exp, log1p on [0, 1], softplus, sigmoid and tanh for float without libm calls and without branches, for
 // one float (every mode, every backend) or a pack of floats (HostRow's vectorised activation loops,
 // kernels/simd.hpp): the same operations in the same order, so both give the same bits. Used for
 // float activations only; double keeps libm (tests and golden comparisons run in double).
 //
 // Accuracy (float, measured in tests/test_layers.cpp against double libm): exp about 1 ulp on
 // [-87, 88] (Cody-Waite reduction, degree-7 Taylor polynomial on |r| <= ln2/2); log1p(y) for y in
-// [0, 1] as 2 atanh(y / (2 + y)) with the series to s^13 (s <= 1/3); softplus, sigmoid ~2 ulp.
+// [0, 1] as 2 atanh(y / (2 + y)) with the series to s^13 (s <= 1/3); softplus, sigmoid ~2 ulp;
+// tanh a few ulp (the cancellation in 1 - 2 / (e^{2|x|} + 1) just above |x| = 0.25).
 // Clamps are selects (no branches): a branch would keep the compiler from vectorising the loop.
 #pragma once
 
@@ -95,6 +96,22 @@ KOKKOS_INLINE_FUNCTION V softplus(V x) {
 template <class V>
 KOKKOS_INLINE_FUNCTION V sigmoid(V x) {
   return 1.0f / (1.0f + exp(-x));
+}
+
+/// tanh(x): on |x| < 0.25 the odd Taylor series to x^11 (truncation below 1e-9 relative), beyond
+/// it 1 - 2 / (e^{2|x|} + 1) with x's sign (e^{2|x|} clamped by exp: tanh = 1 there); both are
+/// computed and one selected (no branch).
+template <class V>
+KOKKOS_INLINE_FUNCTION V tanh(V x) {
+  using namespace detail;
+  const V a = abs(x);
+  const V e = exp(a + a);
+  const V big = 1.0f - 2.0f / (e + 1.0f);
+  const V x2 = x * x;
+  const V small =
+      x * (1.0f + x2 * (-0.333333333333f +
+                        x2 * (0.133333333333f + x2 * (-0.0539682539683f + x2 * (0.0218694885362f + x2 * -0.00886323552990f)))));
+  return sel(a < 0.25f, small, as_float(as_int(big) | (as_int(x) & ~0x7fffffff)));
 }
 
 /// e^x for any scalar of the library: float and Dual<float> through exp above, everything else

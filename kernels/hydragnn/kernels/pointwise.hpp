@@ -33,18 +33,17 @@ template <class S> KOKKOS_INLINE_FUNCTION S softplus(const S& x) {
 
 /// f and f' of activation A on one float or a pack of floats (kernels/simd.hpp). act::f and act::df
 /// on a float are these (fast_form below), so the vectorised HostRow loops give the bits of the
-/// scalar code. Tanh has no vector form (it stays scalar).
+/// scalar code.
 template <Activation A, class V> KOKKOS_INLINE_FUNCTION V f_fast(V x) {
-  static_assert(A != Activation::Tanh, "act::f_fast: tanh has no vector form");
   if constexpr (A == Activation::Identity) return x;
   if constexpr (A == Activation::ReLU) return fastmath::detail::sel(x > 0.0f, x, V{});
   if constexpr (A == Activation::SiLU) return x * fastmath::sigmoid(x);
   if constexpr (A == Activation::ShiftedSoftplus) return fastmath::softplus(x) - 0.69314718055994530942f;
   if constexpr (A == Activation::Sigmoid) return fastmath::sigmoid(x);
   if constexpr (A == Activation::Softplus) return fastmath::softplus(x);
+  if constexpr (A == Activation::Tanh) return fastmath::tanh(x);
 }
 template <Activation A, class V> KOKKOS_INLINE_FUNCTION V df_fast(V x) {
-  static_assert(A != Activation::Tanh, "act::df_fast: tanh has no vector form");
   if constexpr (A == Activation::Identity) return V{} + 1.0f;
   if constexpr (A == Activation::ReLU) return fastmath::detail::sel(x > 0.0f, V{} + 1.0f, V{});
   if constexpr (A == Activation::SiLU) {
@@ -56,19 +55,26 @@ template <Activation A, class V> KOKKOS_INLINE_FUNCTION V df_fast(V x) {
     const V s = fastmath::sigmoid(x);
     return s * (1.0f - s);
   }
+  if constexpr (A == Activation::Tanh) {
+    const V t = fastmath::tanh(x);
+    return 1.0f - t * t;
+  }
 }
 
 /// f and f' of activation A on a Dual<float> given as planes (v, d) of one float or of packs of
 /// floats: f(v + eps d) = f(v) + eps f'(v) d, f'(v + eps d) = f'(v) + eps f''(v) d. act::f and
 /// act::df on Dual<float> are these (V = float), so the vectorised HostRow loops give their bits.
 template <Activation A, class V> KOKKOS_INLINE_FUNCTION void dual_f_fast(V v, V d, V& fv, V& fd) {
-  static_assert(A != Activation::Tanh, "act::dual_f_fast: tanh has no vector form");
   if constexpr (A == Activation::Identity) {
     fv = v;
     fd = d;
   } else if constexpr (A == Activation::ReLU) {
     fv = fastmath::detail::sel(v > 0.0f, v, V{});
     fd = fastmath::detail::sel(v > 0.0f, d, V{});
+  } else if constexpr (A == Activation::Tanh) {
+    const V t = fastmath::tanh(v);
+    fv = t;
+    fd = (1.0f - t * t) * d;
   } else {
     const V s = fastmath::sigmoid(v);
     if constexpr (A == Activation::SiLU) {
@@ -84,13 +90,16 @@ template <Activation A, class V> KOKKOS_INLINE_FUNCTION void dual_f_fast(V v, V 
   }
 }
 template <Activation A, class V> KOKKOS_INLINE_FUNCTION void dual_df_fast(V v, V d, V& gv, V& gd) {
-  static_assert(A != Activation::Tanh, "act::dual_df_fast: tanh has no vector form");
   if constexpr (A == Activation::Identity) {
     gv = V{} + 1.0f;
     gd = V{};
   } else if constexpr (A == Activation::ReLU) {
     gv = fastmath::detail::sel(v > 0.0f, V{} + 1.0f, V{});
     gd = V{};
+  } else if constexpr (A == Activation::Tanh) {  // f' = 1 - t^2, f'' = -2 t (1 - t^2)
+    const V t = fastmath::tanh(v), t1 = 1.0f - t * t;
+    gv = t1;
+    gd = (-2.0f * t * t1) * d;
   } else {
     const V s = fastmath::sigmoid(v), s1 = s * (1.0f - s);  // sigma, sigma'
     if constexpr (A == Activation::SiLU) {  // f' = s (1 + v (1 - s)), f'' = s (1 - s) (2 + v (1 - 2 s))
@@ -123,29 +132,26 @@ template <class F> KOKKOS_INLINE_FUNCTION auto dispatch(Activation a, const F& f
   }
 }
 
-/// float and Dual<float> take the libm-free forms above (fastmath.hpp) for every activation but tanh.
+/// float and Dual<float> take the libm-free forms above (fastmath.hpp) for every activation.
 template <class S>
 constexpr bool has_fast_form = std::is_same<S, float>::value || std::is_same<S, Dual<float>>::value;
 
 /// f (Derivative = false) or f' of a float or Dual<float> through f_fast / df_fast / dual_f_fast /
-/// dual_df_fast: the very expressions of the vectorised HostRow loops. Not for tanh.
+/// dual_df_fast: the very expressions of the vectorised HostRow loops.
 template <bool Derivative, class S> KOKKOS_INLINE_FUNCTION S fast_form(Activation a, const S& x) {
   return dispatch(a, [&](auto tag) {
     constexpr Activation A = decltype(tag)::value;
-    S y = x;  // tanh: never asked for
-    if constexpr (A != Activation::Tanh) {
-      if constexpr (std::is_same<S, float>::value) y = Derivative ? df_fast<A>(x) : f_fast<A>(x);
-      else if constexpr (Derivative) dual_df_fast<A>(x.v, x.d, y.v, y.d);
-      else dual_f_fast<A>(x.v, x.d, y.v, y.d);
-    }
+    S y = x;
+    if constexpr (std::is_same<S, float>::value) y = Derivative ? df_fast<A>(x) : f_fast<A>(x);
+    else if constexpr (Derivative) dual_df_fast<A>(x.v, x.d, y.v, y.d);
+    else dual_f_fast<A>(x.v, x.d, y.v, y.d);
     return y;
   });
 }
 
 template <class S> KOKKOS_INLINE_FUNCTION S f(Activation a, const S& x) {
   using R = real_t<S>;
-  if constexpr (has_fast_form<S>)
-    if (a != Activation::Tanh) return fast_form<false>(a, x);
+  if constexpr (has_fast_form<S>) return fast_form<false>(a, x);
   switch (a) {
     case Activation::Identity: return x;
     case Activation::ReLU: return x > R(0) ? x : S(R(0));
@@ -161,8 +167,7 @@ template <class S> KOKKOS_INLINE_FUNCTION S f(Activation a, const S& x) {
 /// f'(x)
 template <class S> KOKKOS_INLINE_FUNCTION S df(Activation a, const S& x) {
   using R = real_t<S>;
-  if constexpr (has_fast_form<S>)
-    if (a != Activation::Tanh) return fast_form<true>(a, x);
+  if constexpr (has_fast_form<S>) return fast_form<true>(a, x);
   switch (a) {
     case Activation::Identity: return S(R(1));
     case Activation::ReLU: return S(x > R(0) ? R(1) : R(0));
@@ -204,7 +209,7 @@ void with_activation(Activation a, const F& f) {
 template <Activation A, class Mode, class S>
 constexpr bool vector_rows =
 #ifdef HYDRAGNN_SIMD_PACKS
-    is_host_row<Mode> && std::is_same<S, float>::value && A != Activation::Tanh;
+    is_host_row<Mode> && std::is_same<S, float>::value;
 #else
     false;
 #endif
@@ -212,7 +217,7 @@ constexpr bool vector_rows =
 template <Activation A, class Mode, class S>
 constexpr bool dual_vector_rows =
 #ifdef HYDRAGNN_SIMD_PACKS
-    is_host_row<Mode> && std::is_same<S, Dual<float>>::value && A != Activation::Tanh;
+    is_host_row<Mode> && std::is_same<S, Dual<float>>::value;
 #else
     false;
 #endif
