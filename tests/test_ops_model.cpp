@@ -1017,7 +1017,7 @@ struct PnaAggregateOp {
   template <class S>
   km::PnaCache<S, M> cache() const {
     return {Mat<S, M>("mean", g.N, F), Mat<S, M>("mn", g.N, F), Mat<S, M>("mx", g.N, F), Mat<S, M>("sd", g.N, F),
-            Mat<S, M>("mean_std", g.N, F), Mat<int, M>("arg_mn", g.N, F), Mat<int, M>("arg_mx", g.N, F)};
+            Mat<int, M>("arg_mn", g.N, F), Mat<int, M>("arg_mx", g.N, F)};
   }
   template <class S>
   Mat<S, M> scales() const {

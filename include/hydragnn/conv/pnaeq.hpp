@@ -282,7 +282,6 @@ struct PNAEqConv {
     p.mn = ws.template mat<S>(lbl + ".min", slot, N, F);
     p.mx = ws.template mat<S>(lbl + ".max", slot, N, F);
     p.sd = ws.template mat<S>(lbl + ".std", slot, N, F);
-    p.mean_std = ws.template mat<S>(lbl + ".mean_std", slot, N, F);
     p.arg_mn = ws.template mat<int>(lbl + ".arg_min", slot, N, F);
     p.arg_mx = ws.template mat<int>(lbl + ".arg_max", slot, N, F);
     return p;

@@ -134,10 +134,11 @@ void segment_select_backward_ties(const Exec& exec, const CMat<S, mem_t<Exec>>& 
   });
 }
 
-/// The per-node intermediates of pna_aggregate (kept for its backward).
+/// The per-node intermediates of pna_aggregate (kept for its backward; the mean is segment_std's
+/// own, which sums in the order segment_mean does, so it is computed once).
 template <class S, class M>
 struct PnaCache {
-  Mat<S, M> mean, mn, mx, sd, mean_std;
+  Mat<S, M> mean, mn, mx, sd;
   Mat<int, M> arg_mn, arg_mx;
 };
 
@@ -146,10 +147,9 @@ struct PnaCache {
 template <class Exec, class S, class R, class Mode = default_mode_t<Exec>>
 void pna_aggregate(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const CVec<int, mem_t<Exec>>& ptr,
                    const CMat<R, mem_t<Exec>>& scale, const PnaCache<S, mem_t<Exec>>& c, const Mat<S, mem_t<Exec>>& A) {
-  segment_mean<Exec, S, Mode>(exec, X, ptr, c.mean, false);
+  segment_std<Exec, S, Mode>(exec, X, ptr, c.sd, c.mean);
   segment_min<Exec, S, Mode>(exec, X, ptr, c.mn, c.arg_mn);
   segment_max<Exec, S, Mode>(exec, X, ptr, c.mx, c.arg_mx);
-  segment_std<Exec, S, Mode>(exec, X, ptr, c.sd, c.mean_std);
   pna_scale<Exec, S, R, Mode>(exec, c.mean, c.mn, c.mx, c.sd, scale, A);
 }
 
@@ -164,7 +164,7 @@ void pna_aggregate_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
   segment_mean_backward<Exec, S, Mode>(exec, gbar.mean, ptr, Xbar, accumulate);
   segment_select_backward_ties<Exec, S, Mode>(exec, X, ptr, c.mn, gbar.mn, Xbar, true);
   segment_select_backward_ties<Exec, S, Mode>(exec, X, ptr, c.mx, gbar.mx, Xbar, true);
-  segment_std_backward<Exec, S, Mode>(exec, X, ptr, c.mean_std, c.sd, gbar.sd, Xbar, true);
+  segment_std_backward<Exec, S, Mode>(exec, X, ptr, c.mean, c.sd, gbar.sd, Xbar, true);
 }
 
 /// PNAEq's edge direction: HydraGNN's normalised edge vector (get_edge_vectors_and_lengths with
