@@ -11,6 +11,7 @@ struct IncompleteConv {
   using edge_state = hydragnn::conv::NoEdgeState;
   using connectivity = hydragnn::conv::Pairs;
   using readout = hydragnn::conv::LastLayer;
+  using feature_layer = hydragnn::conv::IdentityFeatureLayer;
   template <class S, class M> using EdgeCache = hydragnn::SchNetConv::EdgeCache<S, M>;
   template <class S, class M> using EdgeGrad = hydragnn::SchNetConv::EdgeGrad<S, M>;
   template <class S, class M> using LayerCache = hydragnn::SchNetConv::LayerCache<S, M>;

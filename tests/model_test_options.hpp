@@ -35,4 +35,23 @@ inline hydragnn::PNAEqOptions test_options<hydragnn::PNAEqConv>() {
   return o;
 }
 
+/// PNA with the edge-length feature (its energy then depends on the positions).
+template <>
+inline hydragnn::PNAOptions test_options<hydragnn::PNAConv>() {
+  hydragnn::PNAOptions o;
+  o.pna_deg = {1, 3, 6, 9, 7, 4, 2};
+  o.edge_features = {"length"};
+  o.edge_length_scale = 3.5;
+  return o;
+}
+
+/// CGCNN with the edge-length feature.
+template <>
+inline hydragnn::CGCNNOptions test_options<hydragnn::CGCNNConv>() {
+  hydragnn::CGCNNOptions o;
+  o.edge_features = {"length"};
+  o.edge_length_scale = 3.5;
+  return o;
+}
+
 }  // namespace hydragnn_test

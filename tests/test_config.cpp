@@ -399,9 +399,29 @@ TEST_CASE("config: unimplemented and unknown mpnn_type", "[config]") {
   // another model's config may carry pna_deg (HydraGNN writes it for every PNA-family run): type-checked, ignored
   CHECK(parse_config(arch(R"("mpnn_type": "PAINN", "pna_deg": [1, 2])")).arch.mpnn_type == "PAINN");
   CHECK_THAT(error_of(arch(R"("mpnn_type": "PAINN", "pna_deg": "many")")), Contains("pna_deg"));
-  CHECK_THAT(error_of(arch(R"("mpnn_type": "PNA")")),
-             Contains("'NeuralNetwork.Architecture.mpnn_type'") && Contains("\"PNA\"") &&
+  CHECK_THAT(error_of(arch(R"("mpnn_type": "MFC")")),
+             Contains("'NeuralNetwork.Architecture.mpnn_type'") && Contains("\"MFC\"") &&
                  Contains("not implemented yet"));
+  // PNA, GIN, SAGE
+  const Config pna = parse_config(arch(R"("mpnn_type": "PNA", "pna_deg": [0, 3, 1], "edge_features": ["length"])"));
+  CHECK(pna.arch.conv_options<hydragnn::PNAConv>().pna_deg == std::vector<double>{0, 3, 1});
+  CHECK(pna.arch.conv_options<hydragnn::PNAConv>().edge_features == std::vector<std::string>{"length"});
+  CHECK(pna.arch.conv_options<hydragnn::PNAConv>().edge_length_scale == 0.0);  // filled by training
+  CHECK(parse_config(arch(R"("mpnn_type": "PNA")")).arch.conv_options<hydragnn::PNAConv>().edge_features.empty());
+  CHECK_THAT(error_of(arch(R"("mpnn_type": "PNA", "edge_features": ["angle"])")),
+             Contains("NeuralNetwork.Architecture.edge_features") && Contains("only \"length\""));
+  CHECK_THAT(error_of(arch(R"("mpnn_type": "PNA", "edge_features": "length")")), Contains("edge_features"));
+  CHECK_THAT(error_of(arch(R"("mpnn_type": "PNA", "edge_length_scale": -1.0)")),
+             Contains("NeuralNetwork.Architecture.edge_length_scale") && Contains(">= 0"));
+  CHECK(parse_config(arch(R"("mpnn_type": "GIN")")).arch.mpnn_type == "GIN");
+  CHECK(parse_config(arch(R"("mpnn_type": "SAGE")")).arch.mpnn_type == "SAGE");
+  CHECK(parse_config(arch(R"("mpnn_type": "CGCNN", "edge_features": ["length"])"))
+            .arch.conv_options<hydragnn::CGCNNConv>()
+            .edge_features.size() == 1);
+  CHECK_THAT(error_of(arch(R"("mpnn_type": "CGCNN", "input_dim": 4)")),
+             Contains("NeuralNetwork.Architecture.input_dim") && Contains("must equal hidden_dim"));
+  // another model's config may carry edge_features: type-checked, ignored
+  CHECK(parse_config(arch(R"("mpnn_type": "SchNet", "edge_features": ["length"])")).arch.mpnn_type == "SchNet");
   CHECK_THAT(error_of(arch(R"("mpnn_type": "MACE")")), Contains("not implemented yet"));
   const std::string unknown = error_of(arch(R"("mpnn_type": "Foo")"));
   CHECK_THAT(unknown, Contains("\"Foo\"") && Contains("SchNet") && !Contains("not implemented"));

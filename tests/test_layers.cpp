@@ -57,6 +57,21 @@ TEST_CASE("activations: f' and f'' (through duals) match finite differences", "[
   }
 }
 
+TEST_CASE("double activations: no overflow to NaN in value, derivative or dual tangent at |x| = 800", "[layers]") {
+  using DD = Dual<double>;
+  for (Activation a : {Activation::SiLU, Activation::Sigmoid, Activation::Softplus, Activation::ShiftedSoftplus,
+                       Activation::Tanh})
+    for (double x : {-800.0, -40.0, 40.0, 800.0}) {
+      INFO(int(a) << " at " << x);
+      const DD f = act::f(a, DD(x, 1.0)), g = act::df(a, DD(x, 1.0));
+      CHECK(std::isfinite(f.v));
+      CHECK(std::isfinite(f.d));
+      CHECK(std::isfinite(g.v));
+      CHECK(std::isfinite(g.d));
+      CHECK(f.d == Approx(g.v).margin(1e-12));  // the tangent of f is f'
+    }
+}
+
 TEST_CASE("float activations without libm (fastmath.hpp) agree with double libm", "[layers]") {
   // worst relative error over a dense sweep, in float ulps (2^-23 = 1.19e-7)
   const double ulp = 1.0 / (1 << 23);
@@ -234,6 +249,7 @@ ModelSpec small_spec(const std::string& type, const std::vector<int>& species) {
   s.mpnn_type = type;
   s.hidden_dim = 6;
   s.input_dim = 4;  // embedding narrower than the hidden layers (HydraGNN's input_dim != hidden_dim)
+  if (type == CGCNNConv::name) s.input_dim = 0;  // CGCNN keeps its width: the embedding is hidden_dim wide
   s.num_conv_layers = 2;
   s.cutoff = 3.2;
   s.act = Activation::SiLU;
@@ -295,6 +311,20 @@ typename Conv::options_type test_options(bool polynomial = false) {
   return o;
 }
 
+/// Models with BatchNorm feature layers: running statistics set to a training-mode forward's batch
+/// statistics (momentum 1), so that evaluation mode normalises as a trained model does. At
+/// initialisation (running mean 0, variance 1) GIN's features grow by its eps + 1 = 101 per layer,
+/// and finite differences of a loss of size 1e7 lose the digits the checks need.
+template <class ModelT>
+void calibrate_batchnorm(const Exec& exec, ModelT& model, const Batch<M>& batch) {
+  if constexpr (ModelT::traits::batch_norm) {
+    model.set_training(true);
+    predict(exec, model, batch, false);
+    model.update_running_statistics(exec, 1.0);
+    model.set_training(false);
+  }
+}
+
 template <class Conv>
 struct Fixture {
   int kokkos_ready_ = (hydragnn_test::ensure_kokkos(), 0);  // before any member that allocates views
@@ -309,6 +339,7 @@ struct Fixture {
     frames.push_back(hydragnn_test::random_structure(seed, 5, {1, 8}, true, 4.0, 1.1));
     frames.push_back(hydragnn_test::random_structure(seed + 1, 4, {8, 1}, false, 2.6, 1.1));
     rebuild();
+    calibrate_batchnorm(exec, model, batch);
   }
   void rebuild() { batch = make_batch<M>(frames, model.spec().cutoff, -1, model.spec().species); }
   std::vector<double> energies() { return predict(exec, model, batch, false).energy; }
@@ -468,30 +499,37 @@ TEMPLATE_LIST_TEST_CASE("dual-number gradient of an energy+force+stress+heads lo
     s.array_cols["charge"] = 1;
   }
   auto batch = make_batch<M>(frames, spec.cutoff, -1, spec.species, spec.heads);
+  calibrate_batchnorm(exec, model, batch);
   LossSpec w;
   w.energy = 0.8;
   w.energy_peratom = 0.3;
   w.force = 1.7;
   w.stress = 2.5;
   w.heads = {0.7, 0.4};
-  Vec<double, M> grad("grad", model.num_params());
-  const auto res = loss_and_grad(exec, model, batch, w, grad);
-  REQUIRE(res.loss > 0);
-  auto p = model.params();
-  Vec<double, M> none;
-  int checked = 0;
-  for (std::size_t k = 0; k < model.num_params(); k += 1 + k % 3) {
-    const double fd = central([&](double h) {
-      const double old = p(k);
-      p(k) = old + h;
-      const double l = loss_and_grad(exec, model, batch, w, none).loss;
-      p(k) = old;
-      return l;
-    }, 1e-6);
-    CHECK(grad(k) == Approx(fd).epsilon(2e-6).margin(1e-8));
-    ++checked;
+  // feature layers (BatchNorm): evaluation mode (running statistics) and training mode (the batch's)
+  for (bool training : {false, true}) {
+    if (training && !conv_traits<TestType>::batch_norm) continue;
+    INFO((training ? "training mode" : "evaluation mode"));
+    model.set_training(training);
+    Vec<double, M> grad("grad", model.num_params());
+    const auto res = loss_and_grad(exec, model, batch, w, grad);
+    REQUIRE(res.loss > 0);
+    auto p = model.params();
+    Vec<double, M> none;
+    int checked = 0;
+    for (std::size_t k = 0; k < model.num_params(); k += 1 + k % 3) {
+      const double fd = central([&](double h) {
+        const double old = p(k);
+        p(k) = old + h;
+        const double l = loss_and_grad(exec, model, batch, w, none).loss;
+        p(k) = old;
+        return l;
+      }, 1e-6);
+      CHECK(grad(k) == Approx(fd).epsilon(2e-6).margin(1e-8));
+      ++checked;
+    }
+    CHECK(checked > 50);
   }
-  CHECK(checked > 50);
 }
 
 TEST_CASE("radial bases and cutoff envelopes: derivatives match finite differences", "[layers][radial]") {
@@ -531,6 +569,7 @@ TEMPLATE_LIST_TEST_CASE("graph-head pooling (sum, mean, max): dual gradient matc
     frames[0].forces.assign(6, Vec3{0.1, -0.2, 0.3});
     frames[0].info["gap"] = "0.5";
     auto batch = make_batch<M>(frames, spec.cutoff, -1, spec.species, spec.heads);
+    calibrate_batchnorm(exec, model, batch);
     LossSpec w;
     w.force = 0.9;
     w.heads = {1.0};
@@ -544,7 +583,7 @@ TEMPLATE_LIST_TEST_CASE("graph-head pooling (sum, mean, max): dual gradient matc
         const double l = loss_and_grad(exec, model, batch, w, Vec<double, M>()).loss;
         p(k) = old;
         return l;
-      }, 1e-4);
+      }, 1e-5);
       INFO("pooling " << int(pool) << " parameter " << k);
       CHECK(grad(k) == Approx(fd).epsilon(2e-6).margin(1e-8));
     }

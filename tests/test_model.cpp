@@ -175,13 +175,14 @@ TEMPLATE_LIST_TEST_CASE("energy is invariant and forces equivariant under rotati
 
 namespace {
 
-Config tiny_config(const std::string& type) {
+Config tiny_config(const std::string& type, double force_weight = 1.0) {
   Config c = parse_config(R"({
     "NeuralNetwork": {
       "Architecture": {"mpnn_type": ")" + type + R"(", "radius": 3.0, "hidden_dim": 8, "num_conv_layers": 2,
         "num_gaussians": 8, "num_filters": 8,
         "output_heads": {"node": {"num_headlayers": 1, "dim_headlayers": [8], "type": "mlp"}},
-        "energy_weight": 1.0, "force_weight": 1.0},
+        "energy_weight": 1.0, "force_weight": )" + std::to_string(force_weight) +
+                             (type == "PNA" || type == "CGCNN" ? R"(, "edge_features": ["length"])" : "") + R"(},
       "Variables_of_interest": {"output_names": ["energy"], "type": ["graph"], "output_dim": [1]},
       "Training": {"num_epoch": 3, "batch_size": 3, "Optimizer": {"type": "AdamW", "learning_rate": 0.003}, "seed": 4}
     }
@@ -212,14 +213,22 @@ std::string temp_dir(const std::string& name) {
   return d.string();
 }
 
-std::vector<double> params_of(const std::string& ckpt) { return read_checkpoint(ckpt).params; }
+/// A checkpoint's parameters followed by its buffers (BatchNorm running statistics).
+std::vector<double> params_of(const std::string& ckpt) {
+  const CheckpointData c = read_checkpoint(ckpt);
+  std::vector<double> v = c.params;
+  v.insert(v.end(), c.buffers.begin(), c.buffers.end());
+  return v;
+}
 
 }  // namespace
 
 TEMPLATE_LIST_TEST_CASE("training is bitwise deterministic and resumes bit-for-bit", "[model][determinism][checkpoint]", conv_registry) {
   hydragnn_test::ensure_kokkos();
   using ModelT = Model<float, TestType, Exec>;
-  const Config cfg = tiny_config(TestType::name);
+  // force training where the energy depends on the positions
+  constexpr bool position_free = std::is_same<TestType, GINConv>::value || std::is_same<TestType, SAGEConv>::value;
+  const Config cfg = tiny_config(TestType::name, position_free ? 0.0 : 1.0);
   const Dataset train_ds = tiny_dataset(100, 7), val_ds = tiny_dataset(200, 3);
   TrainOptions opt;
   opt.verbose = false;
@@ -238,6 +247,16 @@ TEMPLATE_LIST_TEST_CASE("training is bitwise deterministic and resumes bit-for-b
     CHECK(h == degree_histogram(train_ds));
     CHECK(h.size() > 2);
   }
+  if constexpr (conv_traits<TestType>::batch_norm) {
+    // the running statistics moved away from their initial 0 / 1 and count the 9 steps (3 epochs of
+    // 7 structures in batches of 3)
+    const CheckpointData ck = read_checkpoint(opt.output_dir + "/checkpoint.hgnn");
+    const std::size_t nb = ck.buffers.size();
+    REQUIRE(nb == 2 * 8 * 2 + 1);
+    CHECK(ck.buffers.back() == 9.0);
+    CHECK(ck.buffers[0] != 0.0);
+    CHECK(ck.buffers[8] != 1.0);
+  }
   REQUIRE(a.size() == b.size());
   CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0);
 
@@ -253,6 +272,24 @@ TEMPLATE_LIST_TEST_CASE("training is bitwise deterministic and resumes bit-for-b
   CHECK(r.state.epoch == 3);
   const auto c = params_of(opt.output_dir + "/checkpoint.hgnn");
   CHECK(std::memcmp(a.data(), c.data(), a.size() * sizeof(double)) == 0);
+}
+
+TEST_CASE("force training of a model whose energy ignores positions (GIN, SAGE) is refused, naming the keys",
+          "[model][badinput]") {
+  hydragnn_test::ensure_kokkos();
+  const Dataset train_ds = tiny_dataset(100, 4), val_ds = tiny_dataset(200, 2);
+  TrainOptions opt;
+  opt.verbose = false;
+  opt.log = [](const std::string&) {};
+  using GIN = Model<float, GINConv, Exec>;
+  using SAGE = Model<float, SAGEConv, Exec>;
+  auto gin = [&] { return train<GIN>(Exec(), tiny_config("GIN", 1.0), train_ds, val_ds, opt); };
+  auto sage = [&] { return train<SAGE>(Exec(), tiny_config("SAGE", 1.0), train_ds, val_ds, opt); };
+  opt.output_dir = temp_dir("gin_forces");
+  CHECK_THROWS_WITH(gin(), Catch::Contains("GIN's energy does not depend on the atom positions") &&
+                               Catch::Contains("force_weight and stress_weight"));
+  opt.output_dir = temp_dir("sage_forces");
+  CHECK_THROWS_WITH(sage(), Catch::Contains("SAGE's energy does not depend on the atom positions"));
 }
 
 TEST_CASE("num_epoch 0 writes the initialised model", "[model][checkpoint]") {

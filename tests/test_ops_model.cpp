@@ -17,6 +17,8 @@
 #include <hydragnn/kernels/forces.hpp>
 #include <hydragnn/kernels/pointwise.hpp>
 #include <hydragnn/kernels/painn.hpp>
+#include <hydragnn/kernels/neighbour.hpp>
+#include <hydragnn/kernels/norm.hpp>
 #include <hydragnn/kernels/pna.hpp>
 #include <hydragnn/kernels/radial.hpp>
 #include <hydragnn/kernels/readout.hpp>
@@ -1330,6 +1332,195 @@ TEST_CASE("ops model: forces, stress and the edge tangent vs brute force (forces
   });
   CHECK(std::isnan(s0[0]));  // graph 0 is not periodic
   CHECK(s0[9] == 0.0);       // graph 1 has no edges
+}
+
+// =============================================================================================
+// norm.hpp, neighbour.hpp
+// =============================================================================================
+
+/// batchnorm_forward / backward on X (n x C) with gamma, beta in a real buffer p = [1 pad | gamma C |
+/// beta C]: batch statistics (training) or fixed running statistics (evaluation).
+struct BatchNormOp {
+  int n, C;
+  bool batch;
+  const char* name;
+  std::vector<bool> real_inputs() const { return {false, true}; }
+  long P() const { return 1 + 2 * long(C); }
+  Args<double> inputs(Rng& rng) const {
+    Arr<double> p = randn(rng, std::size_t(P()), 0.5);
+    for (int c = 0; c < C; ++c) p[1 + c] += 1.0;  // gamma around 1
+    return {randn(rng, std::size_t(n) * C), p};
+  }
+  /// running statistics [mean C | var C]
+  std::vector<double> running() const {
+    std::vector<double> r(2 * std::size_t(C));
+    for (int c = 0; c < C; ++c) {
+      r[c] = 0.3 * std::sin(1.0 + c);
+      r[C + c] = 0.7 + 0.1 * c;
+    }
+    return r;
+  }
+  Arr<double> ref(const Args<double>& x) const {
+    const auto st = running();
+    Arr<double> y(std::size_t(n) * C);
+    for (int c = 0; c < C; ++c) {
+      double mu = st[c], var = st[C + c];
+      if (batch) {
+        mu = 0;
+        for (int i = 0; i < n; ++i) mu += x[0][i * C + c];
+        mu /= n;
+        var = 0;
+        for (int i = 0; i < n; ++i) var += (x[0][i * C + c] - mu) * (x[0][i * C + c] - mu);
+        var /= n;
+      }
+      for (int i = 0; i < n; ++i)
+        y[i * C + c] = (x[0][i * C + c] - mu) / std::sqrt(var + 1e-5) * x[1][1 + c] + x[1][1 + C + c];
+    }
+    return y;
+  }
+  template <class S, class Mode>
+  void stats(const Mat<S, M>& X, const Vec<S, M>& mu, const Vec<S, M>& r) const {
+    if (batch)
+      km::batchnorm_batch_statistics<Exec, S>(Exec(), X, 1e-5, mu, r, Vec<double, M>(), 0);
+    else
+      km::batchnorm_running_statistics<Exec, S>(Exec(), vec(running()), 0, 1e-5, mu, r);
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    const auto X = mat(x[0], n, C);
+    Vec<S, M> mu("mu", C), r("r", C);
+    stats<S, Mode>(X, mu, r);
+    Mat<S, M> Xh("Xh", n, C), Y("Y", n, C);
+    km::batchnorm_forward<Exec, S, double, Mode>(Exec(), X, mu, r, params(x[1]), 1, 1 + C, Xh, Y);
+    return flat(Y);
+  }
+  template <class S, class Mode>
+  Mat<S, M> run_bwd(const Args<S>& x, const Arr<S>& yb, const Vec<real_t<S>, M>& g) const {
+    const auto X = mat(x[0], n, C);
+    Vec<S, M> mu("mu", C), r("r", C), cs("cs", 2 * C);
+    stats<S, Mode>(X, mu, r);
+    Mat<S, M> Xh("Xh", n, C), Y("Y", n, C), Xb("Xb", n, C);
+    const auto p = params(x[1]);
+    km::batchnorm_forward<Exec, S, double, Mode>(Exec(), X, mu, r, p, 1, 1 + C, Xh, Y);
+    km::batchnorm_backward<Exec, S, double, Mode>(Exec(), Xh, r, mat(yb, n, C), p, 1, 1 + C, batch, g, cs, Xb);
+    return Xb;
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    Vec<double, M> g("g", P());
+    const auto Xb = run_bwd<S, Mode>(x, yb, g);
+    return {flat(Xb), param_cotangent<S>(g, [&] {
+              Vec<double, M> gp("gp", P());
+              run_bwd<double, Mode>({primal(x[0]), primal(x[1])}, primal(yb), gp);
+              return gp;
+            })};
+  }
+};
+
+/// neighbour_sum / neighbour_mean (node -> node over the batch graph) and their backward.
+struct NeighbourOp {
+  const Graph& g;
+  bool mean;
+  const char* name;
+  static constexpr int Fn = 5;
+  Args<double> inputs(Rng& rng) const { return {randn(rng, std::size_t(g.N) * Fn)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> y(std::size_t(g.N) * Fn, 0.0);
+    for (int i = 0; i < g.N; ++i) {
+      const int deg = g.row_ptr[i + 1] - g.row_ptr[i];
+      for (int e = g.row_ptr[i]; e < g.row_ptr[i + 1]; ++e)
+        for (int c = 0; c < Fn; ++c) y[i * Fn + c] += x[0][g.src[e] * Fn + c] / (mean ? deg : 1);
+    }
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> Y("Y", g.N, Fn);
+    if (mean)
+      km::neighbour_mean<Exec, S, Mode>(Exec(), mat(x[0], g.N, Fn), g.d_row_ptr, g.d_src, Y, false);
+    else
+      km::neighbour_sum<Exec, S, Mode>(Exec(), mat(x[0], g.N, Fn), g.d_row_ptr, g.d_src, Y, false);
+    return flat(Y);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>&, const Arr<S>& yb) const {
+    Mat<S, M> Xb("Xb", g.N, Fn);
+    km::neighbour_backward<Exec, S, Mode>(Exec(), mat(yb, g.N, Fn), g.d_send_perm, g.d_send_ptr, g.d_dst, g.d_row_ptr,
+                                          mean, Xb, false);
+    return {flat(Xb)};
+  }
+};
+
+/// GIN's self term Z = Z0 + (1 + eps) X with eps = p(2) real.
+struct GinSelfOp {
+  int n = 7, C = 4;
+  const char* name = "gin_self";
+  std::vector<bool> real_inputs() const { return {false, false, true}; }
+  Args<double> inputs(Rng& rng) const {
+    return {randn(rng, std::size_t(n) * C), randn(rng, std::size_t(n) * C), randn(rng, 4, 0.5)};
+  }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> y(std::size_t(n) * C);
+    for (std::size_t k = 0; k < y.size(); ++k) y[k] = x[1][k] + (1 + x[2][2]) * x[0][k];
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    auto Z = mat(x[1], n, C);
+    km::gin_self<Exec, S, double, Mode>(Exec(), mat(x[0], n, C), params(x[2]), 2, Z);
+    return flat(Z);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    auto run = [&](const auto& X, const auto& Yb, const auto& g) {
+      using SS = typename std::decay_t<decltype(X)>::non_const_value_type;
+      Mat<SS, M> Xb("Xb", n, C);
+      Vec<SS, M> rows("rows", n);
+      km::gin_self_backward<Exec, SS, double, Mode>(Exec(), X, Yb, params(x[2]), 2, g, rows, Xb);
+      return Xb;
+    };
+    Vec<double, M> g("g", 4);
+    const auto Xb = run(mat(x[0], n, C), mat(yb, n, C), g);
+    return {flat(Xb), yb, param_cotangent<S>(g, [&] {
+              Vec<double, M> gp("gp", 4);
+              run(mat(primal(x[0]), n, C), mat(primal(yb), n, C), gp);
+              return gp;
+            })};
+  }
+};
+
+TEST_CASE("ops model: BatchNorm (norm.hpp), neighbour aggregation and GIN's self term (neighbour.hpp)", "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_batch_graph(41);
+  check_op(BatchNormOp{9, 4, true, "batchnorm (batch statistics)"}, 198);
+  check_op(BatchNormOp{9, 4, false, "batchnorm (running statistics)"}, 199);
+  check_op(NeighbourOp{g, false, "neighbour_sum"}, 200);
+  check_op(NeighbourOp{g, true, "neighbour_mean"}, 201);
+  check_op(GinSelfOp{}, 202);
+}
+
+TEST_CASE("ops model: BatchNorm running update folds the unbiased batch variance with momentum 0.1", "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  const int n = 6, C = 3;
+  Rng rng(5);
+  const Arr<double> x = randn(rng, n * C);
+  Vec<double, M> mu("mu", C), r("r", C), rec("rec", 2 * C), st("st", 2 * C);
+  for (int c = 0; c < C; ++c) {
+    st(c) = 0.2 * c;
+    st(C + c) = 1.0 + c;
+  }
+  km::batchnorm_batch_statistics<Exec, double>(Exec(), mat(x, n, C), 1e-5, mu, r, rec, 0);
+  km::batchnorm_update_running<Exec>(Exec(), rec, 0.1, st);
+  Kokkos::fence();
+  for (int c = 0; c < C; ++c) {
+    double m = 0, v = 0;
+    for (int i = 0; i < n; ++i) m += x[i * C + c];
+    m /= n;
+    for (int i = 0; i < n; ++i) v += (x[i * C + c] - m) * (x[i * C + c] - m);
+    CHECK(st(c) == Approx(0.9 * 0.2 * c + 0.1 * m).margin(1e-14));
+    CHECK(st(C + c) == Approx(0.9 * (1.0 + c) + 0.1 * v / (n - 1)).epsilon(1e-13));
+    CHECK(r(c) == Approx(1 / std::sqrt(v / n + 1e-5)).epsilon(1e-13));
+  }
 }
 
 TEST_CASE("ops model: accumulate flags and overwrite contracts", "[ops][model]") {

@@ -63,6 +63,14 @@ def guess_mpnn_type(names):
         return "PNAEq"
     if ".scalar_message_mlp." in joined and ".update_mlp." in joined:
         return "PAINN"
+    if ".module_0.pre_nns." in joined and ".module_0.post_nns." in joined and ".module_0.lin." in joined:
+        return "PNA"
+    if ".module_0.lin_f.weight" in joined and ".module_0.lin_s.weight" in joined:
+        return "CGCNN"
+    if ".module_0.eps" in joined and ".module_0.nn.0.weight" in joined:
+        return "GIN"
+    if ".module_0.lin_l.weight" in joined and ".module_0.lin_r.weight" in joined:
+        return "SAGE"
     return None
 
 

@@ -451,7 +451,23 @@ def architecture(mpnn_type):
         arch.update(num_radial=6)
     if mpnn_type == "PNAEq":
         arch.update(num_radial=6, pna_deg=list(PNA_DEG))
+    if mpnn_type == "PNA":
+        arch.update(pna_deg=list(PNA_DEG))
+    if mpnn_type in EDGE_LENGTH:
+        arch.update(edge_dim=1, edge_features=["length"], edge_length_scale=EDGE_LENGTH_SCALE)
     return arch
+
+
+# Models whose energy does not depend on the positions (HydraGNN: is_edge_model = False, no
+# geometry in the layer): their forces are zero (autograd finds pos unused).
+POSITION_FREE = {"GIN", "SAGE"}
+# Models with PyG BatchNorm feature layers after every conv (HydraGNN's Base._init_conv).
+BATCHNORM = {"GIN", "SAGE", "PNA", "CGCNN"}
+# Models given the edge feature "length" (HydraGNN edge_features ["length"], edge_dim 1): edge_attr =
+# |r_e| / EDGE_LENGTH_SCALE, computed here from pos with HydraGNN's get_edge_vectors_and_lengths so
+# that autograd sees it (HydraGNN precomputes edge_attr in its datasets; forces through it are ours).
+EDGE_LENGTH = {"PNA", "CGCNN"}
+EDGE_LENGTH_SCALE = 3.0
 
 
 # In-degree histogram of the three golden structures (set by main(); PNAEq's pna_deg).
@@ -500,6 +516,27 @@ FORMULAS = {
         "attenuation, linear, inverse_linear (PyG DegreeScalerAggregation; averages over "
         "pna_deg with every bin raised to >= 1); update (module_1) as PAINN with update_X for "
         "update_U; module_2 / module_3 as PAINN; prefix graph_convs.<l>."),
+    "GIN": (
+        "z_i = (1 + eps) h_i + sum_e h[src_e] (sums over the edges with dst = i); conv(h)_i = "
+        "nn.2(relu(nn.0(z_i))); h' = silu(BN(conv(h))) with BN = feature_layers.<l>.module "
+        "(torch BatchNorm1d, eps 1e-5: (x - running_mean) / sqrt(running_var + eps) * weight "
+        "+ bias in eval mode, batch mean and biased variance in train mode); prefix "
+        "graph_convs.<l>.module_0."),
+    "PNA": (
+        "a_e = |r_e| / edge_length_scale; m_e = pre_nns.0.0([h_dst, h_src, edge_encoder(a_e)]); "
+        "A_i = PNA(m) with mean, min, max, std (clamp 1e-5) at dst times the scalers identity, "
+        "amplification, attenuation, linear (PyG DegreeScalerAggregation over pna_deg as given); "
+        "conv(h)_i = lin(post_nns.0.0([h_i, A_i])); h' = silu(BN(conv(h))) with BN = "
+        "feature_layers.<l>.module as GIN; prefix graph_convs.<l>.module_0."),
+    "CGCNN": (
+        "a_e = |r_e| / edge_length_scale; z_e = [h_dst, h_src, a_e]; conv(h)_i = sum_e "
+        "sigmoid(lin_f(z_e)) * softplus(lin_s(z_e)) + h_i (PyG CGConv, aggr add, softplus "
+        "threshold 20); h' = silu(BN(conv(h))) with BN = feature_layers.<l>.module as GIN; "
+        "prefix graph_convs.<l>.module_0."),
+    "SAGE": (
+        "conv(h)_i = lin_l(mean_e h[src_e]) + lin_r(h_i) (mean over the edges with dst = i, 0 if "
+        "none; lin_r without bias); h' = silu(BN(conv(h))) with BN = feature_layers.<l>.module "
+        "as GIN; prefix graph_convs.<l>.module_0."),
 }
 
 
@@ -565,7 +602,7 @@ def build_model(hg_create, mpnn_type, patches):
             num_filters=arch.get("num_filters"),
             num_radial=arch.get("num_radial"),
             pna_deg=(torch.tensor(arch["pna_deg"], dtype=torch.float64)
-                     if "pna_deg" in arch else None),
+                     if mpnn_type == "PNAEq" else arch.get("pna_deg")),
             radius=arch["radius"],
             equivariance=arch["equivariance"],
             enable_interatomic_potential=True,
@@ -583,6 +620,15 @@ def build_model(hg_create, mpnn_type, patches):
     return model, arch
 
 
+def batchnorm_modules(stack):
+    """(prefix, torch BatchNorm1d) of the stack's feature layers (PyG BatchNorm wraps it as .module)."""
+    out = []
+    for i, fl in enumerate(stack.feature_layers):
+        if "BatchNorm" in type(fl).__name__:
+            out.append(("feature_layers.%d.module" % i, fl.module))
+    return out
+
+
 def adjust_weights(model, mpnn_type, seed, patches):
     """Re-draws the parameters whose HydraGNN init would hide them from a test."""
     import torch
@@ -595,6 +641,13 @@ def adjust_weights(model, mpnn_type, seed, patches):
                 p.copy_(torch.empty_like(p).uniform_(-0.2, 0.2, generator=gen))
                 patches.append("parameter %s is zero after HydraGNN's init; re-drawn "
                                "U(-0.2, 0.2) so that a test sees it" % name)
+        for name, bn in batchnorm_modules(stack):
+            bn.weight.copy_(torch.empty_like(bn.weight).uniform_(0.5, 1.5, generator=gen))
+            bn.running_mean.copy_(torch.empty_like(bn.running_mean).uniform_(-0.5, 0.5, generator=gen))
+            bn.running_var.copy_(torch.empty_like(bn.running_var).uniform_(0.5, 2.0, generator=gen))
+            patches.append("%s: weight re-drawn U(0.5, 1.5), running_mean U(-0.5, 0.5), running_var "
+                           "U(0.5, 2) (init 1, 0, 1 would make eval-mode BatchNorm nearly the "
+                           "identity and hide it from a test)" % name)
         if mpnn_type == "EGNN":
             for i, conv in enumerate(stack.graph_convs):
                 egcl = conv.module_0
@@ -627,7 +680,7 @@ def to_model_graph(mpnn_type, dst, src, S):
     """
     import numpy as np
 
-    if mpnn_type == "SchNet":
+    if mpnn_type in ("SchNet", "GIN", "SAGE", "PNA", "CGCNN"):  # PyG MessagePassing, flow source_to_target
         return np.stack([src, dst]), S.copy()
     return np.stack([dst, src]), -S
 
@@ -670,7 +723,18 @@ def make_data(st, emb, species, mpnn_type, requires_grad=True):
                 edge_index=torch.tensor(ei, dtype=torch.long),
                 edge_shifts=torch.tensor(sh, dtype=torch.float64))
     data.batch = torch.zeros(len(st["numbers"]), dtype=torch.long)
+    add_edge_attr(data, mpnn_type)
     return data
+
+
+def add_edge_attr(data, mpnn_type):
+    """edge_attr = |r_e| / EDGE_LENGTH_SCALE from data.pos (differentiable), for EDGE_LENGTH models."""
+    if mpnn_type not in EDGE_LENGTH:
+        return
+    ops = importlib.import_module("hydragnn.utils.model.operations")
+    _, lengths = ops.get_edge_vectors_and_lengths(data.pos, data.edge_index, data.edge_shifts,
+                                                  normalize=False)
+    data.edge_attr = lengths.view(-1, 1) / EDGE_LENGTH_SCALE
 
 
 def evaluate(model, st, emb, species, mpnn_type, record=True):
@@ -690,7 +754,9 @@ def evaluate(model, st, emb, species, mpnn_type, record=True):
         #   torch_scatter.scatter_add(node_energy_pred, data.batch, dim=0)
         energy = sys.modules["torch_scatter"].scatter_add(node_e, data.batch, dim=0)
         energy = energy.squeeze()
-        grad = torch.autograd.grad(energy, data.pos)[0]
+        grad = torch.autograd.grad(energy, data.pos, allow_unused=mpnn_type in POSITION_FREE)[0]
+        if grad is None:  # the energy does not depend on the positions
+            grad = torch.zeros_like(data.pos)
     finally:
         if rec is not None:
             rec.close()
@@ -784,6 +850,8 @@ def self_checks(model, structures, results, emb, species, mpnn_type, rng):
             check(dV < 1e-11, "%s %s: rotated vector features after each layer: max err %.2e"
                   % (mpnn_type, name, dV))
         # HydraGNN's own energy_force_loss with (E, F) as targets: zero loss
+        if mpnn_type in POSITION_FREE:
+            continue  # its autograd.grad of E by pos fails: pos is not used
         if mpnn_type == "SchNet":
             ei, sh = to_model_graph(mpnn_type, *[st["graph"][k] for k in (0, 1, 3)])
             model.model.interaction_graph.set_graph(
@@ -796,6 +864,57 @@ def self_checks(model, structures, results, emb, species, mpnn_type, rng):
         check(float(tot.detach()) == 0.0,
               "%s %s: EnhancedModelWrapper.energy_force_loss with our E,F as targets = %.3g "
               "(it works in float32)" % (mpnn_type, name, float(tot.detach())))
+
+
+def batch_data(structures, emb, species, mpnn_type):
+    """The three structures as one PyG batch (node offsets in edge_index, data.batch)."""
+    import numpy as np
+    import torch
+    from torch_geometric.data import Data
+
+    xs, poss, eis, shs, bs = [], [], [], [], []
+    off = 0
+    for g, st in enumerate(structures):
+        dst, src, img, S, d = st["graph"]
+        ei, sh = to_model_graph(mpnn_type, dst, src, S)
+        n = len(st["numbers"])
+        idx = torch.tensor([species.index(z) for z in st["numbers"]], dtype=torch.long)
+        xs.append(emb[idx].clone())
+        poss.append(torch.tensor(np.asarray(st["positions"]), dtype=torch.float64))
+        eis.append(torch.tensor(ei, dtype=torch.long) + off)
+        shs.append(torch.tensor(sh, dtype=torch.float64))
+        bs.append(torch.full((n,), g, dtype=torch.long))
+        off += n
+    pos = torch.cat(poss)
+    pos.requires_grad_(True)
+    data = Data(x=torch.cat(xs), pos=pos, edge_index=torch.cat(eis, dim=1),
+                edge_shifts=torch.cat(shs))
+    data.batch = torch.cat(bs)
+    add_edge_attr(data, mpnn_type)
+    return data
+
+
+def train_mode_record(model, structures, emb, species, mpnn_type):
+    """Training-mode BatchNorm (batch statistics over the nodes of the batch): the three
+    structures as one batch, a copy of the model in train() mode; energies per structure,
+    forces, and the running statistics after that one forward (torch updates them there)."""
+    import torch
+
+    m = copy.deepcopy(model)
+    m.train()
+    data = batch_data(structures, emb, species, mpnn_type)
+    pred = m(data)
+    energy = sys.modules["torch_scatter"].scatter_add(pred[0], data.batch, dim=0).squeeze(-1)
+    grad = torch.autograd.grad(energy.sum(), data.pos, allow_unused=mpnn_type in POSITION_FREE)[0]
+    if grad is None:
+        grad = torch.zeros_like(data.pos)
+    running = {}
+    for name, bn in batchnorm_modules(m.model):
+        running[name + ".running_mean"] = tensor_entry(bn.running_mean)
+        running[name + ".running_var"] = tensor_entry(bn.running_var)
+        running[name + ".num_batches_tracked"] = tensor_entry(bn.num_batches_tracked)
+    return {"energies": [float(e) for e in energy.detach()], "forces": _f((-grad).detach().numpy()),
+            "buffers_after": running}
 
 
 def coordinate_update_effect(model, structures, emb, species):
@@ -866,7 +985,7 @@ def main(argv=None):
     ap.add_argument("--hydragnn-commit", default=HYDRAGNN_COMMIT,
                     help="HydraGNN commit the source folder was exported from (recorded)")
     ap.add_argument("--seed", type=int, default=20240611)
-    ap.add_argument("--models", default="SchNet,EGNN,PAINN,PNAEq",
+    ap.add_argument("--models", default="SchNet,EGNN,PAINN,PNAEq,GIN,SAGE,PNA,CGCNN",
                     help="comma-separated mpnn_types to (re)generate (default: all)")
     args = ap.parse_args(argv)
 
@@ -910,7 +1029,9 @@ def main(argv=None):
     os.makedirs(args.out_dir, exist_ok=True)
     wanted = set(args.models.split(","))
     for mpnn_type, fname in (("SchNet", "schnet.json"), ("EGNN", "egnn.json"),
-                             ("PAINN", "painn.json"), ("PNAEq", "pnaeq.json")):
+                             ("PAINN", "painn.json"), ("PNAEq", "pnaeq.json"),
+                             ("GIN", "gin.json"), ("SAGE", "sage.json"), ("PNA", "pna.json"),
+                             ("CGCNN", "cgcnn.json")):
         if mpnn_type not in wanted:
             continue
         print("\n== %s" % mpnn_type)
@@ -921,6 +1042,14 @@ def main(argv=None):
             torch.manual_seed(args.seed + 4)
         if mpnn_type == "PNAEq":
             torch.manual_seed(args.seed + 5)
+        if mpnn_type == "GIN":
+            torch.manual_seed(args.seed + 6)
+        if mpnn_type == "SAGE":
+            torch.manual_seed(args.seed + 7)
+        if mpnn_type == "PNA":
+            torch.manual_seed(args.seed + 8)
+        if mpnn_type == "CGCNN":
+            torch.manual_seed(args.seed + 9)
         model, arch = build_model(hg_create, mpnn_type, patches)
         adjust_weights(model, mpnn_type, args.seed + 3, patches)
         patches.append("node features x = embedding.weight[species index] fed as data.x "
@@ -931,9 +1060,12 @@ def main(argv=None):
                        "HydraGNN casts the summed energy and the forces to float32 "
                        "(.float()), which is not done here")
         stack = model.model
-        # no BatchNorm on this path; feature layers are Identity
-        assert all(isinstance(fl, torch.nn.Identity) for fl in stack.feature_layers)
-        assert not any("BatchNorm" in type(m).__name__ for m in stack.modules())
+        if mpnn_type in BATCHNORM:  # PyG BatchNorm after every conv, nowhere else
+            assert len(batchnorm_modules(stack)) == len(stack.feature_layers)
+            assert sum("BatchNorm" in type(m).__name__ for m in stack.modules()) == 2 * len(stack.feature_layers)
+        else:  # no BatchNorm on this path; feature layers are Identity
+            assert all(isinstance(fl, torch.nn.Identity) for fl in stack.feature_layers)
+            assert not any("BatchNorm" in type(m).__name__ for m in stack.modules())
         assert isinstance(stack.activation_function, torch.nn.SiLU)
 
         results = []
@@ -959,6 +1091,8 @@ def main(argv=None):
                 print("  %-8s max coordinate displacement over the layers: %.4f A"
                       % (st["name"], moved))
 
+        train_rec = train_mode_record(model, structures, emb, species, mpnn_type) \
+            if mpnn_type in BATCHNORM else None
         params, buffers = stack_parameters(model)
         # the energy must depend on every parameter recorded
         st0 = structures[2]
@@ -991,8 +1125,9 @@ def main(argv=None):
                          "cell (Cartesian), messages aggregated at dst; sorted by (dst, "
                          "src, image)",
                 "to_hydragnn": (
-                    "edge_index = [src; dst], edge_shifts = +shift (PyG CFConv: sender "
-                    "edge_index[0], aggregation at edge_index[1])" if mpnn_type == "SchNet"
+                    "edge_index = [src; dst], edge_shifts = +shift (PyG MessagePassing: sender "
+                    "edge_index[0], aggregation at edge_index[1])"
+                    if mpnn_type in ("SchNet", "GIN", "SAGE", "PNA", "CGCNN")
                     else "edge_index = [dst; src], edge_shifts = -shift (%s aggregates at "
                          "edge_index[0]; vector = pos[ei[1]] - pos[ei[0]] + shift = -r_e)"
                     % ("E_GCL" if mpnn_type == "EGNN" else "PainnMessage")),
@@ -1006,6 +1141,12 @@ def main(argv=None):
             },
             "structures": [],
         }
+        if train_rec is not None:
+            train_rec["what"] = ("the three structures as one batch through a copy of the model in "
+                                 "train() mode (BatchNorm with the batch's statistics): energies per "
+                                 "structure, forces (N x 3, structures in order), running statistics "
+                                 "after that forward (momentum 0.1, unbiased variance)")
+            doc["train_mode"] = train_rec
         if mpnn_type == "SchNet":
             ge = stack.distance_expansion
             doc["constants"] = {"gaussian_coeff": float(ge.coeff),

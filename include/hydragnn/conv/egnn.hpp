@@ -74,6 +74,7 @@ struct EGNNConv {
   using edge_state = conv::NoEdgeState;
   using connectivity = conv::Pairs;
   using readout = conv::LastLayer;
+  using feature_layer = conv::IdentityFeatureLayer;  // HydraGNN: Identity
 
   struct Layer {
     LinearShape edge0, A, B, W2, node0, C, D, W4, coord0, coord2;

@@ -56,6 +56,7 @@ struct PaiNNConv {
   using edge_state = conv::NoEdgeState;
   using connectivity = conv::Pairs;
   using readout = conv::LastLayer;
+  using feature_layer = conv::IdentityFeatureLayer;  // HydraGNN: Identity
 
   struct Layer {
     int in = 0;  ///< I

@@ -63,6 +63,7 @@ struct PNAEqConv {
   using edge_state = conv::NoEdgeState;
   using connectivity = conv::Pairs;
   using readout = conv::LastLayer;
+  using feature_layer = conv::IdentityFeatureLayer;  // HydraGNN: Identity
 
   struct Layer {
     int in = 0;  ///< I
@@ -201,7 +202,7 @@ struct PNAEqConv {
     kernels::pnaeq_filter<Exec, S>(exec, P, c.Q, c.X0, c.X1, c.X2);
     c.v1 = ws.template vec3<S>(lbl + ".v1", l, N, 3, I);
     kernels::pnaeq_vector_message<Exec, S>(exec, in.v, c.X0, c.X1, ec.u, b.row_ptr, b.src, c.v1);
-    c.pna = pna_cache<S, M>(ws, lbl + ".pna", l, N, I);
+    c.pna = kernels::PnaCache<S, M>::in(ws, lbl + ".pna", l, N, I);
     c.agg = ws.template mat<S>(lbl + ".agg", l, N, scalers.width(I));
     kernels::pna_aggregate<Exec, S, real_t<S>>(exec, c.X2, b.row_ptr, ec.scale, c.pna, c.agg);
     c.s1 = ws.template mat<S>(lbl + ".s1", l, N, I);
@@ -244,7 +245,7 @@ struct PNAEqConv {
     auto X1bar = ws.template mat<S>(lbl + ".X1_bar", 0, E, I);
     auto X2bar = ws.template mat<S>(lbl + ".X2_bar", 0, E, I);
     kernels::pna_aggregate_backward<Exec, S, real_t<S>>(exec, c.X2, b.row_ptr, ec.scale, c.pna, aggbar,
-                                                         pna_cache<S, M>(ws, lbl + ".pna_bar", 0, N, I), X2bar, false);
+                                                         kernels::PnaCache<S, M>::in(ws, lbl + ".pna_bar", 0, N, I), X2bar, false);
     // vector side
     in_bar.v = ws.template vec3<S>(lbl + ".v_bar", l, N, 3, I);
     kernels::pnaeq_vector_message_backward<Exec, S>(exec, in.v, c.X0, c.X1, ec.u, b.dst, b.src, b.send_perm, b.send_ptr,
@@ -274,18 +275,6 @@ struct PNAEqConv {
     if (eg.rbfbar.extent(0) > 0) kernels::linear_backward_input<Exec, S, T>(exec, reprebar, w, L.rbf_emb, eg.rbfbar, true);
   }
 
- private:
-  template <class S, class M>
-  static kernels::PnaCache<S, M> pna_cache(Workspace<M>& ws, const std::string& lbl, int slot, int N, int F) {
-    kernels::PnaCache<S, M> p;
-    p.mean = ws.template mat<S>(lbl + ".mean", slot, N, F);
-    p.mn = ws.template mat<S>(lbl + ".min", slot, N, F);
-    p.mx = ws.template mat<S>(lbl + ".max", slot, N, F);
-    p.sd = ws.template mat<S>(lbl + ".std", slot, N, F);
-    p.arg_mn = ws.template mat<int>(lbl + ".arg_min", slot, N, F);
-    p.arg_mx = ws.template mat<int>(lbl + ".arg_max", slot, N, F);
-    return p;
-  }
 };
 
 }  // namespace hydragnn

@@ -58,6 +58,7 @@ struct SchNetConv {
   using edge_state = conv::NoEdgeState;
   using connectivity = conv::Pairs;
   using readout = conv::LastLayer;
+  using feature_layer = conv::IdentityFeatureLayer;  // HydraGNN: Identity
 
   struct Layer {
     LinearShape lin1, lin2;

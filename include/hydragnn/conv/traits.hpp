@@ -10,8 +10,13 @@
 //   connectivity  conv::Pairs (the receiver-sorted edges) or conv::Triplets (also k -> j -> i)
 //   readout       conv::LastLayer (heads read the last layer) or conv::PerLayer (the energy is a sum
 //                 of per-layer readouts)
+//   feature_layer conv::IdentityFeatureLayer or conv::BatchNormFeatureLayer: what HydraGNN's Base puts
+//                 between a layer's output and the stack activation (its feature_layers: Identity for
+//                 the equivariant stacks, PyG BatchNorm for the invariant ones; nn/batchnorm.hpp)
 // and provides
 //   static constexpr const char* name;            the HydraGNN mpnn_type
+//   (optional) bool uses_positions() const;       false: the energy does not depend on the positions
+//                                                 (no edge geometry, e.g. GIN; forces are zero)
 //   using options_type = ...;                     its own options, with visit(v) listing its keys
 //   Conv(ParamAllocator&, const ConvCommon&, const options_type&);
 //   int num_layers() const;
@@ -26,7 +31,8 @@
 // gradient with respect to the geometry is wanted (direct training, the dual pass of force
 // training) the model calls neither edge_grad_init nor edge_backward and hands layer_backward a
 // default-constructed EdgeGrad (empty views): it must then skip what only feeds dL/dr.
-// The model applies the stack activation after each layer (as HydraGNN's Base does).
+// The model applies the feature layer and the stack activation after each layer (as HydraGNN's Base
+// does: activation(feature_layer(conv(h)))).
 #pragma once
 
 #include <hydragnn/core/batch.hpp>
@@ -48,6 +54,8 @@ struct Pairs {};
 struct Triplets {};
 struct LastLayer {};
 struct PerLayer {};
+struct IdentityFeatureLayer {};
+struct BatchNormFeatureLayer {};
 }  // namespace conv
 
 /// One named value of an enumerated option (the io layer maps config strings through these).
@@ -73,6 +81,23 @@ struct NodeState {
   VFeat<S, M> v;  ///< N x 3 x F vector features (empty unless ScalarsAndVectors)
   Mat<S, M> e;   ///< E x F_e edge features (empty unless WithEdgeState)
 };
+
+namespace conv {
+/// Base of a convolution without edge geometry (GIN, SAGE): empty edge caches and no-op edge passes.
+struct NoEdgeGeometry {
+  template <class S, class M> struct EdgeCache {};
+  template <class S, class M> struct EdgeGrad {};
+  template <class Exec, class S>
+  void edge_forward(const Exec&, const Batch<mem_t<Exec>>&, const Mat<S, mem_t<Exec>>&, EdgeCache<S, mem_t<Exec>>&,
+                    Workspace<mem_t<Exec>>&) const {}
+  template <class Exec, class S>
+  void edge_grad_init(const Exec&, const Batch<mem_t<Exec>>&, EdgeGrad<S, mem_t<Exec>>&, Workspace<mem_t<Exec>>&) const {}
+  template <class Exec, class S>
+  void edge_backward(const Exec&, const Batch<mem_t<Exec>>&, const Mat<S, mem_t<Exec>>&, const EdgeCache<S, mem_t<Exec>>&,
+                     EdgeGrad<S, mem_t<Exec>>&, const Mat<S, mem_t<Exec>>&, Workspace<mem_t<Exec>>&) const {}
+  bool uses_positions() const { return false; }
+};
+}  // namespace conv
 
 namespace conv_detail {
 template <class...>
@@ -106,6 +131,14 @@ template <class C>
 struct has_connectivity<C, void_t<typename C::connectivity>>
     : std::integral_constant<bool, std::is_same<typename C::connectivity, conv::Pairs>::value ||
                                        std::is_same<typename C::connectivity, conv::Triplets>::value> {};
+template <class C, class = void> struct has_uses_positions : std::false_type {};
+template <class C>
+struct has_uses_positions<C, void_t<decltype(bool(std::declval<const C&>().uses_positions()))>> : std::true_type {};
+template <class C, class = void> struct has_feature_layer : std::false_type {};
+template <class C>
+struct has_feature_layer<C, void_t<typename C::feature_layer>>
+    : std::integral_constant<bool, std::is_same<typename C::feature_layer, conv::IdentityFeatureLayer>::value ||
+                                       std::is_same<typename C::feature_layer, conv::BatchNormFeatureLayer>::value> {};
 template <class C, class = void> struct has_readout : std::false_type {};
 template <class C>
 struct has_readout<C, void_t<typename C::readout>>
@@ -181,6 +214,8 @@ struct conv_traits {
   static_assert(conv_detail::has_connectivity<C>::value,
                 "convolution: needs `using connectivity = conv::Pairs` or `conv::Triplets`");
   static_assert(conv_detail::has_readout<C>::value, "convolution: needs `using readout = conv::LastLayer` or `conv::PerLayer`");
+  static_assert(conv_detail::has_feature_layer<C>::value,
+                "convolution: needs `using feature_layer = conv::IdentityFeatureLayer` or `conv::BatchNormFeatureLayer`");
   static_assert(conv_detail::has_caches<C>::value,
                 "convolution: needs member templates `template <class S, class M> struct EdgeCache`, `EdgeGrad` and "
                 "`LayerCache`");
@@ -203,6 +238,8 @@ struct conv_traits {
   using edge_state = typename C::edge_state;
   using connectivity = typename C::connectivity;
   using readout = typename C::readout;
+  using feature_layer = typename C::feature_layer;
+  static constexpr bool batch_norm = std::is_same<feature_layer, conv::BatchNormFeatureLayer>::value;
   static constexpr bool has_vectors = std::is_same<node_state, conv::ScalarsAndVectors>::value;
   static constexpr bool has_edge_state = std::is_same<edge_state, conv::WithEdgeState>::value;
   static constexpr bool needs_triplets = std::is_same<connectivity, conv::Triplets>::value;
@@ -212,6 +249,13 @@ struct conv_traits {
   static_assert(!has_edge_state || conv_detail::has_edge_channels<C>::value,
                 "convolution: edge_state WithEdgeState needs `int edge_channels() const`");
   static constexpr bool value = true;
+  /// Whether the energy of convolution c depends on the positions (true unless c says otherwise).
+  static bool uses_positions(const C& c) {
+    if constexpr (conv_detail::has_uses_positions<C>::value)
+      return c.uses_positions();
+    else
+      return true;
+  }
 };
 
 }  // namespace hydragnn

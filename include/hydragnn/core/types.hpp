@@ -68,11 +68,14 @@ struct NamedParam {
 
 /// Hands out consecutive ranges of the model's flat parameter buffer.
 /// Each range records the half-width of its uniform initialisation (PyTorch's default for Linear:
-/// U(-1/sqrt(in), 1/sqrt(in)) for weights and biases) and, when given, its name and shape.
+/// U(-1/sqrt(in), 1/sqrt(in)) for weights and biases) or its constant initial value (take_constant),
+/// and, when given, its name and shape.
 struct ParamAllocator {
   struct Range {
     std::size_t offset, size;
     double bound;
+    bool constant = false;  ///< filled with `value` instead of drawn
+    double value = 0;
   };
   std::size_t size = 0;
   std::vector<Range> ranges;
@@ -98,6 +101,13 @@ struct ParamAllocator {
       if (shape.empty()) shape = {int(n)};
       named.push_back({name, off, std::move(shape)});
     }
+    return off;
+  }
+  /// A block initialised to `value` (e.g. BatchNorm's weight 1 and bias 0, GIN's eps).
+  std::size_t take_constant(std::size_t n, double value, const std::string& name = {}, std::vector<int> shape = {}) {
+    const std::size_t off = take(n, 0.0, name, std::move(shape));
+    ranges.back().constant = true;
+    ranges.back().value = value;
     return off;
   }
 };

@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Checkpoints: one binary file, written atomically (temp file + rename).
 //
-//   "HYDRAGNN-CKPT 1\n"
+//   "HYDRAGNN-CKPT 2\n"
 //   u64 header_bytes, header (JSON: precision, model spec, training state, config)
 //   u64 n, params[n] (T), u64 n_opt, m[n_opt], v[n_opt] (T)
+//   u64 n_buf, buffers[n_buf] (double: BatchNorm running statistics, Model::buffers())
 //   u64 FNV-1a-64 checksum of everything above
+// Version 1 files (no buffers block) are read as having no buffers.
 //
-// Everything needed to resume bit-for-bit (weights, optimizer moments, step count, learning rate,
-// scheduler and early-stopping counters, epoch) is stored. Corrupt, truncated or mismatched files
+// Everything needed to resume bit-for-bit (weights, optimizer moments, buffers, step count, learning
+// rate, scheduler and early-stopping counters, epoch) is stored. Corrupt, truncated or mismatched files
 // give a CheckpointError naming the file and what is wrong.
 #pragma once
 
@@ -32,6 +34,7 @@ struct CheckpointData {
   TrainState state;
   std::string config_json;  ///< the training config (canonical JSON), informational
   std::vector<double> params, opt_m, opt_v;  ///< stored in `precision`
+  std::vector<double> buffers;               ///< stored in double
 };
 
 namespace detail {
@@ -59,7 +62,7 @@ void put_array(std::string& out, const std::vector<double>& v) {
 
 inline void write_checkpoint(const std::string& path, const CheckpointData& c) {
   const std::string header = checkpoint_header_to_json(CheckpointHeader{c.precision, c.spec, c.options, c.state, c.config_json});
-  std::string out = "HYDRAGNN-CKPT 1\n";
+  std::string out = "HYDRAGNN-CKPT 2\n";
   const std::uint64_t hn = header.size();
   out.append(reinterpret_cast<const char*>(&hn), sizeof hn);
   out += header;
@@ -72,6 +75,7 @@ inline void write_checkpoint(const std::string& path, const CheckpointData& c) {
     detail::put_array<double>(out, c.opt_m);
     detail::put_array<double>(out, c.opt_v);
   }
+  detail::put_array<double>(out, c.buffers);
   const std::uint64_t sum = detail::fnv1a(out);
   out.append(reinterpret_cast<const char*>(&sum), sizeof sum);
   const std::string tmp = path + ".tmp";
@@ -94,8 +98,9 @@ inline CheckpointData read_checkpoint(const std::string& path) {
   std::stringstream ss;
   ss << f.rdbuf();
   const std::string data = ss.str();
-  const std::string magic = "HYDRAGNN-CKPT 1\n";
-  if (data.compare(0, magic.size(), magic) != 0)
+  const std::string magic = "HYDRAGNN-CKPT 2\n", magic1 = "HYDRAGNN-CKPT 1\n";
+  const bool v1 = data.compare(0, magic1.size(), magic1) == 0;
+  if (!v1 && data.compare(0, magic.size(), magic) != 0)
     throw CheckpointError(path + ": not a hydragnn checkpoint (bad magic)");
   if (data.size() < magic.size() + 16) throw CheckpointError(path + ": truncated checkpoint");
   std::uint64_t sum;
@@ -122,7 +127,7 @@ inline CheckpointData read_checkpoint(const std::string& path) {
   c.config_json = h.config_json;
   const std::size_t tsize = c.precision == "float" ? 4 : c.precision == "double" ? 8 : 0;
   if (tsize == 0) throw CheckpointError(path + ": unknown precision '" + c.precision + "'");
-  auto get_array = [&](std::vector<double>& v, const char* what) {
+  auto get_array = [&](std::vector<double>& v, const char* what, std::size_t tsize) {
     const std::uint64_t n = get_u64(what);
     if (pos + n * tsize > data.size() - 8) throw CheckpointError(path + ": truncated " + std::string(what));
     v.resize(n);
@@ -137,10 +142,11 @@ inline CheckpointData read_checkpoint(const std::string& path) {
       pos += tsize;
     }
   };
-  get_array(c.params, "parameters");
-  get_array(c.opt_m, "optimizer state m");
-  get_array(c.opt_v, "optimizer state v");
-  if (pos != data.size() - 8) throw CheckpointError(path + ": trailing bytes after the optimizer state");
+  get_array(c.params, "parameters", tsize);
+  get_array(c.opt_m, "optimizer state m", tsize);
+  get_array(c.opt_v, "optimizer state v", tsize);
+  if (!v1) get_array(c.buffers, "buffers", 8);
+  if (pos != data.size() - 8) throw CheckpointError(path + ": trailing bytes after the " + std::string(v1 ? "optimizer state" : "buffers"));
   return c;
 }
 

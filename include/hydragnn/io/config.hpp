@@ -493,6 +493,8 @@ struct OptionKeys {
       r.get(key, v);
     } else if constexpr (std::is_same<V, std::vector<double>>::value) {
       r.ignore(key, kArr, kNum);
+    } else if constexpr (std::is_same<V, std::vector<std::string>>::value) {
+      r.ignore(key, kArr, kStr);
     } else {
       r.ignore(key, std::is_same<V, bool>::value ? kBool : std::is_same<V, int>::value ? kInt
                     : std::is_same<V, double>::value ? kNum : kStr);
@@ -623,7 +625,6 @@ inline void parse_architecture(Reader& a, ArchitectureConfig& c,
   a.ignore("initial_bias", kNum | kNull);
   a.ignore("freeze_conv_layers", kBool);
   a.ignore("SyncBatchNorm", kBool);
-  a.ignore("edge_features", kArr, kStr);
   a.finish();
 }
 

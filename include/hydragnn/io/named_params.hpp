@@ -5,7 +5,8 @@
 //    "parameters": {name: {"shape": [...], "data": [flat, row-major]}}}
 // Loading is strict: every block of the model must be present with its shape, and every entry of the
 // file must be used, except buffers our model recomputes (SchNet's Gaussian ".offset", PNA's degree
-// averages).
+// averages). The model's own buffers (BatchNorm running statistics and num_batches_tracked,
+// Model::named_buffers()) are read the same way from the same object, and required.
 #pragma once
 
 #include <hydragnn/core/types.hpp>
@@ -34,18 +35,15 @@ inline bool recomputed_buffer(const std::string& name) {
 }
 }  // namespace named_params_detail
 
-/// Copy the blocks of `params` (the "parameters" object) into the model's parameter buffer.
-template <class ModelT>
-void load_named_parameters(ModelT& model, const nlohmann::json& params, const std::string& where) {
-  using T = typename ModelT::real_type;
-  if (!params.is_object()) throw NamedParamsError(where + ": 'parameters' must be an object");
-  auto h = Kokkos::create_mirror_view(model.params());
-  Kokkos::deep_copy(h, model.params());
-  std::set<std::string> used;
-  for (const NamedParam& np : model.named_parameters()) {
+namespace named_params_detail {
+/// Copy every block of `blocks` from `params` into `dst` (host, indexed by NamedParam::offset).
+template <class Dst>
+void read_blocks(const std::vector<NamedParam>& blocks, const nlohmann::json& params, const std::string& where,
+                 const std::string& mpnn_type, std::set<std::string>& used, Dst&& dst) {
+  for (const NamedParam& np : blocks) {
     auto it = params.find(np.name);
     if (it == params.end())
-      throw NamedParamsError(where + ": no parameter '" + np.name + "' (needed by this " + model.spec().mpnn_type +
+      throw NamedParamsError(where + ": no parameter '" + np.name + "' (needed by this " + mpnn_type +
                              " architecture)");
     try {
       const auto shape = it->at("shape").get<std::vector<int>>();
@@ -60,17 +58,36 @@ void load_named_parameters(ModelT& model, const nlohmann::json& params, const st
       if (!data.is_array() || data.size() != np.size())
         throw NamedParamsError(where + ": parameter '" + np.name + "' has " + std::to_string(data.size()) +
                                " values, its shape needs " + std::to_string(np.size()));
-      for (std::size_t k = 0; k < np.size(); ++k) h(np.offset + k) = T(data[k].get<double>());
+      for (std::size_t k = 0; k < np.size(); ++k) dst(np.offset + k, data[k].get<double>());
     } catch (const nlohmann::json::exception& e) {
       throw NamedParamsError(where + ": parameter '" + np.name + "' is malformed: " + e.what());
     }
     used.insert(np.name);
   }
+}
+}  // namespace named_params_detail
+
+/// Copy the blocks of `params` (the "parameters" object) into the model's parameter buffer (and
+/// its buffers: BatchNorm running statistics).
+template <class ModelT>
+void load_named_parameters(ModelT& model, const nlohmann::json& params, const std::string& where) {
+  using T = typename ModelT::real_type;
+  if (!params.is_object()) throw NamedParamsError(where + ": 'parameters' must be an object");
+  auto h = Kokkos::create_mirror_view(model.params());
+  Kokkos::deep_copy(h, model.params());
+  std::set<std::string> used;
+  const std::string type = model.spec().mpnn_type;
+  named_params_detail::read_blocks(model.named_parameters(), params, where, type, used,
+                                   [&](std::size_t i, double v) { h(i) = T(v); });
+  std::vector<double> buf = model.buffers();
+  named_params_detail::read_blocks(model.named_buffers(), params, where, type, used,
+                                   [&](std::size_t i, double v) { buf[i] = v; });
   for (auto it = params.begin(); it != params.end(); ++it)
     if (!used.count(it.key()) && !named_params_detail::recomputed_buffer(it.key()))
       throw NamedParamsError(where + ": parameter '" + it.key() + "' has no counterpart in this " +
                              model.spec().mpnn_type + " architecture");
   Kokkos::deep_copy(model.params(), h);
+  model.set_buffers(buf);
 }
 
 /// The model's parameters as a named-parameter JSON object.
@@ -83,6 +100,10 @@ nlohmann::json named_parameters_json(const ModelT& model) {
     for (std::size_t k = 0; k < np.size(); ++k) v[k] = double(h(np.offset + k));
     out[np.name] = {{"shape", np.shape}, {"data", v}};
   }
+  const std::vector<double> buf = model.buffers();
+  for (const NamedParam& np : model.named_buffers())
+    out[np.name] = {{"shape", np.shape}, {"data", std::vector<double>(buf.begin() + long(np.offset),
+                                                                      buf.begin() + long(np.offset + np.size()))}};
   return out;
 }
 

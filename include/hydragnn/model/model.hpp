@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// Model<T, Conv, Exec>: species embedding -> num_conv_layers x (Conv layer -> stack activation) -> heads.
+// Model<T, Conv, Exec>: species embedding -> num_conv_layers x (Conv layer -> feature layer -> stack
+// activation) -> heads.
 //
 //  * Conv is a convolution of the v2 interface (conv/traits.hpp), checked by conv_traits<Conv>.
 //  * Node state: scalars h (N x H) and, for ScalarsAndVectors convolutions, vectors v (N x 3 x F,
@@ -9,6 +10,11 @@
 //    flat buffer (named blocks: named_parameters()), parameter gradients are real T in a buffer of the
 //    same layout (a dual pass adds only the tangent of its parameter cotangent: param_part in
 //    core/dual.hpp); an empty gradient view skips every parameter gradient.
+//  * Feature layers (conv_traits<Conv>::batch_norm): PyG BatchNorm after every layer, as HydraGNN's
+//    invariant stacks. Batch statistics in training mode (set_training(true); a real forward then
+//    records them, update_running_statistics() folds them into the running ones once per step),
+//    running statistics otherwise (the default: inference, validation, every loaded checkpoint).
+//    The running statistics are buffers (statistics(), named_buffers()), saved with the parameters.
 //  * Intermediates live in a Workspace (core/workspace.hpp): a pass allocates nothing once it has grown.
 #pragma once
 
@@ -16,10 +22,12 @@
 #include <hydragnn/heads/heads.hpp>
 #include <hydragnn/kernels/readout.hpp>
 #include <hydragnn/model/spec.hpp>
+#include <hydragnn/nn/batchnorm.hpp>
 
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace hydragnn {
@@ -41,7 +49,8 @@ class Model {
     Mat<S, M> r;  ///< E x 3 edge vectors
     typename Conv::template EdgeCache<S, M> edge;
     std::vector<NodeState<S, M>> state;  ///< state[0] = embedding, state[l+1] = after layer l (activated)
-    std::vector<Mat<S, M>> pre;          ///< pre[l] = layer l's scalar output before the stack activation
+    std::vector<Mat<S, M>> pre;          ///< pre[l] = input of layer l's stack activation (after the feature layer)
+    std::vector<typename BatchNorm::template Cache<S, M>> norm;  ///< feature layers (batch_norm only)
     std::vector<typename Conv::template LayerCache<S, M>> layer;
     typename Heads::template Cache<S, M> heads;
     Vec<rebind_t<S, double>, M> energy;  ///< G, eV
@@ -55,6 +64,27 @@ class Model {
     const int D = spec_.embedding_dim();
     emb_off_ = long(alloc.take(std::size_t(spec.num_species()) * D, 1.0, "embedding.weight", {spec.num_species(), D}));
     conv_ = Conv(alloc, spec_.conv_common(), opt_);
+    if constexpr (traits::batch_norm) {
+      const int C = spec_.hidden_dim;
+      for (int l = 0; l < conv_.num_layers(); ++l)
+        norms_.emplace_back(alloc, C, long(2 * C) * l, "feature_layers." + std::to_string(l));
+      const int L = conv_.num_layers();
+      stats_ = Vec<double, M>("hydragnn::Model::running_statistics", std::size_t(2 * C) * L);
+      record_ = Vec<double, M>("hydragnn::Model::batch_statistics", std::size_t(2 * C) * L);
+      auto h = Kokkos::create_mirror_view(stats_);
+      for (int l = 0; l < L; ++l)
+        for (int c = 0; c < C; ++c) {
+          h(std::size_t(2 * C) * l + c) = 0.0;      // running_mean
+          h(std::size_t(2 * C) * l + C + c) = 1.0;  // running_var
+        }
+      Kokkos::deep_copy(stats_, h);
+      for (int l = 0; l < L; ++l) {
+        const std::string n = "feature_layers." + std::to_string(l) + ".module.";
+        named_buffers_.push_back({n + "running_mean", std::size_t(2 * C) * l, {C}});
+        named_buffers_.push_back({n + "running_var", std::size_t(2 * C) * l + C, {C}});
+        named_buffers_.push_back({n + "num_batches_tracked", std::size_t(2 * C) * L, {}});
+      }
+    }
     heads_ = Heads(alloc, spec_, traits::per_layer_readout ? conv_.num_layers() : 1);
     init_ranges_ = alloc.ranges;
     named_ = alloc.named;
@@ -80,14 +110,62 @@ class Model {
   std::size_t num_params() const { return params_.extent(0); }
   Vec<T, M> params() const { return params_; }
   const Conv& conv() const { return conv_; }
+  /// Whether the energy depends on the positions (false for convolutions without edge geometry,
+  /// e.g. GIN: their forces and stress are zero).
+  bool uses_positions() const { return traits::uses_positions(conv_); }
   /// Named blocks of the parameter buffer (HydraGNN state_dict names where there is a counterpart).
   const std::vector<NamedParam>& named_parameters() const { return named_; }
+
+  /// Feature-layer mode: batch statistics (training) or running statistics (evaluation, the default).
+  void set_training(bool on) { training_ = on; }
+  bool training() const { return training_; }
+  /// Fold the batch statistics recorded by the last training-mode real forward into the running
+  /// statistics (momentum 0.1 = torch's, unbiased variance); once per optimizer step. Momentum 1
+  /// replaces them by that batch's statistics (calibration). No-op without feature layers or
+  /// without a recorded forward.
+  void update_running_statistics(const Exec& exec, double momentum = BatchNorm::momentum) {
+    if constexpr (traits::batch_norm) {
+      if (!recorded_) return;
+      kernels::batchnorm_update_running<Exec>(exec, record_, momentum, stats_);
+      ++batches_tracked_;
+      recorded_ = false;
+    }
+  }
+  /// Buffers (not trained): the feature layers' running statistics then num_batches_tracked, as
+  /// host doubles (empty without feature layers); named_buffers() names their blocks (HydraGNN
+  /// state_dict names; every layer's num_batches_tracked is the one shared count at the end).
+  std::vector<double> buffers() const {
+    std::vector<double> out;
+    if constexpr (traits::batch_norm) {
+      auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), stats_);
+      out.assign(h.data(), h.data() + h.extent(0));
+      out.push_back(double(batches_tracked_));
+    }
+    return out;
+  }
+  std::size_t num_buffers() const { return traits::batch_norm ? stats_.extent(0) + 1 : 0; }
+  void set_buffers(const std::vector<double>& b) {
+    if (b.size() != num_buffers())
+      throw std::invalid_argument("hydragnn::Model::set_buffers: " + std::to_string(b.size()) + " values, the " +
+                                  Conv::name + " architecture has " + std::to_string(num_buffers()));
+    if constexpr (traits::batch_norm) {
+      auto h = Kokkos::create_mirror_view(stats_);
+      for (std::size_t i = 0; i < h.extent(0); ++i) h(i) = b[i];
+      Kokkos::deep_copy(stats_, h);
+      batches_tracked_ = long(b.back());
+    }
+  }
+  const std::vector<NamedParam>& named_buffers() const { return named_buffers_; }
 
   /// Deterministic initialisation from a seed (uniform ranges recorded by the allocator).
   void initialize(std::uint64_t seed) {
     auto h = Kokkos::create_mirror_view(params_);
     std::mt19937_64 rng(seed);
     for (const auto& r : init_ranges_) {
+      if (r.constant) {
+        for (std::size_t i = 0; i < r.size; ++i) h(r.offset + i) = T(r.value);
+        continue;
+      }
       std::uniform_real_distribution<double> u(-r.bound, r.bound);
       for (std::size_t i = 0; i < r.size; ++i) h(r.offset + i) = T(u(rng));
     }
@@ -135,6 +213,13 @@ class Model {
     f.state.assign(L + 1, NodeState<S, M>());
     f.pre.assign(L, Mat<S, M>());
     f.layer.resize(L);
+    const bool batch_stats = traits::batch_norm && training_;
+    if constexpr (traits::batch_norm) {
+      f.norm.resize(L);
+      if (batch_stats && N < 2)
+        throw std::invalid_argument(std::string("hydragnn::Model: ") + Conv::name +
+                                    "'s BatchNorm in training mode needs more than one atom in the batch");
+    }
     NodeState<S, M>& s0 = f.state[0];
     s0.h = ws.template mat<S>(lbl + ".embedding", 0, N, D);
     kernels::embedding_forward<Exec, S, T>(exec, w.p, emb_off_, b.species, s0.h);
@@ -145,6 +230,13 @@ class Model {
     for (int l = 0; l < L; ++l) {
       NodeState<S, M> out;
       conv_.template layer_forward<Exec, S, T>(exec, l, w, b, f.edge, f.state[l], f.layer[l], out, ws);
+      if constexpr (traits::batch_norm) {
+        // the real pass of a training step records the batch statistics for the running update
+        const bool record = batch_stats && std::is_same<S, T>::value;
+        out.h = norms_[l].template forward<Exec, S, T>(exec, w, out.h, batch_stats, stats_,
+                                                       record ? record_ : Vec<double, M>(), f.norm[l], ws, l);
+        if (record) recorded_ = true;
+      }
       f.pre[l] = out.h;
       out.h = ws.template mat<S>(lbl + ".activated", l, f.pre[l].extent(0), f.pre[l].extent(1));
       kernels::activation_forward<Exec, S>(exec, spec_.act, f.pre[l], out.h);
@@ -186,6 +278,7 @@ class Model {
       kernels::activation_backward<Exec, S>(exec, spec_.act, f.pre[l], out_bar.h, pre_bar);
       NodeState<S, M> ob = out_bar;
       ob.h = pre_bar;
+      if constexpr (traits::batch_norm) ob.h = norms_[l].template backward<Exec, S, T>(exec, w, f.norm[l], pre_bar, g, ws, l);
       NodeState<S, M> in_bar;
       conv_.template layer_backward<Exec, S, T>(exec, l, w, b, f.edge, f.state[l], f.layer[l], ob, in_bar, g, eg, ws);
       if (l > 0) kernels::add_into<Exec, S>(exec, in_bar.h, hbars[l - 1]);  // per-layer readouts/heads of layer l-1
@@ -204,6 +297,13 @@ class Model {
   options_type opt_;
   long emb_off_ = 0;
   Conv conv_;
+  std::vector<BatchNorm> norms_;  ///< feature layers (batch_norm only)
+  Vec<double, M> stats_;          ///< running mean/var per feature layer: [mean C | var C] x L
+  Vec<double, M> record_;         ///< batch statistics of the last training-mode real forward (same layout)
+  long batches_tracked_ = 0;
+  bool training_ = false;
+  mutable bool recorded_ = false;  ///< record_ holds statistics not yet folded in
+  std::vector<NamedParam> named_buffers_;
   Heads heads_;
   std::vector<ParamAllocator::Range> init_ranges_;
   std::vector<NamedParam> named_;

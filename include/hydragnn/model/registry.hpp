@@ -4,9 +4,13 @@
 // touches its own file in conv/ and this list.
 #pragma once
 
+#include <hydragnn/conv/cgcnn.hpp>
 #include <hydragnn/conv/egnn.hpp>
+#include <hydragnn/conv/gin.hpp>
 #include <hydragnn/conv/painn.hpp>
+#include <hydragnn/conv/pna.hpp>
 #include <hydragnn/conv/pnaeq.hpp>
+#include <hydragnn/conv/sage.hpp>
 #include <hydragnn/conv/schnet.hpp>
 
 #include <string>
@@ -17,7 +21,7 @@
 namespace hydragnn {
 
 /// Every convolution the library implements (HydraGNN mpnn_type names).
-using conv_registry = std::tuple<SchNetConv, EGNNConv, PaiNNConv, PNAEqConv>;
+using conv_registry = std::tuple<SchNetConv, EGNNConv, PaiNNConv, PNAEqConv, GINConv, SAGEConv, PNAConv, CGCNNConv>;
 
 template <class T>
 struct type_tag {

@@ -90,6 +90,41 @@ void fill_degree_histogram(O& o, const Dataset& train) {
     if (o.pna_deg.empty()) o.pna_deg = degree_histogram(train);
 }
 
+/// The longest edge of a dataset's graphs, |r_e| with r_e = x[receiver] - x[sender] + S_e (HydraGNN
+/// divides its edge-length features by this maximum over the dataset).
+inline double max_edge_length(const Dataset& ds) {
+  double best = 0;
+  for (std::size_t k = 0; k < ds.graphs.size(); ++k) {
+    const Structure& f = ds.frames[k];
+    const RadiusGraph& g = ds.graphs[k];
+    for (std::size_t e = 0; e < g.num_edges(); ++e) {
+      double r2 = 0;
+      for (int a = 0; a < 3; ++a) {
+        double r = f.positions[g.receivers[e]][a] - f.positions[g.senders[e]][a];
+        for (int c = 0; c < 3; ++c) r += g.shifts[e][c] * f.cell[c][a];
+        r2 += r * r;
+      }
+      best = std::max(best, std::sqrt(r2));
+    }
+  }
+  return best;
+}
+
+namespace dataset_detail {
+template <class O, class = void>
+struct has_edge_length_scale : std::false_type {};
+template <class O>
+struct has_edge_length_scale<O, std::void_t<decltype(std::declval<O&>().edge_length_scale)>> : std::true_type {};
+}  // namespace dataset_detail
+
+/// Options of a convolution with edge-length features and no `edge_length_scale`: the training
+/// set's longest edge.
+template <class O>
+void fill_edge_length_scale(O& o, const Dataset& train) {
+  if constexpr (dataset_detail::has_edge_length_scale<O>::value)
+    if (!o.edge_features.empty() && o.edge_length_scale == 0) o.edge_length_scale = max_edge_length(train);
+}
+
 inline Dataset load_dataset(const std::string& path, double cutoff, int max_neighbours, const DatasetRequirements& req) {
   Dataset ds;
   ds.name = path;

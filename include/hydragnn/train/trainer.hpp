@@ -17,6 +17,7 @@
 #include <functional>
 #include <numeric>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -83,6 +84,7 @@ CheckpointData make_checkpoint(const ModelT& model, const Opt* opt, const TrainS
   c.state = st;
   c.config_json = cfg;
   c.params = to_host_vector(model.params());
+  c.buffers = model.buffers();
   if (opt) {
     c.opt_m = to_host_vector(opt->m);
     c.opt_v = to_host_vector(opt->v);
@@ -112,6 +114,11 @@ ModelT model_from_checkpoint(const CheckpointData& c, const std::string& path) {
   auto h = Kokkos::create_mirror_view(model.params());
   for (std::size_t i = 0; i < c.params.size(); ++i) h(i) = T(c.params[i]);
   Kokkos::deep_copy(model.params(), h);
+  if (c.buffers.size() != model.num_buffers())
+    throw CheckpointError(path + ": checkpoint has " + std::to_string(c.buffers.size()) +
+                          " buffer values (BatchNorm running statistics) but its architecture needs " +
+                          std::to_string(model.num_buffers()));
+  model.set_buffers(c.buffers);
   return model;
 }
 
@@ -145,7 +152,8 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
   spec.ref_energy = fit_reference_energies(train_ds, spec.species);
   spec.energy_scale = energy_scale_of(train_ds, spec.species, spec.ref_energy);
   auto conv_options = cfg.arch.template conv_options<typename ModelT::conv_type>();
-  fill_degree_histogram(conv_options, train_ds);  // PNA family: pna_deg from the training set
+  fill_degree_histogram(conv_options, train_ds);   // PNA family: pna_deg from the training set
+  fill_edge_length_scale(conv_options, train_ds);  // edge_features ["length"]: its normalisation
   ModelT model(spec, conv_options);
   model.initialize(tc.seed);
   Optimizer<T, Exec> optim(parse_optimizer(tc.optimizer.type), model.num_params(), tc.optimizer.learning_rate,
@@ -174,6 +182,11 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
     optim.step_count = st.step;
   }
   const LossSpec w = loss_from_config(cfg, model.spec());
+  if (!model.uses_positions() && (w.force > 0 || w.stress > 0))
+    throw std::invalid_argument(std::string("NeuralNetwork.Architecture: ") + spec.mpnn_type +
+                                  "'s energy does not depend on the atom positions (it takes no edge features, as "
+                                  "HydraGNN's), so its forces and stress are zero: set force_weight and stress_weight "
+                                  "to 0 or choose a model with edge geometry");
   PlateauScheduler sched;
   sched.enabled = tc.scheduler;
   sched.factor = tc.scheduler_factor;
@@ -204,6 +217,7 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
     std::mt19937_64 rng(tc.seed * 1000003ull + std::uint64_t(st.epoch));
     std::shuffle(order.begin(), order.end(), rng);
     double train_loss = 0;
+    model.set_training(true);  // feature layers: batch statistics
     for (std::size_t s = 0; s < order.size(); s += tc.batch_size) {
       std::vector<std::size_t> idx(order.begin() + s, order.begin() + std::min(order.size(), s + tc.batch_size));
       auto b = batch_of<M>(train_ds, idx, model.spec().species, model.spec().heads, ModelT::traits::needs_triplets);
@@ -213,10 +227,12 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
                                  std::to_string(st.epoch + 1) + " (lower the learning rate)");
       optim.lr = st.lr;
       optim.step(exec, model.params(), grad);
+      model.update_running_statistics(exec);
       ++st.step;
       train_loss += r.loss * idx.size();
     }
     train_loss /= double(order.size());
+    model.set_training(false);  // validation and checkpoints: running statistics
     const Metrics vm = val_ds.size() ? evaluate(exec, model, val_ds, w, tc.batch_size) : metrics_from({}, train_loss);
     const double val_loss = val_ds.size() ? vm.loss : train_loss;
     ++st.epoch;

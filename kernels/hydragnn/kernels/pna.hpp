@@ -140,6 +140,18 @@ template <class S, class M>
 struct PnaCache {
   Mat<S, M> mean, mn, mx, sd;
   Mat<int, M> arg_mn, arg_mx;
+  /// The N x F matrices as views of a workspace (core/workspace.hpp) slot.
+  template <class WS>
+  static PnaCache in(WS& ws, const std::string& lbl, int slot, int N, int F) {
+    PnaCache p;
+    p.mean = ws.template mat<S>(lbl + ".mean", slot, N, F);
+    p.mn = ws.template mat<S>(lbl + ".min", slot, N, F);
+    p.mx = ws.template mat<S>(lbl + ".max", slot, N, F);
+    p.sd = ws.template mat<S>(lbl + ".std", slot, N, F);
+    p.arg_mn = ws.template mat<int>(lbl + ".arg_min", slot, N, F);
+    p.arg_mx = ws.template mat<int>(lbl + ".arg_max", slot, N, F);
+    return p;
+  }
 };
 
 /// PNA aggregation of messages X (E x F) at their receivers: A = pna_scale(mean, min, max, std).

@@ -21,8 +21,14 @@ enum class Activation { Identity, ReLU, SiLU, ShiftedSoftplus, Tanh, Sigmoid, So
 
 namespace act {
 
+/// 1 / (1 + e^-x); for x < 0 as e^x / (1 + e^x), so that no exponential overflows (a dual's
+/// tangent through e^-x = inf would be inf / inf = NaN below x = -709 in double).
 template <class S> KOKKOS_INLINE_FUNCTION S sigmoid(const S& x) {
   using R = real_t<S>;
+  if (x < R(0)) {
+    const S e = math::exp(x);
+    return e / (R(1) + e);
+  }
   return R(1) / (R(1) + math::exp(-x));
 }
 /// log(1 + e^x) without overflow.

@@ -88,6 +88,24 @@ void edge_lengths(const Exec& exec, const CMat<S, mem_t<Exec>>& r, const Vec<S, 
       KOKKOS_LAMBDA(const long e) { d(e) = math::sqrt(r(e, 0) * r(e, 0) + r(e, 1) * r(e, 1) + r(e, 2) * r(e, 2)); });
 }
 
+/// The edge feature "length" (HydraGNN edge_features ["length"], normalised by a fixed scale):
+/// X(e,0) = d(e) / scale                                                     // d: E -> X: E x 1
+template <class Exec, class S>
+void length_feature(const Exec& exec, const CVec<S, mem_t<Exec>>& d, double scale, const Mat<S, mem_t<Exec>>& X) {
+  Kokkos::parallel_for(
+      "hydragnn::EdgeGeometry::length_feature", Kokkos::RangePolicy<Exec>(exec, 0, long(d.extent(0))),
+      KOKKOS_LAMBDA(const long e) { X(e, 0) = d(e) / real_t<S>(scale); });
+}
+
+/// Backward of length_feature: dbar(e) += Xbar(e,0) / scale              // Xbar: E x 1 -> dbar: E
+template <class Exec, class S>
+void length_feature_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& Xbar, double scale,
+                             const Vec<S, mem_t<Exec>>& dbar) {
+  Kokkos::parallel_for(
+      "hydragnn::EdgeGeometry::length_feature_backward", Kokkos::RangePolicy<Exec>(exec, 0, long(dbar.extent(0))),
+      KOKKOS_LAMBDA(const long e) { dbar(e) += Xbar(e, 0) / real_t<S>(scale); });
+}
+
 /// rbar(e,:) += dbar(e) * r(e,:) / d(e)
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void edge_lengths_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& r, const CVec<S, mem_t<Exec>>& d,

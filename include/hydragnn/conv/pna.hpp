@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// PNA (HydraGNN's PNAStack layer = PyTorch Geometric's PNAConv with aggregators mean/min/max/std,
+// scalers identity/amplification/attenuation/linear, towers 1, pre_layers 1, post_layers 1,
+// divide_input False), written as a composition of ops (receiver i = dst(e), sender j = src(e)):
+//
+//   edges (once):  d_e = |r_e|, a_e = d_e / edge_length_scale            (edge_features ["length"] only)
+//   layer l:       m_e  = pre([h_i, h_j, edge_encoder(a_e)])            Linear 3I -> I (2I without edge features)
+//                       = pre_i(h)[i] + pre_j(h)[j] + pre_e(edge_encoder(a_e))   node blocks computed per node
+//                  A_i  = PNA(m) over the edges into i                   N x 16I (kernels/pna.hpp)
+//                  out  = lin(post([h_i, A_i]))                          Linear 17I -> H, Linear H -> H
+// HydraGNN's Base puts a BatchNorm after every layer, then the stack activation. Without edge features
+// the energy does not depend on the positions (as HydraGNN's PNA without edge_attr). With them the edge
+// attribute is computed from the positions inside the model, so forces and force training work (in
+// HydraGNN edge_attr is a precomputed input and cannot be used with interatomic potentials).
+#pragma once
+
+#include <hydragnn/conv/edge_features.hpp>
+#include <hydragnn/conv/traits.hpp>
+#include <hydragnn/kernels/pna.hpp>
+#include <hydragnn/kernels/segment.hpp>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace hydragnn {
+
+struct PNAOptions : EdgeFeatureOptions {
+  std::vector<double> pna_deg;  ///< in-degree histogram of the training set (HydraGNN pna_deg)
+  template <class V>
+  void visit(V&& v) {
+    v("pna_deg", pna_deg);
+    visit_edge_features(v);
+  }
+  template <class F>
+  void validate(F&& fail) const {
+    for (double h : pna_deg)
+      if (!(h >= 0) || !std::isfinite(h)) fail("pna_deg", "must hold finite counts >= 0");
+    validate_edge_features(fail);
+  }
+};
+
+struct PNAConv {
+  static constexpr const char* name = "PNA";
+  using options_type = PNAOptions;
+  using node_state = conv::Scalars;
+  using edge_state = conv::NoEdgeState;
+  using connectivity = conv::Pairs;
+  using readout = conv::LastLayer;
+  using feature_layer = conv::BatchNormFeatureLayer;  // HydraGNN: BatchNorm
+
+  struct Layer {
+    int in = 0;  ///< I
+    LinearShape enc, pre, pre_i, pre_j, pre_e, post, post_s, post_a, lin;
+  };
+  std::vector<Layer> layers;
+  kernels::PnaScalers scalers;
+  conv::EdgeLength length;
+  bool edge = false;
+
+  PNAConv() = default;
+  PNAConv(ParamAllocator& alloc, const ConvCommon& common, const PNAOptions& opt)
+      : length(opt, name), edge(length.on) {
+    if (opt.pna_deg.empty())
+      throw std::runtime_error("PNA: 'pna_deg' (the training set's in-degree histogram) is empty; hydragnn train "
+                               "computes it from the training set, or give it in the config");
+    using K = kernels::PnaScaler;
+    scalers = kernels::PnaScalers::from_histogram({K::Identity, K::Amplification, K::Attenuation, K::Linear}, opt.pna_deg);
+    const int H = common.hidden_dim;
+    const int parts = edge ? 3 : 2;
+    for (int l = 0; l < common.num_conv_layers; ++l) {
+      const std::string n = "graph_convs." + std::to_string(l) + ".module_0";
+      const int I = l == 0 ? common.input_dim : H;
+      Layer L;
+      L.in = I;
+      if (edge) L.enc = alloc.linear(1, I, true, n + ".edge_encoder");
+      L.pre = alloc.linear(parts * I, I, true, n + ".pre_nns.0.0");
+      L.pre_i = L.pre.columns(0, I, true);  // [x_i, x_j, edge]
+      L.pre_j = L.pre.columns(I, I, false);
+      if (edge) L.pre_e = L.pre.columns(2 * I, I, false);
+      L.post = alloc.linear(17 * I, H, true, n + ".post_nns.0.0");
+      L.post_s = L.post.columns(0, I, true);  // [x, PNA]
+      L.post_a = L.post.columns(I, 16 * I, false);
+      L.lin = alloc.linear(H, H, true, n + ".lin");
+      layers.push_back(L);
+    }
+  }
+  int num_layers() const { return int(layers.size()); }
+  bool uses_positions() const { return edge; }
+
+  template <class S, class M> struct EdgeCache : conv::EdgeLength::Cache<S, M> {
+    Mat<real_t<S>, M> scale;  ///< N x 4 degree scalers
+  };
+  template <class S, class M> struct EdgeGrad : conv::EdgeLength::Grad<S, M> {};
+  template <class S, class M> struct LayerCache {
+    Mat<S, M> enc, m, agg, o1;
+    kernels::PnaCache<S, M> pna;
+  };
+
+  template <class Exec, class S>
+  void edge_forward(const Exec& exec, const Batch<mem_t<Exec>>& b, const Mat<S, mem_t<Exec>>& r,
+                    EdgeCache<S, mem_t<Exec>>& c, Workspace<mem_t<Exec>>& ws) const {
+    const std::string lbl = "hydragnn::PNAConv::edge_forward";
+    c.scale = ws.template mat<real_t<S>>(lbl + ".scale", 0, b.num_atoms, scalers.n);
+    kernels::pna_scales<Exec, real_t<S>>(exec, b.row_ptr, scalers, c.scale);
+    length.forward<Exec, S>(exec, b, r, c, ws, lbl);
+  }
+  template <class Exec, class S>
+  void edge_grad_init(const Exec& exec, const Batch<mem_t<Exec>>& b, EdgeGrad<S, mem_t<Exec>>& g,
+                      Workspace<mem_t<Exec>>& ws) const {
+    length.grad_init<Exec, S>(exec, b, g, ws, "hydragnn::PNAConv::edge_grad");
+  }
+  template <class Exec, class S>
+  void edge_backward(const Exec& exec, const Batch<mem_t<Exec>>&, const Mat<S, mem_t<Exec>>& r,
+                     const EdgeCache<S, mem_t<Exec>>& c, EdgeGrad<S, mem_t<Exec>>& g, const Mat<S, mem_t<Exec>>& rbar,
+                     Workspace<mem_t<Exec>>&) const {
+    length.backward<Exec, S>(exec, r, c, g, rbar);
+  }
+
+  template <class Exec, class S, class T>
+  void layer_forward(const Exec& exec, int l, const Weights<T, mem_t<Exec>>& w, const Batch<mem_t<Exec>>& b,
+                     const EdgeCache<S, mem_t<Exec>>& ec, const NodeState<S, mem_t<Exec>>& in,
+                     LayerCache<S, mem_t<Exec>>& c, NodeState<S, mem_t<Exec>>& out, Workspace<mem_t<Exec>>& ws) const {
+    using M = mem_t<Exec>;
+    const Layer& L = layers[l];
+    const int N = b.num_atoms, E = b.num_edges, I = L.in, H = L.lin.out;
+    const std::string lbl = "hydragnn::PNAConv::layer_forward";
+    // message m = pre([h_i, h_j, enc(a)]): the node blocks per node, gathered
+    auto A = ws.template mat<S>(lbl + ".A", 0, N, I);
+    auto Bn = ws.template mat<S>(lbl + ".Bn", 0, N, I);
+    kernels::linear_forward<Exec, S, T>(exec, in.h, w, L.pre_i, A);
+    kernels::linear_forward<Exec, S, T>(exec, in.h, w, L.pre_j, Bn);
+    c.m = ws.template mat<S>(lbl + ".m", l, E, I);
+    if (edge) {
+      c.enc = ws.template mat<S>(lbl + ".enc", l, E, I);
+      kernels::linear_forward<Exec, S, T>(exec, ec.a, w, L.enc, c.enc);
+      kernels::linear_forward<Exec, S, T>(exec, c.enc, w, L.pre_e, c.m);
+    }
+    kernels::gather_rows<Exec, S>(exec, A, b.dst, c.m, edge);
+    kernels::gather_rows<Exec, S>(exec, Bn, b.src, c.m, true);
+    // aggregation and update
+    c.pna = kernels::PnaCache<S, M>::in(ws, lbl + ".pna", l, N, I);
+    c.agg = ws.template mat<S>(lbl + ".agg", l, N, scalers.width(I));
+    kernels::pna_aggregate<Exec, S, real_t<S>>(exec, c.m, b.row_ptr, ec.scale, c.pna, c.agg);
+    c.o1 = ws.template mat<S>(lbl + ".o1", l, N, H);
+    kernels::linear_forward<Exec, S, T>(exec, in.h, w, L.post_s, c.o1);
+    auto tmp = ws.template mat<S>(lbl + ".tmp", 0, N, H);
+    kernels::linear_forward<Exec, S, T>(exec, c.agg, w, L.post_a, tmp);
+    kernels::add_into<Exec, S>(exec, tmp, c.o1);
+    out.h = ws.template mat<S>(lbl + ".out", l, N, H);
+    kernels::linear_forward<Exec, S, T>(exec, c.o1, w, L.lin, out.h);
+  }
+
+  template <class Exec, class S, class T>
+  void layer_backward(const Exec& exec, int l, const Weights<T, mem_t<Exec>>& w, const Batch<mem_t<Exec>>& b,
+                      const EdgeCache<S, mem_t<Exec>>& ec, const NodeState<S, mem_t<Exec>>& in,
+                      const LayerCache<S, mem_t<Exec>>& c, const NodeState<S, mem_t<Exec>>& out_bar,
+                      NodeState<S, mem_t<Exec>>& in_bar, const Vec<real_t<S>, mem_t<Exec>>& g, EdgeGrad<S, mem_t<Exec>>& eg,
+                      Workspace<mem_t<Exec>>& ws) const {
+    using M = mem_t<Exec>;
+    const Layer& L = layers[l];
+    const int N = b.num_atoms, E = b.num_edges, I = L.in, H = L.lin.out;
+    const bool want_params = g.extent(0) > 0;
+    const std::string lbl = "hydragnn::PNAConv::layer_backward";
+    auto params = [&](const Mat<S, M>& X, const Mat<S, M>& Yb, const LinearShape& sh) {
+      if (want_params) kernels::linear_backward_params<Exec, S>(exec, X, Yb, sh, g);
+    };
+    params(c.o1, out_bar.h, L.lin);
+    auto o1bar = ws.template mat<S>(lbl + ".o1_bar", 0, N, H);
+    kernels::linear_backward_input<Exec, S, T>(exec, out_bar.h, w, L.lin, o1bar, false);
+    params(in.h, o1bar, L.post_s);
+    params(c.agg, o1bar, L.post_a);
+    in_bar.h = ws.template mat<S>(lbl + ".h_bar", l, N, I);
+    kernels::linear_backward_input<Exec, S, T>(exec, o1bar, w, L.post_s, in_bar.h, false);
+    auto aggbar = ws.template mat<S>(lbl + ".agg_bar", 0, N, scalers.width(I));
+    kernels::linear_backward_input<Exec, S, T>(exec, o1bar, w, L.post_a, aggbar, false);
+    auto mbar = ws.template mat<S>(lbl + ".m_bar", 0, E, I);
+    kernels::pna_aggregate_backward<Exec, S, real_t<S>>(exec, c.m, b.row_ptr, ec.scale, c.pna, aggbar,
+                                                         kernels::PnaCache<S, M>::in(ws, lbl + ".pna_bar", 0, N, I), mbar, false);
+    // m = pre_i(h)[dst] + pre_j(h)[src] + pre_e(enc(a))
+    auto Abar = ws.template mat<S>(lbl + ".A_bar", 0, N, I);
+    auto Bnbar = ws.template mat<S>(lbl + ".Bn_bar", 0, N, I);
+    kernels::gather_rows_backward<Exec, S>(exec, mbar, b.row_ptr, Abar, false);
+    kernels::gather_rows_backward_perm<Exec, S>(exec, mbar, b.send_perm, b.send_ptr, Bnbar, false);
+    params(in.h, Abar, L.pre_i);
+    params(in.h, Bnbar, L.pre_j);
+    kernels::linear_backward_input<Exec, S, T>(exec, Abar, w, L.pre_i, in_bar.h, true);
+    kernels::linear_backward_input<Exec, S, T>(exec, Bnbar, w, L.pre_j, in_bar.h, true);
+    if (!edge) return;
+    params(c.enc, mbar, L.pre_e);
+    const bool want_geometry = eg.abar.extent(0) > 0;
+    if (!want_params && !want_geometry) return;
+    auto encbar = ws.template mat<S>(lbl + ".enc_bar", 0, E, I);
+    kernels::linear_backward_input<Exec, S, T>(exec, mbar, w, L.pre_e, encbar, false);
+    params(ec.a, encbar, L.enc);
+    if (want_geometry) kernels::linear_backward_input<Exec, S, T>(exec, encbar, w, L.enc, eg.abar, true);
+  }
+
+};
+
+}  // namespace hydragnn
