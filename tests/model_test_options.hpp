@@ -8,6 +8,10 @@
 
 namespace hydragnn_test {
 
+/// The model spec's max_neighbours in the tests: MFC's max_degree (4: the random test structures have
+/// atoms above and below it; the tests' graphs are not capped), none for the other models.
+inline int test_max_neighbours(const std::string& type) { return type == hydragnn::MFCConv::name ? 4 : -1; }
+
 template <class Conv>
 typename Conv::options_type test_options() {
   return typename Conv::options_type();

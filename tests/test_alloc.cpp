@@ -27,6 +27,7 @@ TEMPLATE_LIST_TEST_CASE("steady-state predict and training steps allocate nothin
   spec.energy_head_dims = {8};
   spec.species.numbers = {1, 8};
   spec.heads = {HeadDef{"gap", false, 1, 1.0}};
+  spec.max_neighbours = hydragnn_test::test_max_neighbours(TestType::name);
   Model<float, TestType, Exec> model(spec, hydragnn_test::test_options<TestType>());
   model.initialize(3);
   std::vector<Structure> frames{hydragnn_test::random_structure(41, 8, {1, 8}, true, 4.5, 1.1),

@@ -30,6 +30,7 @@ ModelSpec backend_spec(const std::string& type) {
   s.ref_energy = {-0.5, -75.0};
   s.energy_scale = 0.3;
   s.heads = {HeadDef{"dipole", false, 3, 0.5}, HeadDef{"charge", true, 1, 0.5}};
+  s.max_neighbours = hydragnn_test::test_max_neighbours(type);
   return s;
 }
 

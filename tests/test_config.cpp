@@ -399,8 +399,8 @@ TEST_CASE("config: unimplemented and unknown mpnn_type", "[config]") {
   // another model's config may carry pna_deg (HydraGNN writes it for every PNA-family run): type-checked, ignored
   CHECK(parse_config(arch(R"("mpnn_type": "PAINN", "pna_deg": [1, 2])")).arch.mpnn_type == "PAINN");
   CHECK_THAT(error_of(arch(R"("mpnn_type": "PAINN", "pna_deg": "many")")), Contains("pna_deg"));
-  CHECK_THAT(error_of(arch(R"("mpnn_type": "MFC")")),
-             Contains("'NeuralNetwork.Architecture.mpnn_type'") && Contains("\"MFC\"") &&
+  CHECK_THAT(error_of(arch(R"("mpnn_type": "GAT")")),
+             Contains("'NeuralNetwork.Architecture.mpnn_type'") && Contains("\"GAT\"") &&
                  Contains("not implemented yet"));
   // PNA, GIN, SAGE
   const Config pna = parse_config(arch(R"("mpnn_type": "PNA", "pna_deg": [0, 3, 1], "edge_features": ["length"])"));
@@ -415,6 +415,9 @@ TEST_CASE("config: unimplemented and unknown mpnn_type", "[config]") {
              Contains("NeuralNetwork.Architecture.edge_length_scale") && Contains(">= 0"));
   CHECK(parse_config(arch(R"("mpnn_type": "GIN")")).arch.mpnn_type == "GIN");
   CHECK(parse_config(arch(R"("mpnn_type": "SAGE")")).arch.mpnn_type == "SAGE");
+  CHECK(parse_config(arch(R"("mpnn_type": "MFC", "max_neighbours": 12)")).arch.max_neighbours == 12);  // MFC's max_degree
+  CHECK_THAT(error_of(R"({"NeuralNetwork": {"Architecture": {"mpnn_type": "MFC", "radius": 5.0}}})"),
+             Contains("NeuralNetwork.Architecture.max_neighbours") && Contains("MFC needs max_neighbours"));
   CHECK(parse_config(arch(R"("mpnn_type": "CGCNN", "edge_features": ["length"])"))
             .arch.conv_options<hydragnn::CGCNNConv>()
             .edge_features.size() == 1);

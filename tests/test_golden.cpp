@@ -11,6 +11,7 @@
 #include <hydragnn/conv/cgcnn.hpp>
 #include <hydragnn/conv/egnn.hpp>
 #include <hydragnn/conv/gin.hpp>
+#include <hydragnn/conv/mfc.hpp>
 #include <hydragnn/conv/painn.hpp>
 #include <hydragnn/conv/pna.hpp>
 #include <hydragnn/conv/pnaeq.hpp>
@@ -71,6 +72,8 @@ ModelSpec golden_spec(const json& g) {
   s.energy_head_dims = a.at("node_head_dims").get<std::vector<int>>();
   s.species.numbers = g.at("species").get<std::vector<int>>();
   s.ref_energy.assign(s.species.size(), 0.0);
+  if (a.contains("max_neighbours") && !a.at("max_neighbours").is_null())
+    s.max_neighbours = a.at("max_neighbours").get<int>();  // MFC's max_degree; the test graphs stay uncapped
   return s;
 }
 
@@ -303,6 +306,11 @@ TEST_CASE("golden: CGCNN equals HydraGNN's CGCNNStack with BatchNorm and the edg
   o.edge_features = a.at("edge_features").get<std::vector<std::string>>();
   o.edge_length_scale = a.at("edge_length_scale").get<double>();
   run_golden<CGCNNConv>("cgcnn.json", o);
+}
+
+TEST_CASE("golden: MFC equals HydraGNN's MFCStack with BatchNorm (energies, features, training-mode statistics)",
+          "[golden]") {
+  run_golden<MFCConv>("mfc.json", MFCOptions());
 }
 
 TEST_CASE("golden: HydraGNN weights imported into a checkpoint reproduce HydraGNN's energies and forces", "[golden][import]") {

@@ -250,6 +250,7 @@ ModelSpec small_spec(const std::string& type, const std::vector<int>& species) {
   s.hidden_dim = 6;
   s.input_dim = 4;  // embedding narrower than the hidden layers (HydraGNN's input_dim != hidden_dim)
   if (type == CGCNNConv::name) s.input_dim = 0;  // CGCNN keeps its width: the embedding is hidden_dim wide
+  s.max_neighbours = hydragnn_test::test_max_neighbours(type);
   s.num_conv_layers = 2;
   s.cutoff = 3.2;
   s.act = Activation::SiLU;

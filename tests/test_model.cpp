@@ -29,6 +29,7 @@ ModelSpec spec_for(const std::string& type) {
   s.species.numbers = {6, 14};
   s.ref_energy = {-2.0, -4.5};
   s.energy_scale = 0.5;
+  s.max_neighbours = hydragnn_test::test_max_neighbours(type);
   return s;
 }
 
@@ -182,7 +183,8 @@ Config tiny_config(const std::string& type, double force_weight = 1.0) {
         "num_gaussians": 8, "num_filters": 8,
         "output_heads": {"node": {"num_headlayers": 1, "dim_headlayers": [8], "type": "mlp"}},
         "energy_weight": 1.0, "force_weight": )" + std::to_string(force_weight) +
-                             (type == "PNA" || type == "CGCNN" ? R"(, "edge_features": ["length"])" : "") + R"(},
+                             (type == "PNA" || type == "CGCNN" ? R"(, "edge_features": ["length"])" : "") +
+                             (type == "MFC" ? R"(, "max_neighbours": 4)" : "") + R"(},
       "Variables_of_interest": {"output_names": ["energy"], "type": ["graph"], "output_dim": [1]},
       "Training": {"num_epoch": 3, "batch_size": 3, "Optimizer": {"type": "AdamW", "learning_rate": 0.003}, "seed": 4}
     }
@@ -227,7 +229,8 @@ TEMPLATE_LIST_TEST_CASE("training is bitwise deterministic and resumes bit-for-b
   hydragnn_test::ensure_kokkos();
   using ModelT = Model<float, TestType, Exec>;
   // force training where the energy depends on the positions
-  constexpr bool position_free = std::is_same<TestType, GINConv>::value || std::is_same<TestType, SAGEConv>::value;
+  constexpr bool position_free = std::is_same<TestType, GINConv>::value || std::is_same<TestType, SAGEConv>::value ||
+                                 std::is_same<TestType, MFCConv>::value;
   const Config cfg = tiny_config(TestType::name, position_free ? 0.0 : 1.0);
   const Dataset train_ds = tiny_dataset(100, 7), val_ds = tiny_dataset(200, 3);
   TrainOptions opt;

@@ -17,6 +17,7 @@
 #include <hydragnn/kernels/forces.hpp>
 #include <hydragnn/kernels/pointwise.hpp>
 #include <hydragnn/kernels/painn.hpp>
+#include <hydragnn/kernels/mfc.hpp>
 #include <hydragnn/kernels/neighbour.hpp>
 #include <hydragnn/kernels/norm.hpp>
 #include <hydragnn/kernels/pna.hpp>
@@ -1489,6 +1490,72 @@ struct GinSelfOp {
   }
 };
 
+/// MFC's degree-selected layers on a batch graph, max_degree 2: p = [Wl | b_l | Wr] per class.
+struct MfcOp {
+  const Graph& g;
+  int D = 2, I = 3, O = 4;
+  const char* name = "mfc (degree-selected layers)";
+  std::vector<bool> real_inputs() const { return {false, false, true}; }
+  long per_class() const { return 2L * O * I + O; }
+  Args<double> inputs(Rng& rng) const {
+    return {randn(rng, std::size_t(g.N) * I), randn(rng, std::size_t(g.N) * I),
+            randn(rng, std::size_t((D + 1) * per_class()), 0.5)};
+  }
+  int cls(int i) const { return std::min(g.row_ptr[i + 1] - g.row_ptr[i], D); }
+  Mat<long, M> offsets() const {
+    Mat<long, M> off("off", D + 1, 3);
+    for (int k = 0; k <= D; ++k) {
+      off(k, 0) = k * per_class();
+      off(k, 1) = k * per_class() + long(O) * I;
+      off(k, 2) = k * per_class() + long(O) * I + O;
+    }
+    return off;
+  }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> y(std::size_t(g.N) * O);
+    const auto off = offsets();
+    for (int i = 0; i < g.N; ++i)
+      for (int o = 0; o < O; ++o) {
+        const int k = cls(i);
+        double s = x[2][off(k, 1) + o];
+        for (int c = 0; c < I; ++c)
+          s += x[0][i * I + c] * x[2][off(k, 0) + o * I + c] + x[1][i * I + c] * x[2][off(k, 2) + o * I + c];
+        y[i * O + o] = s;
+      }
+    return y;
+  }
+  void classes(Vec<int, M>& c, Vec<int, M>& cp, Vec<int, M>& perm) const {
+    c = Vec<int, M>("cls", g.N);
+    cp = Vec<int, M>("cls_ptr", D + 2);
+    perm = Vec<int, M>("cls_perm", g.N);
+    km::mfc_classes<Exec>(Exec(), g.d_row_ptr, D, c, cp, perm);
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Vec<int, M> c, cp, perm;
+    classes(c, cp, perm);
+    Mat<S, M> Y("Y", g.N, O);
+    km::mfc_forward<Exec, S, double, Mode>(Exec(), mat(x[0], g.N, I), mat(x[1], g.N, I), c, offsets(), params(x[2]), Y);
+    return flat(Y);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    Vec<int, M> c, cp, perm;
+    classes(c, cp, perm);
+    Mat<S, M> Hb("Hb", g.N, I), Xb("Xb", g.N, I);
+    km::mfc_backward_input<Exec, S, double, Mode>(Exec(), mat(yb, g.N, O), c, offsets(), params(x[2]), Hb, Xb);
+    Vec<double, M> gr("g", (D + 1) * per_class());
+    km::mfc_backward_params<Exec, S, Mode>(Exec(), mat(x[0], g.N, I), mat(x[1], g.N, I), mat(yb, g.N, O), cp, perm,
+                                           offsets(), gr);
+    return {flat(Hb), flat(Xb), param_cotangent<S>(gr, [&] {
+              Vec<double, M> gp("gp", (D + 1) * per_class());
+              km::mfc_backward_params<Exec, double, Mode>(Exec(), mat(primal(x[0]), g.N, I), mat(primal(x[1]), g.N, I),
+                                                          mat(primal(yb), g.N, O), cp, perm, offsets(), gp);
+              return gp;
+            })};
+  }
+};
+
 TEST_CASE("ops model: BatchNorm (norm.hpp), neighbour aggregation and GIN's self term (neighbour.hpp)", "[ops][model]") {
   hydragnn_test::ensure_kokkos();
   const Graph g = make_batch_graph(41);
@@ -1497,6 +1564,7 @@ TEST_CASE("ops model: BatchNorm (norm.hpp), neighbour aggregation and GIN's self
   check_op(NeighbourOp{g, false, "neighbour_sum"}, 200);
   check_op(NeighbourOp{g, true, "neighbour_mean"}, 201);
   check_op(GinSelfOp{}, 202);
+  check_op(MfcOp{g}, 203);
 }
 
 TEST_CASE("ops model: BatchNorm running update folds the unbiased batch variance with momentum 0.1", "[ops][model]") {

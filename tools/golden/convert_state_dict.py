@@ -67,6 +67,8 @@ def guess_mpnn_type(names):
         return "PNA"
     if ".module_0.lin_f.weight" in joined and ".module_0.lin_s.weight" in joined:
         return "CGCNN"
+    if ".module_0.lins_l.0.weight" in joined and ".module_0.lins_r.0.weight" in joined:
+        return "MFC"
     if ".module_0.eps" in joined and ".module_0.nn.0.weight" in joined:
         return "GIN"
     if ".module_0.lin_l.weight" in joined and ".module_0.lin_r.weight" in joined:

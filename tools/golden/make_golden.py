@@ -453,6 +453,8 @@ def architecture(mpnn_type):
         arch.update(num_radial=6, pna_deg=list(PNA_DEG))
     if mpnn_type == "PNA":
         arch.update(pna_deg=list(PNA_DEG))
+    if mpnn_type == "MFC":
+        arch.update(max_neighbours=MFC_MAX_DEGREE)
     if mpnn_type in EDGE_LENGTH:
         arch.update(edge_dim=1, edge_features=["length"], edge_length_scale=EDGE_LENGTH_SCALE)
     return arch
@@ -460,14 +462,17 @@ def architecture(mpnn_type):
 
 # Models whose energy does not depend on the positions (HydraGNN: is_edge_model = False, no
 # geometry in the layer): their forces are zero (autograd finds pos unused).
-POSITION_FREE = {"GIN", "SAGE"}
+POSITION_FREE = {"GIN", "SAGE", "MFC"}
 # Models with PyG BatchNorm feature layers after every conv (HydraGNN's Base._init_conv).
-BATCHNORM = {"GIN", "SAGE", "PNA", "CGCNN"}
+BATCHNORM = {"GIN", "SAGE", "PNA", "CGCNN", "MFC"}
 # Models given the edge feature "length" (HydraGNN edge_features ["length"], edge_dim 1): edge_attr =
 # |r_e| / EDGE_LENGTH_SCALE, computed here from pos with HydraGNN's get_edge_vectors_and_lengths so
 # that autograd sees it (HydraGNN precomputes edge_attr in its datasets; forces through it are ours).
 EDGE_LENGTH = {"PNA", "CGCNN"}
 EDGE_LENGTH_SCALE = 3.0
+# MFC's max_degree (HydraGNN: max_neighbours); the golden graphs are not capped, their in-degrees
+# (4 to 35) lie on both sides of it.
+MFC_MAX_DEGREE = 12
 
 
 # In-degree histogram of the three golden structures (set by main(); PNAEq's pna_deg).
@@ -533,6 +538,11 @@ FORMULAS = {
         "sigmoid(lin_f(z_e)) * softplus(lin_s(z_e)) + h_i (PyG CGConv, aggr add, softplus "
         "threshold 20); h' = silu(BN(conv(h))) with BN = feature_layers.<l>.module as GIN; "
         "prefix graph_convs.<l>.module_0."),
+    "MFC": (
+        "s_i = sum_e h[src_e]; k_i = min(in-degree of i, max_neighbours); conv(h)_i = "
+        "lins_l.<k_i>(s_i) + lins_r.<k_i>(h_i) (PyG MFConv, lins_r without bias); h' = "
+        "silu(BN(conv(h))) with BN = feature_layers.<l>.module as GIN; prefix "
+        "graph_convs.<l>.module_0."),
     "SAGE": (
         "conv(h)_i = lin_l(mean_e h[src_e]) + lin_r(h_i) (mean over the edges with dst = i, 0 if "
         "none; lin_r without bias); h' = silu(BN(conv(h))) with BN = feature_layers.<l>.module "
@@ -680,7 +690,7 @@ def to_model_graph(mpnn_type, dst, src, S):
     """
     import numpy as np
 
-    if mpnn_type in ("SchNet", "GIN", "SAGE", "PNA", "CGCNN"):  # PyG MessagePassing, flow source_to_target
+    if mpnn_type in ("SchNet", "GIN", "SAGE", "PNA", "CGCNN", "MFC"):  # PyG MessagePassing, flow source_to_target
         return np.stack([src, dst]), S.copy()
     return np.stack([dst, src]), -S
 
@@ -985,7 +995,7 @@ def main(argv=None):
     ap.add_argument("--hydragnn-commit", default=HYDRAGNN_COMMIT,
                     help="HydraGNN commit the source folder was exported from (recorded)")
     ap.add_argument("--seed", type=int, default=20240611)
-    ap.add_argument("--models", default="SchNet,EGNN,PAINN,PNAEq,GIN,SAGE,PNA,CGCNN",
+    ap.add_argument("--models", default="SchNet,EGNN,PAINN,PNAEq,GIN,SAGE,PNA,CGCNN,MFC",
                     help="comma-separated mpnn_types to (re)generate (default: all)")
     args = ap.parse_args(argv)
 
@@ -1031,7 +1041,7 @@ def main(argv=None):
     for mpnn_type, fname in (("SchNet", "schnet.json"), ("EGNN", "egnn.json"),
                              ("PAINN", "painn.json"), ("PNAEq", "pnaeq.json"),
                              ("GIN", "gin.json"), ("SAGE", "sage.json"), ("PNA", "pna.json"),
-                             ("CGCNN", "cgcnn.json")):
+                             ("CGCNN", "cgcnn.json"), ("MFC", "mfc.json")):
         if mpnn_type not in wanted:
             continue
         print("\n== %s" % mpnn_type)
@@ -1050,6 +1060,8 @@ def main(argv=None):
             torch.manual_seed(args.seed + 8)
         if mpnn_type == "CGCNN":
             torch.manual_seed(args.seed + 9)
+        if mpnn_type == "MFC":
+            torch.manual_seed(args.seed + 10)
         model, arch = build_model(hg_create, mpnn_type, patches)
         adjust_weights(model, mpnn_type, args.seed + 3, patches)
         patches.append("node features x = embedding.weight[species index] fed as data.x "
@@ -1104,6 +1116,12 @@ def main(argv=None):
         grads = torch.autograd.grad(pred[0].sum(), list(params.values()),
                                     allow_unused=True)
         unused = [k for k, g in zip(params, grads) if g is None or not bool(g.abs().max() > 0)]
+        if mpnn_type == "MFC":  # the Linear pairs of degree classes no node of this structure is in
+            degs = np.bincount(st0["graph"][0], minlength=len(st0["numbers"]))  # of the structure used
+            classes = {min(int(d), MFC_MAX_DEGREE) for d in degs}
+            unused = [k for k in unused
+                      if not any(".lins_%s.%d." % (side, c) in k for side in "lr"
+                                 for c in range(MFC_MAX_DEGREE + 1) if c not in classes)]
         check(not unused, "%s: energy depends on every parameter (unused: %s)"
               % (mpnn_type, unused))
 
@@ -1127,7 +1145,7 @@ def main(argv=None):
                 "to_hydragnn": (
                     "edge_index = [src; dst], edge_shifts = +shift (PyG MessagePassing: sender "
                     "edge_index[0], aggregation at edge_index[1])"
-                    if mpnn_type in ("SchNet", "GIN", "SAGE", "PNA", "CGCNN")
+                    if mpnn_type in ("SchNet", "GIN", "SAGE", "PNA", "CGCNN", "MFC")
                     else "edge_index = [dst; src], edge_shifts = -shift (%s aggregates at "
                          "edge_index[0]; vector = pos[ei[1]] - pos[ei[0]] + shift = -r_e)"
                     % ("E_GCL" if mpnn_type == "EGNN" else "PainnMessage")),

@@ -72,6 +72,7 @@ struct ConvCommon {
   int num_conv_layers = 3;
   double cutoff = 5.0;
   Activation act = Activation::SiLU;  ///< the stack activation (HydraGNN activation_function)
+  int max_neighbours = -1;            ///< the graph's neighbour cap (-1: none); MFC's max_degree
 };
 
 /// The state passed from layer to layer.

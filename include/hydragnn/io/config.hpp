@@ -530,7 +530,7 @@ inline json parse_model_options(Reader& a, const ArchitectureConfig& c) {
     O o;
     o.visit(OptionKeys{a, seen, true});
     const ConvCommon common{c.hidden_dim, c.input_dim > 0 ? c.input_dim : c.hidden_dim, c.num_conv_layers, c.radius,
-                            Activation::SiLU};
+                            Activation::SiLU, c.max_neighbours};
     finalize_options(o, common, [&](const char* key, const char* why) {
       a.fail("invalid value for '" + a.key_path(key) + "' (" + why + ")");
     });

@@ -7,6 +7,7 @@
 #include <hydragnn/conv/cgcnn.hpp>
 #include <hydragnn/conv/egnn.hpp>
 #include <hydragnn/conv/gin.hpp>
+#include <hydragnn/conv/mfc.hpp>
 #include <hydragnn/conv/painn.hpp>
 #include <hydragnn/conv/pna.hpp>
 #include <hydragnn/conv/pnaeq.hpp>
@@ -21,7 +22,7 @@
 namespace hydragnn {
 
 /// Every convolution the library implements (HydraGNN mpnn_type names).
-using conv_registry = std::tuple<SchNetConv, EGNNConv, PaiNNConv, PNAEqConv, GINConv, SAGEConv, PNAConv, CGCNNConv>;
+using conv_registry = std::tuple<SchNetConv, EGNNConv, PaiNNConv, PNAEqConv, GINConv, SAGEConv, PNAConv, CGCNNConv, MFCConv>;
 
 template <class T>
 struct type_tag {

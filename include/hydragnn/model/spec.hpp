@@ -25,7 +25,7 @@ struct ModelSpec : HeadsSpec {
 
   int num_species() const { return int(species.size()); }
   int embedding_dim() const { return input_dim > 0 ? input_dim : hidden_dim; }
-  ConvCommon conv_common() const { return ConvCommon{hidden_dim, embedding_dim(), num_conv_layers, cutoff, act}; }
+  ConvCommon conv_common() const { return ConvCommon{hidden_dim, embedding_dim(), num_conv_layers, cutoff, act, max_neighbours}; }
 };
 
 }  // namespace hydragnn

@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// MFC's degree-selected dense layers (PyTorch Geometric's MFConv, HydraGNN's MFCStack):
+//
+//   k_i = min(in-degree of i, D)                                 the node's degree class (0 .. D)
+//   Y(i,o) = b_l[k_i](o) + sum_c Wl[k_i](o,c) H(i,c) + sum_c Wr[k_i](o,c) X(i,c)
+// with one Linear pair (lins_l.k with bias, lins_r.k without) per class; H = the neighbour sum of X.
+// Where class k's blocks live in the parameter buffer: off(k, 0) = Wl, off(k, 1) = b_l, off(k, 2) = Wr
+// (each W row-major out x in).
+// The parameter gradient of class k sums over its nodes in ascending order: the nodes are grouped by
+// class once per batch (mfc_classes, a counting sort), so each weight walks only its class's rows.
+#pragma once
+
+#include <hydragnn/core/types.hpp>
+#include <hydragnn/kernels/modes.hpp>
+
+namespace hydragnn {
+namespace kernels {
+
+/// Degree classes: cls(i) = min(ptr(i+1) - ptr(i), D); cls_ptr (D+2) and cls_perm (N) list the nodes
+/// of class k as cls_perm[cls_ptr(k) .. cls_ptr(k+1)), ascending. One thread (a counting sort).
+template <class Exec>
+void mfc_classes(const Exec& exec, const CVec<int, mem_t<Exec>>& ptr, int D, const Vec<int, mem_t<Exec>>& cls,
+                 const Vec<int, mem_t<Exec>>& cls_ptr, const Vec<int, mem_t<Exec>>& cls_perm) {
+  const long N = long(cls.extent(0));
+  Kokkos::parallel_for(
+      "hydragnn::MFC::classes", Kokkos::RangePolicy<Exec>(exec, 0, 1), KOKKOS_LAMBDA(const long) {
+        for (int k = 0; k <= D + 1; ++k) cls_ptr(k) = 0;
+        for (long i = 0; i < N; ++i) {
+          const int d = ptr(i + 1) - ptr(i);
+          cls(i) = d < D ? d : D;
+          cls_ptr(cls(i) + 1) += 1;
+        }
+        for (int k = 0; k <= D; ++k) cls_ptr(k + 1) += cls_ptr(k);
+        for (int k = 0; k <= D; ++k) {
+          int q = cls_ptr(k);
+          for (long i = 0; i < N; ++i)
+            if (cls(i) == k) cls_perm(q++) = int(i);
+        }
+      });
+}
+
+/// Y = the class-selected layers of (H, X).         // H: N x I, X: N x I, cls: N, off: (D+1) x 3 -> Y: N x O
+template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
+void mfc_forward(const Exec& exec, const CMat<S, mem_t<Exec>>& H, const CMat<S, mem_t<Exec>>& X,
+                 const CVec<int, mem_t<Exec>>& cls, const CMat<long, mem_t<Exec>>& off,
+                 const CVec<T, mem_t<Exec>>& p, const Mat<S, mem_t<Exec>>& Y) {
+  const long I = long(H.extent(1));
+  detail::for_each_element<Mode>(exec, "hydragnn::MFC::forward", long(Y.extent(0)), long(Y.extent(1)),
+                                 KOKKOS_LAMBDA(const long i, const long o) {
+                                   const int k = cls(i);
+                                   const long wl = off(k, 0) + o * I, wr = off(k, 2) + o * I;
+                                   S l(p(off(k, 1) + o)), r(0);
+                                   for (long c = 0; c < I; ++c) l += H(i, c) * p(wl + c);
+                                   for (long c = 0; c < I; ++c) r += X(i, c) * p(wr + c);
+                                   Y(i, o) = l + r;
+                                 });
+}
+
+/// Input cotangents (overwritten): Hbar(i,c) = sum_o Wl[k_i](o,c) Ybar(i,o), Xbar likewise with Wr.
+template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
+void mfc_backward_input(const Exec& exec, const CMat<S, mem_t<Exec>>& Ybar, const CVec<int, mem_t<Exec>>& cls,
+                        const CMat<long, mem_t<Exec>>& off, const CVec<T, mem_t<Exec>>& p,
+                        const Mat<S, mem_t<Exec>>& Hbar, const Mat<S, mem_t<Exec>>& Xbar) {
+  const long I = long(Hbar.extent(1)), O = long(Ybar.extent(1));
+  detail::for_each_element<Mode>(exec, "hydragnn::MFC::backward_input", long(Hbar.extent(0)), I,
+                                 KOKKOS_LAMBDA(const long i, const long c) {
+                                   const int k = cls(i);
+                                   S hl(0), xr(0);
+                                   for (long o = 0; o < O; ++o) {
+                                     hl += Ybar(i, o) * p(off(k, 0) + o * I + c);
+                                     xr += Ybar(i, o) * p(off(k, 2) + o * I + c);
+                                   }
+                                   Hbar(i, c) = hl;
+                                   Xbar(i, c) = xr;
+                                 });
+}
+
+/// Parameter gradients into g (real: param_part): per class k, entry (o, c) sums its nodes in order.
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+void mfc_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& H, const CMat<S, mem_t<Exec>>& X,
+                         const CMat<S, mem_t<Exec>>& Ybar, const CVec<int, mem_t<Exec>>& cls_ptr,
+                         const CVec<int, mem_t<Exec>>& cls_perm, const CMat<long, mem_t<Exec>>& off,
+                         const Vec<real_t<S>, mem_t<Exec>>& g) {
+  const long I = long(H.extent(1)), O = long(Ybar.extent(1)), K = long(off.extent(0));
+  // one row per (class, output): the bias and the 2I weights of that output
+  detail::for_each_element<Mode>(exec, "hydragnn::MFC::backward_params", K * O, 2 * I + 1,
+                                 KOKKOS_LAMBDA(const long ko, const long j) {
+                                   const long k = ko / O, o = ko % O;
+                                   S acc(0);
+                                   for (int q = cls_ptr(k); q < cls_ptr(k + 1); ++q) {
+                                     const int i = cls_perm(q);
+                                     const S y = Ybar(i, o);
+                                     acc += j == 2 * I ? y : j < I ? y * H(i, j) : y * X(i, j - I);
+                                   }
+                                   const long at = j == 2 * I ? off(k, 1) + o
+                                                   : j < I    ? off(k, 0) + o * I + j
+                                                              : off(k, 2) + o * I + (j - I);
+                                   g(at) += param_part(acc);
+                                 });
+}
+
+}  // namespace kernels
+}  // namespace hydragnn
