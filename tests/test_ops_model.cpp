@@ -1418,7 +1418,8 @@ struct BatchNormOp {
   }
 };
 
-/// neighbour_sum / neighbour_mean (node -> node over the batch graph) and their backward.
+/// The neighbour sum / mean (node -> node over the batch graph: segment_sum_perm / segment_mean_perm
+/// through the sender index) and their backward (neighbour_backward).
 struct NeighbourOp {
   const Graph& g;
   bool mean;
@@ -1438,9 +1439,9 @@ struct NeighbourOp {
   Arr<S> fwd(const Args<S>& x) const {
     Mat<S, M> Y("Y", g.N, Fn);
     if (mean)
-      km::neighbour_mean<Exec, S, Mode>(Exec(), mat(x[0], g.N, Fn), g.d_row_ptr, g.d_src, Y, false);
+      km::segment_mean_perm<Exec, S, Mode>(Exec(), mat(x[0], g.N, Fn), g.d_src, g.d_row_ptr, Y, false);
     else
-      km::neighbour_sum<Exec, S, Mode>(Exec(), mat(x[0], g.N, Fn), g.d_row_ptr, g.d_src, Y, false);
+      km::segment_sum_perm<Exec, S, Mode>(Exec(), mat(x[0], g.N, Fn), g.d_src, g.d_row_ptr, Y, false);
     return flat(Y);
   }
   template <class S, class Mode>
@@ -1561,8 +1562,8 @@ TEST_CASE("ops model: BatchNorm (norm.hpp), neighbour aggregation and GIN's self
   const Graph g = make_batch_graph(41);
   check_op(BatchNormOp{9, 4, true, "batchnorm (batch statistics)"}, 198);
   check_op(BatchNormOp{9, 4, false, "batchnorm (running statistics)"}, 199);
-  check_op(NeighbourOp{g, false, "neighbour_sum"}, 200);
-  check_op(NeighbourOp{g, true, "neighbour_mean"}, 201);
+  check_op(NeighbourOp{g, false, "neighbour sum (+ neighbour_backward)"}, 200);
+  check_op(NeighbourOp{g, true, "neighbour mean (+ neighbour_backward)"}, 201);
   check_op(GinSelfOp{}, 202);
   check_op(MfcOp{g}, 203);
 }

@@ -460,6 +460,15 @@ def architecture(mpnn_type):
     return arch
 
 
+# Every model, in the order the files are (re)generated; file tests/golden/<name lower-case>.json.
+MODELS = ("SchNet", "EGNN", "PAINN", "PNAEq", "GIN", "SAGE", "PNA", "CGCNN", "MFC")
+# Seed offsets of the models that reseed torch before they are built, so that their file does not
+# depend on which models ran before (SchNet and EGNN keep the sequential draws their files were
+# written with).
+OWN_SEED = {"PAINN": 4, "PNAEq": 5, "GIN": 6, "SAGE": 7, "PNA": 8, "CGCNN": 9, "MFC": 10}
+# Models built on PyG MessagePassing with flow source_to_target: sender edge_index[0], aggregation
+# at edge_index[1].
+SOURCE_TO_TARGET = {"SchNet", "GIN", "SAGE", "PNA", "CGCNN", "MFC"}
 # Models whose energy does not depend on the positions (HydraGNN: is_edge_model = False, no
 # geometry in the layer): their forces are zero (autograd finds pos unused).
 POSITION_FREE = {"GIN", "SAGE", "MFC"}
@@ -690,7 +699,7 @@ def to_model_graph(mpnn_type, dst, src, S):
     """
     import numpy as np
 
-    if mpnn_type in ("SchNet", "GIN", "SAGE", "PNA", "CGCNN", "MFC"):  # PyG MessagePassing, flow source_to_target
+    if mpnn_type in SOURCE_TO_TARGET:
         return np.stack([src, dst]), S.copy()
     return np.stack([dst, src]), -S
 
@@ -995,7 +1004,7 @@ def main(argv=None):
     ap.add_argument("--hydragnn-commit", default=HYDRAGNN_COMMIT,
                     help="HydraGNN commit the source folder was exported from (recorded)")
     ap.add_argument("--seed", type=int, default=20240611)
-    ap.add_argument("--models", default="SchNet,EGNN,PAINN,PNAEq,GIN,SAGE,PNA,CGCNN,MFC",
+    ap.add_argument("--models", default=",".join(MODELS),
                     help="comma-separated mpnn_types to (re)generate (default: all)")
     args = ap.parse_args(argv)
 
@@ -1038,30 +1047,14 @@ def main(argv=None):
 
     os.makedirs(args.out_dir, exist_ok=True)
     wanted = set(args.models.split(","))
-    for mpnn_type, fname in (("SchNet", "schnet.json"), ("EGNN", "egnn.json"),
-                             ("PAINN", "painn.json"), ("PNAEq", "pnaeq.json"),
-                             ("GIN", "gin.json"), ("SAGE", "sage.json"), ("PNA", "pna.json"),
-                             ("CGCNN", "cgcnn.json"), ("MFC", "mfc.json")):
+    for mpnn_type in MODELS:
         if mpnn_type not in wanted:
             continue
+        fname = mpnn_type.lower() + ".json"
         print("\n== %s" % mpnn_type)
         patches = []
-        if mpnn_type == "PAINN":
-            # its own seed: painn.json does not depend on which models ran before it (SchNet
-            # and EGNN keep the sequential draws their files were written with)
-            torch.manual_seed(args.seed + 4)
-        if mpnn_type == "PNAEq":
-            torch.manual_seed(args.seed + 5)
-        if mpnn_type == "GIN":
-            torch.manual_seed(args.seed + 6)
-        if mpnn_type == "SAGE":
-            torch.manual_seed(args.seed + 7)
-        if mpnn_type == "PNA":
-            torch.manual_seed(args.seed + 8)
-        if mpnn_type == "CGCNN":
-            torch.manual_seed(args.seed + 9)
-        if mpnn_type == "MFC":
-            torch.manual_seed(args.seed + 10)
+        if mpnn_type in OWN_SEED:
+            torch.manual_seed(args.seed + OWN_SEED[mpnn_type])
         model, arch = build_model(hg_create, mpnn_type, patches)
         adjust_weights(model, mpnn_type, args.seed + 3, patches)
         patches.append("node features x = embedding.weight[species index] fed as data.x "
@@ -1145,7 +1138,7 @@ def main(argv=None):
                 "to_hydragnn": (
                     "edge_index = [src; dst], edge_shifts = +shift (PyG MessagePassing: sender "
                     "edge_index[0], aggregation at edge_index[1])"
-                    if mpnn_type in ("SchNet", "GIN", "SAGE", "PNA", "CGCNN", "MFC")
+                    if mpnn_type in SOURCE_TO_TARGET
                     else "edge_index = [dst; src], edge_shifts = -shift (%s aggregates at "
                          "edge_index[0]; vector = pos[ei[1]] - pos[ei[0]] + shift = -r_e)"
                     % ("E_GCL" if mpnn_type == "EGNN" else "PainnMessage")),

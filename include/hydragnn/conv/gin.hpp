@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // GIN (HydraGNN's GINStack layer = PyTorch Geometric's GINConv with eps = 100, train_eps = True):
 //
-//   layer l:  z_i = (1 + eps) h_i + sum_{e in in(i)} h_src(e)        neighbour_sum + gin_self
+//   layer l:  z_i = (1 + eps) h_i + sum_{e in in(i)} h_src(e)        neighbour sum (segment_sum_perm) + gin_self
 //             h'_i = nn(z_i),  nn = Linear(I, H) -> ReLU -> Linear(H, H)
 // No edge features (HydraGNN: is_edge_model = False): the energy does not depend on positions.
 // HydraGNN's Base puts a BatchNorm after every layer (feature_layer), then the stack activation.
@@ -16,10 +16,7 @@
 namespace hydragnn {
 
 /// GIN has no keys of its own (HydraGNN fixes eps = 100, trainable).
-struct GINOptions {
-  template <class V>
-  void visit(V&&) {}
-};
+using GINOptions = conv::NoOptions;
 
 struct GINConv : conv::NoEdgeGeometry {
   static constexpr const char* name = "GIN";
@@ -62,7 +59,7 @@ struct GINConv : conv::NoEdgeGeometry {
                      NodeState<S, mem_t<Exec>>& out, Workspace<mem_t<Exec>>& ws) const {
     const Layer& L = layers[l];
     c.z = ws.template mat<S>("hydragnn::GINConv::layer_forward.z", l, b.num_atoms, in.h.extent(1));
-    kernels::neighbour_sum<Exec, S>(exec, in.h, b.row_ptr, b.src, c.z, false);
+    kernels::segment_sum_perm<Exec, S>(exec, in.h, b.src, b.row_ptr, c.z, false);  // neighbour sum
     kernels::gin_self<Exec, S, T>(exec, in.h, w.p, L.eps_off, c.z);
     out.h = L.nn.forward<Exec, S, T>(exec, w, c.z, c.nn, ws, l);
   }

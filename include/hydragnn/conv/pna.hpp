@@ -56,29 +56,28 @@ struct PNAConv {
   };
   std::vector<Layer> layers;
   kernels::PnaScalers scalers;
-  conv::EdgeLength length;
-  bool edge = false;
+  conv::EdgeLength length;  ///< the edge-length feature (length.on: edge_features ["length"])
 
   PNAConv() = default;
   PNAConv(ParamAllocator& alloc, const ConvCommon& common, const PNAOptions& opt)
-      : length(opt, name), edge(length.on) {
+      : length(opt, name) {
     if (opt.pna_deg.empty())
       throw std::runtime_error("PNA: 'pna_deg' (the training set's in-degree histogram) is empty; hydragnn train "
                                "computes it from the training set, or give it in the config");
     using K = kernels::PnaScaler;
     scalers = kernels::PnaScalers::from_histogram({K::Identity, K::Amplification, K::Attenuation, K::Linear}, opt.pna_deg);
     const int H = common.hidden_dim;
-    const int parts = edge ? 3 : 2;
+    const int parts = length.on ? 3 : 2;
     for (int l = 0; l < common.num_conv_layers; ++l) {
       const std::string n = "graph_convs." + std::to_string(l) + ".module_0";
       const int I = l == 0 ? common.input_dim : H;
       Layer L;
       L.in = I;
-      if (edge) L.enc = alloc.linear(1, I, true, n + ".edge_encoder");
+      if (length.on) L.enc = alloc.linear(1, I, true, n + ".edge_encoder");
       L.pre = alloc.linear(parts * I, I, true, n + ".pre_nns.0.0");
       L.pre_i = L.pre.columns(0, I, true);  // [x_i, x_j, edge]
       L.pre_j = L.pre.columns(I, I, false);
-      if (edge) L.pre_e = L.pre.columns(2 * I, I, false);
+      if (length.on) L.pre_e = L.pre.columns(2 * I, I, false);
       L.post = alloc.linear(17 * I, H, true, n + ".post_nns.0.0");
       L.post_s = L.post.columns(0, I, true);  // [x, PNA]
       L.post_a = L.post.columns(I, 16 * I, false);
@@ -87,7 +86,7 @@ struct PNAConv {
     }
   }
   int num_layers() const { return int(layers.size()); }
-  bool uses_positions() const { return edge; }
+  bool uses_positions() const { return length.on; }
 
   template <class S, class M> struct EdgeCache : conv::EdgeLength::Cache<S, M> {
     Mat<real_t<S>, M> scale;  ///< N x 4 degree scalers
@@ -132,12 +131,12 @@ struct PNAConv {
     kernels::linear_forward<Exec, S, T>(exec, in.h, w, L.pre_i, A);
     kernels::linear_forward<Exec, S, T>(exec, in.h, w, L.pre_j, Bn);
     c.m = ws.template mat<S>(lbl + ".m", l, E, I);
-    if (edge) {
+    if (length.on) {
       c.enc = ws.template mat<S>(lbl + ".enc", l, E, I);
       kernels::linear_forward<Exec, S, T>(exec, ec.a, w, L.enc, c.enc);
       kernels::linear_forward<Exec, S, T>(exec, c.enc, w, L.pre_e, c.m);
     }
-    kernels::gather_rows<Exec, S>(exec, A, b.dst, c.m, edge);
+    kernels::gather_rows<Exec, S>(exec, A, b.dst, c.m, length.on);
     kernels::gather_rows<Exec, S>(exec, Bn, b.src, c.m, true);
     // aggregation and update
     c.pna = kernels::PnaCache<S, M>::in(ws, lbl + ".pna", l, N, I);
@@ -187,7 +186,7 @@ struct PNAConv {
     params(in.h, Bnbar, L.pre_j);
     kernels::linear_backward_input<Exec, S, T>(exec, Abar, w, L.pre_i, in_bar.h, true);
     kernels::linear_backward_input<Exec, S, T>(exec, Bnbar, w, L.pre_j, in_bar.h, true);
-    if (!edge) return;
+    if (!length.on) return;
     params(c.enc, mbar, L.pre_e);
     const bool want_geometry = eg.abar.extent(0) > 0;
     if (!want_params && !want_geometry) return;

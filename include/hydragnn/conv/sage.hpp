@@ -15,10 +15,7 @@
 namespace hydragnn {
 
 /// SAGE has no keys of its own.
-struct SAGEOptions {
-  template <class V>
-  void visit(V&&) {}
-};
+using SAGEOptions = conv::NoOptions;
 
 struct SAGEConv : conv::NoEdgeGeometry {
   static constexpr const char* name = "SAGE";
@@ -60,7 +57,7 @@ struct SAGEConv : conv::NoEdgeGeometry {
     const int N = b.num_atoms;
     const std::string lbl = "hydragnn::SAGEConv::layer_forward";
     c.agg = ws.template mat<S>(lbl + ".agg", l, N, L.lin_l.in);
-    kernels::neighbour_mean<Exec, S>(exec, in.h, b.row_ptr, b.src, c.agg, false);
+    kernels::segment_mean_perm<Exec, S>(exec, in.h, b.src, b.row_ptr, c.agg, false);  // neighbour mean
     out.h = ws.template mat<S>(lbl + ".out", l, N, L.lin_l.out);
     kernels::linear_forward<Exec, S, T>(exec, c.agg, w, L.lin_l, out.h);
     auto root = ws.template mat<S>(lbl + ".root", 0, N, L.lin_r.out);

@@ -84,6 +84,12 @@ struct NodeState {
 };
 
 namespace conv {
+/// The options of a convolution with no config keys of its own.
+struct NoOptions {
+  template <class V>
+  void visit(V&&) {}
+};
+
 /// Base of a convolution without edge geometry (GIN, SAGE): empty edge caches and no-op edge passes.
 struct NoEdgeGeometry {
   template <class S, class M> struct EdgeCache {};

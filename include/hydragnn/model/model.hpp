@@ -14,7 +14,7 @@
 //    invariant stacks. Batch statistics in training mode (set_training(true); a real forward then
 //    records them, update_running_statistics() folds them into the running ones once per step),
 //    running statistics otherwise (the default: inference, validation, every loaded checkpoint).
-//    The running statistics are buffers (statistics(), named_buffers()), saved with the parameters.
+//    The running statistics are buffers (buffers(), named_buffers()), saved with the parameters.
 //  * Intermediates live in a Workspace (core/workspace.hpp): a pass allocates nothing once it has grown.
 #pragma once
 
@@ -65,25 +65,24 @@ class Model {
     emb_off_ = long(alloc.take(std::size_t(spec.num_species()) * D, 1.0, "embedding.weight", {spec.num_species(), D}));
     conv_ = Conv(alloc, spec_.conv_common(), opt_);
     if constexpr (traits::batch_norm) {
-      const int C = spec_.hidden_dim;
-      for (int l = 0; l < conv_.num_layers(); ++l)
-        norms_.emplace_back(alloc, C, long(2 * C) * l, "feature_layers." + std::to_string(l));
-      const int L = conv_.num_layers();
-      stats_ = Vec<double, M>("hydragnn::Model::running_statistics", std::size_t(2 * C) * L);
-      record_ = Vec<double, M>("hydragnn::Model::batch_statistics", std::size_t(2 * C) * L);
+      const int C = spec_.hidden_dim, L = conv_.num_layers();
+      const std::size_t n_stats = std::size_t(2 * C) * L;
+      stats_ = Vec<double, M>("hydragnn::Model::running_statistics", n_stats);
+      record_ = Vec<double, M>("hydragnn::Model::batch_statistics", n_stats);
       auto h = Kokkos::create_mirror_view(stats_);
-      for (int l = 0; l < L; ++l)
-        for (int c = 0; c < C; ++c) {
-          h(std::size_t(2 * C) * l + c) = 0.0;      // running_mean
-          h(std::size_t(2 * C) * l + C + c) = 1.0;  // running_var
-        }
-      Kokkos::deep_copy(stats_, h);
       for (int l = 0; l < L; ++l) {
-        const std::string n = "feature_layers." + std::to_string(l) + ".module.";
-        named_buffers_.push_back({n + "running_mean", std::size_t(2 * C) * l, {C}});
-        named_buffers_.push_back({n + "running_var", std::size_t(2 * C) * l + C, {C}});
-        named_buffers_.push_back({n + "num_batches_tracked", std::size_t(2 * C) * L, {}});
+        const std::string n = "feature_layers." + std::to_string(l);
+        norms_.emplace_back(alloc, C, long(2 * C) * l, n);
+        const std::size_t mean = std::size_t(norms_.back().stats_off), var = mean + C;
+        for (int c = 0; c < C; ++c) {
+          h(mean + c) = 0.0;  // running_mean
+          h(var + c) = 1.0;   // running_var
+        }
+        named_buffers_.push_back({n + ".module.running_mean", mean, {C}});
+        named_buffers_.push_back({n + ".module.running_var", var, {C}});
+        named_buffers_.push_back({n + ".module.num_batches_tracked", n_stats, {}});
       }
+      Kokkos::deep_copy(stats_, h);
     }
     heads_ = Heads(alloc, spec_, traits::per_layer_readout ? conv_.num_layers() : 1);
     init_ranges_ = alloc.ranges;

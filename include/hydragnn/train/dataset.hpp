@@ -98,13 +98,8 @@ inline double max_edge_length(const Dataset& ds) {
     const Structure& f = ds.frames[k];
     const RadiusGraph& g = ds.graphs[k];
     for (std::size_t e = 0; e < g.num_edges(); ++e) {
-      double r2 = 0;
-      for (int a = 0; a < 3; ++a) {
-        double r = f.positions[g.receivers[e]][a] - f.positions[g.senders[e]][a];
-        for (int c = 0; c < 3; ++c) r += g.shifts[e][c] * f.cell[c][a];
-        r2 += r * r;
-      }
-      best = std::max(best, std::sqrt(r2));
+      const Vec3 r = edge_vector(f, g, e);
+      best = std::max(best, std::sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2]));
     }
   }
   return best;

@@ -17,7 +17,8 @@ namespace hydragnn {
 namespace kernels {
 
 /// Degree classes: cls(i) = min(ptr(i+1) - ptr(i), D); cls_ptr (D+2) and cls_perm (N) list the nodes
-/// of class k as cls_perm[cls_ptr(k) .. cls_ptr(k+1)), ascending. One thread (a counting sort).
+/// of class k as cls_perm[cls_ptr(k) .. cls_ptr(k+1)), ascending. One thread, O(N + D): a counting
+/// sort placing the nodes from the last, each at the end of its class's remaining range.
 template <class Exec>
 void mfc_classes(const Exec& exec, const CVec<int, mem_t<Exec>>& ptr, int D, const Vec<int, mem_t<Exec>>& cls,
                  const Vec<int, mem_t<Exec>>& cls_ptr, const Vec<int, mem_t<Exec>>& cls_perm) {
@@ -30,12 +31,10 @@ void mfc_classes(const Exec& exec, const CVec<int, mem_t<Exec>>& ptr, int D, con
           cls(i) = d < D ? d : D;
           cls_ptr(cls(i) + 1) += 1;
         }
-        for (int k = 0; k <= D; ++k) cls_ptr(k + 1) += cls_ptr(k);
-        for (int k = 0; k <= D; ++k) {
-          int q = cls_ptr(k);
-          for (long i = 0; i < N; ++i)
-            if (cls(i) == k) cls_perm(q++) = int(i);
-        }
+        for (int k = 0; k <= D; ++k) cls_ptr(k + 1) += cls_ptr(k);  // cls_ptr(k + 1) = end of class k
+        for (long i = N; i-- > 0;) cls_perm(--cls_ptr(cls(i) + 1)) = int(i);  // cls_ptr(k + 1) -> start of k
+        for (int k = 0; k <= D; ++k) cls_ptr(k) = cls_ptr(k + 1);
+        cls_ptr(D + 1) = int(N);
       });
 }
 

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Node-to-node aggregation over the receiver-sorted edges without an edge-sized intermediate, as the
-// invariant layers without edge features use it (GIN's sum, SAGE's mean), forward and backward,
-// generic in the scalar.
-//
-//   neighbour_sum:   Y(i,c) (+)= sum_{e: dst(e) = i} X(src(e), c)        (= segment_sum_perm(X, src, row_ptr))
-//   neighbour_mean:  Y(i,c) (+)= (1/n_i) sum_{e: dst(e) = i} X(src(e), c), n_i = in-degree (0 -> 0)
-//   backward:        Xbar(j,c) (+)= sum_{e: src(e) = j} Ybar(dst(e), c) [/ n_dst(e)]
-// The backward walks sender segments (send_perm, send_ptr) in ascending order: deterministic.
+// invariant layers without edge features use it (GIN's and MFC's sum, SAGE's mean). The forward is
+// segment.hpp's reduction through the sender index, items src(e) of receiver segment i:
+//   sum:   Y(i,c) (+)= sum_{e: dst(e) = i} X(src(e), c)              segment_sum_perm(X, src, row_ptr)
+//   mean:  Y(i,c) (+)= (1/n_i) sum_{e: dst(e) = i} X(src(e), c)      segment_mean_perm(X, src, row_ptr)
+// and its backward is here:
+//   Xbar(j,c) (+)= sum_{e: src(e) = j} Ybar(dst(e), c) [/ n_dst(e)]
+// walking sender segments (send_perm, send_ptr) in ascending order: deterministic.
 //
 // GIN's self term (PyG GINConv): Z(i,c) += (1 + eps) X(i,c) with a trainable eps.
 #pragma once
@@ -47,24 +47,7 @@ struct NeighbourBackRed {
 };
 }  // namespace detail
 
-/// Y(i,c) (+)= sum_{e in in(i)} X(src(e), c)                       // X: N x F, row_ptr: N+1, src: E -> Y: N x F
-template <class Exec, class S, class Mode = default_mode_t<Exec>>
-void neighbour_sum(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const CVec<int, mem_t<Exec>>& row_ptr,
-                   const CVec<int, mem_t<Exec>>& src, const Mat<S, mem_t<Exec>>& Y, bool accumulate) {
-  detail::sum_impl<Mode>(exec, "hydragnn::Neighbour::sum", X, detail::PermItems<mem_t<Exec>>{src, row_ptr}, Y,
-                         accumulate);
-}
-
-/// Y(i,c) (+)= (1/n_i) sum_{e in in(i)} X(src(e), c), 0 for n_i = 0   // X: N x F -> Y: N x F
-template <class Exec, class S, class Mode = default_mode_t<Exec>>
-void neighbour_mean(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const CVec<int, mem_t<Exec>>& row_ptr,
-                    const CVec<int, mem_t<Exec>>& src, const Mat<S, mem_t<Exec>>& Y, bool accumulate) {
-  using Items = detail::PermItems<mem_t<Exec>>;
-  detail::segment_reduce<Mode>(exec, "hydragnn::Neighbour::mean", long(Y.extent(0)), long(Y.extent(1)),
-                               detail::MeanRed<S, mem_t<Exec>, Items>{Items{src, row_ptr}, X, Y, accumulate});
-}
-
-/// Backward of neighbour_sum (mean = false) or neighbour_mean (mean = true):
+/// Backward of the neighbour sum (mean = false) or mean (mean = true):
 /// Xbar(j,c) (+)= sum_{e: src(e) = j} Ybar(dst(e), c) [/ n_dst(e)]
 ///                                  // Ybar: N x F, send_perm: E, send_ptr: N+1, dst: E, row_ptr: N+1 -> Xbar: N x F
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
