@@ -17,6 +17,7 @@
 #include <hydragnn/kernels/forces.hpp>
 #include <hydragnn/kernels/pointwise.hpp>
 #include <hydragnn/kernels/painn.hpp>
+#include <hydragnn/kernels/cgcnn.hpp>
 #include <hydragnn/kernels/mfc.hpp>
 #include <hydragnn/kernels/neighbour.hpp>
 #include <hydragnn/kernels/norm.hpp>
@@ -1557,6 +1558,39 @@ struct MfcOp {
   }
 };
 
+/// CGCNN's gated message sum with the residual: Y = sum_e sigmoid(F) softplus(S) + X; backward Fbar,
+/// Sbar from cgcnn_message_backward, Xbar = Ybar (the residual, the caller's).
+struct CgcnnOp {
+  const Graph& g;
+  int C = 3;
+  const char* name = "cgcnn_message_sum";
+  Args<double> inputs(Rng& rng) const {
+    return {randn(rng, std::size_t(g.E) * C), randn(rng, std::size_t(g.E) * C, 3.0), randn(rng, std::size_t(g.N) * C)};
+  }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> y = x[2];
+    for (int e = 0; e < g.E; ++e)
+      for (int c = 0; c < C; ++c) {
+        const double f = x[0][e * C + c], s = x[1][e * C + c];
+        const double sp = s > 20 ? s : std::log1p(std::exp(s));
+        y[g.dst[e] * C + c] += sp / (1 + std::exp(-f));
+      }
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> Y("Y", g.N, C);
+    km::cgcnn_message_sum<Exec, S, Mode>(Exec(), mat(x[0], g.E, C), mat(x[1], g.E, C), g.d_row_ptr, mat(x[2], g.N, C), Y);
+    return flat(Y);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    Mat<S, M> Fb("Fb", g.E, C), Sb("Sb", g.E, C);
+    km::cgcnn_message_backward<Exec, S, Mode>(Exec(), mat(x[0], g.E, C), mat(x[1], g.E, C), mat(yb, g.N, C), g.d_dst, Fb, Sb);
+    return {flat(Fb), flat(Sb), yb};
+  }
+};
+
 TEST_CASE("ops model: BatchNorm (norm.hpp), neighbour aggregation and GIN's self term (neighbour.hpp)", "[ops][model]") {
   hydragnn_test::ensure_kokkos();
   const Graph g = make_batch_graph(41);
@@ -1566,6 +1600,7 @@ TEST_CASE("ops model: BatchNorm (norm.hpp), neighbour aggregation and GIN's self
   check_op(NeighbourOp{g, true, "neighbour mean (+ neighbour_backward)"}, 201);
   check_op(GinSelfOp{}, 202);
   check_op(MfcOp{g}, 203);
+  check_op(CgcnnOp{g}, 204);
 }
 
 TEST_CASE("ops model: BatchNorm running update folds the unbiased batch variance with momentum 0.1", "[ops][model]") {
