@@ -179,7 +179,7 @@ LossSpec bench_loss(bool conservative) {
     w.energy = w.energy_peratom = w.force = w.stress = 0.0;
     w.heads = {1.0, 100.0};
   }
-  w.mae = true;  // the runner's loss_function_type
+  w.kind = LossKind::MAE;  // the runner's loss_function_type
   return w;
 }
 

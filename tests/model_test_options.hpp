@@ -58,4 +58,14 @@ inline hydragnn::CGCNNOptions test_options<hydragnn::CGCNNConv>() {
   return o;
 }
 
+/// GAT with three heads (HydraGNN fixes six) and the edge-length feature.
+template <>
+inline hydragnn::GATOptions test_options<hydragnn::GATConv>() {
+  hydragnn::GATOptions o;
+  o.gat_heads = 3;
+  o.edge_features = {"length"};
+  o.edge_length_scale = 3.5;
+  return o;
+}
+
 }  // namespace hydragnn_test

@@ -399,9 +399,17 @@ TEST_CASE("config: unimplemented and unknown mpnn_type", "[config]") {
   // another model's config may carry pna_deg (HydraGNN writes it for every PNA-family run): type-checked, ignored
   CHECK(parse_config(arch(R"("mpnn_type": "PAINN", "pna_deg": [1, 2])")).arch.mpnn_type == "PAINN");
   CHECK_THAT(error_of(arch(R"("mpnn_type": "PAINN", "pna_deg": "many")")), Contains("pna_deg"));
-  CHECK_THAT(error_of(arch(R"("mpnn_type": "GAT")")),
-             Contains("'NeuralNetwork.Architecture.mpnn_type'") && Contains("\"GAT\"") &&
+  CHECK_THAT(error_of(arch(R"("mpnn_type": "MACE")")),
+             Contains("'NeuralNetwork.Architecture.mpnn_type'") && Contains("\"MACE\"") &&
                  Contains("not implemented yet"));
+  // GAT: HydraGNN's fixed heads and slope as defaults of our own keys
+  const Config gat = parse_config(arch(R"("mpnn_type": "GAT", "edge_features": ["length"])"));
+  CHECK(gat.arch.conv_options<hydragnn::GATConv>().gat_heads == 6);
+  CHECK(gat.arch.conv_options<hydragnn::GATConv>().gat_negative_slope == 0.05);
+  CHECK(gat.arch.conv_options<hydragnn::GATConv>().edge_features == std::vector<std::string>{"length"});
+  CHECK(parse_config(arch(R"("mpnn_type": "GAT", "gat_heads": 2)")).arch.conv_options<hydragnn::GATConv>().gat_heads == 2);
+  CHECK_THAT(error_of(arch(R"("mpnn_type": "GAT", "gat_heads": 0)")),
+             Contains("NeuralNetwork.Architecture.gat_heads") && Contains(">= 1"));
   // PNA, GIN, SAGE
   const Config pna = parse_config(arch(R"("mpnn_type": "PNA", "pna_deg": [0, 3, 1], "edge_features": ["length"])"));
   CHECK(pna.arch.conv_options<hydragnn::PNAConv>().pna_deg == std::vector<double>{0, 3, 1});

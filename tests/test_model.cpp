@@ -183,7 +183,8 @@ Config tiny_config(const std::string& type, double force_weight = 1.0) {
         "num_gaussians": 8, "num_filters": 8,
         "output_heads": {"node": {"num_headlayers": 1, "dim_headlayers": [8], "type": "mlp"}},
         "energy_weight": 1.0, "force_weight": )" + std::to_string(force_weight) +
-                             (type == "PNA" || type == "CGCNN" ? R"(, "edge_features": ["length"])" : "") +
+                             (type == "PNA" || type == "CGCNN" || type == "GAT" ? R"(, "edge_features": ["length"])" : "") +
+                             (type == "GAT" ? R"(, "gat_heads": 2)" : "") +
                              (type == "MFC" ? R"(, "max_neighbours": 4)" : "") + R"(},
       "Variables_of_interest": {"output_names": ["energy"], "type": ["graph"], "output_dim": [1]},
       "Training": {"num_epoch": 3, "batch_size": 3, "Optimizer": {"type": "AdamW", "learning_rate": 0.003}, "seed": 4}
@@ -255,10 +256,12 @@ TEMPLATE_LIST_TEST_CASE("training is bitwise deterministic and resumes bit-for-b
     // 7 structures in batches of 3)
     const CheckpointData ck = read_checkpoint(opt.output_dir + "/checkpoint.hgnn");
     const std::size_t nb = ck.buffers.size();
-    REQUIRE(nb == 2 * 8 * 2 + 1);
+    // [mean | var] per layer (GAT's first layer is heads x hidden wide), then the step count
+    const std::size_t width0 = std::is_same<TestType, GATConv>::value ? 2 * 8 : 8;
+    REQUIRE(nb == 2 * width0 + 2 * 8 + 1);
     CHECK(ck.buffers.back() == 9.0);
     CHECK(ck.buffers[0] != 0.0);
-    CHECK(ck.buffers[8] != 1.0);
+    CHECK(ck.buffers[width0] != 1.0);
   }
   REQUIRE(a.size() == b.size());
   CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0);
@@ -523,4 +526,294 @@ TEST_CASE("count_labels counts energy, forces, stress and head labels per frame"
   bare.frames[0].forces.clear();
   bare.frames[0].stress.reset();
   CHECK_FALSE(count_labels(bare).any());
+}
+
+namespace {
+/// A small SchNet (double) with a graph head "gap" and a node head "q" (2 columns), two frames with
+/// energies, forces and both heads labelled; errors of both signs above and below 1 (smooth_l1's kink).
+struct LossFixture {
+  Model<double, SchNetConv, Exec> model;
+  std::vector<Structure> frames;
+  Batch<M> batch;
+  explicit LossFixture(bool energy, bool variance) {
+    ModelSpec s;
+    s.hidden_dim = 6;
+    s.num_conv_layers = 2;
+    s.cutoff = 3.0;
+    s.energy = energy;
+    s.energy_head_dims = {5};
+    s.graph_head_dims = {4};
+    s.node_head_dims = {4};
+    s.graph_dim_sharedlayers = 4;
+    s.species.numbers = {1, 8};
+    s.ref_energy = {0.0, 0.0};
+    s.heads = {HeadDef{"gap", false, 1, 1.0}, HeadDef{"q", true, 2, 1.0}};
+    s.head_variance = variance;
+    SchNetOptions o;
+    o.num_gaussians = 6;
+    o.num_filters = 5;
+    model = Model<double, SchNetConv, Exec>(s, o);
+    model.initialize(3);
+    std::mt19937_64 rng(8);
+    std::normal_distribution<double> nd(0.0, 1.2);
+    for (int f = 0; f < 2; ++f) {
+      Structure st = hydragnn_test::random_structure(40 + f, 5, {1, 8}, false, 4.0, 1.0);
+      st.energy = nd(rng);
+      st.forces.clear();
+      for (std::size_t i = 0; i < st.size(); ++i) st.forces.push_back(Vec3{nd(rng), nd(rng), nd(rng)});
+      st.info["gap"] = std::to_string(nd(rng));
+      std::vector<double> q;
+      for (std::size_t i = 0; i < 2 * st.size(); ++i) q.push_back(nd(rng));
+      st.arrays["q"] = q;
+      st.array_cols["q"] = 2;
+      frames.push_back(st);
+    }
+    batch = make_batch<M>(frames, s.cutoff, -1, s.species, s.heads);
+  }
+  /// dL/dp_k by fourth-order central differences with step h.
+  double fd_gradient(const Exec& exec, const LossSpec& w, std::size_t k, double h) {
+    auto p = model.params();
+    auto L = [&](double d) {
+      const double old = p(k);
+      p(k) = old + d;
+      const double l = loss_and_grad(exec, model, batch, w, Vec<double, M>()).loss;
+      p(k) = old;
+      return l;
+    };
+    return (8 * (L(h) - L(-h)) - (L(2 * h) - L(-2 * h))) / (12 * h);
+  }
+  /// The targets of head k, flattened as its prediction (G x dim or N x dim).
+  std::vector<double> head_targets(int k) const {
+    std::vector<double> t;
+    for (const auto& st : frames)
+      if (k == 0)
+        t.push_back(std::stod(st.info.at("gap")));
+      else
+        t.insert(t.end(), st.arrays.at("q").begin(), st.arrays.at("q").end());
+    return t;
+  }
+};
+
+double element_loss(LossKind k, double d) {
+  if (k == LossKind::MAE) return std::fabs(d);
+  if (k == LossKind::SmoothL1) return std::fabs(d) < 1 ? 0.5 * d * d : std::fabs(d) - 0.5;
+  return d * d;
+}
+/// One term, as HydraGNN's loss functions reduce it: mean l(d) (rmse: sqrt(mean d^2)).
+double term(LossKind k, const std::vector<double>& d) {
+  double s = 0;
+  for (double x : d) s += k == LossKind::RMSE ? x * x : element_loss(k, x);
+  s /= double(d.size());
+  return k == LossKind::RMSE ? std::sqrt(s) : s;
+}
+}  // namespace
+
+TEST_CASE("loss functions mse, mae, smooth_l1, rmse equal their formulas, with exact gradients", "[train][loss]") {
+  hydragnn_test::ensure_kokkos();
+  Exec exec;
+  LossFixture fx(true, false);
+  LossSpec w;
+  w.energy = 0.7;
+  w.energy_peratom = 0.4;
+  w.force = 1.3;
+  w.heads = {0.6, 0.9};
+  for (LossKind kind : {LossKind::MSE, LossKind::MAE, LossKind::SmoothL1, LossKind::RMSE}) {
+    INFO("kind " << int(kind));
+    w.kind = kind;
+    Vec<double, M> grad("grad", fx.model.num_params());
+    const LossResult r = loss_and_grad(exec, fx.model, fx.batch, w, grad, nullptr, true);
+    std::vector<double> de, depa, df, dh0, dh1;
+    std::size_t atom = 0;
+    bool above = false, below = false;
+    for (std::size_t g = 0; g < fx.frames.size(); ++g) {
+      const Structure& st = fx.frames[g];
+      de.push_back(r.pred.energy[g] - *st.energy);
+      depa.push_back(de.back() / double(st.size()));
+      for (std::size_t i = 0; i < st.size(); ++i, ++atom)
+        for (int a = 0; a < 3; ++a) df.push_back(r.pred.forces[3 * atom + a] - st.forces[i][a]);
+    }
+    const auto t0 = fx.head_targets(0), t1 = fx.head_targets(1);
+    for (std::size_t q = 0; q < t0.size(); ++q) dh0.push_back(r.pred.heads[0][q] - t0[q]);
+    for (std::size_t q = 0; q < t1.size(); ++q) dh1.push_back(r.pred.heads[1][q] - t1[q]);
+    for (double d : df) (std::fabs(d) < 1 ? below : above) = true;
+    CHECK((above && below));  // smooth_l1 sees both branches
+    const double expect = w.energy * term(kind, de) + w.energy_peratom * term(kind, depa) + w.force * term(kind, df) +
+                          w.heads[0] * term(kind, dh0) + w.heads[1] * term(kind, dh1);
+    CHECK(r.loss == Approx(expect).epsilon(1e-12));
+    // the gradient (force training: the dual pass) against fourth-order central differences
+    for (std::size_t k = 0; k < fx.model.num_params(); k += 17) {
+      const double fd = fx.fd_gradient(exec, w, k, 1e-5);
+      INFO("parameter " << k);
+      CHECK(grad(k) == Approx(fd).epsilon(1e-6).margin(1e-9));
+    }
+  }
+}
+
+TEST_CASE("GaussianNLL: heads with a variance output, loss and gradient against torch's formula", "[train][loss]") {
+  hydragnn_test::ensure_kokkos();
+  Exec exec;
+  LossFixture fx(false, true);
+  LossSpec w;
+  w.kind = LossKind::GaussianNLL;
+  w.heads = {0.6, 0.9};
+  Vec<double, M> grad("grad", fx.model.num_params());
+  const LossResult r = loss_and_grad(exec, fx.model, fx.batch, w, grad, nullptr, true);
+  // each head's rows are [mu | s] (twice the head's dim), var = s^2 clamped to 1e-6
+  double expect = 0;
+  for (int k = 0; k < 2; ++k) {
+    const int dim = k == 0 ? 1 : 2;
+    const auto t = fx.head_targets(k);
+    const auto& y = r.pred.heads[k];
+    REQUIRE(y.size() == 2 * t.size());
+    double s = 0;
+    for (std::size_t q = 0; q < t.size(); ++q) {
+      const std::size_t row = q / dim, c = q % dim;
+      const double mu = y[row * 2 * dim + c], sd = y[row * 2 * dim + dim + c];
+      REQUIRE(sd * sd > 1e-6);  // the smooth branch (the finite differences below need it)
+      const double v = std::max(sd * sd, 1e-6), d = mu - t[q];
+      s += 0.5 * (std::log(v) + d * d / v);
+    }
+    expect += w.heads[k] * s / double(t.size());
+  }
+  CHECK(r.loss == Approx(expect).epsilon(1e-12));
+  for (std::size_t k = 0; k < fx.model.num_params(); k += 7) {
+    // the loss is ~50 (d^2 / v with small v): a larger step keeps round-off down
+    const double fd = fx.fd_gradient(exec, w, k, 1e-4);
+    INFO("parameter " << k);
+    CHECK(grad(k) == Approx(fd).epsilon(1e-6).margin(1e-9));
+  }
+  // a conservative energy term cannot use it
+  LossFixture fe(true, true);
+  w.energy = 1.0;
+  CHECK_THROWS_WITH(loss_and_grad(exec, fe.model, fe.batch, w, grad), Catch::Contains("GaussianNLL"));
+}
+
+TEST_CASE("task_weights are normalised by their sum as HydraGNN's Base does", "[train][loss][config]") {
+  const Config c = parse_config(R"({"NeuralNetwork": {
+    "Architecture": {"mpnn_type": "SchNet", "enable_interatomic_potential": false, "task_weights": [1.0, 3.0],
+                     "output_heads": {"graph": {"num_sharedlayers": 1, "dim_sharedlayers": 4, "num_headlayers": 1, "dim_headlayers": [4]}}},
+    "Variables_of_interest": {"output_names": ["a", "b"], "type": ["graph", "graph"], "output_dim": [1, 1]},
+    "Training": {"loss_function_type": "smooth_l1"}}})",
+                                "tw");
+  const LossSpec w = loss_from_config(c, spec_from_config(c));
+  REQUIRE(w.heads.size() == 2);
+  CHECK(w.heads[0] == Approx(0.25));
+  CHECK(w.heads[1] == Approx(0.75));
+  CHECK(w.kind == LossKind::SmoothL1);
+  CHECK_THROWS_WITH(parse_config(R"({"NeuralNetwork": {"Architecture": {"task_weights": [0.0]}}})", "tw0"),
+                    Catch::Contains("task_weights") && Catch::Contains("sum to 0"));
+  CHECK_THROWS_WITH(parse_config(R"({"NeuralNetwork": {"Training": {"loss_function_type": "GaussianNLLLoss"}}})", "nll"),
+                    Catch::Contains("GaussianNLLLoss") && Catch::Contains("enable_interatomic_potential"));
+  const Config nll = parse_config(R"({"NeuralNetwork": {
+    "Architecture": {"enable_interatomic_potential": false},
+    "Variables_of_interest": {"output_names": ["gap"], "type": ["graph"], "output_dim": [1]},
+    "Training": {"loss_function_type": "gaussiannllloss"}}})",
+                                  "nll2");
+  CHECK(nll.training.loss_function_type == "GaussianNLLLoss");
+  CHECK(spec_from_config(nll).head_variance);
+}
+
+TEST_CASE("fine-tuning: start from a checkpoint, freeze the convolutions, add a head", "[train][finetune][checkpoint]") {
+  hydragnn_test::ensure_kokkos();
+  using ModelT = Model<float, SchNetConv, Exec>;
+  Exec exec;
+  Dataset train_ds = tiny_dataset(100, 7), val_ds = tiny_dataset(200, 3);
+  for (Dataset* ds : {&train_ds, &val_ds})
+    for (auto& f : ds->frames) f.info["gap"] = std::to_string(0.3 + 0.05 * f.positions[0][0]);
+  const Config base = tiny_config("SchNet");
+  TrainOptions opt;
+  opt.verbose = false;
+  opt.log = [](const std::string&) {};
+  opt.output_dir = temp_dir("finetune_a");
+  train<ModelT>(exec, base, train_ds, val_ds, opt);
+  const std::string trained = opt.output_dir;
+
+  // the trained trunk, a new graph head, convolutions frozen; startfrom a run directory
+  Config ft = base;
+  ft.arch.heads.push_back(HeadSpec{"gap", "graph", 1, 1.0});
+  ft.arch.freeze_conv_layers = true;
+  ft.training.continue_run = true;
+  ft.training.startfrom = trained;
+  std::string log;
+  TrainOptions o2 = opt;
+  o2.output_dir = temp_dir("finetune_b");
+  o2.log = [&](const std::string& s) { log += s; };
+  train<ModelT>(exec, ft, train_ds, val_ds, o2);
+  CHECK_THAT(log, Catch::Contains("parameter blocks loaded") && Catch::Contains("new: ") && Catch::Contains("heads_NN.1.branch-0"));
+
+  const CheckpointData a = read_checkpoint(trained + "/checkpoint.hgnn");
+  const CheckpointData b = read_checkpoint(o2.output_dir + "/checkpoint.hgnn");
+  const ModelT ma = model_from_checkpoint<ModelT>(a, "a"), mb = model_from_checkpoint<ModelT>(b, "b");
+  std::map<std::string, NamedParam> in_a;
+  for (const auto& np : ma.named_parameters()) in_a[np.name] = np;
+  int trunk = 0, heads_moved = 0, new_blocks = 0;
+  for (const auto& np : mb.named_parameters()) {
+    const bool is_trunk = np.offset < mb.num_trunk_params();
+    auto it = in_a.find(np.name);
+    if (it == in_a.end()) {
+      ++new_blocks;
+      CHECK(!is_trunk);
+      continue;
+    }
+    bool same = true;
+    for (std::size_t k = 0; k < np.size(); ++k) same = same && b.params[np.offset + k] == a.params[it->second.offset + k];
+    INFO(np.name);
+    if (is_trunk) {
+      CHECK(same);  // frozen: bitwise unchanged
+      ++trunk;
+    } else if (!same) {
+      ++heads_moved;
+    }
+  }
+  CHECK(trunk > 4);
+  CHECK(heads_moved > 0);  // the energy head kept training
+  CHECK(new_blocks > 0);   // the new head and the graph heads' shared layers
+
+  // without freezing, the same start trains the convolutions too
+  Config thaw = ft;
+  thaw.arch.freeze_conv_layers = false;
+  TrainOptions o3 = opt;
+  o3.output_dir = temp_dir("finetune_c");
+  train<ModelT>(exec, thaw, train_ds, val_ds, o3);
+  const CheckpointData c = read_checkpoint(o3.output_dir + "/checkpoint.hgnn");
+  bool trunk_moved = false;
+  for (std::size_t k = 0; k < mb.num_trunk_params(); ++k) trunk_moved = trunk_moved || c.params[k] != a.params[k];
+  CHECK(trunk_moved);
+
+  // continuing the same architecture loads every block (and the optimizer state)
+  Config same = base;
+  same.training.continue_run = true;
+  same.training.startfrom = trained + "/checkpoint.hgnn";
+  same.training.num_epoch = 0;
+  std::string log2;
+  TrainOptions o4 = opt;
+  o4.output_dir = temp_dir("finetune_d");
+  o4.log = [&](const std::string& s) { log2 += s; };
+  train<ModelT>(exec, same, train_ds, val_ds, o4);
+  CHECK(read_checkpoint(o4.output_dir + "/checkpoint.hgnn").params == a.params);
+  CHECK_THAT(log2, !Catch::Contains("new:"));
+
+  // bad starts name the key
+  Config missing = ft;
+  missing.training.startfrom = trained + "/no_such.hgnn";
+  CHECK_THROWS_WITH(train<ModelT>(exec, missing, train_ds, val_ds, o2), Catch::Contains("NeuralNetwork.Training.startfrom"));
+  Config other = tiny_config("EGNN");
+  other.training.continue_run = true;
+  other.training.startfrom = trained;
+  using EgnnModel = Model<float, EGNNConv, Exec>;
+  CHECK_THROWS_WITH(train<EgnnModel>(exec, other, train_ds, val_ds, o2), Catch::Contains("startfrom") && Catch::Contains("SchNet"));
+  for (const auto& d : {trained, o2.output_dir, o3.output_dir, o4.output_dir}) std::filesystem::remove_all(d);
+}
+
+TEST_CASE("Training.continue / startfrom and freeze_conv_layers are parsed and round-trip", "[config][finetune]") {
+  const Config c = parse_config(R"({"NeuralNetwork": {"Architecture": {"freeze_conv_layers": true},
+    "Training": {"continue": 1, "startfrom": "logs/run"}}})",
+                                "ft");
+  CHECK(c.arch.freeze_conv_layers);
+  CHECK(c.training.continue_run);
+  CHECK(c.training.startfrom == "logs/run");
+  CHECK(parse_config(to_json(c), "ft2").training == c.training);
+  CHECK(parse_config(to_json(c), "ft2").arch == c.arch);
+  CHECK_THROWS_WITH(parse_config(R"({"NeuralNetwork": {"Training": {"continue": true}}})", "ft3"),
+                    Catch::Contains("startfrom"));
 }

@@ -15,6 +15,7 @@
 #include <hydragnn/kernels/dense.hpp>
 #include <hydragnn/kernels/egnn.hpp>
 #include <hydragnn/kernels/forces.hpp>
+#include <hydragnn/kernels/gat.hpp>
 #include <hydragnn/kernels/pointwise.hpp>
 #include <hydragnn/kernels/painn.hpp>
 #include <hydragnn/kernels/cgcnn.hpp>
@@ -1591,6 +1592,110 @@ struct CgcnnOp {
   }
 };
 
+/// GATv2 attention on a batch graph (self edges dropped, a self loop per receiver), K heads of C
+/// channels; p = [att KC | lin_edge KC | bias width]. The XL cotangent is the self loop's share plus
+/// the edges' gathered over sender segments.
+struct GatOp {
+  const Graph& g;
+  bool concat, edge;
+  const char* name;
+  int K = 2, C = 3;
+  double slope = 0.05;
+  double dual_primal_rel = 1e-14;  // the softmax divides by a dual
+  std::vector<bool> real_inputs() const { return {false, false, false, true}; }
+  int KC() const { return K * C; }
+  int width() const { return concat ? KC() : C; }
+  km::GatShape shape() const {
+    km::GatShape sh;
+    sh.K = K;
+    sh.C = C;
+    sh.concat = concat;
+    sh.slope = slope;
+    sh.att = 0;
+    sh.edge = edge ? KC() : -1;
+    sh.bias = 2 * KC();
+    return sh;
+  }
+  long P() const { return 2L * KC() + width(); }
+  Args<double> inputs(Rng& rng) const {
+    return {randn(rng, std::size_t(g.N) * KC()), randn(rng, std::size_t(g.N) * KC()), randu(rng, std::size_t(g.E), 0.2, 1.5),
+            randn(rng, std::size_t(P()), 0.8)};
+  }
+  Arr<double> ref(const Args<double>& x) const {
+    const auto &XL = x[0], &XR = x[1], &A = x[2], &p = x[3];
+    Arr<double> y(std::size_t(g.N) * width(), 0.0);
+    for (int i = 0; i < g.N; ++i) {
+      std::vector<int> js;
+      std::vector<double> as;
+      double am = 0;
+      for (int e = g.row_ptr[i]; e < g.row_ptr[i + 1]; ++e)
+        if (g.src[e] != i) {
+          js.push_back(g.src[e]);
+          as.push_back(A[e]);
+          am += A[e];
+        }
+      if (!as.empty()) am /= double(as.size());
+      js.push_back(i);
+      as.push_back(am);
+      for (int k = 0; k < K; ++k) {
+        std::vector<double> sc;
+        for (std::size_t m = 0; m < js.size(); ++m) {
+          double s = 0;
+          for (int c = 0; c < C; ++c) {
+            const int q = k * C + c;
+            double z = XR[i * KC() + q] + XL[js[m] * KC() + q] + (edge ? p[KC() + q] * as[m] : 0.0);
+            s += p[q] * (z > 0 ? z : slope * z);
+          }
+          sc.push_back(s);
+        }
+        double den = 0;
+        for (double s : sc) den += std::exp(s);
+        for (int c = 0; c < C; ++c) {
+          double acc = 0;
+          for (std::size_t m = 0; m < js.size(); ++m) acc += std::exp(sc[m]) / den * XL[js[m] * KC() + k * C + c];
+          if (concat)
+            y[i * width() + k * C + c] = acc;
+          else
+            y[i * width() + c] += acc / K;
+        }
+      }
+      for (int o = 0; o < width(); ++o) y[i * width() + o] += p[2 * KC() + o];
+    }
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> Y("Y", g.N, width()), al("alpha", g.E, K), als("alpha_self", g.N, K);
+    km::gat_attention<Exec, S, double, Mode>(Exec(), mat(x[0], g.N, KC()), mat(x[1], g.N, KC()), mat(x[2], g.E, 1), params(x[3]),
+                                             shape(), g.d_row_ptr, g.d_src, al, als, Y);
+    return flat(Y);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    auto run = [&](const auto& XL, const auto& XR, const auto& A, const auto& Yb, const Vec<double, M>& gp) {
+      using SS = typename std::decay_t<decltype(XL)>::non_const_value_type;
+      const int N = g.N, E = g.E;
+      Mat<SS, M> Y("Y", N, width()), al("alpha", E, K), als("alpha_self", N, K);
+      const auto p = params(x[3]);
+      km::gat_attention<Exec, SS, double, Mode>(Exec(), XL, XR, A, p, shape(), g.d_row_ptr, g.d_src, al, als, Y);
+      Mat<SS, M> da("da", E, K), das("das", N, K), xle("xle", E, KC()), xlb("xlb", N, KC()), xrb("xrb", N, KC());
+      Mat<SS, M> ab("ab", E, 1), part("part", N, 2 * KC());
+      km::gat_attention_backward<Exec, SS, double, Mode>(Exec(), XL, XR, A, p, shape(), g.d_row_ptr, g.d_src, al, als, Yb, da,
+                                                         das, xle, xlb, xrb, ab, part, gp);
+      km::gather_rows_backward_perm<Exec, SS, Mode>(Exec(), xle, g.d_send_perm, g.d_send_ptr, xlb, true);
+      return std::make_tuple(xlb, xrb, ab);
+    };
+    Vec<double, M> gp("g", P());
+    const auto [xlb, xrb, ab] = run(mat(x[0], g.N, KC()), mat(x[1], g.N, KC()), mat(x[2], g.E, 1), mat(yb, g.N, width()), gp);
+    return {flat(xlb), flat(xrb), flat(ab), param_cotangent<S>(gp, [&] {
+              Vec<double, M> g0("g0", P());
+              run(mat(primal(x[0]), g.N, KC()), mat(primal(x[1]), g.N, KC()), mat(primal(x[2]), g.E, 1),
+                  mat(primal(yb), g.N, width()), g0);
+              return g0;
+            })};
+  }
+};
+
 TEST_CASE("ops model: BatchNorm (norm.hpp), neighbour aggregation and GIN's self term (neighbour.hpp)", "[ops][model]") {
   hydragnn_test::ensure_kokkos();
   const Graph g = make_batch_graph(41);
@@ -1601,6 +1706,18 @@ TEST_CASE("ops model: BatchNorm (norm.hpp), neighbour aggregation and GIN's self
   check_op(GinSelfOp{}, 202);
   check_op(MfcOp{g}, 203);
   check_op(CgcnnOp{g}, 204);
+}
+
+TEST_CASE("ops model: GATv2 attention (gat.hpp)", "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_batch_graph(43);
+  // the random graph has self edges (dropped, as PyG's remove_self_loops) and repeated pairs
+  bool self_edge = false;
+  for (int e = 0; e < g.E; ++e) self_edge = self_edge || g.src[e] == g.dst[e];
+  REQUIRE(self_edge);
+  check_op(GatOp{g, true, true, "gat attention (concat, edge attribute)"}, 205);
+  check_op(GatOp{g, false, true, "gat attention (mean over heads, edge attribute)"}, 206);
+  check_op(GatOp{g, true, false, "gat attention (concat, no edge attribute)"}, 207);
 }
 
 TEST_CASE("ops model: BatchNorm running update folds the unbiased batch variance with momentum 0.1", "[ops][model]") {

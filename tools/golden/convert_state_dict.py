@@ -71,6 +71,8 @@ def guess_mpnn_type(names):
         return "MFC"
     if ".module_0.eps" in joined and ".module_0.nn.0.weight" in joined:
         return "GIN"
+    if ".module_0.att" in joined and ".module_0.lin_l.weight" in joined:
+        return "GAT"
     if ".module_0.lin_l.weight" in joined and ".module_0.lin_r.weight" in joined:
         return "SAGE"
     return None

@@ -461,23 +461,23 @@ def architecture(mpnn_type):
 
 
 # Every model, in the order the files are (re)generated; file tests/golden/<name lower-case>.json.
-MODELS = ("SchNet", "EGNN", "PAINN", "PNAEq", "GIN", "SAGE", "PNA", "CGCNN", "MFC")
+MODELS = ("SchNet", "EGNN", "PAINN", "PNAEq", "GIN", "SAGE", "PNA", "CGCNN", "MFC", "GAT")
 # Seed offsets of the models that reseed torch before they are built, so that their file does not
 # depend on which models ran before (SchNet and EGNN keep the sequential draws their files were
 # written with).
-OWN_SEED = {"PAINN": 4, "PNAEq": 5, "GIN": 6, "SAGE": 7, "PNA": 8, "CGCNN": 9, "MFC": 10}
+OWN_SEED = {"PAINN": 4, "PNAEq": 5, "GIN": 6, "SAGE": 7, "PNA": 8, "CGCNN": 9, "MFC": 10, "GAT": 11}
 # Models built on PyG MessagePassing with flow source_to_target: sender edge_index[0], aggregation
 # at edge_index[1].
-SOURCE_TO_TARGET = {"SchNet", "GIN", "SAGE", "PNA", "CGCNN", "MFC"}
+SOURCE_TO_TARGET = {"SchNet", "GIN", "SAGE", "PNA", "CGCNN", "MFC", "GAT"}
 # Models whose energy does not depend on the positions (HydraGNN: is_edge_model = False, no
 # geometry in the layer): their forces are zero (autograd finds pos unused).
 POSITION_FREE = {"GIN", "SAGE", "MFC"}
 # Models with PyG BatchNorm feature layers after every conv (HydraGNN's Base._init_conv).
-BATCHNORM = {"GIN", "SAGE", "PNA", "CGCNN", "MFC"}
+BATCHNORM = {"GIN", "SAGE", "PNA", "CGCNN", "MFC", "GAT"}
 # Models given the edge feature "length" (HydraGNN edge_features ["length"], edge_dim 1): edge_attr =
 # |r_e| / EDGE_LENGTH_SCALE, computed here from pos with HydraGNN's get_edge_vectors_and_lengths so
 # that autograd sees it (HydraGNN precomputes edge_attr in its datasets; forces through it are ours).
-EDGE_LENGTH = {"PNA", "CGCNN"}
+EDGE_LENGTH = {"PNA", "CGCNN", "GAT"}
 EDGE_LENGTH_SCALE = 3.0
 # MFC's max_degree (HydraGNN: max_neighbours); the golden graphs are not capped, their in-degrees
 # (4 to 35) lie on both sides of it.
@@ -552,6 +552,15 @@ FORMULAS = {
         "lins_l.<k_i>(s_i) + lins_r.<k_i>(h_i) (PyG MFConv, lins_r without bias); h' = "
         "silu(BN(conv(h))) with BN = feature_layers.<l>.module as GIN; prefix "
         "graph_convs.<l>.module_0."),
+    "GAT": (
+        "PyG GATv2Conv, heads K = 6, negative_slope 0.05 (HydraGNN's create_model), dropout 0: "
+        "a_e = |r_e| / edge_length_scale; edges with src = dst dropped, one self loop per node "
+        "with a = mean of its kept a_e; XL = lin_l(h), XR = lin_r(h) (K x C); z_e = XR[dst] + "
+        "XL[src] + lin_edge(a_e); s_e,k = sum_c att[k,c] leaky_relu(z_e, 0.05)[k,c]; alpha = "
+        "softmax of s over the edges into dst (PyG softmax, + 1e-16); conv(h)_i = sum_e alpha_e,k "
+        "XL[src_e] concatenated over k (every layer but the last: K*hidden wide) or averaged "
+        "over k (the last) + bias; h' = silu(BN(conv(h))) with BN = feature_layers.<l>.module as "
+        "GIN; prefix graph_convs.<l>.module_0."),
     "SAGE": (
         "conv(h)_i = lin_l(mean_e h[src_e]) + lin_r(h_i) (mean over the edges with dst = i, 0 if "
         "none; lin_r without bias); h' = silu(BN(conv(h))) with BN = feature_layers.<l>.module "
@@ -667,6 +676,14 @@ def adjust_weights(model, mpnn_type, seed, patches):
             patches.append("%s: weight re-drawn U(0.5, 1.5), running_mean U(-0.5, 0.5), running_var "
                            "U(0.5, 2) (init 1, 0, 1 would make eval-mode BatchNorm nearly the "
                            "identity and hide it from a test)" % name)
+        if mpnn_type == "GAT":
+            for i, conv in enumerate(stack.graph_convs):
+                w = conv.module_0.lin_edge.weight
+                w.copy_(torch.empty_like(w).uniform_(-3.0, 3.0, generator=gen))
+                patches.append(
+                    "graph_convs.%d.module_0.lin_edge.weight re-drawn U(-3, 3) (its glorot init "
+                    "makes the length feature's effect on the scores, hence the forces, ~1e-5 "
+                    "eV/A and a weak test)" % i)
         if mpnn_type == "EGNN":
             for i, conv in enumerate(stack.graph_convs):
                 egcl = conv.module_0
@@ -921,6 +938,9 @@ def train_mode_record(model, structures, emb, species, mpnn_type):
 
     m = copy.deepcopy(model)
     m.train()
+    if mpnn_type == "GAT":  # HydraGNN's Base default dropout 0.25 acts on the attention in train()
+        for conv in m.model.graph_convs:
+            conv.module_0.dropout = 0.0
     data = batch_data(structures, emb, species, mpnn_type)
     pred = m(data)
     energy = sys.modules["torch_scatter"].scatter_add(pred[0], data.batch, dim=0).squeeze(-1)
@@ -1098,6 +1118,10 @@ def main(argv=None):
 
         train_rec = train_mode_record(model, structures, emb, species, mpnn_type) \
             if mpnn_type in BATCHNORM else None
+        if mpnn_type == "GAT":
+            patches.append("train_mode: the GATv2Conv attention dropout (HydraGNN's Base default "
+                           "0.25, active in train()) set to 0 for the recorded step; hydragnn has "
+                           "no attention dropout")
         params, buffers = stack_parameters(model)
         # the energy must depend on every parameter recorded
         st0 = structures[2]

@@ -2,7 +2,12 @@
 // Multi-task loss and its exact parameter gradient.
 //
 // L = w_E mean_g l(E_g - E*_g) + w_e mean_g l((E_g - E*_g)/N_g) + w_F mean_{i,a} l(F_ia - F*_ia)
-//   + w_S mean_{g,ab} l(sigma - sigma*) + sum_k w_k mean l(y_k - y*_k),       l = x^2 (mse) or |x| (mae)
+//   + w_S mean_{g,ab} l(sigma - sigma*) + sum_k w_k mean l(y_k - y*_k)
+// with l = x^2 (mse), |x| (mae) or smooth_l1 (HydraGNN's loss_function_type, torch's functions); rmse
+// replaces each term's mean l by sqrt(mean x^2) (HydraGNN: sqrt(mse_loss) per term); GaussianNLL
+// (direct heads only) gives each head a variance output and the term w_k mean (log v + d^2/v) / 2.
+// rmse: the terms' mean squares come from the error sums of an mse pass; the cotangents are then
+// those of mse with each weight w scaled by 1 / (2 rmse) (one more launch of the loss kernels).
 //
 // Pass 1 (real, no parameter gradient): forward + backward with dE_g = 1 gives F and sigma; the device
 // evaluates L's terms and the cotangents a_g = dL/dE_g, v_i = dL/dF_i, U_g = dL/dsigma_g,
@@ -16,15 +21,25 @@
 
 #include <cmath>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace hydragnn {
 
+/// HydraGNN's loss_function_type.
+enum class LossKind { MSE, MAE, RMSE, SmoothL1, GaussianNLL };
+
 struct LossSpec {
   double energy = 1.0, energy_peratom = 0.0, force = 1.0, stress = 0.0;
   std::vector<double> heads;  ///< weight per direct head
-  bool mae = false;
+  LossKind kind = LossKind::MSE;
+  /// The elementwise function of the kernels (rmse: mse, rescaled afterwards; GaussianNLL: mse for
+  /// the energy terms, which it does not reach).
+  kernels::ElementLoss element() const {
+    return kind == LossKind::MAE ? kernels::ElementLoss::MAE
+                                 : kind == LossKind::SmoothL1 ? kernels::ElementLoss::SmoothL1 : kernels::ElementLoss::MSE;
+  }
 };
 
 /// Per-batch sums for metrics (absolute and squared errors, counts).
@@ -92,35 +107,53 @@ LossResult loss_and_grad(const typename ModelT::exec_space& exec, const ModelT& 
   auto sums = ws.template zeroed_vec<double>(exec, lbl + ".sums", 0, std::size_t(nsum));
   DeviceCotangents<M> cot;
   auto inv = [](long n) { return n > 0 ? 1.0 / double(n) : 0.0; };
+  const kernels::ElementLoss el = w.element();
+  const bool nll = w.kind == LossKind::GaussianNLL;
+  if (nll && conservative && (w.energy > 0 || w.energy_peratom > 0 || w.force > 0 || w.stress > 0))
+    throw std::invalid_argument("hydragnn::loss_and_grad: GaussianNLL needs a variance output, which the conservative "
+                                "energy, forces and stress do not have");
   if (conservative) {
-    auto part_e = ws.template mat<double>(lbl + ".part_energy", 0, G, 5);
     cot.energy = ws.template vec<double>(lbl + ".abar", 0, G);
-    kernels::energy_loss<Exec>(exec, ef.energy, b.energy_t, b.inv_count, w.energy, w.energy_peratom, inv(b.n_energy),
-                               w.mae, part_e, cot.energy);
-    kernels::column_sums<Exec>(exec, part_e, sums, 0);
-    auto part_f = ws.template mat<double>(lbl + ".part_forces", 0, N, 3);
     cot.forces = ws.template mat<double>(lbl + ".v", 0, N, 3);
-    kernels::component_loss<Exec, double>(exec, ef.forces, b.forces_t, Vec<double, M>(), w.force, inv(b.n_force), w.mae,
-                                          part_f, cot.forces);
-    kernels::column_sums<Exec>(exec, part_f, sums, 5);
-    auto part_s = ws.template mat<double>(lbl + ".part_stress", 0, G, 3);
     cot.stress = ws.template mat<double>(lbl + ".U", 0, G, 9);
-    kernels::component_loss<Exec, double>(exec, ef.stress, b.stress_t, b.volume, w.stress, inv(b.n_stress), w.mae, part_s,
-                                          cot.stress);
-    kernels::column_sums<Exec>(exec, part_s, sums, 8);
   } else {
     cot.energy = ws.template zeroed_vec<double>(exec, lbl + ".abar", 0, G);
   }
   for (std::size_t k = 0; k < nh; ++k) {
     const auto& y = f1.head_out[k];
-    auto part_h = ws.template mat<double>(lbl + ".part_head", int(k), y.extent(0), 3);
     cot.heads.push_back(ws.template mat<double>(lbl + ".ybar", int(k), y.extent(0), y.extent(1)));
-    const double wk = k < w.heads.size() ? w.heads[k] : 1.0;
-    kernels::component_loss<Exec, T>(exec, y, b.head_t[k], Vec<double, M>(), wk, inv(b.n_head[k]), w.mae, part_h,
-                                     cot.heads[k]);
-    kernels::column_sums<Exec>(exec, part_h, sums, 11 + 3 * long(k));
   }
-  // the one transfer to the host: the sums, for the loss value and the metrics
+  // every term's partial sums and cotangent with the given weights
+  auto terms = [&](double w_e, double w_epa, double w_f, double w_s, const std::vector<double>& w_h) {
+    if (conservative) {
+      auto part_e = ws.template mat<double>(lbl + ".part_energy", 0, G, 5);
+      kernels::energy_loss<Exec>(exec, ef.energy, b.energy_t, b.inv_count, w_e, w_epa, inv(b.n_energy), el, part_e,
+                                 cot.energy);
+      kernels::column_sums<Exec>(exec, part_e, sums, 0);
+      auto part_f = ws.template mat<double>(lbl + ".part_forces", 0, N, 3);
+      kernels::component_loss<Exec, double>(exec, ef.forces, b.forces_t, Vec<double, M>(), w_f, inv(b.n_force), el, part_f,
+                                            cot.forces);
+      kernels::column_sums<Exec>(exec, part_f, sums, 5);
+      auto part_s = ws.template mat<double>(lbl + ".part_stress", 0, G, 3);
+      kernels::component_loss<Exec, double>(exec, ef.stress, b.stress_t, b.volume, w_s, inv(b.n_stress), el, part_s,
+                                            cot.stress);
+      kernels::column_sums<Exec>(exec, part_s, sums, 8);
+    }
+    for (std::size_t k = 0; k < nh; ++k) {
+      const auto& y = f1.head_out[k];
+      auto part_h = ws.template mat<double>(lbl + ".part_head", int(k), y.extent(0), 3);
+      if (nll)
+        kernels::gaussian_nll_loss<Exec, T>(exec, y, b.head_t[k], w_h[k], inv(b.n_head[k]), part_h, cot.heads[k]);
+      else
+        kernels::component_loss<Exec, T>(exec, y, b.head_t[k], Vec<double, M>(), w_h[k], inv(b.n_head[k]), el, part_h,
+                                         cot.heads[k]);
+      kernels::column_sums<Exec>(exec, part_h, sums, 11 + 3 * long(k));
+    }
+  };
+  std::vector<double> w_heads(nh);
+  for (std::size_t k = 0; k < nh; ++k) w_heads[k] = k < w.heads.size() ? w.heads[k] : 1.0;
+  terms(w.energy, w.energy_peratom, w.force, w.stress, w_heads);
+  // the transfer to the host: the sums, for the loss value and the metrics
   std::vector<double> hs(static_cast<std::size_t>(nsum));
   {
     auto h = ws.template host_vec<double>(lbl + ".sums_host", 0, std::size_t(nsum));
@@ -130,7 +163,6 @@ LossResult loss_and_grad(const typename ModelT::exec_space& exec, const ModelT& 
   }
   ErrorSums& es = res.errors;
   if (conservative) {
-    res.loss += hs[0] + hs[5] + hs[8];
     es.e_abs = hs[1]; es.e_sq = hs[2]; es.epa_abs = hs[3]; es.epa_sq = hs[4];
     es.f_abs = hs[6]; es.f_sq = hs[7];
     es.s_abs = hs[9]; es.s_sq = hs[10];
@@ -138,10 +170,28 @@ LossResult loss_and_grad(const typename ModelT::exec_space& exec, const ModelT& 
   }
   es.h_abs.assign(nh, 0.0); es.h_sq.assign(nh, 0.0); es.n_h.assign(nh, 0);
   for (std::size_t k = 0; k < nh; ++k) {
-    res.loss += hs[11 + 3 * k];
     es.h_abs[k] = hs[12 + 3 * k];
     es.h_sq[k] = hs[13 + 3 * k];
     es.n_h[k] = b.n_head[k];
+  }
+  if (w.kind != LossKind::RMSE) {
+    if (conservative) res.loss += hs[0] + hs[5] + hs[8];
+    for (std::size_t k = 0; k < nh; ++k) res.loss += hs[11 + 3 * k];
+  } else {
+    // L = sum_t w_t sqrt(ms_t); dL/dx = w_t / (2 sqrt(ms_t)) d(ms_t)/dx: the mse cotangents rescaled
+    auto rms = [](double sq, long n) { return n > 0 ? std::sqrt(sq / double(n)) : 0.0; };
+    auto scaled = [](double wt, double r) { return r > 0 ? wt / (2 * r) : 0.0; };
+    const double r_e = rms(es.e_sq, es.n_e), r_epa = rms(es.epa_sq, es.n_e), r_f = rms(es.f_sq, es.n_f),
+                 r_s = rms(es.s_sq, es.n_s);
+    std::vector<double> w_h(nh);
+    if (conservative) res.loss += w.energy * r_e + w.energy_peratom * r_epa + w.force * r_f + w.stress * r_s;
+    for (std::size_t k = 0; k < nh; ++k) {
+      const double r_h = rms(es.h_sq[k], es.n_h[k]);
+      res.loss += w_heads[k] * r_h;
+      w_h[k] = scaled(w_heads[k], r_h);
+    }
+    if (want_grad)
+      terms(scaled(w.energy, r_e), scaled(w.energy_peratom, r_epa), scaled(w.force, r_f), scaled(w.stress, r_s), w_h);
   }
   if (!want_grad) return res;
 

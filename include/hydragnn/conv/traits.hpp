@@ -17,6 +17,9 @@
 //   static constexpr const char* name;            the HydraGNN mpnn_type
 //   (optional) bool uses_positions() const;       false: the energy does not depend on the positions
 //                                                 (no edge geometry, e.g. GIN; forces are zero)
+//   (optional) int layer_width(int l) const;      width of layer l's invariant output (hidden_dim
+//                                                 if absent; GAT's concatenated heads); the last
+//                                                 layer's must be hidden_dim (the heads read it)
 //   using options_type = ...;                     its own options, with visit(v) listing its keys
 //   Conv(ParamAllocator&, const ConvCommon&, const options_type&);
 //   int num_layers() const;
@@ -141,6 +144,9 @@ struct has_connectivity<C, void_t<typename C::connectivity>>
 template <class C, class = void> struct has_uses_positions : std::false_type {};
 template <class C>
 struct has_uses_positions<C, void_t<decltype(bool(std::declval<const C&>().uses_positions()))>> : std::true_type {};
+template <class C, class = void> struct has_layer_width : std::false_type {};
+template <class C>
+struct has_layer_width<C, void_t<decltype(int(std::declval<const C&>().layer_width(0)))>> : std::true_type {};
 template <class C, class = void> struct has_feature_layer : std::false_type {};
 template <class C>
 struct has_feature_layer<C, void_t<typename C::feature_layer>>
@@ -262,6 +268,13 @@ struct conv_traits {
       return c.uses_positions();
     else
       return true;
+  }
+  /// Width of layer l's invariant output (hidden_dim unless c says otherwise).
+  static int layer_width(const C& c, int l, int hidden_dim) {
+    if constexpr (conv_detail::has_layer_width<C>::value)
+      return c.layer_width(l);
+    else
+      return (void)c, (void)l, hidden_dim;
   }
 };
 

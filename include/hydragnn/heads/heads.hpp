@@ -30,6 +30,7 @@ struct HeadsSpec {
   std::vector<int> graph_head_dims{32, 32};
   std::vector<int> node_head_dims{32, 32};
   std::vector<HeadDef> heads;         ///< direct heads
+  bool head_variance = false;         ///< GaussianNLL: each direct head also outputs dim values s (variance s^2)
 
   double energy_scale = 1.0;          ///< per-atom network output is multiplied by this (eV)
   double energy_shift = 0.0;          ///< per-atom constant added (eV)
@@ -75,7 +76,7 @@ class Heads {
       std::vector<int> dims{hd.node ? H : (shared_.layers.empty() ? H : spec.graph_dim_sharedlayers)};
       const auto& hidden = hd.node ? spec.node_head_dims : spec.graph_head_dims;
       dims.insert(dims.end(), hidden.begin(), hidden.end());
-      dims.push_back(hd.dim);
+      dims.push_back(spec.head_variance ? 2 * hd.dim : hd.dim);  // HydraGNN: head_dim * (1 + var_output)
       heads_.push_back(MLP(alloc, dims, spec.act, false, true,
                            "heads_NN." + std::to_string(first + int(k)) + ".branch-0" + (hd.node ? ".mlp.0" : "")));
     }

@@ -62,6 +62,7 @@ inline nlohmann::json spec_to_json(const ModelSpec& s) {
   j["graph_dim_sharedlayers"] = s.graph_dim_sharedlayers;
   j["graph_head_dims"] = s.graph_head_dims;
   j["node_head_dims"] = s.node_head_dims;
+  j["head_variance"] = s.head_variance;
   j["heads"] = nlohmann::json::array();
   for (const auto& h : s.heads)
     j["heads"].push_back({{"name", h.name}, {"node", h.node}, {"dim", h.dim}, {"weight", h.weight}});
@@ -88,6 +89,7 @@ inline ModelSpec spec_from_json(const nlohmann::json& j) {
   s.graph_dim_sharedlayers = j.at("graph_dim_sharedlayers").get<int>();
   s.graph_head_dims = j.at("graph_head_dims").get<std::vector<int>>();
   s.node_head_dims = j.at("node_head_dims").get<std::vector<int>>();
+  s.head_variance = j.value("head_variance", false);  // absent in checkpoints before GaussianNLL
   for (const auto& h : j.at("heads"))
     s.heads.push_back(HeadDef{h.at("name").get<std::string>(), h.at("node").get<bool>(), h.at("dim").get<int>(),
                               h.at("weight").get<double>()});

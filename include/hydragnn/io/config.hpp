@@ -67,6 +67,7 @@ struct ArchitectureConfig {
   std::vector<HeadSpec> heads;  ///< never empty after parsing
   // Interatomic potential (energy/force) training.
   bool enable_interatomic_potential = true;
+  bool freeze_conv_layers = false;  ///< the trunk's parameters are not trained (fine-tuning the heads)
   double energy_weight = 1.0, energy_peratom_weight = 0.0, force_weight = 1.0, stress_weight = 0.0;
 
   /// The options struct of convolution Conv (mpnn_type must be Conv::name).
@@ -89,7 +90,7 @@ struct TrainingConfig {
   double perc_train = 0.9;  ///< in (0, 1]
   bool early_stopping = false;  ///< JSON "EarlyStopping"
   int patience = 10;            ///< early-stopping patience (epochs)
-  std::string loss_function_type = "mse";  ///< mse | mae
+  std::string loss_function_type = "mse";  ///< mse | mae | rmse | smooth_l1 | GaussianNLLLoss
   OptimizerConfig optimizer;               ///< JSON "Optimizer"
   // ReduceLROnPlateau, JSON "Training.Scheduler" (our extension);
   // {"type": "none"} disables it.
@@ -99,6 +100,8 @@ struct TrainingConfig {
   double min_lr = 1e-6;
   unsigned long long seed = 42;
   int checkpoint_every = 1;  ///< epochs between checkpoints; 0 = never
+  bool continue_run = false;  ///< JSON "continue" (0/1 or bool): start from `startfrom`
+  std::string startfrom;      ///< a checkpoint file, or a run directory (its checkpoint.hgnn); relative to the config
 };
 
 /// Dataset.{name,format,path}. Either `total` is set (then the loader splits it:
@@ -155,7 +158,7 @@ inline bool operator==(const ArchitectureConfig& a, const ArchitectureConfig& b)
                     x.graph_num_headlayers, x.graph_dim_headlayers, x.node_num_headlayers,
                     x.node_dim_headlayers, x.node_head_type, x.heads,
                     x.enable_interatomic_potential, x.energy_weight, x.energy_peratom_weight,
-                    x.force_weight, x.stress_weight);
+                    x.force_weight, x.stress_weight, x.freeze_conv_layers);
   };
   return t(a) == t(b);
 }
@@ -171,7 +174,7 @@ inline bool operator==(const TrainingConfig& a, const TrainingConfig& b) {
   auto t = [](const TrainingConfig& x) {
     return std::tie(x.num_epoch, x.batch_size, x.perc_train, x.early_stopping, x.patience,
                     x.loss_function_type, x.optimizer, x.scheduler, x.scheduler_factor,
-                    x.scheduler_patience, x.min_lr, x.seed, x.checkpoint_every);
+                    x.scheduler_patience, x.min_lr, x.seed, x.checkpoint_every, x.continue_run, x.startfrom);
   };
   return t(a) == t(b);
 }
@@ -552,7 +555,7 @@ inline void parse_architecture(Reader& a, ArchitectureConfig& c,
     if (std::find(names.begin(), names.end(), c.mpnn_type) == names.end()) {
       std::string list;
       for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-      for (const char* n : {"PNA", "PNAPlus", "GIN", "GAT", "SAGE", "MFC", "CGCNN", "DimeNet", "MACE"})
+      for (const char* n : {"PNAPlus", "DimeNet", "MACE"})
         if (c.mpnn_type == n)
           a.fail("'" + a.key_path("mpnn_type") + "' = " + json(c.mpnn_type).dump() +
                  " is not implemented yet (supported: " + list + ")");
@@ -623,7 +626,7 @@ inline void parse_architecture(Reader& a, ArchitectureConfig& c,
   a.ignore("correlation", kInt | kArr, kInt);
   a.ignore("avg_num_neighbors", kNum | kNull);
   a.ignore("initial_bias", kNum | kNull);
-  a.ignore("freeze_conv_layers", kBool);
+  a.get("freeze_conv_layers", c.freeze_conv_layers);
   a.ignore("SyncBatchNorm", kBool);
   a.finish();
 }
@@ -678,6 +681,10 @@ inline void parse_variables(std::optional<Reader> v, const std::string& arch_pat
       nn.fail("'" + arch_path + ".task_weights' has " + std::to_string(task_weights->size()) +
               " entries but there are " + std::to_string(c.heads.size()) + " output heads");
     for (std::size_t k = 0; k < c.heads.size(); ++k) c.heads[k].weight = (*task_weights)[k];
+    double total = 0;
+    for (double x : *task_weights) total += x;
+    if (!(total > 0))
+      nn.fail("'" + arch_path + ".task_weights' sum to 0: HydraGNN normalises them by their sum");
   }
 }
 
@@ -692,7 +699,8 @@ inline void parse_training(Reader& t, TrainingConfig& c) {
   t.get("patience", c.patience);
   check(t, "patience", c.patience, [](int x) { return x >= 1; }, "must be >= 1");
   if (t.get("loss_function_type", c.loss_function_type))
-    c.loss_function_type = choose(t, "loss_function_type", c.loss_function_type, {"mse", "mae"}, true);
+    c.loss_function_type = choose(t, "loss_function_type", c.loss_function_type,
+                                  {"mse", "mae", "rmse", "smooth_l1", "GaussianNLLLoss"}, true);
   if (auto o = t.child("Optimizer")) {
     if (o->get("type", c.optimizer.type))
       c.optimizer.type = choose(*o, "type", c.optimizer.type, {"SGD", "Adam", "AdamW"}, true);
@@ -721,9 +729,11 @@ inline void parse_training(Reader& t, TrainingConfig& c) {
   t.get("seed", c.seed);
   t.get("checkpoint_every", c.checkpoint_every);
   check(t, "checkpoint_every", c.checkpoint_every, [](int x) { return x >= 0; }, "must be >= 0");
+  if (const json* v = t.take("continue", kInt | kBool)) c.continue_run = v->is_boolean() ? v->get<bool>() : v->get<long>() != 0;
+  t.get("startfrom", c.startfrom);
+  if (c.continue_run && c.startfrom.empty())
+    t.fail("'" + t.key_path("continue") + "' is set but '" + t.key_path("startfrom") + "' names no checkpoint");
   // HydraGNN keys accepted and ignored.
-  t.ignore("continue", kInt | kBool);
-  t.ignore("startfrom", kStr);
   t.ignore("conv_checkpointing", kBool);
   t.ignore("compute_grad_energy", kBool);
   t.finish();
@@ -784,6 +794,10 @@ inline Config parse_config(const std::string& json_text, const std::string& sour
     if (auto a = nn->child("Architecture")) parse_architecture(*a, cfg.arch, task_weights);
     parse_variables(nn->child("Variables_of_interest"), arch_path, task_weights, *nn, cfg.arch);
     if (auto t = nn->child("Training")) parse_training(*t, cfg.training);
+    if (cfg.training.loss_function_type == "GaussianNLLLoss" && cfg.arch.enable_interatomic_potential)
+      nn->fail("'NeuralNetwork.Training.loss_function_type' = \"GaussianNLLLoss\" trains direct heads with a variance "
+               "output; the conservative energy (" + arch_path + ".enable_interatomic_potential = true) has none "
+               "(HydraGNN's energy_force_loss cannot use it either)");
     if (auto p = nn->child("Profile")) {
       p->ignore("enable", kInt | kBool);
       p->finish();
@@ -877,6 +891,7 @@ inline std::string to_json(const Config& c) {
   }
   arch["task_weights"] = weights;
   arch["enable_interatomic_potential"] = a.enable_interatomic_potential;
+  arch["freeze_conv_layers"] = a.freeze_conv_layers;
   arch["energy_weight"] = a.energy_weight;
   arch["energy_peratom_weight"] = a.energy_peratom_weight;
   arch["force_weight"] = a.force_weight;
@@ -904,6 +919,10 @@ inline std::string to_json(const Config& c) {
                        {"min_lr", t.min_lr}};
   tr["seed"] = t.seed;
   tr["checkpoint_every"] = t.checkpoint_every;
+  if (t.continue_run || !t.startfrom.empty()) {
+    tr["continue"] = t.continue_run ? 1 : 0;
+    tr["startfrom"] = t.startfrom;
+  }
   nn["Training"] = tr;
   root["NeuralNetwork"] = nn;
   return root.dump(4) + "\n";

@@ -7,6 +7,8 @@
 #include <hydragnn/model/spec.hpp>
 #include <hydragnn/autodiff/loss.hpp>
 
+#include <cmath>
+
 namespace hydragnn {
 
 /// The architecture keys common to every model, from a validated config (species and normalisation are
@@ -32,20 +34,35 @@ inline ModelSpec spec_from_config(const Config& cfg) {
     if (s.energy && h.name == "energy") continue;  // the conservative energy head
     s.heads.push_back(HeadDef{h.name, h.type == "node", h.dim, h.weight});
   }
+  s.head_variance = cfg.training.loss_function_type == "GaussianNLLLoss";
   return s;
 }
 
+/// Loss kind of a validated loss_function_type.
+inline LossKind loss_kind(const std::string& t) {
+  if (t == "mae") return LossKind::MAE;
+  if (t == "rmse") return LossKind::RMSE;
+  if (t == "smooth_l1") return LossKind::SmoothL1;
+  if (t == "GaussianNLLLoss") return LossKind::GaussianNLL;
+  return LossKind::MSE;
+}
+
+/// The loss weights. task_weights are normalised as HydraGNN's Base does: w_k / sum_j |w_j| (over
+/// every head, the conservative energy included; with the energy alone its weight is 1).
 inline LossSpec loss_from_config(const Config& cfg, const ModelSpec& spec) {
   LossSpec w;
+  double total = 0;
+  for (const auto& h : cfg.arch.heads) total += std::fabs(h.weight);
+  const double norm = total > 0 ? 1.0 / total : 0.0;
   double energy_task = 1.0;
   for (const auto& h : cfg.arch.heads)
-    if (h.name == "energy") energy_task = h.weight;
+    if (h.name == "energy") energy_task = h.weight * norm;
   w.energy = spec.energy ? cfg.arch.energy_weight * energy_task : 0.0;
   w.energy_peratom = spec.energy ? cfg.arch.energy_peratom_weight * energy_task : 0.0;
   w.force = spec.energy ? cfg.arch.force_weight : 0.0;
   w.stress = spec.energy ? cfg.arch.stress_weight : 0.0;
-  for (const auto& h : spec.heads) w.heads.push_back(h.weight);
-  w.mae = cfg.training.loss_function_type == "mae";
+  for (const auto& h : spec.heads) w.heads.push_back(h.weight * norm);
+  w.kind = loss_kind(cfg.training.loss_function_type);
   return w;
 }
 

@@ -64,15 +64,23 @@ class Model {
     const int D = spec_.embedding_dim();
     emb_off_ = long(alloc.take(std::size_t(spec.num_species()) * D, 1.0, "embedding.weight", {spec.num_species(), D}));
     conv_ = Conv(alloc, spec_.conv_common(), opt_);
+    const int L = conv_.num_layers();
+    if (traits::layer_width(conv_, L - 1, spec_.hidden_dim) != spec_.hidden_dim)
+      throw std::logic_error(std::string("hydragnn::Model: ") + Conv::name + "'s last layer is " +
+                             std::to_string(traits::layer_width(conv_, L - 1, spec_.hidden_dim)) +
+                             " wide; the heads read hidden_dim = " + std::to_string(spec_.hidden_dim));
     if constexpr (traits::batch_norm) {
-      const int C = spec_.hidden_dim, L = conv_.num_layers();
-      const std::size_t n_stats = std::size_t(2 * C) * L;
+      std::size_t n_stats = 0;
+      for (int l = 0; l < L; ++l) n_stats += 2 * std::size_t(traits::layer_width(conv_, l, spec_.hidden_dim));
       stats_ = Vec<double, M>("hydragnn::Model::running_statistics", n_stats);
       record_ = Vec<double, M>("hydragnn::Model::batch_statistics", n_stats);
       auto h = Kokkos::create_mirror_view(stats_);
+      long off = 0;
       for (int l = 0; l < L; ++l) {
+        const int C = traits::layer_width(conv_, l, spec_.hidden_dim);
         const std::string n = "feature_layers." + std::to_string(l);
-        norms_.emplace_back(alloc, C, long(2 * C) * l, n);
+        norms_.emplace_back(alloc, C, off, n);
+        off += 2 * C;
         const std::size_t mean = std::size_t(norms_.back().stats_off), var = mean + C;
         for (int c = 0; c < C; ++c) {
           h(mean + c) = 0.0;  // running_mean
@@ -84,6 +92,7 @@ class Model {
       }
       Kokkos::deep_copy(stats_, h);
     }
+    trunk_params_ = alloc.size;  // everything before the heads
     heads_ = Heads(alloc, spec_, traits::per_layer_readout ? conv_.num_layers() : 1);
     init_ranges_ = alloc.ranges;
     named_ = alloc.named;
@@ -107,6 +116,8 @@ class Model {
   const ModelSpec& spec() const { return spec_; }
   const options_type& options() const { return opt_; }
   std::size_t num_params() const { return params_.extent(0); }
+  /// The trunk's parameters (embedding, convolutions, feature layers) are [0, num_trunk_params()).
+  std::size_t num_trunk_params() const { return trunk_params_; }
   Vec<T, M> params() const { return params_; }
   const Conv& conv() const { return conv_; }
   /// Whether the energy depends on the positions (false for convolutions without edge geometry,
@@ -295,6 +306,7 @@ class Model {
   ModelSpec spec_;
   options_type opt_;
   long emb_off_ = 0;
+  std::size_t trunk_params_ = 0;
   Conv conv_;
   std::vector<BatchNorm> norms_;  ///< feature layers (batch_norm only)
   Vec<double, M> stats_;          ///< running mean/var per feature layer: [mean C | var C] x L

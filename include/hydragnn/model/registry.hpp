@@ -6,6 +6,7 @@
 
 #include <hydragnn/conv/cgcnn.hpp>
 #include <hydragnn/conv/egnn.hpp>
+#include <hydragnn/conv/gat.hpp>
 #include <hydragnn/conv/gin.hpp>
 #include <hydragnn/conv/mfc.hpp>
 #include <hydragnn/conv/painn.hpp>
@@ -22,7 +23,7 @@
 namespace hydragnn {
 
 /// Every convolution the library implements (HydraGNN mpnn_type names).
-using conv_registry = std::tuple<SchNetConv, EGNNConv, PaiNNConv, PNAEqConv, GINConv, SAGEConv, PNAConv, CGCNNConv, MFCConv>;
+using conv_registry = std::tuple<SchNetConv, EGNNConv, PaiNNConv, PNAEqConv, GINConv, SAGEConv, PNAConv, CGCNNConv, MFCConv, GATConv>;
 
 template <class T>
 struct type_tag {

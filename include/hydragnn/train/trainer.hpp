@@ -9,9 +9,11 @@
 #include <hydragnn/io/run_log.hpp>
 #include <hydragnn/train/dataset.hpp>
 #include <hydragnn/autodiff/loss.hpp>
+#include <hydragnn/train/finetune.hpp>
 #include <hydragnn/train/optimizer.hpp>
 
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -122,6 +124,20 @@ ModelT model_from_checkpoint(const CheckpointData& c, const std::string& path) {
   return model;
 }
 
+/// The moments and step count of a checkpoint into optim (sizes checked by the caller).
+template <class T, class Exec>
+void load_optimizer_state(Optimizer<T, Exec>& optim, const CheckpointData& c) {
+  auto hm = Kokkos::create_mirror_view(optim.m);
+  auto hv = Kokkos::create_mirror_view(optim.v);
+  for (std::size_t i = 0; i < c.opt_m.size(); ++i) {
+    hm(i) = T(c.opt_m[i]);
+    hv(i) = T(c.opt_v[i]);
+  }
+  Kokkos::deep_copy(optim.m, hm);
+  Kokkos::deep_copy(optim.v, hv);
+  optim.step_count = c.state.step;
+}
+
 struct TrainOptions {
   std::string output_dir = ".";
   bool resume = false;
@@ -170,17 +186,33 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
       throw CheckpointError(latest + ": checkpoint architecture or species do not match the config");
     if (c.opt_m.size() != model.num_params() || c.opt_v.size() != model.num_params())
       throw CheckpointError(latest + ": checkpoint has no optimizer state to resume from");
-    auto hm = Kokkos::create_mirror_view(optim.m);
-    auto hv = Kokkos::create_mirror_view(optim.v);
-    for (std::size_t i = 0; i < c.opt_m.size(); ++i) {
-      hm(i) = T(c.opt_m[i]);
-      hv(i) = T(c.opt_v[i]);
-    }
-    Kokkos::deep_copy(optim.m, hm);
-    Kokkos::deep_copy(optim.v, hv);
+    load_optimizer_state(optim, c);
     st = c.state;
-    optim.step_count = st.step;
   }
+  if (tc.continue_run && !opt.resume) {
+    // fine-tuning (HydraGNN's continue / startfrom): the blocks the checkpoint has, by name
+    std::string path = cfg.dataset.resolve(tc.startfrom);
+    if (std::filesystem::is_directory(path)) path += "/checkpoint.hgnn";
+    CheckpointData c;
+    try {
+      c = read_checkpoint(path);
+    } catch (const CheckpointError& e) {
+      throw CheckpointError(std::string("NeuralNetwork.Training.startfrom: ") + e.what());
+    }
+    if (c.spec.mpnn_type != ModelT::conv_type::name)
+      throw CheckpointError("NeuralNetwork.Training.startfrom: " + path + " holds a " + c.spec.mpnn_type +
+                            " model, the config trains " + ModelT::conv_type::name);
+    const ModelT from = model_from_checkpoint<ModelT>(c, path);
+    const StartReport rep = load_matching(model, from);
+    std::string fresh;
+    for (const auto& n : rep.fresh) fresh += (fresh.empty() ? "" : ", ") + n;
+    opt.log("startfrom " + path + ": " + std::to_string(rep.loaded) + " of " + std::to_string(rep.blocks) +
+            " parameter blocks loaded" + (fresh.empty() ? "" : "; new: " + fresh) + "\n");
+    if (rep.same_architecture && c.opt_m.size() == model.num_params() && c.opt_v.size() == model.num_params()) {
+      load_optimizer_state(optim, c);  // the same model: its optimizer state too, as HydraGNN's load_existing_model
+    }
+  }
+  if (cfg.arch.freeze_conv_layers) optim.frozen = frozen_trunk(model);
   const LossSpec w = loss_from_config(cfg, model.spec());
   if (!model.uses_positions() && (w.force > 0 || w.stress > 0))
     throw std::invalid_argument(std::string("NeuralNetwork.Architecture: ") + spec.mpnn_type +
