@@ -38,7 +38,7 @@ struct CGCNNOptions : EdgeFeatureOptions {
   }
 };
 
-struct CGCNNConv {
+struct CGCNNConv : conv::EdgeLengthGeometry<CGCNNConv> {
   static constexpr const char* name = "CGCNN";
   using options_type = CGCNNOptions;
   using node_state = conv::Scalars;
@@ -54,11 +54,11 @@ struct CGCNNConv {
     Gate f, s;
   };
   std::vector<Layer> layers;
-  conv::EdgeLength length;
   int channels = 0;
 
   CGCNNConv() = default;
-  CGCNNConv(ParamAllocator& alloc, const ConvCommon& common, const CGCNNOptions& opt) : length(opt, name) {
+  CGCNNConv(ParamAllocator& alloc, const ConvCommon& common, const CGCNNOptions& opt)
+      : EdgeLengthGeometry(conv::EdgeLength(opt, name)) {
     if (common.input_dim != common.hidden_dim)
       throw std::runtime_error("CGCNN: input_dim (" + std::to_string(common.input_dim) + ") must equal hidden_dim (" +
                                std::to_string(common.hidden_dim) + "): the layer keeps its width");
@@ -81,30 +81,9 @@ struct CGCNNConv {
     }
   }
   int num_layers() const { return int(layers.size()); }
-  bool uses_positions() const { return length.on; }
-
-  template <class S, class M> struct EdgeCache : conv::EdgeLength::Cache<S, M> {};
-  template <class S, class M> struct EdgeGrad : conv::EdgeLength::Grad<S, M> {};
   template <class S, class M> struct LayerCache {
     Mat<S, M> F, Sg;  ///< E x C gate inputs
   };
-
-  template <class Exec, class S>
-  void edge_forward(const Exec& exec, const Batch<mem_t<Exec>>& b, const Mat<S, mem_t<Exec>>& r,
-                    EdgeCache<S, mem_t<Exec>>& c, Workspace<mem_t<Exec>>& ws) const {
-    length.forward<Exec, S>(exec, b, r, c, ws, "hydragnn::CGCNNConv::edge_forward");
-  }
-  template <class Exec, class S>
-  void edge_grad_init(const Exec& exec, const Batch<mem_t<Exec>>& b, EdgeGrad<S, mem_t<Exec>>& g,
-                      Workspace<mem_t<Exec>>& ws) const {
-    length.grad_init<Exec, S>(exec, b, g, ws, "hydragnn::CGCNNConv::edge_grad");
-  }
-  template <class Exec, class S>
-  void edge_backward(const Exec& exec, const Batch<mem_t<Exec>>&, const Mat<S, mem_t<Exec>>& r,
-                     const EdgeCache<S, mem_t<Exec>>& c, EdgeGrad<S, mem_t<Exec>>& g, const Mat<S, mem_t<Exec>>& rbar,
-                     Workspace<mem_t<Exec>>&) const {
-    length.backward<Exec, S>(exec, r, c, g, rbar);
-  }
 
   template <class Exec, class S, class T>
   void layer_forward(const Exec& exec, int l, const Weights<T, mem_t<Exec>>& w, const Batch<mem_t<Exec>>& b,

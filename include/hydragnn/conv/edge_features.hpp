@@ -86,5 +86,37 @@ struct EdgeLength {
   }
 };
 
+/// Base of a convolution whose only edge geometry is the optional length feature (CGCNN, GAT; PNA
+/// adds its degree scalers to the cache): the edge caches and the three edge passes, labelled
+/// hydragnn::<Derived::name>Conv::... The energy depends on the positions exactly when the feature is on.
+template <class Derived>
+struct EdgeLengthGeometry {
+  EdgeLength length;
+
+  EdgeLengthGeometry() = default;
+  explicit EdgeLengthGeometry(const EdgeLength& l) : length(l) {}
+  bool uses_positions() const { return length.on; }
+
+  template <class S, class M> struct EdgeCache : EdgeLength::Cache<S, M> {};
+  template <class S, class M> struct EdgeGrad : EdgeLength::Grad<S, M> {};
+
+  static std::string edge_label(const char* what) { return std::string("hydragnn::") + Derived::name + "Conv::" + what; }
+  template <class Exec, class S, class Cache>
+  void edge_forward(const Exec& exec, const Batch<mem_t<Exec>>& b, const Mat<S, mem_t<Exec>>& r, Cache& c,
+                    Workspace<mem_t<Exec>>& ws) const {
+    length.forward<Exec, S>(exec, b, r, c, ws, edge_label("edge_forward"));
+  }
+  template <class Exec, class S>
+  void edge_grad_init(const Exec& exec, const Batch<mem_t<Exec>>& b, EdgeGrad<S, mem_t<Exec>>& g,
+                      Workspace<mem_t<Exec>>& ws) const {
+    length.grad_init<Exec, S>(exec, b, g, ws, edge_label("edge_grad"));
+  }
+  template <class Exec, class S, class Cache>
+  void edge_backward(const Exec& exec, const Batch<mem_t<Exec>>&, const Mat<S, mem_t<Exec>>& r, const Cache& c,
+                     EdgeGrad<S, mem_t<Exec>>& g, const Mat<S, mem_t<Exec>>& rbar, Workspace<mem_t<Exec>>&) const {
+    length.backward<Exec, S>(exec, r, c, g, rbar);
+  }
+};
+
 }  // namespace conv
 }  // namespace hydragnn

@@ -45,7 +45,7 @@ struct GATOptions : EdgeFeatureOptions {
   }
 };
 
-struct GATConv {
+struct GATConv : conv::EdgeLengthGeometry<GATConv> {
   static constexpr const char* name = "GAT";
   using options_type = GATOptions;
   using node_state = conv::Scalars;
@@ -59,10 +59,9 @@ struct GATConv {
     kernels::GatShape att;
   };
   std::vector<Layer> layers;
-  conv::EdgeLength length;  ///< the edge-length feature (length.on: edge_features ["length"])
 
   GATConv() = default;
-  GATConv(ParamAllocator& alloc, const ConvCommon& common, const GATOptions& opt) : length(opt, name) {
+  GATConv(ParamAllocator& alloc, const ConvCommon& common, const GATOptions& opt) : EdgeLengthGeometry(conv::EdgeLength(opt, name)) {
     const int H = common.hidden_dim, K = opt.gat_heads;
     const int L = std::max(2, common.num_conv_layers);
     for (int l = 0; l < L; ++l) {
@@ -88,30 +87,9 @@ struct GATConv {
   int num_layers() const { return int(layers.size()); }
   /// Width of layer l's output (K*H while concatenating, H after the last layer).
   int layer_width(int l) const { return layers[l].att.width(); }
-  bool uses_positions() const { return length.on; }
-
-  template <class S, class M> struct EdgeCache : conv::EdgeLength::Cache<S, M> {};
-  template <class S, class M> struct EdgeGrad : conv::EdgeLength::Grad<S, M> {};
   template <class S, class M> struct LayerCache {
     Mat<S, M> xl, xr, alpha, alpha_self;
   };
-
-  template <class Exec, class S>
-  void edge_forward(const Exec& exec, const Batch<mem_t<Exec>>& b, const Mat<S, mem_t<Exec>>& r,
-                    EdgeCache<S, mem_t<Exec>>& c, Workspace<mem_t<Exec>>& ws) const {
-    length.forward<Exec, S>(exec, b, r, c, ws, "hydragnn::GATConv::edge_forward");
-  }
-  template <class Exec, class S>
-  void edge_grad_init(const Exec& exec, const Batch<mem_t<Exec>>& b, EdgeGrad<S, mem_t<Exec>>& g,
-                      Workspace<mem_t<Exec>>& ws) const {
-    length.grad_init<Exec, S>(exec, b, g, ws, "hydragnn::GATConv::edge_grad");
-  }
-  template <class Exec, class S>
-  void edge_backward(const Exec& exec, const Batch<mem_t<Exec>>&, const Mat<S, mem_t<Exec>>& r,
-                     const EdgeCache<S, mem_t<Exec>>& c, EdgeGrad<S, mem_t<Exec>>& g, const Mat<S, mem_t<Exec>>& rbar,
-                     Workspace<mem_t<Exec>>&) const {
-    length.backward<Exec, S>(exec, r, c, g, rbar);
-  }
 
   template <class Exec, class S, class T>
   void layer_forward(const Exec& exec, int l, const Weights<T, mem_t<Exec>>& w, const Batch<mem_t<Exec>>& b,

@@ -41,7 +41,7 @@ struct PNAOptions : EdgeFeatureOptions {
   }
 };
 
-struct PNAConv {
+struct PNAConv : conv::EdgeLengthGeometry<PNAConv> {
   static constexpr const char* name = "PNA";
   using options_type = PNAOptions;
   using node_state = conv::Scalars;
@@ -56,11 +56,10 @@ struct PNAConv {
   };
   std::vector<Layer> layers;
   kernels::PnaScalers scalers;
-  conv::EdgeLength length;  ///< the edge-length feature (length.on: edge_features ["length"])
 
   PNAConv() = default;
   PNAConv(ParamAllocator& alloc, const ConvCommon& common, const PNAOptions& opt)
-      : length(opt, name) {
+      : EdgeLengthGeometry(conv::EdgeLength(opt, name)) {
     if (opt.pna_deg.empty())
       throw std::runtime_error("PNA: 'pna_deg' (the training set's in-degree histogram) is empty; hydragnn train "
                                "computes it from the training set, or give it in the config");
@@ -86,12 +85,9 @@ struct PNAConv {
     }
   }
   int num_layers() const { return int(layers.size()); }
-  bool uses_positions() const { return length.on; }
-
   template <class S, class M> struct EdgeCache : conv::EdgeLength::Cache<S, M> {
     Mat<real_t<S>, M> scale;  ///< N x 4 degree scalers
   };
-  template <class S, class M> struct EdgeGrad : conv::EdgeLength::Grad<S, M> {};
   template <class S, class M> struct LayerCache {
     Mat<S, M> enc, m, agg, o1;
     kernels::PnaCache<S, M> pna;
@@ -104,17 +100,6 @@ struct PNAConv {
     c.scale = ws.template mat<real_t<S>>(lbl + ".scale", 0, b.num_atoms, scalers.n);
     kernels::pna_scales<Exec, real_t<S>>(exec, b.row_ptr, scalers, c.scale);
     length.forward<Exec, S>(exec, b, r, c, ws, lbl);
-  }
-  template <class Exec, class S>
-  void edge_grad_init(const Exec& exec, const Batch<mem_t<Exec>>& b, EdgeGrad<S, mem_t<Exec>>& g,
-                      Workspace<mem_t<Exec>>& ws) const {
-    length.grad_init<Exec, S>(exec, b, g, ws, "hydragnn::PNAConv::edge_grad");
-  }
-  template <class Exec, class S>
-  void edge_backward(const Exec& exec, const Batch<mem_t<Exec>>&, const Mat<S, mem_t<Exec>>& r,
-                     const EdgeCache<S, mem_t<Exec>>& c, EdgeGrad<S, mem_t<Exec>>& g, const Mat<S, mem_t<Exec>>& rbar,
-                     Workspace<mem_t<Exec>>&) const {
-    length.backward<Exec, S>(exec, r, c, g, rbar);
   }
 
   template <class Exec, class S, class T>
