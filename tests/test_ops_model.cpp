@@ -285,6 +285,31 @@ struct EdgeLengthsOp {
   }
 };
 
+/// The edge-length feature a_e = d_e / scale and its backward (radial.hpp; edge_features ["length"]).
+struct LengthFeatureOp {
+  const char* name = "length_feature";
+  int E = 13;
+  double scale = 2.7;
+  Args<double> inputs(Rng& rng) const { return {randu(rng, std::size_t(E), 0.4, 3.0)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> a(E);
+    for (int e = 0; e < E; ++e) a[e] = x[0][e] / scale;
+    return a;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> a("a", E, 1);
+    km::length_feature<Exec, S>(Exec(), vec(x[0]), scale, a);
+    return flat(a);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>&, const Arr<S>& yb) const {
+    Vec<S, M> db("db", E);
+    km::length_feature_backward<Exec, S>(Exec(), mat(yb, E, 1), scale, db);
+    return {flat(db)};
+  }
+};
+
 double ref_basis(const RadialSpec& s, int k, double d) {
   if (s.type == RadialBasis::Gaussian) {
     const double delta = s.cutoff / (s.size - 1), mu = k * delta;
@@ -785,6 +810,7 @@ TEST_CASE("ops model: cfconv (cfconv.hpp)", "[ops][model]") {
 TEST_CASE("ops model: edge lengths, radial bases and envelopes (radial.hpp)", "[ops][model]") {
   hydragnn_test::ensure_kokkos();
   check_op(EdgeLengthsOp{}, 150);
+  check_op(LengthFeatureOp{}, 208);
   check_op(RadialOp{{RadialBasis::Gaussian, 6, 3.0, Envelope::Cosine}, "radial Gaussian, cosine envelope"}, 151);
   check_op(RadialOp{{RadialBasis::Gaussian, 6, 3.0, Envelope::Polynomial}, "radial Gaussian, polynomial envelope"}, 152);
   check_op(RadialOp{{RadialBasis::Bessel, 6, 3.0, Envelope::Cosine}, "radial Bessel, cosine envelope"}, 153);
