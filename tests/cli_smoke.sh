@@ -146,7 +146,7 @@ cat > "$work/egnn_import.json" <<'CFG'
   "Architecture": {"mpnn_type": "EGNN", "radius": 3.0, "hidden_dim": 8, "num_conv_layers": 3,
                    "activation_function": "silu", "equivariance": true, "enable_interatomic_potential": true,
                    "output_heads": {"node": {"num_headlayers": 2, "dim_headlayers": [8, 8], "type": "mlp"}}},
-  "Variables_of_interest": {"output_names": ["energy"], "type": ["graph"]}}}
+  "Variables_of_interest": {"output_names": ["energy"], "type": ["node"]}}}
 CFG
 "$exe" import --config "$work/egnn_import.json" --weights "$src/tests/golden/egnn.json" --output "$work/imported.hgnn" \
   > "$work/import.log" || fail "import: $(cat "$work/import.log")"

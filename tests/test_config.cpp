@@ -36,7 +36,7 @@ const char* const kExample = R"({ "Verbosity": {"level": 2},
                         "node": {"num_headlayers": 2, "dim_headlayers": [32, 32], "type": "mlp"}},
        "task_weights": [1.0],
        "enable_interatomic_potential": true, "energy_weight": 1.0, "energy_peratom_weight": 0.0, "force_weight": 10.0},
-    "Variables_of_interest": {"output_names": ["energy"], "type": ["graph"], "output_dim": [1], "output_index": [0], "input_node_features": [0], "denormalize_output": false},
+    "Variables_of_interest": {"output_names": ["energy"], "type": ["node"], "output_dim": [1], "output_index": [0], "input_node_features": [0], "denormalize_output": false},
     "Training": {"num_epoch": 100, "batch_size": 32, "perc_train": 0.9, "EarlyStopping": true, "patience": 20,
                  "loss_function_type": "mse", "Optimizer": {"type": "AdamW", "learning_rate": 0.001},
                  "Scheduler": {"type": "ReduceLROnPlateau", "factor": 0.5, "patience": 5, "min_lr": 1e-6}, "seed": 42}
@@ -113,7 +113,7 @@ TEST_CASE("config: the reference example parses to the expected values", "[confi
   CHECK(a.node_head_type == "mlp");
   REQUIRE(a.heads.size() == 1);
   CHECK(a.heads[0].name == "energy");
-  CHECK(a.heads[0].type == "graph");
+  CHECK(a.heads[0].type == "node");
   CHECK(a.heads[0].dim == 1);
   CHECK(a.heads[0].weight == 1.0);
   CHECK(a.enable_interatomic_potential);
@@ -156,7 +156,7 @@ TEST_CASE("config: defaults when keys are absent", "[config]") {
   CHECK(c.arch.enable_interatomic_potential);
   REQUIRE(c.arch.heads.size() == 1);
   CHECK(c.arch.heads[0].name == "energy");
-  CHECK(c.arch.heads[0].type == "graph");
+  CHECK(c.arch.heads[0].type == "node");  // the default energy: per atom
   CHECK(c.arch.heads[0].dim == 1);
   CHECK(c.arch.heads[0].weight == 1.0);
   CHECK(c.training == d.training);

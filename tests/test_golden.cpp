@@ -337,7 +337,7 @@ TEST_CASE("golden: HydraGNN weights imported into a checkpoint reproduce HydraGN
       "Architecture": {"mpnn_type": "EGNN", "radius": 3.0, "hidden_dim": 8, "num_conv_layers": 3,
                        "activation_function": "silu", "equivariance": true, "enable_interatomic_potential": true,
                        "output_heads": {"node": {"num_headlayers": 2, "dim_headlayers": [8, 8], "type": "mlp"}}},
-      "Variables_of_interest": {"output_names": ["energy"], "type": ["graph"]}}})");
+      "Variables_of_interest": {"output_names": ["energy"], "type": ["node"]}}})");
   using ModelT = Model<double, EGNNConv, Exec>;
   const std::string path = std::string(HYDRAGNN_BINARY_DIR) + "/golden_import.hgnn";
   write_checkpoint(path, import_named_parameters<ModelT>(cfg, g, "egnn.json"));
@@ -352,7 +352,7 @@ TEST_CASE("golden: HydraGNN weights imported into a checkpoint reproduce HydraGN
   json noeq = g;
   const Config cfg2 = parse_config(R"({"NeuralNetwork": {"Architecture": {"mpnn_type": "EGNN", "radius": 3.0,
       "hidden_dim": 8, "num_conv_layers": 3, "output_heads": {"node": {"num_headlayers": 2, "dim_headlayers": [8, 8]}}},
-      "Variables_of_interest": {"output_names": ["energy"], "type": ["graph"]}}})");  // equivariance false
+      "Variables_of_interest": {"output_names": ["energy"], "type": ["node"]}}})");  // equivariance false
   CHECK_THROWS_WITH(import_named_parameters<ModelT>(cfg2, noeq, "noeq.json"),
                     Catch::Matchers::Contains("coord_mlp") && Catch::Matchers::Contains("no counterpart"));
   json nospecies = g;
@@ -369,7 +369,7 @@ TEST_CASE("golden: HydraGNN PaiNN weights imported into a checkpoint reproduce H
       "Architecture": {"mpnn_type": "PAINN", "radius": 3.0, "hidden_dim": 8, "num_conv_layers": 3, "num_radial": 6,
                        "activation_function": "silu", "enable_interatomic_potential": true,
                        "output_heads": {"node": {"num_headlayers": 2, "dim_headlayers": [8, 8], "type": "mlp"}}},
-      "Variables_of_interest": {"output_names": ["energy"], "type": ["graph"]}}})");
+      "Variables_of_interest": {"output_names": ["energy"], "type": ["node"]}}})");
   using ModelT = Model<double, PaiNNConv, Exec>;
   const std::string path = std::string(HYDRAGNN_BINARY_DIR) + "/golden_import_painn.hgnn";
   write_checkpoint(path, import_named_parameters<ModelT>(cfg, g, "painn.json"));
@@ -391,7 +391,7 @@ TEST_CASE("golden: HydraGNN PNAEq weights imported into a checkpoint reproduce H
       "Architecture": {"mpnn_type": "PNAEq", "radius": 3.0, "hidden_dim": 8, "num_conv_layers": 3, "num_radial": 6,
                        "activation_function": "silu", "enable_interatomic_potential": true,
                        "output_heads": {"node": {"num_headlayers": 2, "dim_headlayers": [8, 8], "type": "mlp"}}},
-      "Variables_of_interest": {"output_names": ["energy"], "type": ["graph"]}}})");
+      "Variables_of_interest": {"output_names": ["energy"], "type": ["node"]}}})");
   c["NeuralNetwork"]["Architecture"]["pna_deg"] = g.at("architecture").at("pna_deg");
   const Config cfg = parse_config(c.dump());
   using ModelT = Model<double, PNAEqConv, Exec>;

@@ -186,7 +186,7 @@ Config tiny_config(const std::string& type, double force_weight = 1.0) {
                              (type == "PNA" || type == "CGCNN" || type == "GAT" ? R"(, "edge_features": ["length"])" : "") +
                              (type == "GAT" ? R"(, "gat_heads": 2)" : "") +
                              (type == "MFC" ? R"(, "max_neighbours": 4)" : "") + R"(},
-      "Variables_of_interest": {"output_names": ["energy"], "type": ["graph"], "output_dim": [1]},
+      "Variables_of_interest": {"output_names": ["energy"], "type": ["node"], "output_dim": [1]},
       "Training": {"num_epoch": 3, "batch_size": 3, "Optimizer": {"type": "AdamW", "learning_rate": 0.003}, "seed": 4}
     }
   })",
@@ -816,4 +816,116 @@ TEST_CASE("Training.continue / startfrom and freeze_conv_layers are parsed and r
   CHECK(parse_config(to_json(c), "ft2").arch == c.arch);
   CHECK_THROWS_WITH(parse_config(R"({"NeuralNetwork": {"Training": {"continue": true}}})", "ft3"),
                     Catch::Contains("startfrom"));
+}
+
+TEST_CASE("pooled energy head (HydraGNN's graph head named energy): forces and force-training gradient exact",
+          "[model][heads][energy]") {
+  hydragnn_test::ensure_kokkos();
+  Exec exec;
+  ModelSpec s;
+  s.hidden_dim = 6;
+  s.num_conv_layers = 2;
+  s.cutoff = 3.0;
+  s.energy_pooled = true;
+  s.pooling = Pooling::Sum;
+  s.graph_num_sharedlayers = 1;
+  s.graph_dim_sharedlayers = 5;
+  s.graph_head_dims = {4};
+  s.species.numbers = {1, 8};
+  s.ref_energy = {-0.3, -2.0};
+  s.energy_scale = 0.8;
+  s.energy_shift = 0.05;
+  SchNetOptions o;
+  o.num_gaussians = 6;
+  o.num_filters = 5;
+  Model<double, SchNetConv, Exec> model(s, o);
+  model.initialize(5);
+  std::vector<std::string> names;
+  for (const auto& np : model.named_parameters()) names.push_back(np.name);
+  auto has = [&](const std::string& n) { return std::find(names.begin(), names.end(), n) != names.end(); };
+  CHECK(has("graph_shared.branch-0.0.weight"));
+  CHECK(has("heads_NN.0.branch-0.0.weight"));
+  CHECK_FALSE(has("heads_NN.0.branch-0.mlp.0.0.weight"));
+
+  std::vector<Structure> frames;
+  std::mt19937_64 rng(12);
+  std::normal_distribution<double> nd(0.0, 0.7);
+  for (int f = 0; f < 2; ++f) {
+    Structure st = hydragnn_test::random_structure(70 + f, 5, {1, 8}, f == 1, 4.0, 1.0);
+    st.energy = -4.0 + nd(rng);
+    st.forces.clear();
+    for (std::size_t i = 0; i < st.size(); ++i) st.forces.push_back(Vec3{nd(rng), nd(rng), nd(rng)});
+    frames.push_back(st);
+  }
+  auto batch_of_frames = [&](const std::vector<Structure>& fr) { return make_batch<M>(fr, s.cutoff, -1, s.species); };
+  const auto batch = batch_of_frames(frames);
+  const Prediction p = predict(exec, model, batch, true);
+  // the energy is scale * head(sum of features) + per-atom constants: forces are its exact derivative
+  std::size_t atom = 0;
+  for (std::size_t g = 0; g < frames.size(); ++g)
+    for (std::size_t i = 0; i < frames[g].size(); ++i, ++atom)
+      for (int a = 0; a < 3; ++a) {
+        auto E = [&](double h) {
+          std::vector<Structure> fr = frames;
+          fr[g].positions[i][a] += h;
+          return predict(exec, model, batch_of_frames(fr), false).energy[g];
+        };
+        const double h = 1e-5, fd = -(8 * (E(h) - E(-h)) - (E(2 * h) - E(-2 * h))) / (12 * h);
+        CHECK(p.forces[3 * atom + a] == Approx(fd).epsilon(1e-7).margin(1e-10));
+      }
+  // force training through the pooled head: the dual pass's gradient against finite differences
+  LossSpec w;
+  w.energy = 1.0;
+  w.force = 2.0;
+  Vec<double, M> grad("grad", model.num_params());
+  loss_and_grad(exec, model, batch, w, grad);
+  auto prm = model.params();
+  for (std::size_t k = 0; k < model.num_params(); k += 11) {
+    auto L = [&](double h) {
+      const double old = prm(k);
+      prm(k) = old + h;
+      const double l = loss_and_grad(exec, model, batch, w, Vec<double, M>()).loss;
+      prm(k) = old;
+      return l;
+    };
+    const double h = 1e-5, fd = (8 * (L(h) - L(-h)) - (L(2 * h) - L(-2 * h))) / (12 * h);
+    INFO("parameter " << k);
+    CHECK(grad(k) == Approx(fd).epsilon(1e-6).margin(1e-9));
+  }
+}
+
+TEST_CASE("energy head type: node = per atom, graph = pooled (graph_pooling add required), trained and checkpointed",
+          "[model][heads][energy][config]") {
+  hydragnn_test::ensure_kokkos();
+  auto cfg_with = [](const std::string& type, const std::string& pooling) {
+    return parse_config(R"({"NeuralNetwork": {"Architecture": {"mpnn_type": "SchNet", "radius": 3.0, "hidden_dim": 8,
+      "num_conv_layers": 2, "num_gaussians": 8, "num_filters": 8, "graph_pooling": ")" + pooling + R"(",
+      "output_heads": {"graph": {"num_sharedlayers": 1, "dim_sharedlayers": 8, "num_headlayers": 1, "dim_headlayers": [8]},
+                       "node": {"num_headlayers": 1, "dim_headlayers": [8]}},
+      "energy_weight": 1.0, "force_weight": 1.0},
+      "Variables_of_interest": {"output_names": ["energy"], "type": [")" + type + R"("], "output_dim": [1]},
+      "Training": {"num_epoch": 2, "batch_size": 3, "Optimizer": {"type": "AdamW", "learning_rate": 0.003}, "seed": 4}}})",
+                        "energy_head");
+  };
+  CHECK_FALSE(spec_from_config(cfg_with("node", "mean")).energy_pooled);
+  CHECK(spec_from_config(cfg_with("graph", "add")).energy_pooled);
+  CHECK_THROWS_WITH(cfg_with("graph", "mean"), Catch::Contains("NeuralNetwork.Architecture.graph_pooling") &&
+                                                   Catch::Contains("\"add\""));
+  // a pooled energy trains with forces and survives its checkpoint
+  const Config c = cfg_with("graph", "add");
+  const Dataset train_ds = tiny_dataset(300, 6), val_ds = tiny_dataset(400, 3);
+  TrainOptions opt;
+  opt.verbose = false;
+  opt.log = [](const std::string&) {};
+  opt.output_dir = temp_dir("pooled_energy");
+  Exec exec;
+  using ModelT = Model<float, SchNetConv, Exec>;
+  const TrainResult r = train<ModelT>(exec, c, train_ds, val_ds, opt);
+  CHECK(std::isfinite(r.last_val.loss));
+  const CheckpointData ck = read_checkpoint(opt.output_dir + "/checkpoint.hgnn");
+  CHECK(ck.spec.energy_pooled);
+  const ModelT m = model_from_checkpoint<ModelT>(ck, "pooled");
+  const auto b = make_batch<M>(val_ds.frames, m.spec().cutoff, -1, m.spec().species);
+  CHECK(std::isfinite(predict(exec, m, b, true).energy[0]));
+  std::filesystem::remove_all(opt.output_dir);
 }

@@ -25,7 +25,7 @@ TEST_CASE("SchNet trained on rMD17 uracil beats the per-element-mean baseline", 
         "num_gaussians": 16, "num_filters": 24,
         "output_heads": {"node": {"num_headlayers": 2, "dim_headlayers": [24, 16], "type": "mlp"}},
         "energy_weight": 1.0, "force_weight": 1.0},
-      "Variables_of_interest": {"output_names": ["energy"], "type": ["graph"], "output_dim": [1]},
+      "Variables_of_interest": {"output_names": ["energy"], "type": ["node"], "output_dim": [1]},
       "Training": {"num_epoch": 20, "batch_size": 5, "Optimizer": {"type": "AdamW", "learning_rate": 0.005},
                    "seed": 1}
     }

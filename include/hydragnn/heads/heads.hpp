@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Output heads on the node features of the trunk:
-//  * the conservative energy head: a per-atom MLP e_i (HydraGNN's MLPNode "mlp");
-//    E_g = sum_{i in g} (scale e_i + shift + ref[Z_i]), accumulated in double;
+//  * the conservative energy head, one of
+//    - per atom (HydraGNN's node head "mlp" named energy): an MLP e_i,
+//      E_g = sum_{i in g} (scale e_i + shift + ref[Z_i]), accumulated in double;
+//    - pooled (HydraGNN's graph head named energy, energy_pooled): pooling -> the graph heads' shared
+//      MLP -> an MLP y_g, E_g = scale y_g + sum_{i in g} (shift + ref[Z_i]);
 //  * direct graph heads: pooling (mean | sum | max) -> shared MLP -> per-head MLP;
 //  * direct node heads: per-head MLP on every atom.
 // Per-layer readout (conv::PerLayer): one energy MLP per layer, e_i = sum_l e_i^l.
@@ -12,6 +15,7 @@
 #include <hydragnn/core/batch.hpp>
 #include <hydragnn/nn/mlp.hpp>
 
+#include <stdexcept>
 #include <vector>
 
 namespace hydragnn {
@@ -24,7 +28,8 @@ struct HeadsSpec {
   Activation act = Activation::SiLU;  ///< stack activation (also between head layers)
   Pooling pooling = Pooling::Mean;
 
-  bool energy = true;                 ///< conservative per-atom energy head, summed per graph
+  bool energy = true;                 ///< conservative energy head (forces and stress are its derivatives)
+  bool energy_pooled = false;         ///< the energy is a graph head (pooling -> shared -> MLP), not a per-atom sum
   std::vector<int> energy_head_dims{32, 32};
   int graph_num_sharedlayers = 1, graph_dim_sharedlayers = 32;
   std::vector<int> graph_head_dims{32, 32};
@@ -40,7 +45,8 @@ class Heads {
  public:
   template <class S, class M>
   struct Cache {
-    std::vector<typename MLP::template Cache<S, M>> energy;  ///< one per readout layer
+    std::vector<typename MLP::template Cache<S, M>> energy;  ///< one per readout layer (pooled: one)
+    Mat<S, M> e_graph;                                      ///< G x 1 (pooled energy head)
     Mat<S, M> e_atom;                                       ///< N x 1
     Vec<rebind_t<S, double>, M> energy_g;                   ///< G, eV
     Mat<S, M> pooled, shared_out;
@@ -54,7 +60,10 @@ class Heads {
   /// readout_layers: 1 (last layer) or num_conv_layers (per-layer readout).
   Heads(ParamAllocator& alloc, const HeadsSpec& spec, int readout_layers) {
     const int H = spec.hidden_dim;
-    if (spec.energy) {
+    energy_pooled_ = spec.energy && spec.energy_pooled;
+    if (energy_pooled_ && readout_layers != 1)
+      throw std::invalid_argument("hydragnn::Heads: a pooled energy head reads the last layer only, not per-layer readouts");
+    if (spec.energy && !energy_pooled_) {
       for (int l = 0; l < readout_layers; ++l) {
         std::vector<int> dims{H};
         dims.insert(dims.end(), spec.energy_head_dims.begin(), spec.energy_head_dims.end());
@@ -64,11 +73,18 @@ class Heads {
         energy_.push_back(MLP(alloc, dims, spec.act, false, true, name));
       }
     }
+    has_graph_heads_ = energy_pooled_;
     for (const auto& hd : spec.heads) has_graph_heads_ = has_graph_heads_ || !hd.node;
     if (has_graph_heads_ && spec.graph_num_sharedlayers > 0) {
       std::vector<int> dims{H};
       for (int k = 0; k < spec.graph_num_sharedlayers; ++k) dims.push_back(spec.graph_dim_sharedlayers);
       shared_ = MLP(alloc, dims, spec.act, true, true, "graph_shared.branch-0");
+    }
+    if (energy_pooled_) {
+      std::vector<int> dims{shared_.layers.empty() ? H : spec.graph_dim_sharedlayers};
+      dims.insert(dims.end(), spec.graph_head_dims.begin(), spec.graph_head_dims.end());
+      dims.push_back(1);
+      energy_.push_back(MLP(alloc, dims, spec.act, false, true, "heads_NN.0.branch-0"));
     }
     const int first = spec.energy ? 1 : 0;
     for (std::size_t k = 0; k < spec.heads.size(); ++k) {
@@ -81,7 +97,7 @@ class Heads {
                            "heads_NN." + std::to_string(first + int(k)) + ".branch-0" + (hd.node ? ".mlp.0" : "")));
     }
   }
-  int readout_layers() const { return int(energy_.size()); }
+  int readout_layers() const { return energy_pooled_ ? 1 : int(energy_.size()); }
 
   /// hs: node features of the readout layers (the last one only, or one per layer).
   template <class Exec, class S, class T>
@@ -93,7 +109,24 @@ class Heads {
     const int G = b.num_graphs, N = b.num_atoms, H = spec.hidden_dim;
     const std::string lbl = "hydragnn::Heads::forward";
     c.energy_g = ws.template zeroed_vec<SD>(exec, lbl + ".energy", 0, G);
-    if (!energy_.empty()) {
+    const Mat<S, M>& hL = hs.back();
+    if (has_graph_heads_) {
+      c.pooled = ws.template mat<S>(lbl + ".pooled", 0, G, H);
+      if (spec.pooling == Pooling::Max) {
+        c.pool_arg = ws.template mat<int>(lbl + ".pool_arg", 0, G, H);
+        kernels::segment_max<Exec, S>(exec, hL, b.graph_ptr, c.pooled, c.pool_arg);
+      } else {
+        kernels::segment_sum<Exec, S>(exec, hL, b.graph_ptr, c.pooled, false);
+        if (spec.pooling == Pooling::Mean) kernels::scale_by_graph<Exec, S>(exec, b.inv_count, c.pooled);
+      }
+      c.shared_out = shared_.layers.empty() ? c.pooled : shared_.forward<Exec, S, T>(exec, w, c.pooled, c.shared, ws);
+    }
+    if (energy_pooled_) {
+      c.energy.resize(1);
+      c.e_graph = energy_[0].forward<Exec, S, T>(exec, w, c.shared_out, c.energy[0], ws, 0);
+      kernels::graph_energy<Exec, S, SD>(exec, c.e_graph, b.graph_ptr, b.species, ref, spec.energy_scale, spec.energy_shift,
+                                         c.energy_g);
+    } else if (!energy_.empty()) {
       c.energy.resize(energy_.size());
       const std::size_t l0 = hs.size() - energy_.size();
       for (std::size_t l = 0; l < energy_.size(); ++l) {
@@ -110,18 +143,6 @@ class Heads {
     }
     c.head_out.clear();
     if (spec.heads.empty()) return;
-    const Mat<S, M>& hL = hs.back();
-    if (has_graph_heads_) {
-      c.pooled = ws.template mat<S>(lbl + ".pooled", 0, G, H);
-      if (spec.pooling == Pooling::Max) {
-        c.pool_arg = ws.template mat<int>(lbl + ".pool_arg", 0, G, H);
-        kernels::segment_max<Exec, S>(exec, hL, b.graph_ptr, c.pooled, c.pool_arg);
-      } else {
-        kernels::segment_sum<Exec, S>(exec, hL, b.graph_ptr, c.pooled, false);
-        if (spec.pooling == Pooling::Mean) kernels::scale_by_graph<Exec, S>(exec, b.inv_count, c.pooled);
-      }
-      c.shared_out = shared_.layers.empty() ? c.pooled : shared_.forward<Exec, S, T>(exec, w, c.pooled, c.shared, ws);
-    }
     c.head.resize(heads_.size());
     for (std::size_t k = 0; k < heads_.size(); ++k) {
       const Mat<S, M>& in = spec.heads[k].node ? hL : c.shared_out;
@@ -139,7 +160,15 @@ class Heads {
     using M = mem_t<Exec>;
     const int N = b.num_atoms;
     const std::string lbl = "hydragnn::Heads::backward";
-    if (!energy_.empty() && Ebar.extent(0) > 0) {
+    const Mat<S, M>& hbar = hbars.back();
+    Mat<S, M> shared_bar;  // dL/d(shared output) of the graph heads (the pooled energy's first)
+    if (energy_pooled_ && Ebar.extent(0) > 0) {
+      auto ybar = ws.template mat<S>(lbl + ".e_graph_bar", 0, b.num_graphs, 1);
+      kernels::graph_energy_backward<Exec, S>(exec, Ebar, spec.energy_scale, ybar);
+      Mat<S, M> inbar = energy_[0].backward<Exec, S, T>(exec, w, c.energy[0], ybar, g, ws, 0);
+      shared_bar = ws.template mat<S>(lbl + ".shared_bar", 0, inbar.extent(0), inbar.extent(1));
+      Kokkos::deep_copy(exec, shared_bar, inbar);
+    } else if (!energy_.empty() && Ebar.extent(0) > 0) {
       auto ebar = ws.template mat<S>(lbl + ".ebar", 0, N, 1);
       kernels::energy_sum_backward<Exec, S>(exec, Ebar, b.atom_graph, spec.energy_scale, ebar);
       const std::size_t l0 = hbars.size() - energy_.size();
@@ -148,9 +177,6 @@ class Heads {
         kernels::add_into<Exec, S>(exec, t, hbars[l0 + l]);
       }
     }
-    if (spec.heads.empty()) return;
-    const Mat<S, M>& hbar = hbars.back();
-    Mat<S, M> shared_bar;
     for (std::size_t k = 0; k < heads_.size(); ++k) {
       if (k >= head_bar.size() || head_bar[k].extent(0) == 0) continue;
       Mat<S, M> inbar = heads_[k].backward<Exec, S, T>(exec, w, c.head[k], head_bar[k], g, ws, int(k));
@@ -174,6 +200,7 @@ class Heads {
 
  private:
   bool has_graph_heads_ = false;
+  bool energy_pooled_ = false;
   std::vector<MLP> energy_;
   MLP shared_;
   std::vector<MLP> heads_;

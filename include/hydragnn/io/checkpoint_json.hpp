@@ -57,6 +57,7 @@ inline nlohmann::json spec_to_json(const ModelSpec& s) {
   j["activation"] = activation_name(s.act);
   j["pooling"] = pooling_name(s.pooling);
   j["energy"] = s.energy;
+  j["energy_pooled"] = s.energy_pooled;
   j["energy_head_dims"] = s.energy_head_dims;
   j["graph_num_sharedlayers"] = s.graph_num_sharedlayers;
   j["graph_dim_sharedlayers"] = s.graph_dim_sharedlayers;
@@ -84,6 +85,7 @@ inline ModelSpec spec_from_json(const nlohmann::json& j) {
   s.act = parse_activation(j.at("activation").get<std::string>());
   s.pooling = parse_pooling(j.at("pooling").get<std::string>());
   s.energy = j.at("energy").get<bool>();
+  s.energy_pooled = j.value("energy_pooled", false);  // absent in checkpoints before the pooled energy head
   s.energy_head_dims = j.at("energy_head_dims").get<std::vector<int>>();
   s.graph_num_sharedlayers = j.at("graph_num_sharedlayers").get<int>();
   s.graph_dim_sharedlayers = j.at("graph_dim_sharedlayers").get<int>();

@@ -636,7 +636,7 @@ inline void parse_variables(std::optional<Reader> v, const std::string& arch_pat
                             const Reader& nn, ArchitectureConfig& c) {
   c.heads.clear();
   if (!v) {
-    c.heads.push_back(HeadSpec{"energy", "graph", 1, 1.0});
+    c.heads.push_back(HeadSpec{"energy", "node", 1, 1.0});  // the per-atom energy (HydraGNN's node head)
   } else {
     std::vector<std::string> names, types;
     std::vector<int> dims, index;
@@ -794,6 +794,13 @@ inline Config parse_config(const std::string& json_text, const std::string& sour
     if (auto a = nn->child("Architecture")) parse_architecture(*a, cfg.arch, task_weights);
     parse_variables(nn->child("Variables_of_interest"), arch_path, task_weights, *nn, cfg.arch);
     if (auto t = nn->child("Training")) parse_training(*t, cfg.training);
+    if (cfg.arch.enable_interatomic_potential)
+      for (const HeadSpec& h : cfg.arch.heads)
+        if (h.name == "energy" && h.type == "graph" && cfg.arch.graph_pooling != "sum")
+          nn->fail("the energy is a graph head (" + arch_path.substr(0, arch_path.rfind('.')) +
+                   ".Variables_of_interest.type \"graph\": pooling -> MLP) with enable_interatomic_potential: '" +
+                   arch_path + ".graph_pooling' must be \"add\" (it is \"" + cfg.arch.graph_pooling +
+                   "\"), as HydraGNN requires; type \"node\" is the per-atom energy");
     if (cfg.training.loss_function_type == "GaussianNLLLoss" && cfg.arch.enable_interatomic_potential)
       nn->fail("'NeuralNetwork.Training.loss_function_type' = \"GaussianNLLLoss\" trains direct heads with a variance "
                "output; the conservative energy (" + arch_path + ".enable_interatomic_potential = true) has none "

@@ -31,7 +31,10 @@ inline ModelSpec spec_from_config(const Config& cfg) {
   s.graph_head_dims = a.graph_dim_headlayers;
   s.node_head_dims = a.node_dim_headlayers;
   for (const auto& h : a.heads) {
-    if (s.energy && h.name == "energy") continue;  // the conservative energy head
+    if (s.energy && h.name == "energy") {  // the conservative energy head: per atom (node) or pooled (graph)
+      s.energy_pooled = h.type == "graph";
+      continue;
+    }
     s.heads.push_back(HeadDef{h.name, h.type == "node", h.dim, h.weight});
   }
   s.head_variance = cfg.training.loss_function_type == "GaussianNLLLoss";

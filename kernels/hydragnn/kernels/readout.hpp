@@ -53,6 +53,28 @@ void energy_sum(const Exec& exec, const CMat<S, mem_t<Exec>>& e_atom, const CVec
       });
 }
 
+/// E(g) = scale y(g,0) + sum_{i in g} (shift + ref(species(i))), in double (SD): the energy of a
+/// graph head (pooling -> MLP) with the per-atom constants of the model's normalisation.
+template <class Exec, class S, class SD>
+void graph_energy(const Exec& exec, const CMat<S, mem_t<Exec>>& y, const CVec<int, mem_t<Exec>>& graph_ptr,
+                  const CVec<int, mem_t<Exec>>& species, const CVec<double, mem_t<Exec>>& ref, double scale, double shift,
+                  const Vec<SD, mem_t<Exec>>& energy) {
+  Kokkos::parallel_for(
+      "hydragnn::Energy::graph", Kokkos::RangePolicy<Exec>(exec, 0, long(energy.extent(0))), KOKKOS_LAMBDA(const long g) {
+        SD acc = scalar_cast<SD>(y(g, 0)) * scale;
+        for (int i = graph_ptr(g); i < graph_ptr(g + 1); ++i) acc += shift + ref(species(i));
+        energy(g) = acc;
+      });
+}
+
+/// ybar(g,0) = Ebar(g) scale  (backward of graph_energy)
+template <class Exec, class S>
+void graph_energy_backward(const Exec& exec, const CVec<S, mem_t<Exec>>& Ebar, double scale, const Mat<S, mem_t<Exec>>& ybar) {
+  Kokkos::parallel_for(
+      "hydragnn::Energy::graph_backward", Kokkos::RangePolicy<Exec>(exec, 0, long(ybar.extent(0))),
+      KOKKOS_LAMBDA(const long g) { ybar(g, 0) = Ebar(g) * real_t<S>(scale); });
+}
+
 /// ebar(i,0) = Ebar(graph(i)) scale
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void energy_sum_backward(const Exec& exec, const CVec<S, mem_t<Exec>>& Ebar, const CVec<int, mem_t<Exec>>& atom_graph,
