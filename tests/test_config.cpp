@@ -548,3 +548,29 @@ TEST_CASE("a dataset file is checked under its config key", "[config][dataset]")
   CHECK_THROWS_WITH(c.dataset.existing_file("total"), "Dataset.path.total: not set");
   CHECK(c.dataset.path("train") == "x.extxyz");
 }
+
+TEST_CASE("config: HydraGNN's MLIP layout — one head of any name is the energy; Checkpoint keys accepted", "[config]") {
+  // the Variables_of_interest / Training blocks of HydraGNN's examples/qm7x/qm7x_mlip.json
+  const Config c = parse_config(R"({"NeuralNetwork": {
+    "Architecture": {"mpnn_type": "EGNN", "enable_interatomic_potential": true, "energy_weight": 1.0, "force_weight": 10.0},
+    "Variables_of_interest": {"input_node_features": [0], "output_index": [1], "type": ["node"], "output_dim": [1],
+                              "output_names": ["graph_energy"], "denormalize_output": false},
+    "Training": {"Checkpoint": true, "checkpoint_warmup": 5, "num_epoch": 20, "batch_size": 32, "continue": 0,
+                 "startfrom": "./logs/qm7x/qm7x", "Optimizer": {"learning_rate": 0.001}}}})",
+                                "qm7x_mlip");
+  REQUIRE(c.arch.heads.size() == 1);
+  CHECK(is_energy_head(c.arch, c.arch.heads[0]));
+  CHECK_FALSE(c.training.continue_run);  // continue 0: startfrom is kept but not acted on
+  CHECK(c.training.startfrom == "./logs/qm7x/qm7x");
+  // beside other heads only "energy" is the energy; without the interatomic potential nothing is
+  const Config two = parse_config(R"({"NeuralNetwork": {"Variables_of_interest": {"output_names": ["graph_energy", "gap"],
+    "type": ["node", "graph"]}}})",
+                                  "two");
+  CHECK_FALSE(is_energy_head(two.arch, two.arch.heads[0]));
+  const Config direct = parse_config(R"({"NeuralNetwork": {"Architecture": {"enable_interatomic_potential": false},
+    "Variables_of_interest": {"output_names": ["energy"], "type": ["graph"]}}})",
+                                     "direct");
+  CHECK_FALSE(is_energy_head(direct.arch, direct.arch.heads[0]));
+  CHECK_THROWS_WITH(parse_config(R"({"NeuralNetwork": {"Training": {"Checkpoint": 1}}})", "ck"),
+                    Catch::Contains("NeuralNetwork.Training.Checkpoint"));
+}

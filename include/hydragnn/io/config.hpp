@@ -150,6 +150,14 @@ inline bool operator==(const HeadSpec& a, const HeadSpec& b) {
 }
 inline bool operator!=(const HeadSpec& a, const HeadSpec& b) { return !(a == b); }
 
+/// Whether head h is the conservative energy: with enable_interatomic_potential, the head named
+/// "energy", or the only head whatever its name (HydraGNN's MLIP configs allow one head and call it,
+/// e.g., "graph_energy"; its target is the structure's energy).
+inline bool is_energy_head(const ArchitectureConfig& a, const HeadSpec& h) {
+  if (!a.enable_interatomic_potential) return false;
+  return h.name == "energy" || (a.heads.size() == 1 && &h == &a.heads.front());
+}
+
 inline bool operator==(const ArchitectureConfig& a, const ArchitectureConfig& b) {
   auto t = [](const ArchitectureConfig& x) {
     return std::tie(x.mpnn_type, x.radius, x.max_neighbours, x.hidden_dim, x.input_dim, x.num_conv_layers,
@@ -734,6 +742,8 @@ inline void parse_training(Reader& t, TrainingConfig& c) {
   if (c.continue_run && c.startfrom.empty())
     t.fail("'" + t.key_path("continue") + "' is set but '" + t.key_path("startfrom") + "' names no checkpoint");
   // HydraGNN keys accepted and ignored.
+  t.ignore("Checkpoint", kBool);         // checkpoints (latest and best) are always written
+  t.ignore("checkpoint_warmup", kInt);
   t.ignore("conv_checkpointing", kBool);
   t.ignore("compute_grad_energy", kBool);
   t.finish();
@@ -794,13 +804,12 @@ inline Config parse_config(const std::string& json_text, const std::string& sour
     if (auto a = nn->child("Architecture")) parse_architecture(*a, cfg.arch, task_weights);
     parse_variables(nn->child("Variables_of_interest"), arch_path, task_weights, *nn, cfg.arch);
     if (auto t = nn->child("Training")) parse_training(*t, cfg.training);
-    if (cfg.arch.enable_interatomic_potential)
-      for (const HeadSpec& h : cfg.arch.heads)
-        if (h.name == "energy" && h.type == "graph" && cfg.arch.graph_pooling != "sum")
-          nn->fail("the energy is a graph head (" + arch_path.substr(0, arch_path.rfind('.')) +
-                   ".Variables_of_interest.type \"graph\": pooling -> MLP) with enable_interatomic_potential: '" +
-                   arch_path + ".graph_pooling' must be \"add\" (it is \"" + cfg.arch.graph_pooling +
-                   "\"), as HydraGNN requires; type \"node\" is the per-atom energy");
+    for (const HeadSpec& h : cfg.arch.heads)
+      if (is_energy_head(cfg.arch, h) && h.type == "graph" && cfg.arch.graph_pooling != "sum")
+        nn->fail("the energy is a graph head (" + arch_path.substr(0, arch_path.rfind('.')) +
+                 ".Variables_of_interest.type \"graph\": pooling -> MLP) with enable_interatomic_potential: '" +
+                 arch_path + ".graph_pooling' must be \"add\" (it is \"" + cfg.arch.graph_pooling +
+                 "\"), as HydraGNN requires; type \"node\" is the per-atom energy");
     if (cfg.training.loss_function_type == "GaussianNLLLoss" && cfg.arch.enable_interatomic_potential)
       nn->fail("'NeuralNetwork.Training.loss_function_type' = \"GaussianNLLLoss\" trains direct heads with a variance "
                "output; the conservative energy (" + arch_path + ".enable_interatomic_potential = true) has none "

@@ -31,7 +31,7 @@ inline ModelSpec spec_from_config(const Config& cfg) {
   s.graph_head_dims = a.graph_dim_headlayers;
   s.node_head_dims = a.node_dim_headlayers;
   for (const auto& h : a.heads) {
-    if (s.energy && h.name == "energy") {  // the conservative energy head: per atom (node) or pooled (graph)
+    if (is_energy_head(a, h)) {  // the conservative energy head: per atom (node) or pooled (graph)
       s.energy_pooled = h.type == "graph";
       continue;
     }
@@ -59,7 +59,7 @@ inline LossSpec loss_from_config(const Config& cfg, const ModelSpec& spec) {
   const double norm = total > 0 ? 1.0 / total : 0.0;
   double energy_task = 1.0;
   for (const auto& h : cfg.arch.heads)
-    if (h.name == "energy") energy_task = h.weight * norm;
+    if (is_energy_head(cfg.arch, h)) energy_task = h.weight * norm;
   w.energy = spec.energy ? cfg.arch.energy_weight * energy_task : 0.0;
   w.energy_peratom = spec.energy ? cfg.arch.energy_peratom_weight * energy_task : 0.0;
   w.force = spec.energy ? cfg.arch.force_weight : 0.0;
