@@ -529,6 +529,21 @@ TEST_CASE("count_labels counts energy, forces, stress and head labels per frame"
 }
 
 namespace {
+/// dL/dp_k by fourth-order central differences with step h.
+template <class ModelT>
+double fd_loss_gradient(const Exec& exec, const ModelT& model, const Batch<M>& batch, const LossSpec& w, std::size_t k,
+                        double h) {
+  auto p = model.params();
+  auto L = [&](double d) {
+    const double old = p(k);
+    p(k) = old + d;
+    const double l = loss_and_grad(exec, model, batch, w, Vec<double, M>()).loss;
+    p(k) = old;
+    return l;
+  };
+  return (8 * (L(h) - L(-h)) - (L(2 * h) - L(-2 * h))) / (12 * h);
+}
+
 /// A small SchNet (double) with a graph head "gap" and a node head "q" (2 columns), two frames with
 /// energies, forces and both heads labelled; errors of both signs above and below 1 (smooth_l1's kink).
 struct LossFixture {
@@ -569,18 +584,6 @@ struct LossFixture {
       frames.push_back(st);
     }
     batch = make_batch<M>(frames, s.cutoff, -1, s.species, s.heads);
-  }
-  /// dL/dp_k by fourth-order central differences with step h.
-  double fd_gradient(const Exec& exec, const LossSpec& w, std::size_t k, double h) {
-    auto p = model.params();
-    auto L = [&](double d) {
-      const double old = p(k);
-      p(k) = old + d;
-      const double l = loss_and_grad(exec, model, batch, w, Vec<double, M>()).loss;
-      p(k) = old;
-      return l;
-    };
-    return (8 * (L(h) - L(-h)) - (L(2 * h) - L(-2 * h))) / (12 * h);
   }
   /// The targets of head k, flattened as its prediction (G x dim or N x dim).
   std::vector<double> head_targets(int k) const {
@@ -642,7 +645,7 @@ TEST_CASE("loss functions mse, mae, smooth_l1, rmse equal their formulas, with e
     CHECK(r.loss == Approx(expect).epsilon(1e-12));
     // the gradient (force training: the dual pass) against fourth-order central differences
     for (std::size_t k = 0; k < fx.model.num_params(); k += 17) {
-      const double fd = fx.fd_gradient(exec, w, k, 1e-5);
+      const double fd = fd_loss_gradient(exec, fx.model, fx.batch, w, k, 1e-5);
       INFO("parameter " << k);
       CHECK(grad(k) == Approx(fd).epsilon(1e-6).margin(1e-9));
     }
@@ -678,7 +681,7 @@ TEST_CASE("GaussianNLL: heads with a variance output, loss and gradient against 
   CHECK(r.loss == Approx(expect).epsilon(1e-12));
   for (std::size_t k = 0; k < fx.model.num_params(); k += 7) {
     // the loss is ~50 (d^2 / v with small v): a larger step keeps round-off down
-    const double fd = fx.fd_gradient(exec, w, k, 1e-4);
+    const double fd = fd_loss_gradient(exec, fx.model, fx.batch, w, k, 1e-4);
     INFO("parameter " << k);
     CHECK(grad(k) == Approx(fd).epsilon(1e-6).margin(1e-9));
   }
@@ -879,16 +882,8 @@ TEST_CASE("pooled energy head (HydraGNN's graph head named energy): forces and f
   w.force = 2.0;
   Vec<double, M> grad("grad", model.num_params());
   loss_and_grad(exec, model, batch, w, grad);
-  auto prm = model.params();
   for (std::size_t k = 0; k < model.num_params(); k += 11) {
-    auto L = [&](double h) {
-      const double old = prm(k);
-      prm(k) = old + h;
-      const double l = loss_and_grad(exec, model, batch, w, Vec<double, M>()).loss;
-      prm(k) = old;
-      return l;
-    };
-    const double h = 1e-5, fd = (8 * (L(h) - L(-h)) - (L(2 * h) - L(-2 * h))) / (12 * h);
+    const double fd = fd_loss_gradient(exec, model, batch, w, k, 1e-5);
     INFO("parameter " << k);
     CHECK(grad(k) == Approx(fd).epsilon(1e-6).margin(1e-9));
   }

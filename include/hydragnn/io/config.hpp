@@ -150,12 +150,11 @@ inline bool operator==(const HeadSpec& a, const HeadSpec& b) {
 }
 inline bool operator!=(const HeadSpec& a, const HeadSpec& b) { return !(a == b); }
 
-/// Whether head h is the conservative energy: with enable_interatomic_potential, the head named
-/// "energy", or the only head whatever its name (HydraGNN's MLIP configs allow one head and call it,
-/// e.g., "graph_energy"; its target is the structure's energy).
+/// Whether head h (one of a.heads) is the conservative energy: with enable_interatomic_potential,
+/// the head named "energy", or the only head whatever its name (HydraGNN's MLIP configs allow one
+/// head and call it, e.g., "graph_energy"; its target is the structure's energy).
 inline bool is_energy_head(const ArchitectureConfig& a, const HeadSpec& h) {
-  if (!a.enable_interatomic_potential) return false;
-  return h.name == "energy" || (a.heads.size() == 1 && &h == &a.heads.front());
+  return a.enable_interatomic_potential && (h.name == "energy" || a.heads.size() == 1);
 }
 
 inline bool operator==(const ArchitectureConfig& a, const ArchitectureConfig& b) {

@@ -7,10 +7,11 @@
 //    embedding row by row for the elements both know. What the new model has and the checkpoint
 //    does not (a new head, a new element's row) keeps its initialisation: that is how a head or a
 //    branch is added to a trained trunk.
-//  * frozen_trunk marks the trunk's parameters (embedding, convolutions, feature layers: everything
-//    before the heads) for the optimizer to leave unchanged, as HydraGNN's _freeze_conv sets
-//    requires_grad = False on graph_convs and feature_layers. The BatchNorm running statistics are
-//    buffers and keep updating in training mode (as torch's do).
+//  * freezing: the trunk's parameters (embedding, convolutions, feature layers) come first in the
+//    model's buffer, [0, Model::num_trunk_params()); the optimizer leaves that prefix unchanged
+//    (Optimizer::frozen), as HydraGNN's _freeze_conv sets requires_grad = False on graph_convs and
+//    feature_layers. The BatchNorm running statistics are buffers and keep updating in training
+//    mode (as torch's do).
 #pragma once
 
 #include <hydragnn/model/model.hpp>
@@ -86,16 +87,6 @@ StartReport load_matching(ModelT& model, const ModelT& from) {
   }
   rep.same_architecture = same && rep.fresh.empty();
   return rep;
-}
-
-/// 1 for every trunk parameter (embedding, convolutions, feature layers), 0 for the heads'.
-template <class ModelT>
-Vec<unsigned char, typename ModelT::memory_space> frozen_trunk(const ModelT& model) {
-  Vec<unsigned char, typename ModelT::memory_space> mask("hydragnn::finetune::frozen", model.num_params());
-  auto h = Kokkos::create_mirror_view(mask);
-  for (std::size_t k = 0; k < h.extent(0); ++k) h(k) = k < model.num_trunk_params() ? 1 : 0;
-  Kokkos::deep_copy(mask, h);
-  return mask;
 }
 
 }  // namespace hydragnn

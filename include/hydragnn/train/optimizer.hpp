@@ -19,7 +19,7 @@ class Optimizer {
   double lr = 1e-3, weight_decay = 0.0, momentum = 0.0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   long step_count = 0;
   Vec<T, M> m, v;  ///< first/second moments (SGD: m is the momentum buffer)
-  Vec<unsigned char, M> frozen;  ///< empty, or 1 for each parameter the step leaves unchanged
+  std::size_t frozen = 0;  ///< the parameters [0, frozen) are left unchanged (a frozen trunk)
 
   Optimizer() = default;
   Optimizer(OptimizerType t, std::size_t n, double lr_, double wd, double mom)
@@ -38,7 +38,7 @@ class Optimizer {
     h.eps = eps;
     h.c1 = 1.0 - std::pow(beta1, double(step_count));
     h.c2 = 1.0 - std::pow(beta2, double(step_count));
-    kernels::optimizer_step<Exec, T>(exec, h, p, g, m, v, frozen);
+    kernels::optimizer_step<Exec, T>(exec, h, p, g, m, v, long(frozen));
   }
 };
 

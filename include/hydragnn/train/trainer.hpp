@@ -212,7 +212,7 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
       load_optimizer_state(optim, c);  // the same model: its optimizer state too, as HydraGNN's load_existing_model
     }
   }
-  if (cfg.arch.freeze_conv_layers) optim.frozen = frozen_trunk(model);
+  if (cfg.arch.freeze_conv_layers) optim.frozen = model.num_trunk_params();
   const LossSpec w = loss_from_config(cfg, model.spec());
   if (!model.uses_positions() && (w.force > 0 || w.stress > 0))
     throw std::invalid_argument(std::string("NeuralNetwork.Architecture: ") + spec.mpnn_type +

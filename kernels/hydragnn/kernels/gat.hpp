@@ -56,6 +56,22 @@ KOKKOS_INLINE_FUNCTION S gat_score(const CMat<S, M>& XL, const CMat<S, M>& XR, c
   }
   return s;
 }
+
+/// The self loop's edge attribute: the mean of A over receiver i's kept edges (src != i), 0 without
+/// any; n receives their count (0 without an edge attribute).
+template <class S, class M>
+KOKKOS_INLINE_FUNCTION S gat_self_attribute(const CMat<S, M>& A, const CVec<int, M>& src, const GatShape& sh, int e0,
+                                            int e1, long i, int& n) {
+  S a(0);
+  n = 0;
+  if (sh.edge < 0) return a;
+  for (int e = e0; e < e1; ++e)
+    if (src(e) != i) {
+      a += A(e, 0);
+      ++n;
+    }
+  return n > 0 ? S(a / real_t<S>(n)) : a;
+}
 }  // namespace detail
 
 /// The attention and its output (see above). alpha (E x K; 0 at dropped self edges) and alpha_self
@@ -71,20 +87,11 @@ void gat_attention(const Exec& exec, const CMat<S, mem_t<Exec>>& XL, const CMat<
   using M = mem_t<Exec>;
   detail::for_each_row<Mode>(exec, "hydragnn::GAT::attention", long(Y.extent(0)), KOKKOS_LAMBDA(const long i) {
     const int e0 = row_ptr(i), e1 = row_ptr(i + 1), K = sh.K, C = sh.C;
-    S abar(0);  // the self loop's attribute: mean over the kept edges
-    if (sh.edge >= 0) {
-      int n = 0;
-      for (int e = e0; e < e1; ++e)
-        if (src(e) != i) {
-          abar += A(e, 0);
-          ++n;
-        }
-      if (n > 0) abar = abar / R(n);
-    }
+    int n;
+    const S abar = detail::gat_self_attribute<S, M>(A, src, sh, e0, e1, i, n);
     for (int k = 0; k < K; ++k) {
-      R mx = 0;
       const S s_self = detail::gat_score<S, T, M>(XL, XR, p, sh, i, i, k, abar);
-      mx = scalar_traits<S>::primal(s_self);
+      R mx = scalar_traits<S>::primal(s_self);
       for (int e = e0; e < e1; ++e) {
         if (src(e) == i) continue;
         const S s = detail::gat_score<S, T, M>(XL, XR, p, sh, i, src(e), k, sh.edge >= 0 ? S(A(e, 0)) : S(0));
@@ -147,16 +154,8 @@ void gat_attention_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& XL, co
   const long N = long(XL.extent(0)), KC = long(sh.K) * sh.C;
   detail::for_each_row<Mode>(exec, "hydragnn::GAT::attention_backward", N, KOKKOS_LAMBDA(const long i) {
     const int e0 = row_ptr(i), e1 = row_ptr(i + 1), K = sh.K, C = sh.C;
-    S abar(0);
-    int n = 0;
-    if (sh.edge >= 0) {
-      for (int e = e0; e < e1; ++e)
-        if (src(e) != i) {
-          abar += A(e, 0);
-          ++n;
-        }
-      if (n > 0) abar = abar / R(n);
-    }
+    int n;
+    const S abar = detail::gat_self_attribute<S, mem_t<Exec>>(A, src, sh, e0, e1, i, n);
     const R inv_k = sh.concat ? R(1) : R(1) / R(K);
     auto yb = [&](int k, int c) -> S { return sh.concat ? S(Ybar(i, long(k) * C + c)) : S(Ybar(i, c) * inv_k); };
     for (long q = 0; q < KC; ++q) {

@@ -21,20 +21,18 @@ namespace kernels {
 
 /// One update of every parameter k (arithmetic in double, storage in T):
 ///   p, g, m, v : n      (m: first moment or SGD momentum buffer, v: second moment; updated in place)
-///   frozen     : n or empty; frozen(k) != 0 leaves p(k), m(k), v(k) untouched (no step, no decay:
-///                a parameter without requires_grad in torch)
+///   frozen     : the parameters k < frozen are left untouched (no step, no decay: parameters without
+///                requires_grad in torch; the model's trunk comes first in its buffer)
 template <class Exec, class T>
 void optimizer_step(const Exec& exec, const OptimizerStepParams& h, const Vec<T, mem_t<Exec>>& p,
                     const Vec<T, mem_t<Exec>>& g, const Vec<T, mem_t<Exec>>& m, const Vec<T, mem_t<Exec>>& v,
-                    const CVec<unsigned char, mem_t<Exec>>& frozen = {}) {
-  const bool masked = frozen.extent(0) > 0;
+                    long frozen = 0) {
   const OptimizerType t = h.type;
   const double lr_ = h.lr, wd = h.weight_decay, mom = h.momentum, b1 = h.beta1, b2 = h.beta2, ep = h.eps;
   const double c1 = h.c1, c2 = h.c2;
   auto m_ = m, v_ = v;
   Kokkos::parallel_for(
-      "hydragnn::Optimizer::step", Kokkos::RangePolicy<Exec>(exec, 0, long(p.extent(0))), KOKKOS_LAMBDA(const long k) {
-        if (masked && frozen(k) != 0) return;
+      "hydragnn::Optimizer::step", Kokkos::RangePolicy<Exec>(exec, frozen, long(p.extent(0))), KOKKOS_LAMBDA(const long k) {
         double grad = double(g(k));
         double w = double(p(k));
         if (t == OptimizerType::SGD) {
