@@ -5,12 +5,13 @@
 Every header under include/hydragnn/ and kernels/hydragnn/ belongs to a layer named by its
 directory. From the bottom:
 
-    compat, core, graph, kernels, nn, conv, heads, model, autodiff, io, train, dist, cli
+    compat, core, graph, kernels, nn, conv, heads, model, autodiff, io, train, sim, dist, cli, api
 
-(kernels = kernels/hydragnn/kernels/, every other layer = include/hydragnn/<layer>/). Rules:
+(kernels = kernels/hydragnn/kernels/, api = the top-level headers include/hydragnn/*.hpp that a
+simulation code includes, every other layer = include/hydragnn/<layer>/). Rules:
 
   layer           a header includes hydragnn headers only of its own layer or lower ones
-  unlayered       a header lies in no layer (top-level headers, include/hydragnn/models/)
+  unlayered       a header lies in no layer (e.g. include/hydragnn/models/)
   json            nlohmann only in io and above (io, train, dist, cli)
   kokkos-version  KOKKOS_VERSION only in compat (also checked in benchmarks/, examples/, tests/)
   kernel          Kokkos::parallel_for / parallel_reduce / parallel_scan only in kernels and compat
@@ -31,7 +32,7 @@ import re
 import sys
 
 LAYERS = ["compat", "core", "graph", "kernels", "nn", "conv", "heads", "model", "autodiff", "io", "train",
-          "dist", "cli"]
+          "sim", "dist", "cli", "api"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
 JSON_MIN = RANK["io"]
 PARSING_LAYERS = {"kernels", "core", "nn", "conv"}
@@ -53,7 +54,9 @@ def layer_of(rel):
     parts = rel.split("/")
     if parts[:3] == ["kernels", "hydragnn", "kernels"] and len(parts) == 4:
         return "kernels"
-    if parts[:2] == ["include", "hydragnn"] and len(parts) == 4 and parts[2] in RANK and parts[2] != "kernels":
+    if parts[:2] == ["include", "hydragnn"] and len(parts) == 3:
+        return "api"
+    if parts[:2] == ["include", "hydragnn"] and len(parts) == 4 and parts[2] in RANK and parts[2] not in ("kernels", "api"):
         return parts[2]
     return None
 

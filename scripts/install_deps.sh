@@ -14,7 +14,8 @@ packages=(
   libtrilinos-kokkos-dev libtrilinos-kokkos-kernels-dev
   libblas-dev liblapack-dev
   catch2 nlohmann-json3-dev libcli11-dev
-  python3
+  python3 pkg-config
+  liblammps-dev lammps-data libfmt-dev libopenmpi-dev openmpi-bin
 )
 
 missing=()

@@ -2,7 +2,7 @@
 // hydragnn: command-line driver (train / predict / evaluate) over the header-only library.
 //
 //   hydragnn train    --config C.json [--output DIR] [--resume | --overwrite]
-//   hydragnn predict  --checkpoint P --input in.extxyz --output out.extxyz
+//   hydragnn predict  --checkpoint P --input in.extxyz --output out.extxyz [--precision float64]
 //   hydragnn evaluate --checkpoint P --input test.extxyz [--json]
 //   hydragnn import   --config C.json --weights W.json --output ckpt.hgnn [--overwrite]
 //   hydragnn --version
@@ -12,6 +12,7 @@
 #include <hydragnn/io/config.hpp>
 #include <hydragnn/autodiff/potential.hpp>
 #include <hydragnn/model/registry.hpp>
+#include <hydragnn/sim/potential.hpp>
 #include <hydragnn/train/import.hpp>
 #include <hydragnn/train/trainer.hpp>
 
@@ -36,9 +37,9 @@ using Exec = Kokkos::DefaultExecutionSpace;
 using Real = float;  // network maths in float; geometry and energies in double
 
 /// Call f with a Model type for the given mpnn_type (the registry's type list).
-template <class F>
+template <class R = Real, class F>
 void with_model_type(const std::string& mpnn_type, F&& f) {
-  const bool found = dispatch_conv(mpnn_type, [&](auto tag) { f(Model<Real, typename decltype(tag)::type, Exec>()); });
+  const bool found = dispatch_conv(mpnn_type, [&](auto tag) { f(Model<R, typename decltype(tag)::type, Exec>()); });
   if (!found) throw std::runtime_error("mpnn_type '" + mpnn_type + "' is not implemented");
 }
 
@@ -233,10 +234,15 @@ int cmd_evaluate(const std::string& ckpt, const std::string& input, bool json, i
   return 0;
 }
 
-int cmd_predict(const std::string& ckpt, const std::string& input, const std::string& output, int batch) {
-  const CheckpointData c = read_checkpoint(ckpt);
+int cmd_predict(const std::string& ckpt, const std::string& input, const std::string& output, int batch,
+                const std::string& precision) {
+  CheckpointData c = read_checkpoint(ckpt);
+  const Precision prec = precision_from_name(precision);
+  // float64 runs a float-trained model in double maths (its parameters widened exactly)
+  const bool dbl = prec == Precision::Float64 || (prec == Precision::Checkpoint && c.precision == "double");
+  c.precision = dbl ? "double" : "float";
   Exec exec;
-  with_model_type(c.spec.mpnn_type, [&](auto tag) {
+  auto run = [&](auto tag) {
     using ModelT = decltype(tag);
     using M = typename ModelT::memory_space;
     ModelT model = model_from_checkpoint<ModelT>(c, ckpt);
@@ -280,7 +286,11 @@ int cmd_predict(const std::string& ckpt, const std::string& input, const std::st
     }
     write_extxyz(output, ds.frames);
     std::printf("wrote %zu frames to %s\n", ds.size(), output.c_str());
-  });
+  };
+  if (dbl)
+    with_model_type<double>(c.spec.mpnn_type, run);
+  else
+    with_model_type<float>(c.spec.mpnn_type, run);
   return 0;
 }
 
@@ -341,6 +351,9 @@ int main(int argc, char** argv) {
   pred_cmd->add_option("--input,-i", input, "input extxyz")->required()->check(CLI::ExistingFile);
   pred_cmd->add_option("--output,-o", out_file, "output extxyz")->required();
   pred_cmd->add_option("--batch-size", batch, "structures per batch")->check(positive_int);
+  std::string precision = "checkpoint";
+  pred_cmd->add_option("--precision", precision, "network maths: checkpoint (as trained), float32 or float64")
+      ->check(CLI::IsMember({"checkpoint", "float32", "float64"}));
   auto* eval_cmd = app.add_subcommand("evaluate", "energy and force errors against the labels of an extxyz file");
   eval_cmd->add_option("--checkpoint", checkpoint, "checkpoint file")->required()->check(CLI::ExistingFile);
   eval_cmd->add_option("--input,-i", input, "labelled extxyz")->required()->check(CLI::ExistingFile);
@@ -361,7 +374,7 @@ int main(int argc, char** argv) {
   int rc = 0;
   try {
     if (*train_cmd) rc = cmd_train(config, output, resume, overwrite);
-    else if (*pred_cmd) rc = cmd_predict(checkpoint, input, out_file, batch);
+    else if (*pred_cmd) rc = cmd_predict(checkpoint, input, out_file, batch, precision);
     else if (*eval_cmd) rc = cmd_evaluate(checkpoint, input, json, batch);
     else if (*import_cmd) rc = cmd_import(config, weights, out_file, overwrite);
   } catch (const std::exception& e) {

@@ -3,6 +3,7 @@
 // edge tangent of the dual pass of force/stress training.
 //   F_i   = sum_{e: src(e)=i} g_e - sum_{e: dst(e)=i} g_e
 //   sigma = (1/V) sum_e g_e (x) r_e                                  (ASE sign, eV/A^3)
+//   W_i   = -1/2 sum_{e touching i} r_e (x) g_e                    (per-atom virial, eV)
 //   rdot_e = v_src - v_dst + U_g r_e / V_g                           (docs/autodiff.md)
 #pragma once
 
@@ -56,6 +57,34 @@ void assemble_stress(const Exec& exec, const Batch<mem_t<Exec>>& b, const CMat<S
           acc += double(scalar_traits<S>::primal(g(e, a))) * rc;
         }
         sigma(gr, k % 9) = vol(gr) > 0 ? acc / vol(gr) : double(NAN);
+      });
+}
+
+/// Per-atom virial W_i(a,b) = -1/2 sum_{e: dst(e)=i or src(e)=i} r_e(a) g_e(b) (eV; half of each edge
+/// to each end, so sum_i W_i = -sum_e r_e g_e^T = sum_i x_i F_i^T for non-periodic graphs), in double.
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+void assemble_atom_virial(const Exec& exec, const Batch<mem_t<Exec>>& b, const CMat<S, mem_t<Exec>>& g,
+                          const Mat<double, mem_t<Exec>>& W) {
+  auto send_perm = b.send_perm;
+  auto send_ptr = b.send_ptr;
+  auto row_ptr = b.row_ptr;
+  auto pos = b.pos;
+  auto shift = b.shift;
+  auto dst = b.dst;
+  auto src = b.src;
+  Kokkos::parallel_for(
+      "hydragnn::Potential::atom_virial", Kokkos::RangePolicy<Exec>(exec, 0, long(b.num_atoms) * 9),
+      KOKKOS_LAMBDA(const long k) {
+        const long i = k / 9;
+        const int a = int(k % 9) / 3, c = int(k % 9) % 3;
+        double acc = 0;
+        for (int e = row_ptr(i); e < row_ptr(i + 1); ++e)
+          acc += (pos(dst(e), a) - pos(src(e), a) + shift(e, a)) * double(scalar_traits<S>::primal(g(e, c)));
+        for (int q = send_ptr(i); q < send_ptr(i + 1); ++q) {
+          const int e = send_perm(q);
+          acc += (pos(dst(e), a) - pos(src(e), a) + shift(e, a)) * double(scalar_traits<S>::primal(g(e, c)));
+        }
+        W(i, k % 9) = -0.5 * acc;
       });
 }
 

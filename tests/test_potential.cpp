@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The simulation-code API (hydragnn/potential.hpp), for every registered model:
+//  * a structure through the Potential equals predict() on the same checkpoint;
+//  * a periodic structure given as owned atoms + explicit ghost images with a host neighbour list
+//    (LAMMPS' layout) gives the periodic energy, the periodic forces once ghost forces are added to
+//    their owners, the periodic virial; per-atom energies and virials sum to the totals;
+//  * a float checkpoint run in float64 matches finite differences of its own energy;
+//  * a repeated call allocates nothing; bad input is named.
+#include <catch2/catch.hpp>
+
+#include <hydragnn/potential.hpp>
+
+#include "model_test_options.hpp"
+#include "test_helpers.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+using namespace hydragnn;
+using Exec = Kokkos::DefaultExecutionSpace;
+using M = Exec::memory_space;
+
+namespace {
+
+template <class Conv, class T>
+std::string write_model(const std::string& tag, bool pooled = false) {
+  ModelSpec spec;
+  spec.hidden_dim = 8;
+  spec.num_conv_layers = 2;
+  spec.cutoff = 3.0;
+  spec.energy_head_dims = {8};
+  spec.species.numbers = {1, 8};
+  spec.ref_energy = {-0.7, -2.1};
+  spec.energy_scale = 1.3;
+  spec.energy_shift = 0.2;
+  spec.energy_pooled = pooled;
+  if (pooled) spec.pooling = Pooling::Sum;
+  spec.max_neighbours = hydragnn_test::test_max_neighbours(Conv::name);
+  Model<T, Conv, Exec> model(spec, hydragnn_test::test_options<Conv>());
+  model.initialize(17);
+  const std::string path = std::string(HYDRAGNN_BINARY_DIR) + "/potential_" + Conv::name + "_" + tag + ".hgnn";
+  write_checkpoint(path, make_checkpoint(model, (const Optimizer<T, Exec>*)nullptr, TrainState{}, "{}"));
+  return path;
+}
+
+/// Owned atoms (the structure's, wrapped into the cell) then every periodic image within `reach` of
+/// an owned atom; full neighbour lists (within `list_cut`, a skin beyond the cutoff) for every atom.
+struct Ghosted {
+  int n_local = 0;
+  std::vector<double> x;
+  std::vector<int> numbers, owner;
+  std::vector<std::vector<int>> lists;
+  std::vector<int> numneigh;
+  std::vector<const int*> first;
+  HostNeighborList view() {
+    numneigh.clear();
+    first.clear();
+    for (auto& l : lists) {
+      numneigh.push_back(int(l.size()));
+      first.push_back(l.data());
+    }
+    HostNeighborList nl;
+    nl.n_local = n_local;
+    nl.n_all = int(numbers.size());
+    nl.x = x.data();
+    nl.numbers = numbers.data();
+    nl.inum = nl.n_all;
+    nl.numneigh = numneigh.data();
+    nl.firstneigh = first.data();
+    return nl;
+  }
+};
+
+Ghosted ghosted(const Structure& s, double reach, double list_cut) {
+  Ghosted g;
+  const int n = int(s.size());
+  g.n_local = n;
+  auto add = [&](const Vec3& p, int z, int owner) {
+    for (int a = 0; a < 3; ++a) g.x.push_back(p[a]);
+    g.numbers.push_back(z);
+    g.owner.push_back(owner);
+  };
+  for (int i = 0; i < n; ++i) add(s.positions[i], s.numbers[i], i);
+  const int R = 4;
+  for (int a = -R; a <= R; ++a)
+    for (int b = -R; b <= R; ++b)
+      for (int c = -R; c <= R; ++c) {
+        if (a == 0 && b == 0 && c == 0) continue;
+        for (int i = 0; i < n; ++i) {
+          Vec3 p;
+          for (int k = 0; k < 3; ++k) p[k] = s.positions[i][k] + a * s.cell[0][k] + b * s.cell[1][k] + c * s.cell[2][k];
+          bool near = false;
+          for (int j = 0; j < n && !near; ++j) {
+            double d2 = 0;
+            for (int k = 0; k < 3; ++k) d2 += (p[k] - s.positions[j][k]) * (p[k] - s.positions[j][k]);
+            near = d2 < reach * reach;
+          }
+          if (near) add(p, s.numbers[i], i);
+        }
+      }
+  const int N = int(g.numbers.size());
+  g.lists.assign(N, {});
+  for (int i = 0; i < N; ++i)
+    for (int j = N - 1; j >= 0; --j) {  // reversed: the builder must not depend on the list order
+      if (j == i) continue;
+      double d2 = 0;
+      for (int k = 0; k < 3; ++k) d2 += (g.x[3 * i + k] - g.x[3 * j + k]) * (g.x[3 * i + k] - g.x[3 * j + k]);
+      if (d2 < list_cut * list_cut) g.lists[i].push_back(j);
+    }
+  return g;
+}
+
+}  // namespace
+
+TEMPLATE_LIST_TEST_CASE("Potential equals predict; a host list with ghosts equals the periodic structure", "[potential]",
+                        conv_registry) {
+  hydragnn_test::ensure_kokkos();
+  Exec exec;
+  const std::string path = write_model<TestType, double>("double");
+  Potential<Exec> pot(path);
+  CHECK(pot.precision() == "double");
+  CHECK(pot.ghost_cutoff() == Approx(6.0));
+  Structure s = hydragnn_test::random_structure(5, 10, {1, 8}, true, 4.6, 1.1);
+
+  // 1. the structure path equals predict()
+  const auto model = model_from_checkpoint<Model<double, TestType, Exec>>(read_checkpoint(path), path);
+  auto batch = make_batch<M>(std::vector<Structure>{s}, 3.0, model.spec().max_neighbours, model.spec().species);
+  const Prediction p = predict(exec, model, batch);
+  const PotentialOutput& o = pot.compute(exec, s, true);
+  CHECK(o.energy == p.energy[0]);
+  REQUIRE(o.forces.size() == p.forces.size());
+  for (std::size_t k = 0; k < p.forces.size(); ++k) CHECK(o.forces[k] == p.forces[k]);
+  for (int k = 0; k < 9; ++k) CHECK(o.stress[k] == Approx(p.stress[k]).margin(1e-12));
+  double esum = 0;
+  for (double e : o.atom_energy) esum += e;
+  CHECK(esum == Approx(o.energy).epsilon(1e-12));
+  std::array<double, 9> wsum{};
+  for (std::size_t i = 0; i < s.size(); ++i)
+    for (int k = 0; k < 9; ++k) wsum[k] += o.atom_virial[9 * i + k];
+  for (int k = 0; k < 9; ++k) CHECK(wsum[k] == Approx(o.virial[k]).margin(1e-12));
+  if (pot.spec().max_neighbours < 0 && model.uses_positions()) {
+    // forces not trivial, the virial symmetric (a rotation-invariant energy)
+    double fmax = 0;
+    for (double f : o.forces) fmax = std::max(fmax, std::fabs(f));
+    CHECK(fmax > 1e-6);
+    CHECK(o.virial[1] == Approx(o.virial[3]).margin(1e-10));
+  }
+  const Structure sref = s;
+  const double e_ref = o.energy;
+  const std::vector<double> f_ref = o.forces, ea_ref = o.atom_energy;
+  const std::array<double, 9> w_ref = o.virial;
+
+  // 2. owned atoms + ghosts with a host list (list cut with a skin; ghosts to 2 x cutoff + 0.5)
+  Ghosted g = ghosted(sref, pot.ghost_cutoff() + 0.5, 3.0 + 0.7);
+  const HostNeighborList nl = g.view();
+  const PotentialOutput& q = pot.compute(exec, nl, true);
+  CHECK(q.energy == Approx(e_ref).epsilon(1e-12));
+  REQUIRE(q.forces.size() == 3 * g.numbers.size());
+  std::vector<double> folded(3 * sref.size(), 0.0), vfold(9 * sref.size(), 0.0);
+  for (std::size_t i = 0; i < g.numbers.size(); ++i) {
+    for (int a = 0; a < 3; ++a) folded[3 * g.owner[i] + a] += q.forces[3 * i + a];
+    for (int k = 0; k < 9; ++k) vfold[9 * g.owner[i] + k] += q.atom_virial[9 * i + k];
+  }
+  for (std::size_t k = 0; k < folded.size(); ++k) CHECK(folded[k] == Approx(f_ref[k]).margin(1e-10));
+  for (int k = 0; k < 9; ++k) CHECK(q.virial[k] == Approx(w_ref[k]).margin(1e-10));
+  REQUIRE(q.atom_energy.size() == sref.size());
+  for (std::size_t i = 0; i < sref.size(); ++i) CHECK(q.atom_energy[i] == Approx(ea_ref[i]).margin(1e-12));
+  std::array<double, 9> vs{};
+  for (std::size_t i = 0; i < sref.size(); ++i)
+    for (int k = 0; k < 9; ++k) vs[k] += vfold[9 * i + k];
+  for (int k = 0; k < 9; ++k) CHECK(vs[k] == Approx(q.virial[k]).margin(1e-10));
+
+  // 2b. no lists given: the potential finds the pairs among all atoms itself (same graph)
+  HostNeighborList bare = nl;
+  bare.firstneigh = nullptr;
+  const std::vector<double> f_list = q.forces;
+  const double e_list = q.energy;
+  const PotentialOutput& qb = pot.compute(exec, bare);
+  CHECK(qb.energy == Approx(e_list).epsilon(1e-13));
+  for (std::size_t k = 0; k < f_list.size(); ++k) CHECK(qb.forces[k] == Approx(f_list[k]).margin(1e-12));
+  CHECK(qb.atom_energy.empty());
+  const PotentialOutput& q0 = pot.compute(exec, HostNeighborList{});
+  CHECK(q0.energy == 0.0);
+  CHECK(q0.forces.empty());
+  pot.compute(exec, nl, true);
+
+  // 3. a repeated call at the same size allocates nothing (Kokkos or output vectors)
+  const double* fdata = q.forces.data();
+  Kokkos::fence();
+  AllocationCounter::count() = 0;
+  AllocationCounter::install();
+  const PotentialOutput& q2 = pot.compute(exec, nl, true);
+  Kokkos::fence();
+  AllocationCounter::uninstall();
+  CHECK(AllocationCounter::count() == 0);
+  CHECK(q2.forces.data() == fdata);
+  CHECK(q2.energy == q.energy);
+
+  // 4. ghosts reaching only one cutoff: the owned atoms' energy is wrong for a 2-layer model that
+  // reads positions (the reason for ghost_cutoff)
+  if (model.uses_positions()) {
+    Ghosted g1 = ghosted(sref, 3.0 + 0.1, 3.7);
+    const PotentialOutput& q1 = pot.compute(exec, g1.view());
+    CHECK(std::fabs(q1.energy - e_ref) > 1e-9);
+  }
+}
+
+TEST_CASE("Potential: a float checkpoint runs in float64 on request", "[potential]") {
+  hydragnn_test::ensure_kokkos();
+  Exec exec;
+  const std::string path = write_model<SchNetConv, float>("float");
+  Potential<Exec> p32(path), p64(path, Precision::Float64);
+  CHECK(p32.precision() == "float");
+  CHECK(p64.precision() == "double");
+  Structure s = hydragnn_test::random_structure(8, 8, {1, 8}, true, 4.4, 1.1);
+  const double e32 = p32.compute(exec, s).energy;
+  const PotentialOutput o = p64.compute(exec, s);
+  CHECK(o.energy == Approx(e32).epsilon(1e-5));
+  // double maths: central differences of the energy match the forces to 1e-7 (float maths could not)
+  const double h = 1e-5;
+  double worst = 0;
+  for (int i = 0; i < 3; ++i)
+    for (int a = 0; a < 3; ++a) {
+      Structure sp = s, sm = s;
+      sp.positions[i][a] += h;
+      sm.positions[i][a] -= h;
+      const double fd = -(p64.compute(exec, sp).energy - p64.compute(exec, sm).energy) / (2 * h);
+      worst = std::max(worst, std::fabs(fd - o.forces[3 * i + a]));
+    }
+  CHECK(worst < 1e-7);
+  CHECK_THROWS_WITH(precision_from_name("half"), Catch::Contains("float32, float64"));
+}
+
+TEST_CASE("Potential: bad input is named", "[potential]") {
+  hydragnn_test::ensure_kokkos();
+  Exec exec;
+  const std::string path = write_model<SchNetConv, double>("errors");
+  Potential<Exec> pot(path);
+  Structure s = hydragnn_test::random_structure(9, 4, {1, 8}, false, 4.0, 1.1);
+  s.numbers[2] = 29;
+  CHECK_THROWS_WITH(pot.compute(exec, s), Catch::Contains("Z=29") && Catch::Contains("atom 2"));
+  s.numbers[2] = 8;
+  Ghosted g = ghosted(hydragnn_test::random_structure(9, 6, {1, 8}, true, 4.4, 1.1), 6.5, 3.5);
+  HostNeighborList nl = g.view();
+  nl.inum = 3;  // owned atoms 3.. have no list
+  CHECK_THROWS_WITH(pot.compute(exec, nl), Catch::Contains("owned atom 3 has no neighbour list"));
+  // a pooled graph energy head is not a sum of atom energies
+  Potential<Exec> pooled(write_model<SchNetConv, double>("pooled", true));
+  CHECK(!pooled.atom_energies());
+  CHECK_THROWS_WITH(pooled.compute(exec, g.view()), Catch::Contains("pooled graph head"));
+  CHECK_THROWS_WITH(pooled.compute(exec, s, true), Catch::Contains("per-atom energies"));
+  CHECK(std::isfinite(pooled.compute(exec, s).energy));
+  CHECK_THROWS_WITH(Potential<Exec>(path + ".missing"), Catch::Contains("cannot open checkpoint"));
+}
