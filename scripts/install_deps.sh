@@ -16,6 +16,7 @@ packages=(
   catch2 nlohmann-json3-dev libcli11-dev
   python3 pkg-config
   liblammps-dev lammps-data libfmt-dev libopenmpi-dev openmpi-bin
+  pybind11-dev python3-dev python3-numpy python3-ase
 )
 
 missing=()

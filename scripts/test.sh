@@ -9,6 +9,11 @@ root=$(pwd)
 bash scripts/install_deps.sh
 
 cmake_args=(-S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release)
+# the Python module is built for Debian's interpreter (whose numpy and ASE install_deps installs),
+# not for another python3 that may come first on PATH
+if [[ -x /usr/bin/python3 ]]; then
+  cmake_args+=("-DPython3_EXECUTABLE=/usr/bin/python3")
+fi
 if [[ -d "$root/../shared/data" ]]; then
   cmake_args+=("-DHYDRAGNN_SHARED_DATA_DIR=$(cd "$root/../shared/data" && pwd)")
 fi
