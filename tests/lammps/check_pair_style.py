@@ -10,6 +10,7 @@
    virial), sum of pe/atom and of stress/atom equal `hydragnn predict --precision float64` on the
    same frames (relative 1e-9 of the largest value).
 3. NVE, 1 fs steps, a double-precision run: the total energy drift is printed and bounded.
+4. fix npt runs (the volume responds); a model with a max_neighbours cap makes the style warn.
 
     check_pair_style.py LMP HYDRAGNN SOURCE_DIR [MPIEXEC]
 """
@@ -210,6 +211,41 @@ run 500
         drift = max(abs(r[1] - e0) for r in rows_t) / len(rows)
         print("NVE 0.5 ps (1 fs steps, %d atoms, double): max |E_tot - E_0| = %.3e eV/atom" % (len(rows), drift))
         check(drift < 3e-5, "NVE energy conserved (max deviation %.2e eV/atom < 3e-5)" % drift)
+        # fix npt runs on the model's virial: the volume responds to a target pressure of 0
+        npt = """units metal
+boundary p p p
+atom_modify map array
+read_data {data}
+pair_style hydragnn
+pair_coeff * * {model} Cu Ni
+velocity all create 300 5
+timestep 0.001
+fix npt all npt temp 300 300 0.1 iso 0.0 0.0 0.5
+thermo_style custom step pe press vol
+thermo_modify format float %.10g
+thermo 50
+run 200
+""".format(data=os.path.join(work, "frame3.data"), model=model)
+        log = run_lammps(work, "npt", npt, 1)
+        rows_t = thermo_rows(log, 4)
+        v0, v1 = rows_t[0][3], rows_t[-1][3]
+        check(len(rows_t) == 5 and abs(v1 - v0) > 1e-3 * v0,
+              "fix npt: volume %.2f -> %.2f A^3 in 0.2 ps (pressure %.0f -> %.0f bar)" % (v0, v1, rows_t[0][2], rows_t[-1][2]))
+        # a model with a nearest-K cap: the pair style warns
+        cfg["NeuralNetwork"]["Architecture"]["max_neighbours"] = 12
+        cfg["NeuralNetwork"]["Training"]["num_epoch"] = 0
+        with open(os.path.join(work, "cfg_cap.json"), "w") as f:
+            json.dump(cfg, f)
+        subprocess.run([cli, "train", "--config", os.path.join(work, "cfg_cap.json"), "--output", os.path.join(work, "cap")],
+                       check=True, stdout=subprocess.DEVNULL)
+        capped = LAMMPS_RUN.format(newton="on", data=os.path.join(work, "frame3.data"),
+                                   model=os.path.join(work, "cap", "checkpoint_best.hgnn"),
+                                   dump=os.path.join(work, "f.cap"), ghosts="no")
+        log = run_lammps(work, "cap", capped, 1)
+        with open(log) as f:
+            text = f.read()
+        check("WARNING: Pair hydragnn: the model keeps only the 12 nearest neighbours" in text,
+              "a model with max_neighbours 12: the pair style warns")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if failures:
