@@ -549,7 +549,7 @@ TEST_CASE("a dataset file is checked under its config key", "[config][dataset]")
   CHECK(c.dataset.path("train") == "x.extxyz");
 }
 
-TEST_CASE("config: HydraGNN's MLIP layout — one head of any name is the energy; Checkpoint keys accepted", "[config]") {
+TEST_CASE("config: HydraGNN's MLIP layout — one head of any name is the energy, and Checkpoint keys are accepted", "[config]") {
   // the Variables_of_interest / Training blocks of HydraGNN's examples/qm7x/qm7x_mlip.json
   const Config c = parse_config(R"({"NeuralNetwork": {
     "Architecture": {"mpnn_type": "EGNN", "enable_interatomic_potential": true, "energy_weight": 1.0, "force_weight": 10.0},

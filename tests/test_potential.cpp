@@ -114,7 +114,7 @@ Ghosted ghosted(const Structure& s, double reach, double list_cut) {
 
 }  // namespace
 
-TEMPLATE_LIST_TEST_CASE("Potential equals predict; a host list with ghosts equals the periodic structure", "[potential]",
+TEMPLATE_LIST_TEST_CASE("Potential equals predict, and a host list with ghosts equals the periodic structure", "[potential]",
                         conv_registry) {
   hydragnn_test::ensure_kokkos();
   Exec exec;
@@ -171,6 +171,18 @@ TEMPLATE_LIST_TEST_CASE("Potential equals predict; a host list with ghosts equal
   for (std::size_t i = 0; i < sref.size(); ++i)
     for (int k = 0; k < 9; ++k) vs[k] += vfold[9 * i + k];
   for (int k = 0; k < 9; ++k) CHECK(vs[k] == Approx(q.virial[k]).margin(1e-10));
+
+  // only the receptive field is computed: fewer nodes than owned + ghost atoms; the listed edges
+  // of the outermost kept ghosts are gone
+  std::size_t within = 0;  // listed pairs closer than the cutoff: the edges without pruning
+  for (std::size_t i = 0; i < g.lists.size(); ++i)
+    for (int j : g.lists[i]) {
+      double d2 = 0;
+      for (int k = 0; k < 3; ++k) d2 += (g.x[3 * i + k] - g.x[3 * j + k]) * (g.x[3 * i + k] - g.x[3 * j + k]);
+      within += d2 < 9.0;
+    }
+  CHECK(pot.last_num_nodes() < int(g.numbers.size()));
+  CHECK(std::size_t(pot.last_num_edges()) < within);
 
   // 2b. no lists given: the potential finds the pairs among all atoms itself (same graph)
   HostNeighborList bare = nl;

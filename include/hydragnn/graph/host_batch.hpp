@@ -16,6 +16,7 @@
 #include <hydragnn/graph/radius_graph.hpp>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -47,6 +48,7 @@ struct HostBatch {
   std::vector<int> row_ptr, dst, src, send_perm, send_ptr;
   std::vector<double> pos, shift, volume, inv_count;  ///< N*3, E*3, G, G
   std::vector<int> numbers;                           ///< N atomic numbers
+  std::vector<int> origin;  ///< after ReceptiveField::apply: the host's index of each atom (empty: identity)
 
   /// From graph_ptr, species, row_ptr, dst, src (and the sizes): atom_graph, inv_count, the sender
   /// permutation (stable: by sender, then edge id) and the species grouping.
@@ -203,6 +205,80 @@ class HostListBuilder {
   };
   std::vector<int> has_list_;
   std::vector<Cand> cand_;
+};
+
+/// What an owned atom's energy can read through `layers` message-passing layers, and nothing more:
+/// atom i at h hops from the owned atoms (along edges j -> i, i.e. from receiver to sender) needs its
+/// layer-(layers - h) features. Ghosts more than `layers` hops away are dropped, and ghosts exactly
+/// `layers` hops away keep no incoming edges (only their embeddings are read). The owned atoms'
+/// energies, and every force and virial, are those of the full graph; the work is that of the
+/// receptive field instead of the whole ghost shell. Applies to a two-graph (owned | ghosts) batch;
+/// kept atoms keep their order, origin[k] is the host index of atom k.
+class ReceptiveField {
+ public:
+  void apply(HostBatch& h, int layers, int num_species) {
+    h.origin.clear();
+    if (h.num_graphs != 2) return;
+    const int N = h.num_atoms, NL = h.graph_ptr[1];
+    hop_.assign(N, INT_MAX);
+    frontier_.clear();
+    for (int i = 0; i < NL; ++i) {
+      hop_[i] = 0;
+      frontier_.push_back(i);
+    }
+    for (int l = 0; l < layers; ++l) {
+      next_.clear();
+      for (int i : frontier_)
+        for (int e = h.row_ptr[i]; e < h.row_ptr[i + 1]; ++e)
+          if (hop_[h.src[e]] == INT_MAX) {
+            hop_[h.src[e]] = l + 1;
+            next_.push_back(h.src[e]);
+          }
+      frontier_.swap(next_);
+    }
+    index_.assign(N, -1);
+    for (int i = 0; i < N; ++i)
+      if (hop_[i] <= layers) {
+        index_[i] = int(h.origin.size());
+        h.origin.push_back(i);
+      }
+    const int K = int(h.origin.size());
+    // compact in place (new index <= old index): atoms, then the edges of receivers inside the field
+    for (int k = 0; k < K; ++k) {
+      const int i = h.origin[k];
+      for (int a = 0; a < 3; ++a) h.pos[3 * std::size_t(k) + a] = h.pos[3 * std::size_t(i) + a];
+      h.species[k] = h.species[i];
+      h.numbers[k] = h.numbers[i];
+    }
+    row_.assign(K + 1, 0);
+    int E2 = 0;
+    for (int k = 0; k < K; ++k) {
+      const int i = h.origin[k];
+      row_[k] = E2;
+      if (hop_[i] >= layers) continue;
+      for (int e = h.row_ptr[i]; e < h.row_ptr[i + 1]; ++e, ++E2) {
+        h.dst[E2] = k;
+        h.src[E2] = index_[h.src[e]];  // a sender is at most one hop further: inside the field
+        for (int a = 0; a < 3; ++a) h.shift[3 * std::size_t(E2) + a] = h.shift[3 * std::size_t(e) + a];
+      }
+    }
+    row_[K] = E2;
+    h.row_ptr.swap(row_);
+    h.num_atoms = K;
+    h.num_edges = E2;
+    h.pos.resize(3 * std::size_t(K));
+    h.species.resize(K);
+    h.numbers.resize(K);
+    h.dst.resize(E2);
+    h.src.resize(E2);
+    h.shift.resize(3 * std::size_t(E2));
+    h.graph_ptr.assign({0, NL, K});
+    h.graph_edge_ptr.assign({0, h.row_ptr[NL], E2});
+    h.finish(num_species);
+  }
+
+ private:
+  std::vector<int> hop_, frontier_, next_, index_, row_;
 };
 
 /// The device Batch of a HostBatch, in slots of ws (no allocation once they have grown). The batch

@@ -11,7 +11,9 @@
 //    communication). The ghosts must reach num_conv_layers x cutoff (ghost_cutoff()) beyond the
 //    owned atoms and carry their own lists, so that every feature an owned atom's energy reads is
 //    computed from a complete neighbourhood. Without lists (firstneigh null) every pair among all
-//    the atoms is found here (cell lists): what the LAMMPS pair style does.
+//    the atoms is found here (cell lists): what the LAMMPS pair style does. Only the owned atoms'
+//    receptive field is computed (graph/host_batch.hpp, ReceptiveField): ghosts more than
+//    num_conv_layers hops away are dropped, the outermost kept ghosts get no incoming edges.
 //
 // Virial convention (LAMMPS'): W = sum_i x_i F_i^T = -sum_e r_e (dE/dr_e)^T, eV; per atom half of
 // each edge's term to each end (sum_i W_i = W). The stress (ASE sign, eV/A^3) is -W^T / V.
@@ -90,6 +92,9 @@ class Potential {
   /// Whether the energy is a sum of atom energies (type "node"); a pooled graph energy head is not,
   /// and then neither per-atom energies nor a host code's domain decomposition are available.
   bool atom_energies() const { return !spec().energy_pooled; }
+  /// Size of the last call's graph (host list: the owned atoms' receptive field), for cost estimates.
+  int last_num_nodes() const { return host_.num_atoms; }
+  int last_num_edges() const { return host_.num_edges; }
 
   /// A structure (its own periodic neighbour list, as in training).
   const PotentialOutput& compute(const Exec& exec, const Structure& s, bool per_atom = false) {
@@ -130,8 +135,25 @@ class Potential {
       const RadiusGraph rg = radius_graph(all_, spec().cutoff, spec().max_neighbours);
       host_batch_from_structure(all_, rg, spec().species, host_, nl.n_local);
     }
-    impl_->run(exec, host_, nl.n_local, per_atom, out_);
+    field_.apply(host_, spec().num_conv_layers, int(spec().species.size()));
+    impl_->run(exec, host_, nl.n_local, per_atom, field_out_);
+    // back to the host's atom indices (atoms outside the receptive field: zero force and virial)
+    out_.energy = field_out_.energy;
+    out_.virial = field_out_.virial;
     out_.stress.fill(std::nan(""));
+    out_.forces.assign(3 * std::size_t(nl.n_all), 0.0);
+    const int K = host_.num_atoms;
+    auto host_index = [&](int k) { return std::size_t(host_.origin.empty() ? k : host_.origin[k]); };
+    for (int k = 0; k < K; ++k)
+      for (int a = 0; a < 3; ++a) out_.forces[3 * host_index(k) + a] = field_out_.forces[3 * std::size_t(k) + a];
+    out_.atom_energy.assign(field_out_.atom_energy.begin(), field_out_.atom_energy.end());  // owned atoms keep their indices
+    out_.atom_virial.clear();
+    if (per_atom) {
+      out_.atom_virial.assign(9 * std::size_t(nl.n_all), 0.0);
+      for (int k = 0; k < K; ++k)
+        for (int q = 0; q < 9; ++q)
+          out_.atom_virial[9 * host_index(k) + q] = field_out_.atom_virial[9 * std::size_t(k) + q];
+    }
     return out_;
   }
 
@@ -216,7 +238,8 @@ class Potential {
   HostBatch host_;
   HostListBuilder lists_;
   Structure all_;  ///< owned + ghost atoms when the host gives no lists
-  PotentialOutput out_;
+  ReceptiveField field_;
+  PotentialOutput out_, field_out_;
 };
 
 }  // namespace hydragnn
