@@ -657,6 +657,37 @@ struct EnergySumOp {
   }
 };
 
+/// E(g) = scale y(g) + sum_{i in g} (shift + ref(species(i))) in rebind_t<S, double> (the pooled
+/// energy head); backward ybar(g) = scale Ebar(g). One natural form: every mode runs it.
+struct GraphEnergyOp {
+  const Graph& g;
+  const Species& sp;
+  const char* name = "graph_energy";
+  double scale = 1.7, shift = -0.3;
+  Arr<double> refs = {0.25, -1.5, 7.0, 0.125};
+  Args<double> inputs(Rng& rng) const { return {randn(rng, g.G)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> E(g.G, 0.0);
+    for (int k = 0; k < g.G; ++k) E[k] = x[0][k] * scale;
+    for (int i = 0; i < g.N; ++i) E[g.atom_graph[i]] += shift + refs[sp.sp[i]];
+    return E;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    using SD = rebind_t<S, double>;
+    static_assert(std::is_same<SD, S>::value, "double-based scalars");
+    Vec<SD, M> E("E", g.G);
+    km::graph_energy<Exec, S, SD>(Exec(), mat(x[0], g.G, 1), g.d_graph_ptr, sp.d_sp, vec(refs), scale, shift, E);
+    return flat(E);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>&, const Arr<S>& yb) const {
+    Mat<S, M> ybar("ybar", g.G, 1);
+    km::graph_energy_backward<Exec, S>(Exec(), vec(yb), scale, ybar);
+    return {flat(ybar)};
+  }
+};
+
 /// 1 / atoms per graph (0 for a graph without atoms: see the report on make_batch's 1/0).
 Arr<double> inv_counts(const Graph& g) {
   Arr<double> inv(g.G);
@@ -1205,12 +1236,13 @@ TEST_CASE("ops model: vec_norm of a zero vector is 0 with gradient 0 (eps = 0), 
   run(Dual<double>(0.0, 0.0));
 }
 
-TEST_CASE("ops model: embedding, energy sum, pooling (readout.hpp)", "[ops][model]") {
+TEST_CASE("ops model: embedding, energy sum, graph energy, pooling (readout.hpp)", "[ops][model]") {
   hydragnn_test::ensure_kokkos();
   const Graph g = make_batch_graph(31);
   const Species sp(g);
   check_op(EmbeddingOp{g, sp}, 180);
   check_op(EnergySumOp{g, sp}, 181);
+  check_op(GraphEnergyOp{g, sp}, 184);
   check_op(PoolOp{g, false, "sum pooling (segment_sum + pool_backward)"}, 182);
   check_op(PoolOp{g, true, "mean pooling (segment_sum + scale_by_graph + pool_backward)"}, 183);
 }
