@@ -628,17 +628,25 @@ struct EmbeddingOp {
   }
 };
 
+/// The model's energy normalisation in the readout ops: scale on the network output, shift + ref
+/// (per species) on every atom.
+struct EnergyConstants {
+  double scale = 1.7, shift = -0.3;
+  Arr<double> refs = {0.25, -1.5, 7.0, 0.125};
+  /// shift + ref(species(i)) of atom i
+  double atom(const Species& sp, int i) const { return shift + refs[sp.sp[i]]; }
+};
+
 /// E(g) = sum_{i in g} (scale e(i) + shift + ref(species(i))) in rebind_t<S, double>.
 struct EnergySumOp {
   const Graph& g;
   const Species& sp;
   const char* name = "energy_sum";
-  double scale = 1.7, shift = -0.3;
-  Arr<double> refs = {0.25, -1.5, 7.0, 0.125};
+  EnergyConstants k;
   Args<double> inputs(Rng& rng) const { return {randn(rng, g.N)}; }
   Arr<double> ref(const Args<double>& x) const {
     Arr<double> E(g.G, 0.0);
-    for (int i = 0; i < g.N; ++i) E[g.atom_graph[i]] += x[0][i] * scale + (shift + refs[sp.sp[i]]);
+    for (int i = 0; i < g.N; ++i) E[g.atom_graph[i]] += x[0][i] * k.scale + k.atom(sp, i);
     return E;
   }
   template <class S, class Mode>
@@ -646,13 +654,13 @@ struct EnergySumOp {
     using SD = rebind_t<S, double>;
     static_assert(std::is_same<SD, S>::value, "double-based scalars");
     Vec<SD, M> E("E", g.G);
-    km::energy_sum<Exec, S, SD, Mode>(Exec(), mat(x[0], g.N, 1), g.d_graph_ptr, sp.d_sp, vec(refs), scale, shift, E);
+    km::energy_sum<Exec, S, SD, Mode>(Exec(), mat(x[0], g.N, 1), g.d_graph_ptr, sp.d_sp, vec(k.refs), k.scale, k.shift, E);
     return flat(E);
   }
   template <class S, class Mode>
   Args<S> bwd(const Args<S>&, const Arr<S>& yb) const {
     Mat<S, M> eb("eb", g.N, 1);
-    km::energy_sum_backward<Exec, S, Mode>(Exec(), vec(yb), g.d_atom_graph, scale, eb);
+    km::energy_sum_backward<Exec, S, Mode>(Exec(), vec(yb), g.d_atom_graph, k.scale, eb);
     return {flat(eb)};
   }
 };
@@ -663,13 +671,12 @@ struct GraphEnergyOp {
   const Graph& g;
   const Species& sp;
   const char* name = "graph_energy";
-  double scale = 1.7, shift = -0.3;
-  Arr<double> refs = {0.25, -1.5, 7.0, 0.125};
+  EnergyConstants k;
   Args<double> inputs(Rng& rng) const { return {randn(rng, g.G)}; }
   Arr<double> ref(const Args<double>& x) const {
     Arr<double> E(g.G, 0.0);
-    for (int k = 0; k < g.G; ++k) E[k] = x[0][k] * scale;
-    for (int i = 0; i < g.N; ++i) E[g.atom_graph[i]] += shift + refs[sp.sp[i]];
+    for (int q = 0; q < g.G; ++q) E[q] = x[0][q] * k.scale;
+    for (int i = 0; i < g.N; ++i) E[g.atom_graph[i]] += k.atom(sp, i);
     return E;
   }
   template <class S, class Mode>
@@ -677,13 +684,13 @@ struct GraphEnergyOp {
     using SD = rebind_t<S, double>;
     static_assert(std::is_same<SD, S>::value, "double-based scalars");
     Vec<SD, M> E("E", g.G);
-    km::graph_energy<Exec, S, SD>(Exec(), mat(x[0], g.G, 1), g.d_graph_ptr, sp.d_sp, vec(refs), scale, shift, E);
+    km::graph_energy<Exec, S, SD>(Exec(), mat(x[0], g.G, 1), g.d_graph_ptr, sp.d_sp, vec(k.refs), k.scale, k.shift, E);
     return flat(E);
   }
   template <class S, class Mode>
   Args<S> bwd(const Args<S>&, const Arr<S>& yb) const {
     Mat<S, M> ybar("ybar", g.G, 1);
-    km::graph_energy_backward<Exec, S>(Exec(), vec(yb), scale, ybar);
+    km::graph_energy_backward<Exec, S>(Exec(), vec(yb), k.scale, ybar);
     return {flat(ybar)};
   }
 };

@@ -237,10 +237,8 @@ int cmd_evaluate(const std::string& ckpt, const std::string& input, bool json, i
 int cmd_predict(const std::string& ckpt, const std::string& input, const std::string& output, int batch,
                 const std::string& precision) {
   CheckpointData c = read_checkpoint(ckpt);
-  const Precision prec = precision_from_name(precision);
   // float64 runs a float-trained model in double maths (its parameters widened exactly)
-  const bool dbl = prec == Precision::Float64 || (prec == Precision::Checkpoint && c.precision == "double");
-  c.precision = dbl ? "double" : "float";
+  const bool dbl = resolve_precision(c, precision_from_name(precision));
   Exec exec;
   auto run = [&](auto tag) {
     using ModelT = decltype(tag);

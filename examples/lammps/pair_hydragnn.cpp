@@ -165,24 +165,19 @@ void PairHydraGNN::compute(int eflag, int vflag) {
     for (int i = 0; i < nlocal; ++i) eatom[i] += out.atom_energy[i];
   if (vflag_global)
     for (int k = 0; k < 6; ++k) virial[k] += out.virial[voigt[k]];
+  // Straight into f / vatom: every atom of out with newton on (LAMMPS adds the ghosts' terms to
+  // their owners; compute stress/atom the virials) or with the periodic graph; only the owned atoms
+  // with newton off, when LAMMPS neither clears nor communicates ghost forces and this style sends
+  // the ghosts' terms to their owners itself.
+  const bool own_comm = !force->newton_pair && !whole;
+  const int ndirect = own_comm ? nlocal : nout;
   double** f = atom->f;
-  if (force->newton_pair || whole) {
-    // newton on: LAMMPS adds the ghosts' forces (and, for compute stress/atom, their virials) to
-    // the owners
-    for (int i = 0; i < nout; ++i)
-      for (int a = 0; a < 3; ++a) f[i][a] += out.forces[3 * std::size_t(i) + a];
-    if (vflag_atom)
-      for (int i = 0; i < nout; ++i)
-        for (int k = 0; k < 6; ++k) vatom[i][k] += out.atom_virial[9 * std::size_t(i) + voigt[k]];
-    return;
-  }
-  // newton off: LAMMPS neither clears nor communicates ghost forces; sum them into the owners here
-  for (int i = 0; i < nlocal; ++i)
+  for (int i = 0; i < ndirect; ++i)
     for (int a = 0; a < 3; ++a) f[i][a] += out.forces[3 * std::size_t(i) + a];
   if (vflag_atom)
-    for (int i = 0; i < nlocal; ++i)
+    for (int i = 0; i < ndirect; ++i)
       for (int k = 0; k < 6; ++k) vatom[i][k] += out.atom_virial[9 * std::size_t(i) + voigt[k]];
-  if (nall > nlocal) {
+  if (own_comm && nall > nlocal) {
     comm_vatom_ = vflag_atom != 0;
     acc_.assign(9 * std::size_t(nall), 0.0);
     for (int i = nlocal; i < nall; ++i) {

@@ -4,7 +4,8 @@
 lammps-data), written as extxyz with energy, forces and stress (ASE conventions).
 
 Each run: a random fcc Cu(1-x)Ni(x) alloy of 3x3x3 cells (108 atoms), a random lattice constant and
-small random strain (lattice constant within 1% of Vegard's law), Nose-Hoover MD at a random temperature; every `--every` steps a frame. Runs go
+small random strain (lattice constant within 1% of Vegard's law), Nose-Hoover MD at a random
+temperature; every `--every` steps a frame. Runs go
 through lmp_hydragnn (any LAMMPS executable with the MANYBODY package works: --lmp).
 
     python3 generate.py --lmp build/examples/lmp_hydragnn --runs 20 --out cuni.extxyz [--seed 1]
@@ -81,7 +82,7 @@ def cell_of(box_head, box):
     return [[xhi - xlo, 0.0, 0.0], [xy, yhi - ylo, 0.0], [xz, yz, zhi - zlo]]
 
 
-def read_thermo(log, every):
+def read_thermo(log):
     """step -> (pe, virial pressure xx yy zz xy xz yz in bar) from a LAMMPS log."""
     out = {}
     with open(log) as f:
@@ -113,7 +114,7 @@ def run_one(lmp, rng, every, steps, workdir, index):
     with open(inp, "w") as f:
         f.write(INPUT.format(**params))
     subprocess.run([lmp, "-in", inp, "-log", log, "-screen", "none", "-nocite"], check=True)
-    thermo = read_thermo(log, every)
+    thermo = read_thermo(log)
     frames = []
     for step, head, box, rows in read_dump(dump):
         pe, *pv = thermo[step]

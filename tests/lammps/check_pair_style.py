@@ -71,14 +71,13 @@ def data_file(path, kv, rows):
             f.write("%d %d %s %s %s\n" % (k + 1, types[r[0]], r[1], r[2], r[3]))
 
 
-LAMMPS_RUN = """units metal
-boundary p p p
-atom_modify map array
-newton {newton}
-read_data {data}
-pair_style hydragnn precision float64 ghosts {ghosts}
-pair_coeff * * {model} Cu Ni
-compute vir all pressure NULL virial
+def setup(data, model, style, newton="on"):
+    """The start of every input: one frame, pair_style hydragnn `style`."""
+    return ("units metal\nboundary p p p\natom_modify map array\nnewton %s\nread_data %s\n"
+            "pair_style hydragnn %s\npair_coeff * * %s Cu Ni\n" % (newton, data, style, model))
+
+
+LAMMPS_RUN = """compute vir all pressure NULL virial
 compute pe all pe/atom
 compute st all stress/atom NULL virial
 compute spe all reduce sum c_pe
@@ -166,8 +165,8 @@ def main():
                 for ranks, ghosts in [(1, "no"), (1, "yes")] + ([(2, "no")] if mpiexec else []):
                     tag = "%d_%s_%d_%s" % (fi, newton, ranks, ghosts)
                     dump = os.path.join(work, "f.%s" % tag)
-                    log = run_lammps(work, tag, LAMMPS_RUN.format(newton=newton, data=datap, model=model, dump=dump,
-                                                                  ghosts=ghosts), ranks)
+                    text = setup(datap, model, "precision float64 ghosts " + ghosts, newton) + LAMMPS_RUN.format(dump=dump)
+                    log = run_lammps(work, tag, text, ranks)
                     t = thermo_rows(log, 16)[-1]
                     pe, pvir, spe, sst, vol = t[1], t[2:8], t[8], t[9:15], t[15]
                     with open(dump) as f:
@@ -191,20 +190,15 @@ def main():
                     check(ds <= 1e-9 * pscale * vol, "%s: sum of stress/atom = -P_vir V (max diff %.2e)" % (what, ds))
         # NVE with 1 fs steps in double: energy conservation
         kv, rows = frames[3]
-        nve = """units metal
-boundary p p p
-atom_modify map array
-read_data {data}
-pair_style hydragnn precision float64
-pair_coeff * * {model} Cu Ni
-velocity all create 600 4 mom yes rot yes dist gaussian
+        frame3 = os.path.join(work, "frame3.data")
+        nve = setup(frame3, model, "precision float64") + """velocity all create 600 4 mom yes rot yes dist gaussian
 timestep 0.001
 fix nve all nve
 thermo_style custom step etotal pe ke
 thermo_modify format float %.15g
 thermo 500
 run 10000
-""".format(data=os.path.join(work, "frame3.data"), model=model)
+"""
         log = run_lammps(work, "nve", nve, 1)
         rows_t = thermo_rows(log, 4)
         e0 = rows_t[0][1]
@@ -214,20 +208,14 @@ run 10000
               % (len(rows), drift, trend))
         check(len(rows_t) == 21 and drift < 3e-5, "NVE 10 ps: energy conserved (max deviation %.2e eV/atom < 3e-5)" % drift)
         # fix npt runs on the model's virial: the volume responds to a target pressure of 0
-        npt = """units metal
-boundary p p p
-atom_modify map array
-read_data {data}
-pair_style hydragnn
-pair_coeff * * {model} Cu Ni
-velocity all create 300 5
+        npt = setup(frame3, model, "") + """velocity all create 300 5
 timestep 0.001
 fix npt all npt temp 300 300 0.1 iso 0.0 0.0 0.5
 thermo_style custom step pe press vol
 thermo_modify format float %.10g
 thermo 50
 run 200
-""".format(data=os.path.join(work, "frame3.data"), model=model)
+"""
         log = run_lammps(work, "npt", npt, 1)
         rows_t = thermo_rows(log, 4)
         v0, v1 = rows_t[0][3], rows_t[-1][3]
@@ -240,9 +228,8 @@ run 200
             json.dump(cfg, f)
         subprocess.run([cli, "train", "--config", os.path.join(work, "cfg_cap.json"), "--output", os.path.join(work, "cap")],
                        check=True, stdout=subprocess.DEVNULL)
-        capped = LAMMPS_RUN.format(newton="on", data=os.path.join(work, "frame3.data"),
-                                   model=os.path.join(work, "cap", "checkpoint_best.hgnn"),
-                                   dump=os.path.join(work, "f.cap"), ghosts="no")
+        capped = (setup(frame3, os.path.join(work, "cap", "checkpoint_best.hgnn"), "precision float64 ghosts no")
+                  + LAMMPS_RUN.format(dump=os.path.join(work, "f.cap")))
         log = run_lammps(work, "cap", capped, 1)
         with open(log) as f:
             text = f.read()

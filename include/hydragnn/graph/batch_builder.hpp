@@ -27,6 +27,27 @@ inline double stress_volume(const Structure& s) {
   return std::fabs(v);
 }
 
+/// The model's species index of atomic number z, or an error naming `where` and the atom.
+inline int species_index(const SpeciesMap& species, int z, int atom, const std::string& where) {
+  const int sp = species.index_of(z);
+  if (sp < 0)
+    throw std::runtime_error(where + ": element Z=" + std::to_string(z) + " (atom " + std::to_string(atom) +
+                             ") is not among the model's species");
+  return sp;
+}
+
+/// Stable counting sort of the ids 0..n-1 by key[id] in [0, n_keys): ptr gets the n_keys+1 offsets,
+/// perm the ids in key order; fill is scratch (kept by callers that sort every step).
+inline void counting_sort(const std::vector<int>& key, int n, int n_keys, std::vector<int>& ptr, std::vector<int>& perm,
+                          std::vector<int>& fill) {
+  ptr.assign(n_keys + 1, 0);
+  for (int i = 0; i < n; ++i) ++ptr[key[i] + 1];
+  for (int k = 0; k < n_keys; ++k) ptr[k + 1] += ptr[k];
+  perm.resize(n);
+  fill.assign(ptr.begin(), ptr.end() - 1);
+  for (int i = 0; i < n; ++i) perm[fill[key[i]]++] = i;
+}
+
 /// Build a batch from structures and their (precomputed) radius graphs, collecting the targets of
 /// the direct heads.
 template <class M>
@@ -71,11 +92,7 @@ Batch<M> make_batch(const std::vector<const Structure*>& frames, const std::vect
     if (s.stress) std::copy(s.stress->begin(), s.stress->end(), b.stress.begin() + 9 * g);
     for (int i = 0; i < n; ++i) {
       const int z = s.numbers[i];
-      const int sp = species.index_of(z);
-      if (sp < 0)
-        throw std::runtime_error(s.source + ": element Z=" + std::to_string(z) + " (atom " + std::to_string(i) +
-                                 ") is not among the model's species");
-      h_species[a0 + i] = sp;
+      h_species[a0 + i] = species_index(species, z, i, s.source);
       b.numbers[a0 + i] = z;
       h_atom_graph[a0 + i] = g;
       for (int a = 0; a < 3; ++a) {
@@ -89,11 +106,8 @@ Batch<M> make_batch(const std::vector<const Structure*>& frames, const std::vect
       h_dst[e0 + e] = a0 + rg.receivers[e];
       h_src[e0 + e] = a0 + rg.senders[e];
       h_send_perm[e0 + e] = e0 + rg.sender_perm[e];
-      for (int a = 0; a < 3; ++a) {
-        double v = 0;
-        for (int k = 0; k < 3; ++k) v += rg.shifts[e][k] * s.cell[k][a];
-        h_shift[3 * (e0 + e) + a] = v;
-      }
+      const Vec3 S = radius_graph_detail::lattice_shift(s.cell, rg.shifts[e]);
+      for (int a = 0; a < 3; ++a) h_shift[3 * (e0 + e) + a] = S[a];
     }
     for (std::size_t h = 0; h < heads.size(); ++h) {
       const std::string& key = heads[h].name;
@@ -127,14 +141,8 @@ Batch<M> make_batch(const std::vector<const Structure*>& frames, const std::vect
   h_send_ptr[N] = E;
 
   // Atoms grouped by species (a stable counting sort), for the embedding's deterministic backward.
-  const int ns = int(species.size());
-  std::vector<int> h_sp_ptr(ns + 1, 0), h_sp_perm(N);
-  for (int i = 0; i < N; ++i) ++h_sp_ptr[h_species[i] + 1];
-  for (int s = 0; s < ns; ++s) h_sp_ptr[s + 1] += h_sp_ptr[s];
-  {
-    std::vector<int> fill(h_sp_ptr.begin(), h_sp_ptr.end() - 1);
-    for (int i = 0; i < N; ++i) h_sp_perm[fill[h_species[i]]++] = i;
-  }
+  std::vector<int> h_sp_ptr, h_sp_perm, fill;
+  counting_sort(h_species, N, int(species.size()), h_sp_ptr, h_sp_perm, fill);
 
   auto to_dev = [](const std::string& label, const auto& v) {
     using V = typename std::decay_t<decltype(v)>::value_type;

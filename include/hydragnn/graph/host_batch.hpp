@@ -13,6 +13,7 @@
 #include <hydragnn/core/batch.hpp>
 #include <hydragnn/core/structure.hpp>
 #include <hydragnn/core/workspace.hpp>
+#include <hydragnn/graph/batch_builder.hpp>
 #include <hydragnn/graph/radius_graph.hpp>
 
 #include <algorithm>
@@ -61,34 +62,13 @@ struct HostBatch {
       inv_count[g] = n > 0 ? 1.0 / n : 0.0;
       for (int i = graph_ptr[g]; i < graph_ptr[g + 1]; ++i) atom_graph[i] = g;
     }
-    counting_sort(src, E, N, send_ptr, send_perm);
-    counting_sort(species, N, num_species, species_ptr, species_perm);
+    counting_sort(src, E, N, send_ptr, send_perm, fill_);
+    counting_sort(species, N, num_species, species_ptr, species_perm, fill_);
   }
 
  private:
-  /// Stable counting sort of ids 0..n-1 by key[id] in [0, n_keys): ptr (n_keys+1 offsets), perm.
-  void counting_sort(const std::vector<int>& key, int n, int n_keys, std::vector<int>& ptr, std::vector<int>& perm) {
-    ptr.assign(n_keys + 1, 0);
-    for (int i = 0; i < n; ++i) ++ptr[key[i] + 1];
-    for (int k = 0; k < n_keys; ++k) ptr[k + 1] += ptr[k];
-    perm.resize(n);
-    fill_.assign(ptr.begin(), ptr.end() - 1);
-    for (int i = 0; i < n; ++i) perm[fill_[key[i]]++] = i;
-  }
   std::vector<int> fill_;
 };
-
-namespace host_batch_detail {
-
-inline int species_of(const SpeciesMap& sp, int z, int atom, const std::string& where) {
-  const int s = sp.index_of(z);
-  if (s < 0)
-    throw std::runtime_error(where + ": element Z=" + std::to_string(z) + " (atom " + std::to_string(atom) +
-                             ") is not among the model's species");
-  return s;
-}
-
-}  // namespace host_batch_detail
 
 /// One structure and its radius graph (volume: the cell's when 3-D periodic, else 0). With
 /// 0 <= n_local < N, atoms [0, n_local) are owned and the rest ghosts: two graphs, as from a host list.
@@ -111,26 +91,18 @@ inline void host_batch_from_structure(const Structure& s, const RadiusGraph& rg,
   h.numbers.assign(s.numbers.begin(), s.numbers.end());
   h.pos.resize(3 * std::size_t(N));
   for (int i = 0; i < N; ++i) {
-    h.species[i] = host_batch_detail::species_of(species, s.numbers[i], i, s.source.empty() ? "structure" : s.source);
+    h.species[i] = species_index(species, s.numbers[i], i, s.source.empty() ? "structure" : s.source);
     for (int a = 0; a < 3; ++a) h.pos[3 * i + a] = s.positions[i][a];
   }
   h.row_ptr.assign(rg.row_ptr.begin(), rg.row_ptr.end());
   h.dst.assign(rg.receivers.begin(), rg.receivers.end());
   h.src.assign(rg.senders.begin(), rg.senders.end());
   h.shift.resize(3 * std::size_t(E));
-  for (int e = 0; e < E; ++e)
-    for (int a = 0; a < 3; ++a) {
-      double v = 0;
-      for (int k = 0; k < 3; ++k) v += rg.shifts[e][k] * s.cell[k][a];
-      h.shift[3 * e + a] = v;
-    }
-  double vol = 0;
-  if (s.has_cell && s.pbc[0] && s.pbc[1] && s.pbc[2]) {
-    const Mat3& c = s.cell;
-    vol = std::fabs(c[0][0] * (c[1][1] * c[2][2] - c[1][2] * c[2][1]) - c[0][1] * (c[1][0] * c[2][2] - c[1][2] * c[2][0]) +
-                    c[0][2] * (c[1][0] * c[2][1] - c[1][1] * c[2][0]));
+  for (int e = 0; e < E; ++e) {
+    const Vec3 S = radius_graph_detail::lattice_shift(s.cell, rg.shifts[e]);
+    for (int a = 0; a < 3; ++a) h.shift[3 * e + a] = S[a];
   }
-  h.volume.assign(std::size_t(h.num_graphs), h.num_graphs == 1 ? vol : 0.0);
+  h.volume.assign(std::size_t(h.num_graphs), h.num_graphs == 1 ? stress_volume(s) : 0.0);
   h.finish(int(species.size()));
 }
 
@@ -148,7 +120,7 @@ class HostListBuilder {
     h.species.resize(N);
     h.numbers.assign(nl.numbers, nl.numbers + N);
     h.pos.assign(nl.x, nl.x + 3 * std::size_t(N));
-    for (int i = 0; i < N; ++i) h.species[i] = host_batch_detail::species_of(species, nl.numbers[i], i, "neighbour list");
+    for (int i = 0; i < N; ++i) h.species[i] = species_index(species, nl.numbers[i], i, "neighbour list");
     // the listed atoms' rows
     has_list_.assign(N, -1);
     for (int k = 0; k < nl.inum; ++k) {

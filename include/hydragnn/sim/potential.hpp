@@ -46,6 +46,14 @@ inline Precision precision_from_name(const std::string& s) {
   throw std::invalid_argument("precision '" + s + "': expected float32, float64 or checkpoint");
 }
 
+/// The network arithmetic p asks for a checkpoint: sets c.precision to "float" or "double" (the
+/// stored values are exact in either) and returns whether it is double.
+inline bool resolve_precision(CheckpointData& c, Precision p) {
+  const bool dbl = p == Precision::Float64 || (p == Precision::Checkpoint && c.precision == "double");
+  c.precision = dbl ? "double" : "float";
+  return dbl;
+}
+
 struct PotentialOutput {
   double energy = 0;                 ///< eV (host list: the owned atoms' energies)
   std::vector<double> forces;        ///< n x 3, eV/A (host list: n_all, ghosts included)
@@ -65,8 +73,7 @@ class Potential {
     CheckpointData c = read_checkpoint(checkpoint);
     if (!c.spec.energy)
       throw CheckpointError(checkpoint + ": the model has no energy head (enable_interatomic_potential), so it is not a potential");
-    const bool dbl = precision == Precision::Float64 || (precision == Precision::Checkpoint && c.precision == "double");
-    c.precision = dbl ? "double" : "float";  // the stored values are exact in either
+    const bool dbl = resolve_precision(c, precision);
     const bool found = dispatch_conv(c.spec.mpnn_type, [&](auto tag) {
       using C = typename decltype(tag)::type;
       if (dbl)

@@ -9,6 +9,7 @@
 
 #include <hydragnn/core/batch.hpp>
 #include <hydragnn/kernels/modes.hpp>
+#include <hydragnn/kernels/readout.hpp>  // edge_component
 
 #include <cmath>
 
@@ -52,10 +53,8 @@ void assemble_stress(const Exec& exec, const Batch<mem_t<Exec>>& b, const CMat<S
         const long gr = k / 9;
         const int a = int(k % 9) / 3, c = int(k % 9) % 3;
         double acc = 0;
-        for (int e = gep(gr); e < gep(gr + 1); ++e) {
-          const double rc = pos(dst(e), c) - pos(src(e), c) + shift(e, c);
-          acc += double(scalar_traits<S>::primal(g(e, a))) * rc;
-        }
+        for (int e = gep(gr); e < gep(gr + 1); ++e)
+          acc += double(scalar_traits<S>::primal(g(e, a))) * edge_component(pos, shift, dst, src, e, c);
         sigma(gr, k % 9) = vol(gr) > 0 ? acc / vol(gr) : double(NAN);
       });
 }
@@ -79,10 +78,10 @@ void assemble_atom_virial(const Exec& exec, const Batch<mem_t<Exec>>& b, const C
         const int a = int(k % 9) / 3, c = int(k % 9) % 3;
         double acc = 0;
         for (int e = row_ptr(i); e < row_ptr(i + 1); ++e)
-          acc += (pos(dst(e), a) - pos(src(e), a) + shift(e, a)) * double(scalar_traits<S>::primal(g(e, c)));
+          acc += edge_component(pos, shift, dst, src, e, a) * double(scalar_traits<S>::primal(g(e, c)));
         for (int q = send_ptr(i); q < send_ptr(i + 1); ++q) {
           const int e = send_perm(q);
-          acc += (pos(dst(e), a) - pos(src(e), a) + shift(e, a)) * double(scalar_traits<S>::primal(g(e, c)));
+          acc += edge_component(pos, shift, dst, src, e, a) * double(scalar_traits<S>::primal(g(e, c)));
         }
         W(i, k % 9) = -0.5 * acc;
       });
@@ -102,7 +101,7 @@ void edge_tangent(const Exec& exec, const Batch<mem_t<Exec>>& b, const CMat<doub
       "hydragnn::Autodiff::edge_tangent", Kokkos::RangePolicy<Exec>(exec, 0, b.num_edges), KOKKOS_LAMBDA(const long e) {
         const int g = ag(dst(e));
         double re[3];
-        for (int c = 0; c < 3; ++c) re[c] = pos(dst(e), c) - pos(src(e), c) + shift(e, c);
+        for (int c = 0; c < 3; ++c) re[c] = edge_component(pos, shift, dst, src, int(e), c);
         for (int a = 0; a < 3; ++a) {
           double t = vd(src(e), a) - vd(dst(e), a);
           if (vol(g) > 0)

@@ -106,6 +106,13 @@ void pool_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& pbar, const CVe
       });
 }
 
+/// Component a of the edge vector r_e = pos(dst(e)) - pos(src(e)) + shift(e), in double (the
+/// batch's views, captured by the kernels: a Batch itself holds host vectors).
+template <class P, class I>
+KOKKOS_INLINE_FUNCTION double edge_component(const P& pos, const P& shift, const I& dst, const I& src, int e, int a) {
+  return pos(dst(e), a) - pos(src(e), a) + shift(e, a);
+}
+
 /// r(e,:) = pos(dst(e),:) - pos(src(e),:) + shift(e,:)  (double geometry), tangent from rdot if given.
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void edge_vectors(const Exec& exec, const CMat<double, mem_t<Exec>>& pos, const CMat<double, mem_t<Exec>>& shift,
@@ -115,7 +122,7 @@ void edge_vectors(const Exec& exec, const CMat<double, mem_t<Exec>>& pos, const 
   Kokkos::parallel_for(
       "hydragnn::Model::edge_vectors", Kokkos::RangePolicy<Exec>(exec, 0, long(r.extent(0))), KOKKOS_LAMBDA(const long e) {
         for (int a = 0; a < 3; ++a) {
-          const double v = pos(dst(e), a) - pos(src(e), a) + shift(e, a);
+          const double v = edge_component(pos, shift, dst, src, int(e), a);
           r(e, a) = scalar_traits<S>::make(real_t<S>(v), real_t<S>(has_t ? rdot(e, a) : 0.0));
         }
       });
