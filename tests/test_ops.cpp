@@ -187,6 +187,30 @@ struct ScaleRowsOp {
   }
 };
 
+/// Y = A * B (hadamard + hadamard_backward).
+struct HadamardOp {
+  const Graph& g;
+  const char* name = "hadamard";
+  Args<double> inputs(Rng& rng) const { return {randn(rng, g.E * F), randn(rng, g.E * F)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> y(g.E * F);
+    for (std::size_t k = 0; k < y.size(); ++k) y[k] = x[0][k] * x[1][k];
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> Y("Y", g.E, F);
+    km::hadamard<Exec, S, Mode>(Exec(), mat(x[0], g.E, F), mat(x[1], g.E, F), Y);
+    return flat(Y);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    Mat<S, M> Ab("Ab", g.E, F), Bb("Bb", g.E, F);
+    km::hadamard_backward<Exec, S, Mode>(Exec(), mat(x[0], g.E, F), mat(x[1], g.E, F), mat(yb, g.E, F), Ab, Bb, false, false);
+    return {flat(Ab), flat(Bb)};
+  }
+};
+
 // ---- vector ops -----------------------------------------------------------------------------
 enum class VOp { Scale, Dot, Norm, Cross };
 struct VectorOp {
@@ -516,6 +540,7 @@ TEST_CASE("ops: per-edge scaling", "[ops]") {
   hydragnn_test::ensure_kokkos();
   const Graph g = make_graph(11);
   check_op(ScaleRowsOp{g}, 13);
+  check_op(HadamardOp{g}, 211);
 }
 
 TEST_CASE("ops: vector channels", "[ops]") {
@@ -664,6 +689,12 @@ TEST_CASE("ops: accumulate flags add to the output", "[ops]") {
   });
   check_acc("scale_rows_backward s", [&] { return Vec<double, M>("o", g.E); }, [&](auto& o, bool a) {
     km::scale_rows_backward<Exec, double>(ex, Me, s, Me, Mat<double, M>("none", 0, 0), o, false, a);
+  });
+  check_acc("hadamard_backward a", matE, [&](auto& o, bool a) {
+    km::hadamard_backward<Exec, double>(ex, Me, Me, Me, o, Mat<double, M>("none", 0, 0), a, false);
+  });
+  check_acc("hadamard_backward b", matE, [&](auto& o, bool a) {
+    km::hadamard_backward<Exec, double>(ex, Me, Me, Me, Mat<double, M>("none", 0, 0), o, false, a);
   });
   check_acc("vec_dot", matN, [&](auto& o, bool a) { km::vec_dot<Exec, double>(ex, U, V, o, a); });
   check_acc("vec_outer_backward r", [&] { return Mat<double, M>("o", g.E, 3); }, [&](auto& o, bool a) {

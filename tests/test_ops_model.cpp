@@ -363,6 +363,59 @@ struct RadialOp {
   }
 };
 
+/// [B (E x K)] of bessel_basis (DimeNet's BesselBasisLayer, trainable frequencies p[2 .. 2 + K));
+/// distances in [0.4, 0.95 rc] and two beyond the cutoff; frequencies near (k + 1) pi.
+struct BesselBasisOp {
+  int exponent;
+  const char* name;
+  int E = 13, K = 5;
+  double rc = 3.0;
+  static constexpr long f_off = 2;
+  std::vector<bool> real_inputs() const { return {false, true}; }
+  Args<double> inputs(Rng& rng) const {
+    Arr<double> d = randu(rng, E, 0.4, 0.95 * rc);
+    d[3] = 1.1 * rc;
+    d[7] = 1.3 * rc;
+    Arr<double> p = randn(rng, f_off + K + 1, 0.3);
+    for (int k = 0; k < K; ++k) p[f_off + k] += (k + 1) * M_PI;
+    return {d, p};
+  }
+  Arr<double> ref(const Args<double>& x) const {
+    const int P = exponent + 1;
+    const double a = -(P + 1) * (P + 2) / 2.0, b = P * (P + 2), c = -P * (P + 1) / 2.0;
+    Arr<double> B(std::size_t(E) * K);
+    for (int e = 0; e < E; ++e) {
+      const double t = x[0][e] / rc;
+      const double env = t < 1 ? 1 / t + a * std::pow(t, P - 1) + b * std::pow(t, P) + c * std::pow(t, P + 1) : 0.0;
+      for (int k = 0; k < K; ++k) B[e * K + k] = env * std::sin(x[1][f_off + k] * t);
+    }
+    return B;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> B("B", E, K);
+    km::bessel_basis<Exec, S, double, Mode>(Exec(), vec(x[0]), params(x[1]), f_off, rc, exponent, B);
+    return flat(B);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    const long P = long(x[1].size());
+    auto run = [&](const auto& d, const auto& Bb, const Vec<double, M>& g) {
+      using SS = typename std::decay_t<decltype(d)>::non_const_value_type;
+      Vec<SS, M> db("db", E);
+      km::bessel_basis_backward<Exec, SS, double, Mode>(Exec(), d, params(x[1]), f_off, rc, exponent, Bb, g, db);
+      return db;
+    };
+    Vec<double, M> g("g", P);
+    const auto db = run(vec(x[0]), mat(yb, E, K), g);
+    return {flat(db), param_cotangent<S>(g, [&] {
+              Vec<double, M> gp("gp", P);
+              run(vec(primal(x[0])), mat(primal(yb), E, K), gp);
+              return gp;
+            })};
+  }
+};
+
 // =============================================================================================
 // egnn.hpp
 // =============================================================================================
@@ -854,6 +907,8 @@ TEST_CASE("ops model: edge lengths, radial bases and envelopes (radial.hpp)", "[
   check_op(RadialOp{{RadialBasis::Bessel, 6, 3.0, Envelope::Cosine}, "radial Bessel, cosine envelope"}, 153);
   check_op(RadialOp{{RadialBasis::Bessel, 6, 3.0, Envelope::Polynomial}, "radial Bessel, polynomial envelope"}, 154);
   check_op(RadialOp{{RadialBasis::Sinc, 6, 3.0, Envelope::Cosine}, "radial sinc (PaiNN), cosine envelope"}, 155);
+  check_op(BesselBasisOp{5, "Bessel basis, trainable frequencies, envelope exponent 5 (PNAPlus)"}, 209);
+  check_op(BesselBasisOp{2, "Bessel basis, trainable frequencies, envelope exponent 2"}, 210);
 }
 
 TEST_CASE("ops model: EGNN edge ops (egnn.hpp)", "[ops][model]") {

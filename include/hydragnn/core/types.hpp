@@ -74,8 +74,8 @@ struct ParamAllocator {
   struct Range {
     std::size_t offset, size;
     double bound;
-    bool constant = false;  ///< filled with `value` instead of drawn
-    double value = 0;
+    bool constant = false;  ///< filled with value + i step (i < size) instead of drawn
+    double value = 0, step = 0;
   };
   std::size_t size = 0;
   std::vector<Range> ranges;
@@ -108,6 +108,13 @@ struct ParamAllocator {
     const std::size_t off = take(n, 0.0, name, std::move(shape));
     ranges.back().constant = true;
     ranges.back().value = value;
+    return off;
+  }
+  /// A block initialised to first, first + step, first + 2 step, ... (DimeNet's Bessel frequencies).
+  std::size_t take_sequence(std::size_t n, double first, double step, const std::string& name = {},
+                            std::vector<int> shape = {}) {
+    const std::size_t off = take_constant(n, first, name, std::move(shape));
+    ranges.back().step = step;
     return off;
   }
 };

@@ -173,7 +173,7 @@ class Model {
     std::mt19937_64 rng(seed);
     for (const auto& r : init_ranges_) {
       if (r.constant) {
-        for (std::size_t i = 0; i < r.size; ++i) h(r.offset + i) = T(r.value);
+        for (std::size_t i = 0; i < r.size; ++i) h(r.offset + i) = T(r.value + double(i) * r.step);
         continue;
       }
       std::uniform_real_distribution<double> u(-r.bound, r.bound);

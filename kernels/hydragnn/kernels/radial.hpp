@@ -74,6 +74,34 @@ KOKKOS_INLINE_FUNCTION S denvelope(const RadialSpec& r, const S& d) {
   return (R(-168) * x5 + R(336) * x5 * x - R(168) * x5 * x2) * w;
 }
 
+/// x^n for a small integer n >= 0 (repeated products).
+template <class S>
+KOKKOS_INLINE_FUNCTION S ipow(const S& x, int n) {
+  S y(real_t<S>(1));
+  for (int i = 0; i < n; ++i) y = y * x;
+  return y;
+}
+/// DimeNet's envelope (PyG Envelope, p = envelope_exponent + 1) as PyG writes it, divided by x:
+///   env(x) = 1/x + a x^(p-1) + b x^p + c x^(p+1) for x < 1, 0 beyond;
+///   a = -(p+1)(p+2)/2, b = p(p+2), c = -p(p+1)/2,
+/// and its derivative env'(x) = -1/x^2 + a (p-1) x^(p-2) + b p x^(p-1) + c (p+1) x^p.
+template <class S>
+KOKKOS_INLINE_FUNCTION S dimenet_envelope(int p, const S& x) {
+  using R = real_t<S>;
+  if (!(x < R(1))) return S(R(0));
+  const R a = -R((p + 1) * (p + 2)) / R(2), b = R(p * (p + 2)), c = -R(p * (p + 1)) / R(2);
+  const S x0 = ipow(x, p - 1), x1 = x0 * x, x2 = x1 * x;
+  return R(1) / x + a * x0 + b * x1 + c * x2;
+}
+template <class S>
+KOKKOS_INLINE_FUNCTION S ddimenet_envelope(int p, const S& x) {
+  using R = real_t<S>;
+  if (!(x < R(1))) return S(R(0));
+  const R a = -R((p + 1) * (p + 2)) / R(2), b = R(p * (p + 2)), c = -R(p * (p + 1)) / R(2);
+  const S x0 = ipow(x, p - 2), x1 = x0 * x, x2 = x1 * x;
+  return R(-1) / (x * x) + (a * R(p - 1)) * x0 + (b * R(p)) * x1 + (c * R(p + 1)) * x2;
+}
+
 }  // namespace radial
 
 namespace kernels {
@@ -143,6 +171,59 @@ void radial_backward(const Exec& exec, const RadialSpec& spec, const CVec<S, mem
         for (int k = 0; k < K; ++k) acc += Bbar(e, k) * radial::dbasis(spec, k, d(e));
         dbar(e) += acc;
       });
+}
+
+/// DimeNet's BesselBasisLayer (PyG; HydraGNN's PNAPlus) with trainable frequencies f_k = p(f_off + k)
+/// (initialised (k+1) pi): B(e,k) = env(x) sin(f_k x), x = d(e) / rc, env = radial::dimenet_envelope
+/// with p = exponent + 1.                                                    // d: E -> B: E x K
+template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
+void bessel_basis(const Exec& exec, const CVec<S, mem_t<Exec>>& d, const CVec<T, mem_t<Exec>>& p, long f_off,
+                  double rc, int exponent, const Mat<S, mem_t<Exec>>& B) {
+  using R = real_t<S>;
+  const int K = int(B.extent(1));
+  Kokkos::parallel_for(
+      "hydragnn::RadialBasis::bessel", Kokkos::RangePolicy<Exec>(exec, 0, long(d.extent(0))),
+      KOKKOS_LAMBDA(const long e) {
+        const S x = d(e) / R(rc);
+        const S env = radial::dimenet_envelope(exponent + 1, x);
+        for (int k = 0; k < K; ++k) B(e, k) = env * math::sin(x * R(p(f_off + k)));
+      });
+}
+
+/// Backward of bessel_basis: dbar(e) += sum_k Bbar(e,k) (env'(x) sin(f_k x) + env(x) f_k cos(f_k x)) / rc
+/// (skipped when dbar is empty); g(f_off + k) += sum_e Bbar(e,k) env(x) x cos(f_k x), edges in
+/// ascending order, one thread per frequency (skipped when g is empty; g real: param_part).
+///                                                       // d, Bbar: E x K -> dbar: E, g: frequencies
+template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
+void bessel_basis_backward(const Exec& exec, const CVec<S, mem_t<Exec>>& d, const CVec<T, mem_t<Exec>>& p, long f_off,
+                           double rc, int exponent, const CMat<S, mem_t<Exec>>& Bbar, const Vec<real_t<S>, mem_t<Exec>>& g,
+                           const Vec<S, mem_t<Exec>>& dbar) {
+  using R = real_t<S>;
+  const long E = long(d.extent(0));
+  const int K = int(Bbar.extent(1));
+  if (dbar.extent(0) > 0)
+    Kokkos::parallel_for(
+        "hydragnn::RadialBasis::bessel_backward", Kokkos::RangePolicy<Exec>(exec, 0, E), KOKKOS_LAMBDA(const long e) {
+          const S x = d(e) / R(rc);
+          const S env = radial::dimenet_envelope(exponent + 1, x), denv = radial::ddimenet_envelope(exponent + 1, x);
+          S acc(R(0));
+          for (int k = 0; k < K; ++k) {
+            const R f = R(p(f_off + k));
+            acc += Bbar(e, k) * (denv * math::sin(x * f) + env * f * math::cos(x * f));
+          }
+          dbar(e) += acc / R(rc);
+        });
+  if (g.extent(0) > 0)
+    Kokkos::parallel_for(
+        "hydragnn::RadialBasis::bessel_frequencies", Kokkos::RangePolicy<Exec>(exec, 0, K), KOKKOS_LAMBDA(const long k) {
+          const R f = R(p(f_off + k));
+          S acc(R(0));
+          for (long e = 0; e < E; ++e) {
+            const S x = d(e) / R(rc);
+            acc += Bbar(e, k) * radial::dimenet_envelope(exponent + 1, x) * x * math::cos(x * f);
+          }
+          g(f_off + k) += param_part(acc);
+        });
 }
 
 }  // namespace kernels

@@ -537,5 +537,26 @@ void scale_rows_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const 
     });
 }
 
+/// Y = A * B, elementwise.                                             // A, B: n x F -> Y: n x F
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+void hadamard(const Exec& exec, const CMat<S, mem_t<Exec>>& A, const CMat<S, mem_t<Exec>>& B, const Mat<S, mem_t<Exec>>& Y) {
+  detail::for_each_element<Mode>(exec, "hydragnn::Segment::hadamard", long(Y.extent(0)), long(Y.extent(1)),
+                                 KOKKOS_LAMBDA(const long i, const long j) { Y(i, j) = A(i, j) * B(i, j); });
+}
+
+/// Backward of hadamard: Abar (+)= Ybar * B, Bbar (+)= Ybar * A; an output of extent 0 is skipped.
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+void hadamard_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& A, const CMat<S, mem_t<Exec>>& B,
+                       const CMat<S, mem_t<Exec>>& Ybar, const Mat<S, mem_t<Exec>>& Abar, const Mat<S, mem_t<Exec>>& Bbar,
+                       bool accumulate_a, bool accumulate_b) {
+  const long n = long(Ybar.extent(0)), F = long(Ybar.extent(1));
+  const bool want_a = Abar.extent(0) > 0, want_b = Bbar.extent(0) > 0;
+  detail::for_each_element<Mode>(exec, "hydragnn::Segment::hadamard_backward", n, F,
+                                 KOKKOS_LAMBDA(const long i, const long j) {
+                                   if (want_a) detail::put(Abar, i, j, S(Ybar(i, j) * B(i, j)), accumulate_a);
+                                   if (want_b) detail::put(Bbar, i, j, S(Ybar(i, j) * A(i, j)), accumulate_b);
+                                 });
+}
+
 }  // namespace kernels
 }  // namespace hydragnn
