@@ -148,8 +148,8 @@ ModelSpec bench_spec(const std::string& type, int hidden, bool conservative) {
 }
 
 /// Each model's own options in the benchmark: SchNet with hidden filters and 50 Gaussians, EGNN as
-/// the HydraGNN runner builds it (equivariance: true), PNAEq and PNA with the reference batch's degree
-/// histogram, PNA with the edge-length feature; other models their defaults.
+/// the HydraGNN runner builds it (equivariance: true), PNAEq, PNA and PNAPlus with the reference batch's
+/// degree histogram, PNA with the edge-length feature; other models their defaults.
 template <class Conv>
 typename Conv::options_type bench_options(int hidden) {
   typename Conv::options_type o;
@@ -158,7 +158,8 @@ typename Conv::options_type bench_options(int hidden) {
     o.num_gaussians = kRadialSize;
   }
   if constexpr (std::is_same<Conv, EGNNConv>::value) o.equivariance = g_egnn_equivariance;
-  if constexpr (std::is_same<Conv, PNAEqConv>::value || std::is_same<Conv, PNAConv>::value) {
+  if constexpr (std::is_same<Conv, PNAEqConv>::value || std::is_same<Conv, PNAConv>::value ||
+                std::is_same<Conv, PNAPlusConv>::value) {
     // the in-degree histogram of the reference batch (HydraGNN's runner: of its data list)
     Dataset d;
     d.graphs = reference_set().graphs;

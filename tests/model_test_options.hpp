@@ -49,6 +49,17 @@ inline hydragnn::PNAOptions test_options<hydragnn::PNAConv>() {
   return o;
 }
 
+/// PNAPlus without the edge-length feature (the golden test has it), a small basis and a low
+/// envelope exponent (its second derivatives are the largest).
+template <>
+inline hydragnn::PNAPlusOptions test_options<hydragnn::PNAPlusConv>() {
+  hydragnn::PNAPlusOptions o;
+  o.num_radial = 4;
+  o.envelope_exponent = 2;
+  o.pna_deg = {1, 3, 6, 9, 7, 4, 2};
+  return o;
+}
+
 /// CGCNN with the edge-length feature.
 template <>
 inline hydragnn::CGCNNOptions test_options<hydragnn::CGCNNConv>() {

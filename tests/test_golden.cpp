@@ -304,6 +304,19 @@ TEST_CASE("golden: PNA equals HydraGNN's PNAStack with BatchNorm and the edge-le
   run_golden<PNAConv>("pna.json", o);
 }
 
+TEST_CASE("golden: PNAPlus equals HydraGNN's PNAPlusStack with BatchNorm, the Bessel basis and the edge-length "
+          "feature (energies, forces, features, training-mode statistics)",
+          "[golden]") {
+  const json a = load_golden("pnaplus.json").at("architecture");
+  PNAPlusOptions o;
+  o.num_radial = a.at("num_radial").get<int>();
+  o.envelope_exponent = a.at("envelope_exponent").get<int>();
+  o.pna_deg = a.at("pna_deg").get<std::vector<double>>();
+  o.edge_features = a.at("edge_features").get<std::vector<std::string>>();
+  o.edge_length_scale = a.at("edge_length_scale").get<double>();
+  run_golden<PNAPlusConv>("pnaplus.json", o);
+}
+
 TEST_CASE("golden: CGCNN equals HydraGNN's CGCNNStack with BatchNorm and the edge-length feature (energies, "
           "forces, features, training-mode statistics)",
           "[golden]") {

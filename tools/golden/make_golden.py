@@ -453,6 +453,8 @@ def architecture(mpnn_type):
         arch.update(num_radial=6, pna_deg=list(PNA_DEG))
     if mpnn_type == "PNA":
         arch.update(pna_deg=list(PNA_DEG))
+    if mpnn_type == "PNAPlus":
+        arch.update(num_radial=6, envelope_exponent=PNAPLUS_ENVELOPE_EXPONENT, pna_deg=list(PNA_DEG))
     if mpnn_type == "MFC":
         arch.update(max_neighbours=MFC_MAX_DEGREE)
     if mpnn_type in EDGE_LENGTH:
@@ -461,24 +463,30 @@ def architecture(mpnn_type):
 
 
 # Every model, in the order the files are (re)generated; file tests/golden/<name lower-case>.json.
-MODELS = ("SchNet", "EGNN", "PAINN", "PNAEq", "GIN", "SAGE", "PNA", "CGCNN", "MFC", "GAT")
+MODELS = ("SchNet", "EGNN", "PAINN", "PNAEq", "GIN", "SAGE", "PNA", "CGCNN", "MFC", "GAT", "PNAPlus")
 # Seed offsets of the models that reseed torch before they are built, so that their file does not
 # depend on which models ran before (SchNet and EGNN keep the sequential draws their files were
 # written with).
-OWN_SEED = {"PAINN": 4, "PNAEq": 5, "GIN": 6, "SAGE": 7, "PNA": 8, "CGCNN": 9, "MFC": 10, "GAT": 11}
+OWN_SEED = {"PAINN": 4, "PNAEq": 5, "GIN": 6, "SAGE": 7, "PNA": 8, "CGCNN": 9, "MFC": 10, "GAT": 11, "PNAPlus": 12}
 # Models built on PyG MessagePassing with flow source_to_target: sender edge_index[0], aggregation
 # at edge_index[1].
-SOURCE_TO_TARGET = {"SchNet", "GIN", "SAGE", "PNA", "CGCNN", "MFC", "GAT"}
+SOURCE_TO_TARGET = {"SchNet", "GIN", "SAGE", "PNA", "CGCNN", "MFC", "GAT", "PNAPlus"}
 # Models whose energy does not depend on the positions (HydraGNN: is_edge_model = False, no
 # geometry in the layer): their forces are zero (autograd finds pos unused).
 POSITION_FREE = {"GIN", "SAGE", "MFC"}
 # Models with PyG BatchNorm feature layers after every conv (HydraGNN's Base._init_conv).
-BATCHNORM = {"GIN", "SAGE", "PNA", "CGCNN", "MFC", "GAT"}
+BATCHNORM = {"GIN", "SAGE", "PNA", "CGCNN", "MFC", "GAT", "PNAPlus"}
 # Models given the edge feature "length" (HydraGNN edge_features ["length"], edge_dim 1): edge_attr =
 # |r_e| / EDGE_LENGTH_SCALE, computed here from pos with HydraGNN's get_edge_vectors_and_lengths so
 # that autograd sees it (HydraGNN precomputes edge_attr in its datasets; forces through it are ours).
-EDGE_LENGTH = {"PNA", "CGCNN", "GAT"}
+EDGE_LENGTH = {"PNA", "CGCNN", "GAT", "PNAPlus"}
 EDGE_LENGTH_SCALE = 3.0
+# Central-difference step of the force self-check where the default 1e-5 straddles a kink: one
+# crystal force component of PNAPlus lies within 1e-6..1e-5 of a switch of a ReLU or of PNA's
+# min/max (measured: rel err 1.0e-5 at h = 1e-4, 4.9e-6 at 1e-5, 1.2e-10 at 1e-6, 1.1e-9 at 1e-7).
+FD_STEP = {"PNAPlus": 1e-6}
+# PNAPlus's envelope_exponent (PyG's default 5; HydraGNN requires the key).
+PNAPLUS_ENVELOPE_EXPONENT = 5
 # MFC's max_degree (HydraGNN: max_neighbours); the golden graphs are not capped, their in-degrees
 # (4 to 35) lie on both sides of it.
 MFC_MAX_DEGREE = 12
@@ -561,6 +569,14 @@ FORMULAS = {
         "XL[src_e] concatenated over k (every layer but the last: K*hidden wide) or averaged "
         "over k (the last) + bias; h' = silu(BN(conv(h))) with BN = feature_layers.<l>.module as "
         "GIN; prefix graph_convs.<l>.module_0."),
+    "PNAPlus": (
+        "x_e = |r_e| / radius; rbf_e,k = env(x_e) sin(f_k x_e) (PyG BesselBasisLayer, trainable "
+        "f = rbf.freq, init (k+1) pi, k < num_radial; env(x) = 1/x + a x^(p-1) + b x^p + c x^(p+1) "
+        "for x < 1 else 0, p = envelope_exponent + 1, a = -(p+1)(p+2)/2, b = p(p+2), c = "
+        "-p(p+1)/2); a_e = |r_e| / edge_length_scale; re_e = edge_encoder([a_e, relu(rbf_emb.0("
+        "rbf_e))]); m_e = pre_nns.0.0([h_dst, h_src, re_e]) * rbf_lin(rbf_e) (rbf_lin without bias); "
+        "A_i = PNA(m) as PNA; conv(h)_i = lin(post_nns.0.0([h_i, A_i])); h' = silu(BN(conv(h))) "
+        "with BN = feature_layers.<l>.module as GIN; prefix graph_convs.<l>.module_0."),
     "SAGE": (
         "conv(h)_i = lin_l(mean_e h[src_e]) + lin_r(h_i) (mean over the edges with dst = i, 0 if "
         "none; lin_r without bias); h' = silu(BN(conv(h))) with BN = feature_layers.<l>.module "
@@ -629,6 +645,7 @@ def build_model(hg_create, mpnn_type, patches):
             num_gaussians=arch.get("num_gaussians"),
             num_filters=arch.get("num_filters"),
             num_radial=arch.get("num_radial"),
+            envelope_exponent=arch.get("envelope_exponent"),
             pna_deg=(torch.tensor(arch["pna_deg"], dtype=torch.float64)
                      if mpnn_type == "PNAEq" else arch.get("pna_deg")),
             radius=arch["radius"],
@@ -844,11 +861,11 @@ def self_checks(model, structures, results, emb, species, mpnn_type, rng):
     for st, res in zip(structures, results):
         name = st["name"]
         pos0 = np.asarray(st["positions"])
-        # finite differences, central, h = 1e-5, 4 components
+        # finite differences, central, h = 1e-5 (FD_STEP), 4 components
         picks = [(int(rng.integers(len(pos0))), int(rng.integers(3))) for _ in range(4)]
         worst = 0.0
         for a, k in picks:
-            h = 1e-5
+            h = FD_STEP.get(mpnn_type, 1e-5)
             p1, p2 = pos0.copy(), pos0.copy()
             p1[a, k] += h
             p2[a, k] -= h

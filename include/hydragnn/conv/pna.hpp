@@ -15,6 +15,7 @@
 #pragma once
 
 #include <hydragnn/conv/edge_features.hpp>
+#include <hydragnn/conv/pna_blocks.hpp>
 #include <hydragnn/conv/traits.hpp>
 #include <hydragnn/kernels/pna.hpp>
 #include <hydragnn/kernels/segment.hpp>
@@ -52,7 +53,8 @@ struct PNAConv : conv::EdgeLengthGeometry<PNAConv> {
 
   struct Layer {
     int in = 0;  ///< I
-    LinearShape enc, pre, pre_i, pre_j, pre_e, post, post_s, post_a, lin;
+    LinearShape enc, pre, pre_i, pre_j, pre_e;
+    conv::PnaUpdate upd;  ///< post_nns and lin
   };
   std::vector<Layer> layers;
   kernels::PnaScalers scalers;
@@ -77,10 +79,7 @@ struct PNAConv : conv::EdgeLengthGeometry<PNAConv> {
       L.pre_i = L.pre.columns(0, I, true);  // [x_i, x_j, edge]
       L.pre_j = L.pre.columns(I, I, false);
       if (length.on) L.pre_e = L.pre.columns(2 * I, I, false);
-      L.post = alloc.linear(17 * I, H, true, n + ".post_nns.0.0");
-      L.post_s = L.post.columns(0, I, true);  // [x, PNA]
-      L.post_a = L.post.columns(I, 16 * I, false);
-      L.lin = alloc.linear(H, H, true, n + ".lin");
+      L.upd = conv::PnaUpdate(alloc, n, I, H, 16);
       layers.push_back(L);
     }
   }
@@ -89,8 +88,8 @@ struct PNAConv : conv::EdgeLengthGeometry<PNAConv> {
     Mat<real_t<S>, M> scale;  ///< N x 4 degree scalers
   };
   template <class S, class M> struct LayerCache {
-    Mat<S, M> enc, m, agg, o1;
-    kernels::PnaCache<S, M> pna;
+    Mat<S, M> enc, m;
+    conv::PnaUpdate::Cache<S, M> upd;
   };
 
   template <class Exec, class S>
@@ -106,34 +105,18 @@ struct PNAConv : conv::EdgeLengthGeometry<PNAConv> {
   void layer_forward(const Exec& exec, int l, const Weights<T, mem_t<Exec>>& w, const Batch<mem_t<Exec>>& b,
                      const EdgeCache<S, mem_t<Exec>>& ec, const NodeState<S, mem_t<Exec>>& in,
                      LayerCache<S, mem_t<Exec>>& c, NodeState<S, mem_t<Exec>>& out, Workspace<mem_t<Exec>>& ws) const {
-    using M = mem_t<Exec>;
     const Layer& L = layers[l];
-    const int N = b.num_atoms, E = b.num_edges, I = L.in, H = L.lin.out;
+    const int E = b.num_edges, I = L.in;
     const std::string lbl = "hydragnn::PNAConv::layer_forward";
     // message m = pre([h_i, h_j, enc(a)]): the node blocks per node, gathered
-    auto A = ws.template mat<S>(lbl + ".A", 0, N, I);
-    auto Bn = ws.template mat<S>(lbl + ".Bn", 0, N, I);
-    kernels::linear_forward<Exec, S, T>(exec, in.h, w, L.pre_i, A);
-    kernels::linear_forward<Exec, S, T>(exec, in.h, w, L.pre_j, Bn);
     c.m = ws.template mat<S>(lbl + ".m", l, E, I);
     if (length.on) {
       c.enc = ws.template mat<S>(lbl + ".enc", l, E, I);
       kernels::linear_forward<Exec, S, T>(exec, ec.a, w, L.enc, c.enc);
       kernels::linear_forward<Exec, S, T>(exec, c.enc, w, L.pre_e, c.m);
     }
-    kernels::gather_rows<Exec, S>(exec, A, b.dst, c.m, length.on);
-    kernels::gather_rows<Exec, S>(exec, Bn, b.src, c.m, true);
-    // aggregation and update
-    c.pna = kernels::PnaCache<S, M>::in(ws, lbl + ".pna", l, N, I);
-    c.agg = ws.template mat<S>(lbl + ".agg", l, N, scalers.width(I));
-    kernels::pna_aggregate<Exec, S, real_t<S>>(exec, c.m, b.row_ptr, ec.scale, c.pna, c.agg);
-    c.o1 = ws.template mat<S>(lbl + ".o1", l, N, H);
-    kernels::linear_forward<Exec, S, T>(exec, in.h, w, L.post_s, c.o1);
-    auto tmp = ws.template mat<S>(lbl + ".tmp", 0, N, H);
-    kernels::linear_forward<Exec, S, T>(exec, c.agg, w, L.post_a, tmp);
-    kernels::add_into<Exec, S>(exec, tmp, c.o1);
-    out.h = ws.template mat<S>(lbl + ".out", l, N, H);
-    kernels::linear_forward<Exec, S, T>(exec, c.o1, w, L.lin, out.h);
+    conv::NodeBlocks::forward<Exec, S, T>(exec, w, b, in.h, L.pre_i, L.pre_j, c.m, length.on, ws, lbl);
+    L.upd.forward<Exec, S, T>(exec, l, w, b, scalers, ec.scale, in.h, c.m, c.upd, out.h, ws, lbl);
   }
 
   template <class Exec, class S, class T>
@@ -144,33 +127,17 @@ struct PNAConv : conv::EdgeLengthGeometry<PNAConv> {
                       Workspace<mem_t<Exec>>& ws) const {
     using M = mem_t<Exec>;
     const Layer& L = layers[l];
-    const int N = b.num_atoms, E = b.num_edges, I = L.in, H = L.lin.out;
+    const int N = b.num_atoms, E = b.num_edges, I = L.in;
     const bool want_params = g.extent(0) > 0;
     const std::string lbl = "hydragnn::PNAConv::layer_backward";
     auto params = [&](const Mat<S, M>& X, const Mat<S, M>& Yb, const LinearShape& sh) {
       if (want_params) kernels::linear_backward_params<Exec, S>(exec, X, Yb, sh, g);
     };
-    params(c.o1, out_bar.h, L.lin);
-    auto o1bar = ws.template mat<S>(lbl + ".o1_bar", 0, N, H);
-    kernels::linear_backward_input<Exec, S, T>(exec, out_bar.h, w, L.lin, o1bar, false);
-    params(in.h, o1bar, L.post_s);
-    params(c.agg, o1bar, L.post_a);
     in_bar.h = ws.template mat<S>(lbl + ".h_bar", l, N, I);
-    kernels::linear_backward_input<Exec, S, T>(exec, o1bar, w, L.post_s, in_bar.h, false);
-    auto aggbar = ws.template mat<S>(lbl + ".agg_bar", 0, N, scalers.width(I));
-    kernels::linear_backward_input<Exec, S, T>(exec, o1bar, w, L.post_a, aggbar, false);
     auto mbar = ws.template mat<S>(lbl + ".m_bar", 0, E, I);
-    kernels::pna_aggregate_backward<Exec, S, real_t<S>>(exec, c.m, b.row_ptr, ec.scale, c.pna, aggbar,
-                                                         kernels::PnaCache<S, M>::in(ws, lbl + ".pna_bar", 0, N, I), mbar, false);
+    L.upd.backward<Exec, S, T>(exec, w, b, scalers, ec.scale, in.h, c.m, c.upd, out_bar.h, g, in_bar.h, mbar, ws, lbl);
     // m = pre_i(h)[dst] + pre_j(h)[src] + pre_e(enc(a))
-    auto Abar = ws.template mat<S>(lbl + ".A_bar", 0, N, I);
-    auto Bnbar = ws.template mat<S>(lbl + ".Bn_bar", 0, N, I);
-    kernels::gather_rows_backward<Exec, S>(exec, mbar, b.row_ptr, Abar, false);
-    kernels::gather_rows_backward_perm<Exec, S>(exec, mbar, b.send_perm, b.send_ptr, Bnbar, false);
-    params(in.h, Abar, L.pre_i);
-    params(in.h, Bnbar, L.pre_j);
-    kernels::linear_backward_input<Exec, S, T>(exec, Abar, w, L.pre_i, in_bar.h, true);
-    kernels::linear_backward_input<Exec, S, T>(exec, Bnbar, w, L.pre_j, in_bar.h, true);
+    conv::NodeBlocks::backward<Exec, S, T>(exec, w, b, in.h, L.pre_i, L.pre_j, mbar, g, in_bar.h, ws, lbl);
     if (!length.on) return;
     params(c.enc, mbar, L.pre_e);
     const bool want_geometry = eg.abar.extent(0) > 0;

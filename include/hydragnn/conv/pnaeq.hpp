@@ -26,6 +26,7 @@
 #pragma once
 
 #include <hydragnn/conv/painn_update.hpp>
+#include <hydragnn/conv/pna_blocks.hpp>
 #include <hydragnn/conv/traits.hpp>
 #include <hydragnn/kernels/pna.hpp>
 #include <hydragnn/kernels/radial.hpp>
@@ -128,7 +129,7 @@ struct PNAEqConv {
   };
   template <class S, class M> struct LayerCache {
     typename MLP::template Cache<S, M> message;
-    Mat<S, M> re_pre, re, A, Bn, m, Q, X0, X1, X2, agg, s1;
+    Mat<S, M> re_pre, re, m, Q, X0, X1, X2, agg, s1;
     kernels::PnaCache<S, M> pna;
     VFeat<S, M> v1;
     conv::PaiNNUpdateOut::Cache<S, M> upd;
@@ -184,14 +185,9 @@ struct PNAEqConv {
     c.re = ws.template mat<S>(lbl + ".re", l, E, I);
     kernels::linear_forward<Exec, S, T>(exec, ec.rbf, w, L.rbf_emb, c.re_pre);
     kernels::activation_forward<Exec, S>(exec, Activation::Tanh, c.re_pre, c.re);
-    c.A = ws.template mat<S>(lbl + ".A", 0, N, I);
-    c.Bn = ws.template mat<S>(lbl + ".Bn", 0, N, I);
-    kernels::linear_forward<Exec, S, T>(exec, in.h, w, L.pre_i, c.A);
-    kernels::linear_forward<Exec, S, T>(exec, in.h, w, L.pre_j, c.Bn);
     c.m = ws.template mat<S>(lbl + ".m", l, E, I);
     kernels::linear_forward<Exec, S, T>(exec, c.re, w, L.pre_e, c.m);
-    kernels::gather_rows<Exec, S>(exec, c.A, b.dst, c.m, true);
-    kernels::gather_rows<Exec, S>(exec, c.Bn, b.src, c.m, true);
+    conv::NodeBlocks::forward<Exec, S, T>(exec, w, b, in.h, L.pre_i, L.pre_j, c.m, true, ws, lbl);
     // filter and messages
     const Mat<S, M> P = L.message.forward<Exec, S, T>(exec, w, c.m, c.message, ws, l);
     c.Q = ws.template mat<S>(lbl + ".Q", l, E, 3 * I);
@@ -258,15 +254,8 @@ struct PNAEqConv {
     if (eg.rbfbar.extent(0) > 0) kernels::linear_backward_input<Exec, S, T>(exec, Qbar, w, L.rbf_lin, eg.rbfbar, true);
     const Mat<S, M> mbar = L.message.backward<Exec, S, T>(exec, w, c.message, Pbar, g, ws, l);
     // m = pre_e(re) + A[dst] + Bn[src]
-    auto Abar = ws.template mat<S>(lbl + ".A_bar", 0, N, I);
-    auto Bnbar = ws.template mat<S>(lbl + ".Bn_bar", 0, N, I);
-    kernels::gather_rows_backward<Exec, S>(exec, mbar, b.row_ptr, Abar, false);
-    kernels::gather_rows_backward_perm<Exec, S>(exec, mbar, b.send_perm, b.send_ptr, Bnbar, false);
-    params(in.h, Abar, L.pre_i);
-    params(in.h, Bnbar, L.pre_j);
+    conv::NodeBlocks::backward<Exec, S, T>(exec, w, b, in.h, L.pre_i, L.pre_j, mbar, g, in_bar.h, ws, lbl);
     params(c.re, mbar, L.pre_e);
-    kernels::linear_backward_input<Exec, S, T>(exec, Abar, w, L.pre_i, in_bar.h, true);
-    kernels::linear_backward_input<Exec, S, T>(exec, Bnbar, w, L.pre_j, in_bar.h, true);
     auto rebar = ws.template mat<S>(lbl + ".re_bar", 0, E, I);
     kernels::linear_backward_input<Exec, S, T>(exec, mbar, w, L.pre_e, rebar, false);
     auto reprebar = ws.template mat<S>(lbl + ".re_pre_bar", 0, E, I);

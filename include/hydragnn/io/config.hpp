@@ -628,7 +628,7 @@ inline void parse_architecture(Reader& a, ArchitectureConfig& c,
   for (const char* k : {"global_attn_engine", "global_attn_type"}) a.ignore(k, kStr | kNull);
   for (const char* k : {"global_attn_heads", "pe_dim", "int_emb_size", "out_emb_size",
                         "basis_emb_size", "num_before_skip", "num_after_skip",
-                        "envelope_exponent", "num_spherical", "max_ell", "node_max_ell"})
+                        "num_spherical", "max_ell", "node_max_ell"})
     a.ignore(k, kInt);
   a.ignore("correlation", kInt | kArr, kInt);
   a.ignore("avg_num_neighbors", kNum | kNull);

@@ -12,6 +12,7 @@
 #include <hydragnn/conv/painn.hpp>
 #include <hydragnn/conv/pna.hpp>
 #include <hydragnn/conv/pnaeq.hpp>
+#include <hydragnn/conv/pnaplus.hpp>
 #include <hydragnn/conv/sage.hpp>
 #include <hydragnn/conv/schnet.hpp>
 
@@ -23,7 +24,7 @@
 namespace hydragnn {
 
 /// Every convolution the library implements (HydraGNN mpnn_type names).
-using conv_registry = std::tuple<SchNetConv, EGNNConv, PaiNNConv, PNAEqConv, GINConv, SAGEConv, PNAConv, CGCNNConv, MFCConv, GATConv>;
+using conv_registry = std::tuple<SchNetConv, EGNNConv, PaiNNConv, PNAEqConv, GINConv, SAGEConv, PNAConv, PNAPlusConv, CGCNNConv, MFCConv, GATConv>;
 
 template <class T>
 struct type_tag {
