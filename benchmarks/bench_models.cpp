@@ -149,7 +149,8 @@ ModelSpec bench_spec(const std::string& type, int hidden, bool conservative) {
 
 /// Each model's own options in the benchmark: SchNet with hidden filters and 50 Gaussians, EGNN as
 /// the HydraGNN runner builds it (equivariance: true), PNAEq, PNA and PNAPlus with the reference batch's
-/// degree histogram, PNA with the edge-length feature; other models their defaults.
+/// degree histogram, PNA, CGCNN and GAT with the edge-length feature (the runner gives them
+/// edge_attr in direct mode); other models their defaults.
 template <class Conv>
 typename Conv::options_type bench_options(int hidden) {
   typename Conv::options_type o;
@@ -165,7 +166,8 @@ typename Conv::options_type bench_options(int hidden) {
     d.graphs = reference_set().graphs;
     o.pna_deg = degree_histogram(d);
   }
-  if constexpr (std::is_same<Conv, PNAConv>::value || std::is_same<Conv, CGCNNConv>::value) {
+  if constexpr (std::is_same<Conv, PNAConv>::value || std::is_same<Conv, CGCNNConv>::value ||
+                std::is_same<Conv, GATConv>::value) {
     o.edge_features = {"length"};  // the energy depends on the positions (forces for the conservative cases)
     o.edge_length_scale = hydragnn_bench::reference_workload().cutoff;
   }

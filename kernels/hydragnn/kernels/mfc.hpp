@@ -56,46 +56,88 @@ void mfc_forward(const Exec& exec, const CMat<S, mem_t<Exec>>& H, const CMat<S, 
 }
 
 /// Input cotangents (overwritten): Hbar(i,c) = sum_o Wl[k_i](o,c) Ybar(i,o), Xbar likewise with Wr.
+/// Each entry sums over o ascending in every mode; HostRow walks a node's outputs once with the
+/// channels as the inner (contiguous) loop, PerElement / TeamTiled one entry per thread.
 template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
 void mfc_backward_input(const Exec& exec, const CMat<S, mem_t<Exec>>& Ybar, const CVec<int, mem_t<Exec>>& cls,
                         const CMat<long, mem_t<Exec>>& off, const CVec<T, mem_t<Exec>>& p,
                         const Mat<S, mem_t<Exec>>& Hbar, const Mat<S, mem_t<Exec>>& Xbar) {
   const long I = long(Hbar.extent(1)), O = long(Ybar.extent(1));
-  detail::for_each_element<Mode>(exec, "hydragnn::MFC::backward_input", long(Hbar.extent(0)), I,
-                                 KOKKOS_LAMBDA(const long i, const long c) {
-                                   const int k = cls(i);
-                                   S hl(0), xr(0);
-                                   for (long o = 0; o < O; ++o) {
-                                     hl += Ybar(i, o) * p(off(k, 0) + o * I + c);
-                                     xr += Ybar(i, o) * p(off(k, 2) + o * I + c);
-                                   }
-                                   Hbar(i, c) = hl;
-                                   Xbar(i, c) = xr;
-                                 });
+  if constexpr (detail::is_host_row<Mode>) {
+    Kokkos::parallel_for(
+        "hydragnn::MFC::backward_input", Kokkos::RangePolicy<Exec>(exec, 0, long(Hbar.extent(0))),
+        KOKKOS_LAMBDA(const long i) {
+          const int k = cls(i);
+          for (long c = 0; c < I; ++c) Hbar(i, c) = Xbar(i, c) = S(0);
+          for (long o = 0; o < O; ++o) {
+            const S y = Ybar(i, o);
+            const long wl = off(k, 0) + o * I, wr = off(k, 2) + o * I;
+            for (long c = 0; c < I; ++c) {
+              Hbar(i, c) += y * p(wl + c);
+              Xbar(i, c) += y * p(wr + c);
+            }
+          }
+        });
+  } else {
+    detail::for_each_element<Mode>(exec, "hydragnn::MFC::backward_input", long(Hbar.extent(0)), I,
+                                   KOKKOS_LAMBDA(const long i, const long c) {
+                                     const int k = cls(i);
+                                     S hl(0), xr(0);
+                                     for (long o = 0; o < O; ++o) {
+                                       hl += Ybar(i, o) * p(off(k, 0) + o * I + c);
+                                       xr += Ybar(i, o) * p(off(k, 2) + o * I + c);
+                                     }
+                                     Hbar(i, c) = hl;
+                                     Xbar(i, c) = xr;
+                                   });
+  }
 }
 
-/// Parameter gradients into g (real: param_part): per class k, entry (o, c) sums its nodes in order.
+/// Parameter gradients into g (real: param_part): per class k, entry (o, c) sums its nodes in ascending
+/// order in every mode. HostRow: one thread per (class, output) walks the class's nodes once, with the
+/// 2I + 1 sums of that output as the inner (contiguous) loop (up to kMfcRow of them; wider layers take
+/// the PerElement form); PerElement / TeamTiled: one entry per thread.
+constexpr long kMfcRow = 513;
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void mfc_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& H, const CMat<S, mem_t<Exec>>& X,
                          const CMat<S, mem_t<Exec>>& Ybar, const CVec<int, mem_t<Exec>>& cls_ptr,
                          const CVec<int, mem_t<Exec>>& cls_perm, const CMat<long, mem_t<Exec>>& off,
                          const Vec<real_t<S>, mem_t<Exec>>& g) {
   const long I = long(H.extent(1)), O = long(Ybar.extent(1)), K = long(off.extent(0));
+  if constexpr (detail::is_host_row<Mode>) {
+    if (2 * I + 1 <= kMfcRow) {
+      Kokkos::parallel_for(
+          "hydragnn::MFC::backward_params", Kokkos::RangePolicy<Exec>(exec, 0, K * O), KOKKOS_LAMBDA(const long ko) {
+            const long k = ko / O, o = ko % O;
+            S acc[kMfcRow];
+            for (long j = 0; j <= 2 * I; ++j) acc[j] = S(0);
+            for (int q = cls_ptr(k); q < cls_ptr(k + 1); ++q) {
+              const int i = cls_perm(q);
+              const S y = Ybar(i, o);
+              for (long c = 0; c < I; ++c) acc[c] += y * H(i, c);
+              for (long c = 0; c < I; ++c) acc[I + c] += y * X(i, c);
+              acc[2 * I] += y;
+            }
+            for (long c = 0; c < I; ++c) g(off(k, 0) + o * I + c) += param_part(acc[c]);
+            for (long c = 0; c < I; ++c) g(off(k, 2) + o * I + c) += param_part(acc[I + c]);
+            g(off(k, 1) + o) += param_part(acc[2 * I]);
+          });
+      return;
+    }
+  }
   // one row per (class, output): the bias and the 2I weights of that output
-  detail::for_each_element<Mode>(exec, "hydragnn::MFC::backward_params", K * O, 2 * I + 1,
-                                 KOKKOS_LAMBDA(const long ko, const long j) {
-                                   const long k = ko / O, o = ko % O;
-                                   S acc(0);
-                                   for (int q = cls_ptr(k); q < cls_ptr(k + 1); ++q) {
-                                     const int i = cls_perm(q);
-                                     const S y = Ybar(i, o);
-                                     acc += j == 2 * I ? y : j < I ? y * H(i, j) : y * X(i, j - I);
-                                   }
-                                   const long at = j == 2 * I ? off(k, 1) + o
-                                                   : j < I    ? off(k, 0) + o * I + j
-                                                              : off(k, 2) + o * I + (j - I);
-                                   g(at) += param_part(acc);
-                                 });
+  detail::for_each_element<Mode>(
+      exec, "hydragnn::MFC::backward_params", K * O, 2 * I + 1, KOKKOS_LAMBDA(const long ko, const long j) {
+        const long k = ko / O, o = ko % O;
+        S acc(0);
+        for (int q = cls_ptr(k); q < cls_ptr(k + 1); ++q) {
+          const int i = cls_perm(q);
+          const S y = Ybar(i, o);
+          acc += j == 2 * I ? y : j < I ? y * H(i, j) : y * X(i, j - I);
+        }
+        const long at = j == 2 * I ? off(k, 1) + o : j < I ? off(k, 0) + o * I + j : off(k, 2) + o * I + (j - I);
+        g(at) += param_part(acc);
+      });
 }
 
 }  // namespace kernels
