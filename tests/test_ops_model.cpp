@@ -26,6 +26,7 @@
 #include <hydragnn/kernels/radial.hpp>
 #include <hydragnn/kernels/readout.hpp>
 #include <hydragnn/kernels/segment.hpp>
+#include <hydragnn/kernels/spherical.hpp>
 
 #include "op_harness.hpp"
 
@@ -413,6 +414,53 @@ struct BesselBasisOp {
               run(vec(primal(x[0])), mat(primal(yb), E, K), gp);
               return gp;
             })};
+  }
+};
+
+/// [R (E x L K)] of spherical_bessel_basis (DimeNet's radial spherical Bessel basis, kernels/spherical.hpp)
+/// against std::sph_bessel; distances in [0.3, 0.95 rc] and two beyond the cutoff. (Below, the upward
+/// recurrence for j_l - like PyG's closed forms of the same expressions - loses relative digits in the
+/// smallest high-order entries, beyond the harness's 1e-12; the golden test compares with PyG there.)
+struct SphericalBesselOp {
+  SphericalBesselTable t;
+  int exponent;
+  const char* name;
+  int E = 11;
+  double rc = 3.0;
+  double dual_primal_rel = 0.0;
+  Args<double> inputs(Rng& rng) const {
+    Arr<double> d = randu(rng, E, 0.3 * rc, 0.95 * rc);
+    d[3] = 1.1 * rc;
+    d[7] = 1.3 * rc;
+    return {d};
+  }
+  Arr<double> ref(const Args<double>& x) const {
+    const int P = exponent + 1;
+    const double a = -(P + 1) * (P + 2) / 2.0, b = P * (P + 2), c = -P * (P + 1) / 2.0;
+    const int W = t.L * t.K;
+    Arr<double> R(std::size_t(E) * W);
+    for (int e = 0; e < E; ++e) {
+      const double s = x[0][e] / rc;
+      const double env = s < 1 ? 1 / s + a * std::pow(s, P - 1) + b * std::pow(s, P) + c * std::pow(s, P + 1) : 0.0;
+      for (int l = 0; l < t.L; ++l)
+        for (int n = 0; n < t.K; ++n)
+          R[e * W + l * t.K + n] = env * t.norm[l * t.K + n] * std::sph_bessel(unsigned(l), t.zeros[l * t.K + n] * s);
+    }
+    return R;
+  }
+  Vec<double, M> table(const std::vector<double>& v) const { return vec(v); }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> R("R", E, t.L * t.K);
+    km::spherical_bessel_basis<Exec, S, Mode>(Exec(), vec(x[0]), table(t.zeros), table(t.norm), t.L, t.K, rc, exponent, R);
+    return flat(R);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    Vec<S, M> db("db", E);
+    km::spherical_bessel_basis_backward<Exec, S, Mode>(Exec(), vec(x[0]), table(t.zeros), table(t.norm), t.L, t.K, rc,
+                                                       exponent, mat(yb, E, t.L * t.K), db);
+    return {flat(db)};
   }
 };
 
@@ -909,6 +957,8 @@ TEST_CASE("ops model: edge lengths, radial bases and envelopes (radial.hpp)", "[
   check_op(RadialOp{{RadialBasis::Sinc, 6, 3.0, Envelope::Cosine}, "radial sinc (PaiNN), cosine envelope"}, 155);
   check_op(BesselBasisOp{5, "Bessel basis, trainable frequencies, envelope exponent 5 (PNAPlus)"}, 209);
   check_op(BesselBasisOp{2, "Bessel basis, trainable frequencies, envelope exponent 2"}, 210);
+  check_op(SphericalBesselOp{radial::dimenet_bessel_table(7, 6), 5, "spherical Bessel basis 7 x 6 (DimeNet)"}, 212);
+  check_op(SphericalBesselOp{radial::dimenet_bessel_table(3, 4), 2, "spherical Bessel basis 3 x 4, envelope exponent 2"}, 213);
 }
 
 TEST_CASE("ops model: EGNN edge ops (egnn.hpp)", "[ops][model]") {

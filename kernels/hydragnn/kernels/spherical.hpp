@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// DimeNet's radial spherical Bessel basis (PyG SphericalBasisLayer, the part that depends on the edge
+// length; HydraGNN's DIMEStack uses PyG's layer): for l < L (num_spherical), n < K (num_radial),
+//   R(e, l K + n) = env(x) N_{l,n} j_l(z_{l,n} x),   x = d(e) / rc,
+// with j_l the spherical Bessel function of the first kind, z_{l,n} its n-th positive zero, N_{l,n} =
+// 1 / sqrt(0.5 j_{l+1}(z_{l,n})^2) and env PyG's envelope (radial.hpp, dimenet_envelope). The triplet
+// basis of DimeNet is R[kj(t)] times Y_l(angle(t)) per block l.
+//
+// The constants follow PyG's dimenet_utils exactly, including its single precision: Jn_zeros keeps
+// the zeros in float32 (z_{0,n} = float32((n + 1) pi); for l >= 1 each root of j_l, bracketed by the
+// roots of j_{l-1}, rounded to float32), and the normalisers are computed from those float32 zeros in
+// float32 arithmetic (numpy with a float32 argument): N = 1 / sqrt(0.5 Jn^2), Jn =
+// sqrt(pi / (2 z)) * float32(J_{l+3/2}(z)). Both are then used as double constants.
+#pragma once
+
+#include <hydragnn/core/types.hpp>
+#include <hydragnn/kernels/modes.hpp>
+#include <hydragnn/kernels/radial.hpp>
+
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+namespace hydragnn {
+
+/// Zeros z_{l,n} and normalisers N_{l,n} (row-major L x K) of DimeNet's spherical Bessel basis.
+struct SphericalBesselTable {
+  int L = 0, K = 0;
+  std::vector<double> zeros, norm;
+};
+
+namespace radial {
+
+/// j_l(y) for l = 0 .. lmax into j[0 .. lmax] (upward recurrence from sin y / y; y > 0), and if dj is
+/// not null the derivatives j_l'(y) = j_{l-1}(y) - (l + 1) / y j_l(y), j_0' = -j_1 (j needs lmax + 1
+/// entries for that).
+template <class S>
+KOKKOS_INLINE_FUNCTION void spherical_jn(int lmax, const S& y, S* j, S* dj) {
+  using R = real_t<S>;
+  const int top = dj ? lmax + 1 : lmax;
+  const S s = math::sin(y), c = math::cos(y);
+  j[0] = s / y;
+  if (top >= 1) j[1] = s / (y * y) - c / y;
+  for (int l = 1; l < top; ++l) j[l + 1] = R(2 * l + 1) / y * j[l] - j[l - 1];
+  if (!dj) return;
+  dj[0] = -j[1];
+  for (int l = 1; l <= lmax; ++l) dj[l] = j[l - 1] - R(l + 1) / y * j[l];
+}
+
+/// The zeros and normalisers of PyG's dimenet_utils.bessel_basis(L, K) (see the top of this file).
+inline SphericalBesselTable dimenet_bessel_table(int L, int K) {
+  if (L < 1 || K < 1) throw std::runtime_error("dimenet_bessel_table: num_spherical and num_radial must be > 0");
+  const double pi = std::acos(-1.0);
+  auto jl = [](int l, double y) {
+    std::vector<double> j(std::size_t(l) + 1);
+    spherical_jn(l, y, j.data(), static_cast<double*>(nullptr));
+    return j[std::size_t(l)];
+  };
+  SphericalBesselTable t;
+  t.L = L;
+  t.K = K;
+  t.zeros.assign(std::size_t(L) * K, 0.0);
+  t.norm.assign(std::size_t(L) * K, 0.0);
+  for (int n = 0; n < K; ++n) t.zeros[std::size_t(n)] = double(float((n + 1) * pi));
+  // brackets: multiples of pi (double), then the previous order's float32 roots
+  std::vector<double> points(std::size_t(K + L - 1));
+  for (std::size_t j = 0; j < points.size(); ++j) points[j] = double(j + 1) * pi;
+  for (int l = 1; l < L; ++l) {
+    const int roots = K + L - 1 - l;
+    std::vector<double> next(static_cast<std::size_t>(roots));
+    for (int j = 0; j < roots; ++j) {
+      double a = points[std::size_t(j)], b = points[std::size_t(j) + 1], fa = jl(l, a);
+      for (int it = 0; it < 200 && b - a > 1e-15 * b; ++it) {  // bisection to the last bits
+        const double m = 0.5 * (a + b), fm = jl(l, m);
+        if ((fm < 0) == (fa < 0)) {
+          a = m;
+          fa = fm;
+        } else {
+          b = m;
+        }
+      }
+      next[std::size_t(j)] = double(float(0.5 * (a + b)));
+    }
+    for (int n = 0; n < K; ++n) t.zeros[std::size_t(l) * K + n] = next[std::size_t(n)];
+    points = next;
+  }
+  for (int l = 0; l < L; ++l)
+    for (int n = 0; n < K; ++n) {
+      const float z = float(t.zeros[std::size_t(l) * K + n]);
+      // Jn(z, l + 1) = sqrt(pi / (2 z)) J_{l+3/2}(z) in float32, J computed in double and rounded
+      const float pref = std::sqrt(float(pi) / (2.0f * z));
+      const double pref_d = std::sqrt(pi / (2.0 * double(z)));
+      const float J = float(jl(l + 1, double(z)) / pref_d);
+      const float jn = pref * J;
+      const float half_sq = 0.5f * (jn * jn);
+      t.norm[std::size_t(l) * K + n] = double(1.0f / std::sqrt(half_sq));
+    }
+  return t;
+}
+
+}  // namespace radial
+
+namespace kernels {
+
+/// R(e, l K + n) = env(d(e) / rc) N_{l,n} j_l(z_{l,n} d(e) / rc) (see the top); zeros and norm hold the
+/// table's L x K constants on the device.                                  // d: E -> R: E x L K
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+void spherical_bessel_basis(const Exec& exec, const CVec<S, mem_t<Exec>>& d, const CVec<double, mem_t<Exec>>& zeros,
+                            const CVec<double, mem_t<Exec>>& norm, int L, int K, double rc, int exponent,
+                            const Mat<S, mem_t<Exec>>& Rb) {
+  using R = real_t<S>;
+  constexpr int kMaxL = 16;
+  if (L > kMaxL) throw std::runtime_error("spherical_bessel_basis: num_spherical above 16");
+  Kokkos::parallel_for(
+      "hydragnn::SphericalBasis::radial", Kokkos::RangePolicy<Exec>(exec, 0, long(d.extent(0))),
+      KOKKOS_LAMBDA(const long e) {
+        const S x = d(e) / R(rc);
+        const S env = radial::dimenet_envelope(exponent + 1, x);
+        S j[kMaxL];
+        for (int l = 0; l < L; ++l)
+          for (int n = 0; n < K; ++n) {
+            radial::spherical_jn(l, x * R(zeros(l * K + n)), j, static_cast<S*>(nullptr));
+            Rb(e, l * K + n) = env * (R(norm(l * K + n)) * j[l]);
+          }
+      });
+}
+
+/// Backward: dbar(e) += sum_{l,n} Rbar(e, l K + n) dR/dd (terms in (l, n) order).
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+void spherical_bessel_basis_backward(const Exec& exec, const CVec<S, mem_t<Exec>>& d,
+                                     const CVec<double, mem_t<Exec>>& zeros, const CVec<double, mem_t<Exec>>& norm,
+                                     int L, int K, double rc, int exponent, const CMat<S, mem_t<Exec>>& Rbar,
+                                     const Vec<S, mem_t<Exec>>& dbar) {
+  using R = real_t<S>;
+  constexpr int kMaxL = 16;
+  if (L > kMaxL) throw std::runtime_error("spherical_bessel_basis: num_spherical above 16");
+  Kokkos::parallel_for(
+      "hydragnn::SphericalBasis::radial_backward", Kokkos::RangePolicy<Exec>(exec, 0, long(d.extent(0))),
+      KOKKOS_LAMBDA(const long e) {
+        const S x = d(e) / R(rc);
+        const S env = radial::dimenet_envelope(exponent + 1, x), denv = radial::ddimenet_envelope(exponent + 1, x);
+        S j[kMaxL + 1], dj[kMaxL];
+        S acc(R(0));
+        for (int l = 0; l < L; ++l)
+          for (int n = 0; n < K; ++n) {
+            const R z = R(zeros(l * K + n));
+            radial::spherical_jn(l, x * z, j, dj);
+            acc += Rbar(e, l * K + n) * (R(norm(l * K + n)) * (denv * j[l] + env * z * dj[l]));
+          }
+        dbar(e) += acc / R(rc);
+      });
+}
+
+}  // namespace kernels
+}  // namespace hydragnn
