@@ -327,6 +327,14 @@ double ref_envelope(const RadialSpec& s, double d) {
   return 1 - (p + 1) * (p + 2) / 2 * std::pow(x, p) + p * (p + 2) * std::pow(x, p + 1) - p * (p + 1) / 2 * std::pow(x, p + 2);
 }
 
+/// PyG's DimeNet envelope divided by x (radial::dimenet_envelope), p = exponent + 1; 0 from x = 1 on.
+double ref_dimenet_envelope(int exponent, double x) {
+  if (x >= 1) return 0.0;
+  const int P = exponent + 1;
+  const double a = -(P + 1) * (P + 2) / 2.0, b = P * (P + 2), c = -P * (P + 1) / 2.0;
+  return 1 / x + a * std::pow(x, P - 1) + b * std::pow(x, P) + c * std::pow(x, P + 1);
+}
+
 /// [B (E x K), C (E)] of radial_forward; distances in [0.4, 0.95 rc] and two beyond the cutoff.
 struct RadialOp {
   RadialSpec spec;
@@ -382,12 +390,10 @@ struct BesselBasisOp {
     return {d, p};
   }
   Arr<double> ref(const Args<double>& x) const {
-    const int P = exponent + 1;
-    const double a = -(P + 1) * (P + 2) / 2.0, b = P * (P + 2), c = -P * (P + 1) / 2.0;
     Arr<double> B(std::size_t(E) * K);
     for (int e = 0; e < E; ++e) {
       const double t = x[0][e] / rc;
-      const double env = t < 1 ? 1 / t + a * std::pow(t, P - 1) + b * std::pow(t, P) + c * std::pow(t, P + 1) : 0.0;
+      const double env = ref_dimenet_envelope(exponent, t);
       for (int k = 0; k < K; ++k) B[e * K + k] = env * std::sin(x[1][f_off + k] * t);
     }
     return B;
@@ -435,30 +441,27 @@ struct SphericalBesselOp {
     return {d};
   }
   Arr<double> ref(const Args<double>& x) const {
-    const int P = exponent + 1;
-    const double a = -(P + 1) * (P + 2) / 2.0, b = P * (P + 2), c = -P * (P + 1) / 2.0;
     const int W = t.L * t.K;
     Arr<double> R(std::size_t(E) * W);
     for (int e = 0; e < E; ++e) {
       const double s = x[0][e] / rc;
-      const double env = s < 1 ? 1 / s + a * std::pow(s, P - 1) + b * std::pow(s, P) + c * std::pow(s, P + 1) : 0.0;
+      const double env = ref_dimenet_envelope(exponent, s);
       for (int l = 0; l < t.L; ++l)
         for (int n = 0; n < t.K; ++n)
           R[e * W + l * t.K + n] = env * t.norm[l * t.K + n] * std::sph_bessel(unsigned(l), t.zeros[l * t.K + n] * s);
     }
     return R;
   }
-  Vec<double, M> table(const std::vector<double>& v) const { return vec(v); }
   template <class S, class Mode>
   Arr<S> fwd(const Args<S>& x) const {
     Mat<S, M> R("R", E, t.L * t.K);
-    km::spherical_bessel_basis<Exec, S, Mode>(Exec(), vec(x[0]), table(t.zeros), table(t.norm), t.L, t.K, rc, exponent, R);
+    km::spherical_bessel_basis<Exec, S, Mode>(Exec(), vec(x[0]), vec(t.zeros), vec(t.norm), t.L, t.K, rc, exponent, R);
     return flat(R);
   }
   template <class S, class Mode>
   Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
     Vec<S, M> db("db", E);
-    km::spherical_bessel_basis_backward<Exec, S, Mode>(Exec(), vec(x[0]), table(t.zeros), table(t.norm), t.L, t.K, rc,
+    km::spherical_bessel_basis_backward<Exec, S, Mode>(Exec(), vec(x[0]), vec(t.zeros), vec(t.norm), t.L, t.K, rc,
                                                        exponent, mat(yb, E, t.L * t.K), db);
     return {flat(db)};
   }

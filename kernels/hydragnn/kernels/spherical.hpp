@@ -101,6 +101,13 @@ inline SphericalBesselTable dimenet_bessel_table(int L, int K) {
 }  // namespace radial
 
 namespace kernels {
+namespace detail {
+/// Largest num_spherical of the kernels below (their per-thread arrays of j_l).
+constexpr int kMaxSpherical = 16;
+inline void check_num_spherical(int L) {
+  if (L > kMaxSpherical) throw std::runtime_error("spherical_bessel_basis: num_spherical above 16");
+}
+}  // namespace detail
 
 /// R(e, l K + n) = env(d(e) / rc) N_{l,n} j_l(z_{l,n} d(e) / rc) (see the top); zeros and norm hold the
 /// table's L x K constants on the device.                                  // d: E -> R: E x L K
@@ -109,8 +116,8 @@ void spherical_bessel_basis(const Exec& exec, const CVec<S, mem_t<Exec>>& d, con
                             const CVec<double, mem_t<Exec>>& norm, int L, int K, double rc, int exponent,
                             const Mat<S, mem_t<Exec>>& Rb) {
   using R = real_t<S>;
-  constexpr int kMaxL = 16;
-  if (L > kMaxL) throw std::runtime_error("spherical_bessel_basis: num_spherical above 16");
+  constexpr int kMaxL = detail::kMaxSpherical;
+  detail::check_num_spherical(L);
   Kokkos::parallel_for(
       "hydragnn::SphericalBasis::radial", Kokkos::RangePolicy<Exec>(exec, 0, long(d.extent(0))),
       KOKKOS_LAMBDA(const long e) {
@@ -132,8 +139,8 @@ void spherical_bessel_basis_backward(const Exec& exec, const CVec<S, mem_t<Exec>
                                      int L, int K, double rc, int exponent, const CMat<S, mem_t<Exec>>& Rbar,
                                      const Vec<S, mem_t<Exec>>& dbar) {
   using R = real_t<S>;
-  constexpr int kMaxL = 16;
-  if (L > kMaxL) throw std::runtime_error("spherical_bessel_basis: num_spherical above 16");
+  constexpr int kMaxL = detail::kMaxSpherical;
+  detail::check_num_spherical(L);
   Kokkos::parallel_for(
       "hydragnn::SphericalBasis::radial_backward", Kokkos::RangePolicy<Exec>(exec, 0, long(d.extent(0))),
       KOKKOS_LAMBDA(const long e) {
