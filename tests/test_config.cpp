@@ -396,6 +396,14 @@ TEST_CASE("config: unimplemented and unknown mpnn_type", "[config]") {
              Contains("NeuralNetwork.Architecture.pna_deg[1]"));
   CHECK_THAT(error_of(arch(R"("mpnn_type": "PNAEq", "pna_deg": [1, -2])")),
              Contains("NeuralNetwork.Architecture.pna_deg") && Contains(">= 0"));
+  const Config pnaplus = parse_config(arch(R"("mpnn_type": "PNAPlus", "num_radial": 4, "envelope_exponent": 3)"));
+  CHECK(pnaplus.arch.conv_options<hydragnn::PNAPlusConv>().num_radial == 4);
+  CHECK(pnaplus.arch.conv_options<hydragnn::PNAPlusConv>().envelope_exponent == 3);
+  CHECK_THAT(error_of(arch(R"("mpnn_type": "PNAPlus", "envelope_exponent": 0)")),
+             Contains("NeuralNetwork.Architecture.envelope_exponent") && Contains(">= 1"));
+  CHECK_THAT(error_of(arch(R"("mpnn_type": "PNAPlus", "envelope_exponent": 2.5)")), Contains("envelope_exponent"));
+  // another model's config may carry envelope_exponent (DimeNet's key): type-checked, ignored
+  CHECK(parse_config(arch(R"("mpnn_type": "PAINN", "envelope_exponent": 5)")).arch.mpnn_type == "PAINN");
   // another model's config may carry pna_deg (HydraGNN writes it for every PNA-family run): type-checked, ignored
   CHECK(parse_config(arch(R"("mpnn_type": "PAINN", "pna_deg": [1, 2])")).arch.mpnn_type == "PAINN");
   CHECK_THAT(error_of(arch(R"("mpnn_type": "PAINN", "pna_deg": "many")")), Contains("pna_deg"));
