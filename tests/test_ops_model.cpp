@@ -467,6 +467,40 @@ struct SphericalBesselOp {
   }
 };
 
+/// [sbf (T x L K)] of triplet_spherical_basis from [cos (T), Rb (E x L K)]: Y_l^0 = sqrt((2l+1)/4pi)
+/// P_l (std::legendre) times the kj edge's row; backward through the kj segments.
+struct TripletSphericalOp {
+  const Graph& g;
+  int L, K;
+  const char* name;
+  Args<double> inputs(Rng& rng) const { return {randu(rng, g.T(), -0.98, 0.98), randn(rng, g.E * L * K)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    const int W = L * K;
+    Arr<double> y(std::size_t(g.T()) * W);
+    for (int t = 0; t < g.T(); ++t)
+      for (int l = 0; l < L; ++l) {
+        const double Y = std::sqrt((2 * l + 1) / (4 * std::acos(-1.0))) * std::legendre(unsigned(l), x[0][t]);
+        for (int n = 0; n < K; ++n) y[t * W + l * K + n] = Y * x[1][g.trip.kj[t] * W + l * K + n];
+      }
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> y("sbf", g.T(), L * K);
+    km::triplet_spherical_basis<Exec, S, Mode>(Exec(), vec(x[0]), mat(x[1], g.E, L * K), g.d_trip.kj, L, y);
+    return flat(y);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    Vec<S, M> cb("cb", g.T());
+    Mat<S, M> Rb("Rb", g.E, L * K);
+    const auto& t = g.d_trip;
+    km::triplet_spherical_basis_backward<Exec, S, Mode>(Exec(), vec(x[0]), mat(x[1], g.E, L * K), t.kj, t.kj_perm,
+                                                        t.kj_ptr, L, mat(yb, g.T(), L * K), cb, Rb, false);
+    return {flat(cb), flat(Rb)};
+  }
+};
+
 // =============================================================================================
 // egnn.hpp
 // =============================================================================================
@@ -962,6 +996,40 @@ TEST_CASE("ops model: edge lengths, radial bases and envelopes (radial.hpp)", "[
   check_op(BesselBasisOp{2, "Bessel basis, trainable frequencies, envelope exponent 2"}, 210);
   check_op(SphericalBesselOp{radial::dimenet_bessel_table(7, 6), 5, "spherical Bessel basis 7 x 6 (DimeNet)"}, 212);
   check_op(SphericalBesselOp{radial::dimenet_bessel_table(3, 4), 2, "spherical Bessel basis 3 x 4, envelope exponent 2"}, 213);
+}
+
+TEST_CASE("ops model: DimeNet's triplet spherical basis (spherical.hpp)", "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_batch_graph(31);
+  // some edges are the kj of several triplets, some of none (the backward's segments)
+  int longest = 0, empty = 0;
+  for (int e = 0; e < g.E; ++e) {
+    longest = std::max(longest, g.trip.kj_ptr[e + 1] - g.trip.kj_ptr[e]);
+    empty += g.trip.kj_ptr[e + 1] == g.trip.kj_ptr[e];
+  }
+  REQUIRE(g.T() >= 10);
+  REQUIRE(longest >= 2);
+  REQUIRE(empty > 0);
+  check_op(TripletSphericalOp{g, 7, 6, "triplet spherical basis 7 x 6 (DimeNet)"}, 214);
+  check_op(TripletSphericalOp{g, 3, 2, "triplet spherical basis 3 x 2"}, 215);
+  // the accumulate contract: both outputs += when asked, overwritten otherwise
+  Rng rng(216);
+  const int L = 3, K = 2, W = L * K;
+  const auto c = vec(randu(rng, g.T(), -0.9, 0.9));
+  const auto R = mat(randn(rng, g.E * W), g.E, W);
+  const auto yb = mat(randn(rng, g.T() * W), g.T(), W);
+  const auto& t = g.d_trip;
+  Vec<double, M> cb0("cb0", g.T()), cb1("cb1", g.T());
+  Mat<double, M> Rb0("Rb0", g.E, W), Rb1("Rb1", g.E, W);
+  km::triplet_spherical_basis_backward<Exec, double>(Exec(), c, R, t.kj, t.kj_perm, t.kj_ptr, L, yb, cb0, Rb0, false);
+  Kokkos::deep_copy(cb1, 1.5);
+  Kokkos::deep_copy(Rb1, -2.0);
+  km::triplet_spherical_basis_backward<Exec, double>(Exec(), c, R, t.kj, t.kj_perm, t.kj_ptr, L, yb, cb1, Rb1, true);
+  for (int q = 0; q < g.T(); ++q) CHECK(cb1(q) == Approx(cb0(q) + 1.5).epsilon(1e-14));
+  for (int e = 0; e < g.E; ++e)
+    for (int k = 0; k < W; ++k) CHECK(Rb1(e, k) == Approx(Rb0(e, k) - 2.0).epsilon(1e-14));
+  km::triplet_spherical_basis_backward<Exec, double>(Exec(), c, R, t.kj, t.kj_perm, t.kj_ptr, L, yb, cb1, Rb1, false);
+  for (int q = 0; q < g.T(); ++q) CHECK(cb1(q) == cb0(q));
 }
 
 TEST_CASE("ops model: EGNN edge ops (egnn.hpp)", "[ops][model]") {

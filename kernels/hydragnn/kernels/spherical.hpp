@@ -11,11 +11,16 @@
 // roots of j_{l-1}, rounded to float32), and the normalisers are computed from those float32 zeros in
 // float32 arithmetic (numpy with a float32 argument): N = 1 / sqrt(0.5 Jn^2), Jn =
 // sqrt(pi / (2 z)) * float32(J_{l+3/2}(z)). Both are then used as double constants.
+//
+// The triplet basis (triplet_spherical_basis) multiplies R of a triplet's kj edge, block l, by the
+// zonal spherical harmonic Y_l^0(angle) = sqrt((2l + 1) / (4 pi)) P_l(cos angle) (PyG real_sph_harm
+// with zero_m_only); the cosine comes from kernels/angular.hpp (TripletAngle::AtI for DimeNet).
 #pragma once
 
 #include <hydragnn/core/types.hpp>
 #include <hydragnn/kernels/modes.hpp>
 #include <hydragnn/kernels/radial.hpp>
+#include <hydragnn/kernels/segment.hpp>
 
 #include <cmath>
 #include <stdexcept>
@@ -156,6 +161,86 @@ void spherical_bessel_basis_backward(const Exec& exec, const CVec<S, mem_t<Exec>
           }
         dbar(e) += acc / R(rc);
       });
+}
+
+namespace detail {
+/// Y(l) = sqrt((2l + 1) / (4 pi)) P_l(x), and dY(l) = dY/dx if dY is not null, l < L.
+template <class S>
+KOKKOS_INLINE_FUNCTION void zonal_harmonics(int L, const S& x, S* Y, S* dY) {
+  using R = real_t<S>;
+  const R inv4pi = R(0.07957747154594767);  // 1 / (4 pi)
+  S p_prev(R(0)), p(R(1)), d(R(0));          // P_{l-1}, P_l, P_l'
+  for (int l = 0; l < L; ++l) {
+    const R c = math::sqrt(R(2 * l + 1) * inv4pi);
+    Y[l] = c * p;
+    if (dY) dY[l] = c * d;
+    const S p_next = (R(2 * l + 1) * x * p - R(l) * p_prev) / R(l + 1);
+    const S d_next = R(l + 1) * p + x * d;
+    p_prev = p;
+    p = p_next;
+    d = d_next;
+  }
+}
+}  // namespace detail
+
+/// DimeNet's triplet basis: sbf(t, l K + n) = Y_l^0(cosv(t)) Rb(kj(t), l K + n), with Y_l^0 the zonal
+/// harmonic of the top.                          // cosv: T, Rb: E x L K, kj: T -> sbf: T x L K
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+void triplet_spherical_basis(const Exec& exec, const CVec<S, mem_t<Exec>>& cosv, const CMat<S, mem_t<Exec>>& Rb,
+                             const CVec<int, mem_t<Exec>>& kj, int L, const Mat<S, mem_t<Exec>>& sbf) {
+  constexpr int kMaxL = detail::kMaxSpherical;
+  detail::check_num_spherical(L);
+  const int K = int(Rb.extent(1)) / L;
+  detail::for_each_row<Mode>(exec, "hydragnn::SphericalBasis::triplet", long(sbf.extent(0)), KOKKOS_LAMBDA(const long t) {
+    S Y[kMaxL];
+    detail::zonal_harmonics(L, S(cosv(t)), Y, static_cast<S*>(nullptr));
+    const int e = kj(t);
+    for (int l = 0; l < L; ++l)
+      for (int n = 0; n < K; ++n) sbf(t, l * K + n) = Y[l] * Rb(e, l * K + n);
+  });
+}
+
+/// Backward of triplet_spherical_basis: cosbar(t) (+)= sum_l Y_l'(cos) sum_n sbfbar(t, lK+n) Rb(kj, lK+n)
+/// and Rbbar(e, lK+n) (+)= sum over the triplets q of e (kj_perm[kj_ptr(e) .. kj_ptr(e+1)), in order) of
+/// Y_l(cos(q)) sbfbar(q, lK+n); an output of extent 0 is skipped.
+///                                  // sbfbar: T x L K -> cosbar: T, Rbbar: E x L K
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+void triplet_spherical_basis_backward(const Exec& exec, const CVec<S, mem_t<Exec>>& cosv, const CMat<S, mem_t<Exec>>& Rb,
+                                      const CVec<int, mem_t<Exec>>& kj, const CVec<int, mem_t<Exec>>& kj_perm,
+                                      const CVec<int, mem_t<Exec>>& kj_ptr, int L, const CMat<S, mem_t<Exec>>& sbfbar,
+                                      const Vec<S, mem_t<Exec>>& cosbar, const Mat<S, mem_t<Exec>>& Rbbar,
+                                      bool accumulate) {
+  using R = real_t<S>;
+  constexpr int kMaxL = detail::kMaxSpherical;
+  detail::check_num_spherical(L);
+  const int K = int(Rb.extent(1)) / L;
+  if (cosbar.extent(0) > 0)
+    detail::for_each_row<Mode>(exec, "hydragnn::SphericalBasis::triplet_backward_cos", long(sbfbar.extent(0)),
+                               KOKKOS_LAMBDA(const long t) {
+                                 S Y[kMaxL], dY[kMaxL];
+                                 detail::zonal_harmonics(L, S(cosv(t)), Y, dY);
+                                 const int e = kj(t);
+                                 S acc = accumulate ? S(cosbar(t)) : S(R(0));
+                                 for (int l = 0; l < L; ++l) {
+                                   S dot(R(0));
+                                   for (int n = 0; n < K; ++n) dot += sbfbar(t, l * K + n) * Rb(e, l * K + n);
+                                   acc += dY[l] * dot;
+                                 }
+                                 cosbar(t) = acc;
+                               });
+  if (Rbbar.extent(0) > 0)
+    detail::for_each_row<Mode>(exec, "hydragnn::SphericalBasis::triplet_backward_radial", long(Rbbar.extent(0)),
+                               KOKKOS_LAMBDA(const long e) {
+                                 if (!accumulate)
+                                   for (int c = 0; c < L * K; ++c) Rbbar(e, c) = S(R(0));
+                                 for (int q = kj_ptr(e); q < kj_ptr(e + 1); ++q) {
+                                   const int t = kj_perm(q);
+                                   S Y[kMaxL];
+                                   detail::zonal_harmonics(L, S(cosv(t)), Y, static_cast<S*>(nullptr));
+                                   for (int l = 0; l < L; ++l)
+                                     for (int n = 0; n < K; ++n) Rbbar(e, l * K + n) += Y[l] * sbfbar(t, l * K + n);
+                                 }
+                               });
 }
 
 }  // namespace kernels
