@@ -209,7 +209,8 @@ void BM_train(benchmark::State& state, int hidden, bool conservative) {
   const double dev_before = device_used_mib();
   KokkosMemoryTracker::start();
   const Exec exec;
-  auto batch = hydragnn_bench::make_device_batch<M>(set, hydragnn_bench::species_map(), !conservative);
+  auto batch = hydragnn_bench::make_device_batch<M>(set, hydragnn_bench::species_map(), !conservative,
+                                                    hydragnn::conv_traits<Conv>::needs_triplets);
   Model<T, Conv, Exec> model(bench_spec(Conv::name, hidden, conservative), bench_options<Conv>(hidden));
   model.initialize(42);
   Optimizer<T, Exec> opt(OptimizerType::AdamW, model.num_params(), 1e-3, 1e-2, 0.0);
@@ -254,7 +255,8 @@ PredictRun run_predict(benchmark::State& state, const GraphSet& set, int hidden)
   r.dev_before = device_used_mib();
   KokkosMemoryTracker::start();
   const Exec exec;
-  auto batch = hydragnn_bench::make_device_batch<M>(set, hydragnn_bench::species_map(), false);
+  auto batch = hydragnn_bench::make_device_batch<M>(set, hydragnn_bench::species_map(), false,
+                                                    hydragnn::conv_traits<Conv>::needs_triplets);
   Model<T, Conv, Exec> model(bench_spec(Conv::name, hidden, true), bench_options<Conv>(hidden));
   model.initialize(42);
   Workspace<M> ws;

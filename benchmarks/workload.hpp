@@ -178,18 +178,19 @@ inline hydragnn::SpeciesMap species_map(const WorkloadSpec& w = reference_worklo
 }
 
 /// Device batch of a graph set. direct_heads: also collect the targets of the two direct heads
-/// (graph "energy" dim 1, node "forces" dim 3).
+/// (graph "energy" dim 1, node "forces" dim 3); triplets: build the triplet CSR (DimeNet).
 template <class M>
-hydragnn::Batch<M> make_device_batch(const GraphSet& set, const hydragnn::SpeciesMap& species, bool direct_heads) {
+hydragnn::Batch<M> make_device_batch(const GraphSet& set, const hydragnn::SpeciesMap& species, bool direct_heads,
+                                     bool triplets = false) {
   std::vector<const hydragnn::Structure*> fp;
   std::vector<const hydragnn::RadiusGraph*> gp;
   for (std::size_t i = 0; i < set.frames.size(); ++i) {
     fp.push_back(&set.frames[i]);
     gp.push_back(&set.graphs[i]);
   }
-  if (!direct_heads) return hydragnn::make_batch<M>(fp, gp, species);
+  if (!direct_heads) return hydragnn::make_batch<M>(fp, gp, species, {}, triplets);
   return hydragnn::make_batch<M>(fp, gp, species,
-                                 {hydragnn::HeadDef{"energy", false, 1}, hydragnn::HeadDef{"forces", true, 3}});
+                                 {hydragnn::HeadDef{"energy", false, 1}, hydragnn::HeadDef{"forces", true, 3}}, triplets);
 }
 
 }  // namespace hydragnn_bench

@@ -60,6 +60,22 @@ inline hydragnn::PNAPlusOptions test_options<hydragnn::PNAPlusConv>() {
   return o;
 }
 
+/// DimeNet++ with small embeddings, l = 0..3 and one residual layer on each side of the skip (the
+/// golden test has the edge-length feature and two after the skip).
+template <>
+inline hydragnn::DimeNetOptions test_options<hydragnn::DimeNetConv>() {
+  hydragnn::DimeNetOptions o;
+  o.num_radial = 4;
+  o.num_spherical = 4;
+  o.envelope_exponent = 3;
+  o.int_emb_size = 6;
+  o.basis_emb_size = 3;
+  o.out_emb_size = 10;
+  o.num_before_skip = 1;
+  o.num_after_skip = 1;
+  return o;
+}
+
 /// CGCNN with the edge-length feature.
 template <>
 inline hydragnn::CGCNNOptions test_options<hydragnn::CGCNNConv>() {

@@ -37,7 +37,7 @@ TEMPLATE_LIST_TEST_CASE("steady-state predict and training steps allocate nothin
     s.forces.assign(s.size(), Vec3{0.1, 0.0, -0.1});
     s.info["gap"] = "1.0";
   }
-  auto batch = make_batch<M>(frames, spec.cutoff, -1, spec.species, spec.heads);
+  auto batch = make_batch<M>(frames, spec.cutoff, -1, spec.species, spec.heads, conv_traits<TestType>::needs_triplets);
   LossSpec w;
   w.force = 1.0;
   w.heads = {1.0};

@@ -44,7 +44,7 @@ LossResult run_on(const ModelSpec& spec, const std::vector<double>& params, cons
     for (std::size_t i = 0; i < params.size(); ++i) h(i) = params[i];
     Kokkos::deep_copy(model.params(), h);
   }
-  auto b = make_batch<M>(frames, spec.cutoff, -1, spec.species, spec.heads);
+  auto b = make_batch<M>(frames, spec.cutoff, -1, spec.species, spec.heads, conv_traits<Conv>::needs_triplets);
   LossSpec w;
   w.energy = 1.0;
   w.force = 2.0;

@@ -402,6 +402,24 @@ TEST_CASE("config: unimplemented and unknown mpnn_type", "[config]") {
   CHECK_THAT(error_of(arch(R"("mpnn_type": "PNAPlus", "envelope_exponent": 0)")),
              Contains("NeuralNetwork.Architecture.envelope_exponent") && Contains(">= 1"));
   CHECK_THAT(error_of(arch(R"("mpnn_type": "PNAPlus", "envelope_exponent": 2.5)")), Contains("envelope_exponent"));
+  // DimeNet reads HydraGNN's DimeNet++ keys (defaults: the values of HydraGNN's example configs)
+  const Config dime = parse_config(arch(R"("mpnn_type": "DimeNet", "num_spherical": 5, "int_emb_size": 32,
+      "basis_emb_size": 4, "out_emb_size": 16, "num_before_skip": 2, "num_after_skip": 0, "num_radial": 3)"));
+  const auto& od = dime.arch.conv_options<hydragnn::DimeNetConv>();
+  CHECK((od.num_spherical == 5 && od.int_emb_size == 32 && od.basis_emb_size == 4 && od.out_emb_size == 16 &&
+         od.num_before_skip == 2 && od.num_after_skip == 0 && od.num_radial == 3 && od.envelope_exponent == 5));
+  const auto& dd = parse_config(arch(R"("mpnn_type": "DimeNet")")).arch.conv_options<hydragnn::DimeNetConv>();
+  CHECK((dd.num_spherical == 7 && dd.num_radial == 6 && dd.int_emb_size == 64 && dd.basis_emb_size == 8 &&
+         dd.out_emb_size == 128 && dd.num_before_skip == 1 && dd.num_after_skip == 2));
+  CHECK_THAT(error_of(arch(R"("mpnn_type": "DimeNet", "num_spherical": 17)")),
+             Contains("NeuralNetwork.Architecture.num_spherical") && Contains("1 .. 16"));
+  CHECK_THAT(error_of(arch(R"("mpnn_type": "DimeNet", "int_emb_size": 0)")),
+             Contains("NeuralNetwork.Architecture.int_emb_size"));
+  CHECK_THAT(error_of(arch(R"("mpnn_type": "DimeNet", "num_after_skip": -1)")),
+             Contains("NeuralNetwork.Architecture.num_after_skip"));
+  // another model's config may carry DimeNet's keys: type-checked, ignored
+  CHECK(parse_config(arch(R"("mpnn_type": "PAINN", "num_spherical": 7, "int_emb_size": 64)")).arch.mpnn_type == "PAINN");
+  CHECK_THAT(error_of(arch(R"("mpnn_type": "PAINN", "int_emb_size": "big")")), Contains("int_emb_size"));
   // another model's config may carry envelope_exponent (DimeNet's key): type-checked, ignored
   CHECK(parse_config(arch(R"("mpnn_type": "PAINN", "envelope_exponent": 5)")).arch.mpnn_type == "PAINN");
   // another model's config may carry pna_deg (HydraGNN writes it for every PNA-family run): type-checked, ignored

@@ -9,6 +9,7 @@
 
 #include <hydragnn/autodiff/potential.hpp>
 #include <hydragnn/conv/cgcnn.hpp>
+#include <hydragnn/conv/dimenet.hpp>
 #include <hydragnn/conv/egnn.hpp>
 #include <hydragnn/conv/gin.hpp>
 #include <hydragnn/conv/mfc.hpp>
@@ -126,7 +127,8 @@ void run_golden(const std::string& file, const typename Conv::options_type& opt)
       const Structure s = structure_of(js);
       const RadiusGraph rg = radius_graph(s, spec.cutoff, -1);
       REQUIRE(our_edges(s, rg) == golden_edges(js.at("edges")));
-      auto batch = make_batch<M>(std::vector<Structure>{s}, spec.cutoff, -1, spec.species);
+      auto batch = make_batch<M>(std::vector<Structure>{s}, spec.cutoff, -1, spec.species, {},
+                                 conv_traits<Conv>::needs_triplets);
       Workspace<M> ws;
       const auto w = model.weights(exec);
       typename Model<double, Conv, Exec>::template Forward<double> f;
@@ -203,7 +205,7 @@ void run_golden(const std::string& file, const typename Conv::options_type& opt)
       const json& tm = g.at("train_mode");
       std::vector<Structure> all;
       for (const json& js : g.at("structures")) all.push_back(structure_of(js));
-      auto batch = make_batch<M>(all, spec.cutoff, -1, spec.species);
+      auto batch = make_batch<M>(all, spec.cutoff, -1, spec.species, {}, conv_traits<Conv>::needs_triplets);
       Workspace<M> ws;
       model.set_training(true);
       const auto w = model.weights(exec);
@@ -317,6 +319,25 @@ TEST_CASE("golden: PNAPlus equals HydraGNN's PNAPlusStack with BatchNorm, the Be
   o.edge_features = a.at("edge_features").get<std::vector<std::string>>();
   o.edge_length_scale = a.at("edge_length_scale").get<double>();
   run_golden<PNAPlusConv>("pnaplus.json", o);
+}
+
+TEST_CASE("golden: DimeNet equals HydraGNN's DIMEStack (PyG InteractionPPBlock and OutputPPBlock, the Bessel and "
+          "spherical bases, the edge-length feature; our triplet list patched into HydraGNN: energies, forces, "
+          "features)",
+          "[golden]") {
+  const json a = load_golden("dimenet.json").at("architecture");
+  DimeNetOptions o;
+  o.num_radial = a.at("num_radial").get<int>();
+  o.num_spherical = a.at("num_spherical").get<int>();
+  o.envelope_exponent = a.at("envelope_exponent").get<int>();
+  o.int_emb_size = a.at("int_emb_size").get<int>();
+  o.basis_emb_size = a.at("basis_emb_size").get<int>();
+  o.out_emb_size = a.at("out_emb_size").get<int>();
+  o.num_before_skip = a.at("num_before_skip").get<int>();
+  o.num_after_skip = a.at("num_after_skip").get<int>();
+  o.edge_features = a.at("edge_features").get<std::vector<std::string>>();
+  o.edge_length_scale = a.at("edge_length_scale").get<double>();
+  run_golden<DimeNetConv>("dimenet.json", o);
 }
 
 TEST_CASE("golden: CGCNN equals HydraGNN's CGCNNStack with BatchNorm and the edge-length feature (energies, "

@@ -342,7 +342,9 @@ struct Fixture {
     rebuild();
     calibrate_batchnorm(exec, model, batch);
   }
-  void rebuild() { batch = make_batch<M>(frames, model.spec().cutoff, -1, model.spec().species); }
+  void rebuild() {
+    batch = make_batch<M>(frames, model.spec().cutoff, -1, model.spec().species, {}, conv_traits<Conv>::needs_triplets);
+  }
   std::vector<double> energies() { return predict(exec, model, batch, false).energy; }
 };
 
@@ -499,7 +501,7 @@ TEMPLATE_LIST_TEST_CASE("dual-number gradient of an energy+force+stress+heads lo
     for (std::size_t i = 0; i < s.size(); ++i) s.arrays["charge"].push_back(nd(rng));
     s.array_cols["charge"] = 1;
   }
-  auto batch = make_batch<M>(frames, spec.cutoff, -1, spec.species, spec.heads);
+  auto batch = make_batch<M>(frames, spec.cutoff, -1, spec.species, spec.heads, conv_traits<TestType>::needs_triplets);
   calibrate_batchnorm(exec, model, batch);
   LossSpec w;
   w.energy = 0.8;
@@ -569,7 +571,7 @@ TEMPLATE_LIST_TEST_CASE("graph-head pooling (sum, mean, max): dual gradient matc
     frames[0].energy = 0.3;
     frames[0].forces.assign(6, Vec3{0.1, -0.2, 0.3});
     frames[0].info["gap"] = "0.5";
-    auto batch = make_batch<M>(frames, spec.cutoff, -1, spec.species, spec.heads);
+    auto batch = make_batch<M>(frames, spec.cutoff, -1, spec.species, spec.heads, conv_traits<TestType>::needs_triplets);
     calibrate_batchnorm(exec, model, batch);
     LossSpec w;
     w.force = 0.9;

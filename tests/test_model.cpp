@@ -35,7 +35,7 @@ ModelSpec spec_for(const std::string& type) {
 
 template <class ModelT>
 Prediction run(const ModelT& model, const std::vector<Structure>& frames) {
-  auto b = make_batch<M>(frames, model.spec().cutoff, -1, model.spec().species);
+  auto b = make_batch<M>(frames, model.spec().cutoff, -1, model.spec().species, {}, ModelT::traits::needs_triplets);
   return predict(Exec(), model, b, true);
 }
 
@@ -62,7 +62,8 @@ Vec3 rot_apply(const Mat3& R, const Vec3& x) {
 /// The vector features (N x 3 x F) after every layer of a double model's forward, flattened per layer.
 template <class ModelT>
 std::vector<std::vector<double>> vector_features(const ModelT& model, const Structure& s) {
-  auto b = make_batch<M>(std::vector<Structure>{s}, model.spec().cutoff, -1, model.spec().species);
+  auto b = make_batch<M>(std::vector<Structure>{s}, model.spec().cutoff, -1, model.spec().species, {},
+                         ModelT::traits::needs_triplets);
   Workspace<M> ws;
   const auto w = model.weights(Exec());
   const auto r = model.template edge_vectors<double>(Exec(), b, ws);

@@ -63,6 +63,8 @@ def guess_mpnn_type(names):
         return "PNAEq"
     if ".scalar_message_mlp." in joined and ".update_mlp." in joined:
         return "PAINN"
+    if ".module_2.lin_sbf1.weight" in joined and ".module_3.lin_up.weight" in joined:
+        return "DimeNet"
     if ".module_0.pre_nns." in joined and ".module_0.rbf_lin." in joined and any(n.endswith("rbf.freq") for n in names):
         return "PNAPlus"
     if ".module_0.pre_nns." in joined and ".module_0.post_nns." in joined and ".module_0.lin." in joined:

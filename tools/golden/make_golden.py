@@ -457,20 +457,23 @@ def architecture(mpnn_type):
         arch.update(num_radial=6, envelope_exponent=PNAPLUS_ENVELOPE_EXPONENT, pna_deg=list(PNA_DEG))
     if mpnn_type == "MFC":
         arch.update(max_neighbours=MFC_MAX_DEGREE)
+    if mpnn_type == "DimeNet":
+        arch.update(DIMENET)
     if mpnn_type in EDGE_LENGTH:
         arch.update(edge_dim=1, edge_features=["length"], edge_length_scale=EDGE_LENGTH_SCALE)
     return arch
 
 
 # Every model, in the order the files are (re)generated; file tests/golden/<name lower-case>.json.
-MODELS = ("SchNet", "EGNN", "PAINN", "PNAEq", "GIN", "SAGE", "PNA", "CGCNN", "MFC", "GAT", "PNAPlus")
+MODELS = ("SchNet", "EGNN", "PAINN", "PNAEq", "GIN", "SAGE", "PNA", "CGCNN", "MFC", "GAT", "PNAPlus", "DimeNet")
 # Seed offsets of the models that reseed torch before they are built, so that their file does not
 # depend on which models ran before (SchNet and EGNN keep the sequential draws their files were
 # written with).
-OWN_SEED = {"PAINN": 4, "PNAEq": 5, "GIN": 6, "SAGE": 7, "PNA": 8, "CGCNN": 9, "MFC": 10, "GAT": 11, "PNAPlus": 12}
+OWN_SEED = {"PAINN": 4, "PNAEq": 5, "GIN": 6, "SAGE": 7, "PNA": 8, "CGCNN": 9, "MFC": 10, "GAT": 11, "PNAPlus": 12,
+            "DimeNet": 13}
 # Models built on PyG MessagePassing with flow source_to_target: sender edge_index[0], aggregation
 # at edge_index[1].
-SOURCE_TO_TARGET = {"SchNet", "GIN", "SAGE", "PNA", "CGCNN", "MFC", "GAT", "PNAPlus"}
+SOURCE_TO_TARGET = {"SchNet", "GIN", "SAGE", "PNA", "CGCNN", "MFC", "GAT", "PNAPlus", "DimeNet"}
 # Models whose energy does not depend on the positions (HydraGNN: is_edge_model = False, no
 # geometry in the layer): their forces are zero (autograd finds pos unused).
 POSITION_FREE = {"GIN", "SAGE", "MFC"}
@@ -479,12 +482,16 @@ BATCHNORM = {"GIN", "SAGE", "PNA", "CGCNN", "MFC", "GAT", "PNAPlus"}
 # Models given the edge feature "length" (HydraGNN edge_features ["length"], edge_dim 1): edge_attr =
 # |r_e| / EDGE_LENGTH_SCALE, computed here from pos with HydraGNN's get_edge_vectors_and_lengths so
 # that autograd sees it (HydraGNN precomputes edge_attr in its datasets; forces through it are ours).
-EDGE_LENGTH = {"PNA", "CGCNN", "GAT", "PNAPlus"}
+EDGE_LENGTH = {"PNA", "CGCNN", "GAT", "PNAPlus", "DimeNet"}
 EDGE_LENGTH_SCALE = 3.0
 # Central-difference step of the force self-check where the default 1e-5 straddles a kink: one
 # crystal force component of PNAPlus lies within 1e-6..1e-5 of a switch of a ReLU or of PNA's
 # min/max (measured: rel err 1.0e-5 at h = 1e-4, 4.9e-6 at 1e-5, 1.2e-10 at 1e-6, 1.1e-9 at 1e-7).
 FD_STEP = {"PNAPlus": 1e-6}
+# DimeNet's keys (HydraGNN requires each; small sizes, two residual layers after the skip so that
+# both lists are exercised, num_spherical 4 so that l = 0..3 enter).
+DIMENET = dict(num_radial=5, num_spherical=4, envelope_exponent=5, int_emb_size=6, basis_emb_size=3,
+               out_emb_size=7, num_before_skip=1, num_after_skip=2)
 # PNAPlus's envelope_exponent (PyG's default 5; HydraGNN requires the key).
 PNAPLUS_ENVELOPE_EXPONENT = 5
 # MFC's max_degree (HydraGNN: max_neighbours); the golden graphs are not capped, their in-degrees
@@ -577,6 +584,16 @@ FORMULAS = {
         "rbf_e))]); m_e = pre_nns.0.0([h_dst, h_src, re_e]) * rbf_lin(rbf_e) (rbf_lin without bias); "
         "A_i = PNA(m) as PNA; conv(h)_i = lin(post_nns.0.0([h_i, A_i])); h' = silu(BN(conv(h))) "
         "with BN = feature_layers.<l>.module as GIN; prefix graph_convs.<l>.module_0."),
+    "DimeNet": (
+        "rbf_e = BesselBasisLayer(d_e) as PNAPlus (rbf.freq shared by the layers); triplets t = (kj, ji) "
+        "(k -> j -> i); sbf_t,lK+n = Y_l^0(angle_t) R_l,n(d_kj) with Y_l^0 = sqrt((2l+1)/4pi) "
+        "P_l(cos), angle_t between r_ji and r_ji + r_kj, R_l,n(d) = env(d/radius) N_ln j_l(z_ln "
+        "d/radius) (PyG SphericalBasisLayer); x0 = module_0(h); x1 = silu(module_1.lin([x0_dst, "
+        "x0_src, silu(module_1.lin_rbf(rbf)), silu(module_1.edge_lin(a_e))])) with a_e = |r_e| / "
+        "edge_length_scale; module_2 = PyG InteractionPPBlock(x1, rbf, sbf, idx_kj, idx_ji) with SiLU; "
+        "module_3 = PyG OutputPPBlock (sum over the edges with dst = i, one hidden layer, "
+        "glorot_orthogonal output init); h' = silu(conv(h)) (Identity feature layers); prefix "
+        "graph_convs.<l>."),
     "SAGE": (
         "conv(h)_i = lin_l(mean_e h[src_e]) + lin_r(h_i) (mean over the edges with dst = i, 0 if "
         "none; lin_r without bias); h' = silu(BN(conv(h))) with BN = feature_layers.<l>.module "
@@ -622,6 +639,18 @@ def build_model(hg_create, mpnn_type, patches):
             "|pos[dst] - pos[src] + S| computed with HydraGNN's "
             "get_edge_vectors_and_lengths; everything else of SCFStack/CFConv unchanged")
 
+    if mpnn_type == "DimeNet":
+        dime = importlib.import_module("hydragnn.models.DIMEStack")
+        if not _HYDRAGNN_TRIPLETS:
+            _HYDRAGNN_TRIPLETS.append(dime.triplets)
+        dime.triplets = _given_triplets
+        patches.append(
+            "DIMEStack.triplets (drops every triplet with k == i) replaced by our rule "
+            "(graph/triplets.hpp): for edge ji = (j -> i) every edge kj into j except the reverse "
+            "of ji, the edge i -> j with the opposite image shift; k == i through another periodic "
+            "image is kept. Same list without periodic images; returns (dst, src, idx_i, idx_j, "
+            "idx_k, idx_kj, idx_ji) as HydraGNN's does, triplets ordered by ji, then kj")
+
     prev = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
@@ -646,6 +675,12 @@ def build_model(hg_create, mpnn_type, patches):
             num_filters=arch.get("num_filters"),
             num_radial=arch.get("num_radial"),
             envelope_exponent=arch.get("envelope_exponent"),
+            num_spherical=arch.get("num_spherical"),
+            int_emb_size=arch.get("int_emb_size"),
+            basis_emb_size=arch.get("basis_emb_size"),
+            out_emb_size=arch.get("out_emb_size"),
+            num_before_skip=arch.get("num_before_skip"),
+            num_after_skip=arch.get("num_after_skip"),
             pna_deg=(torch.tensor(arch["pna_deg"], dtype=torch.float64)
                      if mpnn_type == "PNAEq" else arch.get("pna_deg")),
             radius=arch["radius"],
@@ -663,6 +698,37 @@ def build_model(hg_create, mpnn_type, patches):
                    "ShiftedSoftplus shift computed in float64)")
     model = model.double().eval()
     return model, arch
+
+
+# Integer image shifts of the edge list the next DimeNet forward sees (set by make_data).
+_TRIPLET_IMAGES = {"img": None}
+# HydraGNN's own DIMEStack.triplets, kept to measure the deviation.
+_HYDRAGNN_TRIPLETS = []
+
+
+def _given_triplets(edge_index, num_nodes):
+    """Our triplet rule (graph/triplets.hpp) in HydraGNN's triplets() signature; edge_index = [src; dst]."""
+    import numpy as np
+    import torch
+
+    src = edge_index[0].numpy()
+    dst = edge_index[1].numpy()
+    img = np.asarray(_TRIPLET_IMAGES["img"], dtype=np.int64).reshape(-1, 3)
+    assert len(img) == len(src), "triplets: image shifts of another edge list"
+    into = [[] for _ in range(num_nodes)]
+    for b in range(len(src)):
+        into[dst[b]].append(b)
+    ji, kj = [], []
+    for a in range(len(src)):
+        for b in into[src[a]]:
+            if src[b] == dst[a] and (img[b] == -img[a]).all():
+                continue
+            ji.append(a)
+            kj.append(b)
+    idx_ji = torch.tensor(ji, dtype=torch.long)
+    idx_kj = torch.tensor(kj, dtype=torch.long)
+    s, d = edge_index[0], edge_index[1]
+    return d, s, d[idx_ji], s[idx_ji], s[idx_kj], idx_kj, idx_ji
 
 
 def batchnorm_modules(stack):
@@ -777,6 +843,8 @@ def make_data(st, emb, species, mpnn_type, requires_grad=True):
                 edge_shifts=torch.tensor(sh, dtype=torch.float64))
     data.batch = torch.zeros(len(st["numbers"]), dtype=torch.long)
     add_edge_attr(data, mpnn_type)
+    if mpnn_type == "DimeNet":
+        _TRIPLET_IMAGES["img"] = img
     return data
 
 
@@ -1223,6 +1291,19 @@ def main(argv=None):
                 rec["coordinates"] = [_f(c) for c in res["coordinates"]]
             if mpnn_type in ("PAINN", "PNAEq"):  # the equivariant stream after each layer, N x 3 x F
                 rec["vector_features"] = [_f(c) for c in res["coordinates"]]
+            if mpnn_type == "DimeNet":
+                # the deviation: the same model with HydraGNN's own triplets() (drops every k == i)
+                dime = importlib.import_module("hydragnn.models.DIMEStack")
+                dime.triplets = _HYDRAGNN_TRIPLETS[0]
+                try:
+                    own, _, _ = evaluate(model, st, emb, species, mpnn_type, record=False)
+                finally:
+                    dime.triplets = _given_triplets
+                rec["energy_with_hydragnn_triplets"] = own["energy"]
+                rec["forces_with_hydragnn_triplets_max_diff"] = float(abs(own["forces"] - res["forces"]).max())
+                print("  %-8s HydraGNN's triplets(): E %.17g (ours %.17g, diff %.3g), max |dF| %.3g"
+                      % (st["name"], own["energy"], res["energy"], own["energy"] - res["energy"],
+                         rec["forces_with_hydragnn_triplets_max_diff"]))
             doc["structures"].append(rec)
         path = os.path.join(args.out_dir, fname)
         with open(path, "w") as fh:

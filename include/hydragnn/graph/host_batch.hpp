@@ -15,6 +15,7 @@
 #include <hydragnn/core/workspace.hpp>
 #include <hydragnn/graph/batch_builder.hpp>
 #include <hydragnn/graph/radius_graph.hpp>
+#include <hydragnn/graph/triplets.hpp>
 
 #include <algorithm>
 #include <climits>
@@ -30,7 +31,7 @@ namespace hydragnn {
 /// when ilist is null) has numneigh[i] neighbours firstneigh[i][k] & mask, indices into [0, n_all).
 /// Owned atoms must all have lists; ghosts need theirs when the model has more than one
 /// message-passing layer (their features feed the owned atoms' energies): then the ghosts must
-/// reach num_conv_layers x cutoff beyond the owned atoms. firstneigh == nullptr: no lists; the
+/// reach Potential::ghost_cutoff() beyond the owned atoms. firstneigh == nullptr: no lists; the
 /// Potential then finds every pair closer than the cutoff among all n_all atoms itself.
 struct HostNeighborList {
   int n_local = 0, n_all = 0;
@@ -289,6 +290,33 @@ Batch<M> upload_batch(const HostBatch& h, Workspace<M>& ws) {
   b.send_ptr = up("hydragnn::HostBatch::send_ptr", h.send_ptr);
   b.inv_count = up("hydragnn::HostBatch::inv_count", h.inv_count);
   return b;  // host label copies (natoms, numbers, targets) stay empty: the model does not read them
+}
+
+/// The triplets of a host batch (graph/triplets.hpp's rule: the reverse of edge ji is the edge i -> j
+/// with the opposite shift), into t (its vectors reused).
+inline void host_batch_triplets(const HostBatch& h, TripletCsr& t) {
+  t = triplets_detail::build(h.dst, h.src, h.num_atoms, [&](int a, int b) {
+    return h.src[b] == h.dst[a] && h.shift[3 * b] == -h.shift[3 * a] && h.shift[3 * b + 1] == -h.shift[3 * a + 1] &&
+           h.shift[3 * b + 2] == -h.shift[3 * a + 2];
+  });
+}
+
+/// Uploads a triplet CSR into workspace slots of b (no allocation once the slots are large enough).
+template <class M>
+void upload_triplets(const TripletCsr& t, Workspace<M>& ws, Batch<M>& b) {
+  auto up = [&](const char* label, const std::vector<int>& v) {
+    auto d = ws.template vec<int>(label, 0, v.size());
+    Kokkos::deep_copy(d, Kokkos::View<const int*, Kokkos::HostSpace, Kokkos::MemoryUnmanaged>(v.data(), v.size()));
+    return d;
+  };
+  b.triplets.num_edges = t.num_edges;
+  b.triplets.num_triplets = int(t.size());
+  b.triplets.ptr = up("hydragnn::HostBatch::triplet_ptr", t.ptr);
+  b.triplets.ji = up("hydragnn::HostBatch::triplet_ji", t.ji);
+  b.triplets.kj = up("hydragnn::HostBatch::triplet_kj", t.kj);
+  b.triplets.kj_perm = up("hydragnn::HostBatch::triplet_kj_perm", t.kj_perm);
+  b.triplets.kj_ptr = up("hydragnn::HostBatch::triplet_kj_ptr", t.kj_ptr);
+  b.has_triplets = true;
 }
 
 }  // namespace hydragnn

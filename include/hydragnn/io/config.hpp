@@ -562,7 +562,7 @@ inline void parse_architecture(Reader& a, ArchitectureConfig& c,
     if (std::find(names.begin(), names.end(), c.mpnn_type) == names.end()) {
       std::string list;
       for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-      for (const char* n : {"PNAPlus", "DimeNet", "MACE"})
+      for (const char* n : {"MACE"})
         if (c.mpnn_type == n)
           a.fail("'" + a.key_path("mpnn_type") + "' = " + json(c.mpnn_type).dump() +
                  " is not implemented yet (supported: " + list + ")");
@@ -626,9 +626,7 @@ inline void parse_architecture(Reader& a, ArchitectureConfig& c,
 
   // HydraGNN keys for models/features we do not implement: type-checked only.
   for (const char* k : {"global_attn_engine", "global_attn_type"}) a.ignore(k, kStr | kNull);
-  for (const char* k : {"global_attn_heads", "pe_dim", "int_emb_size", "out_emb_size",
-                        "basis_emb_size", "num_before_skip", "num_after_skip",
-                        "num_spherical", "max_ell", "node_max_ell"})
+  for (const char* k : {"global_attn_heads", "pe_dim", "max_ell", "node_max_ell"})
     a.ignore(k, kInt);
   a.ignore("correlation", kInt | kArr, kInt);
   a.ignore("avg_num_neighbors", kNum | kNull);

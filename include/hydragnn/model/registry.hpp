@@ -5,6 +5,7 @@
 #pragma once
 
 #include <hydragnn/conv/cgcnn.hpp>
+#include <hydragnn/conv/dimenet.hpp>
 #include <hydragnn/conv/egnn.hpp>
 #include <hydragnn/conv/gat.hpp>
 #include <hydragnn/conv/gin.hpp>
@@ -24,7 +25,8 @@
 namespace hydragnn {
 
 /// Every convolution the library implements (HydraGNN mpnn_type names).
-using conv_registry = std::tuple<SchNetConv, EGNNConv, PaiNNConv, PNAEqConv, GINConv, SAGEConv, PNAConv, PNAPlusConv, CGCNNConv, MFCConv, GATConv>;
+using conv_registry = std::tuple<SchNetConv, EGNNConv, PaiNNConv, PNAEqConv, GINConv, SAGEConv, PNAConv, PNAPlusConv, CGCNNConv, MFCConv, GATConv,
+                                 DimeNetConv>;
 
 template <class T>
 struct type_tag {

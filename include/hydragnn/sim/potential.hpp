@@ -8,12 +8,14 @@
 //  * compute(exec, host_list): the host code's list over owned atoms [0, n_local) and ghosts
 //    [n_local, n_all). The energy is the sum over the owned atoms' energies; forces are returned
 //    for every atom, the ghosts' ones to be added to their owners by the host (LAMMPS' reverse
-//    communication). The ghosts must reach num_conv_layers x cutoff (ghost_cutoff()) beyond the
+//    communication). The ghosts must reach receptive_hops() x cutoff (ghost_cutoff()) beyond the
 //    owned atoms and carry their own lists, so that every feature an owned atom's energy reads is
 //    computed from a complete neighbourhood. Without lists (firstneigh null) every pair among all
 //    the atoms is found here (cell lists): what the LAMMPS pair style does. Only the owned atoms'
 //    receptive field is computed (graph/host_batch.hpp, ReceptiveField): ghosts more than
-//    num_conv_layers hops away are dropped, the outermost kept ghosts get no incoming edges.
+//    receptive_hops() hops away are dropped, the outermost kept ghosts get no incoming edges.
+//    receptive_hops() is num_conv_layers, twice that for triplet models (DimeNet: a layer's output at
+//    i reads k -> j -> i, two neighbour shells).
 //
 // Virial convention (LAMMPS'): W = sum_i x_i F_i^T = -sum_e r_e (dE/dr_e)^T, eV; per atom half of
 // each edge's term to each end (sum_i W_i = W). The stress (ASE sign, eV/A^3) is -W^T / V.
@@ -89,8 +91,11 @@ class Potential {
   /// "float" or "double": the network arithmetic in use.
   const std::string& precision() const { return precision_; }
   double cutoff() const { return spec().cutoff; }
-  /// How far ghost atoms must reach beyond the owned ones: num_conv_layers x cutoff.
-  double ghost_cutoff() const { return spec().num_conv_layers * spec().cutoff; }
+  /// Neighbour shells an owned atom's energy reads: num_conv_layers (pair models), twice that for
+  /// triplet models.
+  int receptive_hops() const { return impl_->hops_per_layer() * spec().num_conv_layers; }
+  /// How far ghost atoms must reach beyond the owned ones: receptive_hops() x cutoff.
+  double ghost_cutoff() const { return receptive_hops() * spec().cutoff; }
   /// The nearest-K cap of the training graphs (-1: none). With a cap the energy is discontinuous
   /// where neighbours swap at the cap; models for MD should be trained without one.
   int max_neighbours() const { return spec().max_neighbours; }
@@ -142,7 +147,7 @@ class Potential {
       const RadiusGraph rg = radius_graph(all_, spec().cutoff, spec().max_neighbours);
       host_batch_from_structure(all_, rg, spec().species, host_, nl.n_local);
     }
-    field_.apply(host_, spec().num_conv_layers, int(spec().species.size()));
+    field_.apply(host_, receptive_hops(), int(spec().species.size()));
     impl_->run(exec, host_, nl.n_local, per_atom, field_out_);
     // back to the host's atom indices (atoms outside the receptive field: zero force and virial)
     out_.energy = field_out_.energy;
@@ -168,6 +173,7 @@ class Potential {
   struct Impl {
     virtual ~Impl() = default;
     virtual const ModelSpec& spec() const = 0;
+    virtual int hops_per_layer() const = 0;
     /// Energy of graph 0 (the structure, or the owned atoms) and its derivatives; n_energy atoms
     /// (the first ones) get per-atom energies.
     virtual void run(const Exec& exec, const HostBatch& h, int n_energy, bool per_atom, PotentialOutput& out) = 0;
@@ -179,48 +185,48 @@ class Potential {
     using M = memory_space;
     explicit ModelImpl(ModelT&& m) : model(std::move(m)) {}
     const ModelSpec& spec() const override { return model.spec(); }
+    int hops_per_layer() const override { return ModelT::traits::needs_triplets ? 2 : 1; }
 
     void run(const Exec& exec, const HostBatch& h, int n_energy, bool per_atom, PotentialOutput& out) override {
+      const int G = h.num_graphs, N = h.num_atoms;
+      Batch<M> b = upload_batch(h, batch_ws);
       if constexpr (ModelT::traits::needs_triplets) {
-        throw std::invalid_argument(std::string("hydragnn::Potential: ") + ModelT::conv_type::name +
-                                    " needs triplets, which the potential interface does not build yet");
-      } else {
-        const int G = h.num_graphs, N = h.num_atoms;
-        const Batch<M> b = upload_batch(h, batch_ws);
-        const auto w = model.weights(exec);
-        auto r = model.template edge_vectors<T>(exec, b, ws);
-        model.template forward<T>(exec, w, b, r, f, ws);
-        // dE_0 / d(everything): seed 1 on graph 0 only
-        auto hseed = ws.template host_vec<T>("hydragnn::Potential::seed_host", 0, G);
-        for (int g = 0; g < G; ++g) hseed(g) = T(g == 0 ? 1 : 0);
-        auto seed = ws.template vec<T>("hydragnn::Potential::seed", 0, G);
-        Kokkos::deep_copy(exec, seed, hseed);
-        auto rbar = model.template backward<T>(exec, w, b, f, seed, {}, Vec<T, M>(), ws);
-        auto F = ws.template mat<double>("hydragnn::Potential::forces", 0, N, 3);
-        auto W = ws.template mat<double>("hydragnn::Potential::atom_virial", 0, N, 9);
-        kernels::assemble_forces<Exec, T>(exec, b, rbar, F);
-        kernels::assemble_atom_virial<Exec, T>(exec, b, rbar, W);
-        copy_out(exec, f.energy, 1, "energy", energy_);
-        copy_out(exec, F, 3 * std::size_t(N), "forces", out.forces);
-        copy_out(exec, W, 9 * std::size_t(N), "atom_virial", out.atom_virial);
-        out.energy = energy_[0];
-        out.virial.fill(0.0);
-        for (int i = 0; i < N; ++i)
-          for (int k = 0; k < 9; ++k) out.virial[k] += out.atom_virial[9 * std::size_t(i) + k];
-        if (!per_atom) {
-          out.atom_virial.clear();
-          out.atom_energy.clear();
-          return;
-        }
-        if (model.spec().energy_pooled)
-          throw std::invalid_argument("hydragnn::Potential: per-atom energies need an energy that is a sum of atom "
-                                      "energies (Variables_of_interest type \"node\"); this model pools a graph head");
-        // e_i = scale * (network output of atom i) + shift + ref[species_i]
-        copy_out(exec, f.heads.e_atom, std::size_t(n_energy), "atom_energy", out.atom_energy);
-        const ModelSpec& sp = model.spec();
-        for (int i = 0; i < n_energy; ++i)
-          out.atom_energy[i] = sp.energy_scale * out.atom_energy[i] + sp.energy_shift + sp.ref_energy[h.species[i]];
+        host_batch_triplets(h, triplets);
+        upload_triplets(triplets, batch_ws, b);
       }
+      const auto w = model.weights(exec);
+      auto r = model.template edge_vectors<T>(exec, b, ws);
+      model.template forward<T>(exec, w, b, r, f, ws);
+      // dE_0 / d(everything): seed 1 on graph 0 only
+      auto hseed = ws.template host_vec<T>("hydragnn::Potential::seed_host", 0, G);
+      for (int g = 0; g < G; ++g) hseed(g) = T(g == 0 ? 1 : 0);
+      auto seed = ws.template vec<T>("hydragnn::Potential::seed", 0, G);
+      Kokkos::deep_copy(exec, seed, hseed);
+      auto rbar = model.template backward<T>(exec, w, b, f, seed, {}, Vec<T, M>(), ws);
+      auto F = ws.template mat<double>("hydragnn::Potential::forces", 0, N, 3);
+      auto W = ws.template mat<double>("hydragnn::Potential::atom_virial", 0, N, 9);
+      kernels::assemble_forces<Exec, T>(exec, b, rbar, F);
+      kernels::assemble_atom_virial<Exec, T>(exec, b, rbar, W);
+      copy_out(exec, f.energy, 1, "energy", energy_);
+      copy_out(exec, F, 3 * std::size_t(N), "forces", out.forces);
+      copy_out(exec, W, 9 * std::size_t(N), "atom_virial", out.atom_virial);
+      out.energy = energy_[0];
+      out.virial.fill(0.0);
+      for (int i = 0; i < N; ++i)
+        for (int k = 0; k < 9; ++k) out.virial[k] += out.atom_virial[9 * std::size_t(i) + k];
+      if (!per_atom) {
+        out.atom_virial.clear();
+        out.atom_energy.clear();
+        return;
+      }
+      if (model.spec().energy_pooled)
+        throw std::invalid_argument("hydragnn::Potential: per-atom energies need an energy that is a sum of atom "
+                                    "energies (Variables_of_interest type \"node\"); this model pools a graph head");
+      // e_i = scale * (network output of atom i) + shift + ref[species_i]
+      copy_out(exec, f.heads.e_atom, std::size_t(n_energy), "atom_energy", out.atom_energy);
+      const ModelSpec& sp = model.spec();
+      for (int i = 0; i < n_energy; ++i)
+        out.atom_energy[i] = sp.energy_scale * out.atom_energy[i] + sp.energy_shift + sp.ref_energy[h.species[i]];
     }
 
     /// The first n values of a contiguous device view into dst (as double), through a host slot.
@@ -238,6 +244,7 @@ class Potential {
     Workspace<M> ws, batch_ws;
     typename ModelT::template Forward<T> f;
     std::vector<double> energy_;
+    TripletCsr triplets;  ///< host triplets of the last call (triplet models)
   };
 
   std::unique_ptr<Impl> impl_;
