@@ -213,8 +213,8 @@ struct DimeNetConv {
     Mat<S, M> abar, sbfbar;  ///< sbfbar: summed over the layers
   };
   template <class S, class M> struct LayerCache {
-    Mat<S, M> rbf, x0, z1, rb, za, ea, y1, x1, yji, ykj, xkj, rr1, rr, a, yd, xd, s1, s, gk, agg, yu, h0, yl, x2, o1, n0,
-        n1, n2, n3;
+    Mat<S, M> rbf, x0, z1, rb, za, ea, y1, x1, yji, ykj, xkj, rr1, rr, a, yd, xd, s1, agg, yu, h0, yl, x2, o1, n0, n1,
+        n2, n3;
     std::vector<conv::ResidualLayer::Cache<S, M>> before, after;
     std::vector<Mat<S, M>> hb, ha;  ///< outputs of the residual layers before / after the skip
   };
@@ -329,13 +329,14 @@ struct DimeNetConv {
     lin(c.a, L.down, c.yd);
     silu(c.yd, c.xd);
     c.s1 = mat("s1", Tn, Bsz);
-    c.s = mat("s", Tn, int_emb);
+    // T x int_emb products: only s1 (T x basis_emb_size) is kept; the backward recomputes s and gk
+    auto s = ws.template mat<S>(lbl + ".s", 0, Tn, int_emb);
+    auto gk = ws.template mat<S>(lbl + ".gk", 0, Tn, int_emb);
     lin(ec.sbf, L.sbf1, c.s1);
-    lin(c.s1, L.sbf2, c.s);
-    c.gk = mat("gk", Tn, int_emb);
-    kernels::triplet_gather<Exec, S>(exec, c.xd, b.triplets.kj, c.gk);
+    lin(c.s1, L.sbf2, s);
+    kernels::triplet_gather<Exec, S>(exec, c.xd, b.triplets.kj, gk);
     auto tm = ws.template mat<S>(lbl + ".tm", 0, Tn, int_emb);
-    kernels::hadamard<Exec, S>(exec, c.gk, c.s, tm);
+    kernels::hadamard<Exec, S>(exec, gk, s, tm);
     c.agg = mat("agg", E, int_emb);
     kernels::triplet_sum<Exec, S>(exec, tm, b.triplets.ptr, c.agg, false);
     c.yu = mat("yu", E, Hd);
@@ -466,7 +467,10 @@ struct DimeNetConv {
     auto gkbar = tmp("gk_bar", Tn, int_emb);
     const bool want_sbf = want_params || want_geometry;
     auto sbar = want_sbf ? tmp("s_bar", Tn, int_emb) : Mat<S, M>();
-    kernels::hadamard_backward<Exec, S>(exec, c.gk, c.s, tmbar, gkbar, sbar, false, false);
+    auto s = tmp("s", Tn, int_emb), gk = tmp("gk", Tn, int_emb);  // recomputed (see layer_forward)
+    kernels::linear_forward<Exec, S, T>(exec, c.s1, w, L.sbf2, s);
+    kernels::triplet_gather<Exec, S>(exec, c.xd, b.triplets.kj, gk);
+    kernels::hadamard_backward<Exec, S>(exec, gk, s, tmbar, gkbar, sbar, false, false);
     auto xdbar = tmp("xd_bar", E, int_emb);
     kernels::triplet_gather_backward<Exec, S>(exec, gkbar, b.triplets.kj_perm, b.triplets.kj_ptr, xdbar, false);
     if (want_sbf) {
