@@ -399,8 +399,11 @@ TEMPLATE_LIST_TEST_CASE("forces and stress are derivatives of the energy", "[lay
 }
 
 /// Convolutions whose messages carry a cutoff envelope that vanishes with its slope at the cutoff
-/// (SchNet's and PaiNN's cosine cutoff): energies and forces are continuous where an edge appears.
-using smooth_cutoff_types = std::tuple<SchNetConv, PerLayerSchNet, PaiNNConv>;
+/// (SchNet's and PaiNN's cosine cutoff; DimeNet's polynomial envelope of the Bessel bases, which
+/// multiplies every path from an edge to the energy: the output block's lin_rbf(rbf), the triplet
+/// message's lin_rbf2(lin_rbf1(rbf)) and the triplet basis): energies and forces are continuous
+/// where an edge appears.
+using smooth_cutoff_types = std::tuple<SchNetConv, PerLayerSchNet, PaiNNConv, DimeNetConv>;
 
 TEMPLATE_LIST_TEST_CASE("an atom crossing the cutoff changes energy and forces continuously", "[layers][cutoff]",
                         smooth_cutoff_types) {
