@@ -36,6 +36,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace hydragnn {
@@ -117,6 +118,37 @@ struct ResidualLayer {
     if (g.extent(0) > 0) kernels::linear_backward_params<Exec, S>(exec, c.h, q1bar, lin1, g);
     Kokkos::deep_copy(exec, hbar, outbar);
     kernels::linear_backward_input<Exec, S, T>(exec, q1bar, w, lin1, hbar, true);
+  }
+
+  /// A stack of residual layers on h (E x H): outs[k] is layer k's output (workspace slot `slot`,
+  /// labels lbl + k); returns the last output (h itself for an empty stack).
+  template <class Exec, class S, class T>
+  static Mat<S, mem_t<Exec>> forward_stack(const Exec& exec, const Weights<T, mem_t<Exec>>& w,
+                                           const std::vector<ResidualLayer>& stack, Mat<S, mem_t<Exec>> h,
+                                           std::vector<Cache<S, mem_t<Exec>>>& caches,
+                                           std::vector<Mat<S, mem_t<Exec>>>& outs, Workspace<mem_t<Exec>>& ws,
+                                           const std::string& lbl, int slot) {
+    caches.resize(stack.size());
+    outs.resize(stack.size());
+    for (std::size_t k = 0; k < stack.size(); ++k) {
+      const std::string n = lbl + std::to_string(k);
+      outs[k] = ws.template mat<S>(n + ".out", slot, h.extent(0), h.extent(1));
+      stack[k].forward<Exec, S, T>(exec, w, h, caches[k], outs[k], ws, n, slot);
+      h = outs[k];
+    }
+    return h;
+  }
+  /// Backward of forward_stack: hbar, the cotangent of the last output, becomes that of the stack's
+  /// input; spare is a second buffer of hbar's shape (the two are swapped per layer).
+  template <class Exec, class S, class T>
+  static void backward_stack(const Exec& exec, const Weights<T, mem_t<Exec>>& w, const std::vector<ResidualLayer>& stack,
+                             const std::vector<Cache<S, mem_t<Exec>>>& caches, Mat<S, mem_t<Exec>>& hbar,
+                             Mat<S, mem_t<Exec>>& spare, const Vec<real_t<S>, mem_t<Exec>>& g,
+                             Workspace<mem_t<Exec>>& ws, const std::string& lbl) {
+    for (int k = int(stack.size()) - 1; k >= 0; --k) {
+      stack[k].backward<Exec, S, T>(exec, w, caches[k], hbar, g, spare, ws, lbl);
+      std::swap(hbar, spare);
+    }
   }
 };
 }  // namespace conv
@@ -217,6 +249,7 @@ struct DimeNetConv {
         n2, n3;
     std::vector<conv::ResidualLayer::Cache<S, M>> before, after;
     std::vector<Mat<S, M>> hb, ha;  ///< outputs of the residual layers before / after the skip
+    Mat<S, M> hb_last;              ///< input of lin: h0 through the layers before the skip
   };
 
   template <class Exec, class S>
@@ -346,30 +379,14 @@ struct DimeNetConv {
     auto u = ws.template mat<S>(lbl + ".u", 0, E, Hd);
     silu(c.yu, u);
     kernels::add_into<Exec, S>(exec, u, c.h0);
-    Mat<S, mem_t<Exec>> h = c.h0;
-    c.before.resize(L.before.size());
-    c.hb.resize(L.before.size());
-    for (std::size_t k = 0; k < L.before.size(); ++k) {
-      const std::string n = lbl + ".before" + std::to_string(k);
-      c.hb[k] = ws.template mat<S>(n + ".out", l, E, Hd);
-      L.before[k].forward<Exec, S, T>(exec, w, h, c.before[k], c.hb[k], ws, n, l);
-      h = c.hb[k];
-    }
+    c.hb_last = conv::ResidualLayer::forward_stack<Exec, S, T>(exec, w, L.before, c.h0, c.before, c.hb, ws,
+                                                                lbl + ".before", l);
     c.yl = mat("yl", E, Hd);
-    lin(h, L.lin, c.yl);
+    lin(c.hb_last, L.lin, c.yl);
     auto hs = mat("hs", E, Hd);
     silu(c.yl, hs);
     kernels::add_into<Exec, S>(exec, c.x1, hs);
-    h = hs;
-    c.after.resize(L.after.size());
-    c.ha.resize(L.after.size());
-    for (std::size_t k = 0; k < L.after.size(); ++k) {
-      const std::string n = lbl + ".after" + std::to_string(k);
-      c.ha[k] = ws.template mat<S>(n + ".out", l, E, Hd);
-      L.after[k].forward<Exec, S, T>(exec, w, h, c.after[k], c.ha[k], ws, n, l);
-      h = c.ha[k];
-    }
-    c.x2 = h;
+    c.x2 = conv::ResidualLayer::forward_stack<Exec, S, T>(exec, w, L.after, hs, c.after, c.ha, ws, lbl + ".after", l);
     // output block
     c.o1 = mat("o1", E, Hd);
     lin(c.rbf, L.out_rbf, c.o1);
@@ -435,22 +452,15 @@ struct DimeNetConv {
     if (want_basis) to_rbf(o1bar, L.out_rbf);
     // interaction block, from its end
     auto hbar2 = tmp("h_bar2", E, Hd);
-    for (int k = int(L.after.size()) - 1; k >= 0; --k) {
-      L.after[k].backward<Exec, S, T>(exec, w, c.after[k], hbar, g, hbar2, ws, lbl + ".after");
-      Kokkos::deep_copy(exec, hbar, hbar2);
-    }
+    conv::ResidualLayer::backward_stack<Exec, S, T>(exec, w, L.after, c.after, hbar, hbar2, g, ws, lbl + ".after");
     // hs = silu(yl) + x1
     auto x1bar = tmp("x1_bar", E, Hd);
     Kokkos::deep_copy(exec, x1bar, hbar);
     auto ylbar = tmp("yl_bar", E, Hd);
     dsilu(c.yl, hbar, ylbar);
-    const Mat<S, M> h_before = L.before.empty() ? c.h0 : c.hb.back();
-    params(h_before, ylbar, L.lin);
+    params(c.hb_last, ylbar, L.lin);
     back_in(ylbar, L.lin, hbar, false);
-    for (int k = int(L.before.size()) - 1; k >= 0; --k) {
-      L.before[k].backward<Exec, S, T>(exec, w, c.before[k], hbar, g, hbar2, ws, lbl + ".before");
-      Kokkos::deep_copy(exec, hbar, hbar2);
-    }
+    conv::ResidualLayer::backward_stack<Exec, S, T>(exec, w, L.before, c.before, hbar, hbar2, g, ws, lbl + ".before");
     // h0 = silu(yji) + silu(yu)
     auto yjibar = tmp("yji_bar", E, Hd);
     dsilu(c.yji, hbar, yjibar);
