@@ -42,6 +42,18 @@ KOKKOS_INLINE_FUNCTION S cos_and_grad(const S u[3], const S w[3], S gu[3], S gw[
   return c;
 }
 
+/// One step of the Legendre recurrence at x: (P_{l-1}, P_l, P_l') -> (P_l, P_{l+1}, P_{l+1}') by
+/// (l+1) P_{l+1} = (2l+1) x P_l - l P_{l-1} and P_{l+1}' = (l+1) P_l + x P_l'; start (0, 1, 0) at l = 0.
+template <class S>
+KOKKOS_INLINE_FUNCTION void legendre_step(int l, const S& x, S& p_prev, S& p, S& d) {
+  using R = real_t<S>;
+  const S p_next = (R(2 * l + 1) * x * p - R(l) * p_prev) / R(l + 1);
+  const S d_next = R(l + 1) * p + x * d;
+  p_prev = p;
+  p = p_next;
+  d = d_next;
+}
+
 /// The two vectors of triplet (ji, kj) under the convention.
 template <class S, class R>
 KOKKOS_INLINE_FUNCTION void triplet_vectors(const R& r, int ji, int kj, TripletAngle kind, S u[3], S w[3]) {
@@ -103,7 +115,6 @@ void triplet_cos_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& r, const
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void legendre(const Exec& exec, const CVec<S, mem_t<Exec>>& x, const Mat<S, mem_t<Exec>>& P,
               const Mat<S, mem_t<Exec>>& dP) {
-  using R = real_t<S>;
   const int L = int(P.extent(1));
   const bool deriv = dP.extent(0) > 0;
   detail::for_each_row<Mode>(exec, "hydragnn::Angular::legendre", long(P.extent(0)), KOKKOS_LAMBDA(const long t) {
@@ -112,11 +123,7 @@ void legendre(const Exec& exec, const CVec<S, mem_t<Exec>>& x, const Mat<S, mem_
     for (int l = 0; l < L; ++l) {
       P(t, l) = p;
       if (deriv) dP(t, l) = d;
-      const S p_next = (R(2 * l + 1) * xt * p - R(l) * p_prev) / R(l + 1);
-      const S d_next = R(l + 1) * p + xt * d;
-      p_prev = p;
-      p = p_next;
-      d = d_next;
+      detail::legendre_step(l, xt, p_prev, p, d);
     }
   });
 }
@@ -126,7 +133,6 @@ void legendre(const Exec& exec, const CVec<S, mem_t<Exec>>& x, const Mat<S, mem_
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void legendre_backward(const Exec& exec, const CVec<S, mem_t<Exec>>& x, const CMat<S, mem_t<Exec>>& Pbar,
                        const Vec<S, mem_t<Exec>>& xbar, bool accumulate) {
-  using R = real_t<S>;
   const int L = int(Pbar.extent(1));
   detail::for_each_row<Mode>(exec, "hydragnn::Angular::legendre_backward", long(Pbar.extent(0)),
                              KOKKOS_LAMBDA(const long t) {
@@ -135,11 +141,7 @@ void legendre_backward(const Exec& exec, const CVec<S, mem_t<Exec>>& x, const CM
                                S p_prev(0), p(1), d(0);
                                for (int l = 0; l < L; ++l) {
                                  acc += Pbar(t, l) * d;
-                                 const S p_next = (R(2 * l + 1) * xt * p - R(l) * p_prev) / R(l + 1);
-                                 const S d_next = R(l + 1) * p + xt * d;
-                                 p_prev = p;
-                                 p = p_next;
-                                 d = d_next;
+                                 detail::legendre_step(l, xt, p_prev, p, d);
                                }
                                xbar(t) = acc;
                              });

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <hydragnn/core/types.hpp>
+#include <hydragnn/kernels/angular.hpp>
 #include <hydragnn/kernels/modes.hpp>
 #include <hydragnn/kernels/radial.hpp>
 #include <hydragnn/kernels/segment.hpp>
@@ -174,11 +175,7 @@ KOKKOS_INLINE_FUNCTION void zonal_harmonics(int L, const S& x, S* Y, S* dY) {
     const R c = math::sqrt(R(2 * l + 1) * inv4pi);
     Y[l] = c * p;
     if (dY) dY[l] = c * d;
-    const S p_next = (R(2 * l + 1) * x * p - R(l) * p_prev) / R(l + 1);
-    const S d_next = R(l + 1) * p + x * d;
-    p_prev = p;
-    p = p_next;
-    d = d_next;
+    legendre_step(l, x, p_prev, p, d);
   }
 }
 }  // namespace detail
