@@ -254,6 +254,16 @@ class ReceptiveField {
   std::vector<int> hop_, frontier_, next_, index_, row_;
 };
 
+namespace host_batch_detail {
+/// A host vector into the workspace slot `label` (index 0).
+template <class M, class V>
+Vec<V, M> upload(Workspace<M>& ws, const char* label, const std::vector<V>& v) {
+  auto d = ws.template vec<V>(label, 0, v.size());
+  Kokkos::deep_copy(d, Kokkos::View<const V*, Kokkos::HostSpace, Kokkos::MemoryUnmanaged>(v.data(), v.size()));
+  return d;
+}
+}  // namespace host_batch_detail
+
 /// The device Batch of a HostBatch, in slots of ws (no allocation once they have grown). The batch
 /// has no targets; it is valid until the same workspace uploads a larger one.
 template <class M>
@@ -262,12 +272,7 @@ Batch<M> upload_batch(const HostBatch& h, Workspace<M>& ws) {
   b.num_graphs = h.num_graphs;
   b.num_atoms = h.num_atoms;
   b.num_edges = h.num_edges;
-  auto up = [&](const char* label, const auto& v) {
-    using V = typename std::decay_t<decltype(v)>::value_type;
-    auto d = ws.template vec<V>(label, 0, v.size());
-    Kokkos::deep_copy(d, Kokkos::View<const V*, Kokkos::HostSpace, Kokkos::MemoryUnmanaged>(v.data(), v.size()));
-    return d;
-  };
+  auto up = [&](const char* label, const auto& v) { return host_batch_detail::upload(ws, label, v); };
   auto up3 = [&](const char* label, const std::vector<double>& v) {
     auto d = ws.template mat<double>(label, 0, v.size() / 3, 3);
     Kokkos::deep_copy(d, Kokkos::View<const double**, Kokkos::LayoutRight, Kokkos::HostSpace, Kokkos::MemoryUnmanaged>(
@@ -292,23 +297,10 @@ Batch<M> upload_batch(const HostBatch& h, Workspace<M>& ws) {
   return b;  // host label copies (natoms, numbers, targets) stay empty: the model does not read them
 }
 
-/// The triplets of a host batch (graph/triplets.hpp's rule: the reverse of edge ji is the edge i -> j
-/// with the opposite shift), into t (its vectors reused).
-inline void host_batch_triplets(const HostBatch& h, TripletCsr& t) {
-  t = triplets_detail::build(h.dst, h.src, h.num_atoms, [&](int a, int b) {
-    return h.src[b] == h.dst[a] && h.shift[3 * b] == -h.shift[3 * a] && h.shift[3 * b + 1] == -h.shift[3 * a + 1] &&
-           h.shift[3 * b + 2] == -h.shift[3 * a + 2];
-  });
-}
-
 /// Uploads a triplet CSR into workspace slots of b (no allocation once the slots are large enough).
 template <class M>
 void upload_triplets(const TripletCsr& t, Workspace<M>& ws, Batch<M>& b) {
-  auto up = [&](const char* label, const std::vector<int>& v) {
-    auto d = ws.template vec<int>(label, 0, v.size());
-    Kokkos::deep_copy(d, Kokkos::View<const int*, Kokkos::HostSpace, Kokkos::MemoryUnmanaged>(v.data(), v.size()));
-    return d;
-  };
+  auto up = [&](const char* label, const std::vector<int>& v) { return host_batch_detail::upload(ws, label, v); };
   b.triplets.num_edges = t.num_edges;
   b.triplets.num_triplets = int(t.size());
   b.triplets.ptr = up("hydragnn::HostBatch::triplet_ptr", t.ptr);

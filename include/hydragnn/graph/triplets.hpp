@@ -89,6 +89,17 @@ inline TripletCsr build_triplets(const std::vector<int>& dst, const std::vector<
   });
 }
 
+/// Triplets from receiver-sorted edges with Cartesian shifts (E x 3, row-major; the reverse of ji is
+/// the edge i -> j with the negated shift: exact, since (-n) . cell == -(n . cell) in floating point).
+inline TripletCsr build_triplets(const std::vector<int>& dst, const std::vector<int>& src,
+                               const std::vector<double>& shift, int num_nodes) {
+  if (shift.size() != 3 * dst.size()) throw std::invalid_argument("build_triplets: shift is not E x 3");
+  return triplets_detail::build(dst, src, num_nodes, [&](int a, int b) {
+    return src[b] == dst[a] && shift[3 * b] == -shift[3 * a] && shift[3 * b + 1] == -shift[3 * a + 1] &&
+           shift[3 * b + 2] == -shift[3 * a + 2];
+  });
+}
+
 /// Triplets from receiver-sorted edges and an edge-reverse map (reverse[e] = the edge opposite to e,
 /// or -1 if it has none).
 inline TripletCsr build_triplets(const std::vector<int>& dst, const std::vector<int>& src,

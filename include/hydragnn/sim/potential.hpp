@@ -191,7 +191,7 @@ class Potential {
       const int G = h.num_graphs, N = h.num_atoms;
       Batch<M> b = upload_batch(h, batch_ws);
       if constexpr (ModelT::traits::needs_triplets) {
-        host_batch_triplets(h, triplets);
+        triplets = build_triplets(h.dst, h.src, h.shift, h.num_atoms);
         upload_triplets(triplets, batch_ws, b);
       }
       const auto w = model.weights(exec);
