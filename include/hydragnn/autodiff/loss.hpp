@@ -30,10 +30,21 @@ namespace hydragnn {
 /// HydraGNN's loss_function_type.
 enum class LossKind { MSE, MAE, RMSE, SmoothL1, GaussianNLL };
 
+/// How many labels a batch's loss terms average over: energies (structures), force components,
+/// stress components, and the labelled values of each direct head.
+struct LossCounts {
+  long energy = 0, force = 0, stress = 0;
+  std::vector<long> heads;
+};
+
 struct LossSpec {
   double energy = 1.0, energy_peratom = 0.0, force = 1.0, stress = 0.0;
   std::vector<double> heads;  ///< weight per direct head
   LossKind kind = LossKind::MSE;
+  /// Average every term over these counts instead of the batch's own: in a data-parallel step, the
+  /// counts of the whole global batch, so that the loss and gradient of its micro-batches sum to the
+  /// global batch's mean. Not for rmse (its scale needs the global sums before the backward).
+  const LossCounts* global = nullptr;
   /// The elementwise function of the kernels (rmse: mse, rescaled afterwards; GaussianNLL: mse for
   /// the energy terms, which it does not reach).
   kernels::ElementLoss element() const {
@@ -107,6 +118,15 @@ LossResult loss_and_grad(const typename ModelT::exec_space& exec, const ModelT& 
   auto sums = ws.template zeroed_vec<double>(exec, lbl + ".sums", 0, std::size_t(nsum));
   DeviceCotangents<M> cot;
   auto inv = [](long n) { return n > 0 ? 1.0 / double(n) : 0.0; };
+  if (w.global && w.kind == LossKind::RMSE)
+    throw std::invalid_argument("hydragnn::loss_and_grad: loss_function_type rmse cannot be split into micro-batches "
+                                "(data-parallel ranks or --accumulate): use mse, mae or smooth_l1");
+  if (w.global && w.global->heads.size() != nh)
+    throw std::invalid_argument("hydragnn::loss_and_grad: global counts for " + std::to_string(w.global->heads.size()) +
+                                " heads, the model has " + std::to_string(nh));
+  const long n_energy = w.global ? w.global->energy : b.n_energy, n_force = w.global ? w.global->force : b.n_force,
+             n_stress = w.global ? w.global->stress : b.n_stress;
+  auto n_head = [&](std::size_t k) { return w.global ? w.global->heads[k] : b.n_head[k]; };
   const kernels::ElementLoss el = w.element();
   const bool nll = w.kind == LossKind::GaussianNLL;
   if (nll && conservative && (w.energy > 0 || w.energy_peratom > 0 || w.force > 0 || w.stress > 0))
@@ -127,15 +147,15 @@ LossResult loss_and_grad(const typename ModelT::exec_space& exec, const ModelT& 
   auto terms = [&](double w_e, double w_epa, double w_f, double w_s, const std::vector<double>& w_h) {
     if (conservative) {
       auto part_e = ws.template mat<double>(lbl + ".part_energy", 0, G, 5);
-      kernels::energy_loss<Exec>(exec, ef.energy, b.energy_t, b.inv_count, w_e, w_epa, inv(b.n_energy), el, part_e,
+      kernels::energy_loss<Exec>(exec, ef.energy, b.energy_t, b.inv_count, w_e, w_epa, inv(n_energy), el, part_e,
                                  cot.energy);
       kernels::column_sums<Exec>(exec, part_e, sums, 0);
       auto part_f = ws.template mat<double>(lbl + ".part_forces", 0, N, 3);
-      kernels::component_loss<Exec, double>(exec, ef.forces, b.forces_t, Vec<double, M>(), w_f, inv(b.n_force), el, part_f,
+      kernels::component_loss<Exec, double>(exec, ef.forces, b.forces_t, Vec<double, M>(), w_f, inv(n_force), el, part_f,
                                             cot.forces);
       kernels::column_sums<Exec>(exec, part_f, sums, 5);
       auto part_s = ws.template mat<double>(lbl + ".part_stress", 0, G, 3);
-      kernels::component_loss<Exec, double>(exec, ef.stress, b.stress_t, b.volume, w_s, inv(b.n_stress), el, part_s,
+      kernels::component_loss<Exec, double>(exec, ef.stress, b.stress_t, b.volume, w_s, inv(n_stress), el, part_s,
                                             cot.stress);
       kernels::column_sums<Exec>(exec, part_s, sums, 8);
     }
@@ -143,9 +163,9 @@ LossResult loss_and_grad(const typename ModelT::exec_space& exec, const ModelT& 
       const auto& y = f1.head_out[k];
       auto part_h = ws.template mat<double>(lbl + ".part_head", int(k), y.extent(0), 3);
       if (nll)
-        kernels::gaussian_nll_loss<Exec, T>(exec, y, b.head_t[k], w_h[k], inv(b.n_head[k]), part_h, cot.heads[k]);
+        kernels::gaussian_nll_loss<Exec, T>(exec, y, b.head_t[k], w_h[k], inv(n_head(k)), part_h, cot.heads[k]);
       else
-        kernels::component_loss<Exec, T>(exec, y, b.head_t[k], Vec<double, M>(), w_h[k], inv(b.n_head[k]), el, part_h,
+        kernels::component_loss<Exec, T>(exec, y, b.head_t[k], Vec<double, M>(), w_h[k], inv(n_head(k)), el, part_h,
                                          cot.heads[k]);
       kernels::column_sums<Exec>(exec, part_h, sums, 11 + 3 * long(k));
     }

@@ -4,7 +4,7 @@
 // computed here from the edge vectors so that the energy, forces and force training differentiate
 // through it (HydraGNN precomputes edge_attr in its datasets and rejects it with interatomic
 // potentials). The scale defaults to the training set's longest edge (HydraGNN's normalisation of
-// non-periodic data; the trainer fills it: train/dataset.hpp, fill_edge_length_scale).
+// non-periodic data; the trainer fills it: train/trainer.hpp, fill_options_from_shards).
 #pragma once
 
 #include <hydragnn/core/batch.hpp>

@@ -141,6 +141,36 @@ class Model {
       recorded_ = false;
     }
   }
+  /// Data-parallel steps fold the batch statistics of every micro-batch of the global batch, in a
+  /// fixed order, on every rank: take_batch_statistics() hands over (and clears) what the last
+  /// training-mode forward recorded (empty when nothing was recorded or there are no feature
+  /// layers); fold_batch_statistics() folds one such record into the running statistics exactly as
+  /// update_running_statistics() folds the model's own.
+  std::vector<double> take_batch_statistics() {
+    std::vector<double> out;
+    if constexpr (traits::batch_norm) {
+      if (!recorded_) return out;
+      auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), record_);
+      out.assign(h.data(), h.data() + h.extent(0));
+      recorded_ = false;
+    }
+    return out;
+  }
+  void fold_batch_statistics(const Exec& exec, const std::vector<double>& rec, double momentum = BatchNorm::momentum) {
+    if constexpr (traits::batch_norm) {
+      if (rec.size() != record_.extent(0))
+        throw std::invalid_argument("hydragnn::Model::fold_batch_statistics: " + std::to_string(rec.size()) +
+                                    " values, the feature layers record " + std::to_string(record_.extent(0)));
+      auto h = Kokkos::create_mirror_view(record_);
+      for (std::size_t i = 0; i < rec.size(); ++i) h(i) = rec[i];
+      Kokkos::deep_copy(exec, record_, h);
+      recorded_ = true;
+      update_running_statistics(exec, momentum);
+    } else {
+      (void)exec, (void)momentum;
+      if (!rec.empty()) throw std::invalid_argument("hydragnn::Model::fold_batch_statistics: the model has no feature layers");
+    }
+  }
   /// Buffers (not trained): the feature layers' running statistics then num_batches_tracked, as
   /// host doubles (empty without feature layers); named_buffers() names their blocks (HydraGNN
   /// state_dict names; every layer's num_batches_tracked is the one shared count at the end).

@@ -3,8 +3,6 @@
 // per-element reference energies fitted by least squares.
 #pragma once
 
-#include <type_traits>
-
 #include <hydragnn/core/batch.hpp>
 #include <hydragnn/core/structure.hpp>
 #include <hydragnn/graph/batch_builder.hpp>
@@ -76,20 +74,6 @@ inline std::vector<double> degree_histogram(const Dataset& ds) {
   return h;
 }
 
-namespace dataset_detail {
-template <class O, class = void>
-struct has_pna_deg : std::false_type {};
-template <class O>
-struct has_pna_deg<O, std::void_t<decltype(std::declval<O&>().pna_deg)>> : std::true_type {};
-}  // namespace dataset_detail
-
-/// Options of a PNA-family convolution without a `pna_deg`: the training set's histogram.
-template <class O>
-void fill_degree_histogram(O& o, const Dataset& train) {
-  if constexpr (dataset_detail::has_pna_deg<O>::value)
-    if (o.pna_deg.empty()) o.pna_deg = degree_histogram(train);
-}
-
 /// The longest edge of a dataset's graphs, |r_e| with r_e = x[receiver] - x[sender] + S_e (HydraGNN
 /// divides its edge-length features by this maximum over the dataset).
 inline double max_edge_length(const Dataset& ds) {
@@ -105,26 +89,18 @@ inline double max_edge_length(const Dataset& ds) {
   return best;
 }
 
-namespace dataset_detail {
-template <class O, class = void>
-struct has_edge_length_scale : std::false_type {};
-template <class O>
-struct has_edge_length_scale<O, std::void_t<decltype(std::declval<O&>().edge_length_scale)>> : std::true_type {};
-}  // namespace dataset_detail
-
-/// Options of a convolution with edge-length features and no `edge_length_scale`: the training
-/// set's longest edge.
-template <class O>
-void fill_edge_length_scale(O& o, const Dataset& train) {
-  if constexpr (dataset_detail::has_edge_length_scale<O>::value)
-    if (!o.edge_features.empty() && o.edge_length_scale == 0) o.edge_length_scale = max_edge_length(train);
-}
-
-inline Dataset load_dataset(const std::string& path, double cutoff, int max_neighbours, const DatasetRequirements& req) {
+/// The frames of an extxyz file, without graphs yet (build_graphs builds them; a data-parallel rank
+/// builds only those of its own shards).
+inline Dataset read_frames(const std::string& path) {
   Dataset ds;
   ds.name = path;
   ds.frames = read_extxyz(path);
   if (ds.frames.empty()) throw DataError(path + ": no frames");
+  return ds;
+}
+
+inline Dataset load_dataset(const std::string& path, double cutoff, int max_neighbours, const DatasetRequirements& req) {
+  Dataset ds = read_frames(path);
   build_graphs(ds, cutoff, max_neighbours, req);
   return ds;
 }
@@ -230,7 +206,7 @@ inline double energy_scale_of(const Dataset& ds, const SpeciesMap& sp, const std
 }
 
 /// Shuffle a dataset with `seed` and cut it into consecutive parts of the given sizes (the last part
-/// takes whatever remains).
+/// takes whatever remains). A dataset without graphs yet (read_frames) is split the same way.
 inline std::vector<Dataset> split_dataset(const Dataset& all, const std::vector<std::size_t>& sizes,
                                           std::uint64_t seed) {
   std::vector<std::size_t> order(all.size());
@@ -246,7 +222,7 @@ inline std::vector<Dataset> split_dataset(const Dataset& all, const std::vector<
     }
     parts[part].name = all.name;
     parts[part].frames.push_back(all.frames[order[k]]);
-    parts[part].graphs.push_back(all.graphs[order[k]]);
+    if (!all.graphs.empty()) parts[part].graphs.push_back(all.graphs[order[k]]);
     ++used;
   }
   return parts;

@@ -9,9 +9,12 @@
 #include <hydragnn/io/run_log.hpp>
 #include <hydragnn/train/dataset.hpp>
 #include <hydragnn/autodiff/loss.hpp>
+#include <hydragnn/train/collective.hpp>
 #include <hydragnn/train/finetune.hpp>
+#include <hydragnn/train/shards.hpp>
 #include <hydragnn/train/optimizer.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <cstdio>
@@ -21,6 +24,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace hydragnn {
@@ -53,25 +57,95 @@ inline Metrics metrics_from(const ErrorSums& e, double loss) {
   return m;
 }
 
+/// Loss and errors of a model over the structures idx of a dataset, in batches of batch_size, without
+/// gradients: the loss summed over batches (each batch's loss times its structures), the structures,
+/// and the error sums.
+struct EvalSums {
+  double loss_sum = 0;
+  std::size_t graphs = 0;
+  ErrorSums errors;
+  /// As a flat record (counts as doubles, exact below 2^53) for a gather over ranks.
+  std::vector<double> flat() const {
+    const ErrorSums& e = errors;
+    std::vector<double> v{loss_sum, double(graphs), e.e_abs, e.e_sq, e.epa_abs, e.epa_sq, e.f_abs, e.f_sq,
+                          e.s_abs,  e.s_sq,         double(e.n_e), double(e.n_f), double(e.n_s), double(e.h_abs.size())};
+    for (std::size_t k = 0; k < e.h_abs.size(); ++k) {
+      v.push_back(e.h_abs[k]);
+      v.push_back(e.h_sq[k]);
+      v.push_back(double(e.n_h[k]));
+    }
+    return v;
+  }
+  /// Reads one record at v[pos] and advances pos.
+  static EvalSums from_flat(const std::vector<double>& v, std::size_t& pos) {
+    EvalSums s;
+    ErrorSums& e = s.errors;
+    const double* p = v.data() + pos;
+    s.loss_sum = p[0];
+    s.graphs = std::size_t(p[1]);
+    e.e_abs = p[2]; e.e_sq = p[3]; e.epa_abs = p[4]; e.epa_sq = p[5]; e.f_abs = p[6]; e.f_sq = p[7];
+    e.s_abs = p[8]; e.s_sq = p[9]; e.n_e = long(p[10]); e.n_f = long(p[11]); e.n_s = long(p[12]);
+    const std::size_t nh = std::size_t(p[13]);
+    for (std::size_t k = 0; k < nh; ++k) {
+      e.h_abs.push_back(p[14 + 3 * k]);
+      e.h_sq.push_back(p[15 + 3 * k]);
+      e.n_h.push_back(long(p[16 + 3 * k]));
+    }
+    pos += 14 + 3 * nh;
+    return s;
+  }
+  void add(const EvalSums& o) {
+    loss_sum += o.loss_sum;
+    graphs += o.graphs;
+    errors.add(o.errors);
+  }
+  Metrics metrics() const { return metrics_from(errors, graphs ? loss_sum / double(graphs) : 0.0); }
+};
+
+template <class ModelT>
+EvalSums evaluate_sums(const typename ModelT::exec_space& exec, const ModelT& model, const Dataset& ds,
+                       const std::vector<std::size_t>& members, const LossSpec& w, int batch_size,
+                       Workspace<typename ModelT::memory_space>& ws) {
+  using M = typename ModelT::memory_space;
+  EvalSums out;
+  for (std::size_t s = 0; s < members.size(); s += std::size_t(batch_size)) {
+    const std::vector<std::size_t> idx(members.begin() + long(s),
+                                       members.begin() + long(std::min(members.size(), s + std::size_t(batch_size))));
+    auto b = batch_of<M>(ds, idx, model.spec().species, model.spec().heads, ModelT::traits::needs_triplets);
+    auto r = loss_and_grad(exec, model, b, w, Vec<typename ModelT::real_type, M>(), &ws);
+    out.errors.add(r.errors);
+    out.loss_sum += r.loss * idx.size();
+    out.graphs += idx.size();
+  }
+  return out;
+}
+
 /// Loss and errors of a model over a whole dataset (no gradients), in batches of batch_size.
 template <class ModelT>
 Metrics evaluate(const typename ModelT::exec_space& exec, const ModelT& model, const Dataset& ds, const LossSpec& w,
                  int batch_size) {
-  using M = typename ModelT::memory_space;
-  ErrorSums sums;
-  double loss = 0;
-  std::size_t graphs = 0;
-  Workspace<M> ws;
-  for (std::size_t s = 0; s < ds.size(); s += batch_size) {
-    std::vector<std::size_t> idx;
-    for (std::size_t i = s; i < std::min(ds.size(), s + batch_size); ++i) idx.push_back(i);
-    auto b = batch_of<M>(ds, idx, model.spec().species, model.spec().heads, ModelT::traits::needs_triplets);
-    auto r = loss_and_grad(exec, model, b, w, Vec<typename ModelT::real_type, M>(), &ws);
-    sums.add(r.errors);
-    loss += r.loss * idx.size();
-    graphs += idx.size();
+  Workspace<typename ModelT::memory_space> ws;
+  std::vector<std::size_t> all(ds.size());
+  std::iota(all.begin(), all.end(), 0);
+  return evaluate_sums(exec, model, ds, all, w, batch_size, ws).metrics();
+}
+
+/// Loss and errors over the shards of a data-parallel run: each local shard in batches, the shards'
+/// sums gathered over the ranks and added in shard order (the same on every rank, and the same for
+/// any split of the shards over ranks).
+template <class ModelT>
+Metrics evaluate_shards(const typename ModelT::exec_space& exec, const ModelT& model, const Dataset& ds,
+                        const std::vector<std::vector<std::size_t>>& shards, const LossSpec& w, int batch_size,
+                        Workspace<typename ModelT::memory_space>& ws, const Collective& coll) {
+  std::vector<double> mine;
+  for (const auto& members : shards) {
+    const std::vector<double> f = evaluate_sums(exec, model, ds, members, w, batch_size, ws).flat();
+    mine.insert(mine.end(), f.begin(), f.end());
   }
-  return metrics_from(sums, graphs ? loss / graphs : 0.0);
+  const std::vector<double> all = coll.size() > 1 ? coll.gather(mine) : mine;
+  EvalSums total;
+  for (std::size_t pos = 0; pos < all.size();) total.add(EvalSums::from_flat(all, pos));
+  return total.metrics();
 }
 
 template <class T> constexpr const char* precision_name() { return sizeof(T) == 4 ? "float" : "double"; }
@@ -143,6 +217,9 @@ struct TrainOptions {
   bool resume = false;
   bool verbose = true;
   std::function<void(const std::string&)> log = [](const std::string& s) { std::fputs(s.c_str(), stdout); std::fflush(stdout); };
+  /// The ranks of a data-parallel run (one rank when null). Rank 0 alone logs and writes checkpoints
+  /// and metrics; every rank reads the checkpoint it resumes from.
+  const Collective* collective = nullptr;
 };
 
 struct TrainResult {
@@ -151,25 +228,84 @@ struct TrainResult {
   std::string latest_checkpoint, best_checkpoint;
 };
 
-/// Train a model of type ModelT (Model<T, Conv, Exec>) according to cfg.
+namespace train_detail {
+template <class O, class = void>
+struct has_pna_deg : std::false_type {};
+template <class O>
+struct has_pna_deg<O, std::void_t<decltype(std::declval<O&>().pna_deg)>> : std::true_type {};
+template <class O, class = void>
+struct has_edge_length_scale : std::false_type {};
+template <class O>
+struct has_edge_length_scale<O, std::void_t<decltype(std::declval<O&>().edge_length_scale)>> : std::true_type {};
+
+/// The statistics of the training set that options take from it (PNA's degree histogram, the edge-length
+/// scale), over every rank's shards: histogram counts are summed (exact), the longest edge is the
+/// largest of the ranks'.
+template <class O>
+void fill_options_from_shards(O& o, const Dataset& local, const Collective& coll) {
+  if constexpr (has_pna_deg<O>::value) {
+    if (o.pna_deg.empty()) {
+      std::vector<double> h = degree_histogram(local);
+      if (coll.size() > 1) {
+        const std::vector<double> n = coll.gather({double(h.size())});
+        std::size_t len = 0;
+        for (double x : n) len = std::max(len, std::size_t(x));
+        std::vector<long> c(len, 0);
+        for (std::size_t d = 0; d < h.size(); ++d) c[d] = long(h[d]);
+        coll.sum(c.data(), c.size());
+        h.assign(c.begin(), c.end());
+      }
+      o.pna_deg = h;
+    }
+  }
+  if constexpr (has_edge_length_scale<O>::value) {
+    if (!o.edge_features.empty() && o.edge_length_scale == 0) {
+      double mx = max_edge_length(local);
+      if (coll.size() > 1)
+        for (double x : coll.gather({mx})) mx = std::max(mx, x);
+      o.edge_length_scale = mx;
+    }
+  }
+}
+}  // namespace train_detail
+
+/// Train a model of type ModelT (Model<T, Conv, Exec>) according to cfg on this rank's shards of a
+/// data-parallel run (shard_datasets; one rank with one shard is plain training). Every step takes one
+/// micro-batch of cfg's batch_size from each of the V shards, normalises every loss term by the label
+/// counts of the whole global batch (LossSpec::global), sums the micro-batches' gradients in shard order
+/// (Collective::sum across ranks) and takes one optimizer step, the same on every rank. The feature
+/// layers (BatchNorm) normalise each micro-batch by its own statistics and fold every micro-batch's
+/// statistics into the running ones in shard order.
 template <class ModelT>
-TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, const Dataset& train_ds,
-                  const Dataset& val_ds, const TrainOptions& opt) {
+TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, const ShardedData& data,
+                  const TrainOptions& opt) {
   using T = typename ModelT::real_type;
   using Exec = typename ModelT::exec_space;
   using M = typename ModelT::memory_space;
+  const Collective& coll = opt.collective ? *opt.collective : single_rank();
+  const bool root = coll.rank() == 0;
+  const int A = data.local_shards(), V = data.num_shards;
+  if (A < 1 || V != coll.size() * A || data.first_shard != coll.rank() * A || int(data.val_shards.size()) != A)
+    throw std::invalid_argument("hydragnn::train: the data are cut into " + std::to_string(V) + " shards with " +
+                                std::to_string(A) + " on each rank (first " + std::to_string(data.first_shard) +
+                                "), the run has " + std::to_string(coll.size()) + " ranks and this is rank " +
+                                std::to_string(coll.rank()));
+  const auto log = [&](const std::string& s) {
+    if (root) opt.log(s);
+  };
   const TrainingConfig& tc = cfg.training;
   const std::string latest = opt.output_dir + "/checkpoint.hgnn";
   const std::string best = opt.output_dir + "/checkpoint_best.hgnn";
   const std::string cfg_json = to_json(cfg);
+  const Dataset& train_ds = data.train;
 
   ModelSpec spec = spec_from_config(cfg);
-  spec.species = species_of(train_ds);
-  spec.ref_energy = fit_reference_energies(train_ds, spec.species);
-  spec.energy_scale = energy_scale_of(train_ds, spec.species, spec.ref_energy);
+  spec.species = data.summary.species;
+  spec.ref_energy = data.summary.ref_energy;
+  spec.energy_scale = data.summary.energy_scale;
   auto conv_options = cfg.arch.template conv_options<typename ModelT::conv_type>();
-  fill_degree_histogram(conv_options, train_ds);   // PNA family: pna_deg from the training set
-  fill_edge_length_scale(conv_options, train_ds);  // edge_features ["length"]: its normalisation
+  // PNA family: pna_deg from the training set; edge_features ["length"]: its normalisation
+  train_detail::fill_options_from_shards(conv_options, train_ds, coll);
   ModelT model(spec, conv_options);
   model.initialize(tc.seed);
   Optimizer<T, Exec> optim(parse_optimizer(tc.optimizer.type), model.num_params(), tc.optimizer.learning_rate,
@@ -206,8 +342,8 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
     const StartReport rep = load_matching(model, from);
     std::string fresh;
     for (const auto& n : rep.fresh) fresh += (fresh.empty() ? "" : ", ") + n;
-    opt.log("startfrom " + path + ": " + std::to_string(rep.loaded) + " of " + std::to_string(rep.blocks) +
-            " parameter blocks loaded" + (fresh.empty() ? "" : "; new: " + fresh) + "\n");
+    log("startfrom " + path + ": " + std::to_string(rep.loaded) + " of " + std::to_string(rep.blocks) +
+        " parameter blocks loaded" + (fresh.empty() ? "" : "; new: " + fresh) + "\n");
     if (rep.same_architecture && c.opt_m.size() == model.num_params() && c.opt_v.size() == model.num_params()) {
       load_optimizer_state(optim, c);  // the same model: its optimizer state too, as HydraGNN's load_existing_model
     }
@@ -219,6 +355,10 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
                                   "'s energy does not depend on the atom positions (it takes no edge features, as "
                                   "HydraGNN's), so its forces and stress are zero: set force_weight and stress_weight "
                                   "to 0 or choose a model with edge geometry");
+  if (V > 1 && w.kind == LossKind::RMSE)
+    throw std::invalid_argument("NeuralNetwork.Training.loss_function_type: rmse cannot be split over " +
+                                std::to_string(V) + " micro-batches (ranks x accumulate): its scale needs the sums "
+                                "of the whole batch before the backward; use mse, mae or smooth_l1");
   PlateauScheduler sched;
   sched.enabled = tc.scheduler;
   sched.factor = tc.scheduler_factor;
@@ -227,46 +367,131 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
   sched.best = st.sched_best;
   sched.bad = st.sched_bad;
 
-  std::ofstream mlog(opt.output_dir + "/metrics.jsonl", opt.resume ? std::ios::app : std::ios::trunc);
+  std::ofstream mlog;
+  if (root) mlog.open(opt.output_dir + "/metrics.jsonl", opt.resume ? std::ios::app : std::ios::trunc);
+  auto save = [&](const std::string& path) {
+    if (root) write_checkpoint(path, make_checkpoint(model, &optim, st, cfg_json));
+  };
   TrainResult res;
   if (!opt.resume) {
-    write_checkpoint(latest, make_checkpoint(model, &optim, st, cfg_json));
-    write_checkpoint(best, make_checkpoint(model, &optim, st, cfg_json));
+    save(latest);
+    save(best);
   }
+  const std::size_t nh = model.spec().heads.size();
   Vec<T, M> grad("hydragnn::train::grad", model.num_params());
+  Vec<T, M> grad_micro;  // a further micro-batch's gradient (accumulate > 1)
+  if (A > 1) grad_micro = Vec<T, M>("hydragnn::train::grad_micro", model.num_params());
+  auto grad_host = Kokkos::create_mirror_view(grad);  // staging of the all-reduce (the same view on the host)
   Workspace<M> ws;  // intermediates of every step: allocated while the batches grow, then reused
+  Workspace<M> eval_ws;
   const auto t_start = std::chrono::steady_clock::now();
   const int first_epoch = st.epoch;
+  const std::size_t steps = data.steps_per_epoch(std::size_t(tc.batch_size));
+  const std::size_t bs = std::size_t(tc.batch_size);
   char buf[512];
   std::snprintf(buf, sizeof buf, "training %s: %zu parameters, %zu train / %zu validation structures, batch %d, %d epochs\n",
-                spec.mpnn_type.c_str(), model.num_params(), train_ds.size(), val_ds.size(), tc.batch_size, tc.num_epoch);
-  opt.log(buf);
+                spec.mpnn_type.c_str(), model.num_params(), data.summary.train_size, data.summary.val_size,
+                tc.batch_size, tc.num_epoch);
+  log(buf);
+  if (V > 1) {
+    const auto [amin, amax] = std::minmax_element(data.train_shard_atoms.begin(), data.train_shard_atoms.end());
+    std::snprintf(buf, sizeof buf,
+                  "data parallel: %d ranks x %d micro-batches = global batch of up to %zu structures, %zu steps per "
+                  "epoch; %zu to %zu atoms per shard\n",
+                  coll.size(), A, bs * std::size_t(V), steps, *amin, *amax);
+    log(buf);
+  }
+  std::vector<std::vector<std::size_t>> order(static_cast<std::size_t>(A));
+  std::vector<Batch<M>> micro(static_cast<std::size_t>(A));
+  std::vector<char> has_micro(static_cast<std::size_t>(A));
+  std::vector<long> counts(4 + nh);
+  LossCounts global;
   while (st.epoch < tc.num_epoch) {
     const auto t0 = std::chrono::steady_clock::now();
-    // shuffle: a pure function of (seed, epoch), so a resumed run sees the same order
-    std::vector<std::size_t> order(train_ds.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::mt19937_64 rng(tc.seed * 1000003ull + std::uint64_t(st.epoch));
-    std::shuffle(order.begin(), order.end(), rng);
+    for (int a = 0; a < A; ++a)
+      order[std::size_t(a)] = epoch_order(data.train_shards[std::size_t(a)], tc.seed, st.epoch, data.first_shard + a);
     double train_loss = 0;
     model.set_training(true);  // feature layers: batch statistics
-    for (std::size_t s = 0; s < order.size(); s += tc.batch_size) {
-      std::vector<std::size_t> idx(order.begin() + s, order.begin() + std::min(order.size(), s + tc.batch_size));
-      auto b = batch_of<M>(train_ds, idx, model.spec().species, model.spec().heads, ModelT::traits::needs_triplets);
-      auto r = loss_and_grad(exec, model, b, w, grad, &ws);
-      if (!std::isfinite(r.loss))
-        throw std::runtime_error("training diverged: loss is " + std::to_string(r.loss) + " at epoch " +
-                                 std::to_string(st.epoch + 1) + " (lower the learning rate)");
+    for (std::size_t s = 0; s < steps; ++s) {
+      // this rank's micro-batches and the label counts of the global batch
+      std::fill(counts.begin(), counts.end(), 0L);
+      for (int a = 0; a < A; ++a) {
+        const auto& o = order[std::size_t(a)];
+        const std::size_t lo = std::min(o.size(), s * bs), hi = std::min(o.size(), lo + bs);
+        has_micro[std::size_t(a)] = hi > lo;
+        if (hi == lo) continue;
+        const std::vector<std::size_t> idx(o.begin() + long(lo), o.begin() + long(hi));
+        micro[std::size_t(a)] = batch_of<M>(train_ds, idx, model.spec().species, model.spec().heads,
+                                            ModelT::traits::needs_triplets);
+        const Batch<M>& b = micro[std::size_t(a)];
+        counts[0] += b.num_graphs;
+        counts[1] += b.n_energy;
+        counts[2] += b.n_force;
+        counts[3] += b.n_stress;
+        for (std::size_t k = 0; k < nh; ++k) counts[4 + k] += b.n_head[k];
+      }
+      if (V > 1) coll.sum(counts.data(), counts.size());
+      global.energy = counts[1];
+      global.force = counts[2];
+      global.stress = counts[3];
+      global.heads.assign(counts.begin() + 4, counts.end());
+      LossSpec w_step = w;
+      if (V > 1) w_step.global = &global;
+      // the micro-batches' gradients, summed in shard order
+      std::vector<double> rec;  // per local shard: [loss, statistics size, statistics...]
+      bool any = false;
+      for (int a = 0; a < A; ++a) {
+        if (!has_micro[std::size_t(a)]) {
+          rec.insert(rec.end(), {0.0, 0.0});
+          continue;
+        }
+        const auto r = loss_and_grad(exec, model, micro[std::size_t(a)], w_step, any ? grad_micro : grad, &ws);
+        if (any) kernels::accumulate_gradient<Exec, T>(exec, grad, grad_micro);
+        any = true;
+        rec.push_back(r.loss);
+        if (V > 1) {
+          const std::vector<double> stats = model.take_batch_statistics();
+          rec.push_back(double(stats.size()));
+          rec.insert(rec.end(), stats.begin(), stats.end());
+        } else {
+          rec.push_back(0.0);
+        }
+      }
+      if (!any) Kokkos::deep_copy(exec, grad, T(0));
+      if (coll.size() > 1) {
+        Kokkos::deep_copy(exec, grad_host, grad);
+        exec.fence();
+        coll.sum(grad_host.data(), grad_host.extent(0));
+        Kokkos::deep_copy(exec, grad, grad_host);
+      }
+      const std::vector<double> all = coll.size() > 1 ? coll.gather(rec) : rec;
+      double step_loss = 0;
+      for (std::size_t pos = 0, v = 0; pos < all.size(); ++v) {
+        const double l = all[pos];
+        const std::size_t ns = std::size_t(all[pos + 1]);
+        if (!std::isfinite(l))
+          throw std::runtime_error("training diverged: loss is " + std::to_string(l) + " at epoch " +
+                                   std::to_string(st.epoch + 1) +
+                                   (V > 1 ? " (micro-batch of shard " + std::to_string(v) + ", rank " +
+                                                std::to_string(v / std::size_t(A)) + ")"
+                                          : std::string()) +
+                                   " (lower the learning rate)");
+        step_loss += l;
+        if (ns) model.fold_batch_statistics(exec, std::vector<double>(all.begin() + long(pos + 2), all.begin() + long(pos + 2 + ns)));
+        pos += 2 + ns;
+      }
       optim.lr = st.lr;
       optim.step(exec, model.params(), grad);
-      model.update_running_statistics(exec);
+      if (V == 1) model.update_running_statistics(exec);
       ++st.step;
-      train_loss += r.loss * idx.size();
+      train_loss += step_loss * double(counts[0]);
     }
-    train_loss /= double(order.size());
+    train_loss /= double(data.summary.train_size);
     model.set_training(false);  // validation and checkpoints: running statistics
-    const Metrics vm = val_ds.size() ? evaluate(exec, model, val_ds, w, tc.batch_size) : metrics_from({}, train_loss);
-    const double val_loss = val_ds.size() ? vm.loss : train_loss;
+    const Metrics vm = data.summary.val_size
+                           ? evaluate_shards(exec, model, data.val, data.val_shards, w, tc.batch_size, eval_ws, coll)
+                           : metrics_from({}, train_loss);
+    const double val_loss = data.summary.val_size ? vm.loss : train_loss;
     ++st.epoch;
     st.lr = sched.update(val_loss, st.lr);
     st.sched_best = sched.best;
@@ -286,18 +511,19 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
                   "epoch %4d/%d  train %.4e  val %.4e  E %.2f meV/atom  F %.1f meV/A  lr %.1e  %.1fs  ETA %.0fs%s\n",
                   st.epoch, tc.num_epoch, train_loss, val_loss, vm.epa_mae * 1e3, vm.f_mae * 1e3, optim.lr, dt, eta,
                   improved ? "  *" : "");
-    if (opt.verbose) opt.log(buf);
-    mlog << epoch_record_json(EpochRecord{st.epoch, train_loss, val_loss, vm.epa_mae, vm.f_mae, optim.lr, dt}) << "\n";
-    mlog.flush();
-    if (improved) write_checkpoint(best, make_checkpoint(model, &optim, st, cfg_json));
-    if (tc.checkpoint_every > 0 && (st.epoch % tc.checkpoint_every == 0 || st.epoch == tc.num_epoch))
-      write_checkpoint(latest, make_checkpoint(model, &optim, st, cfg_json));
+    if (opt.verbose) log(buf);
+    if (root) {
+      mlog << epoch_record_json(EpochRecord{st.epoch, train_loss, val_loss, vm.epa_mae, vm.f_mae, optim.lr, dt}) << "\n";
+      mlog.flush();
+    }
+    if (improved) save(best);
+    if (tc.checkpoint_every > 0 && (st.epoch % tc.checkpoint_every == 0 || st.epoch == tc.num_epoch)) save(latest);
     res.last_val = vm;
     if (tc.early_stopping && st.stop_bad >= tc.patience) {
       std::snprintf(buf, sizeof buf, "early stopping: no improvement for %d epochs (best epoch %d)\n", st.stop_bad,
                     st.best_epoch);
-      opt.log(buf);
-      write_checkpoint(latest, make_checkpoint(model, &optim, st, cfg_json));
+      log(buf);
+      save(latest);
       break;
     }
   }
@@ -305,6 +531,13 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
   res.latest_checkpoint = latest;
   res.best_checkpoint = best;
   return res;
+}
+
+/// Train on one process: the datasets whole (one shard).
+template <class ModelT>
+TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, const Dataset& train_ds,
+                  const Dataset& val_ds, const TrainOptions& opt) {
+  return train<ModelT>(exec, cfg, shard_datasets(train_ds, val_ds, 0, 1, 1), opt);
 }
 
 }  // namespace hydragnn

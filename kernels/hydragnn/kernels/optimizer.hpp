@@ -53,5 +53,13 @@ void optimizer_step(const Exec& exec, const OptimizerStepParams& h, const Vec<T,
       });
 }
 
+/// g += h, elementwise (the gradients of the micro-batches of one step, summed in their order).
+template <class Exec, class T>
+void accumulate_gradient(const Exec& exec, const Vec<T, mem_t<Exec>>& g, const Vec<T, mem_t<Exec>>& h) {
+  Kokkos::parallel_for(
+      "hydragnn::Optimizer::accumulate_gradient", Kokkos::RangePolicy<Exec>(exec, 0, long(g.extent(0))),
+      KOKKOS_LAMBDA(const long k) { g(k) += h(k); });
+}
+
 }  // namespace kernels
 }  // namespace hydragnn

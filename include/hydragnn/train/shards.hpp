@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Data-parallel training data: the training and validation sets cut into V virtual shards, V = ranks x
+// accumulate. Rank r owns shards r*A .. r*A + A - 1 (A = accumulate) and keeps only their structures.
+// Every step takes one micro-batch of batch_size structures from each shard; their gradients are
+// summed in shard order (within a rank, then across ranks in rank order), so `mpirun -np P` computes
+// bitwise what one rank computes with accumulate P.
+//
+// Shards are balanced by atom count: the structures sorted by size (largest first, ties by position)
+// are dealt out in a snake (0, 1, .., V-1, V-1, .., 0, 0, ..), so shard sizes differ by at most one
+// structure and every shard holds the same mix of small and large structures.
+#pragma once
+
+#include <hydragnn/train/collective.hpp>
+#include <hydragnn/train/dataset.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace hydragnn {
+
+/// Shard of every structure of ds (0 .. V-1), balanced by atom count.
+inline std::vector<int> shard_by_atoms(const Dataset& ds, int V) {
+  if (V < 1) throw std::invalid_argument("hydragnn::shard_by_atoms: " + std::to_string(V) + " shards");
+  std::vector<std::size_t> by_size(ds.size());
+  std::iota(by_size.begin(), by_size.end(), 0);
+  std::stable_sort(by_size.begin(), by_size.end(),
+                   [&](std::size_t a, std::size_t b) { return ds.frames[a].size() > ds.frames[b].size(); });
+  std::vector<int> shard(ds.size());
+  for (std::size_t p = 0; p < by_size.size(); ++p) {
+    const std::size_t round = p / std::size_t(V), k = p % std::size_t(V);
+    shard[by_size[p]] = int(round % 2 == 0 ? k : std::size_t(V) - 1 - k);
+  }
+  return shard;
+}
+
+/// Global facts of the training set that every rank needs (computed before a rank drops the
+/// structures of other ranks' shards).
+struct TrainingSetSummary {
+  SpeciesMap species;
+  std::vector<double> ref_energy;
+  double energy_scale = 1.0;
+  std::size_t train_size = 0, val_size = 0;
+};
+
+inline TrainingSetSummary summarize_training_set(const Dataset& train, std::size_t val_size) {
+  TrainingSetSummary s;
+  s.species = species_of(train);
+  s.ref_energy = fit_reference_energies(train, s.species);
+  s.energy_scale = energy_scale_of(train, s.species, s.ref_energy);
+  s.train_size = train.size();
+  s.val_size = val_size;
+  return s;
+}
+
+/// One rank's part of a data-parallel run's data.
+struct ShardedData {
+  int num_shards = 1;   ///< V
+  int first_shard = 0;  ///< this rank's first shard (rank x A)
+  Dataset train, val;   ///< this rank's structures (of all its shards)
+  /// per local shard: indices into train / val, in the order of the global datasets
+  std::vector<std::vector<std::size_t>> train_shards, val_shards;
+  std::vector<std::size_t> train_shard_sizes;  ///< every shard's size (all V)
+  std::vector<std::size_t> train_shard_atoms;  ///< every shard's atoms (all V)
+  TrainingSetSummary summary;
+  int local_shards() const { return int(train_shards.size()); }
+  /// Steps of an epoch: the largest shard cut into batches (a shard that runs out contributes nothing).
+  std::size_t steps_per_epoch(std::size_t batch_size) const {
+    std::size_t mx = 0;
+    for (std::size_t n : train_shard_sizes) mx = std::max(mx, n);
+    return (mx + batch_size - 1) / batch_size;
+  }
+};
+
+/// Cut the global training and validation sets into ranks x accumulate shards and keep this rank's
+/// (graphs too where the datasets have them; otherwise build them on the result).
+inline ShardedData shard_datasets(const Dataset& train, const Dataset& val, int rank, int ranks, int accumulate) {
+  if (ranks < 1 || rank < 0 || rank >= ranks || accumulate < 1)
+    throw std::invalid_argument("hydragnn::shard_datasets: rank " + std::to_string(rank) + " of " +
+                                std::to_string(ranks) + ", accumulate " + std::to_string(accumulate));
+  ShardedData d;
+  d.num_shards = ranks * accumulate;
+  d.first_shard = rank * accumulate;
+  d.summary = summarize_training_set(train, val.size());
+  d.train_shard_sizes.assign(std::size_t(d.num_shards), 0);
+  d.train_shard_atoms.assign(std::size_t(d.num_shards), 0);
+  auto keep = [&](const Dataset& all, Dataset& mine, std::vector<std::vector<std::size_t>>& shards, bool count) {
+    const std::vector<int> shard = shard_by_atoms(all, d.num_shards);
+    shards.assign(std::size_t(accumulate), {});
+    mine.name = all.name;
+    for (std::size_t i = 0; i < all.size(); ++i) {
+      if (count) {
+        ++d.train_shard_sizes[std::size_t(shard[i])];
+        d.train_shard_atoms[std::size_t(shard[i])] += all.frames[i].size();
+      }
+      const int a = shard[i] - d.first_shard;
+      if (a < 0 || a >= accumulate) continue;
+      shards[std::size_t(a)].push_back(mine.frames.size());
+      mine.frames.push_back(all.frames[i]);
+      if (!all.graphs.empty()) mine.graphs.push_back(all.graphs[i]);
+    }
+  };
+  keep(train, d.train, d.train_shards, true);
+  keep(val, d.val, d.val_shards, false);
+  return d;
+}
+
+/// The order of a local shard's structures in an epoch: a pure function of (seed, epoch, shard), so a
+/// resumed run sees the same order; shard 0 is shuffled as a single-process run shuffles its data.
+inline std::vector<std::size_t> epoch_order(const std::vector<std::size_t>& members, std::uint64_t seed, int epoch,
+                                            int shard) {
+  std::vector<std::size_t> order = members;
+  std::mt19937_64 rng(seed * 1000003ull + std::uint64_t(epoch) + std::uint64_t(shard) * 0x9E3779B97F4A7C15ull);
+  std::shuffle(order.begin(), order.end(), rng);
+  return order;
+}
+
+}  // namespace hydragnn
