@@ -1,14 +1,20 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // hydragnn: command-line driver (train / predict / evaluate) over the header-only library.
 //
-//   hydragnn train    --config C.json [--output DIR] [--resume | --overwrite]
+//   hydragnn train    --config C.json [--output DIR] [--resume | --overwrite] [--accumulate N]
+//   mpirun -np P hydragnn train ...   (data-parallel: batch_size structures per rank and micro-batch)
 //   hydragnn predict  --checkpoint P --input in.extxyz --output out.extxyz [--precision float64]
+//   hydragnn predict  --ensemble P1,P2,... --input in.extxyz --output out.extxyz
 //   hydragnn evaluate --checkpoint P --input test.extxyz [--json]
 //   hydragnn import   --config C.json --weights W.json --output ckpt.hgnn [--overwrite]
 //   hydragnn --version
 #include <CLI/CLI.hpp>
 
 #include <hydragnn/compat/kokkos.hpp>
+#include <hydragnn/dist/launcher.hpp>
+#ifdef HYDRAGNN_HAVE_MPI
+#include <hydragnn/dist/mpi.hpp>
+#endif
 #include <hydragnn/io/config.hpp>
 #include <hydragnn/autodiff/potential.hpp>
 #include <hydragnn/model/registry.hpp>
@@ -16,8 +22,10 @@
 #include <hydragnn/train/import.hpp>
 #include <hydragnn/train/trainer.hpp>
 
+#include <array>
 #include <cerrno>
 #include <climits>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -124,9 +132,11 @@ void remove_created_directories(const std::vector<std::filesystem::path>& create
   }
 }
 
-int train_into(const std::string& config_path, const Config& cfg, const std::string& out_dir, bool resume);
+int train_into(const std::string& config_path, const Config& cfg, const std::string& out_dir, bool resume,
+               const Collective& coll, int accumulate);
 
-int cmd_train(const std::string& config_path, const std::string& out_dir, bool resume, bool overwrite) {
+int cmd_train(const std::string& config_path, const std::string& out_dir, bool resume, bool overwrite,
+              const Collective& coll, int accumulate) {
   namespace fs = std::filesystem;
   if (resume && overwrite) throw std::runtime_error("--resume and --overwrite exclude each other");
   if (!resume && !overwrite && fs::exists(out_dir + "/checkpoint.hgnn"))
@@ -146,63 +156,95 @@ int cmd_train(const std::string& config_path, const std::string& out_dir, bool r
       throw ConfigError(config_path + ": " + e.what());
     }
   }
-  const std::vector<fs::path> created = missing_directories(out_dir);
-  fs::create_directories(out_dir);
+  // rank 0 alone creates the output directory and writes into it, once every rank has checked it
+  coll.barrier();
+  const std::vector<fs::path> created = coll.rank() == 0 ? missing_directories(out_dir) : std::vector<fs::path>();
+  if (coll.rank() == 0) fs::create_directories(out_dir);
   try {
-    return train_into(config_path, cfg, out_dir, resume);
+    return train_into(config_path, cfg, out_dir, resume, coll, accumulate);
   } catch (...) {
     remove_created_directories(created);
     throw;
   }
 }
 
-int train_into(const std::string& config_path, const Config& cfg, const std::string& out_dir, bool resume) {
+int train_into(const std::string& config_path, const Config& cfg, const std::string& out_dir, bool resume,
+               const Collective& coll, int accumulate) {
   const ModelSpec base = spec_from_config(cfg);
   DatasetRequirements req;
   req.energy = base.energy && (cfg.arch.energy_weight > 0 || cfg.arch.energy_peratom_weight > 0);
   req.forces = base.energy && cfg.arch.force_weight > 0;
-  Dataset train_ds, val_ds, test_ds;
-  auto load = [&](const char* key) {
-    return load_dataset(cfg.dataset.existing_file(key), base.cutoff, base.max_neighbours, req);
-  };
-  if (!cfg.dataset.total.empty()) {
-    const Dataset all = load("total");
-    const SplitSizes sz = split_total(all.size(), cfg.training.perc_train);
-    auto parts = split_dataset(all, {sz.train, sz.validate, sz.test}, cfg.training.seed);
-    train_ds = std::move(parts[0]);
-    val_ds = std::move(parts[1]);
-    test_ds = std::move(parts[2]);
-  } else {
-    train_ds = load("train");
-    if (!cfg.dataset.validate.empty()) {
-      val_ds = load("validate");
-    } else if (cfg.training.perc_train < 1.0) {
-      // no validation file: hold out (1 - perc_train) of the training file, shuffled with the seed
-      const std::size_t n = train_ds.size();
-      const std::size_t ntrain = std::min(n, std::size_t(std::llround(cfg.training.perc_train * n)));
-      auto parts = split_dataset(train_ds, {ntrain, n - ntrain}, cfg.training.seed);
+  const bool root = coll.rank() == 0;
+  // every rank reads the frames and splits them identically; graphs are built only for the
+  // structures of this rank's shards (the test set is cut into one shard per rank)
+  ShardedData data;
+  Dataset test_ds;
+  {
+    Dataset train_ds, val_ds;
+    auto load = [&](const char* key) { return read_frames(cfg.dataset.existing_file(key)); };
+    if (!cfg.dataset.total.empty()) {
+      const Dataset all = load("total");
+      const SplitSizes sz = split_total(all.size(), cfg.training.perc_train);
+      auto parts = split_dataset(all, {sz.train, sz.validate, sz.test}, cfg.training.seed);
       train_ds = std::move(parts[0]);
       val_ds = std::move(parts[1]);
+      test_ds = std::move(parts[2]);
+    } else {
+      train_ds = load("train");
+      if (!cfg.dataset.validate.empty()) {
+        val_ds = load("validate");
+      } else if (cfg.training.perc_train < 1.0) {
+        // no validation file: hold out (1 - perc_train) of the training file, shuffled with the seed
+        const std::size_t n = train_ds.size();
+        const std::size_t ntrain = std::min(n, std::size_t(std::llround(cfg.training.perc_train * n)));
+        auto parts = split_dataset(train_ds, {ntrain, n - ntrain}, cfg.training.seed);
+        train_ds = std::move(parts[0]);
+        val_ds = std::move(parts[1]);
+      }
+      if (!cfg.dataset.test.empty()) test_ds = load("test");
     }
-    if (!cfg.dataset.test.empty()) test_ds = load("test");
+    data = shard_datasets(train_ds, val_ds, coll.rank(), coll.size(), accumulate);
   }
-  std::printf("config %s: %s, hidden %d, %d layers, radius %.2f A; data: %zu train, %zu validate, %zu test\n",
-              config_path.c_str(), base.mpnn_type.c_str(), base.hidden_dim, base.num_conv_layers, base.cutoff,
-              train_ds.size(), val_ds.size(), test_ds.size());
+  const std::size_t test_size = test_ds.size();
+  std::vector<std::vector<std::size_t>> test_shard(1);
+  if (coll.size() > 1) {
+    // the test set too: each rank evaluates the structures of its shard
+    const std::vector<int> shard = shard_by_atoms(test_ds, coll.size());
+    Dataset mine;
+    mine.name = test_ds.name;
+    for (std::size_t i = 0; i < test_ds.size(); ++i)
+      if (shard[i] == coll.rank()) mine.frames.push_back(std::move(test_ds.frames[i]));
+    test_ds = std::move(mine);
+  }
+  for (std::size_t i = 0; i < test_ds.size(); ++i) test_shard[0].push_back(i);
+  build_graphs(data.train, base.cutoff, base.max_neighbours, req);
+  build_graphs(data.val, base.cutoff, base.max_neighbours, req);
+  build_graphs(test_ds, base.cutoff, base.max_neighbours, req);
+  if (root)
+    std::printf("config %s: %s, hidden %d, %d layers, radius %.2f A; data: %zu train, %zu validate, %zu test\n",
+                config_path.c_str(), base.mpnn_type.c_str(), base.hidden_dim, base.num_conv_layers, base.cutoff,
+                data.summary.train_size, data.summary.val_size, test_size);
   TrainOptions opt;
   opt.output_dir = out_dir;
   opt.resume = resume;
+  opt.collective = &coll;
   Exec exec;
   with_model_type(base.mpnn_type, [&](auto tag) {
     using ModelT = decltype(tag);
-    const TrainResult r = train<ModelT>(exec, cfg, train_ds, val_ds, opt);
-    std::printf("checkpoints: %s (latest), %s (best validation, epoch %d)\n", r.latest_checkpoint.c_str(),
-                r.best_checkpoint.c_str(), r.state.best_epoch);
-    if (test_ds.size()) {
+    const TrainResult r = train<ModelT>(exec, cfg, data, opt);
+    if (root)
+      std::printf("checkpoints: %s (latest), %s (best validation, epoch %d)\n", r.latest_checkpoint.c_str(),
+                  r.best_checkpoint.c_str(), r.state.best_epoch);
+    if (test_size) {
+      coll.barrier();  // rank 0 has written the best checkpoint
       const CheckpointData c = read_checkpoint(r.best_checkpoint);
       ModelT best = model_from_checkpoint<ModelT>(c, r.best_checkpoint);
-      print_metrics(evaluate(exec, best, test_ds, loss_from_config(cfg, best.spec()), cfg.training.batch_size),
-                    "test (" + cfg.dataset.resolve(cfg.dataset.test.empty() ? cfg.dataset.total : cfg.dataset.test) + ")", false);
+      Workspace<typename ModelT::memory_space> ws;
+      const Metrics m = evaluate_shards(exec, best, test_ds, test_shard, loss_from_config(cfg, best.spec()),
+                                        cfg.training.batch_size, ws, coll);
+      if (root)
+        print_metrics(m, "test (" + cfg.dataset.resolve(cfg.dataset.test.empty() ? cfg.dataset.total : cfg.dataset.test) + ")",
+                      false);
     }
   });
   return 0;
@@ -234,9 +276,11 @@ int cmd_evaluate(const std::string& ckpt, const std::string& input, bool json, i
   return 0;
 }
 
-int cmd_predict(const std::string& ckpt, const std::string& input, const std::string& output, int batch,
-                const std::string& precision) {
+/// The frames of `input` labelled by the model of `ckpt`: energy, forces and stress (conservative
+/// models), the direct heads.
+Dataset predict_file(const std::string& ckpt, const std::string& input, int batch, const std::string& precision) {
   CheckpointData c = read_checkpoint(ckpt);
+  Dataset out;
   // float64 runs a float-trained model in double maths (its parameters widened exactly)
   const bool dbl = resolve_precision(c, precision_from_name(precision));
   Exec exec;
@@ -282,13 +326,93 @@ int cmd_predict(const std::string& ckpt, const std::string& input, const std::st
         a0 += f.size();
       }
     }
-    write_extxyz(output, ds.frames);
-    std::printf("wrote %zu frames to %s\n", ds.size(), output.c_str());
+    out = std::move(ds);
   };
   if (dbl)
     with_model_type<double>(c.spec.mpnn_type, run);
   else
     with_model_type<float>(c.spec.mpnn_type, run);
+  return out;
+}
+
+int cmd_predict(const std::string& ckpt, const std::string& input, const std::string& output, int batch,
+                const std::string& precision) {
+  const Dataset ds = predict_file(ckpt, input, batch, precision);
+  write_extxyz(output, ds.frames);
+  std::printf("wrote %zu frames to %s\n", ds.size(), output.c_str());
+  return 0;
+}
+
+/// An ensemble of potentials: the mean of the members' energies, forces and stress, and the standard
+/// deviation over the members (population, 1/M) of the energy (info `energy_std`) and of every force
+/// component (array `forces_std`, 3 columns), per structure and atom.
+int cmd_predict_ensemble(const std::vector<std::string>& members, const std::string& input, const std::string& output,
+                         int batch, const std::string& precision) {
+  if (members.size() < 2)
+    throw std::runtime_error("--ensemble needs at least two checkpoints (got " + std::to_string(members.size()) + ")");
+  // Welford's running mean and sum of squared deviations, per value
+  struct Running {
+    std::vector<double> mean, m2;
+    void resize(std::size_t n) { mean.assign(n, 0.0), m2.assign(n, 0.0); }
+    void add(std::size_t i, double x, double count) {
+      const double d = x - mean[i];
+      mean[i] += d / count;
+      m2[i] += d * (x - mean[i]);
+    }
+  };
+  Dataset out;
+  out.frames = read_extxyz(input);  // the input's own columns stay as they are
+  std::vector<Running> e(out.size()), f(out.size()), st(out.size());
+  std::vector<bool> has_stress(out.size(), true);
+  for (std::size_t k = 0; k < out.size(); ++k) {
+    e[k].resize(1);
+    f[k].resize(3 * out.frames[k].size());
+    st[k].resize(9);
+  }
+  for (std::size_t m = 0; m < members.size(); ++m) {
+    if (!read_checkpoint(members[m]).spec.energy)
+      throw std::runtime_error(members[m] + ": --ensemble averages energies and forces; this model has no energy head");
+    const Dataset d = predict_file(members[m], input, batch, precision);
+    const double count = double(m + 1);
+    for (std::size_t k = 0; k < d.size(); ++k) {
+      const Structure& s = d.frames[k];
+      e[k].add(0, *s.energy, count);
+      for (std::size_t i = 0; i < s.size(); ++i)
+        for (int a = 0; a < 3; ++a) f[k].add(3 * i + std::size_t(a), s.forces[i][a], count);
+      if (s.stress)
+        for (int q = 0; q < 9; ++q) st[k].add(std::size_t(q), (*s.stress)[q], count);
+      else
+        has_stress[k] = false;
+    }
+  }
+  const double M = double(members.size());
+  for (std::size_t k = 0; k < out.size(); ++k) {
+    Structure& s = out.frames[k];
+    s.energy = e[k].mean[0];
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.10g", std::sqrt(e[k].m2[0] / M));
+    s.info["energy_std"] = buf;
+    s.info["ensemble_size"] = std::to_string(members.size());
+    s.forces.assign(s.size(), Vec3{});
+    auto& fs = s.arrays["forces_std"];
+    fs.assign(3 * s.size(), 0.0);
+    s.array_cols["forces_std"] = 3;
+    for (std::size_t i = 0; i < s.size(); ++i)
+      for (int a = 0; a < 3; ++a) {
+        s.forces[i][a] = f[k].mean[3 * i + std::size_t(a)];
+        fs[3 * i + std::size_t(a)] = std::sqrt(f[k].m2[3 * i + std::size_t(a)] / M);
+      }
+    if (has_stress[k]) {
+      std::array<double, 9> v{};
+      for (int q = 0; q < 9; ++q) v[std::size_t(q)] = st[k].mean[std::size_t(q)];
+      s.stress = v;
+    } else {
+      s.stress.reset();
+    }
+  }
+  write_extxyz(output, out.frames);
+  std::printf("wrote %zu frames to %s (ensemble of %zu models: mean energy, forces, stress; energy_std, forces_std)\n",
+              out.size(), output.c_str(), members.size());
   return 0;
 }
 
@@ -344,8 +468,25 @@ int main(int argc, char** argv) {
   auto* overwrite_flag =
       train_cmd->add_flag("--overwrite", overwrite, "start afresh even if OUTPUT already holds a checkpoint");
   resume_flag->excludes(overwrite_flag);
+  int accumulate = 1;
+  train_cmd
+      ->add_option("--accumulate", accumulate,
+                   "micro-batches of batch_size per rank and step, gradients summed in order (one rank with "
+                   "--accumulate P computes bitwise what mpirun -np P computes)")
+      ->check(positive_int);
   auto* pred_cmd = app.add_subcommand("predict", "write energy, forces and stress for every frame");
-  pred_cmd->add_option("--checkpoint", checkpoint, "checkpoint file")->required()->check(CLI::ExistingFile);
+  std::vector<std::string> ensemble;
+  auto* pred_ckpt = pred_cmd->add_option("--checkpoint", checkpoint, "checkpoint file")->check(CLI::ExistingFile);
+  auto* pred_ens = pred_cmd
+                       ->add_option("--ensemble", ensemble,
+                                    "checkpoints m1.hgnn,m2.hgnn,...: the mean energy, forces and stress and their "
+                                    "standard deviation over the models (energy_std, forces_std)")
+                       ->delimiter(',')
+                       ->check(CLI::ExistingFile);
+  pred_ckpt->excludes(pred_ens);
+  pred_cmd->callback([&]() {
+    if (checkpoint.empty() && ensemble.empty()) throw CLI::RequiredError("--checkpoint or --ensemble");
+  });
   pred_cmd->add_option("--input,-i", input, "input extxyz")->required()->check(CLI::ExistingFile);
   pred_cmd->add_option("--output,-o", out_file, "output extxyz")->required();
   pred_cmd->add_option("--batch-size", batch, "structures per batch")->check(positive_int);
@@ -366,19 +507,50 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   import_cmd->add_option("--output,-o", out_file, "checkpoint to write")->required();
   import_cmd->add_flag("--overwrite", overwrite, "replace an existing checkpoint");
-  CLI11_PARSE(app, argc, argv);
-
-  Kokkos::initialize(argc, argv);
+#ifdef HYDRAGNN_HAVE_MPI
+  MPI_Init(&argc, &argv);
   int rc = 0;
-  try {
-    if (*train_cmd) rc = cmd_train(config, output, resume, overwrite);
-    else if (*pred_cmd) rc = cmd_predict(checkpoint, input, out_file, batch, precision);
-    else if (*eval_cmd) rc = cmd_evaluate(checkpoint, input, json, batch);
-    else if (*import_cmd) rc = cmd_import(config, weights, out_file, overwrite);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "hydragnn: error: %s\n", e.what());
-    rc = 1;
+  {
+    const MpiCollective world(MPI_COMM_WORLD);
+#else
+  int rc = 0;
+  {
+    const Collective world;
+#endif
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      rc = world.rank() == 0 ? app.exit(e) : (e.get_exit_code() == 0 ? 0 : 1);
+#ifdef HYDRAGNN_HAVE_MPI
+      MPI_Finalize();
+#endif
+      return rc;
+    }
+    Kokkos::initialize(argc, argv);
+    try {
+      if (world.size() == 1 && launcher_size() > 1)
+        throw std::runtime_error("started as one of " + std::to_string(launcher_size()) +
+                                 " processes by an MPI launcher, but this hydragnn was built without MPI: every copy "
+                                 "would train alone and overwrite the others' files (rebuild where CMake finds MPI)");
+      if (world.size() > 1 && !*train_cmd)
+        throw std::runtime_error("only 'train' runs on several MPI ranks; run predict, evaluate and import as one process");
+      if (*train_cmd) rc = cmd_train(config, output, resume, overwrite, world, accumulate);
+      else if (*pred_cmd && !ensemble.empty()) rc = cmd_predict_ensemble(ensemble, input, out_file, batch, precision);
+      else if (*pred_cmd) rc = cmd_predict(checkpoint, input, out_file, batch, precision);
+      else if (*eval_cmd) rc = cmd_evaluate(checkpoint, input, json, batch);
+      else if (*import_cmd) rc = cmd_import(config, weights, out_file, overwrite);
+    } catch (const std::exception& e) {
+      // a failure on one rank stops every rank (never a hang in a collective the others wait in)
+      if (world.size() > 1)
+        world.abort("hydragnn: error on rank " + std::to_string(world.rank()) + " of " + std::to_string(world.size()) +
+                    ": " + e.what());
+      std::fprintf(stderr, "hydragnn: error: %s\n", e.what());
+      rc = 1;
+    }
+    Kokkos::finalize();
   }
-  Kokkos::finalize();
+#ifdef HYDRAGNN_HAVE_MPI
+  MPI_Finalize();
+#endif
   return rc;
 }
