@@ -9,6 +9,7 @@
 #include <hydragnn/train/optimizer.hpp>
 #include <hydragnn/io/extxyz.hpp>
 
+#include "bench_spec.hpp"
 #include "workload.hpp"
 
 #include <Kokkos_Core.hpp>
@@ -37,9 +38,11 @@ using Exec = Kokkos::DefaultExecutionSpace;
 using M = Exec::memory_space;
 using namespace hydragnn;
 using hydragnn_bench::GraphSet;
+using hydragnn_bench::bench_loss;
+using hydragnn_bench::bench_spec;
+using hydragnn_bench::kConvLayers;
+using hydragnn_bench::kRadialSize;
 
-constexpr int kConvLayers = 4;
-constexpr int kRadialSize = 50;  // Gaussians of the SchNet filter (HydraGNN's num_gaussians default)
 constexpr double kMiB = 1024.0 * 1024.0;
 int g_warmup = 1;  // untimed steps before the timed loop (--warmup=N)
 bool g_egnn_equivariance = true;  // EGNN with coordinate updates, as the HydraGNN runner builds it (--egnn_equivariance=0|1)
@@ -121,32 +124,6 @@ const GraphSet& md_set(int n) {
 
 // ---- models -------------------------------------------------------------------------------------
 
-/// The architecture of the HydraGNN runner (../shared/tools/hydragnn_bench.py), so that parameter
-/// counts agree: ReLU; direct mode = graph head (2 shared layers of 50, then [50, 25]) for the
-/// energy and node head [200, 200] for the forces, task weights 1 : 100; conservative mode = one
-/// node head [200, 200] -> per-atom energy, summed.
-ModelSpec bench_spec(const std::string& type, int hidden, bool conservative) {
-  const auto& w = hydragnn_bench::reference_workload();
-  ModelSpec s;
-  s.mpnn_type = type;
-  s.hidden_dim = hidden;
-  s.num_conv_layers = kConvLayers;
-  s.cutoff = w.cutoff;
-  s.max_neighbours = w.max_neighbours;
-  s.species = hydragnn_bench::species_map(w);
-  s.ref_energy.assign(s.species.size(), 0.0);
-  s.act = Activation::ReLU;
-  s.input_dim = 1;  // HydraGNN's node input is one feature (Z); ours a one-wide species embedding
-  s.energy = conservative;
-  s.energy_head_dims = {200, 200};
-  s.graph_num_sharedlayers = 2;
-  s.graph_dim_sharedlayers = 50;
-  s.graph_head_dims = {50, 25};
-  s.node_head_dims = {200, 200};
-  if (!conservative) s.heads = {HeadDef{"energy", false, 1, 1.0}, HeadDef{"forces", true, 3, 1.0}};  // task weights in bench_loss
-  return s;
-}
-
 /// Each model's own options in the benchmark: SchNet with hidden filters and 50 Gaussians, EGNN as
 /// the HydraGNN runner builds it (equivariance: true), PNAEq, PNA and PNAPlus with the reference batch's
 /// degree histogram, PNA, CGCNN and GAT with the edge-length feature (the runner gives them
@@ -172,18 +149,6 @@ typename Conv::options_type bench_options(int hidden) {
     o.edge_length_scale = hydragnn_bench::reference_workload().cutoff;
   }
   return o;
-}
-
-LossSpec bench_loss(bool conservative) {
-  LossSpec w;
-  if (conservative) {
-    w.energy = w.energy_peratom = w.force = 1.0;  // L(E) + L(E/N) + L(F), as the runner
-  } else {
-    w.energy = w.energy_peratom = w.force = w.stress = 0.0;
-    w.heads = {1.0, 100.0};
-  }
-  w.kind = LossKind::MAE;  // the runner's loss_function_type
-  return w;
 }
 
 std::string label(const char* conv, const char* what, int hidden) {

@@ -162,6 +162,48 @@ TEST_CASE("shards are balanced by atom count and cover every structure once", "[
   for (std::size_t i = 0; i < ds.size(); ++i) CHECK(one.train_shards[0][i] == i);
 }
 
+TEST_CASE("size-rank sampling: the shards' micro-batches of a step carry nearly the same atoms", "[data_parallel]") {
+  hydragnn_test::ensure_kokkos();
+  const Dataset ds = read_frames(si_data);  // 30 frames of 8 to 64 atoms
+  const int V = 3;
+  const std::size_t B = 3;
+  std::vector<ShardedData> shards;
+  for (int r = 0; r < V; ++r) shards.push_back(shard_datasets(ds, Dataset(), r, V, 1));
+  const std::size_t largest = *std::max_element(shards[0].train_shard_sizes.begin(), shards[0].train_shard_sizes.end());
+  double spread_sizes = 0, spread_random = 0;
+  for (int epoch = 0; epoch < 5; ++epoch) {
+    std::vector<std::vector<std::size_t>> by_size, random;
+    for (int r = 0; r < V; ++r) {
+      const ShardedData& d = shards[std::size_t(r)];
+      by_size.push_back(epoch_order(d.train_shards[0], d.train, 11, epoch, r, V, largest));
+      random.push_back(epoch_order(d.train_shards[0], d.train, 11 + std::uint64_t(r), epoch, r, 1, 0));
+      // every structure of the shard exactly once per epoch
+      std::vector<std::size_t> seen;
+      for (std::size_t i : by_size.back())
+        if (i != no_structure) seen.push_back(i);
+      std::sort(seen.begin(), seen.end());
+      CHECK(seen == d.train_shards[0]);
+    }
+    for (std::size_t s = 0; s * B < largest; ++s) {
+      auto spread = [&](const std::vector<std::vector<std::size_t>>& order) {
+        std::vector<double> atoms;
+        for (int r = 0; r < V; ++r) {
+          double a = 0;
+          for (std::size_t k = s * B; k < std::min(order[std::size_t(r)].size(), (s + 1) * B); ++k)
+            if (order[std::size_t(r)][k] != no_structure) a += double(shards[std::size_t(r)].train.frames[order[std::size_t(r)][k]].size());
+          atoms.push_back(a);
+        }
+        return *std::max_element(atoms.begin(), atoms.end()) - *std::min_element(atoms.begin(), atoms.end());
+      };
+      spread_sizes += spread(by_size);
+      spread_random += spread(random);
+    }
+  }
+  INFO("summed max - min atoms of a step's micro-batches: size ranks " << spread_sizes << ", independent shuffles "
+                                                                       << spread_random);
+  CHECK(spread_sizes < 0.3 * spread_random);  // measured: 256 against 997
+}
+
 TEST_CASE("accumulate 2 of batch b trains as one batch of 2b (1e-5)", "[data_parallel]") {
   hydragnn_test::ensure_kokkos();
   // 8 structures: one step per epoch either way, the same global batch

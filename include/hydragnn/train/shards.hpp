@@ -109,13 +109,34 @@ inline ShardedData shard_datasets(const Dataset& train, const Dataset& val, int 
   return d;
 }
 
+/// A position of an epoch order that holds no structure (the shard is one structure short).
+inline constexpr std::size_t no_structure = std::size_t(-1);
+
 /// The order of a local shard's structures in an epoch: a pure function of (seed, epoch, shard), so a
-/// resumed run sees the same order; shard 0 is shuffled as a single-process run shuffles its data.
-inline std::vector<std::size_t> epoch_order(const std::vector<std::size_t>& members, std::uint64_t seed, int epoch,
-                                            int shard) {
-  std::vector<std::size_t> order = members;
-  std::mt19937_64 rng(seed * 1000003ull + std::uint64_t(epoch) + std::uint64_t(shard) * 0x9E3779B97F4A7C15ull);
-  std::shuffle(order.begin(), order.end(), rng);
+/// resumed run sees the same order. One shard: its structures shuffled, as a single-process run
+/// shuffles its data. Several shards: each shard's structures sorted by size (largest first, ties by
+/// position), then every shard takes the same random permutation of those size ranks, so at every
+/// step all shards draw structures of the same size ranks and the micro-batches of one step have
+/// nearly the same atom counts (shards are dealt out in a snake, so rank k of every shard is about
+/// the same size); a shard one structure short has a hole (no_structure) where the others have
+/// their last rank. `largest` is the size of the largest shard.
+inline std::vector<std::size_t> epoch_order(const std::vector<std::size_t>& members, const Dataset& ds,
+                                            std::uint64_t seed, int epoch, int shard, int shards, std::size_t largest) {
+  std::mt19937_64 rng(seed * 1000003ull + std::uint64_t(epoch));
+  if (shards == 1) {
+    std::vector<std::size_t> order = members;
+    std::shuffle(order.begin(), order.end(), rng);
+    return order;
+  }
+  (void)shard;
+  std::vector<std::size_t> by_size = members;
+  std::stable_sort(by_size.begin(), by_size.end(),
+                   [&](std::size_t a, std::size_t b) { return ds.frames[a].size() > ds.frames[b].size(); });
+  std::vector<std::size_t> rank(largest);
+  std::iota(rank.begin(), rank.end(), 0);
+  std::shuffle(rank.begin(), rank.end(), rng);
+  std::vector<std::size_t> order(largest);
+  for (std::size_t k = 0; k < largest; ++k) order[k] = rank[k] < by_size.size() ? by_size[rank[k]] : no_structure;
   return order;
 }
 

@@ -269,13 +269,138 @@ void fill_options_from_shards(O& o, const Dataset& local, const Collective& coll
 }
 }  // namespace train_detail
 
+/// What one data-parallel step did: the loss of the global batch (its micro-batches' losses added in
+/// shard order), its structures, and where this rank's time went (seconds).
+struct StepResult {
+  double loss = 0;
+  long graphs = 0;
+  double t_data = 0, t_compute = 0, t_reduce = 0, t_update = 0;
+};
+
+/// One optimizer step of data-parallel training over V = ranks x A shards. This rank's A micro-batches
+/// (structure indices into its dataset; an empty one contributes nothing) are built, the label counts
+/// of the global batch summed over the ranks, every loss term normalised by them (LossSpec::global; a
+/// single shard keeps the batch's own), the micro-batches' gradients summed in shard order (within
+/// the rank, then Collective::sum in rank order), BatchNorm statistics of every micro-batch folded in
+/// shard order, and the same optimizer step taken on every rank. Buffers live across steps.
+template <class ModelT>
+class DataParallelStep {
+ public:
+  using T = typename ModelT::real_type;
+  using Exec = typename ModelT::exec_space;
+  using M = typename ModelT::memory_space;
+
+  DataParallelStep(const ModelT& model, const Collective& coll, int local_shards, int shards)
+      : coll_(coll), A_(local_shards), V_(shards), nh_(model.spec().heads.size()),
+        grad_("hydragnn::DataParallelStep::grad", model.num_params()), micro_(std::size_t(local_shards)),
+        has_(std::size_t(local_shards)), counts_(4 + nh_) {
+    if (A_ > 1) grad_micro_ = Vec<T, M>("hydragnn::DataParallelStep::grad_micro", model.num_params());
+    grad_host_ = Kokkos::create_mirror_view(grad_);  // staging of the all-reduce (the same view on the host)
+  }
+
+  /// epoch: 1-based, for the message of a diverging loss.
+  StepResult step(const Exec& exec, ModelT& model, Optimizer<T, Exec>& optim, const Dataset& ds,
+                  const std::vector<std::vector<std::size_t>>& idx, const LossSpec& w, double lr, int epoch) {
+    using clock = std::chrono::steady_clock;
+    auto secs = [](clock::time_point a, clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
+    StepResult res;
+    const auto t0 = clock::now();
+    // this rank's micro-batches and the label counts of the global batch
+    std::fill(counts_.begin(), counts_.end(), 0L);
+    for (int a = 0; a < A_; ++a) {
+      has_[std::size_t(a)] = !idx[std::size_t(a)].empty();
+      if (!has_[std::size_t(a)]) continue;
+      micro_[std::size_t(a)] =
+          batch_of<M>(ds, idx[std::size_t(a)], model.spec().species, model.spec().heads, ModelT::traits::needs_triplets);
+      const Batch<M>& b = micro_[std::size_t(a)];
+      counts_[0] += b.num_graphs;
+      counts_[1] += b.n_energy;
+      counts_[2] += b.n_force;
+      counts_[3] += b.n_stress;
+      for (std::size_t k = 0; k < nh_; ++k) counts_[4 + k] += b.n_head[k];
+    }
+    if (V_ > 1) coll_.sum(counts_.data(), counts_.size());
+    global_.energy = counts_[1];
+    global_.force = counts_[2];
+    global_.stress = counts_[3];
+    global_.heads.assign(counts_.begin() + 4, counts_.end());
+    LossSpec w_step = w;
+    if (V_ > 1) w_step.global = &global_;
+    const auto t1 = clock::now();
+    // the micro-batches' gradients, summed in shard order
+    std::vector<double> rec;  // per local shard: [loss, statistics size, statistics...]
+    bool any = false;
+    for (int a = 0; a < A_; ++a) {
+      if (!has_[std::size_t(a)]) {
+        rec.insert(rec.end(), {0.0, 0.0});
+        continue;
+      }
+      const auto r = loss_and_grad(exec, model, micro_[std::size_t(a)], w_step, any ? grad_micro_ : grad_, &ws_);
+      if (any) kernels::accumulate_gradient<Exec, T>(exec, grad_, grad_micro_);
+      any = true;
+      rec.push_back(r.loss);
+      if (V_ > 1) {
+        const std::vector<double> stats = model.take_batch_statistics();
+        rec.push_back(double(stats.size()));
+        rec.insert(rec.end(), stats.begin(), stats.end());
+      } else {
+        rec.push_back(0.0);
+      }
+    }
+    if (!any) Kokkos::deep_copy(exec, grad_, T(0));
+    exec.fence();
+    const auto t2 = clock::now();
+    if (coll_.size() > 1) {
+      Kokkos::deep_copy(exec, grad_host_, grad_);
+      exec.fence();
+      coll_.sum(grad_host_.data(), grad_host_.extent(0));
+      Kokkos::deep_copy(exec, grad_, grad_host_);
+    }
+    const std::vector<double> all = coll_.size() > 1 ? coll_.gather(rec) : rec;
+    const auto t3 = clock::now();
+    for (std::size_t pos = 0, v = 0; pos < all.size(); ++v) {
+      const double l = all[pos];
+      const std::size_t ns = std::size_t(all[pos + 1]);
+      if (!std::isfinite(l))
+        throw std::runtime_error("training diverged: loss is " + std::to_string(l) + " at epoch " + std::to_string(epoch) +
+                                 (V_ > 1 ? " (micro-batch of shard " + std::to_string(v) + ", rank " +
+                                               std::to_string(v / std::size_t(A_)) + ")"
+                                         : std::string()) +
+                                 " (lower the learning rate)");
+      res.loss += l;
+      if (ns)
+        model.fold_batch_statistics(exec, std::vector<double>(all.begin() + long(pos + 2), all.begin() + long(pos + 2 + ns)));
+      pos += 2 + ns;
+    }
+    optim.lr = lr;
+    optim.step(exec, model.params(), grad_);
+    if (V_ == 1) model.update_running_statistics(exec);
+    exec.fence();
+    const auto t4 = clock::now();
+    res.graphs = counts_[0];
+    res.t_data = secs(t0, t1);
+    res.t_compute = secs(t1, t2);
+    res.t_reduce = secs(t2, t3);
+    res.t_update = secs(t3, t4);
+    return res;
+  }
+
+ private:
+  const Collective& coll_;
+  int A_, V_;
+  std::size_t nh_;
+  Vec<T, M> grad_, grad_micro_;
+  typename Vec<T, M>::HostMirror grad_host_;
+  Workspace<M> ws_;  // intermediates of every step: allocated while the batches grow, then reused
+  std::vector<Batch<M>> micro_;
+  std::vector<char> has_;
+  std::vector<long> counts_;
+  LossCounts global_;
+};
+
 /// Train a model of type ModelT (Model<T, Conv, Exec>) according to cfg on this rank's shards of a
 /// data-parallel run (shard_datasets; one rank with one shard is plain training). Every step takes one
-/// micro-batch of cfg's batch_size from each of the V shards, normalises every loss term by the label
-/// counts of the whole global batch (LossSpec::global), sums the micro-batches' gradients in shard order
-/// (Collective::sum across ranks) and takes one optimizer step, the same on every rank. The feature
-/// layers (BatchNorm) normalise each micro-batch by its own statistics and fold every micro-batch's
-/// statistics into the running ones in shard order.
+/// micro-batch of cfg's batch_size from each of the V shards (DataParallelStep).
 template <class ModelT>
 TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, const ShardedData& data,
                   const TrainOptions& opt) {
@@ -377,12 +502,7 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
     save(latest);
     save(best);
   }
-  const std::size_t nh = model.spec().heads.size();
-  Vec<T, M> grad("hydragnn::train::grad", model.num_params());
-  Vec<T, M> grad_micro;  // a further micro-batch's gradient (accumulate > 1)
-  if (A > 1) grad_micro = Vec<T, M>("hydragnn::train::grad_micro", model.num_params());
-  auto grad_host = Kokkos::create_mirror_view(grad);  // staging of the all-reduce (the same view on the host)
-  Workspace<M> ws;  // intermediates of every step: allocated while the batches grow, then reused
+  DataParallelStep<ModelT> stepper(model, coll, A, V);
   Workspace<M> eval_ws;
   const auto t_start = std::chrono::steady_clock::now();
   const int first_epoch = st.epoch;
@@ -402,89 +522,26 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
     log(buf);
   }
   std::vector<std::vector<std::size_t>> order(static_cast<std::size_t>(A));
-  std::vector<Batch<M>> micro(static_cast<std::size_t>(A));
-  std::vector<char> has_micro(static_cast<std::size_t>(A));
-  std::vector<long> counts(4 + nh);
-  LossCounts global;
+  std::vector<std::vector<std::size_t>> idx(static_cast<std::size_t>(A));
   while (st.epoch < tc.num_epoch) {
     const auto t0 = std::chrono::steady_clock::now();
+    const std::size_t largest = *std::max_element(data.train_shard_sizes.begin(), data.train_shard_sizes.end());
     for (int a = 0; a < A; ++a)
-      order[std::size_t(a)] = epoch_order(data.train_shards[std::size_t(a)], tc.seed, st.epoch, data.first_shard + a);
+      order[std::size_t(a)] = epoch_order(data.train_shards[std::size_t(a)], train_ds, tc.seed, st.epoch,
+                                          data.first_shard + a, V, largest);
     double train_loss = 0;
     model.set_training(true);  // feature layers: batch statistics
     for (std::size_t s = 0; s < steps; ++s) {
-      // this rank's micro-batches and the label counts of the global batch
-      std::fill(counts.begin(), counts.end(), 0L);
       for (int a = 0; a < A; ++a) {
         const auto& o = order[std::size_t(a)];
         const std::size_t lo = std::min(o.size(), s * bs), hi = std::min(o.size(), lo + bs);
-        has_micro[std::size_t(a)] = hi > lo;
-        if (hi == lo) continue;
-        const std::vector<std::size_t> idx(o.begin() + long(lo), o.begin() + long(hi));
-        micro[std::size_t(a)] = batch_of<M>(train_ds, idx, model.spec().species, model.spec().heads,
-                                            ModelT::traits::needs_triplets);
-        const Batch<M>& b = micro[std::size_t(a)];
-        counts[0] += b.num_graphs;
-        counts[1] += b.n_energy;
-        counts[2] += b.n_force;
-        counts[3] += b.n_stress;
-        for (std::size_t k = 0; k < nh; ++k) counts[4 + k] += b.n_head[k];
+        idx[std::size_t(a)].clear();
+        for (std::size_t k = lo; k < hi; ++k)
+          if (o[k] != no_structure) idx[std::size_t(a)].push_back(o[k]);
       }
-      if (V > 1) coll.sum(counts.data(), counts.size());
-      global.energy = counts[1];
-      global.force = counts[2];
-      global.stress = counts[3];
-      global.heads.assign(counts.begin() + 4, counts.end());
-      LossSpec w_step = w;
-      if (V > 1) w_step.global = &global;
-      // the micro-batches' gradients, summed in shard order
-      std::vector<double> rec;  // per local shard: [loss, statistics size, statistics...]
-      bool any = false;
-      for (int a = 0; a < A; ++a) {
-        if (!has_micro[std::size_t(a)]) {
-          rec.insert(rec.end(), {0.0, 0.0});
-          continue;
-        }
-        const auto r = loss_and_grad(exec, model, micro[std::size_t(a)], w_step, any ? grad_micro : grad, &ws);
-        if (any) kernels::accumulate_gradient<Exec, T>(exec, grad, grad_micro);
-        any = true;
-        rec.push_back(r.loss);
-        if (V > 1) {
-          const std::vector<double> stats = model.take_batch_statistics();
-          rec.push_back(double(stats.size()));
-          rec.insert(rec.end(), stats.begin(), stats.end());
-        } else {
-          rec.push_back(0.0);
-        }
-      }
-      if (!any) Kokkos::deep_copy(exec, grad, T(0));
-      if (coll.size() > 1) {
-        Kokkos::deep_copy(exec, grad_host, grad);
-        exec.fence();
-        coll.sum(grad_host.data(), grad_host.extent(0));
-        Kokkos::deep_copy(exec, grad, grad_host);
-      }
-      const std::vector<double> all = coll.size() > 1 ? coll.gather(rec) : rec;
-      double step_loss = 0;
-      for (std::size_t pos = 0, v = 0; pos < all.size(); ++v) {
-        const double l = all[pos];
-        const std::size_t ns = std::size_t(all[pos + 1]);
-        if (!std::isfinite(l))
-          throw std::runtime_error("training diverged: loss is " + std::to_string(l) + " at epoch " +
-                                   std::to_string(st.epoch + 1) +
-                                   (V > 1 ? " (micro-batch of shard " + std::to_string(v) + ", rank " +
-                                                std::to_string(v / std::size_t(A)) + ")"
-                                          : std::string()) +
-                                   " (lower the learning rate)");
-        step_loss += l;
-        if (ns) model.fold_batch_statistics(exec, std::vector<double>(all.begin() + long(pos + 2), all.begin() + long(pos + 2 + ns)));
-        pos += 2 + ns;
-      }
-      optim.lr = st.lr;
-      optim.step(exec, model.params(), grad);
-      if (V == 1) model.update_running_statistics(exec);
+      const StepResult r = stepper.step(exec, model, optim, train_ds, idx, w, st.lr, st.epoch + 1);
       ++st.step;
-      train_loss += step_loss * double(counts[0]);
+      train_loss += r.loss * double(r.graphs);
     }
     train_loss /= double(data.summary.train_size);
     model.set_training(false);  // validation and checkpoints: running statistics
