@@ -7,13 +7,19 @@
 //   hydragnn predict  --ensemble P1,P2,... --input in.extxyz --output out.extxyz
 //   hydragnn evaluate --checkpoint P --input test.extxyz [--json]
 //   hydragnn import   --config C.json --weights W.json --output ckpt.hgnn [--overwrite]
+//   [mpirun -np P] hydragnn hpo --search search.json --output DIR [--max-jobs N]
+//   hydragnn convert  --input a.extxyz,b.extxyz --output data.h5 [--dataset-names a,b] [--radius R]
 //   hydragnn --version
 #include <CLI/CLI.hpp>
 
 #include <hydragnn/compat/kokkos.hpp>
+#include <hydragnn/dist/hpo.hpp>
 #include <hydragnn/dist/launcher.hpp>
 #ifdef HYDRAGNN_HAVE_MPI
 #include <hydragnn/dist/mpi.hpp>
+#endif
+#ifdef HYDRAGNN_HAVE_HDF5
+#include <hydragnn/io/hdf5.hpp>
 #endif
 #include <hydragnn/io/config.hpp>
 #include <hydragnn/autodiff/potential.hpp>
@@ -30,6 +36,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <memory>
+#include <thread>
 
 #ifndef HYDRAGNN_VERSION
 #define HYDRAGNN_VERSION "unknown"
@@ -132,8 +141,101 @@ void remove_created_directories(const std::vector<std::filesystem::path>& create
   }
 }
 
-int train_into(const std::string& config_path, const Config& cfg, const std::string& out_dir, bool resume,
-               const Collective& coll, int accumulate);
+/// The structures of one data file: an extxyz file held in memory, or a hydragnn HDF5 file whose atoms
+/// are read on demand.
+class StructureSource {
+ public:
+  virtual ~StructureSource() = default;
+  virtual std::size_t size() const = 0;
+  virtual StructureSummary summary(std::size_t i) const = 0;
+  virtual Structure structure(std::size_t i) const = 0;
+  /// What was read of the atoms (HDF5: "structures S of T, atoms A of N"; empty for text files,
+  /// which every rank parses whole).
+  virtual std::string read_report() const { return {}; }
+};
+
+class ExtxyzSource final : public StructureSource {
+ public:
+  explicit ExtxyzSource(const std::string& path) : ds_(read_frames(path)) {}
+  std::size_t size() const override { return ds_.size(); }
+  StructureSummary summary(std::size_t i) const override { return summarize(ds_.frames[i]); }
+  Structure structure(std::size_t i) const override { return ds_.frames[i]; }
+
+ private:
+  Dataset ds_;
+};
+
+#ifdef HYDRAGNN_HAVE_HDF5
+class HDF5Source final : public StructureSource {
+ public:
+  HDF5Source(const std::string& path, hid_t fapl) : file_(path, fapl) {}
+  std::size_t size() const override { return file_.size(); }
+  StructureSummary summary(std::size_t i) const override { return file_.summary(i); }
+  Structure structure(std::size_t i) const override { return file_.read(i); }
+  std::string read_report() const override {
+    return "atoms of " + std::to_string(file_.structures_read()) + " of " + std::to_string(file_.size()) +
+           " structures (" + std::to_string(file_.atoms_read()) + " of " + std::to_string(file_.num_atoms()) + " atoms)";
+  }
+
+ private:
+  HDF5Structures file_;
+};
+#endif
+
+std::shared_ptr<const StructureSource> open_source(const std::string& path, const std::string& format,
+                                                   const Collective& coll) {
+  if (format == "hdf5") {
+#ifdef HYDRAGNN_HAVE_HDF5
+    hid_t fapl = H5P_DEFAULT;
+#if defined(HYDRAGNN_HAVE_MPI) && defined(H5_HAVE_PARALLEL)
+    // every rank opens the file through MPI-IO (collectively) and reads its own structures independently
+    h5_detail::Handle mpio(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+    if (coll.size() > 1) {
+      H5Pset_fapl_mpio(mpio, MPI_COMM_WORLD, MPI_INFO_NULL);
+      fapl = mpio;
+    }
+#else
+    (void)coll;
+#endif
+    return std::make_shared<HDF5Source>(path, fapl);
+#else
+    (void)coll;
+    throw std::runtime_error(path + ": Dataset.format is \"hdf5\" but this hydragnn was built without HDF5");
+#endif
+  }
+  (void)coll;
+  return std::make_shared<ExtxyzSource>(path);
+}
+
+/// Some structures of a source, in a given order (a split of a file).
+struct StructureView {
+  std::shared_ptr<const StructureSource> source;
+  std::vector<std::size_t> index;
+  std::size_t size() const { return index.size(); }
+  StructureView all() const {
+    StructureView v{source, {}};
+    if (source)
+      for (std::size_t i = 0; i < source->size(); ++i) v.index.push_back(i);
+    return v;
+  }
+  StructureView subset(const std::vector<std::size_t>& k) const {
+    StructureView v{source, {}};
+    for (std::size_t j : k) v.index.push_back(index[j]);
+    return v;
+  }
+  std::vector<StructureSummary> summaries() const {
+    std::vector<StructureSummary> out;
+    out.reserve(index.size());
+    for (std::size_t i : index) out.push_back(source->summary(i));
+    return out;
+  }
+  void load(const std::vector<std::size_t>& k, Dataset& ds) const {
+    for (std::size_t j : k) ds.frames.push_back(source->structure(index[j]));
+  }
+};
+
+double train_into(const std::string& config_path, const Config& cfg, const std::string& out_dir, bool resume,
+                  const Collective& coll, int accumulate);
 
 int cmd_train(const std::string& config_path, const std::string& out_dir, bool resume, bool overwrite,
               const Collective& coll, int accumulate) {
@@ -161,61 +263,74 @@ int cmd_train(const std::string& config_path, const std::string& out_dir, bool r
   const std::vector<fs::path> created = coll.rank() == 0 ? missing_directories(out_dir) : std::vector<fs::path>();
   if (coll.rank() == 0) fs::create_directories(out_dir);
   try {
-    return train_into(config_path, cfg, out_dir, resume, coll, accumulate);
+    train_into(config_path, cfg, out_dir, resume, coll, accumulate);
+    return 0;
   } catch (...) {
     remove_created_directories(created);
     throw;
   }
 }
 
-int train_into(const std::string& config_path, const Config& cfg, const std::string& out_dir, bool resume,
-               const Collective& coll, int accumulate) {
+/// Train as `hydragnn train` does; returns the best validation loss.
+double train_into(const std::string& config_path, const Config& cfg, const std::string& out_dir, bool resume,
+                  const Collective& coll, int accumulate) {
   const ModelSpec base = spec_from_config(cfg);
   DatasetRequirements req;
   req.energy = base.energy && (cfg.arch.energy_weight > 0 || cfg.arch.energy_peratom_weight > 0);
   req.forces = base.energy && cfg.arch.force_weight > 0;
   const bool root = coll.rank() == 0;
-  // every rank reads the frames and splits them identically; graphs are built only for the
-  // structures of this rank's shards (the test set is cut into one shard per rank)
-  ShardedData data;
-  Dataset test_ds;
-  {
-    Dataset train_ds, val_ds;
-    auto load = [&](const char* key) { return read_frames(cfg.dataset.existing_file(key)); };
-    if (!cfg.dataset.total.empty()) {
-      const Dataset all = load("total");
-      const SplitSizes sz = split_total(all.size(), cfg.training.perc_train);
-      auto parts = split_dataset(all, {sz.train, sz.validate, sz.test}, cfg.training.seed);
-      train_ds = std::move(parts[0]);
-      val_ds = std::move(parts[1]);
-      test_ds = std::move(parts[2]);
-    } else {
-      train_ds = load("train");
-      if (!cfg.dataset.validate.empty()) {
-        val_ds = load("validate");
-      } else if (cfg.training.perc_train < 1.0) {
-        // no validation file: hold out (1 - perc_train) of the training file, shuffled with the seed
-        const std::size_t n = train_ds.size();
-        const std::size_t ntrain = std::min(n, std::size_t(std::llround(cfg.training.perc_train * n)));
-        auto parts = split_dataset(train_ds, {ntrain, n - ntrain}, cfg.training.seed);
-        train_ds = std::move(parts[0]);
-        val_ds = std::move(parts[1]);
-      }
-      if (!cfg.dataset.test.empty()) test_ds = load("test");
+  // every rank reads the per-structure facts of every file (extxyz: the whole text; hdf5: the
+  // per-structure arrays) and splits them identically; a rank loads the atoms of its own shards'
+  // structures only and builds their graphs (the test set is cut into one shard per rank)
+  std::map<std::string, std::shared_ptr<const StructureSource>> files;
+  auto open = [&](const char* key) {
+    const std::string path = cfg.dataset.existing_file(key);
+    auto& f = files[path];
+    if (!f) f = open_source(path, cfg.dataset.format, coll);
+    return StructureView{f, {}}.all();
+  };
+  StructureView train_v, val_v, test_v;
+  if (!cfg.dataset.total.empty()) {
+    const StructureView all = open("total");
+    const SplitSizes sz = split_total(all.size(), cfg.training.perc_train);
+    const auto parts = split_indices(all.size(), {sz.train, sz.validate, sz.test}, cfg.training.seed);
+    train_v = all.subset(parts[0]);
+    val_v = all.subset(parts[1]);
+    test_v = all.subset(parts[2]);
+  } else {
+    train_v = open("train");
+    if (!cfg.dataset.validate.empty()) {
+      val_v = open("validate");
+    } else if (cfg.training.perc_train < 1.0) {
+      // no validation file: hold out (1 - perc_train) of the training file, shuffled with the seed
+      const std::size_t n = train_v.size();
+      const std::size_t ntrain = std::min(n, std::size_t(std::llround(cfg.training.perc_train * n)));
+      const auto parts = split_indices(n, {ntrain, n - ntrain}, cfg.training.seed);
+      const StructureView whole = train_v;
+      train_v = whole.subset(parts[0]);
+      val_v = whole.subset(parts[1]);
     }
-    data = shard_datasets(train_ds, val_ds, coll.rank(), coll.size(), accumulate);
+    if (!cfg.dataset.test.empty()) test_v = open("test");
   }
-  const std::size_t test_size = test_ds.size();
+  ShardedData data = shard_structures(train_v.summaries(), val_v.summaries(), coll.rank(), coll.size(), accumulate,
+                                      [&](bool is_val, const std::vector<std::size_t>& global, Dataset& ds) {
+                                        (is_val ? val_v : train_v).load(global, ds);
+                                      });
+  const std::size_t test_size = test_v.size();
+  std::vector<std::size_t> my_test;
+  {
+    const std::vector<int> shard = shard_by_atoms(atom_counts(test_v.summaries()), coll.size());
+    for (std::size_t i = 0; i < test_v.size(); ++i)
+      if (shard[i] == coll.rank()) my_test.push_back(i);
+  }
+  Dataset test_ds;
+  test_v.load(my_test, test_ds);
+  for (const auto& kv : files)
+    if (root && !kv.second->read_report().empty())
+      std::printf("%s: rank 0 read the %s\n", kv.first.c_str(), kv.second->read_report().c_str());
+  files.clear();
+  train_v = val_v = test_v = StructureView();  // the extxyz text of other ranks' structures is freed here
   std::vector<std::vector<std::size_t>> test_shard(1);
-  if (coll.size() > 1) {
-    // the test set too: each rank evaluates the structures of its shard
-    const std::vector<int> shard = shard_by_atoms(test_ds, coll.size());
-    Dataset mine;
-    mine.name = test_ds.name;
-    for (std::size_t i = 0; i < test_ds.size(); ++i)
-      if (shard[i] == coll.rank()) mine.frames.push_back(std::move(test_ds.frames[i]));
-    test_ds = std::move(mine);
-  }
   for (std::size_t i = 0; i < test_ds.size(); ++i) test_shard[0].push_back(i);
   build_graphs(data.train, base.cutoff, base.max_neighbours, req);
   build_graphs(data.val, base.cutoff, base.max_neighbours, req);
@@ -229,9 +344,11 @@ int train_into(const std::string& config_path, const Config& cfg, const std::str
   opt.resume = resume;
   opt.collective = &coll;
   Exec exec;
+  double best_val = INFINITY;
   with_model_type(base.mpnn_type, [&](auto tag) {
     using ModelT = decltype(tag);
     const TrainResult r = train<ModelT>(exec, cfg, data, opt);
+    best_val = r.state.best_val;
     if (root)
       std::printf("checkpoints: %s (latest), %s (best validation, epoch %d)\n", r.latest_checkpoint.c_str(),
                   r.best_checkpoint.c_str(), r.state.best_epoch);
@@ -247,6 +364,89 @@ int train_into(const std::string& config_path, const Config& cfg, const std::str
                       false);
     }
   });
+  return best_val;
+}
+
+/// Hyperparameter search (dist/hpo.hpp): the ranks form groups of ranks_per_trial ranks, each group a
+/// worker that takes jobs from the shared state until none is left. max_jobs > 0: a worker stops after
+/// that many jobs (a batch-queue time limit); running `hpo` again continues the search.
+int cmd_hpo(const std::string& search_path, const std::string& out_dir, int max_jobs, const Collective& world) {
+  const HpoSpec spec = load_hpo_spec(search_path);
+  if (world.size() % spec.ranks_per_trial != 0)
+    throw std::runtime_error(search_path + ": ranks_per_trial = " + std::to_string(spec.ranks_per_trial) +
+                             " does not divide the " + std::to_string(world.size()) + " ranks");
+  const int worker = world.rank() / spec.ranks_per_trial;
+#ifdef HYDRAGNN_HAVE_MPI
+  MPI_Comm group_comm;
+  MPI_Comm_split(MPI_COMM_WORLD, worker, world.rank(), &group_comm);
+  const MpiCollective group(group_comm);
+#else
+  const Collective& group = world;
+#endif
+  HpoState state(spec, out_dir);
+  if (world.rank() == 0) {
+    std::filesystem::create_directories(out_dir);
+    state.recover();  // jobs of an earlier, interrupted search are handed out again
+  }
+  world.barrier();
+  const auto rungs = spec.rungs();
+  int jobs = 0;
+  while (max_jobs <= 0 || jobs < max_jobs) {
+    std::vector<double> msg(3, 0.0);  // trial, rung, done
+    if (group.rank() == 0) {
+      bool done = false;
+      const HpoJob j = state.next(worker, done);
+      msg = {double(j.trial), double(j.rung), done ? 1.0 : 0.0};
+    }
+    if (group.size() > 1) {
+      std::vector<double> all = group.gather(msg);  // the leader's message, for every rank of the group
+      msg.assign(all.begin(), all.begin() + 3);
+    }
+    if (msg[2] != 0) break;
+    const HpoJob job{int(msg[0]), int(msg[1])};
+    if (!job.valid()) {  // the others are still running the jobs that could be promoted
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      continue;
+    }
+    const nlohmann::json values = state.snapshot()["trials"][std::size_t(job.trial)]["values"];
+    const nlohmann::json cj = trial_config(spec, values, rungs[std::size_t(job.rung)]);
+    const std::string dir = out_dir + "/trial_" + std::to_string(job.trial);
+    Config cfg = parse_config(cj.dump(), dir + "/config.json");
+    cfg.dataset.base_dir = spec.base_dir;
+    if (group.rank() == 0) {
+      std::filesystem::create_directories(dir);
+      std::ofstream(dir + "/config.json") << cj.dump(2) << "\n";
+    }
+    group.barrier();
+    double loss = INFINITY;
+    try {
+      loss = train_into(dir + "/config.json", cfg, dir, job.rung > 0, group, 1);
+    } catch (const std::exception& e) {
+      // a trial that fails (e.g. diverges) is a bad trial, not a failed search; in a group of several
+      // ranks a failure may be one rank's alone, so it stops the run (every rank) instead
+      if (group.size() > 1) throw;
+      std::fprintf(stderr, "hydragnn hpo: trial %d failed: %s\n", job.trial, e.what());
+    }
+    if (group.rank() == 0) {
+      state.finish(job, loss);
+      std::printf("hpo worker %d: trial %d rung %d (%d epochs): validation loss %.6g\n", worker, job.trial, job.rung,
+                  rungs[std::size_t(job.rung)], loss);
+      std::fflush(stdout);
+    }
+    ++jobs;
+  }
+  world.barrier();
+  if (world.rank() == 0) {
+    const nlohmann::json st = state.snapshot();
+    write_hpo_results(spec, st, out_dir);
+    std::size_t full = 0;
+    for (const auto& t : st["trials"]) full += t["losses"].size() == rungs.size();
+    std::printf("hpo: %zu trials, %zu trained to %d epochs; results.csv, best_config.json in %s\n", st["trials"].size(),
+                full, spec.max_epochs, out_dir.c_str());
+  }
+#ifdef HYDRAGNN_HAVE_MPI
+  MPI_Comm_free(&group_comm);
+#endif
   return 0;
 }
 
@@ -418,6 +618,72 @@ int cmd_predict_ensemble(const std::vector<std::string>& members, const std::str
 
 }  // namespace
 
+#ifdef HYDRAGNN_HAVE_HDF5
+/// extxyz files -> one hydragnn HDF5 file; each input is a dataset (named by --dataset-names or its
+/// file stem) with its metadata computed once here.
+int cmd_convert(const std::vector<std::string>& inputs, std::vector<std::string> names, const std::string& output,
+                double radius, bool overwrite) {
+  namespace fs = std::filesystem;
+  if (fs::exists(output) && !overwrite) throw std::runtime_error(output + " exists (use --overwrite to replace it)");
+  if (!names.empty() && names.size() != inputs.size())
+    throw std::runtime_error("--dataset-names: " + std::to_string(names.size()) + " names for " +
+                             std::to_string(inputs.size()) + " inputs");
+  if (names.empty())
+    for (const auto& in : inputs) names.push_back(fs::path(in).stem().string());
+  for (const auto& n : names)
+    if (n.empty() || n.find(';') != std::string::npos || n.find('/') != std::string::npos)
+      throw std::runtime_error("--dataset-names: '" + n + "' (a dataset name is not empty and has no ';' or '/')");
+  std::vector<Structure> frames;
+  std::vector<int> dataset_of;
+  std::vector<HDF5DatasetMetadata> meta;
+  for (std::size_t k = 0; k < inputs.size(); ++k) {
+    Dataset ds = read_frames(inputs[k]);
+    HDF5DatasetMetadata m;
+    m.name = names[k];
+    m.num_structures = ds.size();
+    m.num_atoms = ds.num_atoms();
+    const std::vector<StructureSummary> ss = summaries_of(ds);
+    const SpeciesMap sp = species_of(ss);
+    m.species = sp.numbers;
+    m.reference_energy = fit_reference_energies(ss, sp);
+    double e1 = 0, e2 = 0, f2 = 0;
+    std::size_t ne = 0, nf = 0;
+    for (const auto& s : ss) {
+      if (s.energy) {
+        const double epa = *s.energy / double(s.natoms);
+        e1 += epa;
+        e2 += epa * epa;
+        ++ne;
+      }
+      f2 += s.force_sq;
+      nf += s.force_components;
+    }
+    if (ne) {
+      m.energy_per_atom_mean = e1 / double(ne);
+      m.energy_per_atom_std = std::sqrt(std::max(0.0, e2 / double(ne) - m.energy_per_atom_mean * m.energy_per_atom_mean));
+    }
+    if (nf) m.force_rms = std::sqrt(f2 / double(nf));
+    if (radius > 0) {
+      DatasetRequirements req;
+      req.allow_isolated = true;
+      build_graphs(ds, radius, -1, req);
+      m.radius = radius;
+      m.degree_histogram = degree_histogram(ds);
+    }
+    meta.push_back(m);
+    for (auto& f : ds.frames) {
+      frames.push_back(std::move(f));
+      dataset_of.push_back(int(k));
+    }
+  }
+  write_structures_hdf5(output, frames, dataset_of, names, meta);
+  std::size_t atoms = 0;
+  for (const auto& f : frames) atoms += f.size();
+  std::printf("wrote %zu structures (%zu atoms, %zu datasets) to %s\n", frames.size(), atoms, names.size(), output.c_str());
+  return 0;
+}
+#endif
+
 int cmd_import(const std::string& config_path, const std::string& weights_path, const std::string& output,
                bool overwrite) {
   if (std::filesystem::exists(output) && !overwrite)
@@ -498,6 +764,27 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--input,-i", input, "labelled extxyz")->required()->check(CLI::ExistingFile);
   eval_cmd->add_flag("--json", json, "print the metrics as JSON");
   eval_cmd->add_option("--batch-size", batch, "structures per batch")->check(positive_int);
+  std::string search;
+  int max_jobs = 0;
+  auto* hpo_cmd = app.add_subcommand(
+      "hpo", "hyperparameter search: asynchronous successive halving over workers of ranks_per_trial MPI ranks");
+  hpo_cmd->add_option("--search,-s", search, "search JSON (base config, space, trials, rungs)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  hpo_cmd->add_option("--output,-o", output, "search directory (state, trials, results.csv, best_config.json)");
+  hpo_cmd->add_option("--max-jobs", max_jobs, "each worker stops after this many jobs (run hpo again to continue)");
+  std::vector<std::string> conv_inputs, conv_names;
+  double conv_radius = 0;
+  auto* convert_cmd = app.add_subcommand(
+      "convert", "extxyz files -> one HDF5 dataset file (random access per structure; Dataset.format \"hdf5\")");
+  convert_cmd->add_option("--input,-i", conv_inputs, "extxyz files, comma-separated: one dataset each")
+      ->required()
+      ->delimiter(',')
+      ->check(CLI::ExistingFile);
+  convert_cmd->add_option("--output,-o", out_file, "HDF5 file to write")->required();
+  convert_cmd->add_option("--dataset-names", conv_names, "a name per input (default: the file stems)")->delimiter(',');
+  convert_cmd->add_option("--radius", conv_radius, "also store each dataset's degree histogram at this cutoff (A)");
+  convert_cmd->add_flag("--overwrite", overwrite, "replace an existing file");
   std::string weights;
   auto* import_cmd =
       app.add_subcommand("import", "a HydraGNN model's weights (named-parameter JSON) + its config -> a checkpoint");
@@ -532,13 +819,21 @@ int main(int argc, char** argv) {
         throw std::runtime_error("started as one of " + std::to_string(launcher_size()) +
                                  " processes by an MPI launcher, but this hydragnn was built without MPI: every copy "
                                  "would train alone and overwrite the others' files (rebuild where CMake finds MPI)");
-      if (world.size() > 1 && !*train_cmd)
-        throw std::runtime_error("only 'train' runs on several MPI ranks; run predict, evaluate and import as one process");
+      if (world.size() > 1 && !*train_cmd && !*hpo_cmd)
+        throw std::runtime_error("only 'train' and 'hpo' run on several MPI ranks; run predict, evaluate, import and convert as one process");
       if (*train_cmd) rc = cmd_train(config, output, resume, overwrite, world, accumulate);
       else if (*pred_cmd && !ensemble.empty()) rc = cmd_predict_ensemble(ensemble, input, out_file, batch, precision);
       else if (*pred_cmd) rc = cmd_predict(checkpoint, input, out_file, batch, precision);
       else if (*eval_cmd) rc = cmd_evaluate(checkpoint, input, json, batch);
       else if (*import_cmd) rc = cmd_import(config, weights, out_file, overwrite);
+      else if (*hpo_cmd) rc = cmd_hpo(search, output, max_jobs, world);
+      else if (*convert_cmd) {
+#ifdef HYDRAGNN_HAVE_HDF5
+        rc = cmd_convert(conv_inputs, conv_names, out_file, conv_radius, overwrite);
+#else
+        throw std::runtime_error("convert: this hydragnn was built without HDF5 (Debian: libhdf5-openmpi-dev)");
+#endif
+      }
     } catch (const std::exception& e) {
       // a failure on one rank stops every rank (never a hang in a collective the others wait in)
       if (world.size() > 1)

@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace hydragnn {
@@ -36,5 +37,28 @@ struct Structure {
 
   std::size_t size() const { return numbers.size(); }
 };
+
+/// What the statistics of a training set need of one structure (the reference-energy fit, the energy
+/// scale, the shard plan), without its atoms: a sharded dataset keeps these for every structure and
+/// the atoms only for the structures a rank owns.
+struct StructureSummary {
+  std::size_t natoms = 0;
+  std::vector<std::pair<int, int>> composition;  ///< (Z, count), ascending Z
+  std::optional<double> energy;
+  double force_sq = 0;             ///< sum of the squared force components (0 without forces)
+  std::size_t force_components = 0;
+};
+
+inline StructureSummary summarize(const Structure& f) {
+  StructureSummary s;
+  s.natoms = f.size();
+  std::map<int, int> count;
+  for (int z : f.numbers) ++count[z];
+  s.composition.assign(count.begin(), count.end());
+  s.energy = f.energy;
+  for (const auto& v : f.forces) s.force_sq += v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
+  s.force_components = 3 * f.forces.size();
+  return s;
+}
 
 }  // namespace hydragnn

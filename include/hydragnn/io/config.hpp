@@ -112,7 +112,7 @@ struct TrainingConfig {
 /// directory of the config file.
 struct DatasetConfig {
   std::string name;
-  std::string format = "extxyz";  ///< only extxyz is supported
+  std::string format = "extxyz";  ///< extxyz, or hdf5 (files written by `hydragnn convert`)
   std::string train, validate, test, total;
   std::string base_dir = ".";     ///< not serialized by to_json
   std::string resolve(const std::string& p) const;
@@ -446,10 +446,11 @@ inline void parse_dataset(Reader& root, DatasetConfig& ds) {
   if (!d) return;
   d->get("name", ds.name);
   if (d->get("format", ds.format)) {
-    if (lower(ds.format) != "extxyz")
+    const std::string f = lower(ds.format);
+    if (f != "extxyz" && f != "hdf5")
       d->fail("'" + d->key_path("format") + "' = " + json(ds.format).dump() +
-              " is not supported (only \"extxyz\")");
-    ds.format = "extxyz";
+              " is not supported (\"extxyz\" or \"hdf5\")");
+    ds.format = f;
   }
   if (auto p = d->child("path")) {
     for (auto [key, field] : {std::pair<const char*, std::string*>{"train", &ds.train},

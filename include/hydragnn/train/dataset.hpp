@@ -136,23 +136,32 @@ inline LabelCounts count_labels(const Dataset& ds, const std::vector<HeadDef>& h
   return c;
 }
 
-/// Sorted atomic numbers present in a dataset.
-inline SpeciesMap species_of(const Dataset& ds) {
+inline std::vector<StructureSummary> summaries_of(const Dataset& ds) {
+  std::vector<StructureSummary> out;
+  out.reserve(ds.size());
+  for (const auto& f : ds.frames) out.push_back(summarize(f));
+  return out;
+}
+
+/// Sorted atomic numbers present in a set of structures.
+inline SpeciesMap species_of(const std::vector<StructureSummary>& ss) {
   std::set<int> z;
-  for (const auto& f : ds.frames) z.insert(f.numbers.begin(), f.numbers.end());
+  for (const auto& s : ss)
+    for (const auto& c : s.composition) z.insert(c.first);
   return SpeciesMap{std::vector<int>(z.begin(), z.end())};
 }
+inline SpeciesMap species_of(const Dataset& ds) { return species_of(summaries_of(ds)); }
 
 /// Least-squares per-element reference energies: min sum_g (E_g - sum_s n_gs e_s)^2 (tiny ridge
 /// for elements whose counts are collinear).
-inline std::vector<double> fit_reference_energies(const Dataset& ds, const SpeciesMap& sp) {
+inline std::vector<double> fit_reference_energies(const std::vector<StructureSummary>& ss, const SpeciesMap& sp) {
   const std::size_t ns = sp.size();
   std::vector<double> A(ns * ns, 0.0), rhs(ns, 0.0);
   std::size_t used = 0;
-  for (const auto& f : ds.frames) {
+  for (const auto& f : ss) {
     if (!f.energy) continue;
     std::vector<double> n(ns, 0.0);
-    for (int z : f.numbers) n[sp.index_of(z)] += 1;
+    for (const auto& c : f.composition) n[sp.index_of(c.first)] += c.second;
     for (std::size_t a = 0; a < ns; ++a) {
       rhs[a] += n[a] * *f.energy;
       for (std::size_t b = 0; b < ns; ++b) A[a * ns + b] += n[a] * n[b];
@@ -183,47 +192,68 @@ inline std::vector<double> fit_reference_energies(const Dataset& ds, const Speci
   }
   return x;
 }
+inline std::vector<double> fit_reference_energies(const Dataset& ds, const SpeciesMap& sp) {
+  return fit_reference_energies(summaries_of(ds), sp);
+}
 
 /// Scale of the per-atom energy output: RMS force component if forces exist, else the RMS of the
-/// per-atom residual energy after the reference fit (never below 1e-3 eV).
-inline double energy_scale_of(const Dataset& ds, const SpeciesMap& sp, const std::vector<double>& ref) {
+/// per-atom residual energy after the reference fit (never below 1e-3 eV). Sums per structure, then
+/// over structures in order.
+inline double energy_scale_of(const std::vector<StructureSummary>& ss, const SpeciesMap& sp,
+                              const std::vector<double>& ref) {
   double s2 = 0;
   std::size_t n = 0;
-  for (const auto& f : ds.frames)
-    for (const auto& v : f.forces) {
-      s2 += v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
-      n += 3;
-    }
+  for (const auto& f : ss) {
+    s2 += f.force_sq;
+    n += f.force_components;
+  }
   if (n == 0)
-    for (const auto& f : ds.frames) {
+    for (const auto& f : ss) {
       if (!f.energy) continue;
       double e = *f.energy;
-      for (int z : f.numbers) e -= ref[sp.index_of(z)];
-      s2 += (e / f.size()) * (e / f.size());
+      for (const auto& c : f.composition) e -= c.second * ref[sp.index_of(c.first)];
+      s2 += (e / f.natoms) * (e / f.natoms);
       ++n;
     }
   return n ? std::max(1e-3, std::sqrt(s2 / n)) : 1.0;
 }
+inline double energy_scale_of(const Dataset& ds, const SpeciesMap& sp, const std::vector<double>& ref) {
+  return energy_scale_of(summaries_of(ds), sp, ref);
+}
 
-/// Shuffle a dataset with `seed` and cut it into consecutive parts of the given sizes (the last part
-/// takes whatever remains). A dataset without graphs yet (read_frames) is split the same way.
-inline std::vector<Dataset> split_dataset(const Dataset& all, const std::vector<std::size_t>& sizes,
-                                          std::uint64_t seed) {
-  std::vector<std::size_t> order(all.size());
+/// Shuffle 0 .. n-1 with `seed` and cut the order into consecutive parts of the given sizes (the last
+/// part takes whatever remains).
+inline std::vector<std::vector<std::size_t>> split_indices(std::size_t n, const std::vector<std::size_t>& sizes,
+                                                           std::uint64_t seed) {
+  std::vector<std::size_t> order(n);
   std::iota(order.begin(), order.end(), 0);
   std::mt19937_64 rng(seed);
   std::shuffle(order.begin(), order.end(), rng);
-  std::vector<Dataset> parts(sizes.size());
+  std::vector<std::vector<std::size_t>> parts(sizes.size());
   std::size_t part = 0, used = 0;
-  for (std::size_t k = 0; k < all.size(); ++k) {
+  for (std::size_t k = 0; k < n; ++k) {
     while (part + 1 < parts.size() && used == sizes[part]) {
       ++part;
       used = 0;
     }
-    parts[part].name = all.name;
-    parts[part].frames.push_back(all.frames[order[k]]);
-    if (!all.graphs.empty()) parts[part].graphs.push_back(all.graphs[order[k]]);
+    parts[part].push_back(order[k]);
     ++used;
+  }
+  return parts;
+}
+
+/// Shuffle a dataset with `seed` and cut it into consecutive parts of the given sizes (split_indices).
+/// A dataset without graphs yet (read_frames) is split the same way.
+inline std::vector<Dataset> split_dataset(const Dataset& all, const std::vector<std::size_t>& sizes,
+                                          std::uint64_t seed) {
+  const auto idx = split_indices(all.size(), sizes, seed);
+  std::vector<Dataset> parts(sizes.size());
+  for (std::size_t p = 0; p < parts.size(); ++p) {
+    parts[p].name = all.name;
+    for (std::size_t i : idx[p]) {
+      parts[p].frames.push_back(all.frames[i]);
+      if (!all.graphs.empty()) parts[p].graphs.push_back(all.graphs[i]);
+    }
   }
   return parts;
 }

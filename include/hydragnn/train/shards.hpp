@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <numeric>
 #include <random>
 #include <stdexcept>
@@ -23,19 +24,29 @@
 
 namespace hydragnn {
 
-/// Shard of every structure of ds (0 .. V-1), balanced by atom count.
-inline std::vector<int> shard_by_atoms(const Dataset& ds, int V) {
+/// Shard of every structure (0 .. V-1), balanced by atom count.
+inline std::vector<int> shard_by_atoms(const std::vector<std::size_t>& natoms, int V) {
   if (V < 1) throw std::invalid_argument("hydragnn::shard_by_atoms: " + std::to_string(V) + " shards");
-  std::vector<std::size_t> by_size(ds.size());
+  std::vector<std::size_t> by_size(natoms.size());
   std::iota(by_size.begin(), by_size.end(), 0);
-  std::stable_sort(by_size.begin(), by_size.end(),
-                   [&](std::size_t a, std::size_t b) { return ds.frames[a].size() > ds.frames[b].size(); });
-  std::vector<int> shard(ds.size());
+  std::stable_sort(by_size.begin(), by_size.end(), [&](std::size_t a, std::size_t b) { return natoms[a] > natoms[b]; });
+  std::vector<int> shard(natoms.size());
   for (std::size_t p = 0; p < by_size.size(); ++p) {
     const std::size_t round = p / std::size_t(V), k = p % std::size_t(V);
     shard[by_size[p]] = int(round % 2 == 0 ? k : std::size_t(V) - 1 - k);
   }
   return shard;
+}
+inline std::vector<std::size_t> atom_counts(const std::vector<StructureSummary>& ss) {
+  std::vector<std::size_t> n;
+  n.reserve(ss.size());
+  for (const auto& s : ss) n.push_back(s.natoms);
+  return n;
+}
+inline std::vector<int> shard_by_atoms(const Dataset& ds, int V) {
+  std::vector<std::size_t> n;
+  for (const auto& f : ds.frames) n.push_back(f.size());
+  return shard_by_atoms(n, V);
 }
 
 /// Global facts of the training set that every rank needs (computed before a rank drops the
@@ -47,7 +58,7 @@ struct TrainingSetSummary {
   std::size_t train_size = 0, val_size = 0;
 };
 
-inline TrainingSetSummary summarize_training_set(const Dataset& train, std::size_t val_size) {
+inline TrainingSetSummary summarize_training_set(const std::vector<StructureSummary>& train, std::size_t val_size) {
   TrainingSetSummary s;
   s.species = species_of(train);
   s.ref_energy = fit_reference_energies(train, s.species);
@@ -76,11 +87,16 @@ struct ShardedData {
   }
 };
 
-/// Cut the global training and validation sets into ranks x accumulate shards and keep this rank's
-/// (graphs too where the datasets have them; otherwise build them on the result).
-inline ShardedData shard_datasets(const Dataset& train, const Dataset& val, int rank, int ranks, int accumulate) {
+/// Reads the structures of the given global indices (ascending) of the training (val = false) or
+/// validation set into ds (frames, and graphs where the source has them).
+using StructureLoader = std::function<void(bool val, const std::vector<std::size_t>& global, Dataset& ds)>;
+
+/// Cut the global training and validation sets, known by their summaries, into ranks x accumulate
+/// shards and load this rank's structures.
+inline ShardedData shard_structures(const std::vector<StructureSummary>& train, const std::vector<StructureSummary>& val,
+                                    int rank, int ranks, int accumulate, const StructureLoader& load) {
   if (ranks < 1 || rank < 0 || rank >= ranks || accumulate < 1)
-    throw std::invalid_argument("hydragnn::shard_datasets: rank " + std::to_string(rank) + " of " +
+    throw std::invalid_argument("hydragnn::shard_structures: rank " + std::to_string(rank) + " of " +
                                 std::to_string(ranks) + ", accumulate " + std::to_string(accumulate));
   ShardedData d;
   d.num_shards = ranks * accumulate;
@@ -88,25 +104,41 @@ inline ShardedData shard_datasets(const Dataset& train, const Dataset& val, int 
   d.summary = summarize_training_set(train, val.size());
   d.train_shard_sizes.assign(std::size_t(d.num_shards), 0);
   d.train_shard_atoms.assign(std::size_t(d.num_shards), 0);
-  auto keep = [&](const Dataset& all, Dataset& mine, std::vector<std::vector<std::size_t>>& shards, bool count) {
-    const std::vector<int> shard = shard_by_atoms(all, d.num_shards);
-    shards.assign(std::size_t(accumulate), {});
-    mine.name = all.name;
+  auto keep = [&](const std::vector<StructureSummary>& all, bool is_val, Dataset& mine,
+                  std::vector<std::vector<std::size_t>>& shards) {
+    const std::vector<int> shard = shard_by_atoms(atom_counts(all), d.num_shards);
+    std::vector<std::size_t> global;
+    std::vector<int> local_shard;
     for (std::size_t i = 0; i < all.size(); ++i) {
-      if (count) {
+      if (!is_val) {
         ++d.train_shard_sizes[std::size_t(shard[i])];
-        d.train_shard_atoms[std::size_t(shard[i])] += all.frames[i].size();
+        d.train_shard_atoms[std::size_t(shard[i])] += all[i].natoms;
       }
       const int a = shard[i] - d.first_shard;
       if (a < 0 || a >= accumulate) continue;
-      shards[std::size_t(a)].push_back(mine.frames.size());
+      global.push_back(i);
+      local_shard.push_back(a);
+    }
+    load(is_val, global, mine);
+    shards.assign(std::size_t(accumulate), {});
+    for (std::size_t k = 0; k < global.size(); ++k) shards[std::size_t(local_shard[k])].push_back(k);
+  };
+  keep(train, false, d.train, d.train_shards);
+  keep(val, true, d.val, d.val_shards);
+  return d;
+}
+
+/// The same for datasets held whole (graphs kept where they have them; otherwise build them on the result).
+inline ShardedData shard_datasets(const Dataset& train, const Dataset& val, int rank, int ranks, int accumulate) {
+  auto copy = [&](bool is_val, const std::vector<std::size_t>& global, Dataset& mine) {
+    const Dataset& all = is_val ? val : train;
+    mine.name = all.name;
+    for (std::size_t i : global) {
       mine.frames.push_back(all.frames[i]);
       if (!all.graphs.empty()) mine.graphs.push_back(all.graphs[i]);
     }
   };
-  keep(train, d.train, d.train_shards, true);
-  keep(val, d.val, d.val_shards, false);
-  return d;
+  return shard_structures(summaries_of(train), summaries_of(val), rank, ranks, accumulate, copy);
 }
 
 /// A position of an epoch order that holds no structure (the shard is one structure short).
