@@ -88,10 +88,8 @@ nlohmann::json run_mode(const MpiCollective& coll, const std::string& mode, cons
   model.set_training(true);
   DataParallelStep<ModelT> stepper(model, coll, 1, P);
   Exec exec;
-  const std::size_t largest = *std::max_element(d.train_shard_sizes.begin(), d.train_shard_sizes.end());
-  const std::vector<std::size_t> mine = sampling == "random"
-                                            ? epoch_order(d.train_shards[0], d.train, 1, 0, coll.rank(), 1, 0)
-                                            : epoch_order(d.train_shards[0], d.train, 1, 0, coll.rank(), P, largest);
+  const std::vector<std::size_t> mine = sampling == "random" ? epoch_order(d.train_shards[0], d.train, 1, 0, 1, 0)
+                                                             : epoch_order(d.train_shards[0], d.train, 1, 0, P, d.largest_shard());
   std::vector<double> wall, data, compute, reduce, update;
   long atoms = 0;
   for (int s = 0; s < steps + warmup; ++s) {

@@ -169,14 +169,14 @@ TEST_CASE("size-rank sampling: the shards' micro-batches of a step carry nearly 
   const std::size_t B = 3;
   std::vector<ShardedData> shards;
   for (int r = 0; r < V; ++r) shards.push_back(shard_datasets(ds, Dataset(), r, V, 1));
-  const std::size_t largest = *std::max_element(shards[0].train_shard_sizes.begin(), shards[0].train_shard_sizes.end());
+  const std::size_t largest = shards[0].largest_shard();
   double spread_sizes = 0, spread_random = 0;
   for (int epoch = 0; epoch < 5; ++epoch) {
     std::vector<std::vector<std::size_t>> by_size, random;
     for (int r = 0; r < V; ++r) {
       const ShardedData& d = shards[std::size_t(r)];
-      by_size.push_back(epoch_order(d.train_shards[0], d.train, 11, epoch, r, V, largest));
-      random.push_back(epoch_order(d.train_shards[0], d.train, 11 + std::uint64_t(r), epoch, r, 1, 0));
+      by_size.push_back(epoch_order(d.train_shards[0], d.train, 11, epoch, V, largest));
+      random.push_back(epoch_order(d.train_shards[0], d.train, 11 + std::uint64_t(r), epoch, 1, 0));
       // every structure of the shard exactly once per epoch
       std::vector<std::size_t> seen;
       for (std::size_t i : by_size.back())

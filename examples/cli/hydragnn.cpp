@@ -478,8 +478,8 @@ int cmd_evaluate(const std::string& ckpt, const std::string& input, bool json, i
 
 /// The frames of `input` labelled by the model of `ckpt`: energy, forces and stress (conservative
 /// models), the direct heads.
-Dataset predict_file(const std::string& ckpt, const std::string& input, int batch, const std::string& precision) {
-  CheckpointData c = read_checkpoint(ckpt);
+Dataset predict_file(CheckpointData c, const std::string& ckpt, const std::string& input, int batch,
+                     const std::string& precision) {
   Dataset out;
   // float64 runs a float-trained model in double maths (its parameters widened exactly)
   const bool dbl = resolve_precision(c, precision_from_name(precision));
@@ -537,7 +537,7 @@ Dataset predict_file(const std::string& ckpt, const std::string& input, int batc
 
 int cmd_predict(const std::string& ckpt, const std::string& input, const std::string& output, int batch,
                 const std::string& precision) {
-  const Dataset ds = predict_file(ckpt, input, batch, precision);
+  const Dataset ds = predict_file(read_checkpoint(ckpt), ckpt, input, batch, precision);
   write_extxyz(output, ds.frames);
   std::printf("wrote %zu frames to %s\n", ds.size(), output.c_str());
   return 0;
@@ -570,9 +570,10 @@ int cmd_predict_ensemble(const std::vector<std::string>& members, const std::str
     st[k].resize(9);
   }
   for (std::size_t m = 0; m < members.size(); ++m) {
-    if (!read_checkpoint(members[m]).spec.energy)
+    CheckpointData c = read_checkpoint(members[m]);
+    if (!c.spec.energy)
       throw std::runtime_error(members[m] + ": --ensemble averages energies and forces; this model has no energy head");
-    const Dataset d = predict_file(members[m], input, batch, precision);
+    const Dataset d = predict_file(std::move(c), members[m], input, batch, precision);
     const double count = double(m + 1);
     for (std::size_t k = 0; k < d.size(); ++k) {
       const Structure& s = d.frames[k];

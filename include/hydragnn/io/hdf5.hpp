@@ -278,10 +278,11 @@ inline void write_structures_hdf5(const std::string& path, const std::vector<Str
       for (int q = 0; q < 9; ++q) stress[9 * s + std::size_t(q)] = (*f.stress)[std::size_t(q)];
     dataset[s] = dataset_of[s];
     has_forces[s] = !f.forces.empty();
-    force_sq[s] = summarize(f).force_sq;
+    const StructureSummary sum = summarize(f);
+    force_sq[s] = sum.force_sq;
+    for (const auto& c : sum.composition) comp[s * species.size() + col[c.first]] = c.second;
     for (std::size_t i = 0; i < f.size(); ++i) {
       numbers[a0 + i] = f.numbers[i];
-      ++comp[s * species.size() + col[f.numbers[i]]];
       for (int a = 0; a < 3; ++a) {
         pos[3 * (a0 + i) + std::size_t(a)] = f.positions[i][std::size_t(a)];
         if (!f.forces.empty()) forces[3 * (a0 + i) + std::size_t(a)] = f.forces[i][std::size_t(a)];

@@ -242,22 +242,6 @@ inline std::vector<std::vector<std::size_t>> split_indices(std::size_t n, const 
   return parts;
 }
 
-/// Shuffle a dataset with `seed` and cut it into consecutive parts of the given sizes (split_indices).
-/// A dataset without graphs yet (read_frames) is split the same way.
-inline std::vector<Dataset> split_dataset(const Dataset& all, const std::vector<std::size_t>& sizes,
-                                          std::uint64_t seed) {
-  const auto idx = split_indices(all.size(), sizes, seed);
-  std::vector<Dataset> parts(sizes.size());
-  for (std::size_t p = 0; p < parts.size(); ++p) {
-    parts[p].name = all.name;
-    for (std::size_t i : idx[p]) {
-      parts[p].frames.push_back(all.frames[i]);
-      if (!all.graphs.empty()) parts[p].graphs.push_back(all.graphs[i]);
-    }
-  }
-  return parts;
-}
-
 /// The batch of frames idx of a dataset.
 template <class M>
 Batch<M> batch_of(const Dataset& ds, const std::vector<std::size_t>& idx, const SpeciesMap& sp,

@@ -79,12 +79,12 @@ struct ShardedData {
   std::vector<std::size_t> train_shard_atoms;  ///< every shard's atoms (all V)
   TrainingSetSummary summary;
   int local_shards() const { return int(train_shards.size()); }
-  /// Steps of an epoch: the largest shard cut into batches (a shard that runs out contributes nothing).
-  std::size_t steps_per_epoch(std::size_t batch_size) const {
-    std::size_t mx = 0;
-    for (std::size_t n : train_shard_sizes) mx = std::max(mx, n);
-    return (mx + batch_size - 1) / batch_size;
+  /// Structures of the largest training shard (of all V).
+  std::size_t largest_shard() const {
+    return train_shard_sizes.empty() ? 0 : *std::max_element(train_shard_sizes.begin(), train_shard_sizes.end());
   }
+  /// Steps of an epoch: the largest shard cut into batches (a shard that runs out contributes nothing).
+  std::size_t steps_per_epoch(std::size_t batch_size) const { return (largest_shard() + batch_size - 1) / batch_size; }
 };
 
 /// Reads the structures of the given global indices (ascending) of the training (val = false) or
@@ -144,8 +144,8 @@ inline ShardedData shard_datasets(const Dataset& train, const Dataset& val, int 
 /// A position of an epoch order that holds no structure (the shard is one structure short).
 inline constexpr std::size_t no_structure = std::size_t(-1);
 
-/// The order of a local shard's structures in an epoch: a pure function of (seed, epoch, shard), so a
-/// resumed run sees the same order. One shard: its structures shuffled, as a single-process run
+/// The order of a local shard's structures in an epoch: a pure function of (seed, epoch), so a resumed
+/// run sees the same order. One shard: its structures shuffled, as a single-process run
 /// shuffles its data. Several shards: each shard's structures sorted by size (largest first, ties by
 /// position), then every shard takes the same random permutation of those size ranks, so at every
 /// step all shards draw structures of the same size ranks and the micro-batches of one step have
@@ -153,14 +153,13 @@ inline constexpr std::size_t no_structure = std::size_t(-1);
 /// the same size); a shard one structure short has a hole (no_structure) where the others have
 /// their last rank. `largest` is the size of the largest shard.
 inline std::vector<std::size_t> epoch_order(const std::vector<std::size_t>& members, const Dataset& ds,
-                                            std::uint64_t seed, int epoch, int shard, int shards, std::size_t largest) {
+                                            std::uint64_t seed, int epoch, int shards, std::size_t largest) {
   std::mt19937_64 rng(seed * 1000003ull + std::uint64_t(epoch));
   if (shards == 1) {
     std::vector<std::size_t> order = members;
     std::shuffle(order.begin(), order.end(), rng);
     return order;
   }
-  (void)shard;
   std::vector<std::size_t> by_size = members;
   std::stable_sort(by_size.begin(), by_size.end(),
                    [&](std::size_t a, std::size_t b) { return ds.frames[a].size() > ds.frames[b].size(); });

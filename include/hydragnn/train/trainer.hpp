@@ -293,7 +293,7 @@ class DataParallelStep {
   DataParallelStep(const ModelT& model, const Collective& coll, int local_shards, int shards)
       : coll_(coll), A_(local_shards), V_(shards), nh_(model.spec().heads.size()),
         grad_("hydragnn::DataParallelStep::grad", model.num_params()), micro_(std::size_t(local_shards)),
-        has_(std::size_t(local_shards)), counts_(4 + nh_) {
+        counts_(4 + nh_) {
     if (A_ > 1) grad_micro_ = Vec<T, M>("hydragnn::DataParallelStep::grad_micro", model.num_params());
     grad_host_ = Kokkos::create_mirror_view(grad_);  // staging of the all-reduce (the same view on the host)
   }
@@ -308,8 +308,7 @@ class DataParallelStep {
     // this rank's micro-batches and the label counts of the global batch
     std::fill(counts_.begin(), counts_.end(), 0L);
     for (int a = 0; a < A_; ++a) {
-      has_[std::size_t(a)] = !idx[std::size_t(a)].empty();
-      if (!has_[std::size_t(a)]) continue;
+      if (idx[std::size_t(a)].empty()) continue;
       micro_[std::size_t(a)] =
           batch_of<M>(ds, idx[std::size_t(a)], model.spec().species, model.spec().heads, ModelT::traits::needs_triplets);
       const Batch<M>& b = micro_[std::size_t(a)];
@@ -331,7 +330,7 @@ class DataParallelStep {
     std::vector<double> rec;  // per local shard: [loss, statistics size, statistics...]
     bool any = false;
     for (int a = 0; a < A_; ++a) {
-      if (!has_[std::size_t(a)]) {
+      if (idx[std::size_t(a)].empty()) {
         rec.insert(rec.end(), {0.0, 0.0});
         continue;
       }
@@ -393,7 +392,6 @@ class DataParallelStep {
   typename Vec<T, M>::HostMirror grad_host_;
   Workspace<M> ws_;  // intermediates of every step: allocated while the batches grow, then reused
   std::vector<Batch<M>> micro_;
-  std::vector<char> has_;
   std::vector<long> counts_;
   LossCounts global_;
 };
@@ -523,12 +521,11 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
   }
   std::vector<std::vector<std::size_t>> order(static_cast<std::size_t>(A));
   std::vector<std::vector<std::size_t>> idx(static_cast<std::size_t>(A));
+  const std::size_t largest = data.largest_shard();
   while (st.epoch < tc.num_epoch) {
     const auto t0 = std::chrono::steady_clock::now();
-    const std::size_t largest = *std::max_element(data.train_shard_sizes.begin(), data.train_shard_sizes.end());
     for (int a = 0; a < A; ++a)
-      order[std::size_t(a)] = epoch_order(data.train_shards[std::size_t(a)], train_ds, tc.seed, st.epoch,
-                                          data.first_shard + a, V, largest);
+      order[std::size_t(a)] = epoch_order(data.train_shards[std::size_t(a)], train_ds, tc.seed, st.epoch, V, largest);
     double train_loss = 0;
     model.set_training(true);  // feature layers: batch statistics
     for (std::size_t s = 0; s < steps; ++s) {
