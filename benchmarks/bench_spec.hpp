@@ -33,11 +33,11 @@ inline hydragnn::ModelSpec bench_spec(const std::string& type, int hidden, bool 
   s.act = Activation::ReLU;
   s.input_dim = 1;  // HydraGNN's node input is one feature (Z); ours a one-wide species embedding
   s.energy = conservative;
-  s.energy_head_dims = {200, 200};
-  s.graph_num_sharedlayers = 2;
-  s.graph_dim_sharedlayers = 50;
-  s.graph_head_dims = {50, 25};
-  s.node_head_dims = {200, 200};
+  s.branches[0].energy_head_dims = {200, 200};
+  s.branches[0].graph_num_sharedlayers = 2;
+  s.branches[0].graph_dim_sharedlayers = 50;
+  s.branches[0].graph_head_dims = {50, 25};
+  s.branches[0].node_head_dims = {200, 200};
   if (!conservative) s.heads = {HeadDef{"energy", false, 1, 1.0}, HeadDef{"forces", true, 3, 1.0}};  // task weights in bench_loss
   return s;
 }

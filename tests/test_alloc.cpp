@@ -24,7 +24,7 @@ TEMPLATE_LIST_TEST_CASE("steady-state predict and training steps allocate nothin
   spec.hidden_dim = 8;
   spec.num_conv_layers = 2;
   spec.cutoff = 3.5;
-  spec.energy_head_dims = {8};
+  spec.branches[0].energy_head_dims = {8};
   spec.species.numbers = {1, 8};
   spec.heads = {HeadDef{"gap", false, 1, 1.0}};
   spec.max_neighbours = hydragnn_test::test_max_neighbours(TestType::name);

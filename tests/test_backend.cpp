@@ -25,7 +25,7 @@ ModelSpec backend_spec(const std::string& type) {
   s.hidden_dim = 16;
   s.num_conv_layers = 3;
   s.cutoff = 3.5;
-  s.energy_head_dims = {16, 8};
+  s.branches[0].energy_head_dims = {16, 8};
   s.species.numbers = {1, 8};
   s.ref_energy = {-0.5, -75.0};
   s.energy_scale = 0.3;

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <hydragnn/io/config.hpp>
+#include <hydragnn/io/config_to_spec.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -104,13 +105,13 @@ TEST_CASE("config: the reference example parses to the expected values", "[confi
   CHECK(a.activation_function == "silu");
   CHECK(a.graph_pooling == "mean");
   CHECK_FALSE(a.periodic_boundary_conditions);
-  CHECK(a.graph_num_sharedlayers == 2);
-  CHECK(a.graph_dim_sharedlayers == 32);
-  CHECK(a.graph_num_headlayers == 2);
-  CHECK(a.graph_dim_headlayers == std::vector<int>{32, 32});
-  CHECK(a.node_num_headlayers == 2);
-  CHECK(a.node_dim_headlayers == std::vector<int>{32, 32});
-  CHECK(a.node_head_type == "mlp");
+  CHECK(a.branches[0].graph_num_sharedlayers == 2);
+  CHECK(a.branches[0].graph_dim_sharedlayers == 32);
+  CHECK(a.branches[0].graph_num_headlayers == 2);
+  CHECK(a.branches[0].graph_dim_headlayers == std::vector<int>{32, 32});
+  CHECK(a.branches[0].node_num_headlayers == 2);
+  CHECK(a.branches[0].node_dim_headlayers == std::vector<int>{32, 32});
+  CHECK(a.branches[0].node_head_type == "mlp");
   REQUIRE(a.heads.size() == 1);
   CHECK(a.heads[0].name == "energy");
   CHECK(a.heads[0].type == "node");
@@ -307,7 +308,7 @@ TEST_CASE("config: accepted HydraGNN keys are ignored but type-checked", "[confi
       "Training": {"continue": 0, "startfrom": "existing_model", "conv_checkpointing": false}},
     "Visualization": {"plot_init_solution": true, "plot_hist_solution": false, "create_plots": true}})";
   const Config c = parse_config(ok);
-  CHECK(c.arch.node_dim_headlayers == std::vector<int>{32, 16});
+  CHECK(c.arch.branches[0].node_dim_headlayers == std::vector<int>{32, 16});
   CHECK(c.arch.heads[0].type == "node");
 
   CHECK_THAT(error_of(variables(R"("output_names": ["e"], "type": ["graph"], "denormalize_output": 1)")),
@@ -599,4 +600,102 @@ TEST_CASE("config: HydraGNN's MLIP layout — one head of any name is the energy
   CHECK_FALSE(is_energy_head(direct.arch, direct.arch.heads[0]));
   CHECK_THROWS_WITH(parse_config(R"({"NeuralNetwork": {"Training": {"Checkpoint": 1}}})", "ck"),
                     Catch::Contains("NeuralNetwork.Training.Checkpoint"));
+}
+
+TEST_CASE("config: output_heads as HydraGNN's branch lists, Dataset.datasets and their branches", "[config][branches]") {
+  // the layout of HydraGNN's multibranch examples: graph and node heads listed per branch
+  const std::string heads = R"("output_heads": {
+      "graph": [{"type": "branch-0", "architecture": {"num_sharedlayers": 2, "dim_sharedlayers": 50,
+                                                      "num_headlayers": 2, "dim_headlayers": [50, 25]}},
+                {"type": "branch-1", "architecture": {"num_sharedlayers": 1, "dim_sharedlayers": 20,
+                                                      "num_headlayers": 1, "dim_headlayers": [50]}}],
+      "node": [{"type": "branch-0", "architecture": {"num_headlayers": 2, "dim_headlayers": [200, 200], "type": "mlp"}},
+               {"type": "branch-1", "architecture": {"num_headlayers": 1, "dim_headlayers": [100], "type": "mlp"}}]})";
+  auto config = [&](const std::string& dataset, const std::string& h) {
+    return "{" + dataset + R"("NeuralNetwork": {"Architecture": {"mpnn_type": "SchNet", "enable_interatomic_potential": false, )" + h +
+           R"(, "task_weights": [1.0, 1.0]},
+        "Variables_of_interest": {"output_names": ["energy", "force"], "output_index": [0, 2], "output_dim": [1, 3],
+                                  "type": ["graph", "node"]}}})";
+  };
+  const Config c = parse_config(config("", heads));
+  REQUIRE(c.arch.branches.size() == 2);
+  CHECK(c.arch.branches[0].name == "branch-0");
+  CHECK(c.arch.branches[0].graph_num_sharedlayers == 2);
+  CHECK(c.arch.branches[0].graph_dim_headlayers == std::vector<int>{50, 25});
+  CHECK(c.arch.branches[0].node_dim_headlayers == std::vector<int>{200, 200});
+  CHECK(c.arch.branches[1].name == "branch-1");
+  CHECK(c.arch.branches[1].graph_dim_sharedlayers == 20);
+  CHECK(c.arch.branches[1].graph_dim_headlayers == std::vector<int>{50});
+  CHECK(c.arch.branches[1].node_dim_headlayers == std::vector<int>{100});
+  const hydragnn::ModelSpec s = hydragnn::spec_from_config(c);
+  REQUIRE(s.num_branches() == 2);
+  CHECK(s.branches[1].node_head_dims == std::vector<int>{100});
+  CHECK(s.branch_index("branch-1") == 1);
+  CHECK(parse_config(to_json(c)) == c);  // the lists round-trip
+  // one object beside a list: the same widths for every branch
+  const Config one = parse_config(config("", R"("output_heads": {
+      "graph": [{"type": "a", "architecture": {"num_sharedlayers": 1, "dim_sharedlayers": 8, "num_headlayers": 1, "dim_headlayers": [4]}},
+                {"type": "b", "architecture": {"num_sharedlayers": 1, "dim_sharedlayers": 6, "num_headlayers": 1, "dim_headlayers": [3]}}],
+      "node": {"num_headlayers": 1, "dim_headlayers": [7], "type": "mlp"}})"));
+  REQUIRE(one.arch.branches.size() == 2);
+  CHECK(one.arch.branches[1].name == "b");
+  CHECK(one.arch.branches[0].node_dim_headlayers == std::vector<int>{7});
+  CHECK(one.arch.branches[1].node_dim_headlayers == std::vector<int>{7});
+  CHECK(parse_config(to_json(one)) == one);
+  // errors name the key
+  CHECK_THROWS_WITH(parse_config(config("", R"("output_heads": {
+      "graph": [{"type": "branch-0", "architecture": {"num_sharedlayers": 1, "dim_sharedlayers": 8, "num_headlayers": 1, "dim_headlayers": [4]}}],
+      "node": [{"type": "branch-1", "architecture": {"num_headlayers": 1, "dim_headlayers": [7]}}]})")),
+                    Catch::Contains("must list the same branches"));
+  CHECK_THROWS_WITH(parse_config(config("", R"("output_heads": {"graph": [{"architecture": {}}]})")),
+                    Catch::Contains("output_heads.graph[0].type' is missing"));
+  CHECK_THROWS_WITH(parse_config(config("", R"("output_heads": {"graph": [{"type": "x", "architecture": {"num_sharedlayers": 1,
+      "dim_sharedlayers": 8, "num_headlayers": 1, "dim_headlayers": [4]}, "widths": 3}]})")),
+                    Catch::Contains("unknown key 'NeuralNetwork.Architecture.output_heads.graph[0].widths'"));
+
+  // node head types: mlp or mlp_per_node, one type for every branch; conv not yet
+  CHECK(parse_config(config("", R"("output_heads": {"node": {"num_headlayers": 1, "dim_headlayers": [7], "type": "mlp_per_node"}})"))
+            .arch.branches[0].node_head_type == "mlp_per_node");
+  CHECK_THROWS_WITH(parse_config(config("", R"("output_heads": {"node": [
+      {"type": "branch-0", "architecture": {"num_headlayers": 1, "dim_headlayers": [7], "type": "mlp"}},
+      {"type": "branch-1", "architecture": {"num_headlayers": 1, "dim_headlayers": [7], "type": "mlp_per_node"}}]})")),
+                    Catch::Contains("every branch's node heads must be of one type"));
+  CHECK_THROWS_WITH(parse_config(config("", R"("output_heads": {"node": {"num_headlayers": 1, "dim_headlayers": [7], "type": "conv"}})")),
+                    Catch::Contains("is not implemented yet"));
+
+  // several datasets: branches by position, by name, or the only branch
+  const std::string two = R"("Dataset": {"name": "SiGe", "datasets": [
+      {"name": "Si", "path": {"train": "si.extxyz", "test": "si_test.extxyz"}},
+      {"name": "Ge", "path": {"total": "ge.extxyz"}}]}, )";
+  const Config d = parse_config(config(two, heads));
+  REQUIRE(d.dataset.datasets.size() == 2);
+  CHECK(d.dataset.datasets[0].branch == "branch-0");
+  CHECK(d.dataset.datasets[1].branch == "branch-1");
+  CHECK(d.dataset.datasets[1].total == "ge.extxyz");
+  CHECK(d.dataset.parts().size() == 2);
+  CHECK(parse_config(to_json(d)) == d);
+  const Config named = parse_config(config(R"("Dataset": {"datasets": [
+      {"name": "Si", "branch": "branch-1", "path": {"train": "si.extxyz"}},
+      {"name": "Ge", "branch": "branch-1", "path": {"train": "ge.extxyz"}},
+      {"name": "C", "branch": "branch-0", "path": {"train": "c.extxyz"}}]}, )", heads));
+  CHECK(named.dataset.datasets[1].branch == "branch-1");
+  CHECK(named.dataset.datasets[2].branch == "branch-0");
+  const Config shared = parse_config(config(two, R"("output_heads": {"node": {"num_headlayers": 1, "dim_headlayers": [7]}})"));
+  CHECK(shared.dataset.datasets[1].branch == "branch-0");
+  CHECK(parse_config(config("", R"("output_heads": {"node": {"num_headlayers": 1, "dim_headlayers": [7]}})")).dataset.parts().front().branch ==
+        "branch-0");
+  CHECK_THROWS_WITH(parse_config(config(R"("Dataset": {"datasets": [{"name": "Si", "path": {"train": "a"}},
+      {"name": "Ge", "path": {"train": "b"}}, {"name": "C", "path": {"train": "c"}}]}, )", heads)),
+                    Catch::Contains("Dataset.datasets[0].branch' is missing: 3 datasets, 2 head branches"));
+  CHECK_THROWS_WITH(parse_config(config(R"("Dataset": {"datasets": [{"name": "Si", "branch": "branch-7", "path": {"train": "a"}}]}, )", heads)),
+                    Catch::Contains("'Dataset.datasets[0].branch' = \"branch-7\" is not a branch") &&
+                        Catch::Contains("\"branch-0\", \"branch-1\""));
+  CHECK_THROWS_WITH(parse_config(config(R"("Dataset": {"path": {"train": "x"}, "datasets": [{"name": "Si", "path": {"train": "a"}}]}, )", heads)),
+                    Catch::Contains("exclude each other"));
+  CHECK_THROWS_WITH(parse_config(config(R"("Dataset": {"datasets": [{"name": "Si", "path": {"train": "a"}}, {"name": "Si", "path": {"train": "b"}}]}, )", heads)),
+                    Catch::Contains("Dataset.datasets[1].name': dataset \"Si\" is listed twice"));
+  CHECK_THROWS_WITH(parse_config(config(R"("Dataset": {"datasets": [{"name": "Si", "path": {"validate": "a"}}]}, )", heads)),
+                    Catch::Contains("Dataset.datasets[0].path' must contain 'total' or 'train'"));
+  CHECK_THROWS_WITH(parse_config(config(R"("Dataset": {"datasets": [{"path": {"train": "a"}}]}, )", heads)),
+                    Catch::Contains("Dataset.datasets[0].name' is missing"));
 }

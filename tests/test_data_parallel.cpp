@@ -162,6 +162,42 @@ TEST_CASE("shards are balanced by atom count and cover every structure once", "[
   for (std::size_t i = 0; i < ds.size(); ++i) CHECK(one.train_shards[0][i] == i);
 }
 
+TEST_CASE("several datasets: the shards are split among the branches in proportion to their sizes", "[data_parallel][branches]") {
+  hydragnn_test::ensure_kokkos();
+  CHECK(shards_per_branch({30, 10}, 4) == std::vector<int>{3, 1});
+  CHECK(shards_per_branch({30, 10}, 3) == std::vector<int>{2, 1});    // 2.25 / 0.75: one each, then the larger remainder
+  CHECK(shards_per_branch({100, 1, 1}, 4) == std::vector<int>{2, 1, 1});  // at least one shard per branch
+  CHECK(shards_per_branch({10, 0, 10}, 2) == std::vector<int>{1, 0, 1});
+  CHECK(shards_per_branch({30, 10}, 1).empty());  // fewer shards than branches: every shard mixes them
+  CHECK(shards_per_branch({30}, 4).empty());      // one branch: balanced by atoms over all shards
+  Dataset ds = read_frames(si_data);  // 30 frames of 8 to 64 atoms
+  for (std::size_t i = 0; i < ds.size(); ++i) ds.frames[i].branch = i % 3 == 0 ? 1 : 0;  // 20 + 10
+  const Dataset empty;
+  for (int V : {2, 3, 4, 6}) {
+    const std::vector<int> per = shards_per_branch({20, 10}, V);
+    REQUIRE(per.size() == 2);
+    CHECK(per[0] + per[1] == V);
+    std::vector<int> seen(ds.size(), 0);
+    for (int rank = 0; rank < V; ++rank) {
+      const ShardedData d = shard_datasets(ds, empty, rank, V, 1);
+      CHECK(d.shards_per_branch == per);
+      const int branch = rank < per[0] ? 0 : 1;  // the shards of branch 0 come first
+      for (const auto& f : d.train.frames) CHECK(f.branch == branch);
+      for (std::size_t i = 0; i < d.train.size(); ++i)
+        for (std::size_t j = 0; j < ds.size(); ++j)
+          if (d.train.frames[i].source == ds.frames[j].source) ++seen[j];
+      // within a branch the shards are balanced by atom count (snake deal): sizes differ by at most one
+      const std::size_t expected = (branch == 0 ? 20 : 10) / std::size_t(per[std::size_t(branch)]);
+      CHECK(d.train.size() + 1 >= expected);
+      CHECK(d.train.size() <= expected + 1);
+    }
+    for (int s : seen) CHECK(s == 1);
+  }
+  // the summary keeps the per-branch reference energies of the whole training set
+  const ShardedData d = shard_datasets(ds, empty, 0, 2, 1);
+  CHECK(d.summary.ref_energy.size() == 2 * d.summary.species.size());
+}
+
 TEST_CASE("size-rank sampling: the shards' micro-batches of a step carry nearly the same atoms", "[data_parallel]") {
   hydragnn_test::ensure_kokkos();
   const Dataset ds = read_frames(si_data);  // 30 frames of 8 to 64 atoms

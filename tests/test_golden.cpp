@@ -72,7 +72,7 @@ ModelSpec golden_spec(const json& g) {
   REQUIRE(a.at("activation_function").get<std::string>() == "silu");
   s.act = Activation::SiLU;
   s.energy = true;
-  s.energy_head_dims = a.at("node_head_dims").get<std::vector<int>>();
+  s.branches[0].energy_head_dims = a.at("node_head_dims").get<std::vector<int>>();
   s.species.numbers = g.at("species").get<std::vector<int>>();
   s.ref_energy.assign(s.species.size(), 0.0);
   if (a.contains("max_neighbours") && !a.at("max_neighbours").is_null())

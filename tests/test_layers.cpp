@@ -254,7 +254,7 @@ ModelSpec small_spec(const std::string& type, const std::vector<int>& species) {
   s.num_conv_layers = 2;
   s.cutoff = 3.2;
   s.act = Activation::SiLU;
-  s.energy_head_dims = {5};
+  s.branches[0].energy_head_dims = {5};
   s.species.numbers = species;
   s.ref_energy.assign(species.size(), 0.0);
   s.ref_energy[0] = -1.5;

@@ -4,6 +4,7 @@
 
 #include <hydragnn/train/trainer.hpp>
 
+#include "fd_loss.hpp"
 #include "model_test_options.hpp"
 #include "test_helpers.hpp"
 
@@ -25,7 +26,7 @@ ModelSpec spec_for(const std::string& type) {
   s.hidden_dim = 8;
   s.num_conv_layers = 2;
   s.cutoff = 3.0;
-  s.energy_head_dims = {8};
+  s.branches[0].energy_head_dims = {8};
   s.species.numbers = {6, 14};
   s.ref_energy = {-2.0, -4.5};
   s.energy_scale = 0.5;
@@ -530,20 +531,7 @@ TEST_CASE("count_labels counts energy, forces, stress and head labels per frame"
 }
 
 namespace {
-/// dL/dp_k by fourth-order central differences with step h.
-template <class ModelT>
-double fd_loss_gradient(const Exec& exec, const ModelT& model, const Batch<M>& batch, const LossSpec& w, std::size_t k,
-                        double h) {
-  auto p = model.params();
-  auto L = [&](double d) {
-    const double old = p(k);
-    p(k) = old + d;
-    const double l = loss_and_grad(exec, model, batch, w, Vec<double, M>()).loss;
-    p(k) = old;
-    return l;
-  };
-  return (8 * (L(h) - L(-h)) - (L(2 * h) - L(-2 * h))) / (12 * h);
-}
+using hydragnn_test::fd_loss_gradient;
 
 /// A small SchNet (double) with a graph head "gap" and a node head "q" (2 columns), two frames with
 /// energies, forces and both heads labelled; errors of both signs above and below 1 (smooth_l1's kink).
@@ -557,10 +545,10 @@ struct LossFixture {
     s.num_conv_layers = 2;
     s.cutoff = 3.0;
     s.energy = energy;
-    s.energy_head_dims = {5};
-    s.graph_head_dims = {4};
-    s.node_head_dims = {4};
-    s.graph_dim_sharedlayers = 4;
+    s.branches[0].energy_head_dims = {5};
+    s.branches[0].graph_head_dims = {4};
+    s.branches[0].node_head_dims = {4};
+    s.branches[0].graph_dim_sharedlayers = 4;
     s.species.numbers = {1, 8};
     s.ref_energy = {0.0, 0.0};
     s.heads = {HeadDef{"gap", false, 1, 1.0}, HeadDef{"q", true, 2, 1.0}};
@@ -832,9 +820,9 @@ TEST_CASE("pooled energy head (HydraGNN's graph head named energy): forces and f
   s.cutoff = 3.0;
   s.energy_pooled = true;
   s.pooling = Pooling::Sum;
-  s.graph_num_sharedlayers = 1;
-  s.graph_dim_sharedlayers = 5;
-  s.graph_head_dims = {4};
+  s.branches[0].graph_num_sharedlayers = 1;
+  s.branches[0].graph_dim_sharedlayers = 5;
+  s.branches[0].graph_head_dims = {4};
   s.species.numbers = {1, 8};
   s.ref_energy = {-0.3, -2.0};
   s.energy_scale = 0.8;

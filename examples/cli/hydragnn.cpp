@@ -3,9 +3,9 @@
 //
 //   hydragnn train    --config C.json [--output DIR] [--resume | --overwrite] [--accumulate N]
 //   mpirun -np P hydragnn train ...   (data-parallel: batch_size structures per rank and micro-batch)
-//   hydragnn predict  --checkpoint P --input in.extxyz --output out.extxyz [--precision float64]
+//   hydragnn predict  --checkpoint P --input in.extxyz --output out.extxyz [--precision float64] [--branch B]
 //   hydragnn predict  --ensemble P1,P2,... --input in.extxyz --output out.extxyz
-//   hydragnn evaluate --checkpoint P --input test.extxyz [--json]
+//   hydragnn evaluate --checkpoint P --input test.extxyz [--json] [--branch B]
 //   hydragnn import   --config C.json --weights W.json --output ckpt.hgnn [--overwrite]
 //   [mpirun -np P] hydragnn hpo --search search.json --output DIR [--max-jobs N]
 //   hydragnn convert  --input a.extxyz,b.extxyz --output data.h5 [--dataset-names a,b] [--radius R]
@@ -207,30 +207,41 @@ std::shared_ptr<const StructureSource> open_source(const std::string& path, cons
   return std::make_shared<ExtxyzSource>(path);
 }
 
-/// Some structures of a source, in a given order (a split of a file).
+/// Some structures of one or more sources, in a given order (splits of files), each with its
+/// dataset (index into Dataset.datasets) and head branch.
 struct StructureView {
-  std::shared_ptr<const StructureSource> source;
-  std::vector<std::size_t> index;
-  std::size_t size() const { return index.size(); }
-  StructureView all() const {
-    StructureView v{source, {}};
-    if (source)
-      for (std::size_t i = 0; i < source->size(); ++i) v.index.push_back(i);
+  struct Item {
+    std::shared_ptr<const StructureSource> source;
+    std::size_t index = 0;
+    int dataset = 0, branch = 0;
+  };
+  std::vector<Item> items;
+  std::size_t size() const { return items.size(); }
+  static StructureView all(const std::shared_ptr<const StructureSource>& source, int dataset, int branch) {
+    StructureView v;
+    for (std::size_t i = 0; i < source->size(); ++i) v.items.push_back(Item{source, i, dataset, branch});
     return v;
   }
   StructureView subset(const std::vector<std::size_t>& k) const {
-    StructureView v{source, {}};
-    for (std::size_t j : k) v.index.push_back(index[j]);
+    StructureView v;
+    for (std::size_t j : k) v.items.push_back(items[j]);
     return v;
   }
+  void append(const StructureView& o) { items.insert(items.end(), o.items.begin(), o.items.end()); }
   std::vector<StructureSummary> summaries() const {
     std::vector<StructureSummary> out;
-    out.reserve(index.size());
-    for (std::size_t i : index) out.push_back(source->summary(i));
+    out.reserve(items.size());
+    for (const Item& it : items) {
+      out.push_back(it.source->summary(it.index));
+      out.back().branch = it.branch;
+    }
     return out;
   }
   void load(const std::vector<std::size_t>& k, Dataset& ds) const {
-    for (std::size_t j : k) ds.frames.push_back(source->structure(index[j]));
+    for (std::size_t j : k) {
+      ds.frames.push_back(items[j].source->structure(items[j].index));
+      ds.frames.back().branch = items[j].branch;
+    }
   }
 };
 
@@ -247,17 +258,18 @@ int cmd_train(const std::string& config_path, const std::string& out_dir, bool r
   if (resume && !fs::exists(out_dir + "/checkpoint.hgnn"))
     throw std::runtime_error("--resume: no checkpoint to continue from (" + out_dir + "/checkpoint.hgnn does not exist)");
   Config cfg = load_config(config_path);
-  if (cfg.dataset.train.empty() && cfg.dataset.total.empty())
+  if (cfg.dataset.train.empty() && cfg.dataset.total.empty() && cfg.dataset.datasets.empty())
     throw ConfigError(config_path + ": 'Dataset.path' must name 'train' (or 'total') extxyz files");
   // every named dataset file must exist before anything is created or trained
-  for (const char* key : {"total", "train", "validate", "test"}) {
-    if (cfg.dataset.path(key).empty()) continue;
-    try {
-      cfg.dataset.existing_file(key);
-    } catch (const ConfigError& e) {
-      throw ConfigError(config_path + ": " + e.what());
+  for (const DatasetPart& part : cfg.dataset.parts())
+    for (const char* key : {"total", "train", "validate", "test"}) {
+      if (part.path(key).empty()) continue;
+      try {
+        cfg.dataset.existing_file(part, key);
+      } catch (const ConfigError& e) {
+        throw ConfigError(config_path + ": " + e.what());
+      }
     }
-  }
   // rank 0 alone creates the output directory and writes into it, once every rank has checked it
   coll.barrier();
   const std::vector<fs::path> created = coll.rank() == 0 ? missing_directories(out_dir) : std::vector<fs::path>();
@@ -283,34 +295,41 @@ double train_into(const std::string& config_path, const Config& cfg, const std::
   // per-structure arrays) and splits them identically; a rank loads the atoms of its own shards'
   // structures only and builds their graphs (the test set is cut into one shard per rank)
   std::map<std::string, std::shared_ptr<const StructureSource>> files;
-  auto open = [&](const char* key) {
-    const std::string path = cfg.dataset.existing_file(key);
-    auto& f = files[path];
-    if (!f) f = open_source(path, cfg.dataset.format, coll);
-    return StructureView{f, {}}.all();
-  };
+  const std::vector<DatasetPart> parts = cfg.dataset.parts();
   StructureView train_v, val_v, test_v;
-  if (!cfg.dataset.total.empty()) {
-    const StructureView all = open("total");
-    const SplitSizes sz = split_total(all.size(), cfg.training.perc_train);
-    const auto parts = split_indices(all.size(), {sz.train, sz.validate, sz.test}, cfg.training.seed);
-    train_v = all.subset(parts[0]);
-    val_v = all.subset(parts[1]);
-    test_v = all.subset(parts[2]);
-  } else {
-    train_v = open("train");
-    if (!cfg.dataset.validate.empty()) {
-      val_v = open("validate");
+  for (std::size_t d = 0; d < parts.size(); ++d) {
+    const DatasetPart& part = parts[d];
+    int branch = base.branch_index(part.branch);
+    if (branch < 0 && cfg.dataset.datasets.empty()) branch = 0;  // Dataset.path: the first branch
+    if (branch < 0) throw ConfigError(config_path + ": head branch \"" + part.branch + "\" of dataset \"" + part.name + "\" not found");
+    auto open = [&](const char* key) {
+      const std::string path = cfg.dataset.existing_file(part, key);
+      auto& f = files[path];
+      if (!f) f = open_source(path, cfg.dataset.format, coll);
+      return StructureView::all(f, int(d), branch);
+    };
+    if (!part.total.empty()) {
+      const StructureView all = open("total");
+      const SplitSizes sz = split_total(all.size(), cfg.training.perc_train);
+      const auto split = split_indices(all.size(), {sz.train, sz.validate, sz.test}, cfg.training.seed);
+      train_v.append(all.subset(split[0]));
+      val_v.append(all.subset(split[1]));
+      test_v.append(all.subset(split[2]));
+      continue;
+    }
+    StructureView tr = open("train");
+    if (!part.validate.empty()) {
+      val_v.append(open("validate"));
     } else if (cfg.training.perc_train < 1.0) {
       // no validation file: hold out (1 - perc_train) of the training file, shuffled with the seed
-      const std::size_t n = train_v.size();
+      const std::size_t n = tr.size();
       const std::size_t ntrain = std::min(n, std::size_t(std::llround(cfg.training.perc_train * n)));
-      const auto parts = split_indices(n, {ntrain, n - ntrain}, cfg.training.seed);
-      const StructureView whole = train_v;
-      train_v = whole.subset(parts[0]);
-      val_v = whole.subset(parts[1]);
+      const auto split = split_indices(n, {ntrain, n - ntrain}, cfg.training.seed);
+      val_v.append(tr.subset(split[1]));
+      tr = tr.subset(split[0]);
     }
-    if (!cfg.dataset.test.empty()) test_v = open("test");
+    train_v.append(tr);
+    if (!part.test.empty()) test_v.append(open("test"));
   }
   ShardedData data = shard_structures(train_v.summaries(), val_v.summaries(), coll.rank(), coll.size(), accumulate,
                                       [&](bool is_val, const std::vector<std::size_t>& global, Dataset& ds) {
@@ -325,6 +344,8 @@ double train_into(const std::string& config_path, const Config& cfg, const std::
   }
   Dataset test_ds;
   test_v.load(my_test, test_ds);
+  std::vector<int> test_dataset;  // dataset of each of test_ds's structures
+  for (std::size_t i : my_test) test_dataset.push_back(test_v.items[i].dataset);
   for (const auto& kv : files)
     if (root && !kv.second->read_report().empty())
       std::printf("%s: rank 0 read the %s\n", kv.first.c_str(), kv.second->read_report().c_str());
@@ -359,9 +380,17 @@ double train_into(const std::string& config_path, const Config& cfg, const std::
       Workspace<typename ModelT::memory_space> ws;
       const Metrics m = evaluate_shards(exec, best, test_ds, test_shard, loss_from_config(cfg, best.spec()),
                                         cfg.training.batch_size, ws, coll);
-      if (root)
-        print_metrics(m, "test (" + cfg.dataset.resolve(cfg.dataset.test.empty() ? cfg.dataset.total : cfg.dataset.test) + ")",
-                      false);
+      auto test_file = [&](const DatasetPart& part) { return cfg.dataset.resolve(part.test.empty() ? part.total : part.test); };
+      if (root) print_metrics(m, parts.size() == 1 ? "test (" + test_file(parts[0]) + ")" : std::string("test (all datasets)"), false);
+      for (std::size_t d = 0; parts.size() > 1 && d < parts.size(); ++d) {  // per dataset (every rank takes part)
+        std::vector<std::vector<std::size_t>> mine(1);
+        for (std::size_t i = 0; i < test_ds.size(); ++i)
+          if (test_dataset[i] == int(d)) mine[0].push_back(i);
+        const Metrics md = evaluate_shards(exec, best, test_ds, mine, loss_from_config(cfg, best.spec()),
+                                           cfg.training.batch_size, ws, coll);
+        if (root && md.n_structures > 0)
+          print_metrics(md, "test of dataset " + parts[d].name + " (" + test_file(parts[d]) + ", " + parts[d].branch + ")", false);
+      }
     }
   });
   return best_val;
@@ -450,13 +479,25 @@ int cmd_hpo(const std::string& search_path, const std::string& out_dir, int max_
   return 0;
 }
 
-int cmd_evaluate(const std::string& ckpt, const std::string& input, bool json, int batch) {
+/// The index of head branch `name` of a model (empty: the first); an error lists the branches.
+int branch_of(const ModelSpec& spec, const std::string& name, const std::string& ckpt) {
+  if (name.empty()) return 0;
+  const int k = spec.branch_index(name);
+  if (k >= 0) return k;
+  std::string names;
+  for (const auto& b : spec.branches) names += (names.empty() ? "" : ", ") + b.name;
+  throw std::runtime_error("--branch " + name + ": " + ckpt + " has the head branches " + names);
+}
+
+int cmd_evaluate(const std::string& ckpt, const std::string& input, bool json, int batch, const std::string& branch) {
   const CheckpointData c = read_checkpoint(ckpt);
   Exec exec;
+  const int k = branch_of(c.spec, branch, ckpt);
   with_model_type(c.spec.mpnn_type, [&](auto tag) {
     using ModelT = decltype(tag);
     ModelT model = model_from_checkpoint<ModelT>(c, ckpt);
-    const Dataset ds = load_for_model(input, model.spec());
+    Dataset ds = load_for_model(input, model.spec());
+    for (auto& f : ds.frames) f.branch = k;
     const LabelCounts labels = count_labels(ds, model.spec().heads);
     const bool labelled = model.spec().energy ? (labels.energy || labels.forces) : labels.any();
     if (!labelled)
@@ -479,8 +520,9 @@ int cmd_evaluate(const std::string& ckpt, const std::string& input, bool json, i
 /// The frames of `input` labelled by the model of `ckpt`: energy, forces and stress (conservative
 /// models), the direct heads.
 Dataset predict_file(CheckpointData c, const std::string& ckpt, const std::string& input, int batch,
-                     const std::string& precision) {
+                     const std::string& precision, const std::string& branch) {
   Dataset out;
+  const int branch_index = branch_of(c.spec, branch, ckpt);
   // float64 runs a float-trained model in double maths (its parameters widened exactly)
   const bool dbl = resolve_precision(c, precision_from_name(precision));
   Exec exec;
@@ -489,6 +531,7 @@ Dataset predict_file(CheckpointData c, const std::string& ckpt, const std::strin
     using M = typename ModelT::memory_space;
     ModelT model = model_from_checkpoint<ModelT>(c, ckpt);
     Dataset ds = load_for_model(input, model.spec());
+    for (auto& f : ds.frames) f.branch = branch_index;  // every frame through one head branch
     Workspace<M> ws;
     for (std::size_t s = 0; s < ds.size(); s += batch) {
       std::vector<std::size_t> idx;
@@ -536,8 +579,8 @@ Dataset predict_file(CheckpointData c, const std::string& ckpt, const std::strin
 }
 
 int cmd_predict(const std::string& ckpt, const std::string& input, const std::string& output, int batch,
-                const std::string& precision) {
-  const Dataset ds = predict_file(read_checkpoint(ckpt), ckpt, input, batch, precision);
+                const std::string& precision, const std::string& branch) {
+  const Dataset ds = predict_file(read_checkpoint(ckpt), ckpt, input, batch, precision, branch);
   write_extxyz(output, ds.frames);
   std::printf("wrote %zu frames to %s\n", ds.size(), output.c_str());
   return 0;
@@ -547,7 +590,7 @@ int cmd_predict(const std::string& ckpt, const std::string& input, const std::st
 /// deviation over the members (population, 1/M) of the energy (info `energy_std`) and of every force
 /// component (array `forces_std`, 3 columns), per structure and atom.
 int cmd_predict_ensemble(const std::vector<std::string>& members, const std::string& input, const std::string& output,
-                         int batch, const std::string& precision) {
+                         int batch, const std::string& precision, const std::string& branch) {
   if (members.size() < 2)
     throw std::runtime_error("--ensemble needs at least two checkpoints (got " + std::to_string(members.size()) + ")");
   // Welford's running mean and sum of squared deviations, per value
@@ -573,7 +616,7 @@ int cmd_predict_ensemble(const std::vector<std::string>& members, const std::str
     CheckpointData c = read_checkpoint(members[m]);
     if (!c.spec.energy)
       throw std::runtime_error(members[m] + ": --ensemble averages energies and forces; this model has no energy head");
-    const Dataset d = predict_file(std::move(c), members[m], input, batch, precision);
+    const Dataset d = predict_file(std::move(c), members[m], input, batch, precision, branch);
     const double count = double(m + 1);
     for (std::size_t k = 0; k < d.size(); ++k) {
       const Structure& s = d.frames[k];
@@ -760,7 +803,10 @@ int main(int argc, char** argv) {
   std::string precision = "checkpoint";
   pred_cmd->add_option("--precision", precision, "network maths: checkpoint (as trained), float32 or float64")
       ->check(CLI::IsMember({"checkpoint", "float32", "float64"}));
+  std::string branch;
+  pred_cmd->add_option("--branch", branch, "head branch for every frame (multi-dataset models; default: the first)");
   auto* eval_cmd = app.add_subcommand("evaluate", "energy and force errors against the labels of an extxyz file");
+  eval_cmd->add_option("--branch", branch, "head branch for every frame (multi-dataset models; default: the first)");
   eval_cmd->add_option("--checkpoint", checkpoint, "checkpoint file")->required()->check(CLI::ExistingFile);
   eval_cmd->add_option("--input,-i", input, "labelled extxyz")->required()->check(CLI::ExistingFile);
   eval_cmd->add_flag("--json", json, "print the metrics as JSON");
@@ -823,9 +869,9 @@ int main(int argc, char** argv) {
       if (world.size() > 1 && !*train_cmd && !*hpo_cmd)
         throw std::runtime_error("only 'train' and 'hpo' run on several MPI ranks; run predict, evaluate, import and convert as one process");
       if (*train_cmd) rc = cmd_train(config, output, resume, overwrite, world, accumulate);
-      else if (*pred_cmd && !ensemble.empty()) rc = cmd_predict_ensemble(ensemble, input, out_file, batch, precision);
-      else if (*pred_cmd) rc = cmd_predict(checkpoint, input, out_file, batch, precision);
-      else if (*eval_cmd) rc = cmd_evaluate(checkpoint, input, json, batch);
+      else if (*pred_cmd && !ensemble.empty()) rc = cmd_predict_ensemble(ensemble, input, out_file, batch, precision, branch);
+      else if (*pred_cmd) rc = cmd_predict(checkpoint, input, out_file, batch, precision, branch);
+      else if (*eval_cmd) rc = cmd_evaluate(checkpoint, input, json, batch, branch);
       else if (*import_cmd) rc = cmd_import(config, weights, out_file, overwrite);
       else if (*hpo_cmd) rc = cmd_hpo(search, output, max_jobs, world);
       else if (*convert_cmd) {

@@ -56,6 +56,10 @@ struct Batch {
   Vec<int, M> send_perm;       ///< E edges sorted by sender
   Vec<int, M> send_ptr;        ///< N+1
   Vec<double, M> inv_count;    ///< G, 1 / atoms per graph (mean pooling, per-atom losses)
+  // Head branches (host): the graphs of branch k are [branch_graph_ptr[k], branch_graph_ptr[k+1]) and
+  // their atoms [branch_atom_ptr[k], branch_atom_ptr[k+1]) (graphs are grouped by branch, ascending);
+  // both have (highest branch + 2) entries. Empty: every graph is in branch 0.
+  std::vector<int> branch_graph_ptr, branch_atom_ptr;
   bool has_triplets = false;    ///< built on request (convolutions with conv::Triplets connectivity)
   DeviceTripletCsr<M> triplets;
   // Targets on the device (NaN where absent): the loss and its cotangents are computed there.

@@ -34,6 +34,9 @@ struct Structure {
 
   /// Where the frame came from, "file:line" of its atom-count line (for error messages).
   std::string source;
+  /// Head branch of the structure's dataset (HydraGNN's dataset_name): its graph and node heads are
+  /// branch `branch` of the model's heads (heads/heads.hpp); 0 with one dataset.
+  int branch = 0;
 
   std::size_t size() const { return numbers.size(); }
 };
@@ -47,6 +50,7 @@ struct StructureSummary {
   std::optional<double> energy;
   double force_sq = 0;             ///< sum of the squared force components (0 without forces)
   std::size_t force_components = 0;
+  int branch = 0;  ///< Structure::branch
 };
 
 inline StructureSummary summarize(const Structure& f) {
@@ -58,6 +62,7 @@ inline StructureSummary summarize(const Structure& f) {
   s.energy = f.energy;
   for (const auto& v : f.forces) s.force_sq += v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
   s.force_components = 3 * f.forces.size();
+  s.branch = f.branch;
   return s;
 }
 

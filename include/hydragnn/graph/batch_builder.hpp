@@ -83,6 +83,16 @@ Batch<M> make_batch(const std::vector<const Structure*>& frames, const std::vect
     const RadiusGraph& rg = *graphs[g];
     const int n = int(s.size());
     if (rg.num_nodes != n) throw std::logic_error("make_batch: graph does not match structure " + s.source);
+    if (s.branch < 0) throw std::invalid_argument("make_batch: structure " + s.source + " has head branch " + std::to_string(s.branch));
+    if (s.branch > 0 || !b.branch_graph_ptr.empty()) {  // graphs grouped by branch, ascending
+      if (b.branch_graph_ptr.empty()) b.branch_graph_ptr.push_back(0), b.branch_atom_ptr.push_back(0);
+      const int current = int(b.branch_graph_ptr.size()) - 1;
+      if (s.branch < current)
+        throw std::invalid_argument("make_batch: the structures of a batch must be grouped by head branch in ascending "
+                                    "order (structure " + s.source + " of branch " + std::to_string(s.branch) +
+                                    " follows branch " + std::to_string(current) + ")");
+      while (int(b.branch_graph_ptr.size()) < s.branch + 1) b.branch_graph_ptr.push_back(g), b.branch_atom_ptr.push_back(a0);
+    }
     h_graph_ptr[g] = a0;
     h_gedge[g] = e0;
     b.natoms[g] = n;
@@ -137,6 +147,7 @@ Batch<M> make_batch(const std::vector<const Structure*>& frames, const std::vect
   }
   h_graph_ptr[G] = N;
   h_gedge[G] = E;
+  if (!b.branch_graph_ptr.empty()) b.branch_graph_ptr.push_back(G), b.branch_atom_ptr.push_back(N);
   h_row_ptr[N] = E;
   h_send_ptr[N] = E;
 

@@ -58,12 +58,25 @@ inline nlohmann::json spec_to_json(const ModelSpec& s) {
   j["pooling"] = pooling_name(s.pooling);
   j["energy"] = s.energy;
   j["energy_pooled"] = s.energy_pooled;
-  j["energy_head_dims"] = s.energy_head_dims;
-  j["graph_num_sharedlayers"] = s.graph_num_sharedlayers;
-  j["graph_dim_sharedlayers"] = s.graph_dim_sharedlayers;
-  j["graph_head_dims"] = s.graph_head_dims;
-  j["node_head_dims"] = s.node_head_dims;
+  auto branch_json = [](nlohmann::json& o, const BranchSpec& b) {
+    o["energy_head_dims"] = b.energy_head_dims;
+    o["graph_num_sharedlayers"] = b.graph_num_sharedlayers;
+    o["graph_dim_sharedlayers"] = b.graph_dim_sharedlayers;
+    o["graph_head_dims"] = b.graph_head_dims;
+    o["node_head_dims"] = b.node_head_dims;
+  };
+  if (s.branches.size() == 1 && s.branches[0].name == "branch-0") {
+    branch_json(j, s.branches[0]);  // the layout of single-branch checkpoints
+  } else {
+    j["branches"] = nlohmann::json::array();
+    for (const BranchSpec& b : s.branches) {
+      nlohmann::json o{{"name", b.name}};
+      branch_json(o, b);
+      j["branches"].push_back(o);
+    }
+  }
   j["head_variance"] = s.head_variance;
+  if (s.num_nodes > 0) j["num_nodes"] = s.num_nodes;  // mlp_per_node heads
   j["heads"] = nlohmann::json::array();
   for (const auto& h : s.heads)
     j["heads"].push_back({{"name", h.name}, {"node", h.node}, {"dim", h.dim}, {"weight", h.weight}});
@@ -86,12 +99,28 @@ inline ModelSpec spec_from_json(const nlohmann::json& j) {
   s.pooling = parse_pooling(j.at("pooling").get<std::string>());
   s.energy = j.at("energy").get<bool>();
   s.energy_pooled = j.value("energy_pooled", false);  // absent in checkpoints before the pooled energy head
-  s.energy_head_dims = j.at("energy_head_dims").get<std::vector<int>>();
-  s.graph_num_sharedlayers = j.at("graph_num_sharedlayers").get<int>();
-  s.graph_dim_sharedlayers = j.at("graph_dim_sharedlayers").get<int>();
-  s.graph_head_dims = j.at("graph_head_dims").get<std::vector<int>>();
-  s.node_head_dims = j.at("node_head_dims").get<std::vector<int>>();
+  auto branch_from = [](const nlohmann::json& o, BranchSpec& b) {
+    b.energy_head_dims = o.at("energy_head_dims").get<std::vector<int>>();
+    b.graph_num_sharedlayers = o.at("graph_num_sharedlayers").get<int>();
+    b.graph_dim_sharedlayers = o.at("graph_dim_sharedlayers").get<int>();
+    b.graph_head_dims = o.at("graph_head_dims").get<std::vector<int>>();
+    b.node_head_dims = o.at("node_head_dims").get<std::vector<int>>();
+  };
+  s.branches.assign(1, BranchSpec{});
+  if (j.contains("branches")) {
+    s.branches.clear();
+    for (const auto& o : j.at("branches")) {
+      BranchSpec b;
+      b.name = o.at("name").get<std::string>();
+      branch_from(o, b);
+      s.branches.push_back(b);
+    }
+    if (s.branches.empty()) throw std::invalid_argument("'branches' is empty");
+  } else {
+    branch_from(j, s.branches[0]);
+  }
   s.head_variance = j.value("head_variance", false);  // absent in checkpoints before GaussianNLL
+  s.num_nodes = j.value("num_nodes", 0);
   for (const auto& h : j.at("heads"))
     s.heads.push_back(HeadDef{h.at("name").get<std::string>(), h.at("node").get<bool>(), h.at("dim").get<int>(),
                               h.at("weight").get<double>()});

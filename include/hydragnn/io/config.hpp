@@ -45,6 +45,22 @@ struct HeadSpec {
   double weight = 1.0; ///< Architecture.task_weights[k]
 };
 
+/// The layer widths of one head branch (HydraGNN's output_heads.graph[k] / node[k] "architecture").
+struct HeadBranchConfig {
+  std::string name = "branch-0";  ///< HydraGNN's "type"
+  int graph_num_sharedlayers = 1, graph_dim_sharedlayers = 32, graph_num_headlayers = 2;
+  std::vector<int> graph_dim_headlayers{32, 32};
+  int node_num_headlayers = 2;
+  std::vector<int> node_dim_headlayers{32, 32};
+  std::string node_head_type = "mlp";
+};
+inline bool operator==(const HeadBranchConfig& a, const HeadBranchConfig& b) {
+  return std::tie(a.name, a.graph_num_sharedlayers, a.graph_dim_sharedlayers, a.graph_num_headlayers,
+                  a.graph_dim_headlayers, a.node_num_headlayers, a.node_dim_headlayers, a.node_head_type) ==
+         std::tie(b.name, b.graph_num_sharedlayers, b.graph_dim_sharedlayers, b.graph_num_headlayers,
+                  b.graph_dim_headlayers, b.node_num_headlayers, b.node_dim_headlayers, b.node_head_type);
+}
+
 struct ArchitectureConfig {
   std::string mpnn_type = "SchNet";  ///< a registered convolution (model/registry.hpp)
   double radius = 5.0;               ///< cutoff, > 0
@@ -58,12 +74,9 @@ struct ArchitectureConfig {
   /// The selected mpnn_type's own keys (its options struct in conv/<model>.hpp, e.g. SchNet's
   /// num_filters, num_gaussians; EGNN's equivariance), every key with its value or default.
   nlohmann::json options = nlohmann::json::object();
-  // Output heads (Architecture.output_heads.{graph,node}).
-  int graph_num_sharedlayers = 1, graph_dim_sharedlayers = 32, graph_num_headlayers = 2;
-  std::vector<int> graph_dim_headlayers{32, 32};
-  int node_num_headlayers = 2;
-  std::vector<int> node_dim_headlayers{32, 32};
-  std::string node_head_type = "mlp";
+  /// Output heads (Architecture.output_heads.{graph,node}): one branch, or HydraGNN's list of
+  /// branches {"type": "branch-k", "architecture": {...}} (multi-dataset heads); never empty.
+  std::vector<HeadBranchConfig> branches{HeadBranchConfig{}};
   std::vector<HeadSpec> heads;  ///< never empty after parsing
   // Interatomic potential (energy/force) training.
   bool enable_interatomic_potential = true;
@@ -110,11 +123,30 @@ struct TrainingConfig {
 /// optional). With no Dataset section all paths are empty (inference use).
 /// Paths are stored as written; resolve() makes relative ones relative to the
 /// directory of the config file.
+/// One of several datasets (Dataset.datasets[i], ours): its files, split as Dataset.path, and the
+/// head branch its structures go through (multi-dataset training with per-dataset heads).
+struct DatasetPart {
+  std::string name;
+  std::string branch;  ///< a branch of output_heads; after load_config never empty
+  std::string train, validate, test, total;
+  std::string where;   ///< "Dataset.path" or "Dataset.datasets[i].path" (messages; not serialized)
+  const std::string& path(const std::string& key) const;
+};
+inline bool operator==(const DatasetPart& a, const DatasetPart& b) {
+  return std::tie(a.name, a.branch, a.train, a.validate, a.test, a.total) ==
+         std::tie(b.name, b.branch, b.train, b.validate, b.test, b.total);
+}
+
 struct DatasetConfig {
   std::string name;
   std::string format = "extxyz";  ///< extxyz, or hdf5 (files written by `hydragnn convert`)
   std::string train, validate, test, total;
+  std::vector<DatasetPart> datasets;  ///< Dataset.datasets (several datasets); empty with Dataset.path
   std::string base_dir = ".";     ///< not serialized by to_json
+  /// The datasets to train on: Dataset.datasets, or the one of Dataset.path (branch "branch-0").
+  std::vector<DatasetPart> parts() const;
+  /// resolve(part.path(key)), checked to name an existing file (ConfigError naming part.where.key).
+  std::string existing_file(const DatasetPart& part, const std::string& key) const;
   std::string resolve(const std::string& p) const;
   /// The path stored under `key` (train | validate | test | total); empty when not set.
   const std::string& path(const std::string& key) const;
@@ -161,9 +193,7 @@ inline bool operator==(const ArchitectureConfig& a, const ArchitectureConfig& b)
   auto t = [](const ArchitectureConfig& x) {
     return std::tie(x.mpnn_type, x.radius, x.max_neighbours, x.hidden_dim, x.input_dim, x.num_conv_layers,
                     x.activation_function, x.graph_pooling, x.periodic_boundary_conditions,
-                    x.options, x.graph_num_sharedlayers, x.graph_dim_sharedlayers,
-                    x.graph_num_headlayers, x.graph_dim_headlayers, x.node_num_headlayers,
-                    x.node_dim_headlayers, x.node_head_type, x.heads,
+                    x.options, x.branches, x.heads,
                     x.enable_interatomic_potential, x.energy_weight, x.energy_peratom_weight,
                     x.force_weight, x.stress_weight, x.freeze_conv_layers);
   };
@@ -188,8 +218,8 @@ inline bool operator==(const TrainingConfig& a, const TrainingConfig& b) {
 inline bool operator!=(const TrainingConfig& a, const TrainingConfig& b) { return !(a == b); }
 
 inline bool operator==(const DatasetConfig& a, const DatasetConfig& b) {
-  return std::tie(a.name, a.format, a.train, a.validate, a.test, a.total, a.base_dir) ==
-         std::tie(b.name, b.format, b.train, b.validate, b.test, b.total, b.base_dir);
+  return std::tie(a.name, a.format, a.train, a.validate, a.test, a.total, a.datasets, a.base_dir) ==
+         std::tie(b.name, b.format, b.train, b.validate, b.test, b.total, b.datasets, b.base_dir);
 }
 inline bool operator!=(const DatasetConfig& a, const DatasetConfig& b) { return !(a == b); }
 
@@ -213,10 +243,25 @@ inline const std::string& DatasetConfig::path(const std::string& key) const {
   throw std::logic_error("DatasetConfig::path: no dataset key '" + key + "'");
 }
 
-inline std::string DatasetConfig::existing_file(const std::string& key) const {
+inline const std::string& DatasetPart::path(const std::string& key) const {
+  if (key == "train") return train;
+  if (key == "validate") return validate;
+  if (key == "test") return test;
+  if (key == "total") return total;
+  throw std::logic_error("DatasetPart::path: no dataset key '" + key + "'");
+}
+
+inline std::vector<DatasetPart> DatasetConfig::parts() const {
+  if (!datasets.empty()) return datasets;
+  return {DatasetPart{name, "branch-0", train, validate, test, total, "Dataset.path"}};
+}
+
+inline std::string DatasetConfig::existing_file(const std::string& key) const { return existing_file(parts().front(), key); }
+
+inline std::string DatasetConfig::existing_file(const DatasetPart& part, const std::string& key) const {
   namespace fs = std::filesystem;
-  const std::string& p = path(key);
-  const std::string where = "Dataset.path." + key;
+  const std::string& p = part.path(key);
+  const std::string where = part.where + "." + key;
   if (p.empty()) throw ConfigError(where + ": not set");
   const std::string r = resolve(p);
   std::error_code ec;
@@ -362,6 +407,28 @@ class Reader {
     return Reader(*v, key_path(key), *src_);
   }
 
+  /// `key` as an object (one reader) or an array of objects (one reader each, path key[i]); nothing
+  /// when absent.
+  std::vector<Reader> objects(const std::string& key) {
+    const json* v = take(key, kObj | kArr);
+    std::vector<Reader> out;
+    if (!v) return out;
+    if (v->is_object()) {
+      out.emplace_back(*v, key_path(key), *src_);
+      return out;
+    }
+    for (std::size_t i = 0; i < v->size(); ++i) {
+      const std::string ip = key_path(key) + "[" + std::to_string(i) + "]";
+      check_type((*v)[i], ip, kObj);
+      out.emplace_back((*v)[i], ip, *src_);
+    }
+    return out;
+  }
+  bool is_array(const std::string& key) const {
+    auto it = obj_->find(key);
+    return it != obj_->end() && it->is_array();
+  }
+
   /// Accepted-but-unused HydraGNN key: only its type is checked (and, for
   /// arrays, the element type when elem != 0).
   void ignore(const std::string& key, unsigned mask, unsigned elem = 0) {
@@ -452,18 +519,37 @@ inline void parse_dataset(Reader& root, DatasetConfig& ds) {
               " is not supported (\"extxyz\" or \"hdf5\")");
     ds.format = f;
   }
-  if (auto p = d->child("path")) {
-    for (auto [key, field] : {std::pair<const char*, std::string*>{"train", &ds.train},
-                              {"validate", &ds.validate}, {"test", &ds.test},
-                              {"total", &ds.total}})
+  auto read_paths = [](Reader& d, DatasetPart& part) {
+    auto p = d.child("path");
+    if (!p) return false;
+    for (auto [key, field] : {std::pair<const char*, std::string*>{"train", &part.train},
+                              {"validate", &part.validate}, {"test", &part.test},
+                              {"total", &part.total}})
       if (p->get(key, *field) && field->empty()) p->bad_value(key, *field, "must not be empty");
     p->finish();
-    if (!ds.total.empty() && !(ds.train.empty() && ds.validate.empty() && ds.test.empty()))
-      p->fail("'" + d->key_path("path") +
-              "': give either 'total' or 'train' (+ 'validate', 'test'), not both");
-    if (ds.total.empty() && ds.train.empty())
-      p->fail("'" + d->key_path("path") + "' must contain 'total' or 'train'");
+    if (!part.total.empty() && !(part.train.empty() && part.validate.empty() && part.test.empty()))
+      p->fail("'" + d.key_path("path") + "': give either 'total' or 'train' (+ 'validate', 'test'), not both");
+    if (part.total.empty() && part.train.empty()) p->fail("'" + d.key_path("path") + "' must contain 'total' or 'train'");
+    part.where = d.key_path("path");
+    return true;
+  };
+  DatasetPart single;
+  const bool has_path = read_paths(*d, single);
+  ds.train = single.train, ds.validate = single.validate, ds.test = single.test, ds.total = single.total;
+  for (Reader& e : d->objects("datasets")) {  // several datasets, each with its head branch (ours)
+    if (!d->is_array("datasets")) e.fail("'" + d->key_path("datasets") + "' must be a list of datasets");
+    DatasetPart part;
+    e.get("name", part.name);
+    if (part.name.empty()) e.fail("'" + e.key_path("name") + "' is missing or empty");
+    for (const DatasetPart& q : ds.datasets)
+      if (q.name == part.name) e.fail("'" + e.key_path("name") + "': dataset \"" + part.name + "\" is listed twice");
+    e.get("branch", part.branch);
+    if (!read_paths(e, part)) e.fail("'" + e.key_path("path") + "' is missing");
+    e.finish();
+    ds.datasets.push_back(part);
   }
+  if (has_path && !ds.datasets.empty())
+    d->fail("'" + d->key_path("path") + "' and '" + d->key_path("datasets") + "' exclude each other");
   // HydraGNN keys accepted and ignored.
   d->ignore("node_features", kObj);
   d->ignore("graph_features", kObj);
@@ -482,6 +568,75 @@ inline void parse_head_layers(Reader& h, int& num, std::vector<int>& dims) {
   for (std::size_t i = 0; i < dims.size(); ++i)
     check(h, std::string("dim_headlayers[") + std::to_string(i) + "]", dims[i],
           [](int x) { return x > 0; }, "must be > 0");
+}
+
+/// output_heads.graph / .node: an object (one branch, "branch-0") or HydraGNN's list of branches
+/// {"type": name, "architecture": {...}}. With lists for both, they name the same branches; an object
+/// beside a list of several branches applies to every branch (ours: HydraGNN builds branch-0 only).
+inline void parse_output_heads(Reader& oh, ArchitectureConfig& c) {
+  struct Part {
+    std::string name;
+    std::optional<Reader> arch;
+  };
+  auto parts = [&](const char* key) {
+    const bool listed = oh.is_array(key);
+    std::vector<Part> out;
+    for (Reader& r : oh.objects(key)) {
+      if (!listed) {
+        out.push_back(Part{"branch-0", r});
+        continue;
+      }
+      Part p;
+      if (!r.get("type", p.name)) r.fail("'" + r.key_path("type") + "' is missing (a branch name, e.g. \"branch-0\")");
+      for (const Part& q : out)
+        if (q.name == p.name) r.fail("'" + r.key_path("type") + "': branch \"" + p.name + "\" is listed twice");
+      p.arch = r.child("architecture");
+      if (!p.arch) r.fail("'" + r.key_path("architecture") + "' is missing");
+      r.finish();
+      out.push_back(std::move(p));
+    }
+    if (listed && out.empty()) oh.fail("'" + oh.key_path(key) + "' lists no branch");
+    return std::pair<std::vector<Part>, bool>(std::move(out), listed);
+  };
+  auto [graph, graph_listed] = parts("graph");
+  auto [node, node_listed] = parts("node");
+  const std::vector<Part>& listed = graph_listed || !node_listed ? graph : node;  // the branch names
+  c.branches.clear();
+  for (const Part& p : listed.empty() ? node : listed) c.branches.push_back(HeadBranchConfig{p.name});
+  if (c.branches.empty()) c.branches.push_back(HeadBranchConfig{});
+  if (graph_listed && node_listed) {
+    bool same = graph.size() == node.size();
+    for (std::size_t k = 0; same && k < graph.size(); ++k) same = graph[k].name == node[k].name;
+    if (!same)
+      oh.fail("'" + oh.key_path("graph") + "' and '" + oh.key_path("node") +
+              "' must list the same branches in the same order");
+  }
+  // one object (or a list of one) holds the widths of every branch
+  auto arch_of = [](const std::vector<Part>& ps, std::size_t k) -> std::optional<Reader> { return ps.empty() ? std::nullopt : ps[ps.size() == 1 ? 0 : k].arch; };
+  for (std::size_t k = 0; k < c.branches.size(); ++k) {
+    HeadBranchConfig& b = c.branches[k];
+    if (auto g = arch_of(graph, k)) {
+      g->get("num_sharedlayers", b.graph_num_sharedlayers);
+      g->get("dim_sharedlayers", b.graph_dim_sharedlayers);
+      parse_head_layers(*g, b.graph_num_headlayers, b.graph_dim_headlayers);
+      check(*g, "num_sharedlayers", b.graph_num_sharedlayers, [](int x) { return x >= 0; }, "must be >= 0");
+      check(*g, "dim_sharedlayers", b.graph_dim_sharedlayers, [](int x) { return x > 0; }, "must be > 0");
+      g->finish();
+    }
+    if (auto n = arch_of(node, k)) {
+      parse_head_layers(*n, b.node_num_headlayers, b.node_dim_headlayers);
+      if (n->get("type", b.node_head_type))
+        b.node_head_type = choose(*n, "type", b.node_head_type, {"mlp", "mlp_per_node"}, false, {"conv"});
+      n->ignore("num_sharedlayers", kInt);
+      n->ignore("dim_sharedlayers", kInt);
+      n->finish();
+    }
+  }
+  for (const HeadBranchConfig& b : c.branches)
+    if (b.node_head_type != c.branches[0].node_head_type)
+      oh.fail("'" + oh.key_path("node") + "': every branch's node heads must be of one type (\"" +
+              c.branches[0].node_head_type + "\" and \"" + b.node_head_type + "\"), as HydraGNN assumes");
+  oh.finish();
 }
 
 inline const json* top_json_child(const json& obj, const char* key) {
@@ -589,25 +744,7 @@ inline void parse_architecture(Reader& a, ArchitectureConfig& c,
   a.get("periodic_boundary_conditions", c.periodic_boundary_conditions);
   c.options = parse_model_options(a, c);
 
-  if (auto oh = a.child("output_heads")) {
-    if (auto g = oh->child("graph")) {
-      g->get("num_sharedlayers", c.graph_num_sharedlayers);
-      g->get("dim_sharedlayers", c.graph_dim_sharedlayers);
-      parse_head_layers(*g, c.graph_num_headlayers, c.graph_dim_headlayers);
-      check(*g, "num_sharedlayers", c.graph_num_sharedlayers, [](int x) { return x >= 0; }, "must be >= 0");
-      check(*g, "dim_sharedlayers", c.graph_dim_sharedlayers, [](int x) { return x > 0; }, "must be > 0");
-      g->finish();
-    }
-    if (auto n = oh->child("node")) {
-      parse_head_layers(*n, c.node_num_headlayers, c.node_dim_headlayers);
-      if (n->get("type", c.node_head_type))
-        c.node_head_type = choose(*n, "type", c.node_head_type, {"mlp"}, false, {"mlp_per_node", "conv"});
-      n->ignore("num_sharedlayers", kInt);
-      n->ignore("dim_sharedlayers", kInt);
-      n->finish();
-    }
-    oh->finish();
-  }
+  if (auto oh = a.child("output_heads")) parse_output_heads(*oh, c);
 
   std::vector<double> tw;
   if (a.get("task_weights", tw)) {
@@ -834,6 +971,28 @@ inline Config parse_config(const std::string& json_text, const std::string& sour
     vis->finish();
   }
   top.finish();
+  // each dataset's head branch: named, or by position when there are as many branches as datasets,
+  // or the one branch
+  const std::vector<HeadBranchConfig>& br = cfg.arch.branches;
+  for (std::size_t i = 0; i < cfg.dataset.datasets.size(); ++i) {
+    DatasetPart& part = cfg.dataset.datasets[i];
+    const std::string key = "Dataset.datasets[" + std::to_string(i) + "].branch";
+    std::string names;
+    for (const auto& b : br) names += (names.empty() ? "\"" : ", \"") + b.name + "\"";
+    if (part.branch.empty()) {
+      if (br.size() == 1)
+        part.branch = br[0].name;
+      else if (br.size() == cfg.dataset.datasets.size())
+        part.branch = br[i].name;
+      else
+        throw ConfigError(source_name + ": '" + key + "' is missing: " + std::to_string(cfg.dataset.datasets.size()) +
+                          " datasets, " + std::to_string(br.size()) + " head branches (" + names +
+                          "): name the branch of each dataset");
+    }
+    if (std::none_of(br.begin(), br.end(), [&](const HeadBranchConfig& b) { return b.name == part.branch; }))
+      throw ConfigError(source_name + ": '" + key + "' = \"" + part.branch + "\" is not a branch of " + arch_path +
+                        ".output_heads (" + names + ")");
+  }
   cfg.dataset.base_dir = ".";
   return cfg;
 }
@@ -863,17 +1022,20 @@ inline std::string to_json(const Config& c) {
   }
   const DatasetConfig& d = c.dataset;
   const bool any_path = !(d.train.empty() && d.validate.empty() && d.test.empty() && d.total.empty());
-  if (!d.name.empty() || any_path) {
+  if (!d.name.empty() || any_path || !d.datasets.empty()) {
     oj ds = oj::object();
     if (!d.name.empty()) ds["name"] = d.name;
     ds["format"] = d.format;
-    if (any_path) {
+    auto paths = [](const DatasetPart& part) {
       oj p = oj::object();
-      for (auto [key, val] : {std::pair<const char*, const std::string*>{"train", &d.train},
-                              {"validate", &d.validate}, {"test", &d.test}, {"total", &d.total}})
+      for (auto [key, val] : {std::pair<const char*, const std::string*>{"train", &part.train},
+                              {"validate", &part.validate}, {"test", &part.test}, {"total", &part.total}})
         if (!val->empty()) p[key] = *val;
-      ds["path"] = p;
-    }
+      return p;
+    };
+    if (any_path) ds["path"] = paths(d.parts().front());
+    for (const DatasetPart& part : d.datasets)
+      ds["datasets"].push_back(oj{{"name", part.name}, {"branch", part.branch}, {"path", paths(part)}});
     root["Dataset"] = ds;
   }
 
@@ -889,13 +1051,27 @@ inline std::string to_json(const Config& c) {
   arch["graph_pooling"] = a.graph_pooling;
   arch["periodic_boundary_conditions"] = a.periodic_boundary_conditions;
   for (auto it = a.options.begin(); it != a.options.end(); ++it) arch[it.key()] = it.value();
-  arch["output_heads"]["graph"] = oj{{"num_sharedlayers", a.graph_num_sharedlayers},
-                                     {"dim_sharedlayers", a.graph_dim_sharedlayers},
-                                     {"num_headlayers", a.graph_num_headlayers},
-                                     {"dim_headlayers", a.graph_dim_headlayers}};
-  arch["output_heads"]["node"] = oj{{"num_headlayers", a.node_num_headlayers},
-                                    {"dim_headlayers", a.node_dim_headlayers},
-                                    {"type", a.node_head_type}};
+  auto graph_of = [](const HeadBranchConfig& b) {
+    return oj{{"num_sharedlayers", b.graph_num_sharedlayers},
+              {"dim_sharedlayers", b.graph_dim_sharedlayers},
+              {"num_headlayers", b.graph_num_headlayers},
+              {"dim_headlayers", b.graph_dim_headlayers}};
+  };
+  auto node_of = [](const HeadBranchConfig& b) {
+    return oj{{"num_headlayers", b.node_num_headlayers}, {"dim_headlayers", b.node_dim_headlayers}, {"type", b.node_head_type}};
+  };
+  if (a.branches.size() == 1 && a.branches[0].name == "branch-0") {
+    arch["output_heads"]["graph"] = graph_of(a.branches[0]);
+    arch["output_heads"]["node"] = node_of(a.branches[0]);
+  } else {
+    oj g = oj::array(), n = oj::array();
+    for (const HeadBranchConfig& b : a.branches) {
+      g.push_back(oj{{"type", b.name}, {"architecture", graph_of(b)}});
+      n.push_back(oj{{"type", b.name}, {"architecture", node_of(b)}});
+    }
+    arch["output_heads"]["graph"] = g;
+    arch["output_heads"]["node"] = n;
+  }
   oj names = oj::array(), types = oj::array(), dims = oj::array(), weights = oj::array();
   for (const HeadSpec& h : a.heads) {
     names.push_back(h.name);

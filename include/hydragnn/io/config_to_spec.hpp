@@ -25,11 +25,19 @@ inline ModelSpec spec_from_config(const Config& cfg) {
   s.act = parse_activation(a.activation_function);
   s.pooling = parse_pooling(a.graph_pooling);
   s.energy = a.enable_interatomic_potential;
-  s.energy_head_dims = a.node_dim_headlayers;
-  s.graph_num_sharedlayers = a.graph_num_sharedlayers;
-  s.graph_dim_sharedlayers = a.graph_dim_sharedlayers;
-  s.graph_head_dims = a.graph_dim_headlayers;
-  s.node_head_dims = a.node_dim_headlayers;
+  s.branches.clear();
+  for (const HeadBranchConfig& b : a.branches) {
+    BranchSpec bs;
+    bs.name = b.name;
+    bs.energy_head_dims = b.node_dim_headlayers;
+    bs.graph_num_sharedlayers = b.graph_num_sharedlayers;
+    bs.graph_dim_sharedlayers = b.graph_dim_sharedlayers;
+    bs.graph_head_dims = b.graph_dim_headlayers;
+    bs.node_head_dims = b.node_dim_headlayers;
+    s.branches.push_back(bs);
+  }
+  // mlp_per_node: the atoms per structure come from the training set (train() fills them in)
+  if (a.branches[0].node_head_type == "mlp_per_node") s.num_nodes = -1;
   for (const auto& h : a.heads) {
     if (is_energy_head(a, h)) {  // the conservative energy head: per atom (node) or pooled (graph)
       s.energy_pooled = h.type == "graph";

@@ -109,7 +109,8 @@ class Model {
       Kokkos::deep_copy(shapes, h);
       linear_shapes_ = shapes;
     }
-    ref_ = Vec<double, M>("hydragnn::Model::ref_energy", std::max<std::size_t>(1, spec.species.size()));
+    ref_ = Vec<double, M>("hydragnn::Model::ref_energy",
+                          std::size_t(spec_.num_branches()) * std::max<std::size_t>(1, spec.species.size()));
     set_reference_energies(spec.ref_energy);
   }
 
@@ -211,11 +212,20 @@ class Model {
     }
     Kokkos::deep_copy(params_, h);
   }
+  /// Per-species reference energies (eV), branch-major: ref[k * num_species + s] for branch k (one
+  /// branch: one value per species); missing values are 0.
   void set_reference_energies(const std::vector<double>& ref) {
+    const std::size_t S = spec_.species.size(), B = std::size_t(spec_.num_branches());
+    if (ref.size() > S * B)
+      throw std::invalid_argument("hydragnn::Model::set_reference_energies: " + std::to_string(ref.size()) +
+                                  " values for " + std::to_string(B) + " branch(es) x " + std::to_string(S) + " species");
     spec_.ref_energy = ref;
-    spec_.ref_energy.resize(spec_.species.size(), 0.0);
+    spec_.ref_energy.resize(S * B, 0.0);
+    const std::size_t stride = std::max<std::size_t>(1, S);  // the device table has a row per branch, >= 1 wide
     auto h = Kokkos::create_mirror_view(ref_);
-    for (std::size_t i = 0; i < h.extent(0); ++i) h(i) = i < spec_.ref_energy.size() ? spec_.ref_energy[i] : 0.0;
+    for (std::size_t i = 0; i < h.extent(0); ++i) h(i) = 0.0;
+    for (std::size_t k = 0; k < B; ++k)
+      for (std::size_t sp = 0; sp < S; ++sp) h(k * stride + sp) = spec_.ref_energy[k * S + sp];
     Kokkos::deep_copy(ref_, h);
   }
   void set_energy_normalisation(double scale, double shift) {

@@ -21,7 +21,7 @@ struct ModelSpec : HeadsSpec {
   int max_neighbours = -1;
 
   SpeciesMap species;
-  std::vector<double> ref_energy;     ///< per species, eV (least-squares fit on the training set)
+  std::vector<double> ref_energy;     ///< per branch and species (branch-major), eV (least-squares fit on the training set)
 
   int num_species() const { return int(species.size()); }
   int embedding_dim() const { return input_dim > 0 ? input_dim : hidden_dim; }

@@ -196,8 +196,26 @@ inline std::vector<double> fit_reference_energies(const Dataset& ds, const Speci
   return fit_reference_energies(summaries_of(ds), sp);
 }
 
+/// Reference energies of each head branch, fitted on that branch's structures (StructureSummary::
+/// branch), branch-major (branches x species; a branch without energies gets zeros). One branch: the
+/// fit above.
+inline std::vector<double> fit_reference_energies(const std::vector<StructureSummary>& ss, const SpeciesMap& sp,
+                                                  int branches) {
+  if (branches <= 1) return fit_reference_energies(ss, sp);
+  std::vector<double> out;
+  for (int k = 0; k < branches; ++k) {
+    std::vector<StructureSummary> mine;
+    for (const auto& f : ss)
+      if (f.branch == k) mine.push_back(f);
+    const std::vector<double> r = fit_reference_energies(mine, sp);
+    out.insert(out.end(), r.begin(), r.end());
+  }
+  return out;
+}
+
 /// Scale of the per-atom energy output: RMS force component if forces exist, else the RMS of the
-/// per-atom residual energy after the reference fit (never below 1e-3 eV). Sums per structure, then
+/// per-atom residual energy after the reference fit (ref: per species, or branches x species; never
+/// below 1e-3 eV). Sums per structure, then
 /// over structures in order.
 inline double energy_scale_of(const std::vector<StructureSummary>& ss, const SpeciesMap& sp,
                               const std::vector<double>& ref) {
@@ -211,7 +229,8 @@ inline double energy_scale_of(const std::vector<StructureSummary>& ss, const Spe
     for (const auto& f : ss) {
       if (!f.energy) continue;
       double e = *f.energy;
-      for (const auto& c : f.composition) e -= c.second * ref[sp.index_of(c.first)];
+      const std::size_t row = ref.size() > sp.size() ? std::size_t(f.branch) * sp.size() : 0;  // per-branch references
+      for (const auto& c : f.composition) e -= c.second * ref[row + std::size_t(sp.index_of(c.first))];
       s2 += (e / f.natoms) * (e / f.natoms);
       ++n;
     }
@@ -242,13 +261,16 @@ inline std::vector<std::vector<std::size_t>> split_indices(std::size_t n, const 
   return parts;
 }
 
-/// The batch of frames idx of a dataset.
+/// The batch of frames idx of a dataset (grouped by head branch: a stable sort by Structure::branch).
 template <class M>
 Batch<M> batch_of(const Dataset& ds, const std::vector<std::size_t>& idx, const SpeciesMap& sp,
                   const std::vector<HeadDef>& heads = {}, bool with_triplets = false) {
   std::vector<const Structure*> f;
   std::vector<const RadiusGraph*> g;
-  for (std::size_t i : idx) {
+  std::vector<std::size_t> sorted(idx);  // grouped by head branch (make_batch), otherwise in the given order
+  std::stable_sort(sorted.begin(), sorted.end(),
+                   [&](std::size_t a, std::size_t b) { return ds.frames[a].branch < ds.frames[b].branch; });
+  for (std::size_t i : sorted) {
     f.push_back(&ds.frames[i]);
     g.push_back(&ds.graphs[i]);
   }

@@ -8,6 +8,13 @@
 // Shards are balanced by atom count: the structures sorted by size (largest first, ties by position)
 // are dealt out in a snake (0, 1, .., V-1, V-1, .., 0, 0, ..), so shard sizes differ by at most one
 // structure and every shard holds the same mix of small and large structures.
+//
+// Several datasets (head branches, StructureSummary::branch): as HydraGNN splits its ranks among the
+// datasets in proportion to their sizes, the V shards are split among the branches in proportion to
+// their structure counts (largest remainder, at least one shard each; shards of branch 0 first) and a
+// branch's structures are dealt out over its own shards only, so every micro-batch holds one dataset
+// and a rank reads the structures of one dataset (or of the few its shards belong to). With fewer
+// shards than branches every shard takes structures of every branch (shard_plan).
 #pragma once
 
 #include <hydragnn/train/collective.hpp>
@@ -37,6 +44,56 @@ inline std::vector<int> shard_by_atoms(const std::vector<std::size_t>& natoms, i
   }
   return shard;
 }
+/// Shards per branch for V shards: in proportion to the branches' structure counts (largest
+/// remainder; ties to the lower branch), at least one each; empty when V is smaller than the number of
+/// branches that have structures or when there is one such branch.
+inline std::vector<int> shards_per_branch(const std::vector<std::size_t>& count, int V) {
+  std::size_t total = 0, present = 0;
+  for (std::size_t c : count) total += c, present += c > 0;
+  if (present <= 1 || std::size_t(V) < present) return {};
+  std::vector<int> n(count.size(), 0);
+  std::vector<double> want(count.size(), 0.0);
+  int given = 0;
+  for (std::size_t b = 0; b < count.size(); ++b) {
+    if (count[b] == 0) continue;
+    want[b] = double(V) * double(count[b]) / double(total);
+    n[b] = std::max(1, int(want[b]));
+    given += n[b];
+  }
+  while (given != V) {  // hand out (or take back) one shard at a time by the remainders
+    std::size_t pick = count.size();
+    for (std::size_t b = 0; b < count.size(); ++b) {
+      if (count[b] == 0 || (given > V && n[b] <= 1)) continue;
+      const double r = want[b] - n[b];
+      if (pick == count.size() || (given < V ? r > want[pick] - n[pick] : r < want[pick] - n[pick])) pick = b;
+    }
+    n[pick] += given < V ? 1 : -1;
+    given += given < V ? 1 : -1;
+  }
+  return n;
+}
+
+/// Shard of every structure: split among the branches in proportion to their sizes (shards_per_branch,
+/// each branch's structures balanced by atom count over its shards), or, with one branch or fewer
+/// shards than branches, shard_by_atoms over all structures.
+inline std::vector<int> shard_plan(const std::vector<StructureSummary>& ss, int V, const std::vector<int>& per_branch) {
+  std::vector<std::size_t> natoms;
+  for (const auto& s : ss) natoms.push_back(s.natoms);
+  if (per_branch.empty()) return shard_by_atoms(natoms, V);
+  std::vector<int> shard(ss.size(), 0);
+  int first = 0;
+  for (std::size_t b = 0; b < per_branch.size(); ++b) {
+    if (per_branch[b] == 0) continue;
+    std::vector<std::size_t> members, sizes;
+    for (std::size_t i = 0; i < ss.size(); ++i)
+      if (ss[i].branch == int(b)) members.push_back(i), sizes.push_back(ss[i].natoms);
+    const std::vector<int> sub = shard_by_atoms(sizes, per_branch[b]);
+    for (std::size_t j = 0; j < members.size(); ++j) shard[members[j]] = first + sub[j];
+    first += per_branch[b];
+  }
+  return shard;
+}
+
 inline std::vector<std::size_t> atom_counts(const std::vector<StructureSummary>& ss) {
   std::vector<std::size_t> n;
   n.reserve(ss.size());
@@ -56,15 +113,22 @@ struct TrainingSetSummary {
   std::vector<double> ref_energy;
   double energy_scale = 1.0;
   std::size_t train_size = 0, val_size = 0;
+  std::size_t uniform_atoms = 0;  ///< the atom count of every training structure when all have the same, else 0
 };
 
+/// Species, reference energies (per head branch: fitted on each branch's structures), energy scale.
 inline TrainingSetSummary summarize_training_set(const std::vector<StructureSummary>& train, std::size_t val_size) {
   TrainingSetSummary s;
   s.species = species_of(train);
-  s.ref_energy = fit_reference_energies(train, s.species);
+  int branches = 1;
+  for (const auto& f : train) branches = std::max(branches, f.branch + 1);
+  s.ref_energy = fit_reference_energies(train, s.species, branches);
   s.energy_scale = energy_scale_of(train, s.species, s.ref_energy);
   s.train_size = train.size();
   s.val_size = val_size;
+  s.uniform_atoms = train.empty() ? 0 : train.front().natoms;
+  for (const auto& f : train)
+    if (f.natoms != s.uniform_atoms) s.uniform_atoms = 0;
   return s;
 }
 
@@ -78,6 +142,7 @@ struct ShardedData {
   std::vector<std::size_t> train_shard_sizes;  ///< every shard's size (all V)
   std::vector<std::size_t> train_shard_atoms;  ///< every shard's atoms (all V)
   TrainingSetSummary summary;
+  std::vector<int> shards_per_branch;  ///< shards of each head branch (empty: every shard mixes the branches)
   int local_shards() const { return int(train_shards.size()); }
   /// Structures of the largest training shard (of all V).
   std::size_t largest_shard() const {
@@ -104,9 +169,20 @@ inline ShardedData shard_structures(const std::vector<StructureSummary>& train, 
   d.summary = summarize_training_set(train, val.size());
   d.train_shard_sizes.assign(std::size_t(d.num_shards), 0);
   d.train_shard_atoms.assign(std::size_t(d.num_shards), 0);
+  // shards per branch from the training set's branch sizes; the validation set follows the same split
+  std::vector<std::size_t> count;
+  for (const auto& f : train) {
+    if (std::size_t(f.branch) >= count.size()) count.resize(std::size_t(f.branch) + 1, 0);
+    ++count[std::size_t(f.branch)];
+  }
+  d.shards_per_branch = shards_per_branch(count, d.num_shards);
   auto keep = [&](const std::vector<StructureSummary>& all, bool is_val, Dataset& mine,
                   std::vector<std::vector<std::size_t>>& shards) {
-    const std::vector<int> shard = shard_by_atoms(atom_counts(all), d.num_shards);
+    std::vector<int> split = d.shards_per_branch;
+    if (is_val && !split.empty())  // validation structures of a branch without training shards: mixed
+      for (const auto& f : all)
+        if (std::size_t(f.branch) >= split.size() || split[std::size_t(f.branch)] == 0) split.clear();
+    const std::vector<int> shard = shard_plan(all, d.num_shards, split);
     std::vector<std::size_t> global;
     std::vector<int> local_shard;
     for (std::size_t i = 0; i < all.size(); ++i) {

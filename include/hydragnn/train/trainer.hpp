@@ -424,8 +424,19 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
 
   ModelSpec spec = spec_from_config(cfg);
   spec.species = data.summary.species;
+  if (data.summary.ref_energy.size() > spec.species.size() * std::size_t(spec.num_branches()))
+    throw std::invalid_argument("hydragnn::train: the training set holds structures of head branch " +
+                                std::to_string(data.summary.ref_energy.size() / std::max<std::size_t>(1, spec.species.size()) - 1) +
+                                "; NeuralNetwork.Architecture.output_heads has " + std::to_string(spec.num_branches()) +
+                                " branch(es)");
   spec.ref_energy = data.summary.ref_energy;
   spec.energy_scale = data.summary.energy_scale;
+  if (spec.num_nodes < 0) {  // mlp_per_node: HydraGNN's num_nodes, the atoms of every structure
+    if (data.summary.uniform_atoms == 0)
+      throw std::invalid_argument("NeuralNetwork.Architecture.output_heads.node.type: mlp_per_node needs every training "
+                                  "structure to have the same number of atoms (HydraGNN's num_nodes); use \"mlp\"");
+    spec.num_nodes = int(data.summary.uniform_atoms);
+  }
   auto conv_options = cfg.arch.template conv_options<typename ModelT::conv_type>();
   // PNA family: pna_deg from the training set; edge_features ["length"]: its normalisation
   train_detail::fill_options_from_shards(conv_options, train_ds, coll);
@@ -441,6 +452,7 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
     const ModelSpec& cs = c.spec;
     if (cs.hidden_dim != spec.hidden_dim || cs.num_conv_layers != spec.num_conv_layers || cs.cutoff != spec.cutoff ||
         cs.species.numbers != spec.species.numbers || cs.heads.size() != spec.heads.size() ||
+        cs.num_branches() != spec.num_branches() || cs.num_nodes != spec.num_nodes ||
         c.options != options_to_json(conv_options))
       throw CheckpointError(latest + ": checkpoint architecture or species do not match the config");
     if (c.opt_m.size() != model.num_params() || c.opt_v.size() != model.num_params())
@@ -518,6 +530,13 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
                   "epoch; %zu to %zu atoms per shard\n",
                   coll.size(), A, bs * std::size_t(V), steps, *amin, *amax);
     log(buf);
+    if (!data.shards_per_branch.empty()) {
+      std::string split;
+      for (std::size_t k = 0; k < data.shards_per_branch.size(); ++k)
+        split += (split.empty() ? "" : ", ") + std::to_string(data.shards_per_branch[k]) + " for " +
+                 (k < spec.branches.size() ? spec.branches[k].name : "branch " + std::to_string(k));
+      log("shards per head branch (in proportion to the datasets' sizes): " + split + "\n");
+    }
   }
   std::vector<std::vector<std::size_t>> order(static_cast<std::size_t>(A));
   std::vector<std::vector<std::size_t>> idx(static_cast<std::size_t>(A));
@@ -566,8 +585,18 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
                   st.epoch, tc.num_epoch, train_loss, val_loss, vm.epa_mae * 1e3, vm.f_mae * 1e3, optim.lr, dt, eta,
                   improved ? "  *" : "");
     if (opt.verbose) log(buf);
+    EpochRecord rec{st.epoch, train_loss, val_loss, vm.epa_mae, vm.f_mae, optim.lr, dt, {}};
+    if (data.summary.val_size && spec.num_branches() > 1)
+      for (int k = 0; k < spec.num_branches(); ++k) {  // validation metrics of each head branch (every rank takes part)
+        std::vector<std::vector<std::size_t>> mine(data.val_shards.size());
+        for (std::size_t a = 0; a < mine.size(); ++a)
+          for (std::size_t i : data.val_shards[a])
+            if (data.val.frames[i].branch == k) mine[a].push_back(i);
+        const Metrics bm = evaluate_shards(exec, model, data.val, mine, w, tc.batch_size, eval_ws, coll);
+        rec.branches.push_back({spec.branches[std::size_t(k)].name, bm.epa_mae, bm.f_mae});
+      }
     if (root) {
-      mlog << epoch_record_json(EpochRecord{st.epoch, train_loss, val_loss, vm.epa_mae, vm.f_mae, optim.lr, dt}) << "\n";
+      mlog << epoch_record_json(rec) << "\n";
       mlog.flush();
     }
     if (improved) save(best);

@@ -239,6 +239,24 @@ void gather_rows(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const CVec<int
   detail::gather_impl<Mode>(exec, "hydragnn::Segment::gather_rows", X, idx, Y, accumulate);
 }
 
+/// Y(g,c) = X(offset + g stride, c): every stride-th row (slot `offset` of graphs of `stride` atoms each).
+///                                                        // X: G*stride x F -> Y: G x F
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+void gather_strided_rows(const Exec& exec, const CMat<S, mem_t<Exec>>& X, long offset, long stride,
+                         const Mat<S, mem_t<Exec>>& Y) {
+  detail::for_each_element<Mode>(exec, "hydragnn::Segment::gather_strided_rows", long(Y.extent(0)), long(Y.extent(1)),
+                         KOKKOS_LAMBDA(const long g, const long c) { Y(g, c) = X(offset + g * stride, c); });
+}
+
+/// X(offset + g stride, c) (+)= Y(g,c): the transpose of gather_strided_rows (distinct rows: no conflicts).
+///                                                        // Y: G x F -> X: G*stride x F
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+void scatter_strided_rows(const Exec& exec, const CMat<S, mem_t<Exec>>& Y, long offset, long stride,
+                          const Mat<S, mem_t<Exec>>& X, bool accumulate) {
+  detail::for_each_element<Mode>(exec, "hydragnn::Segment::scatter_strided_rows", long(Y.extent(0)), long(Y.extent(1)),
+                         KOKKOS_LAMBDA(const long g, const long c) { detail::put(X, offset + g * stride, c, S(Y(g, c)), accumulate); });
+}
+
 /// Backward of a gather whose idx is sorted (gather by dst over receiver-sorted edges): the CSR
 /// segment sum Xbar(i,c) (+)= sum_{e in [ptr(i), ptr(i+1))} Ybar(e,c).
 ///                                                          // Ybar: E x F, ptr: N+1 -> Xbar: N x F
