@@ -266,6 +266,66 @@ TEST_CASE("golden: SchNet equals HydraGNN's SCFStack (energies, forces, every la
   run_golden<SchNetConv>("schnet.json", o);
 }
 
+TEST_CASE("golden: pooled energy head with two head branches equals HydraGNN's graph head per dataset_name",
+          "[golden][heads][branches]") {
+  // tools/golden/make_golden_heads.py: HydraGNN SchNet, the energy a graph head (sum pooling ->
+  // graph_shared[branch] -> heads_NN.0[branch]) with two branches of different widths; the three
+  // structures as one batch, dataset_name = [0, 1, 1]
+  hydragnn_test::ensure_kokkos();
+  Exec exec;
+  const json g = load_golden("schnet_graph_branches.json");
+  const json& a = g.at("architecture");
+  ModelSpec spec;
+  spec.hidden_dim = a.at("hidden_dim").get<int>();
+  spec.num_conv_layers = a.at("num_conv_layers").get<int>();
+  spec.cutoff = a.at("radius").get<double>();
+  REQUIRE(a.at("activation_function").get<std::string>() == "silu");
+  REQUIRE(a.at("graph_pooling").get<std::string>() == "add");
+  spec.energy = true;
+  spec.energy_pooled = true;
+  spec.pooling = Pooling::Sum;
+  spec.branches.clear();
+  for (const json& b : a.at("output_heads").at("graph")) {
+    BranchSpec bs;
+    bs.name = b.at("type").get<std::string>();
+    const json& arch = b.at("architecture");
+    bs.graph_num_sharedlayers = arch.at("num_sharedlayers").get<int>();
+    bs.graph_dim_sharedlayers = arch.at("dim_sharedlayers").get<int>();
+    bs.graph_head_dims = arch.at("dim_headlayers").get<std::vector<int>>();
+    spec.branches.push_back(bs);
+  }
+  REQUIRE(spec.num_branches() == 2);
+  spec.species.numbers = g.at("species").get<std::vector<int>>();
+  SchNetOptions o;
+  o.num_filters = a.at("num_filters").get<int>();
+  o.num_gaussians = a.at("num_gaussians").get<int>();
+  Model<double, SchNetConv, Exec> model(spec, o);
+  load_named_parameters(model, g.at("parameters"), "schnet_graph_branches.json");  // every block, both branches
+  std::vector<Structure> frames;
+  const auto dataset = g.at("dataset_name").get<std::vector<int>>();
+  for (std::size_t k = 0; k < g.at("structures").size(); ++k) {
+    frames.push_back(structure_of(g.at("structures")[k]));
+    frames.back().branch = dataset[k];
+  }
+  auto batch = make_batch<M>(frames, spec.cutoff, -1, spec.species);
+  const Prediction p = predict(exec, model, batch, true);
+  const auto E_ref = g.at("energies").get<std::vector<double>>();
+  for (std::size_t k = 0; k < frames.size(); ++k) {
+    INFO(frames[k].source << " (branch " << dataset[k] << "): " << p.energy[k] << " vs " << E_ref[k]);
+    CHECK(std::fabs(p.energy[k] - E_ref[k]) <= 1e-10 * std::fabs(E_ref[k]));
+  }
+  double ferr = 0, fmax = 0;
+  for (std::size_t i = 0; i < g.at("forces").size(); ++i)
+    for (int c = 0; c < 3; ++c) {
+      const double ref = g.at("forces")[i][c].get<double>();
+      fmax = std::max(fmax, std::fabs(ref));
+      ferr = std::max(ferr, std::fabs(p.forces[3 * i + std::size_t(c)] - ref));
+    }
+  INFO("max |F| " << fmax << ", max force error " << ferr);
+  CHECK(fmax > 1e-5);
+  CHECK(ferr <= 1e-9);
+}
+
 TEST_CASE("golden: EGNN equals HydraGNN's EGCLStack with equivariance (energies, forces, features, coordinates)",
           "[golden]") {
   EGNNOptions o;  // HydraGNN's E_GCL: ReLU inside, |r| radial input, no residual, no envelope
