@@ -444,7 +444,14 @@ TEST_CASE("config: unimplemented and unknown mpnn_type", "[config]") {
   CHECK(pna.arch.conv_options<hydragnn::PNAConv>().edge_length_scale == 0.0);  // filled by training
   CHECK(parse_config(arch(R"("mpnn_type": "PNA")")).arch.conv_options<hydragnn::PNAConv>().edge_features.empty());
   CHECK_THAT(error_of(arch(R"("mpnn_type": "PNA", "edge_features": ["angle"])")),
-             Contains("NeuralNetwork.Architecture.edge_features") && Contains("only \"length\""));
+             Contains("NeuralNetwork.Architecture.edge_features") && Contains("\"angle\""));
+  // HydraGNN's example configs spell the length feature three ways; all are the edge length
+  for (const char* name : {"lengths", "bond_length"}) {
+    const Config alias = parse_config(arch(std::string(R"("mpnn_type": "PNA", "pna_deg": [0, 3, 1], "edge_features": [")") +
+                                           name + "\"]"));
+    CHECK(alias.arch.conv_options<hydragnn::PNAConv>().edge_features == std::vector<std::string>{name});
+    CHECK(hydragnn::EdgeFeatureOptions::is_length_name(name));
+  }
   CHECK_THAT(error_of(arch(R"("mpnn_type": "PNA", "edge_features": "length")")), Contains("edge_features"));
   CHECK_THAT(error_of(arch(R"("mpnn_type": "PNA", "edge_length_scale": -1.0)")),
              Contains("NeuralNetwork.Architecture.edge_length_scale") && Contains(">= 0"));
@@ -590,15 +597,25 @@ TEST_CASE("config: HydraGNN's MLIP layout — one head of any name is the energy
   CHECK_FALSE(c.training.continue_run);  // continue 0: startfrom is kept but not acted on
   CHECK(c.training.startfrom == "./logs/qm7x/qm7x");
   // beside other heads only "energy" is the energy; without the interatomic potential nothing is
-  const Config two = parse_config(R"({"NeuralNetwork": {"Variables_of_interest": {"output_names": ["graph_energy", "gap"],
-    "type": ["node", "graph"]}}})",
+  const Config two = parse_config(R"({"NeuralNetwork": {"Architecture": {"enable_interatomic_potential": true},
+    "Variables_of_interest": {"output_names": ["graph_energy", "gap"], "type": ["node", "graph"]}}})",
                                   "two");
   CHECK_FALSE(is_energy_head(two.arch, two.arch.heads[0]));
   const Config direct = parse_config(R"({"NeuralNetwork": {"Architecture": {"enable_interatomic_potential": false},
     "Variables_of_interest": {"output_names": ["energy"], "type": ["graph"]}}})",
                                      "direct");
   CHECK_FALSE(is_energy_head(direct.arch, direct.arch.heads[0]));
-  CHECK_THROWS_WITH(parse_config(R"({"NeuralNetwork": {"Training": {"Checkpoint": 1}}})", "ck"),
+  CHECK_NOTHROW(parse_config(R"({"NeuralNetwork": {"Training": {"Checkpoint": 1}}})", "ck"));  // HydraGNN's zinc.json
+  // keys of HydraGNN's GFM260 / multibranch configs: edge_dim (overwritten by HydraGNN), pna_deg null
+  const Config gfm = parse_config(R"({"NeuralNetwork": {"Architecture": {"mpnn_type": "PNA", "edge_dim": null,
+    "pna_deg": null, "output_dim": [1], "output_type": ["graph"], "num_nodes": 24},
+    "Variables_of_interest": {"output_names": ["energy"], "type": ["graph"], "graph_feature_names": ["energy"],
+      "graph_feature_dims": [1], "node_feature_names": ["atomic_number"], "node_feature_dims": [1]},
+    "Training": {"epoch_start": 3}}})", "gfm");
+  CHECK(gfm.arch.options.at("pna_deg").empty());
+  CHECK_THROWS_WITH(parse_config(R"({"NeuralNetwork": {"Architecture": {"edge_dim": "x"}}})", "ed"),
+                    Catch::Contains("NeuralNetwork.Architecture.edge_dim"));
+  CHECK_THROWS_WITH(parse_config(R"({"NeuralNetwork": {"Training": {"Checkpoint": "yes"}}})", "ck"),
                     Catch::Contains("NeuralNetwork.Training.Checkpoint"));
 }
 
@@ -612,12 +629,15 @@ TEST_CASE("config: output_heads as HydraGNN's branch lists, Dataset.datasets and
       "node": [{"type": "branch-0", "architecture": {"num_headlayers": 2, "dim_headlayers": [200, 200], "type": "mlp"}},
                {"type": "branch-1", "architecture": {"num_headlayers": 1, "dim_headlayers": [100], "type": "mlp"}}]})";
   auto config = [&](const std::string& dataset, const std::string& h) {
-    return "{" + dataset + R"("NeuralNetwork": {"Architecture": {"mpnn_type": "SchNet", "enable_interatomic_potential": false, )" + h +
+    // as HydraGNN's multibranch examples: no enable_interatomic_potential (HydraGNN's default false)
+    return "{" + dataset + R"("NeuralNetwork": {"Architecture": {"mpnn_type": "SchNet", )" + h +
            R"(, "task_weights": [1.0, 1.0]},
         "Variables_of_interest": {"output_names": ["energy", "force"], "output_index": [0, 2], "output_dim": [1, 3],
                                   "type": ["graph", "node"]}}})";
   };
   const Config c = parse_config(config("", heads));
+  CHECK_FALSE(c.arch.enable_interatomic_potential);  // HydraGNN's default with Variables_of_interest
+  CHECK_FALSE(is_energy_head(c.arch, c.arch.heads[0]));  // energy and force: direct heads
   REQUIRE(c.arch.branches.size() == 2);
   CHECK(c.arch.branches[0].name == "branch-0");
   CHECK(c.arch.branches[0].graph_num_sharedlayers == 2);

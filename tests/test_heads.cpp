@@ -400,7 +400,7 @@ TEST_CASE("mlp_per_node: the trainer takes num_nodes from the training set", "[h
       "Architecture": {"mpnn_type": "SchNet", "radius": 3.0, "hidden_dim": 6, "num_conv_layers": 1,
         "num_gaussians": 6, "num_filters": 6,
         "output_heads": {"node": {"num_headlayers": 1, "dim_headlayers": [4], "type": "mlp_per_node"}},
-        "energy_weight": 1.0, "force_weight": 1.0},
+        "enable_interatomic_potential": true, "energy_weight": 1.0, "force_weight": 1.0},
       "Variables_of_interest": {"output_names": ["energy"], "type": ["node"], "output_dim": [1]},
       "Training": {"num_epoch": 1, "batch_size": 2, "seed": 1}}})", "per-node");
   CHECK(spec_from_config(cfg).num_nodes == -1);
@@ -425,4 +425,37 @@ TEST_CASE("mlp_per_node: the trainer takes num_nodes from the training set", "[h
   build_graphs(train_ds, 3.0, -1, DatasetRequirements{true, true, false});
   CHECK_THROWS_WITH(train<ModelT>(Exec(), cfg, train_ds, val_ds, opt), Catch::Contains("same number of atoms"));
   std::filesystem::remove_all(opt.output_dir);
+}
+
+TEST_CASE("direct heads named energy and forces read the structure's energy and forces (HydraGNN's GFM configs)",
+          "[heads][labels]") {
+  hydragnn_test::ensure_kokkos();
+  std::vector<Structure> frames = five_atom_frames();
+  frames[1].info["energy_alt"] = "1.5";
+  const std::vector<HeadDef> heads{HeadDef{"energy", false, 1, 1.0}, HeadDef{"forces", true, 3, 1.0},
+                                   HeadDef{"force", true, 3, 1.0}, HeadDef{"q", true, 2, 1.0}};
+  const SpeciesMap sp{{1, 8}};
+  const auto b = make_batch<M>(frames, 3.0, -1, sp, heads);
+  for (std::size_t g = 0; g < frames.size(); ++g) {
+    CHECK(b.head_targets[0][g] == *frames[g].energy);
+    for (std::size_t i = 0; i < 5; ++i)
+      for (std::size_t a = 0; a < 3; ++a) {
+        CHECK(b.head_targets[1][3 * (5 * g + i) + a] == frames[g].forces[i][a]);
+        CHECK(b.head_targets[2][3 * (5 * g + i) + a] == frames[g].forces[i][a]);
+      }
+  }
+  CHECK(b.n_head == std::vector<long>{3, 45, 45, 30});
+  // an info key or a per-atom column of the head's name wins; no energy, no label
+  frames[0].info["energy"] = "7.25";
+  frames[2].energy.reset();
+  const auto c = make_batch<M>(frames, 3.0, -1, sp, heads);
+  CHECK(c.head_targets[0][0] == 7.25);
+  CHECK(std::isnan(c.head_targets[0][2]));
+  Dataset ds;
+  ds.frames = frames;
+  const LabelCounts n = count_labels(ds, heads);
+  CHECK(n.heads == std::vector<std::size_t>{2, 3, 3, 3});
+  // dimensions other than HydraGNN's (energy 1, forces 3) are not mapped
+  const auto d = make_batch<M>(frames, 3.0, -1, sp, {HeadDef{"forces", true, 2, 1.0}});
+  CHECK(d.n_head == std::vector<long>{0});
 }

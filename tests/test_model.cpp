@@ -184,7 +184,7 @@ Config tiny_config(const std::string& type, double force_weight = 1.0) {
       "Architecture": {"mpnn_type": ")" + type + R"(", "radius": 3.0, "hidden_dim": 8, "num_conv_layers": 2,
         "num_gaussians": 8, "num_filters": 8,
         "output_heads": {"node": {"num_headlayers": 1, "dim_headlayers": [8], "type": "mlp"}},
-        "energy_weight": 1.0, "force_weight": )" + std::to_string(force_weight) +
+        "enable_interatomic_potential": true, "energy_weight": 1.0, "force_weight": )" + std::to_string(force_weight) +
                              (type == "PNA" || type == "CGCNN" || type == "GAT" ? R"(, "edge_features": ["length"])" : "") +
                              (type == "GAT" ? R"(, "gat_heads": 2)" : "") +
                              (type == "MFC" ? R"(, "max_neighbours": 4)" : "") + R"(},
@@ -886,7 +886,7 @@ TEST_CASE("energy head type: node = per atom, graph = pooled (graph_pooling add 
       "num_conv_layers": 2, "num_gaussians": 8, "num_filters": 8, "graph_pooling": ")" + pooling + R"(",
       "output_heads": {"graph": {"num_sharedlayers": 1, "dim_sharedlayers": 8, "num_headlayers": 1, "dim_headlayers": [8]},
                        "node": {"num_headlayers": 1, "dim_headlayers": [8]}},
-      "energy_weight": 1.0, "force_weight": 1.0},
+      "enable_interatomic_potential": true, "energy_weight": 1.0, "force_weight": 1.0},
       "Variables_of_interest": {"output_names": ["energy"], "type": [")" + type + R"("], "output_dim": [1]},
       "Training": {"num_epoch": 2, "batch_size": 3, "Optimizer": {"type": "AdamW", "learning_rate": 0.003}, "seed": 4}}})",
                         "energy_head");

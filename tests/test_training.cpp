@@ -24,7 +24,7 @@ TEST_CASE("SchNet trained on rMD17 uracil beats the per-element-mean baseline", 
       "Architecture": {"mpnn_type": "SchNet", "radius": 5.0, "hidden_dim": 24, "num_conv_layers": 2,
         "num_gaussians": 16, "num_filters": 24,
         "output_heads": {"node": {"num_headlayers": 2, "dim_headlayers": [24, 16], "type": "mlp"}},
-        "energy_weight": 1.0, "force_weight": 1.0},
+        "enable_interatomic_potential": true, "energy_weight": 1.0, "force_weight": 1.0},
       "Variables_of_interest": {"output_names": ["energy"], "type": ["node"], "output_dim": [1]},
       "Training": {"num_epoch": 20, "batch_size": 5, "Optimizer": {"type": "AdamW", "learning_rate": 0.005},
                    "seed": 1}
@@ -88,7 +88,8 @@ TEST_CASE("two datasets, two head branches: mlearn Si and Ge trained together, e
         "output_heads": {"node": [
           {"type": "branch-0", "architecture": {"num_headlayers": 2, "dim_headlayers": [16, 16], "type": "mlp"}},
           {"type": "branch-1", "architecture": {"num_headlayers": 1, "dim_headlayers": [12], "type": "mlp"}}]},
-        "energy_weight": 0.0, "energy_peratom_weight": 1.0, "force_weight": 1.0},
+        "enable_interatomic_potential": true, "energy_weight": 0.0, "energy_peratom_weight": 1.0,
+        "force_weight": 1.0},
       "Variables_of_interest": {"output_names": ["energy"], "type": ["node"], "output_dim": [1]},
       "Training": {"num_epoch": 12, "batch_size": 4, "Optimizer": {"type": "AdamW", "learning_rate": 0.005},
                    "Scheduler": {"type": "none"}, "seed": 3}

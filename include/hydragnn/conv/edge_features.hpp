@@ -20,18 +20,23 @@ namespace hydragnn {
 
 /// The options of an edge-length feature, and its validation (fail(key, why)).
 struct EdgeFeatureOptions {
-  std::vector<std::string> edge_features;  ///< HydraGNN edge_features: [] or ["length"]
+  std::vector<std::string> edge_features;  ///< HydraGNN edge_features: [] or ["length"] (or an alias)
   double edge_length_scale = 0;           ///< ours: a_e = d_e / scale (0: the training set's longest edge)
   template <class V>
   void visit_edge_features(V&& v) {
     v("edge_features", edge_features);
     v("edge_length_scale", edge_length_scale);
   }
+  /// HydraGNN only counts the names (edge_dim = len(edge_features)) and its datasets store the edge
+  /// length as edge_attr; its example configs spell it "length", "lengths" or "bond_length".
+  static bool is_length_name(const std::string& f) { return f == "length" || f == "lengths" || f == "bond_length"; }
   template <class F>
   void validate_edge_features(F&& fail) const {
     if (edge_features.size() > 1) fail("edge_features", "at most one edge feature (\"length\") is implemented");
     for (const auto& f : edge_features)
-      if (f != "length") fail("edge_features", "only \"length\" is implemented");
+      if (!is_length_name(f))
+        fail("edge_features", (std::string("only the edge length (\"length\", or HydraGNN's \"lengths\" / "
+                                           "\"bond_length\") is implemented, not \"") + f + "\"").c_str());
     if (!(edge_length_scale >= 0) || !std::isfinite(edge_length_scale))
       fail("edge_length_scale", "must be >= 0 (0: the training set's longest edge)");
   }

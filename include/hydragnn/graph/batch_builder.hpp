@@ -27,6 +27,23 @@ inline double stress_volume(const Structure& s) {
   return std::fabs(v);
 }
 
+/// Where the label of direct head hd lives in structure s: the extxyz info key (graph head) or per-atom
+/// column (node head) of the head's name; for HydraGNN's names of the potential's labels, when no
+/// such key exists, the structure's energy (graph head "energy", dim 1) or forces (node head "forces"
+/// or "force", dim 3), which the extxyz reader keeps apart. None: the structure has no label for it.
+enum class HeadLabel { None, Info, Array, Energy, Forces };
+inline HeadLabel head_label(const Structure& s, const HeadDef& hd) {
+  if (hd.node) {
+    auto it = s.array_cols.find(hd.name);
+    if (it != s.array_cols.end()) return it->second == hd.dim ? HeadLabel::Array : HeadLabel::None;
+    if ((hd.name == "forces" || hd.name == "force") && hd.dim == 3 && !s.forces.empty()) return HeadLabel::Forces;
+    return HeadLabel::None;
+  }
+  if (s.info.count(hd.name)) return HeadLabel::Info;
+  if (hd.name == "energy" && hd.dim == 1 && s.energy) return HeadLabel::Energy;
+  return HeadLabel::None;
+}
+
 /// The model's species index of atomic number z, or an error naming `where` and the atom.
 inline int species_index(const SpeciesMap& species, int z, int atom, const std::string& where) {
   const int sp = species.index_of(z);
@@ -123,22 +140,24 @@ Batch<M> make_batch(const std::vector<const Structure*>& frames, const std::vect
       const std::string& key = heads[h].name;
       const int dim = heads[h].dim;
       auto& t = b.head_targets[h];
-      if (heads[h].node) {
-        auto it = s.arrays.find(key);
-        if (it != s.arrays.end() && s.array_cols.at(key) == dim)
-          std::copy(it->second.begin(), it->second.end(), t.begin() + std::size_t(a0) * dim);
-      } else {
-        auto it = s.info.find(key);
-        if (it != s.info.end()) {
-          const char* p = it->second.c_str();
-          for (int k = 0; k < dim; ++k) {
-            char* end = nullptr;
-            const double v = std::strtod(p, &end);
-            if (end == p) throw std::runtime_error(s.source + ": cannot read " + std::to_string(dim) +
-                                                   " number(s) from key '" + key + "'");
-            t[std::size_t(g) * dim + k] = v;
-            p = end;
-          }
+      const HeadLabel label = head_label(s, heads[h]);
+      if (label == HeadLabel::Array) {
+        const auto& v = s.arrays.at(key);
+        std::copy(v.begin(), v.end(), t.begin() + std::size_t(a0) * dim);
+      } else if (label == HeadLabel::Forces) {
+        for (int i = 0; i < n; ++i)
+          for (int a = 0; a < 3; ++a) t[3 * std::size_t(a0 + i) + std::size_t(a)] = s.forces[std::size_t(i)][std::size_t(a)];
+      } else if (label == HeadLabel::Energy) {
+        t[std::size_t(g)] = *s.energy;
+      } else if (label == HeadLabel::Info) {
+        const char* p = s.info.at(key).c_str();
+        for (int k = 0; k < dim; ++k) {
+          char* end = nullptr;
+          const double v = std::strtod(p, &end);
+          if (end == p) throw std::runtime_error(s.source + ": cannot read " + std::to_string(dim) +
+                                                 " number(s) from key '" + key + "'");
+          t[std::size_t(g) * dim + k] = v;
+          p = end;
         }
       }
     }

@@ -79,7 +79,7 @@ struct ArchitectureConfig {
   std::vector<HeadBranchConfig> branches{HeadBranchConfig{}};
   std::vector<HeadSpec> heads;  ///< never empty after parsing
   // Interatomic potential (energy/force) training.
-  bool enable_interatomic_potential = true;
+  bool enable_interatomic_potential = true;  ///< JSON default: false with Variables_of_interest (HydraGNN's), true without
   bool freeze_conv_layers = false;  ///< the trunk's parameters are not trained (fine-tuning the heads)
   double energy_weight = 1.0, energy_peratom_weight = 0.0, force_weight = 1.0, stress_weight = 0.0;
 
@@ -424,6 +424,11 @@ class Reader {
     }
     return out;
   }
+  /// The value under `key` as written (nullptr when absent); does not declare it known.
+  const json* raw(const std::string& key) const {
+    auto it = obj_->find(key);
+    return it == obj_->end() ? nullptr : &*it;
+  }
   bool is_array(const std::string& key) const {
     auto it = obj_->find(key);
     return it != obj_->end() && it->is_array();
@@ -655,6 +660,13 @@ struct OptionKeys {
   void operator()(const char* key, V& v) {
     if (std::find(seen.begin(), seen.end(), key) != seen.end()) return;
     seen.push_back(key);
+    if constexpr (std::is_same<V, std::vector<double>>::value) {
+      const json* j = r.raw(key);
+      if (j && j->is_null()) {  // HydraGNN writes e.g. "pna_deg": null for "from the data": absent
+        r.ignore(key, kNull);
+        return;
+      }
+    }
     if (active) {
       r.get(key, v);
     } else if constexpr (std::is_same<V, std::vector<double>>::value) {
@@ -768,6 +780,13 @@ inline void parse_architecture(Reader& a, ArchitectureConfig& c,
     a.ignore(k, kInt);
   a.ignore("correlation", kInt | kArr, kInt);
   a.ignore("avg_num_neighbors", kNum | kNull);
+  a.ignore("edge_dim", kInt | kNull);  // HydraGNN overwrites it from edge_features (config_utils)
+  // what HydraGNN's update_config writes into the configs it saves (the GFM260 examples carry them):
+  // copies of Variables_of_interest and the data's atoms per structure (mlp_per_node takes it from
+  // the training set here)
+  a.ignore("output_dim", kArr, kInt);
+  a.ignore("output_type", kArr, kStr);
+  a.ignore("num_nodes", kInt | kNull);
   a.ignore("initial_bias", kNum | kNull);
   a.get("freeze_conv_layers", c.freeze_conv_layers);
   a.ignore("SyncBatchNorm", kBool);
@@ -789,6 +808,9 @@ inline void parse_variables(std::optional<Reader> v, const std::string& arch_pat
     const bool has_index = v->get("output_index", index);
     v->ignore("input_node_features", kArr, kInt);
     v->ignore("denormalize_output", kBool);
+    // HydraGNN's update_config copies the dataset's feature lists here (the configs it saves)
+    for (const char* k : {"graph_feature_names", "node_feature_names"}) v->ignore(k, kArr, kStr);
+    for (const char* k : {"graph_feature_dims", "node_feature_dims"}) v->ignore(k, kArr, kInt);
     v->finish();
     if (!has_names) v->fail("'" + v->key_path("output_names") + "' is required");
     if (!has_types) v->fail("'" + v->key_path("type") + "' is required");
@@ -877,8 +899,9 @@ inline void parse_training(Reader& t, TrainingConfig& c) {
   if (c.continue_run && c.startfrom.empty())
     t.fail("'" + t.key_path("continue") + "' is set but '" + t.key_path("startfrom") + "' names no checkpoint");
   // HydraGNN keys accepted and ignored.
-  t.ignore("Checkpoint", kBool);         // checkpoints (latest and best) are always written
+  t.ignore("Checkpoint", kBool | kInt);  // checkpoints (latest and best) are always written
   t.ignore("checkpoint_warmup", kInt);
+  t.ignore("epoch_start", kInt);         // HydraGNN records its resume epoch in the configs it saves
   t.ignore("conv_checkpointing", kBool);
   t.ignore("compute_grad_energy", kBool);
   t.finish();
@@ -937,7 +960,13 @@ inline Config parse_config(const std::string& json_text, const std::string& sour
   std::optional<std::vector<double>> task_weights;
   if (auto nn = top.child("NeuralNetwork")) {
     if (auto a = nn->child("Architecture")) parse_architecture(*a, cfg.arch, task_weights);
-    parse_variables(nn->child("Variables_of_interest"), arch_path, task_weights, *nn, cfg.arch);
+    const auto voi = nn->child("Variables_of_interest");
+    // enable_interatomic_potential defaults to HydraGNN's false when the outputs are listed; without
+    // Variables_of_interest the default model is ours: a per-atom energy potential
+    const json* nnj = top_json_child(root, "NeuralNetwork");
+    const json* aj = nnj ? top_json_child(*nnj, "Architecture") : nullptr;
+    if (voi && !(aj && aj->contains("enable_interatomic_potential"))) cfg.arch.enable_interatomic_potential = false;
+    parse_variables(voi, arch_path, task_weights, *nn, cfg.arch);
     if (auto t = nn->child("Training")) parse_training(*t, cfg.training);
     for (const HeadSpec& h : cfg.arch.heads)
       if (is_energy_head(cfg.arch, h) && h.type == "graph" && cfg.arch.graph_pooling != "sum")

@@ -128,9 +128,7 @@ inline LabelCounts count_labels(const Dataset& ds, const std::vector<HeadDef>& h
     if (f.stress) ++c.stress;
     for (std::size_t h = 0; h < heads.size(); ++h) {
       const HeadDef& hd = heads[h];
-      const bool has = hd.node ? (f.arrays.count(hd.name) && f.array_cols.count(hd.name) && f.array_cols.at(hd.name) == hd.dim)
-                               : f.info.count(hd.name) > 0;
-      if (has) ++c.heads[h];
+      if (head_label(f, hd) != HeadLabel::None) ++c.heads[h];
     }
   }
   return c;
