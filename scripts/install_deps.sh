@@ -15,7 +15,7 @@ packages=(
   libblas-dev liblapack-dev
   catch2 nlohmann-json3-dev libcli11-dev
   python3 pkg-config
-  liblammps-dev lammps-data libfmt-dev libopenmpi-dev openmpi-bin libhdf5-openmpi-dev
+  liblammps-dev lammps-data libfmt-dev libopenmpi-dev openmpi-bin libhdf5-openmpi-dev libsqlite3-dev
   pybind11-dev python3-dev python3-numpy python3-ase
 )
 

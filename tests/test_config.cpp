@@ -213,6 +213,9 @@ TEST_CASE("config: normalisation of spellings", "[config]") {
   CHECK(parse_config(training(R"("loss_function_type": "MAE")")).training.loss_function_type == "mae");
   CHECK_FALSE(parse_config(training(R"("Scheduler": {"type": "none"})")).training.scheduler);
   CHECK(parse_config(R"({"Dataset": {"format": "EXTXYZ", "path": {"total": "x"}}})").dataset.format == "extxyz");
+  CHECK(parse_config(R"({"Dataset": {"format": "ASE-DB", "path": {"total": "x.db"}}})").dataset.format == "ase-db");
+  CHECK_THAT(error_of(R"({"Dataset": {"format": "pickle", "path": {"total": "x"}}})"),
+             Contains("Dataset.format") && Contains("\"ase-db\""));
 }
 
 TEST_CASE("config: to_json round trip", "[config]") {

@@ -8,7 +8,7 @@
 //   hydragnn evaluate --checkpoint P --input test.extxyz [--json] [--branch B]
 //   hydragnn import   --config C.json --weights W.json --output ckpt.hgnn [--overwrite]
 //   [mpirun -np P] hydragnn hpo --search search.json --output DIR [--max-jobs N]
-//   hydragnn convert  --input a.extxyz,b.extxyz --output data.h5 [--dataset-names a,b] [--radius R]
+//   hydragnn convert  --input a.extxyz,b.db --output data.h5 [--dataset-names a,b] [--radius R]
 //   hydragnn --version
 #include <CLI/CLI.hpp>
 
@@ -20,6 +20,9 @@
 #endif
 #ifdef HYDRAGNN_HAVE_HDF5
 #include <hydragnn/io/hdf5.hpp>
+#endif
+#ifdef HYDRAGNN_HAVE_SQLITE
+#include <hydragnn/io/ase_db.hpp>
 #endif
 #include <hydragnn/io/config.hpp>
 #include <hydragnn/autodiff/potential.hpp>
@@ -154,9 +157,26 @@ class StructureSource {
   virtual std::string read_report() const { return {}; }
 };
 
-class ExtxyzSource final : public StructureSource {
+/// The frames of an ASE database (SQLite; io/ase_db.hpp).
+Dataset read_ase_db_frames(const std::string& path) {
+#ifdef HYDRAGNN_HAVE_SQLITE
+  Dataset ds;
+  ds.name = path;
+  ds.frames = read_ase_db(path);
+  return ds;
+#else
+  throw std::runtime_error(path + ": an ASE database, but this hydragnn was built without SQLite (Debian: "
+                           "libsqlite3-dev)");
+#endif
+}
+
+/// An ASE database is named by its format (Dataset.format "ase-db") or, for convert, by its ending ".db".
+bool is_ase_db_path(const std::string& path) { return std::filesystem::path(path).extension() == ".db"; }
+
+/// Text files and ASE databases: every rank reads the whole file (HDF5 for datasets too large for that).
+class FramesSource final : public StructureSource {
  public:
-  explicit ExtxyzSource(const std::string& path) : ds_(read_frames(path)) {}
+  FramesSource(const std::string& path, bool ase_db) : ds_(ase_db ? read_ase_db_frames(path) : read_frames(path)) {}
   std::size_t size() const override { return ds_.size(); }
   StructureSummary summary(std::size_t i) const override { return summarize(ds_.frames[i]); }
   Structure structure(std::size_t i) const override { return ds_.frames[i]; }
@@ -204,7 +224,7 @@ std::shared_ptr<const StructureSource> open_source(const std::string& path, cons
 #endif
   }
   (void)coll;
-  return std::make_shared<ExtxyzSource>(path);
+  return std::make_shared<FramesSource>(path, format == "ase-db");
 }
 
 /// Some structures of one or more sources, in a given order (splits of files), each with its
@@ -663,7 +683,7 @@ int cmd_predict_ensemble(const std::vector<std::string>& members, const std::str
 }  // namespace
 
 #ifdef HYDRAGNN_HAVE_HDF5
-/// extxyz files -> one hydragnn HDF5 file; each input is a dataset (named by --dataset-names or its
+/// extxyz files and ASE databases (.db) -> one hydragnn HDF5 file; each input is a dataset (named by --dataset-names or its
 /// file stem) with its metadata computed once here.
 int cmd_convert(const std::vector<std::string>& inputs, std::vector<std::string> names, const std::string& output,
                 double radius, bool overwrite) {
@@ -681,7 +701,7 @@ int cmd_convert(const std::vector<std::string>& inputs, std::vector<std::string>
   std::vector<int> dataset_of;
   std::vector<HDF5DatasetMetadata> meta;
   for (std::size_t k = 0; k < inputs.size(); ++k) {
-    Dataset ds = read_frames(inputs[k]);
+    Dataset ds = is_ase_db_path(inputs[k]) ? read_ase_db_frames(inputs[k]) : read_frames(inputs[k]);
     HDF5DatasetMetadata m;
     m.name = names[k];
     m.num_structures = ds.size();
@@ -823,8 +843,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> conv_inputs, conv_names;
   double conv_radius = 0;
   auto* convert_cmd = app.add_subcommand(
-      "convert", "extxyz files -> one HDF5 dataset file (random access per structure; Dataset.format \"hdf5\")");
-  convert_cmd->add_option("--input,-i", conv_inputs, "extxyz files, comma-separated: one dataset each")
+      "convert", "extxyz files and ASE databases (.db) -> one HDF5 dataset file (random access per structure; Dataset.format \"hdf5\")");
+  convert_cmd->add_option("--input,-i", conv_inputs, "extxyz files or ASE databases (.db), comma-separated: one dataset each")
       ->required()
       ->delimiter(',')
       ->check(CLI::ExistingFile);

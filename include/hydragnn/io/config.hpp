@@ -139,7 +139,7 @@ inline bool operator==(const DatasetPart& a, const DatasetPart& b) {
 
 struct DatasetConfig {
   std::string name;
-  std::string format = "extxyz";  ///< extxyz, or hdf5 (files written by `hydragnn convert`)
+  std::string format = "extxyz";  ///< extxyz, ase-db (ASE databases, SQLite), or hdf5 (files written by `hydragnn convert`)
   std::string train, validate, test, total;
   std::vector<DatasetPart> datasets;  ///< Dataset.datasets (several datasets); empty with Dataset.path
   std::string base_dir = ".";     ///< not serialized by to_json
@@ -519,9 +519,9 @@ inline void parse_dataset(Reader& root, DatasetConfig& ds) {
   d->get("name", ds.name);
   if (d->get("format", ds.format)) {
     const std::string f = lower(ds.format);
-    if (f != "extxyz" && f != "hdf5")
+    if (f != "extxyz" && f != "hdf5" && f != "ase-db")
       d->fail("'" + d->key_path("format") + "' = " + json(ds.format).dump() +
-              " is not supported (\"extxyz\" or \"hdf5\")");
+              " is not supported (\"extxyz\", \"ase-db\" or \"hdf5\")");
     ds.format = f;
   }
   auto read_paths = [](Reader& d, DatasetPart& part) {
