@@ -620,6 +620,25 @@ TEST_CASE("config: HydraGNN's MLIP layout — one head of any name is the energy
                     Catch::Contains("NeuralNetwork.Architecture.edge_dim"));
   CHECK_THROWS_WITH(parse_config(R"({"NeuralNetwork": {"Training": {"Checkpoint": "yes"}}})", "ck"),
                     Catch::Contains("NeuralNetwork.Training.Checkpoint"));
+  // HydraGNN's LJ example writes early_stopping, which HydraGNN does not read (it reads EarlyStopping)
+  CHECK_FALSE(parse_config(R"({"NeuralNetwork": {"Training": {"early_stopping": true}}})", "lj").training.early_stopping);
+  CHECK_THROWS_WITH(parse_config(R"({"NeuralNetwork": {"Training": {"early_stopping": 3}}})", "lj"),
+                    Catch::Contains("NeuralNetwork.Training.early_stopping"));
+}
+
+TEST_CASE("config: oversampling (HydraGNN's --oversampling and --oversampling_num_samples)", "[config]") {
+  const Config off = parse_config(R"({"NeuralNetwork": {"Training": {}}})", "o");
+  CHECK_FALSE(off.training.oversampling);
+  CHECK(off.training.oversampling_num_samples == 0);
+  CHECK(to_json(off).find("oversampling") == std::string::npos);
+  const Config on = parse_config(R"({"NeuralNetwork": {"Training": {"oversampling": true, "oversampling_num_samples": 64}}})", "o");
+  CHECK(on.training.oversampling);
+  CHECK(on.training.oversampling_num_samples == 64);
+  CHECK(parse_config(to_json(on), "o") == on);
+  CHECK_THROWS_WITH(parse_config(R"({"NeuralNetwork": {"Training": {"oversampling": true, "oversampling_num_samples": -1}}})", "o"),
+                    Catch::Contains("NeuralNetwork.Training.oversampling_num_samples") && Catch::Contains(">= 0"));
+  CHECK_THROWS_WITH(parse_config(R"({"NeuralNetwork": {"Training": {"oversampling_num_samples": 8}}})", "o"),
+                    Catch::Contains("NeuralNetwork.Training.oversampling") && Catch::Contains("not true"));
 }
 
 TEST_CASE("config: output_heads as HydraGNN's branch lists, Dataset.datasets and their branches", "[config][branches]") {

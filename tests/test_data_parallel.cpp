@@ -11,6 +11,7 @@
 #include "test_helpers.hpp"
 
 #include <filesystem>
+#include <map>
 #include <numeric>
 #include <unistd.h>
 
@@ -239,6 +240,59 @@ TEST_CASE("size-rank sampling: the shards' micro-batches of a step carry nearly 
   INFO("summed max - min atoms of a step's micro-batches: size ranks " << spread_sizes << ", independent shuffles "
                                                                        << spread_random);
   CHECK(spread_sizes < 0.3 * spread_random);  // measured: 256 against 997
+}
+
+TEST_CASE("oversampling: a shard draws whole shuffles of its structures, each floor or ceil(draws/s) times", "[data_parallel]") {
+  const std::vector<std::size_t> members{3, 5, 8, 13, 21};
+  for (std::size_t draws : {2u, 5u, 12u, 23u}) {
+    const auto o = oversampled_order(members, 9, 4, 1, draws);
+    REQUIRE(o.size() == draws);
+    std::map<std::size_t, std::size_t> count;
+    for (std::size_t i : o) ++count[i];
+    for (const auto& [i, c] : count) {
+      CHECK(std::find(members.begin(), members.end(), i) != members.end());
+      CHECK(c >= draws / members.size());
+      CHECK(c <= (draws + members.size() - 1) / members.size());
+    }
+    if (draws >= members.size()) CHECK(count.size() == members.size());
+    // every block of s draws is one shuffle: each structure once
+    for (std::size_t b = 0; b + members.size() <= draws; b += members.size()) {
+      std::vector<std::size_t> block(o.begin() + std::ptrdiff_t(b), o.begin() + std::ptrdiff_t(b + members.size()));
+      std::sort(block.begin(), block.end());
+      CHECK(block == members);
+    }
+    CHECK(oversampled_order(members, 9, 4, 1, draws) == o);  // a pure function of (seed, epoch, shard)
+  }
+  CHECK(oversampled_order(members, 9, 4, 1, 40) != oversampled_order(members, 9, 5, 1, 40));  // another epoch
+  CHECK(oversampled_order(members, 9, 4, 1, 40) != oversampled_order(members, 9, 4, 2, 40));  // another shard
+  CHECK(oversampled_order({}, 9, 4, 1, 40).empty());
+}
+
+TEST_CASE("oversampling: the epoch has ceil(draws / batch) steps and the small shard draws full micro-batches", "[data_parallel]") {
+  hydragnn_test::ensure_kokkos();
+  const Dataset ds = si_frames(7, 4.0);  // two shards of 4 and 3 structures
+  using ModelT = Model<float, SchNetConv, Exec>;
+  auto run = [&](bool oversampling, int draws, const std::string& tag) {
+    Config cfg = small_config("SchNet", "mse", 2, 2);
+    cfg.training.oversampling = oversampling;
+    cfg.training.oversampling_num_samples = draws;
+    TrainOptions opt;
+    opt.output_dir = temp_dir(tag);
+    opt.verbose = false;
+    const ShardedData d = shard_datasets(ds, Dataset(), 0, 1, 2);
+    REQUIRE(d.train_shards[0].size() + d.train_shards[1].size() == 7);
+    REQUIRE(d.largest_shard() == 4);
+    train<ModelT>(Exec(), cfg, d, opt);
+    const CheckpointData c = read_checkpoint(opt.output_dir + "/checkpoint.hgnn");
+    std::filesystem::remove_all(opt.output_dir);
+    return c;
+  };
+  const CheckpointData plain = run(false, 0, "plain"), largest = run(true, 0, "largest"), six = run(true, 6, "six");
+  CHECK(plain.state.step == 4);    // 2 epochs x ceil(4 / 2)
+  CHECK(largest.state.step == 4);  // every shard draws 4: the shard of 3 repeats one structure
+  CHECK(six.state.step == 6);      // 2 epochs x ceil(6 / 2)
+  CHECK(run(true, 6, "six_again").params == six.params);  // the draws are a pure function of (seed, epoch, shard)
+  for (double p : six.params) REQUIRE(std::isfinite(p));
 }
 
 TEST_CASE("accumulate 2 of batch b trains as one batch of 2b (1e-5)", "[data_parallel]") {

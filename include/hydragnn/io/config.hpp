@@ -115,6 +115,10 @@ struct TrainingConfig {
   int checkpoint_every = 1;  ///< epochs between checkpoints; 0 = never
   bool continue_run = false;  ///< JSON "continue" (0/1 or bool): start from `startfrom`
   std::string startfrom;      ///< a checkpoint file, or a run directory (its checkpoint.hgnn); relative to the config
+  /// HydraGNN's --oversampling: every shard draws oversampling_num_samples structures per epoch (0: as
+  /// many as the largest shard holds), whole shuffles of its structures one after another
+  bool oversampling = false;
+  int oversampling_num_samples = 0;
 };
 
 /// Dataset.{name,format,path}. Either `total` is set (then the loader splits it:
@@ -211,7 +215,8 @@ inline bool operator==(const TrainingConfig& a, const TrainingConfig& b) {
   auto t = [](const TrainingConfig& x) {
     return std::tie(x.num_epoch, x.batch_size, x.perc_train, x.early_stopping, x.patience,
                     x.loss_function_type, x.optimizer, x.scheduler, x.scheduler_factor,
-                    x.scheduler_patience, x.min_lr, x.seed, x.checkpoint_every, x.continue_run, x.startfrom);
+                    x.scheduler_patience, x.min_lr, x.seed, x.checkpoint_every, x.continue_run, x.startfrom,
+                    x.oversampling, x.oversampling_num_samples);
   };
   return t(a) == t(b);
 }
@@ -898,10 +903,18 @@ inline void parse_training(Reader& t, TrainingConfig& c) {
   t.get("startfrom", c.startfrom);
   if (c.continue_run && c.startfrom.empty())
     t.fail("'" + t.key_path("continue") + "' is set but '" + t.key_path("startfrom") + "' names no checkpoint");
+  t.get("oversampling", c.oversampling);
+  t.get("oversampling_num_samples", c.oversampling_num_samples);
+  check(t, "oversampling_num_samples", c.oversampling_num_samples, [](int x) { return x >= 0; },
+        "must be >= 0 (0: as many as the largest shard holds)");
+  if (c.oversampling_num_samples > 0 && !c.oversampling)
+    t.fail("'" + t.key_path("oversampling_num_samples") + "' is set but '" + t.key_path("oversampling") +
+           "' is not true");
   // HydraGNN keys accepted and ignored.
   t.ignore("Checkpoint", kBool | kInt);  // checkpoints (latest and best) are always written
   t.ignore("checkpoint_warmup", kInt);
   t.ignore("epoch_start", kInt);         // HydraGNN records its resume epoch in the configs it saves
+  t.ignore("early_stopping", kBool);     // HydraGNN's LJ example: HydraGNN reads EarlyStopping only
   t.ignore("conv_checkpointing", kBool);
   t.ignore("compute_grad_energy", kBool);
   t.finish();
@@ -1141,6 +1154,10 @@ inline std::string to_json(const Config& c) {
   if (t.continue_run || !t.startfrom.empty()) {
     tr["continue"] = t.continue_run ? 1 : 0;
     tr["startfrom"] = t.startfrom;
+  }
+  if (t.oversampling) {
+    tr["oversampling"] = true;
+    tr["oversampling_num_samples"] = t.oversampling_num_samples;
   }
   nn["Training"] = tr;
   root["NeuralNetwork"] = nn;

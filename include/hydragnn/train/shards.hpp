@@ -247,4 +247,26 @@ inline std::vector<std::size_t> epoch_order(const std::vector<std::size_t>& memb
   return order;
 }
 
+/// Oversampling (HydraGNN's --oversampling): the order in which a shard draws `draws` structures in an
+/// epoch, as torch's RandomSampler(replacement=False, num_samples=draws) draws them: whole shuffles of
+/// the shard's structures one after another, the last one cut short. Every structure comes
+/// floor(draws/s) or ceil(draws/s) times (s structures), so the shards of a small dataset keep drawing
+/// full micro-batches until the largest shard is through instead of sitting out the end of the epoch.
+/// A pure function of (seed, epoch, global shard index): resumed and multi-rank runs see the same
+/// order. An empty shard draws nothing.
+inline std::vector<std::size_t> oversampled_order(const std::vector<std::size_t>& members, std::uint64_t seed, int epoch,
+                                                  int shard, std::size_t draws) {
+  std::vector<std::size_t> order;
+  if (members.empty()) return order;
+  std::seed_seq sq{std::uint32_t(seed), std::uint32_t(seed >> 32), std::uint32_t(epoch), std::uint32_t(shard)};
+  std::mt19937_64 rng(sq);
+  std::vector<std::size_t> perm = members;
+  order.reserve(draws);
+  while (order.size() < draws) {
+    std::shuffle(perm.begin(), perm.end(), rng);
+    for (std::size_t k = 0; k < perm.size() && order.size() < draws; ++k) order.push_back(perm[k]);
+  }
+  return order;
+}
+
 }  // namespace hydragnn

@@ -516,8 +516,11 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
   Workspace<M> eval_ws;
   const auto t_start = std::chrono::steady_clock::now();
   const int first_epoch = st.epoch;
-  const std::size_t steps = data.steps_per_epoch(std::size_t(tc.batch_size));
   const std::size_t bs = std::size_t(tc.batch_size);
+  // oversampling: every shard draws `draws` structures per epoch (default: the largest shard's size)
+  const std::size_t draws =
+      tc.oversampling_num_samples > 0 ? std::size_t(tc.oversampling_num_samples) : data.largest_shard();
+  const std::size_t steps = tc.oversampling ? (draws + bs - 1) / bs : data.steps_per_epoch(bs);
   char buf[512];
   std::snprintf(buf, sizeof buf, "training %s: %zu parameters, %zu train / %zu validation structures, batch %d, %d epochs\n",
                 spec.mpnn_type.c_str(), model.num_params(), data.summary.train_size, data.summary.val_size,
@@ -538,14 +541,22 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
       log("shards per head branch (in proportion to the datasets' sizes): " + split + "\n");
     }
   }
+  if (tc.oversampling) {
+    std::snprintf(buf, sizeof buf, "oversampling: every shard draws %zu structures per epoch (%zu steps)\n", draws, steps);
+    log(buf);
+  }
   std::vector<std::vector<std::size_t>> order(static_cast<std::size_t>(A));
   std::vector<std::vector<std::size_t>> idx(static_cast<std::size_t>(A));
   const std::size_t largest = data.largest_shard();
   while (st.epoch < tc.num_epoch) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int a = 0; a < A; ++a)
-      order[std::size_t(a)] = epoch_order(data.train_shards[std::size_t(a)], train_ds, tc.seed, st.epoch, V, largest);
+      order[std::size_t(a)] =
+          tc.oversampling
+              ? oversampled_order(data.train_shards[std::size_t(a)], tc.seed, st.epoch, data.first_shard + a, draws)
+              : epoch_order(data.train_shards[std::size_t(a)], train_ds, tc.seed, st.epoch, V, largest);
     double train_loss = 0;
+    long train_graphs = 0;
     model.set_training(true);  // feature layers: batch statistics
     for (std::size_t s = 0; s < steps; ++s) {
       for (int a = 0; a < A; ++a) {
@@ -558,8 +569,9 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
       const StepResult r = stepper.step(exec, model, optim, train_ds, idx, w, st.lr, st.epoch + 1);
       ++st.step;
       train_loss += r.loss * double(r.graphs);
+      train_graphs += r.graphs;
     }
-    train_loss /= double(data.summary.train_size);
+    train_loss /= double(train_graphs);  // every training structure once, or as often as oversampling drew it
     model.set_training(false);  // validation and checkpoints: running statistics
     const Metrics vm = data.summary.val_size
                            ? evaluate_shards(exec, model, data.val, data.val_shards, w, tc.batch_size, eval_ws, coll)
