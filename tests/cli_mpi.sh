@@ -7,7 +7,8 @@
 #    where the uninterrupted 2-rank run ends; it also resumes on 3 ranks (another shard count);
 #  - only rank 0 writes and prints;
 #  - a failure on one rank (an isolated atom in a frame of rank 1's shard) stops every rank with a
-#    message naming that rank, and a diverging loss stops every rank, both well within the timeout.
+#    message naming that rank, and a diverging loss stops every rank, both well within the timeout;
+#  - a rank that stops responding (SIGSTOP) ends the job after HYDRAGNN_COLLECTIVE_TIMEOUT seconds.
 set -euo pipefail
 exe="$1"; src="$2"; mpiexec="$3"; work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -80,6 +81,30 @@ if mpi 2 "$exe" train --config "$work/cfg_nan.json" --output "$work/nan" > "$wor
   fail "a diverging run did not stop"
 fi
 grep -q "training diverged" "$work/nan.err" || fail "no divergence message: $(cat "$work/nan.err")"
+
+# a rank stops responding (SIGSTOP on rank 1 mid-run): rank 0's wait in the gradient sum is bounded by
+# HYDRAGNN_COLLECTIVE_TIMEOUT, after which it ends the job with a message instead of hanging
+python3 -c "import json,sys; c=json.load(open(sys.argv[1])); c['NeuralNetwork']['Training']['num_epoch']=5000; json.dump(c,open(sys.argv[2],'w'))" "$work/cfg.json" "$work/cfg_long.json"
+HYDRAGNN_COLLECTIVE_TIMEOUT=4 timeout 300 "$mpiexec" --oversubscribe -np 2 -x HYDRAGNN_COLLECTIVE_TIMEOUT \
+  "$exe" train --config "$work/cfg_long.json" --output "$work/hang" > "$work/hang.log" 2> "$work/hang.err" &
+launcher=$!
+for _ in $(seq 600); do grep -q "epoch    2/5000" "$work/hang.log" 2> /dev/null && break; sleep 0.1; done
+grep -q "epoch    2/5000" "$work/hang.log" || fail "the long run did not start: $(cat "$work/hang.err")"
+stopped=""
+for p in $(pgrep -f -- "--output $work/hang" || true); do
+  if tr '\0' '\n' < "/proc/$p/environ" 2> /dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1"; then kill -STOP "$p"; stopped="$p"; fi
+done
+[ -n "$stopped" ] || fail "rank 1's process not found"
+start=$SECONDS
+if wait "$launcher"; then fail "the run with a stopped rank ended successfully"; fi
+elapsed=$((SECONDS - start))
+kill -CONT "$stopped" 2> /dev/null || true; kill -9 "$stopped" 2> /dev/null || true
+[ "$elapsed" -lt 60 ] || fail "the job with a stopped rank took $elapsed s to end"
+grep -q "rank 0: a sum over the ranks .* has not completed after [0-9]* s; another rank stopped responding" "$work/hang.err" ||
+  fail "no timeout message: $(cat "$work/hang.err")"
+if HYDRAGNN_COLLECTIVE_TIMEOUT=soon mpi 2 -x HYDRAGNN_COLLECTIVE_TIMEOUT "$exe" train --config "$work/cfg.json" --output "$work/bad_env" \
+  > /dev/null 2> "$work/env.err"; then fail "a bad HYDRAGNN_COLLECTIVE_TIMEOUT was accepted"; fi
+grep -q "HYDRAGNN_COLLECTIVE_TIMEOUT = 'soon'" "$work/env.err" || fail "bad timeout value: $(cat "$work/env.err")"
 
 # predict and evaluate run as one process
 if mpi 2 "$exe" evaluate --checkpoint "$work/np2/checkpoint.hgnn" --input "$data" > /dev/null 2> "$work/ev.err"; then

@@ -428,7 +428,7 @@ int cmd_hpo(const std::string& search_path, const std::string& out_dir, int max_
 #ifdef HYDRAGNN_HAVE_MPI
   MPI_Comm group_comm;
   MPI_Comm_split(MPI_COMM_WORLD, worker, world.rank(), &group_comm);
-  const MpiCollective group(group_comm);
+  const MpiCollective group(group_comm, collective_timeout_from_env());  // checked by main
 #else
   const Collective& group = world;
 #endif
@@ -865,7 +865,15 @@ int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   int rc = 0;
   {
-    const MpiCollective world(MPI_COMM_WORLD);
+    // a bad HYDRAGNN_COLLECTIVE_TIMEOUT is reported below like any error, by every rank
+    double collective_timeout = 0;
+    std::string env_error;
+    try {
+      collective_timeout = collective_timeout_from_env();
+    } catch (const std::exception& e) {
+      env_error = e.what();
+    }
+    const MpiCollective world(MPI_COMM_WORLD, collective_timeout);
 #else
   int rc = 0;
   {
@@ -882,6 +890,9 @@ int main(int argc, char** argv) {
     }
     Kokkos::initialize(argc, argv);
     try {
+#ifdef HYDRAGNN_HAVE_MPI
+      if (!env_error.empty()) throw std::runtime_error(env_error);
+#endif
       if (world.size() == 1 && launcher_size() > 1)
         throw std::runtime_error("started as one of " + std::to_string(launcher_size()) +
                                  " processes by an MPI launcher, but this hydragnn was built without MPI: every copy "

@@ -7,18 +7,21 @@
 // all-gather of the summed blocks. Each rank sends and receives 2 (P-1)/P of the buffer, as a ring
 // all-reduce does. Buffers are cut into buckets of at most `bucket_bytes` (default 64 MiB) so the
 // staging memory stays bounded for any model size. Host buffers: the trainer stages device
-// gradients through a host mirror.
+// gradients through a host mirror. The sums and gathers are bounded in time (dist/watchdog.hpp,
+// HYDRAGNN_COLLECTIVE_TIMEOUT): a rank that stops responding ends the job instead of hanging it.
 //
 // Include this header only where MPI is available (the CLI defines HYDRAGNN_HAVE_MPI when CMake finds
 // it); the library proper does not depend on MPI.
 #pragma once
 
+#include <hydragnn/dist/watchdog.hpp>
 #include <hydragnn/train/collective.hpp>
 
 #include <mpi.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -43,10 +46,14 @@ inline void check(int rc, const char* what) {
 
 class MpiCollective final : public Collective {
  public:
-  explicit MpiCollective(MPI_Comm comm = MPI_COMM_WORLD, std::size_t bucket_bytes = std::size_t(64) << 20)
+  /// timeout_s > 0: a sum or gather that has not completed after timeout_s seconds ends the process
+  /// (dist/watchdog.hpp; the CLI passes collective_timeout_from_env()); 0: unbounded.
+  explicit MpiCollective(MPI_Comm comm = MPI_COMM_WORLD, double timeout_s = 0,
+                         std::size_t bucket_bytes = std::size_t(64) << 20)
       : comm_(comm), bucket_bytes_(bucket_bytes) {
     mpi_detail::check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
     mpi_detail::check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+    if (size_ > 1 && timeout_s > 0) watchdog_ = std::make_unique<CollectiveWatchdog>(rank_, timeout_s);
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -56,11 +63,13 @@ class MpiCollective final : public Collective {
   void sum(double* x, std::size_t n) const override { ordered_sum(x, n); }
   void sum(long* x, std::size_t n) const override {
     if (size_ == 1 || n == 0) return;
+    const Bound b = bound("a sum of counts over the ranks (MPI_Allreduce)");
     mpi_detail::check(MPI_Allreduce(MPI_IN_PLACE, x, int(n), MPI_LONG, MPI_SUM, comm_), "MPI_Allreduce");
   }
 
   std::vector<double> gather(const std::vector<double>& x) const override {
     if (size_ == 1) return x;
+    const Bound b = bound("a gather over the ranks (MPI_Allgather, MPI_Allgatherv)");
     int mine = int(x.size());
     std::vector<int> counts(static_cast<std::size_t>(size_)), displs(static_cast<std::size_t>(size_), 0);
     mpi_detail::check(MPI_Allgather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, comm_), "MPI_Allgather");
@@ -81,9 +90,15 @@ class MpiCollective final : public Collective {
   }
 
  private:
+  using Bound = std::unique_ptr<CollectiveWatchdog::Guard>;
+  Bound bound(const char* what) const {
+    return watchdog_ ? std::make_unique<CollectiveWatchdog::Guard>(*watchdog_, what) : nullptr;
+  }
+
   template <class T>
   void ordered_sum(T* x, std::size_t n) const {
     if (size_ == 1 || n == 0) return;
+    const Bound b = bound("a sum over the ranks (MPI_Alltoall, MPI_Allgather)");
     const std::size_t P = std::size_t(size_);
     const std::size_t bucket = std::max<std::size_t>(P, bucket_bytes_ / sizeof(T));
     const MPI_Datatype dt = mpi_detail::datatype<T>();
@@ -112,6 +127,7 @@ class MpiCollective final : public Collective {
   std::size_t bucket_bytes_;
   int rank_ = 0, size_ = 1;
   mutable std::vector<char> send_, recv_;  // staging, kept between calls
+  std::unique_ptr<CollectiveWatchdog> watchdog_;  // null with one rank or HYDRAGNN_COLLECTIVE_TIMEOUT=0
 };
 
 }  // namespace hydragnn
