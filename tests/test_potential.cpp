@@ -258,6 +258,51 @@ TEST_CASE("Potential: a float checkpoint runs in float64 on request", "[potentia
   CHECK_THROWS_WITH(precision_from_name("half"), Catch::Contains("float32, float64"));
 }
 
+TEST_CASE("Potential: a multi-dataset model answers through the head branch set_branch names", "[potential][branches]") {
+  hydragnn_test::ensure_kokkos();
+  Exec exec;
+  ModelSpec spec;
+  spec.hidden_dim = 8;
+  spec.num_conv_layers = 2;
+  spec.cutoff = 3.0;
+  spec.branches = {BranchSpec{}, BranchSpec{}};
+  spec.branches[0].name = "si";
+  spec.branches[0].energy_head_dims = {8};
+  spec.branches[1].name = "ge";
+  spec.branches[1].energy_head_dims = {6, 4};
+  spec.species.numbers = {1, 8};
+  spec.ref_energy = {-0.7, -2.1, -0.4, -1.6};  // per branch and species
+  Model<double, SchNetConv, Exec> model(spec, hydragnn_test::test_options<SchNetConv>());
+  model.initialize(23);
+  const std::string path = std::string(HYDRAGNN_BINARY_DIR) + "/potential_branches.hgnn";
+  write_checkpoint(path, make_checkpoint(model, (const Optimizer<double, Exec>*)nullptr, TrainState{}, "{}"));
+  Potential<Exec> pot(path);
+  CHECK(pot.branches() == std::vector<std::string>{"si", "ge"});
+  CHECK(pot.branch() == "si");
+  Structure s = hydragnn_test::random_structure(6, 8, {1, 8}, true, 4.6, 1.1);
+  Ghosted g = ghosted(s, pot.ghost_cutoff() + 0.5, 3.0 + 0.7);
+  for (int k : {0, 1}) {
+    pot.set_branch(k == 0 ? "si" : "ge");
+    CHECK(pot.branch() == (k == 0 ? "si" : "ge"));
+    Structure sk = s;
+    sk.branch = k;  // predict() on a batch whose structure belongs to branch k
+    auto batch = make_batch<M>(std::vector<Structure>{sk}, 3.0, model.spec().max_neighbours, model.spec().species, {}, false);
+    const Prediction p = predict(exec, model, batch);
+    const PotentialOutput& o = pot.compute(exec, s);
+    CHECK(o.energy == p.energy[0]);
+    for (std::size_t i = 0; i < p.forces.size(); ++i) CHECK(o.forces[i] == p.forces[i]);
+    const double e_host = pot.compute(exec, g.view()).energy;  // the host-list path takes the branch too
+    CHECK(e_host == Approx(p.energy[0]).epsilon(1e-12));
+  }
+  pot.set_branch("si");
+  const double e_si = pot.compute(exec, s).energy;
+  pot.set_branch("ge");
+  CHECK(pot.compute(exec, s).energy != e_si);  // the branches are different functions
+  pot.set_branch("");
+  CHECK(pot.branch() == "si");  // empty: the first
+  CHECK_THROWS_WITH(pot.set_branch("cu"), Catch::Contains("'cu' not found") && Catch::Contains("si, ge"));
+}
+
 TEST_CASE("Potential: bad input is named", "[potential]") {
   hydragnn_test::ensure_kokkos();
   Exec exec;

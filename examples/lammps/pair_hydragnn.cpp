@@ -47,7 +47,7 @@ void PairHydraGNN::allocate() {
 }
 
 void PairHydraGNN::settings(int narg, char** arg) {
-  const std::string usage = "Illegal pair_style hydragnn command: expected 'pair_style hydragnn [precision float32|float64|checkpoint] [ghosts yes|no]'";
+  const std::string usage = "Illegal pair_style hydragnn command: expected 'pair_style hydragnn [precision float32|float64|checkpoint] [ghosts yes|no] [branch NAME]'";
   for (int k = 0; k < narg; k += 2) {
     if (k + 1 >= narg) error->all(FLERR, usage);
     const std::string key = arg[k], value = arg[k + 1];
@@ -58,6 +58,8 @@ void PairHydraGNN::settings(int narg, char** arg) {
       } catch (const std::exception& e) {
         error->all(FLERR, std::string("pair_style hydragnn: ") + e.what());
       }
+    } else if (key == "branch") {
+      branch_ = value;
     } else if (key == "ghosts" && (value == "yes" || value == "no")) {
       force_ghosts_ = value == "yes";
     } else {
@@ -74,6 +76,7 @@ void PairHydraGNN::coeff(int narg, char** arg) {
                           std::to_string(ntypes) + ")");
   try {
     pot_ = std::make_unique<hydragnn::Potential<>>(arg[2], hydragnn::precision_from_name(precision_));
+    pot_->set_branch(branch_);
   } catch (const std::exception& e) {
     error->all(FLERR, std::string("pair_coeff hydragnn: ") + e.what());
   }

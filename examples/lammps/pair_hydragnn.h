@@ -48,6 +48,7 @@ class PairHydraGNN : public Pair {
   bool force_ghosts_ = false;
   hydragnn::Structure cell_;  ///< the owned atoms and the box (single_periodic)
   std::string precision_ = "checkpoint";
+  std::string branch_;  ///< head branch of a multi-dataset model (empty: the first)
   std::unique_ptr<hydragnn::Potential<>> pot_;
   std::vector<int> type_z_;  ///< atomic number of each LAMMPS type (1-based)
   std::vector<int> z_;       ///< per owned + ghost atom

@@ -25,9 +25,9 @@ if _AseCalculator is not None:
 
         implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
 
-        def __init__(self, checkpoint, precision="checkpoint", **kwargs):
+        def __init__(self, checkpoint, precision="checkpoint", branch="", **kwargs):
             _AseCalculator.__init__(self, **kwargs)
-            self.potential = Potential(checkpoint, precision)
+            self.potential = Potential(checkpoint, precision, branch)
 
         def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
             _AseCalculator.calculate(self, atoms, properties, system_changes)

@@ -26,9 +26,10 @@ struct PyPotential {
   std::unique_ptr<hydragnn::Potential<>> pot;
   hydragnn::Structure s;
 
-  PyPotential(const std::string& path, const std::string& precision) {
+  PyPotential(const std::string& path, const std::string& precision, const std::string& branch) {
     if (!Kokkos::is_initialized()) throw std::runtime_error("hydragnn_cpp: Kokkos has been finalised (interpreter exit)");
     pot = std::make_unique<hydragnn::Potential<>>(path, hydragnn::precision_from_name(precision));
+    pot->set_branch(branch);
     live().insert(this);
   }
   ~PyPotential() { live().erase(this); }
@@ -99,8 +100,10 @@ PYBIND11_MODULE(_core, m) {
     if (Kokkos::is_initialized()) Kokkos::finalize();
   }));
   py::class_<PyPotential>(m, "Potential")
-      .def(py::init<const std::string&, const std::string&>(), py::arg("checkpoint"), py::arg("precision") = "checkpoint",
-           "Load a checkpoint (any model type); precision: checkpoint, float32 or float64 (network maths)")
+      .def(py::init<const std::string&, const std::string&, const std::string&>(), py::arg("checkpoint"),
+           py::arg("precision") = "checkpoint", py::arg("branch") = "",
+           "Load a checkpoint (any model type); precision: checkpoint, float32 or float64 (network maths); branch: "
+           "the head branch of a multi-dataset model (default: the first)")
       .def("compute", &PyPotential::compute, py::arg("numbers"), py::arg("positions"), py::arg("cell"), py::arg("pbc"),
            py::arg("per_atom") = false,
            "energy (eV), forces (n, 3) eV/A, virial (3, 3) eV, stress (3, 3) eV/A^3 (ASE sign; NaN unless 3-D "
@@ -108,6 +111,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("cutoff", [](PyPotential& p) { return p.get().cutoff(); })
       .def_property_readonly("elements", [](PyPotential& p) { return p.get().elements(); })
       .def_property_readonly("precision", [](PyPotential& p) { return p.get().precision(); })
-      .def_property_readonly("mpnn_type", [](PyPotential& p) { return p.get().spec().mpnn_type; });
+      .def_property_readonly("mpnn_type", [](PyPotential& p) { return p.get().spec().mpnn_type; })
+      .def_property_readonly("branches", [](PyPotential& p) { return p.get().branches(); })
+      .def_property_readonly("branch", [](PyPotential& p) { return p.get().branch(); });
   m.attr("kokkos_version") = hydragnn::compat::kokkos_version_string();
 }

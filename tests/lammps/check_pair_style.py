@@ -228,13 +228,24 @@ run 200
             json.dump(cfg, f)
         subprocess.run([cli, "train", "--config", os.path.join(work, "cfg_cap.json"), "--output", os.path.join(work, "cap")],
                        check=True, stdout=subprocess.DEVNULL)
-        capped = (setup(frame3, os.path.join(work, "cap", "checkpoint_best.hgnn"), "precision float64 ghosts no")
+        capped = (setup(frame3, os.path.join(work, "cap", "checkpoint_best.hgnn"), "precision float64 ghosts no branch branch-0")
                   + LAMMPS_RUN.format(dump=os.path.join(work, "f.cap")))
         log = run_lammps(work, "cap", capped, 1)
         with open(log) as f:
             text = f.read()
         check("WARNING: Pair hydragnn: the model keeps only the 12 nearest neighbours" in text,
               "a model with max_neighbours 12: the pair style warns")
+        # a head branch the model does not have: named in LAMMPS' error
+        bad = setup(frame3, os.path.join(work, "cap", "checkpoint_best.hgnn"), "branch nope") + "run 0\n"
+        inp = os.path.join(work, "in.branch")
+        with open(inp, "w") as f:
+            f.write(bad)
+        r = subprocess.run([lmp, "-in", inp, "-log", os.path.join(work, "log.branch"), "-screen", "none", "-nocite"],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(os.path.join(work, "log.branch")) as f:
+            text = f.read()
+        check(r.returncode != 0 and "head branch 'nope' not found; the model has branch-0" in text,
+              "pair_style hydragnn branch nope: an error naming the branches")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if failures:

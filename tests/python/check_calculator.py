@@ -62,6 +62,13 @@ def main():
         calc = hydragnn_cpp.Calculator(model, precision="float64")
         check(calc.potential.precision == "double" and calc.potential.mpnn_type == "SchNet",
               "loaded %s in %s" % (calc.potential.mpnn_type, calc.potential.precision))
+        check(calc.potential.branches == ["branch-0"] and calc.potential.branch == "branch-0",
+              "head branches %s, using %s" % (calc.potential.branches, calc.potential.branch))
+        try:
+            hydragnn_cpp.Calculator(model, branch="nope")
+            check(False, "an unknown head branch is refused")
+        except Exception as e:  # noqa: BLE001
+            check("'nope' not found" in str(e) and "branch-0" in str(e), "an unknown head branch is refused: %s" % e)
         for k, (a, r) in enumerate(zip(frames, ref)):
             a.calc = calc
             e, f, s = a.get_potential_energy(), a.get_forces(), a.get_stress()

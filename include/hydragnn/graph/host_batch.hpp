@@ -51,6 +51,7 @@ struct HostBatch {
   std::vector<double> pos, shift, volume, inv_count;  ///< N*3, E*3, G, G
   std::vector<int> numbers;                           ///< N atomic numbers
   std::vector<int> origin;  ///< after ReceptiveField::apply: the host's index of each atom (empty: identity)
+  int branch = 0;           ///< the head branch every graph goes through (multi-dataset models)
 
   /// From graph_ptr, species, row_ptr, dst, src (and the sizes): atom_graph, inv_count, the sender
   /// permutation (stable: by sender, then edge id) and the species grouping.
@@ -294,6 +295,12 @@ Batch<M> upload_batch(const HostBatch& h, Workspace<M>& ws) {
   b.send_perm = up("hydragnn::HostBatch::send_perm", h.send_perm);
   b.send_ptr = up("hydragnn::HostBatch::send_ptr", h.send_ptr);
   b.inv_count = up("hydragnn::HostBatch::inv_count", h.inv_count);
+  if (h.branch > 0) {  // every graph in branch h.branch: branches 0 .. h.branch-1 hold none
+    b.branch_graph_ptr.assign(std::size_t(h.branch) + 1, 0);
+    b.branch_graph_ptr.push_back(h.num_graphs);
+    b.branch_atom_ptr.assign(std::size_t(h.branch) + 1, 0);
+    b.branch_atom_ptr.push_back(h.num_atoms);
+  }
   return b;  // host label copies (natoms, numbers, targets) stay empty: the model does not read them
 }
 

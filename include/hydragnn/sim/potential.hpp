@@ -17,6 +17,9 @@
 //    receptive_hops() is num_conv_layers, twice that for triplet models (DimeNet: a layer's output at
 //    i reads k -> j -> i, two neighbour shells).
 //
+// A multi-dataset model (head branches) answers through one branch, set_branch(name) (default: the
+// first), as `hydragnn predict --branch` does.
+//
 // Virial convention (LAMMPS'): W = sum_i x_i F_i^T = -sum_e r_e (dE/dr_e)^T, eV; per atom half of
 // each edge's term to each end (sum_i W_i = W). The stress (ASE sign, eV/A^3) is -W^T / V.
 // Buffers (the batch, every intermediate, the outputs) live in the Potential: after the first call
@@ -104,6 +107,24 @@ class Potential {
   /// Whether the energy is a sum of atom energies (type "node"); a pooled graph energy head is not,
   /// and then neither per-atom energies nor a host code's domain decomposition are available.
   bool atom_energies() const { return !spec().energy_pooled; }
+  /// Head branches of a multi-dataset model (HydraGNN's output_heads branches; one for most models).
+  std::vector<std::string> branches() const {
+    std::vector<std::string> names;
+    for (const auto& b : spec().branches) names.push_back(b.name);
+    return names;
+  }
+  /// The head branch every call goes through (default and empty name: the first); an unknown name
+  /// is an error listing the branches.
+  void set_branch(const std::string& name) {
+    const int k = name.empty() ? 0 : spec().branch_index(name);
+    if (k < 0) {
+      std::string names;
+      for (const auto& n : branches()) names += (names.empty() ? "" : ", ") + n;
+      throw std::invalid_argument("hydragnn::Potential: head branch '" + name + "' not found; the model has " + names);
+    }
+    branch_ = k;
+  }
+  const std::string& branch() const { return spec().branches[std::size_t(branch_)].name; }
   /// Size of the last call's graph (host list: the owned atoms' receptive field), for cost estimates.
   int last_num_nodes() const { return host_.num_atoms; }
   int last_num_edges() const { return host_.num_edges; }
@@ -112,6 +133,7 @@ class Potential {
   const PotentialOutput& compute(const Exec& exec, const Structure& s, bool per_atom = false) {
     const RadiusGraph rg = radius_graph(s, spec().cutoff, spec().max_neighbours);
     host_batch_from_structure(s, rg, spec().species, host_);
+    host_.branch = branch_;
     impl_->run(exec, host_, int(s.size()), per_atom, out_);
     const double vol = host_.volume[0];
     for (int a = 0; a < 3; ++a)
@@ -148,6 +170,7 @@ class Potential {
       host_batch_from_structure(all_, rg, spec().species, host_, nl.n_local);
     }
     field_.apply(host_, receptive_hops(), int(spec().species.size()));
+    host_.branch = branch_;
     impl_->run(exec, host_, nl.n_local, per_atom, field_out_);
     // back to the host's atom indices (atoms outside the receptive field: zero force and virial)
     out_.energy = field_out_.energy;
@@ -249,6 +272,7 @@ class Potential {
 
   std::unique_ptr<Impl> impl_;
   std::string precision_;
+  int branch_ = 0;  ///< set_branch
   HostBatch host_;
   HostListBuilder lists_;
   Structure all_;  ///< owned + ghost atoms when the host gives no lists
