@@ -173,10 +173,15 @@ Dataset read_ase_db_frames(const std::string& path) {
 /// An ASE database is named by its format (Dataset.format "ase-db") or, for convert, by its ending ".db".
 bool is_ase_db_path(const std::string& path) { return std::filesystem::path(path).extension() == ".db"; }
 
+/// The frames of an extxyz file or (ase_db) an ASE database.
+Dataset read_structure_file(const std::string& path, bool ase_db) {
+  return ase_db ? read_ase_db_frames(path) : read_frames(path);
+}
+
 /// Text files and ASE databases: every rank reads the whole file (HDF5 for datasets too large for that).
 class FramesSource final : public StructureSource {
  public:
-  FramesSource(const std::string& path, bool ase_db) : ds_(ase_db ? read_ase_db_frames(path) : read_frames(path)) {}
+  FramesSource(const std::string& path, bool ase_db) : ds_(read_structure_file(path, ase_db)) {}
   std::size_t size() const override { return ds_.size(); }
   StructureSummary summary(std::size_t i) const override { return summarize(ds_.frames[i]); }
   Structure structure(std::size_t i) const override { return ds_.frames[i]; }
@@ -501,12 +506,9 @@ int cmd_hpo(const std::string& search_path, const std::string& out_dir, int max_
 
 /// The index of head branch `name` of a model (empty: the first); an error lists the branches.
 int branch_of(const ModelSpec& spec, const std::string& name, const std::string& ckpt) {
-  if (name.empty()) return 0;
-  const int k = spec.branch_index(name);
+  const int k = spec.chosen_branch(name);
   if (k >= 0) return k;
-  std::string names;
-  for (const auto& b : spec.branches) names += (names.empty() ? "" : ", ") + b.name;
-  throw std::runtime_error("--branch " + name + ": " + ckpt + " has the head branches " + names);
+  throw std::runtime_error("--branch " + name + ": " + ckpt + " has the head branches " + spec.branch_list());
 }
 
 int cmd_evaluate(const std::string& ckpt, const std::string& input, bool json, int batch, const std::string& branch) {
@@ -701,7 +703,7 @@ int cmd_convert(const std::vector<std::string>& inputs, std::vector<std::string>
   std::vector<int> dataset_of;
   std::vector<HDF5DatasetMetadata> meta;
   for (std::size_t k = 0; k < inputs.size(); ++k) {
-    Dataset ds = is_ase_db_path(inputs[k]) ? read_ase_db_frames(inputs[k]) : read_frames(inputs[k]);
+    Dataset ds = read_structure_file(inputs[k], is_ase_db_path(inputs[k]));
     HDF5DatasetMetadata m;
     m.name = names[k];
     m.num_structures = ds.size();

@@ -15,6 +15,13 @@ using Vec3 = std::array<double, 3>;
 using Mat3 = std::array<Vec3, 3>;  // rows are the lattice vectors a, b, c (ASE convention)
 
 /// One structure as read from / written to extxyz. Plain data, no Kokkos.
+/// A stress in Voigt order (xx yy zz yz xz xy) as Structure::stress's row-major symmetric 3x3.
+inline std::array<double, 9> stress_from_voigt(const double v[6]) {
+  return {v[0], v[5], v[4],  //
+          v[5], v[1], v[3],  //
+          v[4], v[3], v[2]};
+}
+
 struct Structure {
   std::vector<int> numbers;    ///< atomic numbers Z (>= 1)
   std::vector<Vec3> positions; ///< Cartesian, Angstrom (not wrapped)

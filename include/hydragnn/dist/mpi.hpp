@@ -63,13 +63,13 @@ class MpiCollective final : public Collective {
   void sum(double* x, std::size_t n) const override { ordered_sum(x, n); }
   void sum(long* x, std::size_t n) const override {
     if (size_ == 1 || n == 0) return;
-    const Bound b = bound("a sum of counts over the ranks (MPI_Allreduce)");
+    const CollectiveWatchdog::Guard bound(watchdog_.get(), "a sum of counts over the ranks (MPI_Allreduce)");
     mpi_detail::check(MPI_Allreduce(MPI_IN_PLACE, x, int(n), MPI_LONG, MPI_SUM, comm_), "MPI_Allreduce");
   }
 
   std::vector<double> gather(const std::vector<double>& x) const override {
     if (size_ == 1) return x;
-    const Bound b = bound("a gather over the ranks (MPI_Allgather, MPI_Allgatherv)");
+    const CollectiveWatchdog::Guard bound(watchdog_.get(), "a gather over the ranks (MPI_Allgather, MPI_Allgatherv)");
     int mine = int(x.size());
     std::vector<int> counts(static_cast<std::size_t>(size_)), displs(static_cast<std::size_t>(size_), 0);
     mpi_detail::check(MPI_Allgather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, comm_), "MPI_Allgather");
@@ -90,15 +90,10 @@ class MpiCollective final : public Collective {
   }
 
  private:
-  using Bound = std::unique_ptr<CollectiveWatchdog::Guard>;
-  Bound bound(const char* what) const {
-    return watchdog_ ? std::make_unique<CollectiveWatchdog::Guard>(*watchdog_, what) : nullptr;
-  }
-
   template <class T>
   void ordered_sum(T* x, std::size_t n) const {
     if (size_ == 1 || n == 0) return;
-    const Bound b = bound("a sum over the ranks (MPI_Alltoall, MPI_Allgather)");
+    const CollectiveWatchdog::Guard bound(watchdog_.get(), "a sum over the ranks (MPI_Alltoall, MPI_Allgather)");
     const std::size_t P = std::size_t(size_);
     const std::size_t bucket = std::max<std::size_t>(P, bucket_bytes_ / sizeof(T));
     const MPI_Datatype dt = mpi_detail::datatype<T>();

@@ -56,23 +56,24 @@ class CollectiveWatchdog {
   CollectiveWatchdog(const CollectiveWatchdog&) = delete;
   CollectiveWatchdog& operator=(const CollectiveWatchdog&) = delete;
 
-  double timeout() const { return timeout_s_; }
-
-  /// Marks `what` (a string literal) as in progress for the lifetime of the guard.
+  /// Marks `what` (a string literal) as in progress for the lifetime of the guard; a null watchdog
+  /// bounds nothing.
   class Guard {
    public:
-    Guard(const CollectiveWatchdog& w, const char* what) : w_(w) {
-      w_.since_ns_.store(now_ns(), std::memory_order_relaxed);
-      w_.what_.store(what, std::memory_order_release);
+    Guard(const CollectiveWatchdog* w, const char* what) : w_(w) {
+      if (!w_) return;
+      w_->since_ns_.store(now_ns(), std::memory_order_relaxed);
+      w_->what_.store(what, std::memory_order_release);
     }
-    ~Guard() { w_.what_.store(nullptr, std::memory_order_release); }
+    ~Guard() {
+      if (w_) w_->what_.store(nullptr, std::memory_order_release);
+    }
     Guard(const Guard&) = delete;
     Guard& operator=(const Guard&) = delete;
 
    private:
-    const CollectiveWatchdog& w_;
+    const CollectiveWatchdog* w_;
   };
-  Guard guard(const char* what) const { return Guard(*this, what); }
 
  private:
   static long long now_ns() {

@@ -60,6 +60,14 @@ struct HeadsSpec {
       if (branches[k].name == name) return int(k);
     return -1;
   }
+  /// The branch a user names (empty: the first); -1 when the model has no such branch.
+  int chosen_branch(const std::string& name) const { return name.empty() ? 0 : branch_index(name); }
+  /// The branches' names, comma-separated (error messages).
+  std::string branch_list() const {
+    std::string names;
+    for (const auto& b : branches) names += (names.empty() ? "" : ", ") + b.name;
+    return names;
+  }
 };
 
 /// The network of a node head (HydraGNN's MLPNode): one MLP for every atom ("mlp"), or, for structures

@@ -38,12 +38,18 @@ struct AseDbError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// True when `path` begins with SQLite's file header ("SQLite format 3\0").
+namespace ase_db_detail {
+/// Whether the stream begins with SQLite's file header ("SQLite format 3\0").
+inline bool sqlite_header(std::istream& in) {
+  char head[16] = {};
+  return in.read(head, sizeof head) && std::memcmp(head, "SQLite format 3", 16) == 0;
+}
+}  // namespace ase_db_detail
+
+/// True when `path` begins with SQLite's file header.
 inline bool is_sqlite_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  char head[16] = {};
-  if (!in.read(head, sizeof head)) return false;
-  return std::memcmp(head, "SQLite format 3", 16) == 0;
+  return in && ase_db_detail::sqlite_header(in);
 }
 
 namespace ase_db_detail {
@@ -106,8 +112,11 @@ inline std::vector<Vec3> rows3(const std::vector<double>& v, std::size_t n, cons
 /// All rows of the ASE database at `path`, in id order; Structure::source is "path:id=<row id>".
 inline std::vector<Structure> read_ase_db(const std::string& path) {
   using namespace ase_db_detail;
-  if (!std::ifstream(path, std::ios::binary)) throw AseDbError(path + ": cannot open");
-  if (!is_sqlite_file(path)) throw AseDbError(path + ": not an SQLite file (an ASE database is one)");
+  {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw AseDbError(path + ": cannot open");
+    if (!sqlite_header(in)) throw AseDbError(path + ": not an SQLite file (an ASE database is one)");
+  }
   Db h;
   if (sqlite3_open_v2(path.c_str(), &h.db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK)
     throw AseDbError(path + ": cannot open (" + std::string(h.db ? sqlite3_errmsg(h.db) : "out of memory") + ")");
@@ -135,9 +144,9 @@ inline std::vector<Structure> read_ase_db(const std::string& path) {
       s.numbers.resize(std::size_t(bytes / 4));
       for (std::size_t a = 0; a < s.numbers.size(); ++a) {
         s.numbers[a] = le_int32(p + 4 * a);
-        if (s.numbers[a] < 1 || s.numbers[a] > 118)
+        if (s.numbers[a] < 1 || s.numbers[a] > extxyz_detail::kMaxZ)
           throw AseDbError(where + ": atomic number " + std::to_string(s.numbers[a]) + " of atom " +
-                           std::to_string(a) + " is not in 1..118");
+                           std::to_string(a) + " is not in 1.." + std::to_string(extxyz_detail::kMaxZ));
       }
     }
     const std::size_t n = s.numbers.size();
@@ -167,8 +176,7 @@ inline std::vector<Structure> read_ase_db(const std::string& path) {
     if (sqlite3_column_type(st, 6) != SQLITE_NULL) s.forces = rows3(f, n, where, "forces");
     const std::vector<double> v = doubles(st, 7, where, "stress");
     if (v.size() == 6) {
-      // Voigt order xx yy zz yz xz xy
-      s.stress = std::array<double, 9>{v[0], v[5], v[4], v[5], v[1], v[3], v[4], v[3], v[2]};
+      s.stress = stress_from_voigt(v.data());
     } else if (v.size() == 9) {
       std::array<double, 9> m{};
       for (std::size_t k = 0; k < 9; ++k) m[k] = v[k];

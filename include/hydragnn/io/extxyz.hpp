@@ -567,10 +567,7 @@ class Reader {
         } else if (toks.size() == 6) {
           double v[6];
           for (std::size_t a = 0; a < 6; ++a) v[a] = finite_real_or_fail(toks[a], cline, "stress");
-          // Voigt order xx yy zz yz xz xy.
-          m = {v[0], v[5], v[4],  //
-               v[5], v[1], v[3],  //
-               v[4], v[3], v[2]};
+          m = stress_from_voigt(v);
         } else {
           fail(cline, "stress must have 6 (Voigt) or 9 values, got " + std::to_string(toks.size()));
         }

@@ -116,12 +116,10 @@ class Potential {
   /// The head branch every call goes through (default and empty name: the first); an unknown name
   /// is an error listing the branches.
   void set_branch(const std::string& name) {
-    const int k = name.empty() ? 0 : spec().branch_index(name);
-    if (k < 0) {
-      std::string names;
-      for (const auto& n : branches()) names += (names.empty() ? "" : ", ") + n;
-      throw std::invalid_argument("hydragnn::Potential: head branch '" + name + "' not found; the model has " + names);
-    }
+    const int k = spec().chosen_branch(name);
+    if (k < 0)
+      throw std::invalid_argument("hydragnn::Potential: head branch '" + name + "' not found; the model has " +
+                                  spec().branch_list());
     branch_ = k;
   }
   const std::string& branch() const { return spec().branches[std::size_t(branch_)].name; }

@@ -517,9 +517,9 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
   const auto t_start = std::chrono::steady_clock::now();
   const int first_epoch = st.epoch;
   const std::size_t bs = std::size_t(tc.batch_size);
+  const std::size_t largest = data.largest_shard();
   // oversampling: every shard draws `draws` structures per epoch (default: the largest shard's size)
-  const std::size_t draws =
-      tc.oversampling_num_samples > 0 ? std::size_t(tc.oversampling_num_samples) : data.largest_shard();
+  const std::size_t draws = tc.oversampling_num_samples > 0 ? std::size_t(tc.oversampling_num_samples) : largest;
   const std::size_t steps = tc.oversampling ? (draws + bs - 1) / bs : data.steps_per_epoch(bs);
   char buf[512];
   std::snprintf(buf, sizeof buf, "training %s: %zu parameters, %zu train / %zu validation structures, batch %d, %d epochs\n",
@@ -547,7 +547,6 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
   }
   std::vector<std::vector<std::size_t>> order(static_cast<std::size_t>(A));
   std::vector<std::vector<std::size_t>> idx(static_cast<std::size_t>(A));
-  const std::size_t largest = data.largest_shard();
   while (st.epoch < tc.num_epoch) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int a = 0; a < A; ++a)
