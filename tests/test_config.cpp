@@ -473,8 +473,10 @@ TEST_CASE("config: unimplemented and unknown mpnn_type", "[config]") {
   CHECK_THAT(error_of(arch(R"("mpnn_type": "MACE")")), Contains("not implemented yet"));
   const std::string unknown = error_of(arch(R"("mpnn_type": "Foo")"));
   CHECK_THAT(unknown, Contains("\"Foo\"") && Contains("SchNet") && !Contains("not implemented"));
-  CHECK_THAT(error_of(arch(R"("output_heads": {"node": {"num_headlayers": 1, "dim_headlayers": [4], "type": "conv"}})")),
-             Contains("not implemented yet") && Contains("output_heads.node.type"));
+  CHECK(parse_config(arch(R"("output_heads": {"node": {"num_headlayers": 1, "dim_headlayers": [4], "type": "conv"}})"))
+            .arch.branches[0].node_head_type == "conv");
+  CHECK_THAT(error_of(arch(R"("output_heads": {"node": {"num_headlayers": 1, "dim_headlayers": [4], "type": "conf"}})")),
+             Contains("output_heads.node.type") && Contains("mlp, mlp_per_node, conv"));
 }
 
 TEST_CASE("config: Variables_of_interest consistency", "[config]") {
@@ -702,8 +704,10 @@ TEST_CASE("config: output_heads as HydraGNN's branch lists, Dataset.datasets and
       {"type": "branch-0", "architecture": {"num_headlayers": 1, "dim_headlayers": [7], "type": "mlp"}},
       {"type": "branch-1", "architecture": {"num_headlayers": 1, "dim_headlayers": [7], "type": "mlp_per_node"}}]})")),
                     Catch::Contains("every branch's node heads must be of one type"));
-  CHECK_THROWS_WITH(parse_config(config("", R"("output_heads": {"node": {"num_headlayers": 1, "dim_headlayers": [7], "type": "conv"}})")),
-                    Catch::Contains("is not implemented yet"));
+  CHECK_THROWS_WITH(parse_config(config("", R"("output_heads": {"node": [
+      {"type": "branch-0", "architecture": {"num_headlayers": 1, "dim_headlayers": [7], "type": "conv"}},
+      {"type": "branch-1", "architecture": {"num_headlayers": 1, "dim_headlayers": [7], "type": "conv"}}]})")),
+                    Catch::Contains("need one head branch"));
 
   // several datasets: branches by position, by name, or the only branch
   const std::string two = R"("Dataset": {"name": "SiGe", "datasets": [

@@ -33,6 +33,7 @@
 #include <set>
 #include <tuple>
 
+#include "golden_io.hpp"
 #include "test_helpers.hpp"
 
 using namespace hydragnn;
@@ -42,26 +43,9 @@ using json = nlohmann::json;
 
 namespace {
 
-json load_golden(const std::string& name) {
-  const std::string path = std::string(HYDRAGNN_SOURCE_DIR) + "/tests/golden/" + name;
-  std::ifstream in(path);
-  REQUIRE(in.good());
-  return json::parse(in);
-}
-
-Structure structure_of(const json& js) {
-  Structure s;
-  s.source = "golden:" + js.at("name").get<std::string>();
-  s.numbers = js.at("numbers").get<std::vector<int>>();
-  for (const auto& p : js.at("positions")) s.positions.push_back({p[0].get<double>(), p[1].get<double>(), p[2].get<double>()});
-  if (!js.at("cell").is_null()) {
-    s.has_cell = true;
-    for (int a = 0; a < 3; ++a)
-      for (int c = 0; c < 3; ++c) s.cell[a][c] = js["cell"][a][c].get<double>();
-  }
-  for (int a = 0; a < 3; ++a) s.pbc[a] = js.at("pbc")[a].get<bool>();
-  return s;
-}
+using hydragnn_test::golden_options;
+using hydragnn_test::load_golden;
+Structure structure_of(const json& js) { return hydragnn_test::golden_structure(js); }
 
 ModelSpec golden_spec(const json& g) {
   const json& a = g.at("architecture");
@@ -202,40 +186,8 @@ void run_golden(const std::string& file, const typename Conv::options_type& opt)
   }
   if (g.contains("train_mode")) {
     SECTION("training mode: BatchNorm with the batch's statistics, running statistics after the step") {
-      const json& tm = g.at("train_mode");
-      std::vector<Structure> all;
-      for (const json& js : g.at("structures")) all.push_back(structure_of(js));
-      auto batch = make_batch<M>(all, spec.cutoff, -1, spec.species, {}, conv_traits<Conv>::needs_triplets);
-      Workspace<M> ws;
-      model.set_training(true);
-      const auto w = model.weights(exec);
-      typename Model<double, Conv, Exec>::template Forward<double> f;
-      auto ef = energy_forces(exec, model, w, batch, f, ws, true);
-      model.update_running_statistics(exec);
-      model.set_training(false);
-      Kokkos::fence();
-      for (std::size_t k = 0; k < all.size(); ++k) {
-        const double E_ref = tm.at("energies")[k].get<double>();
-        INFO("structure " << k << ": " << ef.energy(k) << " vs " << E_ref);
-        CHECK(std::fabs(ef.energy(k) - E_ref) <= 1e-10 * std::fabs(E_ref));
-      }
-      double ferr = 0;
-      for (int i = 0; i < batch.num_atoms; ++i)
-        for (int a = 0; a < 3; ++a) ferr = std::max(ferr, std::fabs(ef.forces(i, a) - tm.at("forces")[i][a].get<double>()));
-      CHECK(ferr <= 1e-9);
-      // the running statistics after the step, by name, against torch's
-      const json after = named_parameters_json(model);
-      double serr = 0;
-      int blocks = 0;
-      for (auto it = tm.at("buffers_after").begin(); it != tm.at("buffers_after").end(); ++it) {
-        const auto ref = it->at("data").get<std::vector<double>>();
-        const auto ours = after.at(it.key()).at("data").get<std::vector<double>>();
-        REQUIRE(ours.size() == ref.size());
-        for (std::size_t k = 0; k < ref.size(); ++k) serr = std::max(serr, std::fabs(ours[k] - ref[k]));
-        ++blocks;
-      }
-      CHECK(blocks == 3 * spec.num_conv_layers);
-      CHECK(serr <= 1e-12);
+      const auto names = hydragnn_test::check_golden_train_mode(exec, model, g.at("structures"), g.at("train_mode"));
+      CHECK(names.size() == std::size_t(3 * spec.num_conv_layers));
     }
   }
 }
@@ -259,11 +211,7 @@ void check_against_golden(const Exec& exec, const ModelT& model, const json& g) 
 }  // namespace
 
 TEST_CASE("golden: SchNet equals HydraGNN's SCFStack (energies, forces, every layer)", "[golden]") {
-  SchNetOptions o;
-  const json g = load_golden("schnet.json");
-  o.num_filters = g.at("architecture").at("num_filters").get<int>();
-  o.num_gaussians = g.at("architecture").at("num_gaussians").get<int>();
-  run_golden<SchNetConv>("schnet.json", o);
+  run_golden<SchNetConv>("schnet.json", golden_options<SchNetConv>(load_golden("schnet.json").at("architecture")));
 }
 
 TEST_CASE("golden: pooled energy head with two head branches equals HydraGNN's graph head per dataset_name",
@@ -328,23 +276,18 @@ TEST_CASE("golden: pooled energy head with two head branches equals HydraGNN's g
 
 TEST_CASE("golden: EGNN equals HydraGNN's EGCLStack with equivariance (energies, forces, features, coordinates)",
           "[golden]") {
-  EGNNOptions o;  // HydraGNN's E_GCL: ReLU inside, |r| radial input, no residual, no envelope
-  o.equivariance = true;
+  // HydraGNN's E_GCL: ReLU inside, |r| radial input, no residual, no envelope (our defaults)
+  const EGNNOptions o = golden_options<EGNNConv>(load_golden("egnn.json").at("architecture"));
+  REQUIRE(o.equivariance);
   run_golden<EGNNConv>("egnn.json", o);
 }
 
 TEST_CASE("golden: PaiNN equals HydraGNN's PAINNStack (energies, forces, scalar and vector features)", "[golden]") {
-  PaiNNOptions o;
-  o.num_radial = load_golden("painn.json").at("architecture").at("num_radial").get<int>();
-  run_golden<PaiNNConv>("painn.json", o);
+  run_golden<PaiNNConv>("painn.json", golden_options<PaiNNConv>(load_golden("painn.json").at("architecture")));
 }
 
 TEST_CASE("golden: PNAEq equals HydraGNN's PNAEqStack (energies, forces, scalar and vector features)", "[golden]") {
-  const json a = load_golden("pnaeq.json").at("architecture");
-  PNAEqOptions o;
-  o.num_radial = a.at("num_radial").get<int>();
-  o.pna_deg = a.at("pna_deg").get<std::vector<double>>();
-  run_golden<PNAEqConv>("pnaeq.json", o);
+  run_golden<PNAEqConv>("pnaeq.json", golden_options<PNAEqConv>(load_golden("pnaeq.json").at("architecture")));
 }
 
 TEST_CASE("golden: GIN equals HydraGNN's GINStack with BatchNorm (energies, features, training-mode statistics)",
@@ -360,24 +303,16 @@ TEST_CASE("golden: SAGE equals HydraGNN's SAGEStack with BatchNorm (energies, fe
 TEST_CASE("golden: PNA equals HydraGNN's PNAStack with BatchNorm and the edge-length feature (energies, forces, "
           "features, training-mode statistics)",
           "[golden]") {
-  const json a = load_golden("pna.json").at("architecture");
-  PNAOptions o;
-  o.pna_deg = a.at("pna_deg").get<std::vector<double>>();
-  o.edge_features = a.at("edge_features").get<std::vector<std::string>>();
-  o.edge_length_scale = a.at("edge_length_scale").get<double>();
+  const PNAOptions o = golden_options<PNAConv>(load_golden("pna.json").at("architecture"));
+  REQUIRE(o.edge_features.size() == 1);
   run_golden<PNAConv>("pna.json", o);
 }
 
 TEST_CASE("golden: PNAPlus equals HydraGNN's PNAPlusStack with BatchNorm, the Bessel basis and the edge-length "
           "feature (energies, forces, features, training-mode statistics)",
           "[golden]") {
-  const json a = load_golden("pnaplus.json").at("architecture");
-  PNAPlusOptions o;
-  o.num_radial = a.at("num_radial").get<int>();
-  o.envelope_exponent = a.at("envelope_exponent").get<int>();
-  o.pna_deg = a.at("pna_deg").get<std::vector<double>>();
-  o.edge_features = a.at("edge_features").get<std::vector<std::string>>();
-  o.edge_length_scale = a.at("edge_length_scale").get<double>();
+  const PNAPlusOptions o = golden_options<PNAPlusConv>(load_golden("pnaplus.json").at("architecture"));
+  REQUIRE(o.edge_features.size() == 1);
   run_golden<PNAPlusConv>("pnaplus.json", o);
 }
 
@@ -385,28 +320,16 @@ TEST_CASE("golden: DimeNet equals HydraGNN's DIMEStack (PyG InteractionPPBlock a
           "spherical bases, the edge-length feature; our triplet list patched into HydraGNN: energies, forces, "
           "features)",
           "[golden]") {
-  const json a = load_golden("dimenet.json").at("architecture");
-  DimeNetOptions o;
-  o.num_radial = a.at("num_radial").get<int>();
-  o.num_spherical = a.at("num_spherical").get<int>();
-  o.envelope_exponent = a.at("envelope_exponent").get<int>();
-  o.int_emb_size = a.at("int_emb_size").get<int>();
-  o.basis_emb_size = a.at("basis_emb_size").get<int>();
-  o.out_emb_size = a.at("out_emb_size").get<int>();
-  o.num_before_skip = a.at("num_before_skip").get<int>();
-  o.num_after_skip = a.at("num_after_skip").get<int>();
-  o.edge_features = a.at("edge_features").get<std::vector<std::string>>();
-  o.edge_length_scale = a.at("edge_length_scale").get<double>();
+  const DimeNetOptions o = golden_options<DimeNetConv>(load_golden("dimenet.json").at("architecture"));
+  REQUIRE(o.edge_features.size() == 1);
   run_golden<DimeNetConv>("dimenet.json", o);
 }
 
 TEST_CASE("golden: CGCNN equals HydraGNN's CGCNNStack with BatchNorm and the edge-length feature (energies, "
           "forces, features, training-mode statistics)",
           "[golden]") {
-  const json a = load_golden("cgcnn.json").at("architecture");
-  CGCNNOptions o;
-  o.edge_features = a.at("edge_features").get<std::vector<std::string>>();
-  o.edge_length_scale = a.at("edge_length_scale").get<double>();
+  const CGCNNOptions o = golden_options<CGCNNConv>(load_golden("cgcnn.json").at("architecture"));
+  REQUIRE(o.edge_features.size() == 1);
   run_golden<CGCNNConv>("cgcnn.json", o);
 }
 
@@ -418,10 +341,9 @@ TEST_CASE("golden: MFC equals HydraGNN's MFCStack with BatchNorm (energies, feat
 TEST_CASE("golden: GAT equals HydraGNN's GATStack (GATv2, 6 heads, BatchNorm, the edge-length feature: energies, "
           "forces, features, training-mode statistics)",
           "[golden]") {
-  const json a = load_golden("gat.json").at("architecture");
-  GATOptions o;  // HydraGNN's fixed heads 6 and slope 0.05 are the defaults
-  o.edge_features = a.at("edge_features").get<std::vector<std::string>>();
-  o.edge_length_scale = a.at("edge_length_scale").get<double>();
+  // HydraGNN's fixed heads 6 and slope 0.05 are the defaults
+  const GATOptions o = golden_options<GATConv>(load_golden("gat.json").at("architecture"));
+  REQUIRE(o.edge_features.size() == 1);
   run_golden<GATConv>("gat.json", o);
 }
 

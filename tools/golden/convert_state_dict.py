@@ -119,6 +119,37 @@ def _load_torch(path):
         path, list(obj)[:10] if isinstance(obj, dict) else type(obj).__name__))
 
 
+def drop_conv_head_aliases(params):
+    """HydraGNN's conv node heads (Base._init_node_conv) register each convolution and BatchNorm twice:
+    as convs_node_{hidden,output}.<branch>.<i> / batch_norms_node_*.<branch>.<i> and again inside
+    heads_NN.<head>.<branch>.<k> (k = 2i, 2i + 1 for the hidden ones, then the output's pair). Drops
+    the heads_NN copies whose values equal the module they alias (hydragnn keeps the first names)."""
+    if not any(k.startswith("convs_node_output.") for k in params):
+        return params
+    canon = {}
+    for k, v in params.items():
+        for what in ("convs_node_", "batch_norms_node_"):
+            if k.startswith(what):
+                kind, branch, idx, rest = k[len(what):].split(".", 3)
+                canon.setdefault((what, kind, branch, rest), []).append((int(idx), v))
+    n_hidden = 1 + max([i for (w, kind, _, _), lst in canon.items() if kind == "hidden" for i, _ in lst], default=-1)
+    out = {}
+    for k, v in params.items():
+        parts = k.split(".", 4)
+        if k.startswith("heads_NN.") and len(parts) == 5 and parts[3].isdigit():
+            _, _, branch, kk, rest = parts
+            kk = int(kk)
+            what = "convs_node_" if kk % 2 == 0 else "batch_norms_node_"
+            kind = "hidden" if kk < 2 * n_hidden else "output"
+            cands = canon.get((what, kind, branch, rest), [])
+            if kind == "hidden":
+                cands = [c for c in cands if c[0] == kk // 2]
+            if any(c[1] == v for c in cands):
+                continue
+        out[k] = v
+    return out
+
+
 def convert(path, mpnn_type=None):
     """Returns the named-parameters document for `path` (see module docstring)."""
     if path.endswith(".json"):
@@ -136,7 +167,7 @@ def convert(path, mpnn_type=None):
         return out
     sd = _load_torch(path)
     mapping, stripped = _strip(sd.keys())
-    params = {mapping[k]: _entry_from_tensor(v) for k, v in sd.items()}
+    params = drop_conv_head_aliases({mapping[k]: _entry_from_tensor(v) for k, v in sd.items()})
     return {"format": FORMAT, "mpnn_type": mpnn_type or guess_mpnn_type(params),
             "source": os.path.basename(path), "stripped_prefixes": stripped,
             "parameters": params}

@@ -1088,6 +1088,18 @@ def _f(a):
     return np.asarray(a, dtype=np.float64).tolist()
 
 
+def write_golden(path, doc):
+    """Writes a golden document (compact JSON); returns the exit status: 1 when a self-check failed."""
+    with open(path, "w") as fh:
+        json.dump(doc, fh, separators=(",", ":"))
+        fh.write("\n")
+    print("wrote %s (%d bytes)" % (path, os.path.getsize(path)))
+    if check.failed:
+        print("%d self-check(s) FAILED" % check.failed)
+        return 1
+    return 0
+
+
 def stack_parameters(model):
     """HydraGNN state_dict keys of the Stack (EnhancedModelWrapper prefix 'model.'
     dropped): trainable parameters in "parameters", buffers in "buffers"."""

@@ -15,7 +15,6 @@ Needs what make_golden.py needs (torch, torch_geometric, HydraGNN's sources; see
 """
 import argparse
 import copy
-import json
 import os
 import sys
 
@@ -140,14 +139,7 @@ def main(argv=None):
                         "cell": None if st["cell"] is None else mg._f(st["cell"]), "pbc": list(st["pbc"])}
                        for st in structures],
     }
-    with open(args.out, "w") as fh:
-        json.dump(doc, fh, separators=(",", ":"))
-        fh.write("\n")
-    print("wrote %s (%d bytes)" % (args.out, os.path.getsize(args.out)))
-    if mg.check.failed:
-        print("%d self-check(s) FAILED" % mg.check.failed)
-        return 1
-    return 0
+    return mg.write_golden(args.out, doc)
 
 
 if __name__ == "__main__":

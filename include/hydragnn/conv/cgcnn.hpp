@@ -73,7 +73,7 @@ struct CGCNNConv : conv::EdgeLengthGeometry<CGCNNConv> {
       return g;
     };
     for (int l = 0; l < common.num_conv_layers; ++l) {
-      const std::string n = "graph_convs." + std::to_string(l) + ".module_0";
+      const std::string n = common.layer_name(l) + ".module_0";
       Layer L;
       L.f = gate(n + ".lin_f");
       L.s = gate(n + ".lin_s");

@@ -191,7 +191,7 @@ struct DimeNetConv {
         cutoff(common.cutoff) {
     const int H = common.hidden_dim, R = opt.num_radial, B = opt.basis_emb_size, O = opt.out_emb_size;
     for (int l = 0; l < common.num_conv_layers; ++l) {
-      const std::string n = "graph_convs." + std::to_string(l);
+      const std::string n = common.layer_name(l);
       const int I = l == 0 ? common.input_dim : H;
       const int Hd = I == 1 ? H : I;  // DIMEStack.get_conv
       if (Hd < 2) throw std::runtime_error("DimeNet: needs a hidden width above 1 (hidden_dim or input_dim)");

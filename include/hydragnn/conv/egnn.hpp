@@ -88,17 +88,17 @@ struct EGNNConv {
   int hidden = 0;
 
   EGNNConv() = default;
-  EGNNConv(ParamAllocator& alloc, const ConvCommon& common, const EGNNOptions& o) : opt(o), hidden(common.hidden_dim) {
+  EGNNConv(ParamAllocator& alloc, const ConvCommon& common, const EGNNOptions& o) : opt(o), hidden(common.inner_dim()) {
     env.on = o.edge_envelope != EdgeEnvelope::None;
     env.spec = RadialSpec{RadialBasis::Gaussian, 1, common.cutoff,
                           o.edge_envelope == EdgeEnvelope::Polynomial ? Envelope::Polynomial : Envelope::Cosine};
-    const int H = common.hidden_dim;
+    const int H = common.inner_dim(), O = common.hidden_dim;  // E_GCL hidden_channels, output_channels
     for (int l = 0; l < common.num_conv_layers; ++l) {
-      const std::string n = "graph_convs." + std::to_string(l) + ".module_0";
+      const std::string n = common.layer_name(l) + ".module_0";
       const int I = l == 0 ? common.input_dim : H;  // input width of this layer
       Layer L;
       L.in = I;
-      L.equivariant = o.equivariance && l + 1 < common.num_conv_layers;
+      L.equivariant = o.equivariance && !common.is_last(l);
       L.edge0 = alloc.linear(2 * I + 1, H, true, n + ".edge_mlp.0");
       L.A = L.edge0.columns(0, I, true);
       L.B = L.edge0.columns(I, I, false);
@@ -108,7 +108,7 @@ struct EGNNConv {
       L.node0 = alloc.linear(I + H, H, true, n + ".node_mlp.0");
       L.C = L.node0.columns(0, I, true);
       L.D = L.node0.columns(I, H, false);
-      L.W4 = alloc.linear(H, H, true, n + ".node_mlp.2");
+      L.W4 = alloc.linear(H, O, true, n + ".node_mlp.2");
       if (L.equivariant) {
         L.coord0 = alloc.linear(H, H, true, n + ".coord_mlp.0");
         L.coord2 = alloc.linear(H, 1, false, n + ".coord_mlp.2");
@@ -211,9 +211,9 @@ struct EGNNConv {
     kernels::add_into<Exec, S>(exec, tmp, c.pre3);
     c.a3 = ws.template mat<S>(lbl + ".a3", l, N, H);
     kernels::activation_forward<Exec, S>(exec, inner, c.pre3, c.a3);
-    out.h = ws.template mat<S>(lbl + ".out", l, N, H);
+    out.h = ws.template mat<S>(lbl + ".out", l, N, L.W4.out);
     kernels::linear_forward<Exec, S, T>(exec, c.a3, w, L.W4, out.h);
-    if (opt.residual && L.in == H) kernels::add_into<Exec, S>(exec, in.h, out.h);  // as recurrent E_GCL (same widths)
+    if (opt.residual && L.in == L.W4.out) kernels::add_into<Exec, S>(exec, in.h, out.h);  // as recurrent E_GCL (same widths)
   }
 
   template <class Exec, class S, class T>
@@ -233,7 +233,7 @@ struct EGNNConv {
     };
     // h' = W4 act(pre3) [+ h]
     in_bar.h = ws.template mat<S>(lbl + ".h_bar", l, N, L.in);
-    if (opt.residual && L.in == H)
+    if (opt.residual && L.in == L.W4.out)
       Kokkos::deep_copy(exec, in_bar.h, out_bar.h);
     else
       Kokkos::deep_copy(exec, in_bar.h, S(0));

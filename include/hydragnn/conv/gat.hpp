@@ -63,16 +63,16 @@ struct GATConv : conv::EdgeLengthGeometry<GATConv> {
   GATConv() = default;
   GATConv(ParamAllocator& alloc, const ConvCommon& common, const GATOptions& opt) : EdgeLengthGeometry(conv::EdgeLength(opt, name)) {
     const int H = common.hidden_dim, K = opt.gat_heads;
-    const int L = std::max(2, common.num_conv_layers);
+    const int L = common.head ? common.num_conv_layers : std::max(2, common.num_conv_layers);
     for (int l = 0; l < L; ++l) {
-      const std::string n = "graph_convs." + std::to_string(l) + ".module_0";
+      const std::string n = common.layer_name(l) + ".module_0";
       const int I = l == 0 ? common.input_dim : K * H;
       Layer ly;
       ly.lin_l = alloc.linear(I, K * H, true, n + ".lin_l");
       ly.lin_r = alloc.linear(I, K * H, true, n + ".lin_r");
       ly.att.K = K;
       ly.att.C = H;
-      ly.att.concat = l + 1 < L;
+      ly.att.concat = !common.is_last(l, L);
       ly.att.slope = opt.gat_negative_slope;
       // torch_geometric glorot: U(-sqrt(6 / (K + H)), +) for att [1, K, H]
       ly.att.att = long(alloc.take(std::size_t(K) * H, std::sqrt(6.0 / (K + H)), n + ".att", {1, K, H}));

@@ -38,7 +38,7 @@ struct GINConv : conv::NoEdgeGeometry {
   GINConv(ParamAllocator& alloc, const ConvCommon& common, const GINOptions&) {
     const int H = common.hidden_dim;
     for (int l = 0; l < common.num_conv_layers; ++l) {
-      const std::string n = "graph_convs." + std::to_string(l) + ".module_0";
+      const std::string n = common.layer_name(l) + ".module_0";
       const int I = l == 0 ? common.input_dim : H;
       Layer L;
       L.eps_off = long(alloc.take_constant(1, initial_eps, n + ".eps", {1}));

@@ -55,7 +55,7 @@ struct MFCConv : conv::NoEdgeGeometry {
     const int H = common.hidden_dim, D = max_degree, L = common.num_conv_layers;
     offsets = decltype(offsets)("hydragnn::MFCConv::offsets", std::size_t(L) * (D + 1), 3);
     for (int l = 0; l < L; ++l) {
-      const std::string n = "graph_convs." + std::to_string(l) + ".module_0";
+      const std::string n = common.layer_name(l) + ".module_0";
       const int I = l == 0 ? common.input_dim : H;
       for (int k = 0; k <= D; ++k) {
         const LinearShape lin = alloc.linear(I, H, true, n + ".lins_l." + std::to_string(k));

@@ -76,11 +76,11 @@ struct PaiNNConv {
         input(common.input_dim) {
     const int H = common.hidden_dim, K = opt.num_radial;
     for (int l = 0; l < common.num_conv_layers; ++l) {
-      const std::string n = "graph_convs." + std::to_string(l);
+      const std::string n = common.layer_name(l);
       const int I = l == 0 ? common.input_dim : H;
       Layer L;
       L.in = I;
-      L.last = l + 1 == common.num_conv_layers;
+      L.last = common.is_last(l);
       L.message = MLP(alloc, {I, I, 3 * I}, Activation::SiLU, false, true, n + ".module_0.scalar_message_mlp");
       L.filter = alloc.linear(K, 3 * I, true, n + ".module_0.filter_layer");
       L.upd = conv::PaiNNUpdateOut(alloc, n, "update_U", I, H, L.last);

@@ -70,7 +70,7 @@ struct PNAConv : conv::EdgeLengthGeometry<PNAConv> {
     const int H = common.hidden_dim;
     const int parts = length.on ? 3 : 2;
     for (int l = 0; l < common.num_conv_layers; ++l) {
-      const std::string n = "graph_convs." + std::to_string(l) + ".module_0";
+      const std::string n = common.layer_name(l) + ".module_0";
       const int I = l == 0 ? common.input_dim : H;
       Layer L;
       L.in = I;

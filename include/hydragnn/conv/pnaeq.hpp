@@ -94,11 +94,11 @@ struct PNAEqConv {
         {K::Identity, K::Amplification, K::Attenuation, K::Linear, K::InverseLinear}, h);
     const int H = common.hidden_dim, R = opt.num_radial;
     for (int l = 0; l < common.num_conv_layers; ++l) {
-      const std::string n = "graph_convs." + std::to_string(l);
+      const std::string n = common.layer_name(l);
       const int I = l == 0 ? common.input_dim : H;
       Layer L;
       L.in = I;
-      L.last = l + 1 == common.num_conv_layers;
+      L.last = common.is_last(l);
       L.pre = alloc.linear(3 * I, I, true, n + ".module_0.pre_nns.0.0");
       L.pre_i = L.pre.columns(0, I, true);  // [s_i, s_j, re]
       L.pre_j = L.pre.columns(I, I, false);

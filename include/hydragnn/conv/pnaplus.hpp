@@ -85,7 +85,7 @@ struct PNAPlusConv {
     scalers = kernels::PnaScalers::from_histogram({K::Identity, K::Amplification, K::Attenuation, K::Linear}, opt.pna_deg);
     const int H = common.hidden_dim, R = opt.num_radial;
     for (int l = 0; l < common.num_conv_layers; ++l) {
-      const std::string n = "graph_convs." + std::to_string(l) + ".module_0";
+      const std::string n = common.layer_name(l) + ".module_0";
       const int I = l == 0 ? common.input_dim : H;
       Layer L;
       L.in = I;

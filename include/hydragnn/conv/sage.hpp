@@ -35,7 +35,7 @@ struct SAGEConv : conv::NoEdgeGeometry {
   SAGEConv(ParamAllocator& alloc, const ConvCommon& common, const SAGEOptions&) {
     const int H = common.hidden_dim;
     for (int l = 0; l < common.num_conv_layers; ++l) {
-      const std::string n = "graph_convs." + std::to_string(l) + ".module_0";
+      const std::string n = common.layer_name(l) + ".module_0";
       const int I = l == 0 ? common.input_dim : H;
       Layer L;
       L.lin_l = alloc.linear(I, H, true, n + ".lin_l");

@@ -72,11 +72,11 @@ struct SchNetConv {
   SchNetConv(ParamAllocator& alloc, const ConvCommon& common, const SchNetOptions& opt)
       : radial{opt.radial_type, opt.num_gaussians, common.cutoff, opt.envelope},
         hidden(common.hidden_dim),
-        filters(opt.num_filters > 0 ? opt.num_filters : common.hidden_dim) {
+        filters(opt.num_filters > 0 ? opt.num_filters : common.inner_dim()) {
     // Range checks live in SchNetOptions::validate (run by the io layer, which names the key).
     const int H = common.hidden_dim, F = filters, K = opt.num_gaussians;
     for (int l = 0; l < common.num_conv_layers; ++l) {
-      const std::string n = "graph_convs." + std::to_string(l) + ".module_2";
+      const std::string n = common.layer_name(l) + ".module_2";
       Layer L;
       L.lin1 = alloc.linear(l == 0 ? common.input_dim : H, F, false, n + ".lin1");
       L.filter = MLP(alloc, {K, F, F}, Activation::ShiftedSoftplus, false, true, n + ".nn");

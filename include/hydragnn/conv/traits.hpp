@@ -76,6 +76,21 @@ struct ConvCommon {
   double cutoff = 5.0;
   Activation act = Activation::SiLU;  ///< the stack activation (HydraGNN activation_function)
   int max_neighbours = -1;            ///< the graph's neighbour cap (-1: none); MFC's max_degree
+  // A conv node head (heads/conv_head.hpp) builds each of its convolutions as a one-layer stack of
+  // the model's type, as HydraGNN's Base._init_node_conv calls get_conv(input_dim, output_dim):
+  std::string prefix = "graph_convs";  ///< parameter names <prefix>.<first_index + l>.<HydraGNN's module path>
+  int first_index = 0;
+  int stack_hidden_dim = 0;  ///< HydraGNN's self.hidden_dim inside get_conv (EGNN's hidden channels,
+                             ///< SchNet's default num_filters); 0: hidden_dim
+  bool last_layer = true;    ///< the stack's last layer is HydraGNN's last_layer (no coordinate or
+                             ///< vector update; GAT: mean over the heads); false for a head's hidden convs
+  bool head = false;         ///< a conv head's convolution: exactly num_conv_layers layers (GAT's trunk has >= 2)
+
+  std::string layer_name(int l) const { return prefix + "." + std::to_string(first_index + l); }
+  int inner_dim() const { return stack_hidden_dim > 0 ? stack_hidden_dim : hidden_dim; }
+  /// Whether layer l of num_layers is HydraGNN's last_layer.
+  bool is_last(int l, int num_layers) const { return last_layer && l + 1 == num_layers; }
+  bool is_last(int l) const { return is_last(l, num_conv_layers); }
 };
 
 /// The state passed from layer to layer.

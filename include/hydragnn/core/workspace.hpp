@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <map>
+#include <memory>
 #include <string>
 #include <typeinfo>
 #include <utility>
@@ -68,19 +69,38 @@ class Workspace {
     return Kokkos::View<S*, Kokkos::HostSpace>(get_in<S>(host_slots_, label, index, n), n);
   }
 
-  /// Bytes held by all slots.
+  /// A nested workspace, created on first use and kept: code that runs the same component several
+  /// times in one pass (the convolutions of a conv node head reuse the layer code of the trunk, and
+  /// its labels and indices) gives each instance its own scope, so their slots never alias.
+  Workspace& scope(const std::string& key) {
+    auto it = scopes_.find(key);
+    if (it == scopes_.end()) it = scopes_.emplace(key, std::make_unique<Workspace>()).first;
+    return *it->second;
+  }
+
+  /// Bytes held by all slots (nested scopes included).
   std::size_t bytes() const {
     std::size_t n = 0;
     for (const auto& s : slots_) n += s.second.extent(0);
     for (const auto& s : host_slots_) n += s.second.extent(0);
+    for (const auto& s : scopes_) n += s.second->bytes();
     return n;
   }
-  std::size_t num_slots() const { return slots_.size() + host_slots_.size(); }
-  /// Number of times a slot was (re)allocated since construction.
-  std::size_t num_allocations() const { return allocations_; }
+  std::size_t num_slots() const {
+    std::size_t n = slots_.size() + host_slots_.size();
+    for (const auto& s : scopes_) n += s.second->num_slots();
+    return n;
+  }
+  /// Number of times a slot was (re)allocated since construction (nested scopes included).
+  std::size_t num_allocations() const {
+    std::size_t n = allocations_;
+    for (const auto& s : scopes_) n += s.second->num_allocations();
+    return n;
+  }
   void clear() {
     slots_.clear();
     host_slots_.clear();
+    scopes_.clear();
   }
 
  private:
@@ -118,6 +138,7 @@ class Workspace {
   std::map<std::string, Buffer> slots_;
   std::map<std::string, HostBuffer> host_slots_;
   std::size_t allocations_ = 0;
+  std::map<std::string, std::unique_ptr<Workspace>> scopes_;
 };
 
 }  // namespace hydragnn

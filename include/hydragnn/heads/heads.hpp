@@ -7,6 +7,9 @@
 //      MLP -> an MLP y_g, E_g = scale y_g + sum_{i in g} (shift + ref[Z_i]);
 //  * direct graph heads: pooling (mean | sum | max) -> shared MLP -> per-head MLP;
 //  * direct node heads: per-head MLP on every atom.
+// Node heads of type conv (HeadsSpec::node_conv) are convolutions of the model's type
+// (heads/conv_head.hpp, run by the model): here the per-atom energy and the direct node heads then
+// take those given outputs (forward's `given`) and hand back their cotangents (backward's `given_bar`).
 // Per-layer readout (conv::PerLayer): one energy MLP per layer, e_i = sum_l e_i^l.
 // Branches (HydraGNN's multi-dataset heads, output_heads.{graph,node} as lists of {"type": "branch-k",
 // "architecture": ...}): every head above exists once per branch, with the branch's own widths; the
@@ -50,6 +53,8 @@ struct HeadsSpec {
   std::vector<HeadDef> heads;         ///< direct heads (every branch has each)
   bool head_variance = false;         ///< GaussianNLL: each direct head also outputs dim values s (variance s^2)
   int num_nodes = 0;                  ///< > 0: node heads and the per-atom energy are mlp_per_node for structures of this many atoms
+  bool node_conv = false;             ///< node heads of type conv: the per-atom energy and the direct node heads are
+                                      ///< convolution stacks the model runs (heads/conv_head.hpp); Heads takes their outputs
 
   double energy_scale = 1.0;          ///< per-atom network output is multiplied by this (eV)
   double energy_shift = 0.0;          ///< per-atom constant added (eV)
@@ -177,6 +182,10 @@ class Heads {
     if (spec.num_nodes < 0)
       throw std::invalid_argument("hydragnn::Heads: mlp_per_node needs the atoms per structure (HeadsSpec::num_nodes)");
     energy_pooled_ = spec.energy && spec.energy_pooled;
+    given_ = spec.node_conv;
+    atom_energy_ = spec.energy && !energy_pooled_;
+    if (given_ && (B != 1 || readout_layers != 1))
+      throw std::invalid_argument("hydragnn::Heads: node heads of type conv need one head branch and last-layer readout");
     if (energy_pooled_ && readout_layers != 1)
       throw std::invalid_argument("hydragnn::Heads: a pooled energy head reads the last layer only, not per-layer readouts");
     has_graph_heads_ = energy_pooled_;
@@ -186,7 +195,7 @@ class Heads {
     for (int k = 0; k < B; ++k) {  // branch-major: one branch's heads are one block of parameters
       const BranchSpec& bs = spec.branches[std::size_t(k)];
       Branch& br = branches_[std::size_t(k)];
-      if (spec.energy && !energy_pooled_) {
+      if (atom_energy_ && !given_) {
         for (int l = 0; l < readout_layers; ++l) {
           std::vector<int> dims{H};
           dims.insert(dims.end(), bs.energy_head_dims.begin(), bs.energy_head_dims.end());
@@ -216,12 +225,15 @@ class Heads {
         dims.insert(dims.end(), hidden.begin(), hidden.end());
         dims.push_back(spec.head_variance ? 2 * hd.dim : hd.dim);  // HydraGNN: head_dim * (1 + var_output)
         const std::string name = "heads_NN." + std::to_string(first + int(h)) + "." + bs.name;
-        br.heads.push_back(hd.node ? NodeMLP(alloc, dims, spec.act, spec.num_nodes, name + ".mlp.0", name + ".mlp")
-                                   : NodeMLP(alloc, dims, spec.act, 0, name, name));
+        if (hd.node && given_)
+          br.heads.push_back(NodeMLP());  // a convolution stack of the model (conv_head.hpp)
+        else
+          br.heads.push_back(hd.node ? NodeMLP(alloc, dims, spec.act, spec.num_nodes, name + ".mlp.0", name + ".mlp")
+                                     : NodeMLP(alloc, dims, spec.act, 0, name, name));
       }
     }
   }
-  int readout_layers() const { return energy_pooled_ ? 1 : int(branches_.front().energy.size()); }
+  int readout_layers() const { return energy_pooled_ || given_ ? 1 : int(branches_.front().energy.size()); }
 
   /// The row ranges of every branch in batch b (all rows in branch 0 when b has no branch table).
   template <class M>
@@ -246,7 +258,7 @@ class Heads {
   template <class Exec, class S, class T>
   void forward(const Exec& exec, const HeadsSpec& spec, const Weights<T, mem_t<Exec>>& w, const Batch<mem_t<Exec>>& b,
                const std::vector<Mat<S, mem_t<Exec>>>& hs, const CVec<double, mem_t<Exec>>& ref, Cache<S, mem_t<Exec>>& c,
-               Workspace<mem_t<Exec>>& ws) const {
+               Workspace<mem_t<Exec>>& ws, const std::vector<Mat<S, mem_t<Exec>>>& given = {}) const {
     using M = mem_t<Exec>;
     using SD = rebind_t<S, double>;
     const int G = b.num_graphs, N = b.num_atoms, H = spec.hidden_dim;
@@ -273,7 +285,10 @@ class Heads {
         if (spec.pooling == Pooling::Mean) kernels::scale_by_graph<Exec, S>(exec, b.inv_count, c.pooled);
       }
     }
-    const bool atom_energy = !energy_pooled_ && !branches_.front().energy.empty();
+    const bool atom_energy = atom_energy_;
+    if (given_ && given.size() != num_given(spec))
+      throw std::invalid_argument("hydragnn::Heads::forward: " + std::to_string(given.size()) +
+                                  " node outputs given, the conv node heads have " + std::to_string(num_given(spec)));
     if (atom_energy && !one) c.e_atom = ws.template mat<S>(lbl + ".e_atom", 0, N, 1);
     c.head_out.assign(spec.heads.size(), Mat<S, M>());
     if (!one)
@@ -301,6 +316,10 @@ class Heads {
         bc.e_graph = br.energy[0].forward<Exec, S, T>(exec, w, bc.shared_out, bc.energy[0], ws, 0);
         kernels::graph_energy<Exec, S, SD>(exec, bc.e_graph, gptr_k, b.species, ref_k, spec.energy_scale,
                                            spec.energy_shift, energy_k);
+      } else if (atom_energy && given_) {
+        c.e_atom = given[0];  // one branch
+        kernels::energy_sum<Exec, S, SD>(exec, c.e_atom, gptr_k, b.species, ref_k, spec.energy_scale, spec.energy_shift,
+                                         energy_k);
       } else if (atom_energy) {
         bc.energy.resize(br.energy.size());
         const std::size_t l0 = hs.size() - br.energy.size();
@@ -323,7 +342,10 @@ class Heads {
       bc.head_out.resize(br.heads.size());
       for (std::size_t h = 0; h < br.heads.size(); ++h) {
         const Mat<S, M> in = spec.heads[h].node ? Mat<S, M>(Kokkos::subview(hL, ar, Kokkos::ALL)) : bc.shared_out;
-        bc.head_out[h] = br.heads[h].forward<Exec, S, T>(exec, w, in, bc.head[h], ws, int(h));
+        if (given_ && spec.heads[h].node)
+          bc.head_out[h] = given[given_index(spec, h)];
+        else
+          bc.head_out[h] = br.heads[h].forward<Exec, S, T>(exec, w, in, bc.head[h], ws, int(h));
         if (one)
           c.head_out[h] = bc.head_out[h];
         else
@@ -338,14 +360,19 @@ class Heads {
   template <class Exec, class S, class T>
   void backward(const Exec& exec, const HeadsSpec& spec, const Weights<T, mem_t<Exec>>& w, const Batch<mem_t<Exec>>& b, const Cache<S, mem_t<Exec>>& c,
                 const Vec<S, mem_t<Exec>>& Ebar, const std::vector<Mat<S, mem_t<Exec>>>& head_bar,
-                const std::vector<Mat<S, mem_t<Exec>>>& hbars, const Vec<real_t<S>, mem_t<Exec>>& g, Workspace<mem_t<Exec>>& ws) const {
+                const std::vector<Mat<S, mem_t<Exec>>>& hbars, const Vec<real_t<S>, mem_t<Exec>>& g, Workspace<mem_t<Exec>>& ws,
+                std::vector<Mat<S, mem_t<Exec>>>* given_bar = nullptr) const {
     using M = mem_t<Exec>;
     const int N = b.num_atoms, G = b.num_graphs, H = spec.hidden_dim;
     const int B = int(branches_.size());
     const bool one = B == 1;
     const std::string lbl = "hydragnn::Heads::backward";
     const Mat<S, M>& hbar = hbars.back();
-    const bool energy_bar = !branches_.front().energy.empty() && Ebar.extent(0) > 0;
+    const bool energy_bar = (atom_energy_ || energy_pooled_) && Ebar.extent(0) > 0;
+    if (given_) {
+      if (!given_bar) throw std::invalid_argument("hydragnn::Heads::backward: conv node heads need given_bar");
+      given_bar->assign(num_given(spec), Mat<S, M>());
+    }
     Mat<S, M> ebar;  // N x 1 (per-atom energy) or G x 1 (pooled energy)
     if (energy_bar && energy_pooled_) {
       ebar = ws.template mat<S>(lbl + ".e_graph_bar", 0, G, 1);
@@ -368,6 +395,8 @@ class Heads {
         Mat<S, M> inbar = br.energy[0].backward<Exec, S, T>(exec, w, bc.energy[0], ybar, g, ws, 0);
         shared_bar = ws.template mat<S>(lbl + ".shared_bar", k, inbar.extent(0), inbar.extent(1));
         Kokkos::deep_copy(exec, shared_bar, inbar);
+      } else if (energy_bar && given_) {
+        (*given_bar)[0] = ebar;  // one branch
       } else if (energy_bar) {
         const Mat<S, M> ebar_k = Kokkos::subview(ebar, ar, Kokkos::ALL);
         const std::size_t l0 = hbars.size() - br.energy.size();
@@ -379,6 +408,10 @@ class Heads {
       for (std::size_t h = 0; h < br.heads.size(); ++h) {
         if (h >= head_bar.size() || head_bar[h].extent(0) == 0) continue;
         const bool node = spec.heads[h].node;
+        if (node && given_) {
+          (*given_bar)[given_index(spec, h)] = head_bar[h];  // one branch
+          continue;
+        }
         const Mat<S, M> bar_k = Kokkos::subview(head_bar[h], node ? ar : gr, Kokkos::ALL);
         Mat<S, M> inbar = br.heads[h].backward<Exec, S, T>(exec, w, bc.head[h], bar_k, g, ws, int(h));
         if (node) {
@@ -407,6 +440,19 @@ class Heads {
     }
   }
 
+  /// Conv node heads: the number of given node outputs (the per-atom energy, then the direct node heads).
+  std::size_t num_given(const HeadsSpec& spec) const {
+    std::size_t n = atom_energy_ ? 1 : 0;
+    for (const auto& hd : spec.heads) n += hd.node ? 1 : 0;
+    return n;
+  }
+  /// The index of direct node head h among the given node outputs.
+  std::size_t given_index(const HeadsSpec& spec, std::size_t h) const {
+    std::size_t n = atom_energy_ ? 1 : 0;
+    for (std::size_t k = 0; k < h; ++k) n += spec.heads[k].node ? 1 : 0;
+    return n;
+  }
+
  private:
   struct Branch {
     std::vector<NodeMLP> energy;  ///< per-atom: one per readout layer; pooled: one (a graph MLP)
@@ -415,6 +461,8 @@ class Heads {
   };
   bool has_graph_heads_ = false;
   bool energy_pooled_ = false;
+  bool atom_energy_ = false;  ///< per-atom energy (not pooled)
+  bool given_ = false;        ///< node heads of type conv: their outputs are given
   std::vector<Branch> branches_;
 };
 

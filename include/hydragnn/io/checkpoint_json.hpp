@@ -77,6 +77,7 @@ inline nlohmann::json spec_to_json(const ModelSpec& s) {
   }
   j["head_variance"] = s.head_variance;
   if (s.num_nodes > 0) j["num_nodes"] = s.num_nodes;  // mlp_per_node heads
+  if (s.node_conv) j["node_conv"] = true;              // node heads of type conv
   j["heads"] = nlohmann::json::array();
   for (const auto& h : s.heads)
     j["heads"].push_back({{"name", h.name}, {"node", h.node}, {"dim", h.dim}, {"weight", h.weight}});
@@ -121,6 +122,7 @@ inline ModelSpec spec_from_json(const nlohmann::json& j) {
   }
   s.head_variance = j.value("head_variance", false);  // absent in checkpoints before GaussianNLL
   s.num_nodes = j.value("num_nodes", 0);
+  s.node_conv = j.value("node_conv", false);
   for (const auto& h : j.at("heads"))
     s.heads.push_back(HeadDef{h.at("name").get<std::string>(), h.at("node").get<bool>(), h.at("dim").get<int>(),
                               h.at("weight").get<double>()});

@@ -636,7 +636,7 @@ inline void parse_output_heads(Reader& oh, ArchitectureConfig& c) {
     if (auto n = arch_of(node, k)) {
       parse_head_layers(*n, b.node_num_headlayers, b.node_dim_headlayers);
       if (n->get("type", b.node_head_type))
-        b.node_head_type = choose(*n, "type", b.node_head_type, {"mlp", "mlp_per_node"}, false, {"conv"});
+        b.node_head_type = choose(*n, "type", b.node_head_type, {"mlp", "mlp_per_node", "conv"});
       n->ignore("num_sharedlayers", kInt);
       n->ignore("dim_sharedlayers", kInt);
       n->finish();
@@ -646,6 +646,16 @@ inline void parse_output_heads(Reader& oh, ArchitectureConfig& c) {
     if (b.node_head_type != c.branches[0].node_head_type)
       oh.fail("'" + oh.key_path("node") + "': every branch's node heads must be of one type (\"" +
               c.branches[0].node_head_type + "\" and \"" + b.node_head_type + "\"), as HydraGNN assumes");
+  if (c.branches[0].node_head_type == "conv") {
+    if (c.branches.size() > 1)
+      oh.fail("'" + oh.key_path("node") + "': node heads of type \"conv\" need one head branch (HydraGNN d251f816 runs "
+              "a branch's convolutions on its atoms with the whole batch's edges, which is not a graph); use \"mlp\"");
+    if (c.mpnn_type == "CGCNN")
+      oh.fail("'" + oh.key_path("node") + "': node heads of type \"conv\" are not defined for CGCNN (a CGConv keeps its "
+              "width; HydraGNN d251f816 raises for them too); use \"mlp\"");
+    if (c.branches[0].node_dim_headlayers.empty())
+      oh.fail("'" + oh.key_path("node") + "': a \"conv\" node head needs at least one hidden layer (dim_headlayers)");
+  }
   oh.finish();
 }
 

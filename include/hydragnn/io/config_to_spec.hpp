@@ -46,6 +46,10 @@ inline ModelSpec spec_from_config(const Config& cfg) {
     s.heads.push_back(HeadDef{h.name, h.type == "node", h.dim, h.weight});
   }
   s.head_variance = cfg.training.loss_function_type == "GaussianNLLLoss";
+  // node heads of type conv, when there is a node output (the per-atom energy or a direct node head)
+  bool node_outputs = s.energy && !s.energy_pooled;
+  for (const auto& h : s.heads) node_outputs = node_outputs || h.node;
+  s.node_conv = a.branches[0].node_head_type == "conv" && node_outputs;
   return s;
 }
 

@@ -5,7 +5,10 @@
 //  * Conv is a convolution of the v2 interface (conv/traits.hpp), checked by conv_traits<Conv>.
 //  * Node state: scalars h (N x H) and, for ScalarsAndVectors convolutions, vectors v (N x 3 x F,
 //    zero at the input); HydraGNN's Base applies the stack activation to h after every layer.
-//  * Heads (heads/heads.hpp) read the last layer, or every layer for PerLayer readout.
+//  * Heads (heads/heads.hpp) read the last layer, or every layer for PerLayer readout. Node heads of
+//    type conv (spec.node_conv) are convolutions of the model's type after the trunk
+//    (heads/conv_head.hpp), with their own BatchNorms; the model runs them and hands their outputs to
+//    the heads.
 //  * Every forward/backward is generic in the scalar S (T or Dual<T>); parameters are real T in one
 //    flat buffer (named blocks: named_parameters()), parameter gradients are real T in a buffer of the
 //    same layout (a dual pass adds only the tangent of its parameter cotangent: param_part in
@@ -14,11 +17,13 @@
 //    invariant stacks. Batch statistics in training mode (set_training(true); a real forward then
 //    records them, update_running_statistics() folds them into the running ones once per step),
 //    running statistics otherwise (the default: inference, validation, every loaded checkpoint).
-//    The running statistics are buffers (buffers(), named_buffers()), saved with the parameters.
+//    The running statistics are buffers (buffers(), named_buffers()), saved with the parameters; the
+//    BatchNorms of conv node heads work the same way (their statistics follow the trunk's).
 //  * Intermediates live in a Workspace (core/workspace.hpp): a pass allocates nothing once it has grown.
 #pragma once
 
 #include <hydragnn/conv/traits.hpp>
+#include <hydragnn/heads/conv_head.hpp>
 #include <hydragnn/heads/heads.hpp>
 #include <hydragnn/kernels/readout.hpp>
 #include <hydragnn/model/spec.hpp>
@@ -52,6 +57,7 @@ class Model {
     std::vector<Mat<S, M>> pre;          ///< pre[l] = input of layer l's stack activation (after the feature layer)
     std::vector<typename BatchNorm::template Cache<S, M>> norm;  ///< feature layers (batch_norm only)
     std::vector<typename Conv::template LayerCache<S, M>> layer;
+    typename ConvNodeHeads<Conv>::template Cache<S, M> node_conv;  ///< conv node heads (spec.node_conv)
     typename Heads::template Cache<S, M> heads;
     Vec<rebind_t<S, double>, M> energy;  ///< G, eV
     std::vector<Mat<S, M>> head_out;     ///< per direct head: G x dim or N x dim
@@ -69,30 +75,43 @@ class Model {
       throw std::logic_error(std::string("hydragnn::Model: ") + Conv::name + "'s last layer is " +
                              std::to_string(traits::layer_width(conv_, L - 1, spec_.hidden_dim)) +
                              " wide; the heads read hidden_dim = " + std::to_string(spec_.hidden_dim));
+    // BatchNorms: the trunk's feature layers (batch_norm convolutions), then the conv node heads'
+    std::vector<std::pair<std::string, const BatchNorm*>> all_norms;
+    long n_stats = 0;
     if constexpr (traits::batch_norm) {
-      std::size_t n_stats = 0;
-      for (int l = 0; l < L; ++l) n_stats += 2 * std::size_t(traits::layer_width(conv_, l, spec_.hidden_dim));
-      stats_ = Vec<double, M>("hydragnn::Model::running_statistics", n_stats);
-      record_ = Vec<double, M>("hydragnn::Model::batch_statistics", n_stats);
-      auto h = Kokkos::create_mirror_view(stats_);
-      long off = 0;
       for (int l = 0; l < L; ++l) {
         const int C = traits::layer_width(conv_, l, spec_.hidden_dim);
-        const std::string n = "feature_layers." + std::to_string(l);
-        norms_.emplace_back(alloc, C, off, n);
-        off += 2 * C;
-        const std::size_t mean = std::size_t(norms_.back().stats_off), var = mean + C;
-        for (int c = 0; c < C; ++c) {
-          h(mean + c) = 0.0;  // running_mean
-          h(var + c) = 1.0;   // running_var
+        norms_.emplace_back(alloc, C, n_stats, "feature_layers." + std::to_string(l));
+        n_stats += 2 * C;
+      }
+      for (int l = 0; l < L; ++l) all_norms.emplace_back("feature_layers." + std::to_string(l), &norms_[std::size_t(l)]);
+    }
+    trunk_params_ = alloc.size;  // everything before the heads
+    if (spec_.node_conv) {
+      if (std::string(Conv::name) == "CGCNN")
+        throw std::invalid_argument("hydragnn::Model: node heads of type conv are not defined for CGCNN (a CGConv keeps "
+                                    "its width; HydraGNN d251f816 raises for them too): use mlp");
+      node_convs_ = ConvNodeHeads<Conv>(alloc, spec_, spec_.conv_common(), opt_, n_stats);
+      n_stats += long(node_convs_.num_statistics());
+      for (const auto& nb : node_convs_.norms()) all_norms.push_back(nb);
+    }
+    if (n_stats > 0) {
+      stats_ = Vec<double, M>("hydragnn::Model::running_statistics", std::size_t(n_stats));
+      record_ = Vec<double, M>("hydragnn::Model::batch_statistics", std::size_t(n_stats));
+      auto h = Kokkos::create_mirror_view(stats_);
+      for (const auto& nb : all_norms) {
+        const BatchNorm& bn = *nb.second;
+        const std::size_t mean = std::size_t(bn.stats_off), var = mean + std::size_t(bn.channels);
+        for (int c = 0; c < bn.channels; ++c) {
+          h(mean + std::size_t(c)) = 0.0;  // running_mean
+          h(var + std::size_t(c)) = 1.0;   // running_var
         }
-        named_buffers_.push_back({n + ".module.running_mean", mean, {C}});
-        named_buffers_.push_back({n + ".module.running_var", var, {C}});
-        named_buffers_.push_back({n + ".module.num_batches_tracked", n_stats, {}});
+        named_buffers_.push_back({nb.first + ".module.running_mean", mean, {bn.channels}});
+        named_buffers_.push_back({nb.first + ".module.running_var", var, {bn.channels}});
+        named_buffers_.push_back({nb.first + ".module.num_batches_tracked", std::size_t(n_stats), {}});
       }
       Kokkos::deep_copy(stats_, h);
     }
-    trunk_params_ = alloc.size;  // everything before the heads
     heads_ = Heads(alloc, spec_, traits::per_layer_readout ? conv_.num_layers() : 1);
     init_ranges_ = alloc.ranges;
     named_ = alloc.named;
@@ -135,7 +154,7 @@ class Model {
   /// replaces them by that batch's statistics (calibration). No-op without feature layers or
   /// without a recorded forward.
   void update_running_statistics(const Exec& exec, double momentum = BatchNorm::momentum) {
-    if constexpr (traits::batch_norm) {
+    if (has_statistics()) {
       if (!recorded_) return;
       kernels::batchnorm_update_running<Exec>(exec, record_, momentum, stats_);
       ++batches_tracked_;
@@ -149,7 +168,7 @@ class Model {
   /// update_running_statistics() folds the model's own.
   std::vector<double> take_batch_statistics() {
     std::vector<double> out;
-    if constexpr (traits::batch_norm) {
+    if (has_statistics()) {
       if (!recorded_) return out;
       auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), record_);
       out.assign(h.data(), h.data() + h.extent(0));
@@ -158,7 +177,7 @@ class Model {
     return out;
   }
   void fold_batch_statistics(const Exec& exec, const std::vector<double>& rec, double momentum = BatchNorm::momentum) {
-    if constexpr (traits::batch_norm) {
+    if (has_statistics()) {
       if (rec.size() != record_.extent(0))
         throw std::invalid_argument("hydragnn::Model::fold_batch_statistics: " + std::to_string(rec.size()) +
                                     " values, the feature layers record " + std::to_string(record_.extent(0)));
@@ -169,7 +188,7 @@ class Model {
       update_running_statistics(exec, momentum);
     } else {
       (void)exec, (void)momentum;
-      if (!rec.empty()) throw std::invalid_argument("hydragnn::Model::fold_batch_statistics: the model has no feature layers");
+      if (!rec.empty()) throw std::invalid_argument("hydragnn::Model::fold_batch_statistics: the model has no BatchNorm");
     }
   }
   /// Buffers (not trained): the feature layers' running statistics then num_batches_tracked, as
@@ -177,19 +196,21 @@ class Model {
   /// state_dict names; every layer's num_batches_tracked is the one shared count at the end).
   std::vector<double> buffers() const {
     std::vector<double> out;
-    if constexpr (traits::batch_norm) {
+    if (has_statistics()) {
       auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), stats_);
       out.assign(h.data(), h.data() + h.extent(0));
       out.push_back(double(batches_tracked_));
     }
     return out;
   }
-  std::size_t num_buffers() const { return traits::batch_norm ? stats_.extent(0) + 1 : 0; }
+  std::size_t num_buffers() const { return has_statistics() ? stats_.extent(0) + 1 : 0; }
+  /// Whether the model has BatchNorms (feature layers or conv node heads), hence running statistics.
+  bool has_statistics() const { return stats_.extent(0) > 0; }
   void set_buffers(const std::vector<double>& b) {
     if (b.size() != num_buffers())
       throw std::invalid_argument("hydragnn::Model::set_buffers: " + std::to_string(b.size()) + " values, the " +
                                   Conv::name + " architecture has " + std::to_string(num_buffers()));
-    if constexpr (traits::batch_norm) {
+    if (has_statistics()) {
       auto h = Kokkos::create_mirror_view(stats_);
       for (std::size_t i = 0; i < h.extent(0); ++i) h(i) = b[i];
       Kokkos::deep_copy(stats_, h);
@@ -264,12 +285,10 @@ class Model {
     f.pre.assign(L, Mat<S, M>());
     f.layer.resize(L);
     const bool batch_stats = traits::batch_norm && training_;
-    if constexpr (traits::batch_norm) {
-      f.norm.resize(L);
-      if (batch_stats && N < 2)
-        throw std::invalid_argument(std::string("hydragnn::Model: ") + Conv::name +
-                                    "'s BatchNorm in training mode needs more than one atom in the batch");
-    }
+    if constexpr (traits::batch_norm) f.norm.resize(L);
+    if (training_ && has_statistics() && N < 2)
+      throw std::invalid_argument(std::string("hydragnn::Model: ") + Conv::name +
+                                  "'s BatchNorm in training mode needs more than one atom in the batch");
     NodeState<S, M>& s0 = f.state[0];
     s0.h = ws.template mat<S>(lbl + ".embedding", 0, N, D);
     kernels::embedding_forward<Exec, S, T>(exec, w.p, emb_off_, b.species, s0.h);
@@ -294,7 +313,14 @@ class Model {
     }
     std::vector<Mat<S, M>> hs;
     for (int l = 1; l <= L; ++l) hs.push_back(f.state[l].h);
-    heads_.template forward<Exec, S, T>(exec, spec_, w, b, hs, ref_, f.heads, ws);
+    std::vector<Mat<S, M>> given;  // conv node heads' outputs
+    if (spec_.node_conv) {
+      const bool record = training_ && std::is_same<S, T>::value;
+      given = node_convs_.template forward<Exec, S, T>(exec, w, b, r, f.state[L], training_, stats_,
+                                                       record ? record_ : Vec<double, M>(), f.node_conv, ws);
+      if (record) recorded_ = true;
+    }
+    heads_.template forward<Exec, S, T>(exec, spec_, w, b, hs, ref_, f.heads, ws, given);
     f.energy = f.heads.energy_g;
     f.head_out = f.heads.head_out;
   }
@@ -313,14 +339,25 @@ class Model {
     std::vector<Mat<S, M>> hbars;
     for (int l = 1; l <= L; ++l)
       hbars.push_back(ws.template zeroed_mat<S>(exec, lbl + ".h_bar", l, f.state[l].h.extent(0), f.state[l].h.extent(1)));
-    heads_.template backward<Exec, S, T>(exec, spec_, w, b, f.heads, Ebar, head_bar, hbars, g, ws);
+    std::vector<Mat<S, M>> given_bar;  // dL/d(conv node heads' outputs)
+    heads_.template backward<Exec, S, T>(exec, spec_, w, b, f.heads, Ebar, head_bar, hbars, g, ws,
+                                         spec_.node_conv ? &given_bar : nullptr);
+    const Mat<S, M> rbar = geometry ? ws.template zeroed_mat<S>(exec, lbl + ".r_bar", 0, b.num_edges, 3) : Mat<S, M>();
+    NodeState<S, M> head_in_bar;  // dL/d(trunk output) through the conv node heads
+    if (spec_.node_conv) {
+      head_in_bar = node_convs_.template backward<Exec, S, T>(exec, w, b, f.node_conv, given_bar, g, rbar, ws);
+      if (head_in_bar.h.extent(0) > 0) kernels::add_into<Exec, S>(exec, head_in_bar.h, hbars[L - 1]);
+    }
     typename Conv::template EdgeGrad<S, M> eg;  // empty views unless the geometry gradient is wanted
     if (geometry) conv_.template edge_grad_init<Exec, S>(exec, b, eg, ws);
     NodeState<S, M> out_bar;
     out_bar.h = hbars[L - 1];
     if constexpr (traits::has_vectors) {
       out_bar.v = ws.template vec3<S>(lbl + ".v_bar", 0, f.state[L].v.extent(0), 3, f.state[L].v.extent(2));
-      Kokkos::deep_copy(exec, out_bar.v, S(0));
+      if (head_in_bar.v.extent(0) > 0)
+        Kokkos::deep_copy(exec, out_bar.v, head_in_bar.v);
+      else
+        Kokkos::deep_copy(exec, out_bar.v, S(0));
     }
     for (int l = L; l-- > 0;) {
       // stack activation
@@ -337,7 +374,6 @@ class Model {
     }
     if (g.extent(0) > 0) kernels::embedding_backward<Exec, S>(exec, out_bar.h, b.species_perm, b.species_ptr, emb_off_, g);
     if (!geometry) return Mat<S, M>();
-    auto rbar = ws.template zeroed_mat<S>(exec, lbl + ".r_bar", 0, b.num_edges, 3);
     conv_.template edge_backward<Exec, S>(exec, b, f.r, f.edge, eg, rbar, ws);
     return rbar;
   }
@@ -349,7 +385,8 @@ class Model {
   std::size_t trunk_params_ = 0;
   Conv conv_;
   std::vector<BatchNorm> norms_;  ///< feature layers (batch_norm only)
-  Vec<double, M> stats_;          ///< running mean/var per feature layer: [mean C | var C] x L
+  ConvNodeHeads<Conv> node_convs_;  ///< node heads of type conv (spec.node_conv)
+  Vec<double, M> stats_;          ///< running mean/var per BatchNorm ([mean C | var C]): feature layers, then conv node heads
   Vec<double, M> record_;         ///< batch statistics of the last training-mode real forward (same layout)
   long batches_tracked_ = 0;
   bool training_ = false;
