@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # MPI data-parallel training through the CLI (Open MPI, ranks oversubscribed on this machine):
 #  - `mpiexec -np P hydragnn train` writes bitwise the same checkpoints as one process with
-#    `--accumulate P` (P = 2 and 3; force training, structures of 8 to 64 atoms);
+#    `--accumulate P` (P = 2 and 3; force training, structures of 8 to 64 atoms), also GAT with its
+#    random attention dropout (P = 2);
 #  - a run stopped after 2 epochs on 2 ranks resumes on 1 rank with --accumulate 2 and ends bitwise
 #    where the uninterrupted 2-rank run ends; it also resumes on 3 ranks (another shard count);
 #  - only rank 0 writes and prints;
@@ -51,6 +52,24 @@ strip() { python3 -c "import json,sys; [print(json.dumps({k: v for k, v in json.
 mpi 3 "$exe" train --config "$work/cfg.json" --output "$work/np3" > "$work/np3.log"
 "$exe" train --config "$work/cfg.json" --output "$work/acc3" --accumulate 3 > "$work/acc3.log"
 same "$work/np3/checkpoint.hgnn" "$work/acc3/checkpoint.hgnn"
+
+# GAT with HydraGNN's attention dropout: each micro-batch's masks follow (seed, step, global shard),
+# so 2 ranks train bitwise as 1 rank with --accumulate 2; without dropout the run differs
+python3 - "$work/cfg.json" "$work/gat.json" "$work/gat0.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+a = c["NeuralNetwork"]["Architecture"]
+a.update(mpnn_type="GAT", hidden_dim=4, edge_features=["length"])
+c["NeuralNetwork"]["Training"]["num_epoch"] = 2
+json.dump(c, open(sys.argv[2], "w"))
+a["gat_dropout"] = 0.0
+json.dump(c, open(sys.argv[3], "w"))
+PY
+mpi 2 "$exe" train --config "$work/gat.json" --output "$work/gat_np2" > "$work/gat_np2.log"
+"$exe" train --config "$work/gat.json" --output "$work/gat_acc2" --accumulate 2 > /dev/null
+same "$work/gat_np2/checkpoint.hgnn" "$work/gat_acc2/checkpoint.hgnn"
+"$exe" train --config "$work/gat0.json" --output "$work/gat0" --accumulate 2 > /dev/null
+cmp -s "$work/gat0/checkpoint.hgnn" "$work/gat_acc2/checkpoint.hgnn" && fail "GAT dropout had no effect"
 
 # stop after 2 epochs on 2 ranks, resume on 1 rank with accumulate 2: where the 3-epoch run ends
 python3 -c "import json,sys; c=json.load(open(sys.argv[1])); c['NeuralNetwork']['Training']['num_epoch']=2; json.dump(c,open(sys.argv[2],'w'))" "$work/cfg.json" "$work/cfg2.json"

@@ -55,7 +55,8 @@ inline hydragnn::Structure golden_structure(const nlohmann::json& js) {
 }
 
 /// Convolution Conv's options from a golden "architecture": its own keys, and the edge-length feature
-/// where the file has one.
+/// where the file has one. GAT's attention dropout off: the generators set HydraGNN's to 0 for the
+/// training-mode steps they record (its masks are torch's random draws).
 template <class Conv>
 typename Conv::options_type golden_options(const nlohmann::json& a) {
   using namespace hydragnn;
@@ -89,6 +90,7 @@ typename Conv::options_type golden_options(const nlohmann::json& a) {
     get("edge_features", o.edge_features);
     get("edge_length_scale", o.edge_length_scale);
   }
+  if constexpr (std::is_same<Conv, GATConv>::value) o.gat_dropout = 0.0;  // HydraGNN's set to 0 for the recorded steps
   return o;
 }
 

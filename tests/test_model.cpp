@@ -913,3 +913,65 @@ TEST_CASE("energy head type: node = per atom, graph = pooled (graph_pooling add 
   CHECK(std::isfinite(predict(exec, m, b, true).energy[0]));
   std::filesystem::remove_all(opt.output_dir);
 }
+
+TEST_CASE("GAT attention dropout: training-mode passes follow the seed, evaluation does not; gradient exact",
+          "[model][gat][dropout]") {
+  hydragnn_test::ensure_kokkos();
+  Exec exec;
+  ModelSpec s;
+  s.hidden_dim = 4;
+  s.num_conv_layers = 2;
+  s.cutoff = 3.0;
+  s.species.numbers = {1, 8};
+  s.ref_energy = {0.0, 0.0};
+  GATOptions o;  // HydraGNN's dropout 0.25
+  o.gat_heads = 2;
+  o.edge_features = {"length"};
+  o.edge_length_scale = 3.0;
+  REQUIRE(o.gat_dropout == 0.25);
+  Model<double, GATConv, Exec> model(s, o);
+  model.initialize(3);
+  std::vector<Structure> frames;
+  for (int f = 0; f < 3; ++f) {
+    Structure st = hydragnn_test::random_structure(500 + f, 5, {1, 8}, f == 1, 4.0, 1.0);
+    st.energy = -2.0 + 0.3 * f;
+    for (std::size_t i = 0; i < st.size(); ++i) st.forces.push_back(Vec3{0.1 * f, -0.2, 0.05 * double(i)});
+    frames.push_back(st);
+  }
+  const auto batch = make_batch<M>(frames, s.cutoff, -1, s.species);
+  LossSpec w;
+  w.energy = 1.0;
+  w.force = 1.0;
+  auto loss = [&](std::uint64_t seed) {
+    model.set_random_seed(seed);
+    return loss_and_grad(exec, model, batch, w, Vec<double, M>()).loss;
+  };
+  // evaluation: no dropout, the seed is irrelevant
+  CHECK(loss(1) == loss(2));
+  model.set_training(true);
+  const double l1 = loss(1), l1_again = loss(1), l2 = loss(2);
+  CHECK(l1 == l1_again);  // the masks are a function of the seed
+  CHECK(l1 != l2);        // and change with it
+  // the gradient of a training-mode step (masks fixed by its seed) against finite differences
+  model.set_random_seed(1);
+  Vec<double, M> grad("grad", model.num_params());
+  loss_and_grad(exec, model, batch, w, grad);
+  int nonzero = 0;
+  for (std::size_t k = 0; k < model.num_params(); k += 5) {
+    const double fd = fd_loss_gradient(exec, model, batch, w, k, 3e-6);
+    INFO("parameter " << k);
+    CHECK(grad(k) == Approx(fd).epsilon(1e-5).margin(1e-8));
+    nonzero += std::fabs(fd) > 1e-6;
+  }
+  CHECK(nonzero > 10);
+  // without dropout a training-mode pass does not depend on the seed
+  GATOptions o0 = o;
+  o0.gat_dropout = 0.0;
+  Model<double, GATConv, Exec> m0(s, o0);
+  m0.initialize(3);
+  m0.set_training(true);
+  m0.set_random_seed(1);
+  const double a = loss_and_grad(exec, m0, batch, w, Vec<double, M>()).loss;
+  m0.set_random_seed(2);
+  CHECK(loss_and_grad(exec, m0, batch, w, Vec<double, M>()).loss == a);
+}

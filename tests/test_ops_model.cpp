@@ -1841,6 +1841,8 @@ struct GatOp {
   bool concat, edge;
   const char* name;
   int K = 2, C = 3;
+  double dropout = 0;  ///< attention dropout (training mode), masks from seed
+  std::uint64_t seed = 0;
   double slope = 0.05;
   double dual_primal_rel = 1e-14;  // the softmax divides by a dual
   std::vector<bool> real_inputs() const { return {false, false, false, true}; }
@@ -1855,6 +1857,8 @@ struct GatOp {
     sh.att = 0;
     sh.edge = edge ? KC() : -1;
     sh.bias = 2 * KC();
+    sh.dropout = dropout;
+    sh.seed = seed;
     return sh;
   }
   long P() const { return 2L * KC() + width(); }
@@ -1867,16 +1871,19 @@ struct GatOp {
     Arr<double> y(std::size_t(g.N) * width(), 0.0);
     for (int i = 0; i < g.N; ++i) {
       std::vector<int> js;
+      std::vector<long> keys;  // the dropout keys: the edge, E + i for the self loop
       std::vector<double> as;
       double am = 0;
       for (int e = g.row_ptr[i]; e < g.row_ptr[i + 1]; ++e)
         if (g.src[e] != i) {
           js.push_back(g.src[e]);
+          keys.push_back(e);
           as.push_back(A[e]);
           am += A[e];
         }
       if (!as.empty()) am /= double(as.size());
       js.push_back(i);
+      keys.push_back(long(g.E) + i);
       as.push_back(am);
       for (int k = 0; k < K; ++k) {
         std::vector<double> sc;
@@ -1893,7 +1900,8 @@ struct GatOp {
         for (double s : sc) den += std::exp(s);
         for (int c = 0; c < C; ++c) {
           double acc = 0;
-          for (std::size_t m = 0; m < js.size(); ++m) acc += std::exp(sc[m]) / den * XL[js[m] * KC() + k * C + c];
+          for (std::size_t m = 0; m < js.size(); ++m)
+            acc += std::exp(sc[m]) / den * shape().keep(keys[m], k) * XL[js[m] * KC() + k * C + c];
           if (concat)
             y[i * width() + k * C + c] = acc;
           else
@@ -1959,6 +1967,43 @@ TEST_CASE("ops model: GATv2 attention (gat.hpp)", "[ops][model]") {
   check_op(GatOp{g, true, true, "gat attention (concat, edge attribute)"}, 205);
   check_op(GatOp{g, false, true, "gat attention (mean over heads, edge attribute)"}, 206);
   check_op(GatOp{g, true, false, "gat attention (concat, no edge attribute)"}, 207);
+  GatOp drop{g, true, true, "gat attention with dropout 0.3 (concat, edge attribute)"};
+  drop.dropout = 0.3;
+  drop.seed = 11;
+  check_op(drop, 208);
+  drop.concat = false;
+  drop.name = "gat attention with dropout 0.3 (mean over heads)";
+  check_op(drop, 209);
+}
+
+TEST_CASE("ops model: GAT attention dropout masks: rate, scale, repeatable per seed", "[ops][model][dropout]") {
+  km::GatShape sh;
+  sh.K = 3;
+  sh.dropout = 0.25;
+  sh.seed = 5;
+  const long n = 200000;
+  long zeros = 0, same = 0, differ = 0;
+  double sum = 0;
+  km::GatShape other = sh;
+  other.seed = 6;
+  for (long key = 0; key < n; ++key)
+    for (int k = 0; k < sh.K; ++k) {
+      const double m = sh.keep(key, k);
+      REQUIRE((m == 0.0 || m == 1.0 / 0.75));
+      zeros += m == 0.0;
+      sum += m;
+      same += m == sh.keep(key, k);
+      differ += m != other.keep(key, k);
+    }
+  const double N = double(n) * sh.K;
+  INFO("dropped fraction " << zeros / N << ", mean factor " << sum / N);
+  CHECK(std::fabs(zeros / N - 0.25) < 0.005);  // binomial sd 0.0006
+  CHECK(std::fabs(sum / N - 1.0) < 0.007);     // inverted dropout: unbiased
+  CHECK(same == long(N));                      // a pure function of (seed, key, head)
+  CHECK(std::fabs(differ / N - 2 * 0.25 * 0.75) < 0.005);  // another seed: independent masks
+  km::GatShape off = sh;
+  off.dropout = 0;
+  CHECK(off.keep(17, 1) == 1.0);
 }
 
 TEST_CASE("ops model: BatchNorm running update folds the unbiased batch variance with momentum 0.1", "[ops][model]") {

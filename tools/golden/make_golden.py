@@ -1217,8 +1217,8 @@ def main(argv=None):
             if mpnn_type in BATCHNORM else None
         if mpnn_type == "GAT":
             patches.append("train_mode: the GATv2Conv attention dropout (HydraGNN's Base default "
-                           "0.25, active in train()) set to 0 for the recorded step; hydragnn has "
-                           "no attention dropout")
+                           "0.25, active in train()) set to 0 for the recorded step; the test sets "
+                           "hydragnn's gat_dropout to 0 too")
         params, buffers = stack_parameters(model)
         # the energy must depend on every parameter recorded
         st0 = structures[2]

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// GAT (HydraGNN's GATStack = PyTorch Geometric's GATv2Conv with K heads, HydraGNN's heads 6 and
-// negative slope 0.05, add_self_loops, dropout 0, bias), written on the op layer:
+// GAT (HydraGNN's GATStack = PyTorch Geometric's GATv2Conv with K heads, HydraGNN's heads 6,
+// negative slope 0.05 and attention dropout 0.25, add_self_loops, bias), written on the op layer:
 //
 //   layer l:   XL = lin_l(h), XR = lin_r(h)                        Linear I -> K*H each (with bias)
 //              Y  = GATv2 attention over the edges into i and a self loop (kernels/gat.hpp)
 //              concat (every layer but the last): K*H outputs; mean over the heads (the last): H
+//              training mode: attention dropout (kernels/gat.hpp), masks drawn from the model's pass
+//              seed (set_pass), this convolution's parameter prefix and the layer
 //   edges:     a_e = d_e / edge_length_scale through lin_edge (1 -> K*H, no bias) in the score
 //              (edge_features ["length"] only)
 // As HydraGNN: the first layer reads the embedding (input_dim), the middle ones K*H features, and
@@ -30,10 +32,12 @@ namespace hydragnn {
 struct GATOptions : EdgeFeatureOptions {
   int gat_heads = 6;                  ///< ours: attention heads (HydraGNN fixes 6)
   double gat_negative_slope = 0.05;   ///< ours: leaky_relu slope of the score (HydraGNN fixes 0.05)
+  double gat_dropout = 0.25;          ///< ours: attention dropout in training (HydraGNN fixes Base's dropout 0.25)
   template <class V>
   void visit(V&& v) {
     v("gat_heads", gat_heads);
     v("gat_negative_slope", gat_negative_slope);
+    v("gat_dropout", gat_dropout);
     visit_edge_features(v);
   }
   template <class F>
@@ -41,6 +45,7 @@ struct GATOptions : EdgeFeatureOptions {
     if (gat_heads < 1) fail("gat_heads", "must be >= 1");
     if (!(gat_negative_slope >= 0) || !std::isfinite(gat_negative_slope))
       fail("gat_negative_slope", "must be a finite number >= 0");
+    if (!(gat_dropout >= 0 && gat_dropout < 1)) fail("gat_dropout", "must be in [0, 1)");
     validate_edge_features(fail);
   }
 };
@@ -61,7 +66,9 @@ struct GATConv : conv::EdgeLengthGeometry<GATConv> {
   std::vector<Layer> layers;
 
   GATConv() = default;
-  GATConv(ParamAllocator& alloc, const ConvCommon& common, const GATOptions& opt) : EdgeLengthGeometry(conv::EdgeLength(opt, name)) {
+  GATConv(ParamAllocator& alloc, const ConvCommon& common, const GATOptions& opt)
+      : EdgeLengthGeometry(conv::EdgeLength(opt, name)), dropout_(opt.gat_dropout) {
+    for (char ch : common.layer_name(0)) stream_ = mix64(stream_, std::uint64_t(static_cast<unsigned char>(ch)));
     const int H = common.hidden_dim, K = opt.gat_heads;
     const int L = common.head ? common.num_conv_layers : std::max(2, common.num_conv_layers);
     for (int l = 0; l < L; ++l) {
@@ -85,6 +92,12 @@ struct GATConv : conv::EdgeLengthGeometry<GATConv> {
     }
   }
   int num_layers() const { return int(layers.size()); }
+  /// The pass that follows: attention dropout in training mode, its masks drawn from seed (the same
+  /// seed gives the same masks: the real and dual passes of a step, its backward).
+  void set_pass(bool training, std::uint64_t seed) const {
+    training_ = training;
+    seed_ = seed;
+  }
   /// Width of layer l's output (K*H while concatenating, H after the last layer).
   int layer_width(int l) const { return layers[l].att.width(); }
   template <class S, class M> struct LayerCache {
@@ -105,7 +118,8 @@ struct GATConv : conv::EdgeLengthGeometry<GATConv> {
     c.alpha = ws.template mat<S>(lbl + ".alpha", l, E, K);
     c.alpha_self = ws.template mat<S>(lbl + ".alpha_self", l, N, K);
     out.h = ws.template mat<S>(lbl + ".out", l, N, L.att.width());
-    kernels::gat_attention<Exec, S, T>(exec, c.xl, c.xr, ec.a, w.p, L.att, b.row_ptr, b.src, c.alpha, c.alpha_self, out.h);
+    kernels::gat_attention<Exec, S, T>(exec, c.xl, c.xr, ec.a, w.p, pass_shape(l), b.row_ptr, b.src, c.alpha, c.alpha_self,
+                                       out.h);
   }
 
   template <class Exec, class S, class T>
@@ -124,7 +138,7 @@ struct GATConv : conv::EdgeLengthGeometry<GATConv> {
     auto xlbar = ws.template mat<S>(lbl + ".xl_bar", 0, N, KC);
     auto xrbar = ws.template mat<S>(lbl + ".xr_bar", 0, N, KC);
     auto part = want_params ? ws.template mat<S>(lbl + ".param_part", 0, N, length.on ? 2 * KC : KC) : Mat<S, mem_t<Exec>>();
-    kernels::gat_attention_backward<Exec, S, T>(exec, c.xl, c.xr, ec.a, w.p, L.att, b.row_ptr, b.src, c.alpha,
+    kernels::gat_attention_backward<Exec, S, T>(exec, c.xl, c.xr, ec.a, w.p, pass_shape(l), b.row_ptr, b.src, c.alpha,
                                                 c.alpha_self, out_bar.h, dalpha, dalpha_self, xle, xlbar, xrbar, eg.abar,
                                                 part, g);
     // what the edges add to XL at their senders (sender segments, ascending)
@@ -137,6 +151,18 @@ struct GATConv : conv::EdgeLengthGeometry<GATConv> {
     kernels::linear_backward_input<Exec, S, T>(exec, xlbar, w, L.lin_l, in_bar.h, false);
     kernels::linear_backward_input<Exec, S, T>(exec, xrbar, w, L.lin_r, in_bar.h, true);
   }
+ private:
+  /// Layer l's attention for the current pass (dropout only in training mode).
+  kernels::GatShape pass_shape(int l) const {
+    kernels::GatShape sh = layers[std::size_t(l)].att;
+    sh.dropout = training_ ? dropout_ : 0.0;
+    sh.seed = mix64(mix64(seed_, stream_), std::uint64_t(l));
+    return sh;
+  }
+  double dropout_ = 0;
+  std::uint64_t stream_ = 0;  ///< from the parameter prefix: the trunk's and a head's layers draw apart
+  mutable bool training_ = false;
+  mutable std::uint64_t seed_ = 0;
 };
 
 }  // namespace hydragnn

@@ -17,6 +17,9 @@
 //   static constexpr const char* name;            the HydraGNN mpnn_type
 //   (optional) bool uses_positions() const;       false: the energy does not depend on the positions
 //                                                 (no edge geometry, e.g. GIN; forces are zero)
+//   (optional) void set_pass(bool training, std::uint64_t seed) const;
+//                                                 stochastic layers (GAT's attention dropout): the
+//                                                 mode and the random seed of the passes that follow
 //   (optional) int layer_width(int l) const;      width of layer l's invariant output (hidden_dim
 //                                                 if absent; GAT's concatenated heads); the last
 //                                                 layer's must be hidden_dim (the heads read it)
@@ -43,6 +46,7 @@
 #include <hydragnn/kernels/dense.hpp>
 #include <hydragnn/kernels/pointwise.hpp>
 
+#include <cstdint>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -162,6 +166,9 @@ struct has_uses_positions<C, void_t<decltype(bool(std::declval<const C&>().uses_
 template <class C, class = void> struct has_layer_width : std::false_type {};
 template <class C>
 struct has_layer_width<C, void_t<decltype(int(std::declval<const C&>().layer_width(0)))>> : std::true_type {};
+template <class C, class = void> struct has_set_pass : std::false_type {};
+template <class C>
+struct has_set_pass<C, void_t<decltype(std::declval<const C&>().set_pass(true, std::uint64_t(0)))>> : std::true_type {};
 template <class C, class = void> struct has_feature_layer : std::false_type {};
 template <class C>
 struct has_feature_layer<C, void_t<typename C::feature_layer>>
@@ -283,6 +290,13 @@ struct conv_traits {
       return c.uses_positions();
     else
       return true;
+  }
+  /// Tell a stochastic convolution the mode and seed of the passes that follow (no-op otherwise).
+  static void set_pass(const C& c, bool training, std::uint64_t seed) {
+    if constexpr (conv_detail::has_set_pass<C>::value)
+      c.set_pass(training, seed);
+    else
+      (void)c, (void)training, (void)seed;
   }
   /// Width of layer l's invariant output (hidden_dim unless c says otherwise).
   static int layer_width(const C& c, int l, int hidden_dim) {

@@ -121,6 +121,11 @@ class ConvNodeHeads {
   }
 
   bool empty() const { return output_.empty(); }
+  /// The mode and random seed of the passes that follow (stochastic convolutions: GAT's dropout).
+  void set_pass(bool training, std::uint64_t seed) const {
+    for (const auto* v : {&hidden_, &output_})
+      for (const Step& s : *v) traits::set_pass(s.conv, training, seed);
+  }
   std::size_t num_outputs() const { return output_.size(); }
   /// Running statistics of the BatchNorms (2 per channel), laid out from the constructor's offset.
   std::size_t num_statistics() const { return num_stats_; }

@@ -149,6 +149,10 @@ class Model {
   /// Feature-layer mode: batch statistics (training) or running statistics (evaluation, the default).
   void set_training(bool on) { training_ = on; }
   bool training() const { return training_; }
+  /// The seed of the random masks of the training-mode passes that follow (GAT's attention dropout):
+  /// the trainer sets one per step and micro-batch, so the real and dual passes and the backward
+  /// of a step see the same masks and a run is repeatable.
+  void set_random_seed(std::uint64_t seed) { seed_ = seed; }
   /// Fold the batch statistics recorded by the last training-mode real forward into the running
   /// statistics (momentum 0.1 = torch's, unbiased variance); once per optimizer step. Momentum 1
   /// replaces them by that batch's statistics (calibration). No-op without feature layers or
@@ -280,6 +284,8 @@ class Model {
     const int N = b.num_atoms, D = spec_.embedding_dim(), L = conv_.num_layers();
     const std::string lbl = "hydragnn::Model::forward";
     f.r = r;
+    traits::set_pass(conv_, training_, seed_);
+    if (spec_.node_conv) node_convs_.set_pass(training_, seed_);
     conv_.template edge_forward<Exec, S>(exec, b, r, f.edge, ws);
     f.state.assign(L + 1, NodeState<S, M>());
     f.pre.assign(L, Mat<S, M>());
@@ -390,6 +396,7 @@ class Model {
   Vec<double, M> record_;         ///< batch statistics of the last training-mode real forward (same layout)
   long batches_tracked_ = 0;
   bool training_ = false;
+  std::uint64_t seed_ = 0;  ///< random masks of training-mode passes (set_random_seed)
   mutable bool recorded_ = false;  ///< record_ holds statistics not yet folded in
   std::vector<NamedParam> named_buffers_;
   Heads heads_;

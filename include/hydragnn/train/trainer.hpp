@@ -9,6 +9,7 @@
 #include <hydragnn/io/run_log.hpp>
 #include <hydragnn/train/dataset.hpp>
 #include <hydragnn/autodiff/loss.hpp>
+#include <hydragnn/core/random.hpp>
 #include <hydragnn/train/collective.hpp>
 #include <hydragnn/train/finetune.hpp>
 #include <hydragnn/train/shards.hpp>
@@ -299,8 +300,11 @@ class DataParallelStep {
   }
 
   /// epoch: 1-based, for the message of a diverging loss.
+  /// seed: the run's; with the optimizer's step count and the global shard it seeds each micro-batch's
+  /// random masks (GAT's attention dropout): a step's masks do not depend on the rank count or a resume.
   StepResult step(const Exec& exec, ModelT& model, Optimizer<T, Exec>& optim, const Dataset& ds,
-                  const std::vector<std::vector<std::size_t>>& idx, const LossSpec& w, double lr, int epoch) {
+                  const std::vector<std::vector<std::size_t>>& idx, const LossSpec& w, double lr, int epoch,
+                  std::uint64_t seed = 0) {
     using clock = std::chrono::steady_clock;
     auto secs = [](clock::time_point a, clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
     StepResult res;
@@ -334,6 +338,8 @@ class DataParallelStep {
         rec.insert(rec.end(), {0.0, 0.0});
         continue;
       }
+      const std::uint64_t v = std::uint64_t(coll_.rank()) * std::uint64_t(A_) + std::uint64_t(a);  // global shard
+      model.set_random_seed(mix64(mix64(seed, std::uint64_t(optim.step_count)), v));
       const auto r = loss_and_grad(exec, model, micro_[std::size_t(a)], w_step, any ? grad_micro_ : grad_, &ws_);
       if (any) kernels::accumulate_gradient<Exec, T>(exec, grad_, grad_micro_);
       any = true;
@@ -565,7 +571,7 @@ TrainResult train(const typename ModelT::exec_space& exec, const Config& cfg, co
         for (std::size_t k = lo; k < hi; ++k)
           if (o[k] != no_structure) idx[std::size_t(a)].push_back(o[k]);
       }
-      const StepResult r = stepper.step(exec, model, optim, train_ds, idx, w, st.lr, st.epoch + 1);
+      const StepResult r = stepper.step(exec, model, optim, train_ds, idx, w, st.lr, st.epoch + 1, tc.seed);
       ++st.step;
       train_loss += r.loss * double(r.graphs);
       train_graphs += r.graphs;

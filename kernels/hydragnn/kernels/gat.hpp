@@ -11,6 +11,11 @@
 //   softmax        alpha_e,k = exp(s_e,k - max) / (sum_e' exp(s_e',k - max) + 1e-16)    (PyG softmax)
 //   output         concat:  Y(i, kC+c) = sum_e alpha_e,k XL(j, kC+c) + bias(kC+c)
 //                  mean:    Y(i, c)    = (1/K) sum_k sum_e alpha_e,k XL(j, kC+c) + bias(c)
+// Attention dropout (PyG's F.dropout of alpha in training mode; GatShape::dropout p > 0): every
+// coefficient alpha_e,k of the output sum (the self loop's too) is multiplied by m = 0 with
+// probability p, 1 / (1 - p) otherwise, m drawn from (seed, edge, head) by a counter-based hash
+// (core/random.hpp; the self loop of i has key E + i): the same masks in the backward, in a dual
+// pass and on every backend. The softmax itself is not masked.
 // The max is taken on the primal (a dual tangent sees a constant shift, as PyG's detached max).
 // The backward recomputes z from XL, XR and a (nothing edge x channel is kept): per receiver,
 //   dalpha_e,k = <Ybar_k(i), XL_k(j)>,  ds_e,k = alpha_e,k (dalpha_e,k - sum_e' alpha_e',k dalpha_e',k)
@@ -22,8 +27,11 @@
 // One thread per receiver walks its edges in CSR order with the self loop last (every mode).
 #pragma once
 
+#include <hydragnn/core/random.hpp>
 #include <hydragnn/core/types.hpp>
 #include <hydragnn/kernels/modes.hpp>
+
+#include <cstdint>
 
 namespace hydragnn {
 namespace kernels {
@@ -37,7 +45,15 @@ struct GatShape {
   long att = -1;         ///< att: K x C
   long edge = -1;        ///< lin_edge.weight: K*C x 1 (-1: no edge attribute)
   long bias = -1;        ///< bias: width() (-1: none)
+  double dropout = 0;    ///< attention dropout probability (training mode; 0: none)
+  std::uint64_t seed = 0;  ///< the masks' seed (one per pass and layer)
   KOKKOS_INLINE_FUNCTION int width() const { return concat ? K * C : C; }
+  /// The dropout factor of coefficient (key, head): 0 or 1 / (1 - dropout); 1 without dropout.
+  KOKKOS_INLINE_FUNCTION double keep(long key, int k) const {
+    if (!(dropout > 0)) return 1.0;
+    return uniform01(mix64(seed, std::uint64_t(key) * std::uint64_t(K) + std::uint64_t(k))) < dropout ? 0.0
+                                                                                                      : 1.0 / (1.0 - dropout);
+  }
 };
 
 namespace detail {
@@ -85,6 +101,7 @@ void gat_attention(const Exec& exec, const CMat<S, mem_t<Exec>>& XL, const CMat<
                    const Mat<S, mem_t<Exec>>& alpha, const Mat<S, mem_t<Exec>>& alpha_self, const Mat<S, mem_t<Exec>>& Y) {
   using R = real_t<S>;
   using M = mem_t<Exec>;
+  const long E = long(alpha.extent(0));
   detail::for_each_row<Mode>(exec, "hydragnn::GAT::attention", long(Y.extent(0)), KOKKOS_LAMBDA(const long i) {
     const int e0 = row_ptr(i), e1 = row_ptr(i + 1), K = sh.K, C = sh.C;
     int n;
@@ -113,12 +130,13 @@ void gat_attention(const Exec& exec, const CMat<S, mem_t<Exec>>& XL, const CMat<
       for (int e = e0; e < e1; ++e) alpha(e, k) = alpha(e, k) / sum;
       a_self = a_self / sum;
       alpha_self(i, k) = a_self;
+      const R m_self = R(sh.keep(E + i, k));
       for (int c = 0; c < C; ++c) {
         const long q = long(k) * C + c;
         S acc(0);
         for (int e = e0; e < e1; ++e)
-          if (src(e) != i) acc += alpha(e, k) * XL(src(e), q);
-        acc += a_self * XL(i, q);
+          if (src(e) != i) acc += alpha(e, k) * R(sh.keep(e, k)) * XL(src(e), q);
+        acc += a_self * m_self * XL(i, q);
         if (sh.concat)
           Y(i, q) = acc + (sh.bias >= 0 ? S(p(sh.bias + q)) : S(0));
         else
@@ -151,7 +169,7 @@ void gat_attention_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& XL, co
   using R = real_t<S>;
   const bool want_a = Abar.extent(0) > 0 && sh.edge >= 0;
   const bool want_g = g.extent(0) > 0;
-  const long N = long(XL.extent(0)), KC = long(sh.K) * sh.C;
+  const long N = long(XL.extent(0)), KC = long(sh.K) * sh.C, E = long(alpha.extent(0));
   detail::for_each_row<Mode>(exec, "hydragnn::GAT::attention_backward", N, KOKKOS_LAMBDA(const long i) {
     const int e0 = row_ptr(i), e1 = row_ptr(i + 1), K = sh.K, C = sh.C;
     int n;
@@ -171,12 +189,14 @@ void gat_attention_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& XL, co
         if (src(e) == i) continue;
         S d(0);
         for (int c = 0; c < C; ++c) d += yb(k, c) * XL(src(e), long(k) * C + c);
+        d = d * R(sh.keep(e, k));  // the cotangent of the (undropped) softmax output
         dalpha(e, k) = d;
         dot += alpha(e, k) * d;
       }
       {
         S d(0);
         for (int c = 0; c < C; ++c) d += yb(k, c) * XL(i, long(k) * C + c);
+        d = d * R(sh.keep(E + i, k));
         dalpha_self(i, k) = d;
         dot += alpha_self(i, k) * d;
       }
@@ -190,6 +210,7 @@ void gat_attention_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& XL, co
         const long j = self ? i : long(src(e));
         const S al = self ? S(alpha_self(i, k)) : S(alpha(e, k));
         const S ds = al * ((self ? S(dalpha_self(i, k)) : S(dalpha(e, k))) - dot);
+        const S alm = al * R(sh.keep(self ? E + i : long(e), k));  // the coefficient of XL(j) in the output
         const S a = sh.edge >= 0 ? (self ? abar : S(A(e, 0))) : S(0);
         S abar_e(0);
         for (int c = 0; c < C; ++c) {
@@ -199,7 +220,7 @@ void gat_attention_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& XL, co
           const bool pos = z > R(0);
           const S t = pos ? z : z * R(sh.slope);
           const S dz = pos ? S(ds * p(sh.att + q)) : S(ds * p(sh.att + q) * R(sh.slope));
-          const S xl = al * yb(k, c) + dz;
+          const S xl = alm * yb(k, c) + dz;
           if (self)
             XLbar(i, q) = xl;
           else
