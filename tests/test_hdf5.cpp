@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
+#include <sstream>
 #include <unistd.h>
 
 using namespace hydragnn;
@@ -125,9 +127,27 @@ TEST_CASE("100,000 synthetic structures: HDF5 round trip, bit for bit", "[hdf5]"
   CHECK(file.structures_read() == S);
   CHECK(file.atoms_read() == atoms);
   CHECK(file.num_atoms() == atoms);
-  std::printf("HDF5 round trip: %zu structures, %zu atoms, %.1f MB, write %.2f s, read %.2f s\n", S, atoms,
-              double(std::filesystem::file_size(path)) / 1e6, std::chrono::duration<double>(t1 - t0).count(),
-              std::chrono::duration<double>(t2 - t1).count());
+  // a rank's shard as runs: the second half in one call (one read per atom dataset)
+  std::vector<std::size_t> half(S / 2);
+  for (std::size_t k = 0; k < half.size(); ++k) half[k] = S / 2 + k;
+  const auto t3 = std::chrono::steady_clock::now();
+  const std::vector<Structure> got = file.read_many(half);
+  const auto t4 = std::chrono::steady_clock::now();
+  std::vector<Structure> each;
+  each.reserve(half.size());
+  for (std::size_t i : half) each.push_back(file.read(i));
+  const auto t5 = std::chrono::steady_clock::now();
+  REQUIRE(each.size() == got.size());
+  REQUIRE(got.size() == half.size());
+  for (std::size_t k = 0; k < half.size(); ++k) {
+    REQUIRE(got[k].positions == frames[half[k]].positions);
+    REQUIRE(got[k].forces == frames[half[k]].forces);
+  }
+  std::printf("HDF5 round trip: %zu structures, %zu atoms, %.1f MB, write %.2f s, read %.2f s one by one (with the "
+              "checks); half of them (%zu): %.2f s as one run, %.2f s one by one\n",
+              S, atoms, double(std::filesystem::file_size(path)) / 1e6, std::chrono::duration<double>(t1 - t0).count(),
+              std::chrono::duration<double>(t2 - t1).count(), half.size(), std::chrono::duration<double>(t4 - t3).count(),
+              std::chrono::duration<double>(t5 - t4).count());
   std::filesystem::remove(path);
 }
 
@@ -152,6 +172,41 @@ TEST_CASE("HDF5: random access reads only the structures asked for", "[hdf5]") {
   CHECK(species_of(ss).numbers == sp.numbers);
   CHECK(fit_reference_energies(ss, sp) == fit_reference_energies(ds, sp));
   CHECK(energy_scale_of(ss, sp, fit_reference_energies(ss, sp)) == energy_scale_of(ds, sp, fit_reference_energies(ds, sp)));
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("HDF5: read_many reads runs of consecutive structures in one piece, equal to one-by-one reads", "[hdf5]") {
+  const std::vector<Structure> frames = synthetic(300, 11);
+  const std::string path = temp_file("runs");
+  write_structures_hdf5(path, frames, std::vector<int>(frames.size(), 0), {"d"}, {});
+  const HDF5Structures one(path), many(path);
+  // unsorted, with runs, a repeat, both ends of the file
+  const std::vector<std::size_t> idx{40, 41, 42, 43, 7, 299, 8, 9, 0, 42, 150, 151, 298};
+  const std::vector<Structure> got = many.read_many(idx);
+  REQUIRE(got.size() == idx.size());
+  std::size_t atoms = 0;
+  for (std::size_t k = 0; k < idx.size(); ++k) {
+    const Structure a = one.read(idx[k]);
+    const Structure& b = got[k];
+    INFO("structure " << idx[k]);
+    CHECK(b.source == a.source);
+    CHECK(b.numbers == a.numbers);
+    CHECK(b.positions == a.positions);
+    CHECK(b.forces == a.forces);
+    CHECK(b.has_cell == a.has_cell);
+    CHECK(b.cell == a.cell);
+    CHECK(b.pbc == a.pbc);
+    CHECK(b.energy == a.energy);
+    CHECK(b.stress == a.stress);
+    CHECK(b.info == a.info);
+    CHECK(b.arrays == a.arrays);
+    CHECK(b.array_cols == a.array_cols);
+    CHECK(b.positions == frames[idx[k]].positions);
+  }
+  for (std::size_t s : std::set<std::size_t>(idx.begin(), idx.end())) atoms += frames[s].size();
+  CHECK(many.structures_read() == 12);  // 42 once
+  CHECK(many.atoms_read() == atoms);
+  CHECK_THROWS_WITH(many.read_run(299, 301), Catch::Matchers::Contains("structures 299..301 of 300"));
   std::filesystem::remove(path);
 }
 

@@ -152,6 +152,13 @@ class StructureSource {
   virtual std::size_t size() const = 0;
   virtual StructureSummary summary(std::size_t i) const = 0;
   virtual Structure structure(std::size_t i) const = 0;
+  /// Structures idx, in that order (HDF5: runs of consecutive indices read in one piece).
+  virtual std::vector<Structure> structures(const std::vector<std::size_t>& idx) const {
+    std::vector<Structure> out;
+    out.reserve(idx.size());
+    for (std::size_t i : idx) out.push_back(structure(i));
+    return out;
+  }
   /// What was read of the atoms (HDF5: "structures S of T, atoms A of N"; empty for text files,
   /// which every rank parses whole).
   virtual std::string read_report() const { return {}; }
@@ -197,6 +204,7 @@ class HDF5Source final : public StructureSource {
   std::size_t size() const override { return file_.size(); }
   StructureSummary summary(std::size_t i) const override { return file_.summary(i); }
   Structure structure(std::size_t i) const override { return file_.read(i); }
+  std::vector<Structure> structures(const std::vector<std::size_t>& idx) const override { return file_.read_many(idx); }
   std::string read_report() const override {
     return "atoms of " + std::to_string(file_.structures_read()) + " of " + std::to_string(file_.size()) +
            " structures (" + std::to_string(file_.atoms_read()) + " of " + std::to_string(file_.num_atoms()) + " atoms)";
@@ -262,10 +270,20 @@ struct StructureView {
     }
     return out;
   }
+  /// Appends items k to ds in that order, each source asked once for all of its structures.
   void load(const std::vector<std::size_t>& k, Dataset& ds) const {
-    for (std::size_t j : k) {
-      ds.frames.push_back(items[j].source->structure(items[j].index));
-      ds.frames.back().branch = items[j].branch;
+    std::map<const StructureSource*, std::vector<std::size_t>> by_source;  // positions in k
+    for (std::size_t p = 0; p < k.size(); ++p) by_source[items[k[p]].source.get()].push_back(p);
+    std::vector<Structure> frames(k.size());
+    for (const auto& [src, pos] : by_source) {
+      std::vector<std::size_t> idx;
+      for (std::size_t p : pos) idx.push_back(items[k[p]].index);
+      std::vector<Structure> got = src->structures(idx);
+      for (std::size_t q = 0; q < pos.size(); ++q) frames[pos[q]] = std::move(got[q]);
+    }
+    for (std::size_t p = 0; p < k.size(); ++p) {
+      ds.frames.push_back(std::move(frames[p]));
+      ds.frames.back().branch = items[k[p]].branch;
     }
   }
 };

@@ -424,51 +424,86 @@ class HDF5Structures {
   std::size_t num_atoms() const { return std::size_t(offset_.back()); }
 
   /// Structure i, its atoms read from the file.
-  Structure read(std::size_t i) const {
+  Structure read(std::size_t i) const { return std::move(read_run(i, i + 1).front()); }
+
+  /// Structures idx (in that order, repeats allowed), each maximal run of consecutive indices read
+  /// with one hyperslab per atom dataset (a rank's shard is mostly runs: one read per run instead of
+  /// one per structure).
+  std::vector<Structure> read_many(const std::vector<std::size_t>& idx) const {
+    std::vector<std::size_t> order(idx);
+    std::sort(order.begin(), order.end());
+    order.erase(std::unique(order.begin(), order.end()), order.end());
+    std::map<std::size_t, Structure> got;
+    for (std::size_t r = 0; r < order.size();) {
+      std::size_t e = r + 1;
+      while (e < order.size() && order[e] == order[e - 1] + 1) ++e;
+      std::vector<Structure> run = read_run(order[r], order[e - 1] + 1);
+      for (std::size_t k = 0; k < run.size(); ++k) got.emplace(order[r] + k, std::move(run[k]));
+      r = e;
+    }
+    std::vector<Structure> out;
+    out.reserve(idx.size());
+    for (std::size_t i : idx) out.push_back(got.at(i));
+    return out;
+  }
+
+  /// Structures [i0, i1), their atoms read in one piece per atom dataset.
+  std::vector<Structure> read_run(std::size_t i0, std::size_t i1) const {
     using namespace h5_detail;
-    ++structures_read_;
-    atoms_read_ += natoms(i);
-    Structure f;
-    const hsize_t a0 = hsize_t(offset_[i]), n = hsize_t(natoms(i));
-    const std::string where = path_ + ": structure " + std::to_string(i);
-    f.source = where;
-    const auto z = read_rows<std::int32_t>(numbers_, a0, n, where);
-    f.numbers.assign(z.begin(), z.end());
-    const auto x = read_rows<double>(positions_, a0, n, where);
-    f.positions.resize(n);
-    for (std::size_t k = 0; k < n; ++k) f.positions[k] = {x[3 * k], x[3 * k + 1], x[3 * k + 2]};
-    if (has_forces_[i]) {
-      const auto fv = read_rows<double>(forces_, a0, n, where);
-      f.forces.resize(n);
-      for (std::size_t k = 0; k < n; ++k) f.forces[k] = {fv[3 * k], fv[3 * k + 1], fv[3 * k + 2]};
+    if (i0 >= i1 || i1 > size())
+      throw HDF5Error(path_ + ": structures " + std::to_string(i0) + ".." + std::to_string(i1) + " of " +
+                      std::to_string(size()));
+    const hsize_t b0 = hsize_t(offset_[i0]), nb = hsize_t(offset_[i1] - offset_[i0]);
+    const std::string where = path_ + ": structures " + std::to_string(i0) + ".." + std::to_string(i1 - 1);
+    structures_read_ += i1 - i0;
+    atoms_read_ += std::size_t(nb);
+    const auto z = read_rows<std::int32_t>(numbers_, b0, nb, where);
+    const auto x = read_rows<double>(positions_, b0, nb, where);
+    bool any_forces = false;
+    for (std::size_t i = i0; i < i1; ++i) any_forces = any_forces || has_forces_[i];
+    const auto fv = any_forces ? read_rows<double>(forces_, b0, nb, where) : std::vector<double>();
+    std::map<std::string, std::vector<double>> arrays;
+    for (const auto& n_ : array_names_) arrays[n_] = read_rows<double>(arrays_.at(n_), b0, nb, where);
+    std::vector<Structure> out(i1 - i0);
+    for (std::size_t i = i0; i < i1; ++i) {
+      Structure& f = out[i - i0];
+      const std::size_t a0 = std::size_t(offset_[i] - offset_[i0]), n = natoms(i);
+      f.source = path_ + ": structure " + std::to_string(i);
+      f.numbers.assign(z.begin() + long(a0), z.begin() + long(a0 + n));
+      f.positions.resize(n);
+      for (std::size_t k = 0; k < n; ++k) f.positions[k] = {x[3 * (a0 + k)], x[3 * (a0 + k) + 1], x[3 * (a0 + k) + 2]};
+      if (has_forces_[i]) {
+        f.forces.resize(n);
+        for (std::size_t k = 0; k < n; ++k) f.forces[k] = {fv[3 * (a0 + k)], fv[3 * (a0 + k) + 1], fv[3 * (a0 + k) + 2]};
+      }
+      f.has_cell = has_cell_[i];
+      for (std::size_t r = 0; r < 3; ++r)
+        for (std::size_t c = 0; c < 3; ++c) f.cell[r][c] = cell_[9 * i + 3 * r + c];
+      for (std::size_t k = 0; k < 3; ++k) f.pbc[k] = pbc_[3 * i + k];
+      if (!std::isnan(energy_[i])) f.energy = energy_[i];
+      if (!std::isnan(stress_[9 * i])) {
+        std::array<double, 9> st{};
+        for (std::size_t q = 0; q < 9; ++q) st[q] = stress_[9 * i + q];
+        f.stress = st;
+      }
+      for (const auto& n_ : info_names_) {
+        const std::size_t c = info_cols_.at(n_);
+        const double* v = info_.at(n_).data() + i * c;
+        if (std::isnan(v[0])) continue;
+        std::ostringstream o;
+        o.precision(17);
+        for (std::size_t q = 0; q < c; ++q) o << (q ? " " : "") << v[q];
+        f.info[n_] = o.str();
+      }
+      for (const auto& n_ : array_names_) {
+        const std::size_t c = array_cols_.at(n_);
+        const std::vector<double>& all = arrays.at(n_);
+        if (n && std::isnan(all[a0 * c])) continue;
+        f.arrays[n_].assign(all.begin() + long(a0 * c), all.begin() + long((a0 + n) * c));
+        f.array_cols[n_] = int(c);
+      }
     }
-    f.has_cell = has_cell_[i];
-    for (std::size_t r = 0; r < 3; ++r)
-      for (std::size_t c = 0; c < 3; ++c) f.cell[r][c] = cell_[9 * i + 3 * r + c];
-    for (std::size_t k = 0; k < 3; ++k) f.pbc[k] = pbc_[3 * i + k];
-    if (!std::isnan(energy_[i])) f.energy = energy_[i];
-    if (!std::isnan(stress_[9 * i])) {
-      std::array<double, 9> s{};
-      for (std::size_t q = 0; q < 9; ++q) s[q] = stress_[9 * i + q];
-      f.stress = s;
-    }
-    for (const auto& n_ : info_names_) {
-      const std::size_t c = info_cols_.at(n_);
-      const double* v = info_.at(n_).data() + i * c;
-      if (std::isnan(v[0])) continue;
-      std::ostringstream o;
-      o.precision(17);
-      for (std::size_t q = 0; q < c; ++q) o << (q ? " " : "") << v[q];
-      f.info[n_] = o.str();
-    }
-    for (const auto& n_ : array_names_) {
-      const std::size_t c = array_cols_.at(n_);
-      auto v = read_rows<double>(arrays_.at(n_), a0, n, where);
-      if (n && std::isnan(v[0])) continue;
-      f.arrays[n_] = std::move(v);
-      f.array_cols[n_] = int(c);
-    }
-    return f;
+    return out;
   }
 
  private:
