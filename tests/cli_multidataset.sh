@@ -5,6 +5,8 @@
 # raised by 0.25 eV per atom (another code's reference). Each branch's reference energies are fitted
 # on its own dataset, test metrics are printed per dataset, metrics.jsonl has per-branch validation
 # errors, predict/evaluate choose a branch, and 2 MPI ranks compute bitwise what --accumulate 2 does.
+# With HDF5 (5th argument "hdf5"): both datasets in one converted file, picked by name, train bitwise
+# as the two extxyz files.
 set -euo pipefail
 exe="$1"; src="$2"; mpiexec="${3:-}"; py="${4:-python3}"; work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -91,6 +93,27 @@ grep -q "has the head branches branch-0, branch-1" "$work/e2.txt" || fail "$(cat
 if "$exe" train --config "$work/bad.json" --output "$work/bad" 2> "$work/e3.txt"; then fail "unknown dataset branch accepted"; fi
 grep -q "Dataset.datasets\[1\].branch' = \"branch-7\" is not a branch" "$work/e3.txt" || fail "$(cat "$work/e3.txt")"
 [ ! -e "$work/bad" ] || fail "a failed run left its output directory"
+
+if [ "${5:-}" = hdf5 ]; then
+  # one HDF5 file holding both datasets (convert --dataset-names): each entry of Dataset.datasets takes
+  # the structures of its name, and the run is bitwise the one over the two extxyz files
+  "$exe" convert --input "$d/validate.extxyz,$work/b.extxyz" --dataset-names a,b --output "$work/ab.h5" > /dev/null
+  "$py" - "$work/two.json" "$work/ab.h5" "$work/two_h5.json" "$work/bad_h5.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["Dataset"]["format"] = "hdf5"
+for e in c["Dataset"]["datasets"]:
+    e["path"] = {"total": sys.argv[2]}
+json.dump(c, open(sys.argv[3], "w"))
+c["Dataset"]["datasets"][1]["name"] = "c"
+json.dump(c, open(sys.argv[4], "w"))
+PY
+  "$exe" train --config "$work/two_h5.json" --output "$work/h5run" > "$work/h5.log"
+  grep -q "data: 42 train, 8 validate, 10 test" "$work/h5.log" || fail "split per dataset of one file: $(cat "$work/h5.log")"
+  "$py" "$src/tests/ckpt_same.py" "$work/run/checkpoint.hgnn" "$work/h5run/checkpoint.hgnn" || fail "one HDF5 file != two extxyz files"
+  if "$exe" train --config "$work/bad_h5.json" --output "$work/badh5" 2> "$work/e4.txt"; then fail "missing dataset accepted"; fi
+  grep -q "holds the datasets a, b, not \"c\"" "$work/e4.txt" || fail "$(cat "$work/e4.txt")"
+fi
 
 if [ -n "$mpiexec" ]; then
   timeout 300 "$mpiexec" --oversubscribe -np 2 "$exe" train --config "$work/two.json" --output "$work/mpi" > /dev/null

@@ -31,6 +31,7 @@
 #include <hydragnn/train/import.hpp>
 #include <hydragnn/train/trainer.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <climits>
@@ -159,6 +160,10 @@ class StructureSource {
     for (std::size_t i : idx) out.push_back(structure(i));
     return out;
   }
+  /// The datasets a file holds (HDF5 files converted from several inputs) and each structure's;
+  /// empty for files of one dataset.
+  virtual std::vector<std::string> dataset_names() const { return {}; }
+  virtual int dataset_of(std::size_t) const { return 0; }
   /// What was read of the atoms (HDF5: "structures S of T, atoms A of N"; empty for text files,
   /// which every rank parses whole).
   virtual std::string read_report() const { return {}; }
@@ -205,6 +210,8 @@ class HDF5Source final : public StructureSource {
   StructureSummary summary(std::size_t i) const override { return file_.summary(i); }
   Structure structure(std::size_t i) const override { return file_.read(i); }
   std::vector<Structure> structures(const std::vector<std::size_t>& idx) const override { return file_.read_many(idx); }
+  std::vector<std::string> dataset_names() const override { return file_.dataset_names(); }
+  int dataset_of(std::size_t i) const override { return file_.dataset_of(i); }
   std::string read_report() const override {
     return "atoms of " + std::to_string(file_.structures_read()) + " of " + std::to_string(file_.size()) +
            " structures (" + std::to_string(file_.atoms_read()) + " of " + std::to_string(file_.num_atoms()) + " atoms)";
@@ -253,6 +260,14 @@ struct StructureView {
   static StructureView all(const std::shared_ptr<const StructureSource>& source, int dataset, int branch) {
     StructureView v;
     for (std::size_t i = 0; i < source->size(); ++i) v.items.push_back(Item{source, i, dataset, branch});
+    return v;
+  }
+  /// The structures of the source's dataset `file_dataset` (an HDF5 file holding several).
+  static StructureView of_dataset(const std::shared_ptr<const StructureSource>& source, int file_dataset, int dataset,
+                                  int branch) {
+    StructureView v;
+    for (std::size_t i = 0; i < source->size(); ++i)
+      if (source->dataset_of(i) == file_dataset) v.items.push_back(Item{source, i, dataset, branch});
     return v;
   }
   StructureView subset(const std::vector<std::size_t>& k) const {
@@ -349,6 +364,19 @@ double train_into(const std::string& config_path, const Config& cfg, const std::
       const std::string path = cfg.dataset.existing_file(part, key);
       auto& f = files[path];
       if (!f) f = open_source(path, cfg.dataset.format, coll);
+      // one file holding several datasets (hydragnn convert --dataset-names): each entry of
+      // Dataset.datasets takes the structures of its own name
+      const std::vector<std::string> names = f->dataset_names();
+      if (names.size() > 1 && !cfg.dataset.datasets.empty()) {
+        const auto it = std::find(names.begin(), names.end(), part.name);
+        if (it == names.end()) {
+          std::string list;
+          for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+          throw ConfigError(config_path + ": " + part.where + "." + key + " = " + path + " holds the datasets " + list +
+                            ", not \"" + part.name + "\" (Dataset.datasets[].name picks one)");
+        }
+        return StructureView::of_dataset(f, int(it - names.begin()), int(d), branch);
+      }
       return StructureView::all(f, int(d), branch);
     };
     if (!part.total.empty()) {
