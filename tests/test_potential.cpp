@@ -324,3 +324,46 @@ TEST_CASE("Potential: bad input is named", "[potential]") {
   CHECK(std::isfinite(pooled.compute(exec, s).energy));
   CHECK_THROWS_WITH(Potential<Exec>(path + ".missing"), Catch::Contains("cannot open checkpoint"));
 }
+
+TEST_CASE("Potential: a conv node head widens the receptive field; ghosts to it give the structure's energy and forces",
+          "[potential][conv_head]") {
+  hydragnn_test::ensure_kokkos();
+  Exec exec;
+  ModelSpec spec;
+  spec.hidden_dim = 6;
+  spec.num_conv_layers = 1;
+  spec.cutoff = 3.0;
+  spec.node_conv = true;
+  spec.branches[0].node_head_dims = {5};  // one hidden head convolution, then the energy's: 3 layers in all
+  spec.branches[0].energy_head_dims = {5};
+  spec.species.numbers = {1, 8};
+  spec.ref_energy = {-0.7, -2.1};
+  Model<double, SchNetConv, Exec> model(spec, hydragnn_test::test_options<SchNetConv>());
+  model.initialize(23);
+  CHECK(model.energy_layers() == 3);
+  const std::string path = std::string(HYDRAGNN_BINARY_DIR) + "/potential_conv_head.hgnn";
+  write_checkpoint(path, make_checkpoint(model, (const Optimizer<double, Exec>*)nullptr, TrainState{}, "{}"));
+  Potential<Exec> pot(path);
+  CHECK(pot.receptive_hops() == 3);
+  CHECK(pot.ghost_cutoff() == Approx(9.0));
+  const Structure s = hydragnn_test::random_structure(8, 10, {1, 8}, true, 4.6, 1.1);
+  const PotentialOutput& o = pot.compute(exec, s, true);
+  const double e_ref = o.energy;
+  const std::vector<double> f_ref = o.forces;
+  Ghosted g = ghosted(s, pot.ghost_cutoff() + 0.5, 3.0 + 0.7);
+  const PotentialOutput& q = pot.compute(exec, g.view(), true);
+  CHECK(q.energy == Approx(e_ref).epsilon(1e-12));
+  std::vector<double> folded(3 * s.size(), 0.0);
+  for (std::size_t i = 0; i < g.numbers.size(); ++i)
+    for (int a = 0; a < 3; ++a) folded[3 * g.owner[i] + a] += q.forces[3 * i + a];
+  double fmax = 0;
+  for (std::size_t k = 0; k < folded.size(); ++k) {
+    CHECK(folded[k] == Approx(f_ref[k]).margin(1e-10));
+    fmax = std::max(fmax, std::fabs(f_ref[k]));
+  }
+  CHECK(fmax > 1e-6);
+  // ghosts to the trunk's layers only (one cutoff): the head's convolutions miss atoms
+  Ghosted g1 = ghosted(s, 3.0 + 0.1, 3.7);
+  CHECK(std::fabs(pot.compute(exec, g1.view()).energy - e_ref) > 1e-9);
+  std::remove(path.c_str());
+}

@@ -112,7 +112,8 @@ void PairHydraGNN::init_style() {
   if (!pot_) error->all(FLERR, std::string("Pair hydragnn: pair_coeff * * model.hgnn ... has not been given"));
   // No LAMMPS neighbour list: the potential finds the pairs among owned and ghost atoms itself (or,
   // on one rank with a periodic box, among the owned atoms and their periodic images). Ghosts must cover every atom an owned atom's energy reads, through all layers, between
-  // reneighbourings: ghost_cutoff() (num_conv_layers x cutoff, twice that for DimeNet's triplets) + skin.
+  // reneighbourings: ghost_cutoff() (a cutoff per layer between positions and energy, conv node heads
+  // included; twice that for DimeNet's triplets) + skin.
   const double need = pot_->ghost_cutoff() + neighbor->skin;
   if (!single_periodic() && comm->cutghostuser < need) {
     comm->cutghostuser = need;

@@ -11,7 +11,8 @@
 // cutoff, found here with cell lists; no LAMMPS neighbour list is requested); the energy is the sum
 // of the owned atoms' energies, and forces on ghosts go to their owners (LAMMPS' reverse
 // communication with newton on; this style's own with newton off). A message-passing model reads
-// num_conv_layers x cutoff around an atom (twice that for a triplet model), so the ghost cutoff (comm_modify cutoff) is raised to that
+// one cutoff per layer between positions and energy around an atom (num_conv_layers, plus a conv node
+// head's convolutions; twice that for a triplet model), so the ghost cutoff (comm_modify cutoff) is raised to that
 // plus the neighbour skin. Global and per-atom energy and virial (pressure, fix npt, compute pe/atom,
 // compute stress/atom).
 #pragma once

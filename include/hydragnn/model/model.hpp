@@ -140,6 +140,14 @@ class Model {
   std::size_t num_trunk_params() const { return trunk_params_; }
   Vec<T, M> params() const { return params_; }
   const Conv& conv() const { return conv_; }
+  /// Message-passing layers between the positions and the energy: the trunk's (GAT builds at least
+  /// two), plus a conv node head's hidden and output convolutions when the per-atom energy is one of
+  /// its outputs (the receptive field of a potential: sim/potential.hpp).
+  int energy_layers() const {
+    int n = conv_.num_layers();
+    if (spec_.node_conv && spec_.energy && !spec_.energy_pooled) n += int(spec_.branches.front().node_head_dims.size()) + 1;
+    return n;
+  }
   /// Whether the energy depends on the positions (false for convolutions without edge geometry,
   /// e.g. GIN: their forces and stress are zero).
   bool uses_positions() const { return traits::uses_positions(conv_); }

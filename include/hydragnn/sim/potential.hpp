@@ -14,8 +14,9 @@
 //    the atoms is found here (cell lists): what the LAMMPS pair style does. Only the owned atoms'
 //    receptive field is computed (graph/host_batch.hpp, ReceptiveField): ghosts more than
 //    receptive_hops() hops away are dropped, the outermost kept ghosts get no incoming edges.
-//    receptive_hops() is num_conv_layers, twice that for triplet models (DimeNet: a layer's output at
-//    i reads k -> j -> i, two neighbour shells).
+//    receptive_hops() is the number of message-passing layers between positions and energy
+//    (num_conv_layers; plus a conv node head's convolutions when it gives the per-atom energy), twice
+//    that for triplet models (DimeNet: a layer's output at i reads k -> j -> i, two neighbour shells).
 //
 // A multi-dataset model (head branches) answers through one branch, set_branch(name) (default: the
 // first), as `hydragnn predict --branch` does.
@@ -94,9 +95,10 @@ class Potential {
   /// "float" or "double": the network arithmetic in use.
   const std::string& precision() const { return precision_; }
   double cutoff() const { return spec().cutoff; }
-  /// Neighbour shells an owned atom's energy reads: num_conv_layers (pair models), twice that for
-  /// triplet models.
-  int receptive_hops() const { return impl_->hops_per_layer() * spec().num_conv_layers; }
+  /// Neighbour shells an owned atom's energy reads: one per message-passing layer between the
+  /// positions and the energy (Model::energy_layers: the trunk's, and a conv node head's when it
+  /// gives the per-atom energy), twice that for triplet models.
+  int receptive_hops() const { return impl_->receptive_hops(); }
   /// How far ghost atoms must reach beyond the owned ones: receptive_hops() x cutoff.
   double ghost_cutoff() const { return receptive_hops() * spec().cutoff; }
   /// The nearest-K cap of the training graphs (-1: none). With a cap the energy is discontinuous
@@ -194,7 +196,7 @@ class Potential {
   struct Impl {
     virtual ~Impl() = default;
     virtual const ModelSpec& spec() const = 0;
-    virtual int hops_per_layer() const = 0;
+    virtual int receptive_hops() const = 0;
     /// Energy of graph 0 (the structure, or the owned atoms) and its derivatives; n_energy atoms
     /// (the first ones) get per-atom energies.
     virtual void run(const Exec& exec, const HostBatch& h, int n_energy, bool per_atom, PotentialOutput& out) = 0;
@@ -206,7 +208,7 @@ class Potential {
     using M = memory_space;
     explicit ModelImpl(ModelT&& m) : model(std::move(m)) {}
     const ModelSpec& spec() const override { return model.spec(); }
-    int hops_per_layer() const override { return ModelT::traits::needs_triplets ? 2 : 1; }
+    int receptive_hops() const override { return (ModelT::traits::needs_triplets ? 2 : 1) * model.energy_layers(); }
 
     void run(const Exec& exec, const HostBatch& h, int n_energy, bool per_atom, PotentialOutput& out) override {
       const int G = h.num_graphs, N = h.num_atoms;
