@@ -1915,8 +1915,9 @@ struct GatOp {
   template <class S, class Mode>
   Arr<S> fwd(const Args<S>& x) const {
     Mat<S, M> Y("Y", g.N, width()), al("alpha", g.E, K), als("alpha_self", g.N, K);
+    Mat<double, M> keep("keep", g.E + g.N, K);
     km::gat_attention<Exec, S, double, Mode>(Exec(), mat(x[0], g.N, KC()), mat(x[1], g.N, KC()), mat(x[2], g.E, 1), params(x[3]),
-                                             shape(), g.d_row_ptr, g.d_src, al, als, Y);
+                                             shape(), g.d_row_ptr, g.d_src, al, als, keep, Y);
     return flat(Y);
   }
   template <class S, class Mode>
@@ -1925,11 +1926,12 @@ struct GatOp {
       using SS = typename std::decay_t<decltype(XL)>::non_const_value_type;
       const int N = g.N, E = g.E;
       Mat<SS, M> Y("Y", N, width()), al("alpha", E, K), als("alpha_self", N, K);
+      Mat<double, M> keep("keep", E + N, K);
       const auto p = params(x[3]);
-      km::gat_attention<Exec, SS, double, Mode>(Exec(), XL, XR, A, p, shape(), g.d_row_ptr, g.d_src, al, als, Y);
+      km::gat_attention<Exec, SS, double, Mode>(Exec(), XL, XR, A, p, shape(), g.d_row_ptr, g.d_src, al, als, keep, Y);
       Mat<SS, M> da("da", E, K), das("das", N, K), xle("xle", E, KC()), xlb("xlb", N, KC()), xrb("xrb", N, KC());
       Mat<SS, M> ab("ab", E, 1), part("part", N, 2 * KC());
-      km::gat_attention_backward<Exec, SS, double, Mode>(Exec(), XL, XR, A, p, shape(), g.d_row_ptr, g.d_src, al, als, Yb, da,
+      km::gat_attention_backward<Exec, SS, double, Mode>(Exec(), XL, XR, A, p, shape(), g.d_row_ptr, g.d_src, al, als, keep, Yb, da,
                                                          das, xle, xlb, xrb, ab, part, gp);
       km::gather_rows_backward_perm<Exec, SS, Mode>(Exec(), xle, g.d_send_perm, g.d_send_ptr, xlb, true);
       return std::make_tuple(xlb, xrb, ab);

@@ -102,6 +102,7 @@ struct GATConv : conv::EdgeLengthGeometry<GATConv> {
   int layer_width(int l) const { return layers[l].att.width(); }
   template <class S, class M> struct LayerCache {
     Mat<S, M> xl, xr, alpha, alpha_self;
+    Mat<double, M> keep;  ///< (E + N) x K attention dropout factors (training with dropout only)
   };
 
   template <class Exec, class S, class T>
@@ -118,7 +119,9 @@ struct GATConv : conv::EdgeLengthGeometry<GATConv> {
     c.alpha = ws.template mat<S>(lbl + ".alpha", l, E, K);
     c.alpha_self = ws.template mat<S>(lbl + ".alpha_self", l, N, K);
     out.h = ws.template mat<S>(lbl + ".out", l, N, L.att.width());
-    kernels::gat_attention<Exec, S, T>(exec, c.xl, c.xr, ec.a, w.p, pass_shape(l), b.row_ptr, b.src, c.alpha, c.alpha_self,
+    const kernels::GatShape sh = pass_shape(l);
+    c.keep = sh.dropout > 0 ? ws.template mat<double>(lbl + ".keep", l, std::size_t(E) + N, K) : Mat<double, mem_t<Exec>>();
+    kernels::gat_attention<Exec, S, T>(exec, c.xl, c.xr, ec.a, w.p, sh, b.row_ptr, b.src, c.alpha, c.alpha_self, c.keep,
                                        out.h);
   }
 
@@ -139,7 +142,7 @@ struct GATConv : conv::EdgeLengthGeometry<GATConv> {
     auto xrbar = ws.template mat<S>(lbl + ".xr_bar", 0, N, KC);
     auto part = want_params ? ws.template mat<S>(lbl + ".param_part", 0, N, length.on ? 2 * KC : KC) : Mat<S, mem_t<Exec>>();
     kernels::gat_attention_backward<Exec, S, T>(exec, c.xl, c.xr, ec.a, w.p, pass_shape(l), b.row_ptr, b.src, c.alpha,
-                                                c.alpha_self, out_bar.h, dalpha, dalpha_self, xle, xlbar, xrbar, eg.abar,
+                                                c.alpha_self, c.keep, out_bar.h, dalpha, dalpha_self, xle, xlbar, xrbar, eg.abar,
                                                 part, g);
     // what the edges add to XL at their senders (sender segments, ascending)
     kernels::gather_rows_backward_perm<Exec, S>(exec, xle, b.send_perm, b.send_ptr, xlbar, true);

@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <numeric>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -430,20 +431,22 @@ class HDF5Structures {
   /// with one hyperslab per atom dataset (a rank's shard is mostly runs: one read per run instead of
   /// one per structure).
   std::vector<Structure> read_many(const std::vector<std::size_t>& idx) const {
-    std::vector<std::size_t> order(idx);
-    std::sort(order.begin(), order.end());
-    order.erase(std::unique(order.begin(), order.end()), order.end());
-    std::map<std::size_t, Structure> got;
-    for (std::size_t r = 0; r < order.size();) {
-      std::size_t e = r + 1;
-      while (e < order.size() && order[e] == order[e - 1] + 1) ++e;
-      std::vector<Structure> run = read_run(order[r], order[e - 1] + 1);
-      for (std::size_t k = 0; k < run.size(); ++k) got.emplace(order[r] + k, std::move(run[k]));
+    std::vector<std::size_t> pos(idx.size());  // positions in idx, by structure index
+    std::iota(pos.begin(), pos.end(), std::size_t(0));
+    std::stable_sort(pos.begin(), pos.end(), [&](std::size_t a, std::size_t b) { return idx[a] < idx[b]; });
+    std::vector<Structure> out(idx.size());
+    for (std::size_t r = 0; r < pos.size();) {
+      std::size_t e = r + 1;  // the run: indices idx[pos[r]] .. idx[pos[e - 1]], repeats included
+      while (e < pos.size() && idx[pos[e]] <= idx[pos[e - 1]] + 1) ++e;
+      const std::size_t i0 = idx[pos[r]];
+      std::vector<Structure> run = read_run(i0, idx[pos[e - 1]] + 1);
+      for (std::size_t q = r; q < e; ++q) {
+        Structure& s = run[idx[pos[q]] - i0];
+        const bool again = q + 1 < e && idx[pos[q + 1]] == idx[pos[q]];  // a repeat still to place
+        out[pos[q]] = again ? s : std::move(s);
+      }
       r = e;
     }
-    std::vector<Structure> out;
-    out.reserve(idx.size());
-    for (std::size_t i : idx) out.push_back(got.at(i));
     return out;
   }
 

@@ -15,7 +15,8 @@
 // coefficient alpha_e,k of the output sum (the self loop's too) is multiplied by m = 0 with
 // probability p, 1 / (1 - p) otherwise, m drawn from (seed, edge, head) by a counter-based hash
 // (core/random.hpp; the self loop of i has key E + i): the same masks in the backward, in a dual
-// pass and on every backend. The softmax itself is not masked.
+// pass and on every backend. The forward draws each factor once into `keep` ((E + N) x K, by key),
+// which the aggregation and the backward read. The softmax itself is not masked.
 // The max is taken on the primal (a dual tangent sees a constant shift, as PyG's detached max).
 // The backward recomputes z from XL, XR and a (nothing edge x channel is kept): per receiver,
 //   dalpha_e,k = <Ybar_k(i), XL_k(j)>,  ds_e,k = alpha_e,k (dalpha_e,k - sum_e' alpha_e',k dalpha_e',k)
@@ -90,18 +91,21 @@ KOKKOS_INLINE_FUNCTION S gat_self_attribute(const CMat<S, M>& A, const CVec<int,
 }
 }  // namespace detail
 
-/// The attention and its output (see above). alpha (E x K; 0 at dropped self edges) and alpha_self
-/// (N x K) are kept for the backward.
+/// The attention and its output (see above). alpha (E x K; 0 at dropped self edges), alpha_self
+/// (N x K) and, with dropout, the dropout factors keep are kept for the backward.
 ///            // XL, XR: N x KC, A: E x 1 (empty without edge attribute), row_ptr: N+1, src: E
-///            //   -> alpha: E x K, alpha_self: N x K, Y: N x width
+///            //   -> alpha: E x K, alpha_self: N x K, keep: (E + N) x K (written when sh.dropout > 0,
+///            //      may be empty otherwise), Y: N x width
 template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
 void gat_attention(const Exec& exec, const CMat<S, mem_t<Exec>>& XL, const CMat<S, mem_t<Exec>>& XR,
                    const CMat<S, mem_t<Exec>>& A, const CVec<T, mem_t<Exec>>& p, const GatShape& sh,
                    const CVec<int, mem_t<Exec>>& row_ptr, const CVec<int, mem_t<Exec>>& src,
-                   const Mat<S, mem_t<Exec>>& alpha, const Mat<S, mem_t<Exec>>& alpha_self, const Mat<S, mem_t<Exec>>& Y) {
+                   const Mat<S, mem_t<Exec>>& alpha, const Mat<S, mem_t<Exec>>& alpha_self,
+                   const Mat<double, mem_t<Exec>>& keep, const Mat<S, mem_t<Exec>>& Y) {
   using R = real_t<S>;
   using M = mem_t<Exec>;
   const long E = long(alpha.extent(0));
+  const bool drop = sh.dropout > 0;
   detail::for_each_row<Mode>(exec, "hydragnn::GAT::attention", long(Y.extent(0)), KOKKOS_LAMBDA(const long i) {
     const int e0 = row_ptr(i), e1 = row_ptr(i + 1), K = sh.K, C = sh.C;
     int n;
@@ -130,12 +134,16 @@ void gat_attention(const Exec& exec, const CMat<S, mem_t<Exec>>& XL, const CMat<
       for (int e = e0; e < e1; ++e) alpha(e, k) = alpha(e, k) / sum;
       a_self = a_self / sum;
       alpha_self(i, k) = a_self;
-      const R m_self = R(sh.keep(E + i, k));
+      if (drop) {  // each factor drawn once, read below and by the backward
+        for (int e = e0; e < e1; ++e) keep(e, k) = sh.keep(e, k);
+        keep(E + i, k) = sh.keep(E + i, k);
+      }
+      const R m_self = drop ? R(keep(E + i, k)) : R(1);
       for (int c = 0; c < C; ++c) {
         const long q = long(k) * C + c;
         S acc(0);
         for (int e = e0; e < e1; ++e)
-          if (src(e) != i) acc += alpha(e, k) * R(sh.keep(e, k)) * XL(src(e), q);
+          if (src(e) != i) acc += alpha(e, k) * (drop ? R(keep(e, k)) : R(1)) * XL(src(e), q);
         acc += a_self * m_self * XL(i, q);
         if (sh.concat)
           Y(i, q) = acc + (sh.bias >= 0 ? S(p(sh.bias + q)) : S(0));
@@ -155,12 +163,14 @@ void gat_attention(const Exec& exec, const CMat<S, mem_t<Exec>>& XL, const CMat<
 ///   g (skipped when empty): att, lin_edge and bias gradients, through the per-receiver partial
 ///   sums P (N x KC scratch, N x 2KC with an edge attribute) summed over the receivers in
 ///   ascending order.
-/// dalpha (E x K) and dalpha_self (N x K) are scratch.
+/// keep: the forward's dropout factors (read when sh.dropout > 0). dalpha (E x K) and dalpha_self
+/// (N x K) are scratch.
 template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
 void gat_attention_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& XL, const CMat<S, mem_t<Exec>>& XR,
                             const CMat<S, mem_t<Exec>>& A, const CVec<T, mem_t<Exec>>& p, const GatShape& sh,
                             const CVec<int, mem_t<Exec>>& row_ptr, const CVec<int, mem_t<Exec>>& src,
                             const CMat<S, mem_t<Exec>>& alpha, const CMat<S, mem_t<Exec>>& alpha_self,
+                            const CMat<double, mem_t<Exec>>& keep,
                             const CMat<S, mem_t<Exec>>& Ybar, const Mat<S, mem_t<Exec>>& dalpha,
                             const Mat<S, mem_t<Exec>>& dalpha_self, const Mat<S, mem_t<Exec>>& XLe,
                             const Mat<S, mem_t<Exec>>& XLbar, const Mat<S, mem_t<Exec>>& XRbar,
@@ -170,6 +180,7 @@ void gat_attention_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& XL, co
   const bool want_a = Abar.extent(0) > 0 && sh.edge >= 0;
   const bool want_g = g.extent(0) > 0;
   const long N = long(XL.extent(0)), KC = long(sh.K) * sh.C, E = long(alpha.extent(0));
+  const bool drop = sh.dropout > 0;
   detail::for_each_row<Mode>(exec, "hydragnn::GAT::attention_backward", N, KOKKOS_LAMBDA(const long i) {
     const int e0 = row_ptr(i), e1 = row_ptr(i + 1), K = sh.K, C = sh.C;
     int n;
@@ -189,14 +200,14 @@ void gat_attention_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& XL, co
         if (src(e) == i) continue;
         S d(0);
         for (int c = 0; c < C; ++c) d += yb(k, c) * XL(src(e), long(k) * C + c);
-        d = d * R(sh.keep(e, k));  // the cotangent of the (undropped) softmax output
+        if (drop) d = d * R(keep(e, k));  // the cotangent of the (undropped) softmax output
         dalpha(e, k) = d;
         dot += alpha(e, k) * d;
       }
       {
         S d(0);
         for (int c = 0; c < C; ++c) d += yb(k, c) * XL(i, long(k) * C + c);
-        d = d * R(sh.keep(E + i, k));
+        if (drop) d = d * R(keep(E + i, k));
         dalpha_self(i, k) = d;
         dot += alpha_self(i, k) * d;
       }
@@ -210,7 +221,7 @@ void gat_attention_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& XL, co
         const long j = self ? i : long(src(e));
         const S al = self ? S(alpha_self(i, k)) : S(alpha(e, k));
         const S ds = al * ((self ? S(dalpha_self(i, k)) : S(dalpha(e, k))) - dot);
-        const S alm = al * R(sh.keep(self ? E + i : long(e), k));  // the coefficient of XL(j) in the output
+        const S alm = drop ? S(al * R(keep(self ? E + i : long(e), k))) : al;  // the coefficient of XL(j) in the output
         const S a = sh.edge >= 0 ? (self ? abar : S(A(e, 0))) : S(0);
         S abar_e(0);
         for (int c = 0; c < C; ++c) {
