@@ -440,6 +440,10 @@ TEST_CASE("config: unimplemented and unknown mpnn_type", "[config]") {
   CHECK(parse_config(arch(R"("mpnn_type": "GAT", "gat_heads": 2)")).arch.conv_options<hydragnn::GATConv>().gat_heads == 2);
   CHECK_THAT(error_of(arch(R"("mpnn_type": "GAT", "gat_heads": 0)")),
              Contains("NeuralNetwork.Architecture.gat_heads") && Contains(">= 1"));
+  CHECK(gat.arch.conv_options<hydragnn::GATConv>().gat_dropout == 0.25);  // HydraGNN's attention dropout
+  CHECK(parse_config(arch(R"("mpnn_type": "GAT", "gat_dropout": 0)")).arch.conv_options<hydragnn::GATConv>().gat_dropout == 0.0);
+  CHECK_THAT(error_of(arch(R"("mpnn_type": "GAT", "gat_dropout": 1.0)")),
+             Contains("NeuralNetwork.Architecture.gat_dropout") && Contains("[0, 1)"));
   // PNA, GIN, SAGE
   const Config pna = parse_config(arch(R"("mpnn_type": "PNA", "pna_deg": [0, 3, 1], "edge_features": ["length"])"));
   CHECK(pna.arch.conv_options<hydragnn::PNAConv>().pna_deg == std::vector<double>{0, 3, 1});

@@ -35,6 +35,7 @@
 #include <string>
 #include <unistd.h>
 
+#include "baseline.hpp"
 #include "fd_loss.hpp"
 #include "golden_io.hpp"
 #include "test_helpers.hpp"
@@ -293,18 +294,7 @@ TEST_CASE("conv head: SchNet with a conv energy head trained on rMD17 uracil: fo
     d.graphs.push_back(all.graphs[i]);
   }
   const SpeciesMap sp = species_of(train_ds);
-  const std::vector<double> ref = fit_reference_energies(train_ds, sp);
-  double base_e = 0, base_f = 0;
-  long nf = 0;
-  for (const auto& f : val_ds.frames) {
-    double e = 0;
-    for (int z : f.numbers) e += ref[std::size_t(sp.index_of(z))];
-    base_e += std::fabs(e - *f.energy) / double(f.size());
-    for (const auto& v : f.forces)
-      for (double c : v) base_f += std::fabs(c), ++nf;
-  }
-  base_e /= double(val_ds.size());
-  base_f /= double(nf);
+  const auto [base_e, base_f] = hydragnn_test::baseline_errors(val_ds, sp, fit_reference_energies(train_ds, sp));
 
   using ModelT = Model<double, SchNetConv, Exec>;
   TrainOptions opt;

@@ -6,6 +6,7 @@
 
 #include <hydragnn/train/trainer.hpp>
 
+#include "baseline.hpp"
 #include "model_test_options.hpp"
 #include "test_helpers.hpp"
 
@@ -44,21 +45,7 @@ TEST_CASE("SchNet trained on rMD17 uracil beats the per-element-mean baseline", 
 
   // per-element-mean baseline on the test set
   const SpeciesMap sp = species_of(train_ds);
-  const std::vector<double> ref = fit_reference_energies(train_ds, sp);
-  double base_e = 0, base_f = 0;
-  long nf = 0;
-  for (const auto& f : test_ds.frames) {
-    double e = 0;
-    for (int z : f.numbers) e += ref[sp.index_of(z)];
-    base_e += std::fabs(e - *f.energy) / f.size();
-    for (const auto& v : f.forces)
-      for (double c : v) {
-        base_f += std::fabs(c);
-        ++nf;
-      }
-  }
-  base_e /= test_ds.size();
-  base_f /= nf;
+  const auto [base_e, base_f] = hydragnn_test::baseline_errors(test_ds, sp, fit_reference_energies(train_ds, sp));
 
   using ModelT = Model<float, SchNetConv, Exec>;
   TrainOptions opt;
@@ -129,17 +116,7 @@ TEST_CASE("two datasets, two head branches: mlearn Si and Ge trained together, e
       CHECK(best.spec().ref_energy[std::size_t(d) * sp.size() + s] == Approx(ref[s]).margin(1e-9));
     CHECK(ref[std::size_t(1 - d)] == Approx(0.0).margin(1e-6));
     // per-element-mean baseline (the branch's references, zero forces) on the dataset's test frames
-    double base_e = 0, base_f = 0;
-    long nf = 0;
-    for (const auto& f : test_ds[d].frames) {
-      double e = 0;
-      for (int z : f.numbers) e += ref[std::size_t(sp.index_of(z))];
-      base_e += std::fabs(e - *f.energy) / double(f.size());
-      for (const auto& v : f.forces)
-        for (double c : v) base_f += std::fabs(c), ++nf;
-    }
-    base_e /= double(test_ds[d].size());
-    base_f /= double(nf);
+    const auto [base_e, base_f] = hydragnn_test::baseline_errors(test_ds[d], sp, ref);
     const Metrics m = evaluate(Exec(), best, test_ds[d], loss_from_config(cfg, best.spec()), 8);
     std::printf("mlearn %s test (branch-%d): model E %.2f meV/atom, F %.3f eV/A; per-element-mean baseline E %.2f "
                 "meV/atom, F %.3f eV/A\n",

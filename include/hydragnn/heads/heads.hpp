@@ -441,12 +441,8 @@ class Heads {
   }
 
   /// Conv node heads: the number of given node outputs (the per-atom energy, then the direct node heads).
-  std::size_t num_given(const HeadsSpec& spec) const {
-    std::size_t n = atom_energy_ ? 1 : 0;
-    for (const auto& hd : spec.heads) n += hd.node ? 1 : 0;
-    return n;
-  }
-  /// The index of direct node head h among the given node outputs.
+  std::size_t num_given(const HeadsSpec& spec) const { return given_index(spec, spec.heads.size()); }
+  /// The index of direct node head h among the given node outputs (h = heads.size(): their count).
   std::size_t given_index(const HeadsSpec& spec, std::size_t h) const {
     std::size_t n = atom_energy_ ? 1 : 0;
     for (std::size_t k = 0; k < h; ++k) n += spec.heads[k].node ? 1 : 0;
