@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # MPI data-parallel training through the CLI (Open MPI, ranks oversubscribed on this machine):
 #  - `mpiexec -np P hydragnn train` writes bitwise the same checkpoints as one process with
-#    `--accumulate P` (P = 2 and 3; force training, structures of 8 to 64 atoms), also GAT with its
-#    random attention dropout (P = 2);
+#    `--accumulate P` (P = 2, 3 and 4; force training, structures of 8 to 64 atoms), 2 ranks with
+#    `--accumulate 2` as one with `--accumulate 4`, also GAT with its random attention dropout (P = 2);
 #  - a run stopped after 2 epochs on 2 ranks resumes on 1 rank with --accumulate 2 and ends bitwise
 #    where the uninterrupted 2-rank run ends; it also resumes on 3 ranks (another shard count);
 #  - only rank 0 writes and prints;
@@ -52,6 +52,13 @@ strip() { python3 -c "import json,sys; [print(json.dumps({k: v for k, v in json.
 mpi 3 "$exe" train --config "$work/cfg.json" --output "$work/np3" > "$work/np3.log"
 "$exe" train --config "$work/cfg.json" --output "$work/acc3" --accumulate 3 > "$work/acc3.log"
 same "$work/np3/checkpoint.hgnn" "$work/acc3/checkpoint.hgnn"
+# 4 shards are summed as (g0 + g1) + (g2 + g3) (train/collective.hpp SumTree, not a left fold):
+# 4 ranks, 1 rank with --accumulate 4 and 2 ranks with --accumulate 2 all add the same pairs
+mpi 4 "$exe" train --config "$work/cfg.json" --output "$work/np4" > /dev/null
+"$exe" train --config "$work/cfg.json" --output "$work/acc4" --accumulate 4 > /dev/null
+mpi 2 "$exe" train --config "$work/cfg.json" --output "$work/np2acc2" --accumulate 2 > /dev/null
+same "$work/np4/checkpoint.hgnn" "$work/acc4/checkpoint.hgnn"
+same "$work/np2acc2/checkpoint.hgnn" "$work/acc4/checkpoint.hgnn"
 
 # GAT with HydraGNN's attention dropout: each micro-batch's masks follow (seed, step, global shard),
 # so 2 ranks train bitwise as 1 rank with --accumulate 2; without dropout the run differs

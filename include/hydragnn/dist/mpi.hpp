@@ -2,12 +2,18 @@
 // The trainer's collectives (train/collective.hpp) over an MPI communicator.
 //
 // The sum of a float/double buffer has a fixed order, so the result does not depend on the MPI
-// library's reduction algorithm or on message timing: a reduce-scatter by all-to-all (rank q receives
-// block q of every rank's buffer and adds the blocks in rank order, ((x_0 + x_1) + x_2) + ..), then an
-// all-gather of the summed blocks. Each rank sends and receives 2 (P-1)/P of the buffer, as a ring
-// all-reduce does. Buffers are cut into buckets of at most `bucket_bytes` (default 64 MiB) so the
-// staging memory stays bounded for any model size. Host buffers: the trainer stages device
-// gradients through a host mirror. The sums and gathers are bounded in time (dist/watchdog.hpp,
+// library's reduction algorithm or on message timing: the tree SumTree(P) of train/collective.hpp,
+// computed as a recursive-halving reduce-scatter and a recursive-doubling all-gather (Rabenseifner's
+// all-reduce). With p the largest power of two <= P and m = P - p: ranks 2i and 2i + 1 (i < m) first
+// add their buffers on rank 2i + 1; the p remaining ranks then halve the buffer log2 p times, each
+// round exchanging half of its current segment with the rank whose (virtual) number differs in one
+// bit, lowest bit first, and adding; every element ends summed on one rank, and log2 p rounds of
+// exchanges in the reverse order gather the sums everywhere (rank 2i gets the result from 2i + 1).
+// Each rank sends and receives about 2 (p-1)/p of the buffer (plus the whole buffer once, twice
+// where P is not a power of two) in 2 log2 p rounds, so the latency grows with log P, not P.
+// Buffers are cut into buckets of at most `bucket_bytes` (default 64 MiB) so the staging memory
+// stays bounded for any model size. Host buffers: the trainer stages device gradients through a
+// host mirror. The sums and gathers are bounded in time (dist/watchdog.hpp,
 // HYDRAGNN_COLLECTIVE_TIMEOUT): a rank that stops responding ends the job instead of hanging it.
 //
 // Include this header only where MPI is available (the CLI defines HYDRAGNN_HAVE_MPI when CMake finds
@@ -24,6 +30,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace hydragnn {
@@ -93,35 +100,72 @@ class MpiCollective final : public Collective {
   template <class T>
   void ordered_sum(T* x, std::size_t n) const {
     if (size_ == 1 || n == 0) return;
-    const CollectiveWatchdog::Guard bound(watchdog_.get(), "a sum over the ranks (MPI_Alltoall, MPI_Allgather)");
-    const std::size_t P = std::size_t(size_);
-    const std::size_t bucket = std::max<std::size_t>(P, bucket_bytes_ / sizeof(T));
+    const CollectiveWatchdog::Guard bound(watchdog_.get(), "a sum over the ranks (MPI_Sendrecv)");
+    const SumTree tree(size_);
+    const int p = tree.pow2(), m = tree.pairs();
+    const bool folded = rank_ < 2 * m && rank_ % 2 == 0;  // hands its buffer to rank_ + 1, waits for the sum
+    const int v = rank_ < 2 * m ? rank_ / 2 : rank_ - m;   // number among the p ranks of the halving
+    auto real_rank = [m](int u) { return u < m ? 2 * u + 1 : u + m; };
+    const std::size_t bucket = std::max<std::size_t>(std::size_t(p), bucket_bytes_ / sizeof(T));
     const MPI_Datatype dt = mpi_detail::datatype<T>();
+    constexpr int tag = 0x4847;
     for (std::size_t off = 0; off < n; off += bucket) {
       const std::size_t len = std::min(bucket, n - off);
-      const std::size_t blk = (len + P - 1) / P;  // block q = [q blk, min((q+1) blk, len))
-      send_.assign(blk * P * sizeof(T), 0);
-      recv_.assign(blk * P * sizeof(T), 0);
-      T* snd = reinterpret_cast<T*>(send_.data());
+      T* y = x + off;
+      recv_.resize(len * sizeof(T));
       T* rcv = reinterpret_cast<T*>(recv_.data());
-      std::copy(x + off, x + off + len, snd);
-      mpi_detail::check(MPI_Alltoall(snd, int(blk), dt, rcv, int(blk), dt, comm_), "MPI_Alltoall");
-      // rcv = [block rank_ of rank 0 | of rank 1 | ...]: add in rank order
-      T* mine = snd;  // reuse: the summed block
-      for (std::size_t k = 0; k < blk; ++k) {
-        T s = rcv[k];
-        for (std::size_t r = 1; r < P; ++r) s += rcv[r * blk + k];
-        mine[k] = s;
+      if (rank_ < 2 * m) {
+        if (folded) {
+          mpi_detail::check(MPI_Send(y, int(len), dt, rank_ + 1, tag, comm_), "MPI_Send");
+        } else {
+          mpi_detail::check(MPI_Recv(rcv, int(len), dt, rank_ - 1, tag, comm_, MPI_STATUS_IGNORE), "MPI_Recv");
+          for (std::size_t k = 0; k < len; ++k) y[k] = rcv[k] + y[k];  // x_{2i} + x_{2i+1}
+        }
       }
-      mpi_detail::check(MPI_Allgather(mine, int(blk), dt, rcv, int(blk), dt, comm_), "MPI_Allgather");
-      std::copy(rcv, rcv + len, x + off);
+      if (!folded) {
+        // reduce-scatter: before the round of distance d, ranks v and v ^ d hold the same segment
+        levels_.clear();
+        std::size_t lo = 0, hi = len;
+        for (int d = 1; d < p; d *= 2) {
+          levels_.push_back({lo, hi});
+          const std::size_t mid = lo + (hi - lo) / 2;
+          const bool low = (v & d) == 0;
+          const std::size_t keep_lo = low ? lo : mid, keep_hi = low ? mid : hi;
+          const std::size_t give_lo = low ? mid : lo, give_hi = low ? hi : mid;
+          mpi_detail::check(MPI_Sendrecv(y + give_lo, int(give_hi - give_lo), dt, real_rank(v ^ d), tag, rcv,
+                                         int(keep_hi - keep_lo), dt, real_rank(v ^ d), tag, comm_, MPI_STATUS_IGNORE),
+                            "MPI_Sendrecv");
+          for (std::size_t k = keep_lo; k < keep_hi; ++k) y[k] = y[k] + rcv[k - keep_lo];
+          lo = keep_lo;
+          hi = keep_hi;
+        }
+        // all-gather: the rounds in reverse, each doubling the summed segment
+        for (std::size_t l = levels_.size(); l-- > 0;) {
+          const int d = 1 << l;
+          const std::size_t plo = levels_[l].first, phi = levels_[l].second, mid = plo + (phi - plo) / 2;
+          const bool low = (v & d) == 0;
+          const std::size_t other_lo = low ? mid : plo, other_hi = low ? phi : mid;
+          mpi_detail::check(MPI_Sendrecv(y + lo, int(hi - lo), dt, real_rank(v ^ d), tag, y + other_lo,
+                                         int(other_hi - other_lo), dt, real_rank(v ^ d), tag, comm_, MPI_STATUS_IGNORE),
+                            "MPI_Sendrecv");
+          lo = plo;
+          hi = phi;
+        }
+      }
+      if (rank_ < 2 * m) {
+        if (folded)
+          mpi_detail::check(MPI_Recv(y, int(len), dt, rank_ + 1, tag, comm_, MPI_STATUS_IGNORE), "MPI_Recv");
+        else
+          mpi_detail::check(MPI_Send(y, int(len), dt, rank_ - 1, tag, comm_), "MPI_Send");
+      }
     }
   }
 
   MPI_Comm comm_;
   std::size_t bucket_bytes_;
   int rank_ = 0, size_ = 1;
-  mutable std::vector<char> send_, recv_;  // staging, kept between calls
+  mutable std::vector<char> recv_;  // the partner's half, kept between calls
+  mutable std::vector<std::pair<std::size_t, std::size_t>> levels_;  // segment before each halving round
   std::unique_ptr<CollectiveWatchdog> watchdog_;  // null with one rank or HYDRAGNN_COLLECTIVE_TIMEOUT=0
 };
 

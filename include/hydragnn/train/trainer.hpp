@@ -279,10 +279,10 @@ struct StepResult {
 };
 
 /// One optimizer step of data-parallel training over V = ranks x A shards. This rank's A micro-batches
-/// (structure indices into its dataset; an empty one contributes nothing) are built, the label counts
+/// (structure indices into its dataset; an empty one contributes zeros) are built, the label counts
 /// of the global batch summed over the ranks, every loss term normalised by them (LossSpec::global; a
-/// single shard keeps the batch's own), the micro-batches' gradients summed in shard order (within
-/// the rank, then Collective::sum in rank order), BatchNorm statistics of every micro-batch folded in
+/// single shard keeps the batch's own), the micro-batches' gradients summed in the order of SumTree
+/// (within the rank over its A shards, then Collective::sum over the ranks), BatchNorm statistics of every micro-batch folded in
 /// shard order, and the same optimizer step taken on every rank. Buffers live across steps.
 template <class ModelT>
 class DataParallelStep {
@@ -295,7 +295,9 @@ class DataParallelStep {
       : coll_(coll), A_(local_shards), V_(shards), nh_(model.spec().heads.size()),
         grad_("hydragnn::DataParallelStep::grad", model.num_params()), micro_(std::size_t(local_shards)),
         counts_(4 + nh_) {
-    if (A_ > 1) grad_micro_ = Vec<T, M>("hydragnn::DataParallelStep::grad_micro", model.num_params());
+    grad_slots_.push_back(grad_);
+    for (int k = 1; k <= SumTree(A_).depth(); ++k)  // the partial sums of SumTree(A), depth() + 1 buffers
+      grad_slots_.push_back(Vec<T, M>("hydragnn::DataParallelStep::grad_partial", model.num_params()));
     grad_host_ = Kokkos::create_mirror_view(grad_);  // staging of the all-reduce (the same view on the host)
   }
 
@@ -330,19 +332,18 @@ class DataParallelStep {
     LossSpec w_step = w;
     if (V_ > 1) w_step.global = &global_;
     const auto t1 = clock::now();
-    // the micro-batches' gradients, summed in shard order
+    // the micro-batches' gradients, summed in the order of SumTree(A) (as the ranks' sums are added)
     std::vector<double> rec;  // per local shard: [loss, statistics size, statistics...]
-    bool any = false;
-    for (int a = 0; a < A_; ++a) {
-      if (idx[std::size_t(a)].empty()) {
+    auto leaf = [&](int a, int slot) {
+      const Vec<T, M>& g = grad_slots_[std::size_t(slot)];
+      if (idx[std::size_t(a)].empty()) {  // contributes zeros, as an idle rank does to the sum over ranks
+        Kokkos::deep_copy(exec, g, T(0));
         rec.insert(rec.end(), {0.0, 0.0});
-        continue;
+        return;
       }
       const std::uint64_t v = std::uint64_t(coll_.rank()) * std::uint64_t(A_) + std::uint64_t(a);  // global shard
       model.set_random_seed(mix64(mix64(seed, std::uint64_t(optim.step_count)), v));
-      const auto r = loss_and_grad(exec, model, micro_[std::size_t(a)], w_step, any ? grad_micro_ : grad_, &ws_);
-      if (any) kernels::accumulate_gradient<Exec, T>(exec, grad_, grad_micro_);
-      any = true;
+      const auto r = loss_and_grad(exec, model, micro_[std::size_t(a)], w_step, g, &ws_);
       rec.push_back(r.loss);
       if (V_ > 1) {
         const std::vector<double> stats = model.take_batch_statistics();
@@ -351,8 +352,11 @@ class DataParallelStep {
       } else {
         rec.push_back(0.0);
       }
-    }
-    if (!any) Kokkos::deep_copy(exec, grad_, T(0));
+    };
+    auto add = [&](int s, int t) {
+      kernels::accumulate_gradient<Exec, T>(exec, grad_slots_[std::size_t(s)], grad_slots_[std::size_t(t)]);
+    };
+    SumTree(A_).evaluate(leaf, add);
     exec.fence();
     const auto t2 = clock::now();
     if (coll_.size() > 1) {
@@ -394,7 +398,8 @@ class DataParallelStep {
   const Collective& coll_;
   int A_, V_;
   std::size_t nh_;
-  Vec<T, M> grad_, grad_micro_;
+  Vec<T, M> grad_;
+  std::vector<Vec<T, M>> grad_slots_;  // grad_, then the partial sums of the micro-batches' tree
   typename Vec<T, M>::HostMirror grad_host_;
   Workspace<M> ws_;  // intermediates of every step: allocated while the batches grow, then reused
   std::vector<Batch<M>> micro_;
