@@ -3,7 +3,8 @@
 // pieces of a performance model (docs/scaling.md, benchmarks/scaling_model.py).
 //
 //   mpirun -np P hydragnn_bench_scaling [--model=SchNet] [--hidden=64] [--batch=32] [--steps=6]
-//                                       [--warmup=1] [--allreduce_max_mib=64] [--out=scaling_P.json]
+//                                       [--warmup=1] [--allreduce_max_mib=64] [--overlap=1]
+//                                       [--out=scaling_P.json]
 //
 // For each of
 //   strong: a global batch of `batch` structures cut into P shards (batch / P per rank),
@@ -15,7 +16,8 @@
 // model and loss of the HydraGNN runner, the reference molecules of 20-200 atoms, shards balanced by
 // atom count) and records per step the wall time and, per rank, the time spent building
 // and uploading the batch (data), in forward/backward (compute), in the gradient sum and gather
-// (reduce: includes waiting for the slowest rank) and in the optimizer (update). Then the time of
+// (reduce: includes waiting for the slowest rank; with --overlap=1, the default, the heads' part of
+// the sum runs during the backward and reduce is what is left after it) and in the optimizer (update). Then the time of
 // MpiCollective::sum on float buffers from 1 KiB to `allreduce_max_mib` MiB and on the model's own
 // gradient buffer (median of repeats, the slowest rank's time), and the time to build the radius graph
 // of one structure. Rank 0 writes the JSON.
@@ -128,8 +130,10 @@ nlohmann::json run_mode(const MpiCollective& coll, const std::string& mode, cons
           {"sampling", sampling},
           {"ranks", P},
           {"model", Conv::name},
+          {"overlap", coll.overlaps()},
           {"hidden", hidden},
           {"params", model.num_params()},
+          {"trunk_params", model.num_trunk_params()},
           {"global_batch", global},
           {"local_batch", local},
           {"steps", steps},
@@ -208,11 +212,13 @@ int run(int argc, char** argv, const MpiCollective& coll) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
+  int thread_level = MPI_THREAD_SINGLE;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &thread_level);
   Kokkos::initialize(argc, argv);
   int rc = 0;
   {
-    const MpiCollective coll(MPI_COMM_WORLD);
+    const bool overlap = flag(argc, argv, "overlap", "1") != "0";
+    const MpiCollective coll(MPI_COMM_WORLD, 0.0, std::size_t(64) << 20, overlap);
     try {
       const std::string model = flag(argc, argv, "model", "SchNet");
       const bool found = dispatch_conv(model, [&](auto tag) { rc = run<typename decltype(tag)::type>(argc, argv, coll); });

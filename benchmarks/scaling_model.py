@@ -19,10 +19,14 @@ Model of one step with P ranks, a local batch of B structures, a gradient of n b
   size ranks at each step): the measured 2-rank value, assumed constant in P. Independent shuffles:
   imb(P, B) = 1 + cv / sqrt(B) z_P, the slowest of P ranks each summing B random structures (z_P the
   expected maximum of P standard normals, Blom's approximation)
-with the sum of this library (reduce-scatter by all-to-all, then all-gather, each (P-1) messages of
-n / P bytes):  T_sum = 2 (P-1) alpha + 2 (P-1)/P n beta,
-or a tree/recursive-halving sum in a fixed order:  T_tree = 2 log2(P) alpha + 2 (P-1)/P n beta.
-(beta includes the host-side adds and copies). The sum starts after the whole backward (no overlap).
+with the sum of this library (train/collective.hpp SumTree; dist/mpi.hpp: recursive halving, then
+recursive doubling, log2(P) rounds each):  T_sum(n) = 2 log2(P) alpha + 2 (P-1)/P n beta
+(beta includes the host-side adds and copies). The heads' part of the gradient (n_h bytes: the
+parameters from num_trunk_params() on) is summed while the trunk's backward runs; assumed: that
+backward lasts a third of the step's compute, so the sum costs
+  T_comm = T_sum(n - n_h) + max(0, T_sum(n_h) - B t_s / 3).
+For comparison: the same without the overlap (T_sum(n)), and the all-to-all sum this library used
+before (T_a2a = 2 (P-1) alpha + 2 (P-1)/P n beta, no overlap).
 
 Predictions are printed for (1) this machine's pieces and (2) a GPU-cluster scenario whose
 numbers are assumptions stated in the output (per-GPU compute rate, network latency and
@@ -85,6 +89,7 @@ def pieces(j1, j2):
             "imb2_random": step_imbalance(s2r), "imb2_model": imbalance(2, s2["local_batch"], j1["structure_atoms_cv"]),
             "contention_2": contention,
             "alpha": small["seconds"] / 2, "beta": b, "grad_bytes": grad_bytes,
+            "heads_bytes": grad_bytes * (w1["params"] - w1["trunk_params"]) / w1["params"],
             "params": w1["params"], "model": w1["model"], "hidden": w1["hidden"],
             "measured": {"weak_1": w1["step_s"], "weak_2": w2["step_s"],
                          "strong_1": run(j1, "strong")["step_s"], "strong_2": s2["step_s"],
@@ -92,41 +97,51 @@ def pieces(j1, j2):
                          "strong_global_batch": s2["global_batch"], "weak_local_batch": w1["local_batch"]}}
 
 
-def step_time(P, B, t_s, t_d, imb, alpha, beta, n, tree):
-    """imb: the slowest rank's compute over the mean (a number, or a function of P and B)."""
+def t_sum(P, n, alpha, beta, a2a=False):
+    if P == 1 or n <= 0:
+        return 0.0
+    rounds = 2 * (P - 1) if a2a else 2 * math.log2(P)
+    return rounds * alpha + 2 * (P - 1) / P * n * beta
+
+
+def step_time(P, B, t_s, t_d, imb, alpha, beta, n, n_heads, kind):
+    """imb: the slowest rank's compute over the mean (a number, or a function of P and B).
+    kind: "overlap" (ours), "tree" (ours without the overlap) or "a2a" (the earlier all-to-all sum)."""
     if callable(imb):
         imb = imb(P, B)
     if P == 1:
         imb, comm = 1.0, 0.0
-    elif tree:
-        comm = 2 * math.log2(P) * alpha + 2 * (P - 1) / P * n * beta
+    elif kind == "overlap":
+        comm = t_sum(P, n - n_heads, alpha, beta) + max(0.0, t_sum(P, n_heads, alpha, beta) - B * t_s / 3)
     else:
-        comm = 2 * (P - 1) * alpha + 2 * (P - 1) / P * n * beta
+        comm = t_sum(P, n, alpha, beta, kind == "a2a")
     return imb * B * t_s + B * t_d + comm, comm
 
 
 def table(title, pc, t_s, t_d, alpha, beta, weak_B, strong_G, ranks):
     n = pc["grad_bytes"]
+    n_heads = pc["heads_bytes"]
     trainer = pc["imb2_size_ranks"]                       # measured, assumed not to grow with P
     random = lambda P, B: imbalance(P, B, pc["cv"])       # independent shuffles: the slowest of P batches
     lines = ["### " + title, "",
-             "| ranks | weak: step (s) | weak eff. | weak eff., random batches | weak eff., tree sum | strong: local batch | strong eff. | strong eff., tree sum |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| ranks | weak: step (s) | weak eff. | weak eff., random batches | weak eff., no overlap | weak eff., all-to-all sum | strong: local batch | strong eff. | strong eff., no overlap | strong eff., all-to-all sum |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     out = []
-    t1w, _ = step_time(1, weak_B, t_s, t_d, 1.0, alpha, beta, n, False)
-    t1s, _ = step_time(1, strong_G, t_s, t_d, 1.0, alpha, beta, n, False)
+    t1w, _ = step_time(1, weak_B, t_s, t_d, 1.0, alpha, beta, n, n_heads, "overlap")
+    t1s, _ = step_time(1, strong_G, t_s, t_d, 1.0, alpha, beta, n, n_heads, "overlap")
     for P in ranks:
-        tw, _ = step_time(P, weak_B, t_s, t_d, trainer, alpha, beta, n, False)
-        twr, _ = step_time(P, weak_B, t_s, t_d, random, alpha, beta, n, False)
-        twt, _ = step_time(P, weak_B, t_s, t_d, trainer, alpha, beta, n, True)
         Bs = max(1, math.ceil(strong_G / P))
-        ts, _ = step_time(P, Bs, t_s, t_d, trainer, alpha, beta, n, False)
-        tst, _ = step_time(P, Bs, t_s, t_d, trainer, alpha, beta, n, True)
-        row = {"ranks": P, "weak_step_s": tw, "weak_eff": t1w / tw, "weak_eff_random": t1w / twr, "weak_eff_tree": t1w / twt,
-               "strong_local_batch": Bs, "strong_eff": t1s / (P * ts), "strong_eff_tree": t1s / (P * tst)}
-        lines.append("| %d | %.4g | %.1f %% | %.1f %% | %.1f %% | %d | %.1f %% | %.1f %% |" % (
-            P, tw, 100 * row["weak_eff"], 100 * row["weak_eff_random"], 100 * row["weak_eff_tree"], Bs,
-            100 * row["strong_eff"], 100 * row["strong_eff_tree"]))
+        tw = {k: step_time(P, weak_B, t_s, t_d, trainer, alpha, beta, n, n_heads, k)[0] for k in ("overlap", "tree", "a2a")}
+        ts = {k: step_time(P, Bs, t_s, t_d, trainer, alpha, beta, n, n_heads, k)[0] for k in ("overlap", "tree", "a2a")}
+        twr, _ = step_time(P, weak_B, t_s, t_d, random, alpha, beta, n, n_heads, "overlap")
+        row = {"ranks": P, "weak_step_s": tw["overlap"], "weak_eff": t1w / tw["overlap"], "weak_eff_random": t1w / twr,
+               "weak_eff_no_overlap": t1w / tw["tree"], "weak_eff_a2a": t1w / tw["a2a"], "strong_local_batch": Bs,
+               "strong_eff": t1s / (P * ts["overlap"]), "strong_eff_no_overlap": t1s / (P * ts["tree"]),
+               "strong_eff_a2a": t1s / (P * ts["a2a"])}
+        lines.append("| %d | %.4g | %.1f %% | %.1f %% | %.1f %% | %.1f %% | %d | %.1f %% | %.1f %% | %.1f %% |" % (
+            P, tw["overlap"], 100 * row["weak_eff"], 100 * row["weak_eff_random"], 100 * row["weak_eff_no_overlap"],
+            100 * row["weak_eff_a2a"], Bs, 100 * row["strong_eff"], 100 * row["strong_eff_no_overlap"],
+            100 * row["strong_eff_a2a"]))
         out.append(row)
     return lines, out
 
@@ -155,6 +170,7 @@ def main():
         pc["cv"], m["strong_global_batch"] // 2, pc["imb2_size_ranks"], pc["imb2_random"], pc["imb2_model"]))
     print("- 2 ranks on this 2-core machine: per-structure compute %.2f x the 1-rank time (shared caches and memory; not modelled)" % pc["contention_2"])
     print("- gradient sum on 2 ranks: T(n) = 2 alpha + n beta, alpha = %.3g us, 1/beta = %.3g GB/s" % (1e6 * pc["alpha"], 1e-9 / pc["beta"]))
+    print("- the heads' share of the gradient (summed during the trunk's backward): %.1f %%" % (100 * pc["heads_bytes"] / pc["grad_bytes"]))
     print("- measured steps: weak (local batch %d) 1 rank %.3f s, 2 ranks %.3f s (efficiency %.1f %%; independent shuffles %.1f %%); strong (global batch %d) 1 rank %.3f s, 2 ranks %.3f s (efficiency %.1f %%; independent shuffles %.1f %%)" % (
         m["weak_local_batch"], m["weak_1"], m["weak_2"], 100 * m["weak_1"] / m["weak_2"], 100 * m["weak_1"] / m["weak_2_random"],
         m["strong_global_batch"], m["strong_1"], m["strong_2"], 100 * m["strong_1"] / (2 * m["strong_2"]),

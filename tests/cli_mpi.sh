@@ -132,6 +132,9 @@ grep -q "rank 0: a .* over the ranks (MPI_.*) has not completed after [0-9]* s; 
 if HYDRAGNN_COLLECTIVE_TIMEOUT=soon mpi 2 -x HYDRAGNN_COLLECTIVE_TIMEOUT "$exe" train --config "$work/cfg.json" --output "$work/bad_env" \
   > /dev/null 2> "$work/env.err"; then fail "a bad HYDRAGNN_COLLECTIVE_TIMEOUT was accepted"; fi
 grep -q "HYDRAGNN_COLLECTIVE_TIMEOUT = 'soon'" "$work/env.err" || fail "bad timeout value: $(cat "$work/env.err")"
+if HYDRAGNN_GPU_AWARE_MPI=yes mpi 2 -x HYDRAGNN_GPU_AWARE_MPI "$exe" train --config "$work/cfg.json" --output "$work/bad_env2" \
+  > /dev/null 2> "$work/env2.err"; then fail "a bad HYDRAGNN_GPU_AWARE_MPI was accepted"; fi
+grep -q "error on rank [01] of 2: HYDRAGNN_GPU_AWARE_MPI = 'yes'" "$work/env2.err" || fail "bad HYDRAGNN_GPU_AWARE_MPI: $(cat "$work/env2.err")"
 
 # predict and evaluate run as one process
 if mpi 2 "$exe" evaluate --checkpoint "$work/np2/checkpoint.hgnn" --input "$data" > /dev/null 2> "$work/ev.err"; then

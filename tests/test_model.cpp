@@ -975,3 +975,54 @@ TEST_CASE("GAT attention dropout: training-mode passes follow the seed, evaluati
   m0.set_random_seed(2);
   CHECK(loss_and_grad(exec, m0, batch, w, Vec<double, M>()).loss == a);
 }
+
+TEMPLATE_LIST_TEST_CASE("the heads' parameter gradient is final when the backward reports it (overlapped rank sums)",
+                        "[model][data_parallel]", conv_registry) {
+  // DataParallelStep starts summing the gradient's entries from num_trunk_params() on over the ranks
+  // when Model::backward calls heads_done, while the trunk's backward goes on: nothing after that call
+  // may write them. Checked for the dual (force training) and the real (energy only) backward, with
+  // mlp heads and conv node heads, in evaluation and training mode.
+  hydragnn_test::ensure_kokkos();
+  Exec exec;
+  const Dataset ds = tiny_dataset(31, 3);
+  for (const bool conv_head : {false, true}) {
+    if (conv_head && std::is_same<TestType, CGCNNConv>::value) continue;  // refused (test_conv_head.cpp)
+    ModelSpec s = spec_for(TestType::name);
+    s.energy = true;
+    s.node_conv = conv_head;
+    if (conv_head) s.branches[0].node_head_dims = {6};
+    Model<double, TestType, Exec> model(s, hydragnn_test::test_options<TestType>());
+    model.initialize(5);
+    auto b = make_batch<M>(ds.frames, s.cutoff, -1, s.species, {}, conv_traits<TestType>::needs_triplets);
+    const std::size_t N = model.num_params(), split = model.num_trunk_params();
+    REQUIRE(split > 0);
+    REQUIRE(split < N);
+    for (const bool training : {false, true}) {
+      model.set_training(training);
+      for (const double fw : {0.0, 1.0}) {
+        if (fw > 0 && !model.uses_positions()) continue;
+        DYNAMIC_SECTION((conv_head ? "conv" : "mlp") << " heads, " << (training ? "training" : "evaluation") << ", force weight " << fw) {
+          LossSpec w;
+          w.energy = 1.0;
+          w.force = fw;
+          Vec<double, M> g("g", N);
+          std::vector<double> at_call;
+          int calls = 0;
+          const std::function<void()> heads_done = [&] {
+            ++calls;
+            exec.fence();
+            at_call.assign(g.data() + split, g.data() + N);
+          };
+          loss_and_grad(exec, model, b, w, g, nullptr, false, &heads_done);
+          exec.fence();
+          REQUIRE(calls == 1);
+          CHECK(std::memcmp(at_call.data(), g.data() + split, (N - split) * sizeof(double)) == 0);
+          double heads_norm = 0;
+          for (double x : at_call) heads_norm += x * x;
+          CHECK(heads_norm > 0);
+        }
+      }
+      model.take_batch_statistics();
+    }
+  }
+}

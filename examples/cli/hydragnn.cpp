@@ -535,7 +535,7 @@ int cmd_hpo(const std::string& search_path, const std::string& out_dir, int max_
     }
     ++jobs;
   }
-  world.barrier();
+  world.barrier_unbounded();  // the other workers may still run trials for hours
   if (world.rank() == 0) {
     const nlohmann::json st = state.snapshot();
     write_hpo_results(spec, st, out_dir);
@@ -910,14 +910,19 @@ int main(int argc, char** argv) {
   import_cmd->add_option("--output,-o", out_file, "checkpoint to write")->required();
   import_cmd->add_flag("--overwrite", overwrite, "replace an existing checkpoint");
 #ifdef HYDRAGNN_HAVE_MPI
-  MPI_Init(&argc, &argv);
+  // serialized threads: a rank's gradient sums run on a communication thread during its backward
+  // (MpiCollective::start_sum); an MPI without that level sums after the backward instead
+  int thread_level = MPI_THREAD_SINGLE;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &thread_level);
   int rc = 0;
   {
-    // a bad HYDRAGNN_COLLECTIVE_TIMEOUT is reported below like any error, by every rank
+    // a bad HYDRAGNN_COLLECTIVE_TIMEOUT or HYDRAGNN_GPU_AWARE_MPI is reported below like any error,
+    // by every rank
     double collective_timeout = 0;
     std::string env_error;
     try {
       collective_timeout = collective_timeout_from_env();
+      mpi_detail::gpu_aware_mpi();  // HYDRAGNN_GPU_AWARE_MPI, read again by MpiCollective
     } catch (const std::exception& e) {
       env_error = e.what();
     }

@@ -6,11 +6,13 @@
 // 1 + eps a_g on energies (a = dL/dE) and 0 + eps ybar on direct heads; the eps part of the dual
 // parameter cotangent is dL/dtheta, and the only part the backward forms (core/dual.hpp param_part).
 // direct_gradient — no force or stress term: one real backward of the pass-1 forward.
+// Both pass heads_done to Model::backward (called when the heads' part of grad is final).
 #pragma once
 
 #include <hydragnn/autodiff/potential.hpp>
 #include <hydragnn/kernels/loss.hpp>
 
+#include <functional>
 #include <vector>
 
 namespace hydragnn {
@@ -30,7 +32,8 @@ void force_training_gradient(const typename ModelT::exec_space& exec, const Mode
                              const Batch<typename ModelT::memory_space>& b,
                              const DeviceCotangents<typename ModelT::memory_space>& cot,
                              const Vec<typename ModelT::real_type, typename ModelT::memory_space>& grad,
-                             Workspace<typename ModelT::memory_space>& ws) {
+                             Workspace<typename ModelT::memory_space>& ws,
+                             const std::function<void()>* heads_done = nullptr) {
   using T = typename ModelT::real_type;
   using M = typename ModelT::memory_space;
   using Exec = typename ModelT::exec_space;
@@ -50,7 +53,7 @@ void force_training_gradient(const typename ModelT::exec_space& exec, const Mode
     kernels::head_cotangent<Exec, D>(exec, cot.heads[k], hb.back());
   }
   Kokkos::deep_copy(exec, grad, T(0));
-  model.template backward<D>(exec, w, b, fd, ebar, hb, grad, ws, /*geometry=*/false);  // only the parameter cotangent
+  model.template backward<D>(exec, w, b, fd, ebar, hb, grad, ws, /*geometry=*/false, heads_done);  // only the parameter cotangent
 }
 
 template <class ModelT>
@@ -60,7 +63,7 @@ void direct_gradient(const typename ModelT::exec_space& exec, const ModelT& mode
                      const typename ModelT::template Forward<typename ModelT::real_type>& f,
                      const DeviceCotangents<typename ModelT::memory_space>& cot, bool with_energy,
                      const Vec<typename ModelT::real_type, typename ModelT::memory_space>& grad,
-                     Workspace<typename ModelT::memory_space>& ws) {
+                     Workspace<typename ModelT::memory_space>& ws, const std::function<void()>* heads_done = nullptr) {
   using T = typename ModelT::real_type;
   using M = typename ModelT::memory_space;
   using Exec = typename ModelT::exec_space;
@@ -73,7 +76,8 @@ void direct_gradient(const typename ModelT::exec_space& exec, const ModelT& mode
     kernels::head_cotangent<Exec, T>(exec, cot.heads[k], hb.back());
   }
   Kokkos::deep_copy(exec, grad, T(0));
-  model.template backward<T>(exec, w, b, f, with_energy ? ebar : Vec<T, M>(), hb, grad, ws, /*geometry=*/false);
+  model.template backward<T>(exec, w, b, f, with_energy ? ebar : Vec<T, M>(), hb, grad, ws, /*geometry=*/false,
+                             heads_done);
 }
 
 }  // namespace hydragnn

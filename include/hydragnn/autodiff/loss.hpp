@@ -20,6 +20,7 @@
 #include <hydragnn/kernels/loss.hpp>
 
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -76,12 +77,14 @@ struct LossResult {
 
 /// Loss on a batch; if grad has the model's size, also dL/dtheta (overwritten). Pass a workspace that
 /// lives across steps to make steps allocation-free; with_prediction also copies the predictions to
-/// the host (res.pred).
+/// the host (res.pred). heads_done: called during the backward once grad's entries from
+/// model.num_trunk_params() on are final (Model::backward).
 template <class ModelT>
 LossResult loss_and_grad(const typename ModelT::exec_space& exec, const ModelT& model,
                          const Batch<typename ModelT::memory_space>& b, const LossSpec& w,
                          const Vec<typename ModelT::real_type, typename ModelT::memory_space>& grad,
-                         Workspace<typename ModelT::memory_space>* workspace = nullptr, bool with_prediction = false) {
+                         Workspace<typename ModelT::memory_space>* workspace = nullptr, bool with_prediction = false,
+                         const std::function<void()>* heads_done = nullptr) {
   using T = typename ModelT::real_type;
   using M = typename ModelT::memory_space;
   using Exec = typename ModelT::exec_space;
@@ -217,9 +220,9 @@ LossResult loss_and_grad(const typename ModelT::exec_space& exec, const ModelT& 
 
   // ---- gradient ------------------------------------------------------------------------------
   if (need_forces)
-    force_training_gradient(exec, model, wts, b, cot, grad, ws);
+    force_training_gradient(exec, model, wts, b, cot, grad, ws, heads_done);
   else
-    direct_gradient(exec, model, wts, b, f1, cot, conservative, grad, ws);
+    direct_gradient(exec, model, wts, b, f1, cot, conservative, grad, ws, heads_done);
   return res;
 }
 

@@ -89,6 +89,18 @@ inline std::string kokkos_backends() {
   return s.empty() ? std::string("none") : s;
 }
 
+/// An instance of Exec whose work is ordered apart from the default instance's (Kokkos 4: a partition
+/// of the space, e.g. its own CUDA stream), for work launched from a second host thread while the
+/// first one keeps launching on the default instance. Kokkos 3.4 (Serial only here): the default one.
+template <class Exec>
+Exec independent_instance() {
+#if HYDRAGNN_KOKKOS4
+  return Kokkos::Experimental::partition_space(Exec(), 1)[0];
+#else
+  return Exec();
+#endif
+}
+
 #if defined(KOKKOS_ENABLE_HIP)
 #if HYDRAGNN_KOKKOS4
 using hip_space = Kokkos::HIP;

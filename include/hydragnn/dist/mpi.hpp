@@ -15,6 +15,11 @@
 // stays bounded for any model size. Host buffers: the trainer stages device gradients through a
 // host mirror. The sums and gathers are bounded in time (dist/watchdog.hpp,
 // HYDRAGNN_COLLECTIVE_TIMEOUT): a rank that stops responding ends the job instead of hanging it.
+// So are the barriers, but for barrier_unbounded() (the end of an HPO search).
+// With overlap (MPI_THREAD_SERIALIZED), start_sum() runs the same sums on a communication thread while
+// the caller computes (the trainer's heads' gradient during the trunk's backward). start_sum_device()
+// is the same sum of a buffer in GPU memory for an MPI that reads GPU memory (gpu_aware()): the
+// partner's part lands in a caller's scratch buffer and the additions are kernels.
 //
 // Include this header only where MPI is available (the CLI defines HYDRAGNN_HAVE_MPI when CMake finds
 // it); the library proper does not depend on MPI.
@@ -23,13 +28,25 @@
 #include <hydragnn/dist/watchdog.hpp>
 #include <hydragnn/train/collective.hpp>
 
+#include <hydragnn/kernels/optimizer.hpp>
+
 #include <mpi.h>
+#if defined(OPEN_MPI) && OPEN_MPI && __has_include(<mpi-ext.h>)
+#include <mpi-ext.h>  // MPIX_CUDA_AWARE_SUPPORT, MPIX_Query_cuda_support (ROCm: Open MPI 5)
+#endif
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <exception>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -40,6 +57,26 @@ template <class T> MPI_Datatype datatype();
 template <> inline MPI_Datatype datatype<float>() { return MPI_FLOAT; }
 template <> inline MPI_Datatype datatype<double>() { return MPI_DOUBLE; }
 template <> inline MPI_Datatype datatype<long>() { return MPI_LONG; }
+
+/// Whether this MPI reads and writes GPU memory itself: HYDRAGNN_GPU_AWARE_MPI = 1 / 0 where set,
+/// otherwise Open MPI's own answer at run time (MPIX_Query_cuda_support / MPIX_Query_rocm_support,
+/// where mpi-ext.h declares them); other MPIs: no (buffers are staged through the host).
+inline bool gpu_aware_mpi() {
+  if (const char* v = std::getenv("HYDRAGNN_GPU_AWARE_MPI"); v && *v) {
+    const std::string s(v);
+    if (s == "1") return true;
+    if (s == "0") return false;
+    throw std::runtime_error("HYDRAGNN_GPU_AWARE_MPI = '" + s + "' (1: MPI reads GPU memory, 0: stage through the host)");
+  }
+  bool aware = false;
+#if defined(MPIX_CUDA_AWARE_SUPPORT) && MPIX_CUDA_AWARE_SUPPORT
+  aware = aware || MPIX_Query_cuda_support() == 1;
+#endif
+#if defined(MPIX_ROCM_AWARE_SUPPORT) && MPIX_ROCM_AWARE_SUPPORT
+  aware = aware || MPIX_Query_rocm_support() == 1;
+#endif
+  return aware;
+}
 
 inline void check(int rc, const char* what) {
   if (rc != MPI_SUCCESS) {
@@ -55,26 +92,80 @@ class MpiCollective final : public Collective {
  public:
   /// timeout_s > 0: a sum or gather that has not completed after timeout_s seconds ends the process
   /// (dist/watchdog.hpp; the CLI passes collective_timeout_from_env()); 0: unbounded.
+  /// overlap: start_sum() runs the sum on a communication thread of this object, so that the caller
+  /// computes meanwhile, when MPI was initialised with at least MPI_THREAD_SERIALIZED (MPI_Init_thread;
+  /// the CLI asks for it); otherwise start_sum() sums at once. Only that thread calls MPI between a
+  /// start_sum() and the wait_sums() after it: every other call here waits for the sums started first.
   explicit MpiCollective(MPI_Comm comm = MPI_COMM_WORLD, double timeout_s = 0,
-                         std::size_t bucket_bytes = std::size_t(64) << 20)
+                         std::size_t bucket_bytes = std::size_t(64) << 20, bool overlap = true)
       : comm_(comm), bucket_bytes_(bucket_bytes) {
     mpi_detail::check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
     mpi_detail::check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
     if (size_ > 1 && timeout_s > 0) watchdog_ = std::make_unique<CollectiveWatchdog>(rank_, timeout_s);
+    int level = MPI_THREAD_SINGLE;
+    mpi_detail::check(MPI_Query_thread(&level), "MPI_Query_thread");
+    overlap_ = overlap && size_ > 1 && level >= MPI_THREAD_SERIALIZED;
+    try {
+      gpu_aware_ = mpi_detail::gpu_aware_mpi();
+    } catch (const std::exception&) {
+      gpu_aware_ = false;  // a bad HYDRAGNN_GPU_AWARE_MPI: the caller reports it (the CLI checks it first)
+    }
   }
+  ~MpiCollective() override {
+    if (!worker_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lk(queue_mutex_);
+      stop_ = true;
+    }
+    queue_cv_.notify_all();
+    worker_.join();
+  }
+  MpiCollective(const MpiCollective&) = delete;
+  MpiCollective& operator=(const MpiCollective&) = delete;
+  /// whether start_sum() returns before the sum is done
+  bool overlaps() const { return overlap_; }
+
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   MPI_Comm comm() const { return comm_; }
 
-  void sum(float* x, std::size_t n) const override { ordered_sum(x, n); }
-  void sum(double* x, std::size_t n) const override { ordered_sum(x, n); }
+  void sum(float* x, std::size_t n) const override {
+    wait_sums();
+    ordered_sum(x, n);
+  }
+  void sum(double* x, std::size_t n) const override {
+    wait_sums();
+    ordered_sum(x, n);
+  }
+  void start_sum(float* x, std::size_t n) const override { enqueue([this, x, n] { ordered_sum(x, n); }); }
+  void start_sum(double* x, std::size_t n) const override { enqueue([this, x, n] { ordered_sum(x, n); }); }
+  bool gpu_aware() const override { return gpu_aware_; }
+  void start_sum_device(const Kokkos::DefaultExecutionSpace& space, float* x, std::size_t n, float* scratch) const override {
+    enqueue([this, space, x, n, scratch] { ordered_sum(x, n, scratch, &space); });
+  }
+  void start_sum_device(const Kokkos::DefaultExecutionSpace& space, double* x, std::size_t n,
+                        double* scratch) const override {
+    enqueue([this, space, x, n, scratch] { ordered_sum(x, n, scratch, &space); });
+  }
+  void wait_sums() const override {
+    if (!overlap_) return;
+    std::unique_lock<std::mutex> lk(queue_mutex_);
+    queue_cv_.wait(lk, [this] { return queue_.empty() && !busy_; });
+    if (error_) {
+      std::exception_ptr e = error_;
+      error_ = nullptr;
+      std::rethrow_exception(e);
+    }
+  }
   void sum(long* x, std::size_t n) const override {
+    wait_sums();
     if (size_ == 1 || n == 0) return;
     const CollectiveWatchdog::Guard bound(watchdog_.get(), "a sum of counts over the ranks (MPI_Allreduce)");
     mpi_detail::check(MPI_Allreduce(MPI_IN_PLACE, x, int(n), MPI_LONG, MPI_SUM, comm_), "MPI_Allreduce");
   }
 
   std::vector<double> gather(const std::vector<double>& x) const override {
+    wait_sums();
     if (size_ == 1) return x;
     const CollectiveWatchdog::Guard bound(watchdog_.get(), "a gather over the ranks (MPI_Allgather, MPI_Allgatherv)");
     int mine = int(x.size());
@@ -88,7 +179,15 @@ class MpiCollective final : public Collective {
     return out;
   }
 
-  void barrier() const override { mpi_detail::check(MPI_Barrier(comm_), "MPI_Barrier"); }
+  void barrier() const override {
+    wait_sums();
+    const CollectiveWatchdog::Guard bound(watchdog_.get(), "a barrier (MPI_Barrier)");
+    mpi_detail::check(MPI_Barrier(comm_), "MPI_Barrier");
+  }
+  void barrier_unbounded() const override {
+    wait_sums();
+    mpi_detail::check(MPI_Barrier(comm_), "MPI_Barrier");
+  }
 
   void abort(const std::string& message) const override {
     std::fprintf(stderr, "%s\n", message.c_str());
@@ -97,8 +196,26 @@ class MpiCollective final : public Collective {
   }
 
  private:
+  /// y[0, len) += r[0, len): on the host, or (device sums) by a kernel on *space, finished before MPI
+  /// reads y again
   template <class T>
-  void ordered_sum(T* x, std::size_t n) const {
+  static void add_into(T* y, const T* r, std::size_t len, const Kokkos::DefaultExecutionSpace* space) {
+    if (len == 0) return;
+    if (space) {
+      using DM = Kokkos::DefaultExecutionSpace::memory_space;
+      kernels::accumulate_gradient<Kokkos::DefaultExecutionSpace, T>(*space, Vec<T, DM>(y, len),
+                                                                     Vec<T, DM>(const_cast<T*>(r), len));
+      space->fence();
+      return;
+    }
+    for (std::size_t k = 0; k < len; ++k) y[k] = y[k] + r[k];
+  }
+
+  /// x <- the SumTree of the ranks' x. Host buffers: the partner's part lands in recv_. Device buffers
+  /// (space != nullptr): x and scratch (n values) in the default execution space's memory, handed to
+  /// MPI as they are, added by kernels on *space.
+  template <class T>
+  void ordered_sum(T* x, std::size_t n, T* scratch = nullptr, const Kokkos::DefaultExecutionSpace* space = nullptr) const {
     if (size_ == 1 || n == 0) return;
     const CollectiveWatchdog::Guard bound(watchdog_.get(), "a sum over the ranks (MPI_Sendrecv)");
     const SumTree tree(size_);
@@ -112,14 +229,14 @@ class MpiCollective final : public Collective {
     for (std::size_t off = 0; off < n; off += bucket) {
       const std::size_t len = std::min(bucket, n - off);
       T* y = x + off;
-      recv_.resize(len * sizeof(T));
-      T* rcv = reinterpret_cast<T*>(recv_.data());
+      if (!space) recv_.resize(len * sizeof(T));
+      T* rcv = space ? scratch + off : reinterpret_cast<T*>(recv_.data());
       if (rank_ < 2 * m) {
         if (folded) {
           mpi_detail::check(MPI_Send(y, int(len), dt, rank_ + 1, tag, comm_), "MPI_Send");
         } else {
           mpi_detail::check(MPI_Recv(rcv, int(len), dt, rank_ - 1, tag, comm_, MPI_STATUS_IGNORE), "MPI_Recv");
-          for (std::size_t k = 0; k < len; ++k) y[k] = rcv[k] + y[k];  // x_{2i} + x_{2i+1}
+          add_into(y, rcv, len, space);  // x_{2i} + x_{2i+1}
         }
       }
       if (!folded) {
@@ -135,7 +252,7 @@ class MpiCollective final : public Collective {
           mpi_detail::check(MPI_Sendrecv(y + give_lo, int(give_hi - give_lo), dt, real_rank(v ^ d), tag, rcv,
                                          int(keep_hi - keep_lo), dt, real_rank(v ^ d), tag, comm_, MPI_STATUS_IGNORE),
                             "MPI_Sendrecv");
-          for (std::size_t k = keep_lo; k < keep_hi; ++k) y[k] = y[k] + rcv[k - keep_lo];
+          add_into(y + keep_lo, rcv, keep_hi - keep_lo, space);
           lo = keep_lo;
           hi = keep_hi;
         }
@@ -161,8 +278,55 @@ class MpiCollective final : public Collective {
     }
   }
 
+  /// run f on the communication thread (started at the first call), or at once without overlap
+  template <class F>
+  void enqueue(F f) const {
+    if (!overlap_) {
+      f();
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lk(queue_mutex_);
+      if (!worker_.joinable()) worker_ = std::thread([this] { work(); });
+      queue_.emplace_back(std::move(f));
+    }
+    queue_cv_.notify_all();
+  }
+  void work() const {
+    std::unique_lock<std::mutex> lk(queue_mutex_);
+    for (;;) {
+      queue_cv_.wait(lk, [this] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopped
+      std::function<void()> f = std::move(queue_.front());
+      queue_.pop_front();
+      busy_ = true;
+      const bool failed = error_ != nullptr;  // after a failure the later sums are skipped
+      lk.unlock();
+      std::exception_ptr e;
+      if (!failed) {
+        try {
+          f();
+        } catch (...) {
+          e = std::current_exception();
+        }
+      }
+      lk.lock();
+      if (e && !error_) error_ = e;
+      busy_ = false;
+      queue_cv_.notify_all();
+    }
+  }
+
   MPI_Comm comm_;
   std::size_t bucket_bytes_;
+  bool overlap_ = false, gpu_aware_ = false;
+  // the communication thread of start_sum() and its queue
+  mutable std::thread worker_;
+  mutable std::mutex queue_mutex_;
+  mutable std::condition_variable queue_cv_;
+  mutable std::deque<std::function<void()>> queue_;
+  mutable bool busy_ = false, stop_ = false;
+  mutable std::exception_ptr error_;
   int rank_ = 0, size_ = 1;
   mutable std::vector<char> recv_;  // the partner's half, kept between calls
   mutable std::vector<std::pair<std::size_t, std::size_t>> levels_;  // segment before each halving round

@@ -9,8 +9,9 @@
 // and ends the process (exit status 3); the launcher (mpirun) then stops the other ranks, as it does
 // for any rank that exits without MPI_Finalize. The bound is HYDRAGNN_COLLECTIVE_TIMEOUT seconds
 // (default 1800, torch.distributed's default; 0 disables it). Only what a collective guards is
-// bounded: dist/mpi.hpp guards the sums and gathers of training, validation and metrics, not the
-// barriers (at start-up, and at the end of an HPO search a worker waits for the others' trials).
+// bounded: dist/mpi.hpp guards the sums and gathers of training, validation and metrics and the
+// barriers, but for barrier_unbounded() (at the end of an HPO search a worker waits for the others'
+// trials, which may take hours).
 #pragma once
 
 #include <algorithm>

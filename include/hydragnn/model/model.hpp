@@ -29,6 +29,7 @@
 #include <hydragnn/model/spec.hpp>
 #include <hydragnn/nn/batchnorm.hpp>
 
+#include <functional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -342,10 +343,13 @@ class Model {
   /// Backward: given dL/dE_g (Ebar, G; may be empty) and dL/d(head output) (head_bar, empty views for
   /// unused heads), accumulate dL/dparams into g (nothing when g is empty) and return dL/dr (E x 3);
   /// with geometry = false nothing that only feeds dL/dr is computed and an empty view is returned.
+  /// heads_done (optional) is called once the parameters from num_trunk_params() on (conv node heads,
+  /// heads) have their final gradient in g, before the trunk's backward: the trainer starts summing
+  /// them over the ranks while the trunk's backward runs (train/trainer.hpp, DataParallelStep).
   template <class S>
   Mat<S, M> backward(const Exec& exec, const Weights<T, M>& w, const Batch<M>& b, const Forward<S>& f,
                      const Vec<S, M>& Ebar, const std::vector<Mat<S, M>>& head_bar, const Vec<real_t<S>, M>& g,
-                     Workspace<M>& ws, bool geometry = true) const {
+                     Workspace<M>& ws, bool geometry = true, const std::function<void()>* heads_done = nullptr) const {
     ProfileRegion region("hydragnn::Model::backward");
     const int L = conv_.num_layers();
     const std::string lbl = "hydragnn::Model::backward";
@@ -362,6 +366,7 @@ class Model {
       head_in_bar = node_convs_.template backward<Exec, S, T>(exec, w, b, f.node_conv, given_bar, g, rbar, ws);
       if (head_in_bar.h.extent(0) > 0) kernels::add_into<Exec, S>(exec, head_in_bar.h, hbars[L - 1]);
     }
+    if (heads_done && g.extent(0) > 0) (*heads_done)();  // nothing below writes g from num_trunk_params() on
     typename Conv::template EdgeGrad<S, M> eg;  // empty views unless the geometry gradient is wanted
     if (geometry) conv_.template edge_grad_init<Exec, S>(exec, b, eg, ws);
     NodeState<S, M> out_bar;

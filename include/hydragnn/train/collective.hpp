@@ -14,6 +14,8 @@
 // so `mpirun -np P` sums the gradients exactly as `--accumulate P` on one rank does.
 #pragma once
 
+#include <Kokkos_Core.hpp>
+
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -73,12 +75,37 @@ class Collective {
   /// is bitwise the same on all ranks and the same as SumTree::evaluate done by one process.
   virtual void sum(float* x, std::size_t n) const { (void)x, (void)n; }
   virtual void sum(double* x, std::size_t n) const { (void)x, (void)n; }
+  /// Start x <- sum over ranks of x (the same sum) and return, where the implementation can run it
+  /// while the caller computes (MpiCollective: on its communication thread); x must not be touched
+  /// until wait_sums(). Every rank starts the same sums in the same order. Here: done at once.
+  virtual void start_sum(float* x, std::size_t n) const { sum(x, n); }
+  virtual void start_sum(double* x, std::size_t n) const { sum(x, n); }
+  /// Wait for every sum started (rethrows a failure of one of them).
+  virtual void wait_sums() const {}
+  /// Whether start_sum_device() may be given buffers in GPU memory (an MPI that reads and writes GPU
+  /// memory itself: CUDA- or ROCm-aware). Otherwise the caller stages device buffers through the host.
+  virtual bool gpu_aware() const { return false; }
+  /// start_sum() of x in the memory of Kokkos' default execution space: the ranks' buffers go to MPI as
+  /// they are and are added by kernels on `space` (an instance apart from the caller's, as the sum
+  /// runs while the caller computes), into x, with scratch (n values, same memory) for the partner's
+  /// part. The same additions in the same order as start_sum(). Here (one rank): nothing to add.
+  virtual void start_sum_device(const Kokkos::DefaultExecutionSpace& space, float* x, std::size_t n, float* scratch) const {
+    (void)space, (void)x, (void)n, (void)scratch;
+  }
+  virtual void start_sum_device(const Kokkos::DefaultExecutionSpace& space, double* x, std::size_t n,
+                                double* scratch) const {
+    (void)space, (void)x, (void)n, (void)scratch;
+  }
   /// Integer sums (counts, histograms): exact in any order.
   virtual void sum(long* x, std::size_t n) const { (void)x, (void)n; }
   /// Every rank's values, concatenated in rank order (ranks may contribute different lengths).
   virtual std::vector<double> gather(const std::vector<double>& x) const { return x; }
-  /// Wait until every rank has arrived (e.g. rank 0 has written a file the others read next).
+  /// Wait until every rank has arrived (e.g. rank 0 has written a file the others read next); bounded
+  /// in time like the sums (MpiCollective).
   virtual void barrier() const {}
+  /// The same without a time bound: where ranks legitimately wait for each other's long work (an HPO
+  /// worker that ran out of trials waits for the others').
+  virtual void barrier_unbounded() const { barrier(); }
   /// Stop every rank of the run (a failure that the other ranks cannot see); does not return where
   /// there are other ranks. One rank: nothing (the caller throws).
   virtual void abort(const std::string& message) const { (void)message; }

@@ -271,7 +271,8 @@ void fill_options_from_shards(O& o, const Dataset& local, const Collective& coll
 }  // namespace train_detail
 
 /// What one data-parallel step did: the loss of the global batch (its micro-batches' losses added in
-/// shard order), its structures, and where this rank's time went (seconds).
+/// shard order), its structures, and where this rank's time went (seconds; t_reduce is the time the
+/// step waits for the sums over the ranks after its backward, the part not overlapped with it).
 struct StepResult {
   double loss = 0;
   long graphs = 0;
@@ -298,8 +299,21 @@ class DataParallelStep {
     grad_slots_.push_back(grad_);
     for (int k = 1; k <= SumTree(A_).depth(); ++k)  // the partial sums of SumTree(A), depth() + 1 buffers
       grad_slots_.push_back(Vec<T, M>("hydragnn::DataParallelStep::grad_partial", model.num_params()));
-    grad_host_ = Kokkos::create_mirror_view(grad_);  // staging of the all-reduce (the same view on the host)
+    // the sum over the ranks: GPU gradients go to a GPU-aware MPI as they are (Collective::gpu_aware;
+    // additions on an instance of their own, as they run during the backward), otherwise through a
+    // host mirror (the same view where the gradient is in host memory)
+    constexpr bool host_grad = Kokkos::SpaceAccessibility<Kokkos::HostSpace, M>::accessible;
+    device_sum_ = !host_grad && coll_.size() > 1 && coll_.gpu_aware() &&
+                  std::is_same<Exec, Kokkos::DefaultExecutionSpace>::value;
+    if (device_sum_) {
+      sum_scratch_ = Vec<T, M>("hydragnn::DataParallelStep::sum_scratch", model.num_params());
+      comm_space_ = compat::independent_instance<Exec>();
+    } else {
+      grad_host_ = Kokkos::create_mirror_view(grad_);
+    }
   }
+  /// whether the ranks' sums take the gradient in GPU memory (GPU-aware MPI) rather than through the host
+  bool device_sum() const { return device_sum_; }
 
   /// epoch: 1-based, for the message of a diverging loss.
   /// seed: the run's; with the optimizer's step count and the global shard it seeds each micro-batch's
@@ -332,10 +346,41 @@ class DataParallelStep {
     LossSpec w_step = w;
     if (V_ > 1) w_step.global = &global_;
     const auto t1 = clock::now();
-    // the micro-batches' gradients, summed in the order of SumTree(A) (as the ranks' sums are added)
+    // the micro-batches' gradients, summed in the order of SumTree(A) (as the ranks' sums are added).
+    // With several ranks the sum over them overlaps the last micro-batch's backward: once the heads'
+    // part [split, N) of its gradient is final (Model::backward calls heads_done before the trunk's
+    // backward), the tree's last additions are done on that part and its sum over the ranks started
+    // (Collective::start_sum); the trunk's part [0, split) follows when the backward is done.
+    const bool overlap = coll_.size() > 1;
+    const std::size_t N = grad_.extent(0), split = overlap ? model.num_trunk_params() : N;
+    bool heads_started = false;
+    int last_slot = 0;
+    auto range = [](const auto& v, std::size_t lo, std::size_t hi) { return Kokkos::subview(v, std::make_pair(lo, hi)); };
+    auto add_range = [&](int s, int t, std::size_t lo, std::size_t hi) {
+      if (lo < hi)
+        kernels::accumulate_gradient<Exec, T>(exec, range(grad_slots_[std::size_t(s)], lo, hi),
+                                              range(grad_slots_[std::size_t(t)], lo, hi));
+    };
+    auto start = [&](std::size_t lo, std::size_t hi) {  // start the sum of [lo, hi) of the step's gradient
+      if constexpr (std::is_same<Exec, Kokkos::DefaultExecutionSpace>::value) {
+        if (device_sum_) {  // GPU memory handed to a GPU-aware MPI, added on the communication instance
+          exec.fence();
+          coll_.start_sum_device(comm_space_, grad_.data() + lo, hi - lo, sum_scratch_.data() + lo);
+          return;
+        }
+      }
+      if (grad_host_.data() != grad_.data()) Kokkos::deep_copy(exec, range(grad_host_, lo, hi), range(grad_, lo, hi));
+      exec.fence();
+      coll_.start_sum(grad_host_.data() + lo, hi - lo);
+    };
+    const std::function<void()> heads_done = [&] {
+      if (heads_started) return;
+      heads_started = true;
+      for (int k = last_slot; k-- > 0;) add_range(k, k + 1, split, N);  // the tree's last additions (right spine)
+      start(split, N);
+    };
     std::vector<double> rec;  // per local shard: [loss, statistics size, statistics...]
-    auto leaf = [&](int a, int slot) {
-      const Vec<T, M>& g = grad_slots_[std::size_t(slot)];
+    auto micro_batch = [&](int a, const Vec<T, M>& g) {
       if (idx[std::size_t(a)].empty()) {  // contributes zeros, as an idle rank does to the sum over ranks
         Kokkos::deep_copy(exec, g, T(0));
         rec.insert(rec.end(), {0.0, 0.0});
@@ -343,7 +388,8 @@ class DataParallelStep {
       }
       const std::uint64_t v = std::uint64_t(coll_.rank()) * std::uint64_t(A_) + std::uint64_t(a);  // global shard
       model.set_random_seed(mix64(mix64(seed, std::uint64_t(optim.step_count)), v));
-      const auto r = loss_and_grad(exec, model, micro_[std::size_t(a)], w_step, g, &ws_);
+      const bool last = overlap && a == A_ - 1;
+      const auto r = loss_and_grad(exec, model, micro_[std::size_t(a)], w_step, g, &ws_, false, last ? &heads_done : nullptr);
       rec.push_back(r.loss);
       if (V_ > 1) {
         const std::vector<double> stats = model.take_batch_statistics();
@@ -353,17 +399,19 @@ class DataParallelStep {
         rec.push_back(0.0);
       }
     };
-    auto add = [&](int s, int t) {
-      kernels::accumulate_gradient<Exec, T>(exec, grad_slots_[std::size_t(s)], grad_slots_[std::size_t(t)]);
+    auto leaf = [&](int a, int slot) {
+      if (a == A_ - 1) last_slot = slot;  // the last leaf sits on the tree's right spine
+      micro_batch(a, grad_slots_[std::size_t(slot)]);
+      if (overlap && a == A_ - 1) heads_done();  // where the backward did not call it (an empty micro-batch)
     };
+    auto add = [&](int s, int t) { add_range(s, t, 0, heads_started ? split : N); };
     SumTree(A_).evaluate(leaf, add);
     exec.fence();
     const auto t2 = clock::now();
-    if (coll_.size() > 1) {
-      Kokkos::deep_copy(exec, grad_host_, grad_);
-      exec.fence();
-      coll_.sum(grad_host_.data(), grad_host_.extent(0));
-      Kokkos::deep_copy(exec, grad_, grad_host_);
+    if (overlap) {
+      start(0, split);
+      coll_.wait_sums();
+      if (!device_sum_ && grad_host_.data() != grad_.data()) Kokkos::deep_copy(exec, grad_, grad_host_);
     }
     const std::vector<double> all = coll_.size() > 1 ? coll_.gather(rec) : rec;
     const auto t3 = clock::now();
@@ -400,7 +448,10 @@ class DataParallelStep {
   std::size_t nh_;
   Vec<T, M> grad_;
   std::vector<Vec<T, M>> grad_slots_;  // grad_, then the partial sums of the micro-batches' tree
-  typename Vec<T, M>::HostMirror grad_host_;
+  typename Vec<T, M>::HostMirror grad_host_;  // staging of the sums over the ranks (host path)
+  bool device_sum_ = false;
+  Vec<T, M> sum_scratch_;  // the partner's part in the device sums (GPU-aware MPI)
+  Exec comm_space_;        // where the device sums' additions run
   Workspace<M> ws_;  // intermediates of every step: allocated while the batches grow, then reused
   std::vector<Batch<M>> micro_;
   std::vector<long> counts_;
