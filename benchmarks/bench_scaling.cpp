@@ -16,8 +16,9 @@
 // model and loss of the HydraGNN runner, the reference molecules of 20-200 atoms, shards balanced by
 // atom count) and records per step the wall time and, per rank, the time spent building
 // and uploading the batch (data), in forward/backward (compute), in the gradient sum and gather
-// (reduce: includes waiting for the slowest rank; with --overlap=1, the default, the heads' part of
-// the sum runs during the backward and reduce is what is left after it) and in the optimizer (update). Then the time of
+// (reduce: includes waiting for the slowest rank; with --overlap=1, the default, the sums of the heads'
+// and the later layers' gradients run during the backward and reduce is what is left after it) and in
+// the optimizer (update). Then the time of
 // MpiCollective::sum on float buffers from 1 KiB to `allreduce_max_mib` MiB and on the model's own
 // gradient buffer (median of repeats, the slowest rank's time), and the time to build the radius graph
 // of one structure. Rank 0 writes the JSON.
@@ -63,6 +64,17 @@ double max_over_ranks(const Collective& c, double x) {
   double m = x;
   for (double y : c.gather({x})) m = std::max(m, y);
   return m;
+}
+
+/// Parameters whose sum over the ranks cannot overlap the backward: the first trunk layer's (the last
+/// stage Model::backward reports) and those no stage holds (the embedding).
+template <class ModelT>
+std::size_t tail_params(const ModelT& model) {
+  std::size_t staged = 0, last = 0;
+  for (const auto& st : model.gradient_stages())
+    for (const auto& r : st) staged += r.second - r.first;
+  for (const auto& r : model.gradient_stages().back()) last += r.second - r.first;
+  return last + (model.num_params() - staged);
 }
 
 template <class Conv>
@@ -134,6 +146,7 @@ nlohmann::json run_mode(const MpiCollective& coll, const std::string& mode, cons
           {"hidden", hidden},
           {"params", model.num_params()},
           {"trunk_params", model.num_trunk_params()},
+          {"tail_params", tail_params(model)},
           {"global_batch", global},
           {"local_batch", local},
           {"steps", steps},

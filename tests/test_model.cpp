@@ -976,12 +976,12 @@ TEST_CASE("GAT attention dropout: training-mode passes follow the seed, evaluati
   CHECK(loss_and_grad(exec, m0, batch, w, Vec<double, M>()).loss == a);
 }
 
-TEMPLATE_LIST_TEST_CASE("the heads' parameter gradient is final when the backward reports it (overlapped rank sums)",
+TEMPLATE_LIST_TEST_CASE("each gradient stage is final when the backward reports it (overlapped rank sums)",
                         "[model][data_parallel]", conv_registry) {
-  // DataParallelStep starts summing the gradient's entries from num_trunk_params() on over the ranks
-  // when Model::backward calls heads_done, while the trunk's backward goes on: nothing after that call
-  // may write them. Checked for the dual (force training) and the real (energy only) backward, with
-  // mlp heads and conv node heads, in evaluation and training mode.
+  // DataParallelStep starts summing a block of the gradient over the ranks when Model::backward
+  // reports its stage (the heads first, then the trunk's layers from the last one), while the backward
+  // goes on: nothing after the report may write the block. Checked for the dual (force training) and
+  // the real (energy only) backward, with mlp heads and conv node heads, in evaluation and training mode.
   hydragnn_test::ensure_kokkos();
   Exec exec;
   const Dataset ds = tiny_dataset(31, 3);
@@ -995,8 +995,25 @@ TEMPLATE_LIST_TEST_CASE("the heads' parameter gradient is final when the backwar
     model.initialize(5);
     auto b = make_batch<M>(ds.frames, s.cutoff, -1, s.species, {}, conv_traits<TestType>::needs_triplets);
     const std::size_t N = model.num_params(), split = model.num_trunk_params();
-    REQUIRE(split > 0);
-    REQUIRE(split < N);
+    const auto& stages = model.gradient_stages();
+    const int L = s.num_conv_layers;
+    // the heads, then one stage per trunk layer, each with parameters, no two overlapping; the embedding
+    // in none
+    REQUIRE(int(stages.size()) == L + 1);
+    REQUIRE(stages[0].size() == 1);
+    CHECK(stages[0][0] == std::make_pair(split, N));
+    std::vector<char> owner(N, 0);
+    std::size_t staged = 0;
+    for (const auto& st : stages) {
+      CHECK(!st.empty());
+      for (const auto& r : st) {
+        REQUIRE(r.first < r.second);
+        REQUIRE(r.second <= N);
+        for (std::size_t k = r.first; k < r.second; ++k) CHECK(owner[k]++ == 0);
+        staged += r.second - r.first;
+      }
+    }
+    CHECK(staged < N);
     for (const bool training : {false, true}) {
       model.set_training(training);
       for (const double fw : {0.0, 1.0}) {
@@ -1006,20 +1023,26 @@ TEMPLATE_LIST_TEST_CASE("the heads' parameter gradient is final when the backwar
           w.energy = 1.0;
           w.force = fw;
           Vec<double, M> g("g", N);
-          std::vector<double> at_call;
-          int calls = 0;
-          const std::function<void()> heads_done = [&] {
-            ++calls;
+          std::vector<std::vector<double>> at_report(stages.size());
+          std::vector<int> order;
+          const std::function<void(int)> stage_done = [&](int k) {
+            order.push_back(k);
             exec.fence();
-            at_call.assign(g.data() + split, g.data() + N);
+            for (const auto& r : stages[std::size_t(k)]) at_report[std::size_t(k)].insert(at_report[std::size_t(k)].end(), g.data() + r.first, g.data() + r.second);
           };
-          loss_and_grad(exec, model, b, w, g, nullptr, false, &heads_done);
+          loss_and_grad(exec, model, b, w, g, nullptr, false, &stage_done);
           exec.fence();
-          REQUIRE(calls == 1);
-          CHECK(std::memcmp(at_call.data(), g.data() + split, (N - split) * sizeof(double)) == 0);
-          double heads_norm = 0;
-          for (double x : at_call) heads_norm += x * x;
-          CHECK(heads_norm > 0);
+          REQUIRE(int(order.size()) == L + 1);
+          for (int k = 0; k <= L; ++k) {
+            CHECK(order[std::size_t(k)] == k);
+            std::vector<double> now;
+            for (const auto& r : stages[std::size_t(k)]) now.insert(now.end(), g.data() + r.first, g.data() + r.second);
+            INFO("stage " << k);
+            CHECK(std::memcmp(at_report[std::size_t(k)].data(), now.data(), now.size() * sizeof(double)) == 0);
+            double norm = 0;
+            for (double x : now) norm += x * x;
+            if (k == 0) CHECK(norm > 0);
+          }
         }
       }
       model.take_batch_statistics();

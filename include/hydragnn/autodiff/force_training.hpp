@@ -6,7 +6,7 @@
 // 1 + eps a_g on energies (a = dL/dE) and 0 + eps ybar on direct heads; the eps part of the dual
 // parameter cotangent is dL/dtheta, and the only part the backward forms (core/dual.hpp param_part).
 // direct_gradient — no force or stress term: one real backward of the pass-1 forward.
-// Both pass heads_done to Model::backward (called when the heads' part of grad is final).
+// Both pass stage_done to Model::backward (called as blocks of grad become final).
 #pragma once
 
 #include <hydragnn/autodiff/potential.hpp>
@@ -33,7 +33,7 @@ void force_training_gradient(const typename ModelT::exec_space& exec, const Mode
                              const DeviceCotangents<typename ModelT::memory_space>& cot,
                              const Vec<typename ModelT::real_type, typename ModelT::memory_space>& grad,
                              Workspace<typename ModelT::memory_space>& ws,
-                             const std::function<void()>* heads_done = nullptr) {
+                             const std::function<void(int)>* stage_done = nullptr) {
   using T = typename ModelT::real_type;
   using M = typename ModelT::memory_space;
   using Exec = typename ModelT::exec_space;
@@ -53,7 +53,7 @@ void force_training_gradient(const typename ModelT::exec_space& exec, const Mode
     kernels::head_cotangent<Exec, D>(exec, cot.heads[k], hb.back());
   }
   Kokkos::deep_copy(exec, grad, T(0));
-  model.template backward<D>(exec, w, b, fd, ebar, hb, grad, ws, /*geometry=*/false, heads_done);  // only the parameter cotangent
+  model.template backward<D>(exec, w, b, fd, ebar, hb, grad, ws, /*geometry=*/false, stage_done);  // only the parameter cotangent
 }
 
 template <class ModelT>
@@ -63,7 +63,7 @@ void direct_gradient(const typename ModelT::exec_space& exec, const ModelT& mode
                      const typename ModelT::template Forward<typename ModelT::real_type>& f,
                      const DeviceCotangents<typename ModelT::memory_space>& cot, bool with_energy,
                      const Vec<typename ModelT::real_type, typename ModelT::memory_space>& grad,
-                     Workspace<typename ModelT::memory_space>& ws, const std::function<void()>* heads_done = nullptr) {
+                     Workspace<typename ModelT::memory_space>& ws, const std::function<void(int)>* stage_done = nullptr) {
   using T = typename ModelT::real_type;
   using M = typename ModelT::memory_space;
   using Exec = typename ModelT::exec_space;
@@ -77,7 +77,7 @@ void direct_gradient(const typename ModelT::exec_space& exec, const ModelT& mode
   }
   Kokkos::deep_copy(exec, grad, T(0));
   model.template backward<T>(exec, w, b, f, with_energy ? ebar : Vec<T, M>(), hb, grad, ws, /*geometry=*/false,
-                             heads_done);
+                             stage_done);
 }
 
 }  // namespace hydragnn

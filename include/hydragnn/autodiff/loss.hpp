@@ -77,14 +77,14 @@ struct LossResult {
 
 /// Loss on a batch; if grad has the model's size, also dL/dtheta (overwritten). Pass a workspace that
 /// lives across steps to make steps allocation-free; with_prediction also copies the predictions to
-/// the host (res.pred). heads_done: called during the backward once grad's entries from
-/// model.num_trunk_params() on are final (Model::backward).
+/// the host (res.pred). stage_done: called during the backward with k as the blocks
+/// model.gradient_stages()[k] of grad become final (Model::backward).
 template <class ModelT>
 LossResult loss_and_grad(const typename ModelT::exec_space& exec, const ModelT& model,
                          const Batch<typename ModelT::memory_space>& b, const LossSpec& w,
                          const Vec<typename ModelT::real_type, typename ModelT::memory_space>& grad,
                          Workspace<typename ModelT::memory_space>* workspace = nullptr, bool with_prediction = false,
-                         const std::function<void()>* heads_done = nullptr) {
+                         const std::function<void(int)>* stage_done = nullptr) {
   using T = typename ModelT::real_type;
   using M = typename ModelT::memory_space;
   using Exec = typename ModelT::exec_space;
@@ -220,9 +220,9 @@ LossResult loss_and_grad(const typename ModelT::exec_space& exec, const ModelT& 
 
   // ---- gradient ------------------------------------------------------------------------------
   if (need_forces)
-    force_training_gradient(exec, model, wts, b, cot, grad, ws, heads_done);
+    force_training_gradient(exec, model, wts, b, cot, grad, ws, stage_done);
   else
-    direct_gradient(exec, model, wts, b, f1, cot, conservative, grad, ws, heads_done);
+    direct_gradient(exec, model, wts, b, f1, cot, conservative, grad, ws, stage_done);
   return res;
 }
 

@@ -29,11 +29,13 @@
 #include <hydragnn/model/spec.hpp>
 #include <hydragnn/nn/batchnorm.hpp>
 
+#include <algorithm>
 #include <functional>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace hydragnn {
@@ -116,6 +118,23 @@ class Model {
     heads_ = Heads(alloc, spec_, traits::per_layer_readout ? conv_.num_layers() : 1);
     init_ranges_ = alloc.ranges;
     named_ = alloc.named;
+    stages_.push_back({{trunk_params_, alloc.size}});
+    for (int l = L; l-- > 0;) {
+      const std::string conv = spec_.conv_common().layer_name(l) + ".", norm = "feature_layers." + std::to_string(l) + ".";
+      std::vector<Block> blocks;
+      for (const NamedParam& p : named_)
+        if (p.offset < trunk_params_ && (p.name.compare(0, conv.size(), conv) == 0 || p.name.compare(0, norm.size(), norm) == 0))
+          blocks.push_back({p.offset, p.offset + p.size()});
+      std::sort(blocks.begin(), blocks.end());
+      std::vector<Block> merged;
+      for (const Block& r : blocks) {
+        if (!merged.empty() && merged.back().second == r.first)
+          merged.back().second = r.second;
+        else
+          merged.push_back(r);
+      }
+      stages_.push_back(merged);
+    }
     params_ = Vec<T, M>("hydragnn::Model::params", alloc.size);
     params_t_ = Vec<T, M>("hydragnn::Model::params_transposed", alloc.size);
     {
@@ -137,6 +156,14 @@ class Model {
   const ModelSpec& spec() const { return spec_; }
   const options_type& options() const { return opt_; }
   std::size_t num_params() const { return params_.extent(0); }
+  /// The blocks [begin, end) of the parameter buffer in the order the backward finishes their
+  /// gradient: [0] the heads and conv node heads ([num_trunk_params(), num_params())), then [L - l]
+  /// trunk layer l's convolution and feature layer (the parameters named <graph_convs>.l. and
+  /// feature_layers.l.), l = L-1 .. 0. What no stage holds (the embedding, anything shared between
+  /// layers) is final only at the end. tests/test_model.cpp checks that no later part of the backward
+  /// writes a stage's block, for every model.
+  using Block = std::pair<std::size_t, std::size_t>;
+  const std::vector<std::vector<Block>>& gradient_stages() const { return stages_; }
   /// The trunk's parameters (embedding, convolutions, feature layers) are [0, num_trunk_params()).
   std::size_t num_trunk_params() const { return trunk_params_; }
   Vec<T, M> params() const { return params_; }
@@ -343,13 +370,13 @@ class Model {
   /// Backward: given dL/dE_g (Ebar, G; may be empty) and dL/d(head output) (head_bar, empty views for
   /// unused heads), accumulate dL/dparams into g (nothing when g is empty) and return dL/dr (E x 3);
   /// with geometry = false nothing that only feeds dL/dr is computed and an empty view is returned.
-  /// heads_done (optional) is called once the parameters from num_trunk_params() on (conv node heads,
-  /// heads) have their final gradient in g, before the trunk's backward: the trainer starts summing
-  /// them over the ranks while the trunk's backward runs (train/trainer.hpp, DataParallelStep).
+  /// stage_done (optional) is called with k = 0, 1, .. L as the blocks gradient_stages()[k] of g become
+  /// final (enqueued on exec): the trainer starts summing them over the ranks while the rest of the
+  /// backward runs (train/trainer.hpp, DataParallelStep).
   template <class S>
   Mat<S, M> backward(const Exec& exec, const Weights<T, M>& w, const Batch<M>& b, const Forward<S>& f,
                      const Vec<S, M>& Ebar, const std::vector<Mat<S, M>>& head_bar, const Vec<real_t<S>, M>& g,
-                     Workspace<M>& ws, bool geometry = true, const std::function<void()>* heads_done = nullptr) const {
+                     Workspace<M>& ws, bool geometry = true, const std::function<void(int)>* stage_done = nullptr) const {
     ProfileRegion region("hydragnn::Model::backward");
     const int L = conv_.num_layers();
     const std::string lbl = "hydragnn::Model::backward";
@@ -366,7 +393,8 @@ class Model {
       head_in_bar = node_convs_.template backward<Exec, S, T>(exec, w, b, f.node_conv, given_bar, g, rbar, ws);
       if (head_in_bar.h.extent(0) > 0) kernels::add_into<Exec, S>(exec, head_in_bar.h, hbars[L - 1]);
     }
-    if (heads_done && g.extent(0) > 0) (*heads_done)();  // nothing below writes g from num_trunk_params() on
+    const bool report = stage_done && g.extent(0) > 0;
+    if (report) (*stage_done)(0);  // heads and conv node heads: nothing below writes them
     typename Conv::template EdgeGrad<S, M> eg;  // empty views unless the geometry gradient is wanted
     if (geometry) conv_.template edge_grad_init<Exec, S>(exec, b, eg, ws);
     NodeState<S, M> out_bar;
@@ -390,6 +418,7 @@ class Model {
       if (l > 0) kernels::add_into<Exec, S>(exec, in_bar.h, hbars[l - 1]);  // per-layer readouts/heads of layer l-1
       out_bar = in_bar;
       if (l > 0) out_bar.h = hbars[l - 1];
+      if (report) (*stage_done)(L - l);  // layer l's convolution and feature layer
     }
     if (g.extent(0) > 0) kernels::embedding_backward<Exec, S>(exec, out_bar.h, b.species_perm, b.species_ptr, emb_off_, g);
     if (!geometry) return Mat<S, M>();
@@ -414,6 +443,7 @@ class Model {
   std::vector<NamedParam> named_buffers_;
   Heads heads_;
   std::vector<ParamAllocator::Range> init_ranges_;
+  std::vector<std::vector<Block>> stages_;  ///< gradient_stages()
   std::vector<NamedParam> named_;
   Vec<T, M> params_, params_t_;
   Kokkos::View<const long* [3], M> linear_shapes_;

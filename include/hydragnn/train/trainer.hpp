@@ -305,6 +305,17 @@ class DataParallelStep {
     constexpr bool host_grad = Kokkos::SpaceAccessibility<Kokkos::HostSpace, M>::accessible;
     device_sum_ = !host_grad && coll_.size() > 1 && coll_.gpu_aware() &&
                   std::is_same<Exec, Kokkos::DefaultExecutionSpace>::value;
+    // the blocks summed during the backward, and the rest (in order)
+    stages_ = model.gradient_stages();
+    std::vector<typename ModelT::Block> all;
+    for (const auto& st : stages_) all.insert(all.end(), st.begin(), st.end());
+    std::sort(all.begin(), all.end());
+    std::size_t at = 0;
+    for (const auto& r : all) {
+      if (r.first > at) rest_.push_back({at, r.first});
+      at = std::max(at, r.second);
+    }
+    if (at < model.num_params()) rest_.push_back({at, model.num_params()});
     if (device_sum_) {
       sum_scratch_ = Vec<T, M>("hydragnn::DataParallelStep::sum_scratch", model.num_params());
       comm_space_ = compat::independent_instance<Exec>();
@@ -347,13 +358,15 @@ class DataParallelStep {
     if (V_ > 1) w_step.global = &global_;
     const auto t1 = clock::now();
     // the micro-batches' gradients, summed in the order of SumTree(A) (as the ranks' sums are added).
-    // With several ranks the sum over them overlaps the last micro-batch's backward: once the heads'
-    // part [split, N) of its gradient is final (Model::backward calls heads_done before the trunk's
-    // backward), the tree's last additions are done on that part and its sum over the ranks started
-    // (Collective::start_sum); the trunk's part [0, split) follows when the backward is done.
+    // With several ranks the sum over them overlaps the last micro-batch's backward: as each block of
+    // its gradient becomes final (Model::gradient_stages: the heads, then the trunk's layers from the
+    // last one; Model::backward calls stage_done), the tree's last additions are done on that block and
+    // its sum over the ranks started (Collective::start_sum); what no stage holds (the embedding)
+    // follows when the backward is done.
     const bool overlap = coll_.size() > 1;
-    const std::size_t N = grad_.extent(0), split = overlap ? model.num_trunk_params() : N;
-    bool heads_started = false;
+    const std::size_t N = grad_.extent(0);
+    std::vector<char> fired(stages_.size(), 0);
+    bool any_fired = false;
     int last_slot = 0;
     auto range = [](const auto& v, std::size_t lo, std::size_t hi) { return Kokkos::subview(v, std::make_pair(lo, hi)); };
     auto add_range = [&](int s, int t, std::size_t lo, std::size_t hi) {
@@ -362,6 +375,7 @@ class DataParallelStep {
                                               range(grad_slots_[std::size_t(t)], lo, hi));
     };
     auto start = [&](std::size_t lo, std::size_t hi) {  // start the sum of [lo, hi) of the step's gradient
+      if (lo >= hi) return;
       if constexpr (std::is_same<Exec, Kokkos::DefaultExecutionSpace>::value) {
         if (device_sum_) {  // GPU memory handed to a GPU-aware MPI, added on the communication instance
           exec.fence();
@@ -373,12 +387,20 @@ class DataParallelStep {
       exec.fence();
       coll_.start_sum(grad_host_.data() + lo, hi - lo);
     };
-    const std::function<void()> heads_done = [&] {
-      if (heads_started) return;
-      heads_started = true;
-      for (int k = last_slot; k-- > 0;) add_range(k, k + 1, split, N);  // the tree's last additions (right spine)
-      start(split, N);
+    // stages 0 .. k are final in the last micro-batch's gradient: finish their tree (its right spine)
+    // and start their sums, in stage order on every rank
+    auto fire = [&](int k) {
+      for (int j = 0; j <= k && j < int(stages_.size()); ++j) {
+        if (fired[std::size_t(j)]) continue;
+        fired[std::size_t(j)] = 1;
+        any_fired = true;
+        for (const auto& r : stages_[std::size_t(j)]) {
+          for (int q = last_slot; q-- > 0;) add_range(q, q + 1, r.first, r.second);
+          start(r.first, r.second);
+        }
+      }
     };
+    const std::function<void(int)> stage_done = fire;
     std::vector<double> rec;  // per local shard: [loss, statistics size, statistics...]
     auto micro_batch = [&](int a, const Vec<T, M>& g) {
       if (idx[std::size_t(a)].empty()) {  // contributes zeros, as an idle rank does to the sum over ranks
@@ -389,7 +411,7 @@ class DataParallelStep {
       const std::uint64_t v = std::uint64_t(coll_.rank()) * std::uint64_t(A_) + std::uint64_t(a);  // global shard
       model.set_random_seed(mix64(mix64(seed, std::uint64_t(optim.step_count)), v));
       const bool last = overlap && a == A_ - 1;
-      const auto r = loss_and_grad(exec, model, micro_[std::size_t(a)], w_step, g, &ws_, false, last ? &heads_done : nullptr);
+      const auto r = loss_and_grad(exec, model, micro_[std::size_t(a)], w_step, g, &ws_, false, last ? &stage_done : nullptr);
       rec.push_back(r.loss);
       if (V_ > 1) {
         const std::vector<double> stats = model.take_batch_statistics();
@@ -402,14 +424,17 @@ class DataParallelStep {
     auto leaf = [&](int a, int slot) {
       if (a == A_ - 1) last_slot = slot;  // the last leaf sits on the tree's right spine
       micro_batch(a, grad_slots_[std::size_t(slot)]);
-      if (overlap && a == A_ - 1) heads_done();  // where the backward did not call it (an empty micro-batch)
+      if (overlap && a == A_ - 1) fire(int(stages_.size()) - 1);  // stages the backward did not report (empty batch)
     };
-    auto add = [&](int s, int t) { add_range(s, t, 0, heads_started ? split : N); };
+    auto add = [&](int s, int t) {
+      if (!any_fired) return add_range(s, t, 0, N);
+      for (const auto& r : rest_) add_range(s, t, r.first, r.second);  // after the last micro-batch: the rest
+    };
     SumTree(A_).evaluate(leaf, add);
     exec.fence();
     const auto t2 = clock::now();
     if (overlap) {
-      start(0, split);
+      for (const auto& r : rest_) start(r.first, r.second);
       coll_.wait_sums();
       if (!device_sum_ && grad_host_.data() != grad_.data()) Kokkos::deep_copy(exec, grad_, grad_host_);
     }
@@ -449,6 +474,8 @@ class DataParallelStep {
   Vec<T, M> grad_;
   std::vector<Vec<T, M>> grad_slots_;  // grad_, then the partial sums of the micro-batches' tree
   typename Vec<T, M>::HostMirror grad_host_;  // staging of the sums over the ranks (host path)
+  std::vector<std::vector<typename ModelT::Block>> stages_;  // Model::gradient_stages
+  std::vector<typename ModelT::Block> rest_;                 // the blocks no stage holds
   bool device_sum_ = false;
   Vec<T, M> sum_scratch_;  // the partner's part in the device sums (GPU-aware MPI)
   Exec comm_space_;        // where the device sums' additions run
