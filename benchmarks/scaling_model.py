@@ -21,10 +21,11 @@ Model of one step with P ranks, a local batch of B structures, a gradient of n b
   expected maximum of P standard normals, Blom's approximation)
 with the sum of this library (train/collective.hpp SumTree; dist/mpi.hpp: recursive halving, then
 recursive doubling, log2(P) rounds each):  T_sum(n) = 2 log2(P) alpha + 2 (P-1)/P n beta
-(beta includes the host-side adds and copies). The heads' part of the gradient (n_h bytes: the
-parameters from num_trunk_params() on) is summed while the trunk's backward runs; assumed: that
-backward lasts a third of the step's compute, so the sum costs
-  T_comm = T_sum(n - n_h) + max(0, T_sum(n_h) - B t_s / 3).
+(beta includes the host-side adds and copies). The gradient's blocks are summed as the backward
+finishes them (the heads, then the trunk's layers from the last one); only the first layer's and the
+embedding's (n_t bytes, "tail_params") wait for the end of the backward. Assumed: the backward after
+the heads lasts a third of the step's compute, and the sums run one after the other, so
+  T_comm = T_sum(n_t) + max(0, T_sum(n - n_t) - B t_s / 3).
 For comparison: the same without the overlap (T_sum(n)), and the all-to-all sum this library used
 before (T_a2a = 2 (P-1) alpha + 2 (P-1)/P n beta, no overlap).
 
@@ -89,7 +90,7 @@ def pieces(j1, j2):
             "imb2_random": step_imbalance(s2r), "imb2_model": imbalance(2, s2["local_batch"], j1["structure_atoms_cv"]),
             "contention_2": contention,
             "alpha": small["seconds"] / 2, "beta": b, "grad_bytes": grad_bytes,
-            "heads_bytes": grad_bytes * (w1["params"] - w1["trunk_params"]) / w1["params"],
+            "tail_bytes": grad_bytes * w1["tail_params"] / w1["params"],
             "params": w1["params"], "model": w1["model"], "hidden": w1["hidden"],
             "measured": {"weak_1": w1["step_s"], "weak_2": w2["step_s"],
                          "strong_1": run(j1, "strong")["step_s"], "strong_2": s2["step_s"],
@@ -104,7 +105,7 @@ def t_sum(P, n, alpha, beta, a2a=False):
     return rounds * alpha + 2 * (P - 1) / P * n * beta
 
 
-def step_time(P, B, t_s, t_d, imb, alpha, beta, n, n_heads, kind):
+def step_time(P, B, t_s, t_d, imb, alpha, beta, n, n_tail, kind):
     """imb: the slowest rank's compute over the mean (a number, or a function of P and B).
     kind: "overlap" (ours), "tree" (ours without the overlap) or "a2a" (the earlier all-to-all sum)."""
     if callable(imb):
@@ -112,7 +113,7 @@ def step_time(P, B, t_s, t_d, imb, alpha, beta, n, n_heads, kind):
     if P == 1:
         imb, comm = 1.0, 0.0
     elif kind == "overlap":
-        comm = t_sum(P, n - n_heads, alpha, beta) + max(0.0, t_sum(P, n_heads, alpha, beta) - B * t_s / 3)
+        comm = t_sum(P, n_tail, alpha, beta) + max(0.0, t_sum(P, n - n_tail, alpha, beta) - B * t_s / 3)
     else:
         comm = t_sum(P, n, alpha, beta, kind == "a2a")
     return imb * B * t_s + B * t_d + comm, comm
@@ -120,20 +121,20 @@ def step_time(P, B, t_s, t_d, imb, alpha, beta, n, n_heads, kind):
 
 def table(title, pc, t_s, t_d, alpha, beta, weak_B, strong_G, ranks):
     n = pc["grad_bytes"]
-    n_heads = pc["heads_bytes"]
+    n_tail = pc["tail_bytes"]
     trainer = pc["imb2_size_ranks"]                       # measured, assumed not to grow with P
     random = lambda P, B: imbalance(P, B, pc["cv"])       # independent shuffles: the slowest of P batches
     lines = ["### " + title, "",
              "| ranks | weak: step (s) | weak eff. | weak eff., random batches | weak eff., no overlap | weak eff., all-to-all sum | strong: local batch | strong eff. | strong eff., no overlap | strong eff., all-to-all sum |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     out = []
-    t1w, _ = step_time(1, weak_B, t_s, t_d, 1.0, alpha, beta, n, n_heads, "overlap")
-    t1s, _ = step_time(1, strong_G, t_s, t_d, 1.0, alpha, beta, n, n_heads, "overlap")
+    t1w, _ = step_time(1, weak_B, t_s, t_d, 1.0, alpha, beta, n, n_tail, "overlap")
+    t1s, _ = step_time(1, strong_G, t_s, t_d, 1.0, alpha, beta, n, n_tail, "overlap")
     for P in ranks:
         Bs = max(1, math.ceil(strong_G / P))
-        tw = {k: step_time(P, weak_B, t_s, t_d, trainer, alpha, beta, n, n_heads, k)[0] for k in ("overlap", "tree", "a2a")}
-        ts = {k: step_time(P, Bs, t_s, t_d, trainer, alpha, beta, n, n_heads, k)[0] for k in ("overlap", "tree", "a2a")}
-        twr, _ = step_time(P, weak_B, t_s, t_d, random, alpha, beta, n, n_heads, "overlap")
+        tw = {k: step_time(P, weak_B, t_s, t_d, trainer, alpha, beta, n, n_tail, k)[0] for k in ("overlap", "tree", "a2a")}
+        ts = {k: step_time(P, Bs, t_s, t_d, trainer, alpha, beta, n, n_tail, k)[0] for k in ("overlap", "tree", "a2a")}
+        twr, _ = step_time(P, weak_B, t_s, t_d, random, alpha, beta, n, n_tail, "overlap")
         row = {"ranks": P, "weak_step_s": tw["overlap"], "weak_eff": t1w / tw["overlap"], "weak_eff_random": t1w / twr,
                "weak_eff_no_overlap": t1w / tw["tree"], "weak_eff_a2a": t1w / tw["a2a"], "strong_local_batch": Bs,
                "strong_eff": t1s / (P * ts["overlap"]), "strong_eff_no_overlap": t1s / (P * ts["tree"]),
@@ -170,7 +171,7 @@ def main():
         pc["cv"], m["strong_global_batch"] // 2, pc["imb2_size_ranks"], pc["imb2_random"], pc["imb2_model"]))
     print("- 2 ranks on this 2-core machine: per-structure compute %.2f x the 1-rank time (shared caches and memory; not modelled)" % pc["contention_2"])
     print("- gradient sum on 2 ranks: T(n) = 2 alpha + n beta, alpha = %.3g us, 1/beta = %.3g GB/s" % (1e6 * pc["alpha"], 1e-9 / pc["beta"]))
-    print("- the heads' share of the gradient (summed during the trunk's backward): %.1f %%" % (100 * pc["heads_bytes"] / pc["grad_bytes"]))
+    print("- the share of the gradient summed only after the backward (first layer, embedding): %.1f %%" % (100 * pc["tail_bytes"] / pc["grad_bytes"]))
     print("- measured steps: weak (local batch %d) 1 rank %.3f s, 2 ranks %.3f s (efficiency %.1f %%; independent shuffles %.1f %%); strong (global batch %d) 1 rank %.3f s, 2 ranks %.3f s (efficiency %.1f %%; independent shuffles %.1f %%)" % (
         m["weak_local_batch"], m["weak_1"], m["weak_2"], 100 * m["weak_1"] / m["weak_2"], 100 * m["weak_1"] / m["weak_2_random"],
         m["strong_global_batch"], m["strong_1"], m["strong_2"], 100 * m["strong_1"] / (2 * m["strong_2"]),

@@ -59,6 +59,9 @@ mpi 4 "$exe" train --config "$work/cfg.json" --output "$work/np4" > /dev/null
 mpi 2 "$exe" train --config "$work/cfg.json" --output "$work/np2acc2" --accumulate 2 > /dev/null
 same "$work/np4/checkpoint.hgnn" "$work/acc4/checkpoint.hgnn"
 same "$work/np2acc2/checkpoint.hgnn" "$work/acc4/checkpoint.hgnn"
+# the sums after the backward instead of during it (HYDRAGNN_OVERLAP_SUMS=0): the same checkpoint
+HYDRAGNN_OVERLAP_SUMS=0 mpi 4 -x HYDRAGNN_OVERLAP_SUMS "$exe" train --config "$work/cfg.json" --output "$work/np4s" > /dev/null
+same "$work/np4s/checkpoint.hgnn" "$work/acc4/checkpoint.hgnn"
 
 # GAT with HydraGNN's attention dropout: each micro-batch's masks follow (seed, step, global shard),
 # so 2 ranks train bitwise as 1 rank with --accumulate 2; without dropout the run differs

@@ -916,17 +916,19 @@ int main(int argc, char** argv) {
   MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &thread_level);
   int rc = 0;
   {
-    // a bad HYDRAGNN_COLLECTIVE_TIMEOUT or HYDRAGNN_GPU_AWARE_MPI is reported below like any error,
-    // by every rank
+    // a bad HYDRAGNN_COLLECTIVE_TIMEOUT, HYDRAGNN_OVERLAP_SUMS or HYDRAGNN_GPU_AWARE_MPI is reported
+    // below like any error, by every rank
     double collective_timeout = 0;
+    bool overlap = true;
     std::string env_error;
     try {
       collective_timeout = collective_timeout_from_env();
+      overlap = mpi_detail::overlap_from_env();
       mpi_detail::gpu_aware_mpi();  // HYDRAGNN_GPU_AWARE_MPI, read again by MpiCollective
     } catch (const std::exception& e) {
       env_error = e.what();
     }
-    const MpiCollective world(MPI_COMM_WORLD, collective_timeout);
+    const MpiCollective world(MPI_COMM_WORLD, collective_timeout, std::size_t(64) << 20, overlap);
 #else
   int rc = 0;
   {

@@ -78,6 +78,18 @@ inline bool gpu_aware_mpi() {
   return aware;
 }
 
+/// HYDRAGNN_OVERLAP_SUMS = 1 (default) / 0: whether the gradient sums run on a communication thread
+/// during the backward. 0 for runs with one core per rank and no GPU, where that thread's busy wait
+/// in MPI competes with the backward for the core.
+inline bool overlap_from_env() {
+  const char* v = std::getenv("HYDRAGNN_OVERLAP_SUMS");
+  if (!v || !*v) return true;
+  const std::string s(v);
+  if (s == "1") return true;
+  if (s == "0") return false;
+  throw std::runtime_error("HYDRAGNN_OVERLAP_SUMS = '" + s + "' (1: sum the gradient during the backward, 0: after it)");
+}
+
 inline void check(int rc, const char* what) {
   if (rc != MPI_SUCCESS) {
     char msg[MPI_MAX_ERROR_STRING];
