@@ -70,11 +70,11 @@ double max_over_ranks(const Collective& c, double x) {
 /// stage Model::backward reports) and those no stage holds (the embedding).
 template <class ModelT>
 std::size_t tail_params(const ModelT& model) {
-  std::size_t staged = 0, last = 0;
-  for (const auto& st : model.gradient_stages())
-    for (const auto& r : st) staged += r.second - r.first;
-  for (const auto& r : model.gradient_stages().back()) last += r.second - r.first;
-  return last + (model.num_params() - staged);
+  const auto& stages = model.gradient_stages();
+  std::size_t overlapped = 0;  // the stages before the last
+  for (std::size_t k = 0; k + 1 < stages.size(); ++k)
+    for (const auto& r : stages[k]) overlapped += r.second - r.first;
+  return model.num_params() - overlapped;
 }
 
 template <class Conv>

@@ -58,16 +58,21 @@ template <> inline MPI_Datatype datatype<float>() { return MPI_FLOAT; }
 template <> inline MPI_Datatype datatype<double>() { return MPI_DOUBLE; }
 template <> inline MPI_Datatype datatype<long>() { return MPI_LONG; }
 
+/// An environment switch: "1" true, "0" false, unset or empty `otherwise`; any other value is an error
+/// naming the variable and what it means.
+inline bool env_switch(const char* name, bool otherwise, const char* meaning) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return otherwise;
+  const std::string s(v);
+  if (s == "1") return true;
+  if (s == "0") return false;
+  throw std::runtime_error(std::string(name) + " = '" + s + "' (" + meaning + ")");
+}
+
 /// Whether this MPI reads and writes GPU memory itself: HYDRAGNN_GPU_AWARE_MPI = 1 / 0 where set,
 /// otherwise Open MPI's own answer at run time (MPIX_Query_cuda_support / MPIX_Query_rocm_support,
 /// where mpi-ext.h declares them); other MPIs: no (buffers are staged through the host).
 inline bool gpu_aware_mpi() {
-  if (const char* v = std::getenv("HYDRAGNN_GPU_AWARE_MPI"); v && *v) {
-    const std::string s(v);
-    if (s == "1") return true;
-    if (s == "0") return false;
-    throw std::runtime_error("HYDRAGNN_GPU_AWARE_MPI = '" + s + "' (1: MPI reads GPU memory, 0: stage through the host)");
-  }
   bool aware = false;
 #if defined(MPIX_CUDA_AWARE_SUPPORT) && MPIX_CUDA_AWARE_SUPPORT
   aware = aware || MPIX_Query_cuda_support() == 1;
@@ -75,19 +80,14 @@ inline bool gpu_aware_mpi() {
 #if defined(MPIX_ROCM_AWARE_SUPPORT) && MPIX_ROCM_AWARE_SUPPORT
   aware = aware || MPIX_Query_rocm_support() == 1;
 #endif
-  return aware;
+  return env_switch("HYDRAGNN_GPU_AWARE_MPI", aware, "1: MPI reads GPU memory, 0: stage through the host");
 }
 
 /// HYDRAGNN_OVERLAP_SUMS = 1 (default) / 0: whether the gradient sums run on a communication thread
 /// during the backward. 0 for runs with one core per rank and no GPU, where that thread's busy wait
 /// in MPI competes with the backward for the core.
 inline bool overlap_from_env() {
-  const char* v = std::getenv("HYDRAGNN_OVERLAP_SUMS");
-  if (!v || !*v) return true;
-  const std::string s(v);
-  if (s == "1") return true;
-  if (s == "0") return false;
-  throw std::runtime_error("HYDRAGNN_OVERLAP_SUMS = '" + s + "' (1: sum the gradient during the backward, 0: after it)");
+  return env_switch("HYDRAGNN_OVERLAP_SUMS", true, "1: sum the gradient during the backward, 0: after it");
 }
 
 inline void check(int rc, const char* what) {
@@ -209,7 +209,8 @@ class MpiCollective final : public Collective {
 
  private:
   /// y[0, len) += r[0, len): on the host, or (device sums) by a kernel on *space, finished before MPI
-  /// reads y again
+  /// reads y again. The host loop is not a Kokkos kernel: it runs on the communication thread while
+  /// the caller keeps launching on the host execution space.
   template <class T>
   static void add_into(T* y, const T* r, std::size_t len, const Kokkos::DefaultExecutionSpace* space) {
     if (len == 0) return;

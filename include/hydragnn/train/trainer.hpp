@@ -323,8 +323,6 @@ class DataParallelStep {
       grad_host_ = Kokkos::create_mirror_view(grad_);
     }
   }
-  /// whether the ranks' sums take the gradient in GPU memory (GPU-aware MPI) rather than through the host
-  bool device_sum() const { return device_sum_; }
 
   /// epoch: 1-based, for the message of a diverging loss.
   /// seed: the run's; with the optimizer's step count and the global shard it seeds each micro-batch's
