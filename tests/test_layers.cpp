@@ -561,6 +561,47 @@ TEST_CASE("radial bases and cutoff envelopes: derivatives match finite differenc
     }
 }
 
+TEST_CASE("float exp and the Gaussian basis never return subnormals; dropped terms are below 1e-17", "[layers][radial]") {
+  // fastmath::exp: the smallest normal float or exactly 0, never in between
+  for (int k = 0; k <= 40000; ++k) {
+    const float x = -120.0f + float(k) * 3e-3f;  // [-120, 0]
+    const float e = fastmath::exp(x);
+    INFO("x = " << x);
+    CHECK(std::fpclassify(e) != FP_SUBNORMAL);
+    if (x < -87.3f) CHECK(e == 0.0f);
+  }
+  // Gaussian basis in float (value and dual tangent) against double, default SchNet spacing and a
+  // coarse one: never subnormal; a term is dropped only where double gives < e^-40 (4.2e-18)
+  for (int K : {50, 6}) {
+    const RadialSpec spec{RadialBasis::Gaussian, K, 5.0, Envelope::Cosine};
+    long zeros = 0;
+    for (int s = 0; s <= 5000; ++s) {
+      const double d = 5.0 * s / 5000.0;
+      double biggest = 0;
+      for (int k = 0; k < K; ++k) {
+        const double bd = radial::basis(spec, k, d);
+        biggest = std::max(biggest, bd);
+        const Dual<float> bf = radial::basis(spec, k, Dual<float>(float(d), 1.0f));
+        const float dbf = radial::dbasis(spec, k, float(d));
+        INFO("K = " << K << ", d = " << d << ", k = " << k);
+        CHECK(std::fpclassify(bf.v) != FP_SUBNORMAL);
+        CHECK(std::fpclassify(bf.d) != FP_SUBNORMAL);
+        CHECK(std::fpclassify(dbf) != FP_SUBNORMAL);
+        if (bf.v == 0.0f) {
+          ++zeros;
+          CHECK(bd < 4.3e-18);
+          CHECK(bf.d == 0.0f);
+          CHECK(dbf == 0.0f);
+        } else {
+          CHECK(double(bf.v) == Approx(bd).epsilon(1e-4));
+        }
+      }
+      CHECK(biggest > 0.88);  // a Gaussian within half a spacing of every length
+    }
+    if (K == 50) CHECK(zeros > 0);  // the sweep reaches the dropped range
+  }
+}
+
 TEMPLATE_LIST_TEST_CASE("graph-head pooling (sum, mean, max): dual gradient matches finite differences", "[layers][pooling]", layer_test_types) {
   hydragnn_test::ensure_kokkos();
   Exec exec;

@@ -7,6 +7,8 @@
 #include <hydragnn/kernels/fastmath.hpp>
 #include <hydragnn/kernels/modes.hpp>
 
+#include <type_traits>
+
 namespace hydragnn {
 
 enum class RadialBasis { Gaussian, Bessel, Sinc };
@@ -28,13 +30,27 @@ struct RadialSpec {
 
 namespace radial {
 
+/// e^a of a Gaussian's exponent a <= 0. In float, exactly 0 below a = -40 (e^-40 = 4.2e-18): each
+/// edge has a Gaussian within half a spacing of its length (value >= e^-1/8 for the default
+/// spacing), so a dropped term is below 1e-17 of that one, far under float resolution (6e-8),
+/// while its products with the small gradients of the backward would be subnormal floats, each a
+/// ~100-cycle microcode assist on Intel cores (a 4.6x slower SchNet force-training step measured).
+/// Double keeps every value.
+template <class S>
+KOKKOS_INLINE_FUNCTION S gaussian_exp(const S& a) {
+  using R = real_t<S>;
+  if constexpr (std::is_same<R, float>::value)
+    if (a < R(-40)) return S(R(0));
+  return fastmath::exp_of(a);
+}
+
 template <class S>
 KOKKOS_INLINE_FUNCTION S basis(const RadialSpec& r, int k, const S& d) {
   using R = real_t<S>;
   if (r.type == RadialBasis::Gaussian) {
     const R delta = R(r.cutoff) / R(r.size > 1 ? r.size - 1 : 1);
     const S x = d - R(k) * delta;
-    return fastmath::exp_of(x * x * (R(-0.5) / (delta * delta)));
+    return gaussian_exp(x * x * (R(-0.5) / (delta * delta)));
   }
   const R w = R(k + 1) * math::pi<R>() / R(r.cutoff);
   if (r.type == RadialBasis::Sinc) return math::sin(d * w) / d;
@@ -47,7 +63,7 @@ KOKKOS_INLINE_FUNCTION S dbasis(const RadialSpec& r, int k, const S& d) {
     const R delta = R(r.cutoff) / R(r.size > 1 ? r.size - 1 : 1);
     const S x = d - R(k) * delta;
     const R c = R(-0.5) / (delta * delta);
-    return R(2) * c * x * fastmath::exp_of(x * x * c);
+    return R(2) * c * x * gaussian_exp(x * x * c);
   }
   const R w = R(k + 1) * math::pi<R>() / R(r.cutoff);
   const R a = r.type == RadialBasis::Sinc ? R(1) : R(math::sqrt(2.0 / r.cutoff));
