@@ -199,6 +199,89 @@ struct ActivationOp {
   }
 };
 
+/// The fused dense ops with an activation (dense.hpp), on LinearOp's shapes and weights.
+/// act_after: [Pre | Y] of linear_forward_act (Y = f(Pre)); backward through both outputs.
+/// Otherwise y = linear(f(x)), backward by linear_backward_input_act (x's gradient) and
+/// linear_backward_params on f(x).
+struct LinearActOp : LinearOp {
+  Activation act;
+  bool act_after;
+  LinearActOp(const char* nm, int n_, int in_, int out_, Activation a, bool after)
+      : LinearOp{nm, n_, in_, out_, true}, act(a), act_after(after) {
+    fd_samples = 24;
+  }
+  Arr<double> ref(const Args<double>& x) const {
+    if (act_after) {
+      Arr<double> pre = LinearOp::ref(x), y(pre.size());
+      for (std::size_t k = 0; k < y.size(); ++k) y[k] = ref_activation(act, pre[k]);
+      pre.insert(pre.end(), y.begin(), y.end());
+      return pre;
+    }
+    Args<double> fx = x;
+    for (double& v : fx[0]) v = ref_activation(act, v);
+    return LinearOp::ref(fx);
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    const auto w = weights(params(x[1]));
+    Mat<S, M> Pre("Pre", n, out), Y("Y", n, out);
+    if (act_after) {
+      km::linear_forward_act<Exec, S, double, Mode>(Exec(), mat(x[0], n, in), w, shape(), act, Pre, Y);
+      Arr<S> r = flat(Pre), y = flat(Y);
+      r.insert(r.end(), y.begin(), y.end());
+      return r;
+    }
+    Mat<S, M> A("A", n, in);
+    km::activation_forward<Exec, S, Mode>(Exec(), act, mat(x[0], n, in), A);
+    km::linear_forward<Exec, S, double, Mode>(Exec(), A, w, shape(), Y);
+    return flat(Y);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    const auto p = params(x[1]);
+    const auto X = mat(x[0], n, in);
+    Mat<S, M> Xb("Xb", n, in);
+    Vec<double, M> g("g", P());
+    auto grad_params = [&](auto&& input, auto&& ybar) {
+      return param_cotangent<S>(g, [&] {
+        Vec<double, M> gp("gp", P());
+        km::linear_backward_params<Exec, double, Mode>(Exec(), input(), ybar(), shape(), gp);
+        return gp;
+      });
+    };
+    if (act_after) {
+      // Pre's cotangent: its own plus f'(Pre) * Y's
+      const Arr<S> yb_pre(yb.begin(), yb.begin() + std::ptrdiff_t(n) * out), yb_y(yb.begin() + std::ptrdiff_t(n) * out, yb.end());
+      Mat<S, M> Pre("Pre", n, out), Y("Y", n, out);
+      km::linear_forward_act<Exec, S, double, Mode>(Exec(), X, weights(p), shape(), act, Pre, Y);
+      const auto Zb = mat(yb_pre, n, out);
+      km::activation_backward<Exec, S, Mode>(Exec(), act, Pre, mat(yb_y, n, out), Zb, true);
+      km::linear_backward_input<Exec, S, double, Mode>(Exec(), Zb, weights(p), shape(), Xb, false);
+      km::linear_backward_params<Exec, S, Mode>(Exec(), X, Zb, shape(), g);
+      return {flat(Xb), grad_params([&] { return mat(primal(x[0]), n, in); }, [&] {
+                Mat<double, M> pre0("pre0", n, out), y0("y0", n, out);
+                km::linear_forward_act<Exec, double, double, Mode>(Exec(), mat(primal(x[0]), n, in),
+                                                                    weights(params(x[1])), shape(), act, pre0, y0);
+                const auto zb0 = mat(primal(yb_pre), n, out);
+                km::activation_backward<Exec, double, Mode>(Exec(), act, pre0, mat(primal(yb_y), n, out), zb0, true);
+                return zb0;
+              })};
+    }
+    Mat<S, M> A("A", n, in);
+    km::activation_forward<Exec, S, Mode>(Exec(), act, X, A);
+    const auto Yb = mat(yb, n, out);
+    km::linear_backward_input_act<Exec, S, double, Mode>(Exec(), Yb, weights(p), shape(), act, X, Xb);
+    km::linear_backward_params<Exec, S, Mode>(Exec(), A, Yb, shape(), g);
+    return {flat(Xb), grad_params(
+                          [&] {
+                            Mat<double, M> a0("a0", n, in);
+                            km::activation_forward<Exec, double, Mode>(Exec(), act, mat(primal(x[0]), n, in), a0);
+                            return a0;
+                          },
+                          [&] { return mat(primal(yb), n, out); })};
+  }
+};
+
 /// Y = Y0 + X by add_into (its backward is the identity on both inputs).
 struct AddIntoOp {
   const char* name = "add_into";
@@ -616,6 +699,42 @@ struct EGNNEdgePreOp {
   }
 };
 
+/// [pre | a] of egnn_edge_pre_act (a = f(pre)); backward through both outputs by EGNNEdgePreOp's.
+struct EGNNEdgePreActOp : EGNNEdgePreOp {
+  Activation act;
+  EGNNEdgePreActOp(const Graph& g_, bool with_g_, const char* nm, Activation a, int F_)
+      : EGNNEdgePreOp{g_, with_g_, nm, F_}, act(a) {}
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> pre = EGNNEdgePreOp::ref(x), a(pre.size());
+    for (std::size_t k = 0; k < a.size(); ++k) a[k] = ref_activation(act, pre[k]);
+    pre.insert(pre.end(), a.begin(), a.end());
+    return pre;
+  }
+  template <class S, class Mode>
+  Mat<S, M> pre_of(const Args<S>& x, const Mat<S, M>& a) const {
+    Mat<S, M> pre("pre", g.E, F);
+    km::egnn_edge_pre_act<Exec, S, double, Mode>(Exec(), mat(x[0], g.N, F), mat(x[1], g.N, F), vec(p_of(x)), w_off, ld,
+                                                 vec(x[2]), g.d_dst, g.d_src, act, pre, a);
+    return pre;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> a("a", g.E, F);
+    Arr<S> r = flat(pre_of<S, Mode>(x, a)), y = flat(a);
+    r.insert(r.end(), y.begin(), y.end());
+    return r;
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    const std::ptrdiff_t half = std::ptrdiff_t(g.E) * F;
+    Mat<S, M> a("a", g.E, F);
+    const Mat<S, M> pre = pre_of<S, Mode>(x, a);
+    const auto Zb = mat(Arr<S>(yb.begin(), yb.begin() + half), g.E, F);
+    km::activation_backward<Exec, S, Mode>(Exec(), act, pre, mat(Arr<S>(yb.begin() + half, yb.end()), g.E, F), Zb, true);
+    return EGNNEdgePreOp::bwd<S, Mode>(x, flat(Zb));
+  }
+};
+
 /// [q (E), C (E)] of egnn_radial on len = |d| (edge_lengths), backward by egnn_radial_backward into d.
 struct EGNNRadialOp {
   bool squared;
@@ -962,6 +1081,11 @@ TEST_CASE("ops model: linear (dense.hpp)", "[ops][model]") {
   LinearOp wide{"linear, in 260 x out 258 (two input blocks of the weight gradient)", 2, 260, 258, true};
   wide.fd_samples = 24;
   check_op(wide, 109);
+  // fused with an activation: the epilogue on each register tile's rows (full and partial tiles)
+  check_op(LinearActOp{"linear_forward_act, ReLU, 13 rows, in 40 x out 37", 13, 40, 37, Activation::ReLU, true}, 114);
+  check_op(LinearActOp{"linear_forward_act, shifted softplus, 7 rows", 7, 9, 18, Activation::ShiftedSoftplus, true}, 115);
+  check_op(LinearActOp{"linear_backward_input_act, ReLU, 13 rows, in 37 x out 40", 13, 37, 40, Activation::ReLU, false}, 116);
+  check_op(LinearActOp{"linear_backward_input_act, tanh, 5 rows", 5, 18, 3, Activation::Tanh, false}, 117);
 }
 
 TEST_CASE("ops model: activations and add_into (pointwise.hpp)", "[ops][model]") {
@@ -1039,6 +1163,12 @@ TEST_CASE("ops model: EGNN edge ops (egnn.hpp)", "[ops][model]") {
   check_op(EGNNEdgeVectorsOp{g, false, "egnn_edge_vectors without u (+ backward)"}, 161);
   check_op(EGNNEdgePreOp{g, true, "egnn_edge_pre, strided radial column, with g"}, 162);
   check_op(EGNNEdgePreOp{g, false, "egnn_edge_pre, strided radial column, without g"}, 163);
+  // fused with the activation; F = 9 and the graph's edge count cover full and partial blocks of the
+  // HostRow radial-column gradient (8 edges per work item)
+  check_op(EGNNEdgePreActOp{g, true, "egnn_edge_pre_act, ReLU, with g", Activation::ReLU, 9}, 170);
+  check_op(EGNNEdgePreActOp{g, false, "egnn_edge_pre_act, SiLU, without g", Activation::SiLU, 4}, 171);
+  CHECK(g.E % 8 != 0);
+  CHECK(g.E > 8);
   const RadialSpec cos_spec{RadialBasis::Gaussian, 1, 3.0, Envelope::Cosine};
   const RadialSpec poly_spec{RadialBasis::Gaussian, 1, 3.0, Envelope::Polynomial};
   check_op(EGNNRadialOp{false, EGNNEnvelopeFn{cos_spec, false}, false, "egnn_radial |d|, no envelope, no Cbar"}, 164);

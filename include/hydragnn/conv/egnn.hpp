@@ -172,14 +172,14 @@ struct EGNNConv {
     c.B = ws.template mat<S>(lbl + ".B", l, N, H);
     kernels::linear_forward<Exec, S, T>(exec, in.h, w, L.A, c.A);
     kernels::linear_forward<Exec, S, T>(exec, in.h, w, L.B, c.B);
-    c.pre1 = ws.template mat<S>(lbl + ".pre1", l, E, H);
-    kernels::egnn_edge_pre<Exec, S, T>(exec, c.A, c.B, w.p, L.w_off, L.w_ld, c.q, b.dst, b.src, c.pre1);
+    // pre-activations kept apart from the activations only where the backward needs them (not ReLU)
+    const bool keep_pre = !kernels::derivative_from_output(inner);
     c.a1 = ws.template mat<S>(lbl + ".a1", l, E, H);
-    kernels::activation_forward<Exec, S>(exec, inner, c.pre1, c.a1);
-    c.pre2 = ws.template mat<S>(lbl + ".pre2", l, E, H);
-    kernels::linear_forward<Exec, S, T>(exec, c.a1, w, L.W2, c.pre2);
+    c.pre1 = keep_pre ? ws.template mat<S>(lbl + ".pre1", l, E, H) : c.a1;
+    kernels::egnn_edge_pre_act<Exec, S, T>(exec, c.A, c.B, w.p, L.w_off, L.w_ld, c.q, b.dst, b.src, inner, c.pre1, c.a1);
     c.m_raw = ws.template mat<S>(lbl + ".m_raw", l, E, H);
-    kernels::activation_forward<Exec, S>(exec, inner, c.pre2, c.m_raw);
+    c.pre2 = keep_pre ? ws.template mat<S>(lbl + ".pre2", l, E, H) : c.m_raw;
+    kernels::linear_forward_act<Exec, S, T>(exec, c.a1, w, L.W2, inner, c.pre2, c.m_raw);
     if (env.on) {
       c.m = ws.template mat<S>(lbl + ".m", l, E, H);
       kernels::scale_rows<Exec, S>(exec, c.m_raw, c.C, c.m, false);
@@ -188,10 +188,9 @@ struct EGNNConv {
     }
     // coordinates
     if (L.equivariant) {
-      c.c1 = ws.template mat<S>(lbl + ".c1", l, E, H);
-      kernels::linear_forward<Exec, S, T>(exec, c.m, w, L.coord0, c.c1);
       c.a5 = ws.template mat<S>(lbl + ".a5", l, E, H);
-      kernels::activation_forward<Exec, S>(exec, inner, c.c1, c.a5);
+      c.c1 = keep_pre ? ws.template mat<S>(lbl + ".c1", l, E, H) : c.a5;
+      kernels::linear_forward_act<Exec, S, T>(exec, c.m, w, L.coord0, inner, c.c1, c.a5);
       c.c2 = ws.template mat<S>(lbl + ".c2", l, E, 1);
       kernels::linear_forward<Exec, S, T>(exec, c.a5, w, L.coord2, c.c2);
       c.phi = ws.template mat<S>(lbl + ".phi", l, E, 1);
@@ -238,10 +237,8 @@ struct EGNNConv {
     else
       Kokkos::deep_copy(exec, in_bar.h, S(0));
     params(c.a3, out_bar.h, L.W4);
-    auto a3bar = ws.template mat<S>(lbl + ".a3_bar", 0, N, H);
-    kernels::linear_backward_input<Exec, S, T>(exec, out_bar.h, w, L.W4, a3bar, false);
     auto pre3bar = ws.template mat<S>(lbl + ".pre3_bar", 0, N, H);
-    kernels::activation_backward<Exec, S>(exec, inner, c.pre3, a3bar, pre3bar);
+    kernels::linear_backward_input_act<Exec, S, T>(exec, out_bar.h, w, L.W4, inner, c.pre3, pre3bar);
     params(in.h, pre3bar, L.C);
     kernels::linear_backward_input<Exec, S, T>(exec, pre3bar, w, L.C, in_bar.h, true);
     params(c.agg, pre3bar, L.D);
@@ -253,33 +250,37 @@ struct EGNNConv {
     auto dbar = ws.template zeroed_mat<S>(exec, lbl + ".d_bar", 0, E, 3);
     const Mat<S, M> u_out_bar = coords(out_bar.v);
     const bool has_ubar = u_out_bar.extent(0) > 0;
+    bool pre2bar_done = false;
     if (L.equivariant && has_ubar) {
       auto phibar = ws.template mat<S>(lbl + ".phi_bar", 0, E, 1);
       kernels::egnn_coord_update_backward<Exec, S>(exec, u_out_bar, c.d, c.len, c.phi, b.dst, b.row_ptr, phibar, dbar);
       auto c2bar = ws.template mat<S>(lbl + ".c2_bar", 0, E, 1);
       kernels::activation_backward<Exec, S>(exec, Activation::Tanh, c.c2, phibar, c2bar);
       params(c.a5, c2bar, L.coord2);
-      auto a5bar = ws.template mat<S>(lbl + ".a5_bar", 0, E, H);
-      kernels::linear_backward_input<Exec, S, T>(exec, c2bar, w, L.coord2, a5bar, false);
       auto c1bar = ws.template mat<S>(lbl + ".c1_bar", 0, E, H);
-      kernels::activation_backward<Exec, S>(exec, inner, c.c1, a5bar, c1bar);
+      kernels::linear_backward_input_act<Exec, S, T>(exec, c2bar, w, L.coord2, inner, c.c1, c1bar);
       params(c.m, c1bar, L.coord0);
-      kernels::linear_backward_input<Exec, S, T>(exec, c1bar, w, L.coord0, mbar, true);
+      if (env.on) {
+        kernels::linear_backward_input<Exec, S, T>(exec, c1bar, w, L.coord0, mbar, true);
+      } else {  // m = m_raw: pre2bar in place of mbar, with the activation's backward on each tile
+        kernels::linear_backward_input_act<Exec, S, T>(exec, c1bar, w, L.coord0, inner, c.pre2, mbar, true);
+        pre2bar_done = true;
+      }
     }
     Vec<S, M> Cbar;
-    auto m_rawbar = mbar;
+    auto pre2bar = mbar;
     if (env.on) {
       Cbar = ws.template vec<S>(lbl + ".C_bar", 0, E);
-      m_rawbar = ws.template mat<S>(lbl + ".m_raw_bar", 0, E, H);
+      auto m_rawbar = ws.template mat<S>(lbl + ".m_raw_bar", 0, E, H);
       kernels::scale_rows_backward<Exec, S>(exec, c.m_raw, c.C, mbar, m_rawbar, Cbar, false, false);
+      pre2bar = ws.template mat<S>(lbl + ".pre2_bar", 0, E, H);
+      kernels::activation_backward<Exec, S>(exec, inner, c.pre2, m_rawbar, pre2bar);
+    } else if (!pre2bar_done) {
+      kernels::activation_backward<Exec, S>(exec, inner, c.pre2, mbar, mbar);  // in place
     }
-    auto pre2bar = ws.template mat<S>(lbl + ".pre2_bar", 0, E, H);
-    kernels::activation_backward<Exec, S>(exec, inner, c.pre2, m_rawbar, pre2bar);
     params(c.a1, pre2bar, L.W2);
-    auto a1bar = ws.template mat<S>(lbl + ".a1_bar", 0, E, H);
-    kernels::linear_backward_input<Exec, S, T>(exec, pre2bar, w, L.W2, a1bar, false);
     auto pre1bar = ws.template mat<S>(lbl + ".pre1_bar", 0, E, H);
-    kernels::activation_backward<Exec, S>(exec, inner, c.pre1, a1bar, pre1bar);
+    kernels::linear_backward_input_act<Exec, S, T>(exec, pre2bar, w, L.W2, inner, c.pre1, pre1bar);
     auto qbar = ws.template vec<S>(lbl + ".q_bar", 0, E);
     kernels::egnn_edge_pre_backward<Exec, S, T>(exec, pre1bar, w.p, L.w_off, L.w_ld, c.q, g, qbar);
     auto Abar = ws.template mat<S>(lbl + ".A_bar", 0, N, H);

@@ -63,13 +63,13 @@ struct MLP {
       cache.input[l] = h;
       const int idx = slot * 64 + int(l);
       Mat<S, M> z = ws.template mat<S>(label + ".pre", idx, n, layers[l].out);
-      kernels::linear_forward<Exec, S, T>(exec, h, w, layers[l], z);
       cache.pre[l] = z;
       if (activated(l)) {
         Mat<S, M> a = ws.template mat<S>(label + ".act", idx, n, layers[l].out);
-        kernels::activation_forward<Exec, S>(exec, act_of(l), z, a);
+        kernels::linear_forward_act<Exec, S, T>(exec, h, w, layers[l], act_of(l), z, a);
         h = a;
       } else {
+        kernels::linear_forward<Exec, S, T>(exec, h, w, layers[l], z);
         h = z;
       }
     }
@@ -85,22 +85,34 @@ struct MLP {
                                int slot = 0, bool want_input = true) const {
     using M = mem_t<Exec>;
     const bool want_params = g.extent(0) > 0;
-    Mat<S, M> hbar = Ybar;
-    for (std::size_t l = layers.size(); l-- > 0;) {
-      const std::size_t n = cache.pre[l].extent(0);
-      const int idx = slot * 64 + int(l);
-      Mat<S, M> zbar = hbar;
-      if (activated(l)) {
-        zbar = ws.template mat<S>(label + ".pre_bar", idx, n, layers[l].out);
-        kernels::activation_backward<Exec, S>(exec, act_of(l), cache.pre[l], hbar, zbar);
-      }
-      if (want_params) kernels::linear_backward_params<Exec, S>(exec, cache.input[l], zbar, layers[l], g);
-      if (l == 0 && !want_input) return Mat<S, M>();
-      Mat<S, M> xbar = ws.template mat<S>(label + ".in_bar", idx, n, layers[l].in);
-      kernels::linear_backward_input<Exec, S, T>(exec, zbar, w, layers[l], xbar, false);
-      hbar = xbar;
+    // zbar: the gradient of layer l's pre-activation. Below the top, it comes from layer l + 1's
+    // input gradient and layer l's activation in one pass (linear_backward_input_act).
+    const std::size_t top = layers.size() - 1;
+    Mat<S, M> zbar = Ybar;
+    if (activated(top)) {
+      zbar = ws.template mat<S>(label + ".pre_bar", slot * 64 + int(top), Ybar.extent(0), layers[top].out);
+      kernels::activation_backward<Exec, S>(exec, act_of(top), cache.pre[top], Ybar, zbar);
     }
-    return hbar;
+    for (std::size_t l = top + 1; l-- > 0;) {
+      const std::size_t n = cache.pre[l].extent(0);
+      if (want_params) kernels::linear_backward_params<Exec, S>(exec, cache.input[l], zbar, layers[l], g);
+      if (l == 0) {
+        if (!want_input) return Mat<S, M>();
+        Mat<S, M> xbar = ws.template mat<S>(label + ".in_bar", slot * 64, n, layers[0].in);
+        kernels::linear_backward_input<Exec, S, T>(exec, zbar, w, layers[0], xbar, false);
+        return xbar;
+      }
+      if (activated(l - 1)) {
+        Mat<S, M> next = ws.template mat<S>(label + ".pre_bar", slot * 64 + int(l - 1), n, layers[l].in);
+        kernels::linear_backward_input_act<Exec, S, T>(exec, zbar, w, layers[l], act_of(l - 1), cache.pre[l - 1], next);
+        zbar = next;
+      } else {
+        Mat<S, M> xbar = ws.template mat<S>(label + ".in_bar", slot * 64 + int(l), n, layers[l].in);
+        kernels::linear_backward_input<Exec, S, T>(exec, zbar, w, layers[l], xbar, false);
+        zbar = xbar;
+      }
+    }
+    return zbar;
   }
 };
 

@@ -17,6 +17,7 @@
 #include <hydragnn/core/types.hpp>
 #include <hydragnn/kernels/gemm.hpp>
 #include <hydragnn/kernels/modes.hpp>
+#include <hydragnn/kernels/pointwise.hpp>
 
 #include <type_traits>
 
@@ -44,9 +45,16 @@ constexpr int planes = scalar_traits<S>::is_dual ? 2 : 1;
 /// HostRow product over rows: for every row i < n of A (n x K, row stride lda scalars) and every
 /// column j < ncols,  C(i, j) = init(i, plane, j) + sum_k A(i, k) B(k, j)  per plane, k ascending;
 /// B is real (K x ncols, row stride ldb). Dual rows are two real tile rows (gemm.hpp).
-template <class Exec, class S, class Init>
+/// No epilogue.
+struct NoRowsPost {
+  void operator()(long, long) const {}
+};
+
+/// post(i0, i1), if given, runs on the rows [i0, i1) of C right after their tile is written (while
+/// they are in cache): the fused epilogues of linear_forward_act / linear_backward_input_act.
+template <class Exec, class S, class Init, class Post = NoRowsPost>
 void host_rows_product(const Exec& exec, const char* label, const S* A, long lda, long K, const real_t<S>* B,
-                       long ldb, int ncols, S* C, long ldc, long n, const Init& init) {
+                       long ldb, int ncols, S* C, long ldc, long n, const Init& init, const Post& post = Post()) {
   using R = real_t<S>;
   constexpr int P = planes<S>;
   constexpr int MT = gemm::mr / P;  // matrix rows per tile
@@ -68,10 +76,12 @@ void host_rows_product(const Exec& exec, const char* label, const S* A, long lda
     if (i0 + MT <= n) {
       gemm::rows<R, MT * P, P>(Ar + i0 * lda * P, lda * P, P, B, ldb, K, ncols, Cr + i0 * ldc * P, ldc * P,
                                [&](int r, int j) { return init(i0 + r / P, r % P, j); }, bedge);
+      post(i0, i0 + MT);
     } else {
       for (long i = i0; i < n; ++i)
         gemm::rows<R, P, P>(Ar + i * lda * P, lda * P, P, B, ldb, K, ncols, Cr + i * ldc * P, ldc * P,
                             [&](int r, int j) { return init(i, r, j); }, bedge);
+      post(i0, n);
     }
   });
 }
@@ -149,6 +159,61 @@ void linear_backward_input(const Exec& exec, const CMat<S, mem_t<Exec>>& Ybar, c
   });
 }
 
+/// Pre = X W^T + b and Y = f(Pre) (Y may be Pre): linear_forward then activation_forward, bitwise.
+/// HostRow runs the activation on each tile's rows right after the tile is written, while they are
+/// in cache (one pass over Pre instead of two).                    X: n x in -> Pre, Y: n x out
+template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
+void linear_forward_act(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const Weights<T, mem_t<Exec>>& wts,
+                        const LinearShape& sh, Activation a, const Mat<S, mem_t<Exec>>& Pre, const Mat<S, mem_t<Exec>>& Y) {
+  if constexpr (std::is_same<Mode, exec_mode::HostRow>::value) {
+    const long b = sh.b_off, wt = sh.wt_off;
+    const CVec<T, mem_t<Exec>> p = wts.p;
+    if (wt >= 0 && wts.pt.extent(0) == p.extent(0)) {
+      const long c = long(Pre.extent(1));
+      detail::with_activation(a, [&](auto tag) {
+        constexpr Activation A = decltype(tag)::value;
+        detail::host_rows_product<Exec, S>(
+            exec, "hydragnn::Linear::forward_act", X.data(), long(X.stride(0)), sh.in, wts.pt.data() + wt, sh.out, sh.out,
+            Pre.data(), long(Pre.stride(0)), long(X.extent(0)),
+            [&](long, int plane, int o) { return b >= 0 && plane == 0 ? p(b + o) : T(0); },
+            [&](long i0, long i1) {
+              for (long i = i0; i < i1; ++i) detail::act_forward_row<A>(&Pre(i, 0), &Y(i, 0), c);
+            });
+      });
+      return;
+    }
+  }
+  linear_forward<Exec, S, T, Mode>(exec, X, wts, sh, Pre);
+  activation_forward<Exec, S, Mode>(exec, a, Pre, Y);
+}
+
+/// Xbar = f'(Pre) * ([Xbar +] Ybar W), elementwise after the product: linear_backward_input into
+/// Xbar (accumulate: onto the values in it), then activation_backward in place, bitwise (HostRow:
+/// on each tile's rows while they are in cache). The backward of a Linear layer fed by f(Pre).
+///                                                         Ybar: n x out, Pre: n x in -> Xbar: n x in
+template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
+void linear_backward_input_act(const Exec& exec, const CMat<S, mem_t<Exec>>& Ybar, const Weights<T, mem_t<Exec>>& wts,
+                               const LinearShape& sh, Activation a, const CMat<S, mem_t<Exec>>& Pre,
+                               const Mat<S, mem_t<Exec>>& Xbar, bool accumulate = false) {
+  if constexpr (std::is_same<Mode, exec_mode::HostRow>::value) {
+    const long c = long(Xbar.extent(1));
+    const Mat<S, mem_t<Exec>> Xb = Xbar;
+    detail::with_activation(a, [&](auto tag) {
+      constexpr Activation A = decltype(tag)::value;
+      detail::host_rows_product<Exec, S>(
+          exec, "hydragnn::Linear::backward_input_act", Ybar.data(), long(Ybar.stride(0)), sh.out, wts.p.data() + sh.w_off,
+          sh.stride(), sh.in, Xbar.data(), long(Xbar.stride(0)), long(Ybar.extent(0)),
+          [&](long i, int plane, int col) { return accumulate ? detail::plane_of(Xb(i, col), plane) : real_t<S>(0); },
+          [&](long i0, long i1) {
+            for (long i = i0; i < i1; ++i) detail::act_backward_row<A>(&Pre(i, 0), &Xb(i, 0), &Xb(i, 0), c, false);
+          });
+    });
+    return;
+  }
+  linear_backward_input<Exec, S, T, Mode>(exec, Ybar, wts, sh, Xbar, accumulate);
+  activation_backward<Exec, S, Mode>(exec, a, Pre, Xbar, Xbar, false);
+}
+
 /// Wbar(o,c) += sum_n Ybar(n,o) X(n,c);  bbar(o) += sum_n Ybar(n,o)      (n ascending)
 /// g is real: a dual pass adds the tangents of these sums only (param_part, core/dual.hpp).
 ///
@@ -211,12 +276,28 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
                 // is narrow), zero-padded past the matrix edge, so that every tile is a full one
                 const bool packed = Tl::dual || nj < NR;
                 if (packed)
-                  for (long i = i0; i < i1; ++i)
+                  for (long i = i0; i < i1; ++i) {
+#ifdef HYDRAGNN_SIMD_PACKS
+                    if constexpr (Tl::dual) {
+                      if (nj == NR) {  // a whole block: the two planes by shuffles
+                        constexpr int L = simd::lanes<R>;
+                        const R* yr = reinterpret_cast<const R*>(yp + i * ly + o0);
+                        for (int v = 0; v < NR / L; ++v) {
+                          simd::pack_t<R> pv, pd;
+                          simd::deinterleave(yr + 2 * v * L, pv, pd);
+                          simd::store(&ybuf[i - i0][v * L], pv);
+                          simd::store(&ybuf[i - i0][NR + v * L], pd);
+                        }
+                        continue;
+                      }
+                    }
+#endif
                     for (int j = 0; j < NR; ++j) {
                       const bool in_range = j < nj;
                       ybuf[i - i0][j] = in_range ? detail::plane_of(yp[i * ly + o0 + j], 0) : R(0);
                       if (Tl::dual) ybuf[i - i0][NR + j] = in_range ? detail::plane_of(yp[i * ly + o0 + j], 1) : R(0);
                     }
+                  }
                 auto run = [&](auto mr_tag, int c0) {
                   constexpr int TR = decltype(mr_tag)::value;
                   auto& tv = *reinterpret_cast<R(*)[TR][NR]>(&av[bb][c0][0]);

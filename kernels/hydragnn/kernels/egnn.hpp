@@ -7,6 +7,7 @@
 
 #include <hydragnn/core/types.hpp>
 #include <hydragnn/kernels/modes.hpp>
+#include <hydragnn/kernels/pointwise.hpp>
 
 namespace hydragnn {
 namespace kernels {
@@ -41,6 +42,51 @@ void egnn_edge_pre(const Exec& exec, const CMat<S, mem_t<Exec>>& A, const CMat<S
       });
 }
 
+namespace detail {
+/// The radial column of W1, w(f) = p(w_off + f ld), f < F <= host_row_max, packed contiguous
+/// (HostRow kernels; captured by value).
+template <class T>
+struct EGNNRadialColumn {
+  T w[host_row_max];
+};
+template <class V>
+EGNNRadialColumn<typename V::non_const_value_type> egnn_radial_column(const V& p, long w_off, long ld, long F) {
+  EGNNRadialColumn<typename V::non_const_value_type> col;
+  for (long f = 0; f < F; ++f) col.w[f] = p(w_off + f * ld);
+  return col;
+}
+}  // namespace detail
+
+/// pre as egnn_edge_pre and a(e,f) = act(pre(e,f)), bitwise the two ops. HostRow: one pass over
+/// the edges (the radial column of W1 packed once, each row activated while in cache).
+template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
+void egnn_edge_pre_act(const Exec& exec, const CMat<S, mem_t<Exec>>& A, const CMat<S, mem_t<Exec>>& B,
+                       const CVec<T, mem_t<Exec>>& p, long w_off, long ld, const CVec<S, mem_t<Exec>>& q,
+                       const CVec<int, mem_t<Exec>>& dst, const CVec<int, mem_t<Exec>>& src, Activation act,
+                       const Mat<S, mem_t<Exec>>& pre, const Mat<S, mem_t<Exec>>& a) {
+  const long E = long(pre.extent(0)), F = long(pre.extent(1));
+  if constexpr (detail::is_host_row<Mode>) {
+    if (F <= detail::host_row_max) {
+      const auto col = detail::egnn_radial_column(p, w_off, ld, F);
+      detail::with_activation(act, [&](auto tag) {
+        constexpr Activation AF = decltype(tag)::value;
+        Kokkos::parallel_for(
+            "hydragnn::EGNNConv::edge_pre_act", Kokkos::RangePolicy<Exec>(exec, 0, E), KOKKOS_LAMBDA(const long e) {
+              const S* ar = &A(dst(e), 0);
+              const S* br = &B(src(e), 0);
+              S* pr = &pre(e, 0);
+              const S qe = q(e);
+              for (long f = 0; f < F; ++f) pr[f] = ar[f] + br[f] + qe * col.w[f];
+              detail::act_forward_row<AF>(pr, &a(e, 0), F);
+            });
+      });
+      return;
+    }
+  }
+  egnn_edge_pre<Exec, S, T, Mode>(exec, A, B, p, w_off, ld, q, dst, src, pre);
+  activation_forward<Exec, S, Mode>(exec, act, pre, a);
+}
+
 /// wbar(f) += sum_e prebar(e,f) q(e)  (skipped when g is empty; g real: param_part of the sum);
 /// qbar(e) = sum_f prebar(e,f) w(f)
 template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
@@ -72,6 +118,35 @@ void egnn_edge_pre_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& prebar
           for (long e = 0; e < E; ++e) acc += prebar(e, f) * q(e);
           g(w_off + f * ld) += param_part(acc);
         });
+  if constexpr (detail::is_host_row<Mode>) {
+    if (F <= detail::host_row_max) {
+      // 8 edges per work item: 8 independent sums (each f ascending, as below) with the radial
+      // column of W1 packed once
+      const auto col = detail::egnn_radial_column(p, w_off, ld, F);
+      constexpr long G = 8;
+      Kokkos::parallel_for(
+          "hydragnn::EGNNConv::edge_pre_backward_q", Kokkos::RangePolicy<Exec>(exec, 0, (E + G - 1) / G),
+          KOKKOS_LAMBDA(const long blk) {
+            const long e0 = blk * G, ne = E - e0 < G ? E - e0 : G;
+            if (ne == G) {
+              S acc[G];
+              for (long k = 0; k < G; ++k) acc[k] = S(0);
+              const S* row = &prebar(e0, 0);
+              const long ldp = long(prebar.stride(0));
+              for (long f = 0; f < F; ++f)
+                for (long k = 0; k < G; ++k) acc[k] += row[k * ldp + f] * col.w[f];
+              for (long k = 0; k < G; ++k) qbar(e0 + k) = acc[k];
+            } else {
+              for (long e = e0; e < e0 + ne; ++e) {
+                S acc(0);
+                for (long f = 0; f < F; ++f) acc += prebar(e, f) * col.w[f];
+                qbar(e) = acc;
+              }
+            }
+          });
+      return;
+    }
+  }
   Kokkos::parallel_for(
       "hydragnn::EGNNConv::edge_pre_backward_q", Kokkos::RangePolicy<Exec>(exec, 0, E), KOKKOS_LAMBDA(const long e) {
         S acc(0);

@@ -124,6 +124,17 @@ KOKKOS_FORCEINLINE_FUNCTION void rows(const R* a, long ars, long as, const R* b,
       HYDRAGNN_UNROLL
       for (int j = 0; j < NR; ++j) acc[r][j] = init(r, j0 + j);
     tile<R, MR, NR, P>(a, ars, as, b + j0, ldb, K, acc);
+#ifdef HYDRAGNN_SIMD_PACKS
+    if constexpr (P == 2) {  // dual rows: the primal and tangent tile rows interleaved by shuffles
+      constexpr int L = simd::lanes<R>;
+      HYDRAGNN_UNROLL
+      for (int r = 0; r < MR; r += 2)
+        HYDRAGNN_UNROLL
+        for (int v = 0; v < NR / L; ++v)
+          simd::interleave(simd::load(&acc[r][v * L]), simd::load(&acc[r + 1][v * L]), c + (r / 2) * crs + (j0 + v * L) * 2);
+      continue;
+    }
+#endif
     HYDRAGNN_UNROLL
     for (int r = 0; r < MR; ++r)
       HYDRAGNN_UNROLL

@@ -199,6 +199,11 @@ template <class S> KOKKOS_INLINE_FUNCTION S df(Activation a, const S& x) {
 
 namespace kernels {
 
+/// f'(x) is a function of f(x), with the same bits for every x (ReLU: f(x) > 0 exactly when x > 0;
+/// identity): a backward may read the activation's output where it reads its input, so a forward
+/// need not keep the input (EGNN writes the two in one buffer).
+constexpr bool derivative_from_output(Activation a) { return a == Activation::ReLU || a == Activation::Identity; }
+
 // Pointwise ops have one natural form (one thread per element) and accept every mode.
 
 namespace detail {
@@ -231,61 +236,80 @@ constexpr bool dual_vector_rows =
 #ifdef HYDRAGNN_SIMD_PACKS
 /// Splits L duals into planes / joins them back (the compiler turns these into shuffles).
 inline void split_duals(const Dual<float>* x, simd::pack_t<float>& v, simd::pack_t<float>& d) {
-  constexpr int L = simd::lanes<float>;
-  float a[L], b[L];
-  for (int j = 0; j < L; ++j) {
-    a[j] = x[j].v;
-    b[j] = x[j].d;
-  }
-  v = simd::load(a);
-  d = simd::load(b);
+  static_assert(sizeof(Dual<float>) == 2 * sizeof(float), "Dual<float> is two floats");
+  simd::deinterleave(reinterpret_cast<const float*>(x), v, d);
 }
 inline void join_duals(const simd::pack_t<float>& v, const simd::pack_t<float>& d, Dual<float>* x) {
-  constexpr int L = simd::lanes<float>;
-  float a[L], b[L];
-  simd::store(a, v);
-  simd::store(b, d);
-  for (int j = 0; j < L; ++j) x[j] = Dual<float>(a[j], b[j]);
+  simd::interleave(v, d, reinterpret_cast<float*>(x));
 }
 #endif
 
+/// One row of HostRow's activation: y[j] = f(x[j]), j < c (packs of floats where the compiler has
+/// them, the same operations per element as act::f). y may be x.
+template <Activation A, class S>
+inline void act_forward_row(const S* x, S* y, long c) {
+  long j = 0;
+#ifdef HYDRAGNN_SIMD_PACKS
+  constexpr int L = simd::lanes<float>;
+  if constexpr (std::is_same<S, float>::value) {
+    for (; j + L <= c; j += L) simd::store(y + j, act::f_fast<A>(simd::load(x + j)));
+  } else if constexpr (std::is_same<S, Dual<float>>::value) {
+    for (; j + L <= c; j += L) {
+      simd::pack_t<float> v, d, fv, fd;
+      split_duals(x + j, v, d);
+      act::dual_f_fast<A>(v, d, fv, fd);
+      join_duals(fv, fd, y + j);
+    }
+  }
+#endif
+  for (; j < c; ++j) y[j] = act::f(A, x[j]);
+}
+
+/// One row of HostRow's activation backward: xb[j] (+)= f'(x[j]) * yb[j], j < c, as Dual's
+/// operators for duals ({g.v yb.v, g.d yb.v + g.v yb.d}). xb may be yb.
+template <Activation A, class S>
+inline void act_backward_row(const S* x, const S* yb, S* xb, long c, bool accumulate) {
+  long j = 0;
+#ifdef HYDRAGNN_SIMD_PACKS
+  constexpr int L = simd::lanes<float>;
+  if constexpr (std::is_same<S, float>::value) {
+    if (accumulate)
+      for (; j + L <= c; j += L)
+        simd::store(xb + j, simd::load(xb + j) + act::df_fast<A>(simd::load(x + j)) * simd::load(yb + j));
+    else
+      for (; j + L <= c; j += L) simd::store(xb + j, act::df_fast<A>(simd::load(x + j)) * simd::load(yb + j));
+  } else if constexpr (std::is_same<S, Dual<float>>::value) {
+    for (; j + L <= c; j += L) {
+      simd::pack_t<float> v, d, bv, bd, gv, gd;
+      split_duals(x + j, v, d);
+      split_duals(yb + j, bv, bd);
+      act::dual_df_fast<A>(v, d, gv, gd);
+      simd::pack_t<float> ov = gv * bv, od = gd * bv + gv * bd;
+      if (accumulate) {
+        simd::pack_t<float> av, ad;
+        split_duals(xb + j, av, ad);
+        ov = av + ov;
+        od = ad + od;
+      }
+      join_duals(ov, od, xb + j);
+    }
+  }
+#endif
+  for (; j < c; ++j) {
+    const S v = act::df(A, x[j]) * yb[j];
+    xb[j] = accumulate ? xb[j] + v : v;
+  }
+}
+
 template <Activation A, class Mode, class Exec, class S>
 void activation_forward_rows(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const Mat<S, mem_t<Exec>>& Y) {
-#ifdef HYDRAGNN_SIMD_PACKS
-  if constexpr (vector_rows<A, Mode, S>) {
+  if constexpr (vector_rows<A, Mode, S> || dual_vector_rows<A, Mode, S>) {
     const long c = long(X.extent(1));
     Kokkos::parallel_for(
-        "hydragnn::Activation::forward", Kokkos::RangePolicy<Exec>(exec, 0, long(X.extent(0))), KOKKOS_LAMBDA(const long i) {
-          constexpr int L = simd::lanes<float>;
-          const float* x = &X(i, 0);
-          float* y = &Y(i, 0);
-          long j = 0;
-          for (; j + L <= c; j += L) simd::store(y + j, act::f_fast<A>(simd::load(x + j)));
-          for (; j < c; ++j) y[j] = act::f_fast<A>(x[j]);
-        });
+        "hydragnn::Activation::forward", Kokkos::RangePolicy<Exec>(exec, 0, long(X.extent(0))),
+        KOKKOS_LAMBDA(const long i) { act_forward_row<A>(&X(i, 0), &Y(i, 0), c); });
     return;
   }
-#endif
-#ifdef HYDRAGNN_SIMD_PACKS
-  if constexpr (dual_vector_rows<A, Mode, S>) {
-    const long c = long(X.extent(1));
-    Kokkos::parallel_for(
-        "hydragnn::Activation::forward", Kokkos::RangePolicy<Exec>(exec, 0, long(X.extent(0))), KOKKOS_LAMBDA(const long i) {
-          constexpr int L = simd::lanes<float>;
-          const Dual<float>* x = &X(i, 0);
-          Dual<float>* y = &Y(i, 0);
-          long j = 0;
-          for (; j + L <= c; j += L) {
-            simd::pack_t<float> v, d, fv, fd;
-            split_duals(x + j, v, d);
-            act::dual_f_fast<A>(v, d, fv, fd);
-            join_duals(fv, fd, y + j);
-          }
-          for (; j < c; ++j) act::dual_f_fast<A>(x[j].v, x[j].d, y[j].v, y[j].d);
-        });
-    return;
-  }
-#endif
   for_each_element<Mode>(exec, "hydragnn::Activation::forward", long(X.extent(0)), long(X.extent(1)),
                          KOKKOS_LAMBDA(const long i, const long j) { Y(i, j) = act::f(A, X(i, j)); });
 }
@@ -294,57 +318,12 @@ template <Activation A, class Mode, class Exec, class S>
 void activation_backward_rows(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const CMat<S, mem_t<Exec>>& Ybar,
                               const Mat<S, mem_t<Exec>>& Xbar, bool accumulate) {
   const long n = long(X.extent(0)), c = long(X.extent(1));
-#ifdef HYDRAGNN_SIMD_PACKS
-  if constexpr (vector_rows<A, Mode, S>) {
+  if constexpr (vector_rows<A, Mode, S> || dual_vector_rows<A, Mode, S>) {
     Kokkos::parallel_for(
-        "hydragnn::Activation::backward", Kokkos::RangePolicy<Exec>(exec, 0, n), KOKKOS_LAMBDA(const long i) {
-          constexpr int L = simd::lanes<float>;
-          const float* x = &X(i, 0);
-          const float* yb = &Ybar(i, 0);
-          float* xb = &Xbar(i, 0);
-          long j = 0;
-          if (accumulate) {
-            for (; j + L <= c; j += L)
-              simd::store(xb + j, simd::load(xb + j) + act::df_fast<A>(simd::load(x + j)) * simd::load(yb + j));
-            for (; j < c; ++j) xb[j] = xb[j] + act::df_fast<A>(x[j]) * yb[j];
-          } else {
-            for (; j + L <= c; j += L) simd::store(xb + j, act::df_fast<A>(simd::load(x + j)) * simd::load(yb + j));
-            for (; j < c; ++j) xb[j] = act::df_fast<A>(x[j]) * yb[j];
-          }
-        });
+        "hydragnn::Activation::backward", Kokkos::RangePolicy<Exec>(exec, 0, n),
+        KOKKOS_LAMBDA(const long i) { act_backward_row<A>(&X(i, 0), &Ybar(i, 0), &Xbar(i, 0), c, accumulate); });
     return;
   }
-  if constexpr (dual_vector_rows<A, Mode, S>) {
-    // Xbar (+)= df(X) * Ybar as Dual's operators: {g.v yb.v, g.d yb.v + g.v yb.d}
-    Kokkos::parallel_for(
-        "hydragnn::Activation::backward", Kokkos::RangePolicy<Exec>(exec, 0, n), KOKKOS_LAMBDA(const long i) {
-          constexpr int L = simd::lanes<float>;
-          const Dual<float>* x = &X(i, 0);
-          const Dual<float>* yb = &Ybar(i, 0);
-          Dual<float>* xb = &Xbar(i, 0);
-          long j = 0;
-          for (; j + L <= c; j += L) {
-            simd::pack_t<float> v, d, bv, bd, gv, gd;
-            split_duals(x + j, v, d);
-            split_duals(yb + j, bv, bd);
-            act::dual_df_fast<A>(v, d, gv, gd);
-            simd::pack_t<float> ov = gv * bv, od = gd * bv + gv * bd;
-            if (accumulate) {
-              simd::pack_t<float> av, ad;
-              split_duals(xb + j, av, ad);
-              ov = av + ov;
-              od = ad + od;
-            }
-            join_duals(ov, od, xb + j);
-          }
-          for (; j < c; ++j) {
-            const Dual<float> v = act::df(A, x[j]) * yb[j];
-            xb[j] = accumulate ? xb[j] + v : v;
-          }
-        });
-    return;
-  }
-#endif
   if (accumulate)
     for_each_element<Mode>(exec, "hydragnn::Activation::backward", n, c, KOKKOS_LAMBDA(const long i, const long j) {
       Xbar(i, j) = Xbar(i, j) + act::df(A, X(i, j)) * Ybar(i, j);

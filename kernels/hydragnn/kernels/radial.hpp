@@ -38,10 +38,17 @@ namespace radial {
 /// Double keeps every value.
 template <class S>
 KOKKOS_INLINE_FUNCTION S gaussian_exp(const S& a) {
-  using R = real_t<S>;
-  if constexpr (std::is_same<R, float>::value)
-    if (a < R(-40)) return S(R(0));
-  return fastmath::exp_of(a);
+  // selects, not branches: the loop over the basis may be vectorised
+  if constexpr (std::is_same<S, float>::value) {
+    const float e = fastmath::exp(a);
+    return a < -40.0f ? 0.0f : e;
+  } else if constexpr (std::is_same<S, Dual<float>>::value) {
+    const float e = fastmath::exp(a.v);
+    const bool drop = a.v < -40.0f;
+    return S(drop ? 0.0f : e, drop ? 0.0f : e * a.d);
+  } else {
+    return fastmath::exp_of(a);
+  }
 }
 
 template <class S>

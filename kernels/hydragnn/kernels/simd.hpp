@@ -6,7 +6,9 @@
 // their HostRow kernels use the scalar code.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <utility>
 
 namespace hydragnn {
 namespace kernels {
@@ -51,6 +53,60 @@ inline pack_t<R> load(const R* p) {
 template <class R>
 inline void store(R* p, const pack_t<R>& v) {
   __builtin_memcpy(p, &v, sizeof(v));
+}
+
+/// Two packs of an interleaved pair array (p[2j] = v[j], p[2j+1] = d[j], j < lanes: a row of
+/// Dual<R>) to planes v and d, and back: register shuffles (__builtin_shufflevector: GCC >= 12,
+/// Clang) instead of scalar moves; element moves where the compiler lacks it.
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define HYDRAGNN_SIMD_SHUFFLES 1
+#endif
+#endif
+#ifdef HYDRAGNN_SIMD_SHUFFLES
+namespace detail {
+template <class V, int... I>
+inline V shuffle2(const V& a, const V& b) {
+  return __builtin_shufflevector(a, b, I...);
+}
+template <class V, std::size_t... J>
+inline void deinterleave(const V& lo, const V& hi, V& v, V& d, std::index_sequence<J...>) {
+  v = shuffle2<V, int(2 * J)...>(lo, hi);
+  d = shuffle2<V, int(2 * J + 1)...>(lo, hi);
+}
+template <class V, std::size_t... J>
+inline void interleave(const V& v, const V& d, V& lo, V& hi, std::index_sequence<J...>) {
+  constexpr int L = int(sizeof...(J));
+  lo = shuffle2<V, int((J & 1) * L + J / 2)...>(v, d);
+  hi = shuffle2<V, int((J & 1) * L + L / 2 + J / 2)...>(v, d);
+}
+}  // namespace detail
+#endif
+
+template <class R>
+inline void deinterleave(const R* p, pack_t<R>& v, pack_t<R>& d) {
+#ifdef HYDRAGNN_SIMD_SHUFFLES
+  detail::deinterleave(load(p), load(p + lanes<R>), v, d, std::make_index_sequence<lanes<R>>{});
+#else
+  for (int j = 0; j < lanes<R>; ++j) {
+    v[j] = p[2 * j];
+    d[j] = p[2 * j + 1];
+  }
+#endif
+}
+template <class R>
+inline void interleave(const pack_t<R>& v, const pack_t<R>& d, R* p) {
+#ifdef HYDRAGNN_SIMD_SHUFFLES
+  pack_t<R> lo, hi;
+  detail::interleave(v, d, lo, hi, std::make_index_sequence<lanes<R>>{});
+  store(p, lo);
+  store(p + lanes<R>, hi);
+#else
+  for (int j = 0; j < lanes<R>; ++j) {
+    p[2 * j] = v[j];
+    p[2 * j + 1] = d[j];
+  }
+#endif
 }
 #endif
 
