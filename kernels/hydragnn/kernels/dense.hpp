@@ -45,9 +45,51 @@ constexpr int planes = scalar_traits<S>::is_dual ? 2 : 1;
 /// HostRow product over rows: for every row i < n of A (n x K, row stride lda scalars) and every
 /// column j < ncols,  C(i, j) = init(i, plane, j) + sum_k A(i, k) B(k, j)  per plane, k ascending;
 /// B is real (K x ncols, row stride ldb). Dual rows are two real tile rows (gemm.hpp).
+/// Plane `plane` of a scalar (the value itself for a real).
+template <class S>
+KOKKOS_INLINE_FUNCTION real_t<S> plane_of(const S& s, int plane) {
+  if constexpr (scalar_traits<S>::is_dual) return plane == 0 ? s.v : s.d;
+  else return (void)plane, s;
+}
+
 /// No epilogue.
 struct NoRowsPost {
-  void operator()(long, long) const {}
+  KOKKOS_INLINE_FUNCTION void operator()(long, long) const {}
+};
+/// Epilogue of linear_forward_act: rows [i0, i1) of Y = f(rows of Pre).
+template <Activation A, class S, class M>
+struct ActRowsPost {
+  Mat<S, M> pre, y;
+  long c;
+  KOKKOS_INLINE_FUNCTION void operator()(long i0, long i1) const {
+    for (long i = i0; i < i1; ++i) act_forward_row<A>(&pre(i, 0), &y(i, 0), c);
+  }
+};
+/// Epilogue of linear_backward_input_act: rows [i0, i1) of Xbar times f'(rows of Pre), in place.
+template <Activation A, class S, class M>
+struct ActBackwardRowsPost {
+  CMat<S, M> pre;
+  Mat<S, M> xb;
+  long c;
+  KOKKOS_INLINE_FUNCTION void operator()(long i0, long i1) const {
+    for (long i = i0; i < i1; ++i) act_backward_row<A>(&pre(i, 0), &xb(i, 0), &xb(i, 0), c, false);
+  }
+};
+/// Start values: the bias in the primal plane (forward), or zero.
+template <class T, class M>
+struct BiasInit {
+  CVec<T, M> p;
+  long b;
+  KOKKOS_INLINE_FUNCTION T operator()(long, int plane, int o) const { return b >= 0 && plane == 0 ? p(b + o) : T(0); }
+};
+/// Start values: the values in X (accumulate), or zero.
+template <class S, class M>
+struct AccumulateInit {
+  Mat<S, M> x;
+  bool accumulate;
+  KOKKOS_INLINE_FUNCTION real_t<S> operator()(long i, int plane, int col) const {
+    return accumulate ? plane_of(x(i, col), plane) : real_t<S>(0);
+  }
 };
 
 /// post(i0, i1), if given, runs on the rows [i0, i1) of C right after their tile is written (while
@@ -101,12 +143,6 @@ struct params_tiling {
 
 };
 
-/// Plane `plane` of a scalar (the value itself for a real).
-template <class S>
-KOKKOS_INLINE_FUNCTION real_t<S> plane_of(const S& s, int plane) {
-  if constexpr (scalar_traits<S>::is_dual) return plane == 0 ? s.v : s.d;
-  else return (void)plane, s;
-}
 }  // namespace detail
 
 /// Y(n,o) = b(o) + sum_c X(n,c) W(o,c)              X: n x in -> Y: n x out
@@ -165,20 +201,14 @@ void linear_backward_input(const Exec& exec, const CMat<S, mem_t<Exec>>& Ybar, c
 template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
 void linear_forward_act(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const Weights<T, mem_t<Exec>>& wts,
                         const LinearShape& sh, Activation a, const Mat<S, mem_t<Exec>>& Pre, const Mat<S, mem_t<Exec>>& Y) {
-  if constexpr (std::is_same<Mode, exec_mode::HostRow>::value) {
-    const long b = sh.b_off, wt = sh.wt_off;
-    const CVec<T, mem_t<Exec>> p = wts.p;
-    if (wt >= 0 && wts.pt.extent(0) == p.extent(0)) {
-      const long c = long(Pre.extent(1));
+  using M = mem_t<Exec>;
+  if constexpr (detail::host_rows_on_host<Mode, Exec>) {
+    if (sh.wt_off >= 0 && wts.pt.extent(0) == wts.p.extent(0)) {
       detail::with_activation(a, [&](auto tag) {
-        constexpr Activation A = decltype(tag)::value;
-        detail::host_rows_product<Exec, S>(
-            exec, "hydragnn::Linear::forward_act", X.data(), long(X.stride(0)), sh.in, wts.pt.data() + wt, sh.out, sh.out,
-            Pre.data(), long(Pre.stride(0)), long(X.extent(0)),
-            [&](long, int plane, int o) { return b >= 0 && plane == 0 ? p(b + o) : T(0); },
-            [&](long i0, long i1) {
-              for (long i = i0; i < i1; ++i) detail::act_forward_row<A>(&Pre(i, 0), &Y(i, 0), c);
-            });
+        detail::host_rows_product<Exec, S>(exec, "hydragnn::Linear::forward_act", X.data(), long(X.stride(0)), sh.in,
+                                           wts.pt.data() + sh.wt_off, sh.out, sh.out, Pre.data(), long(Pre.stride(0)),
+                                           long(X.extent(0)), detail::BiasInit<T, M>{wts.p, sh.b_off},
+                                           detail::ActRowsPost<decltype(tag)::value, S, M>{Pre, Y, long(Pre.extent(1))});
       });
       return;
     }
@@ -195,18 +225,13 @@ template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
 void linear_backward_input_act(const Exec& exec, const CMat<S, mem_t<Exec>>& Ybar, const Weights<T, mem_t<Exec>>& wts,
                                const LinearShape& sh, Activation a, const CMat<S, mem_t<Exec>>& Pre,
                                const Mat<S, mem_t<Exec>>& Xbar, bool accumulate = false) {
-  if constexpr (std::is_same<Mode, exec_mode::HostRow>::value) {
-    const long c = long(Xbar.extent(1));
-    const Mat<S, mem_t<Exec>> Xb = Xbar;
+  using M = mem_t<Exec>;
+  if constexpr (detail::host_rows_on_host<Mode, Exec>) {
     detail::with_activation(a, [&](auto tag) {
-      constexpr Activation A = decltype(tag)::value;
-      detail::host_rows_product<Exec, S>(
-          exec, "hydragnn::Linear::backward_input_act", Ybar.data(), long(Ybar.stride(0)), sh.out, wts.p.data() + sh.w_off,
-          sh.stride(), sh.in, Xbar.data(), long(Xbar.stride(0)), long(Ybar.extent(0)),
-          [&](long i, int plane, int col) { return accumulate ? detail::plane_of(Xb(i, col), plane) : real_t<S>(0); },
-          [&](long i0, long i1) {
-            for (long i = i0; i < i1; ++i) detail::act_backward_row<A>(&Pre(i, 0), &Xb(i, 0), &Xb(i, 0), c, false);
-          });
+      detail::host_rows_product<Exec, S>(exec, "hydragnn::Linear::backward_input_act", Ybar.data(), long(Ybar.stride(0)),
+                                         sh.out, wts.p.data() + sh.w_off, sh.stride(), sh.in, Xbar.data(),
+                                         long(Xbar.stride(0)), long(Ybar.extent(0)), detail::AccumulateInit<S, M>{Xbar, accumulate},
+                                         detail::ActBackwardRowsPost<decltype(tag)::value, S, M>{Pre, Xbar, long(Xbar.extent(1))});
     });
     return;
   }

@@ -57,28 +57,38 @@ EGNNRadialColumn<typename V::non_const_value_type> egnn_radial_column(const V& p
 }
 }  // namespace detail
 
-/// pre as egnn_edge_pre and a(e,f) = act(pre(e,f)), bitwise the two ops. HostRow: one pass over
-/// the edges (the radial column of W1 packed once, each row activated while in cache).
+namespace detail {
+/// HostRow body of egnn_edge_pre_act for activation AF (F <= host_row_max).
+template <Activation AF, class Exec, class S, class T>
+void egnn_edge_pre_act_rows(const Exec& exec, const CMat<S, mem_t<Exec>>& A, const CMat<S, mem_t<Exec>>& B,
+                            const EGNNRadialColumn<T>& col, const CVec<S, mem_t<Exec>>& q, const CVec<int, mem_t<Exec>>& dst,
+                            const CVec<int, mem_t<Exec>>& src, const Mat<S, mem_t<Exec>>& pre, const Mat<S, mem_t<Exec>>& a) {
+  const long F = long(pre.extent(1));
+  Kokkos::parallel_for(
+      "hydragnn::EGNNConv::edge_pre_act", Kokkos::RangePolicy<Exec>(exec, 0, long(pre.extent(0))), KOKKOS_LAMBDA(const long e) {
+        const S* ar = &A(dst(e), 0);
+        const S* br = &B(src(e), 0);
+        S* pr = &pre(e, 0);
+        const S qe = q(e);
+        for (long f = 0; f < F; ++f) pr[f] = ar[f] + br[f] + qe * col.w[f];
+        act_forward_row<AF>(pr, &a(e, 0), F);
+      });
+}
+}  // namespace detail
+
+/// pre as egnn_edge_pre and a(e,f) = act(pre(e,f)), bitwise the two ops. HostRow on the host: one
+/// pass over the edges (the radial column of W1 packed once, each row activated while in cache).
 template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
 void egnn_edge_pre_act(const Exec& exec, const CMat<S, mem_t<Exec>>& A, const CMat<S, mem_t<Exec>>& B,
                        const CVec<T, mem_t<Exec>>& p, long w_off, long ld, const CVec<S, mem_t<Exec>>& q,
                        const CVec<int, mem_t<Exec>>& dst, const CVec<int, mem_t<Exec>>& src, Activation act,
                        const Mat<S, mem_t<Exec>>& pre, const Mat<S, mem_t<Exec>>& a) {
-  const long E = long(pre.extent(0)), F = long(pre.extent(1));
-  if constexpr (detail::is_host_row<Mode>) {
+  const long F = long(pre.extent(1));
+  if constexpr (detail::host_rows_on_host<Mode, Exec>) {
     if (F <= detail::host_row_max) {
       const auto col = detail::egnn_radial_column(p, w_off, ld, F);
       detail::with_activation(act, [&](auto tag) {
-        constexpr Activation AF = decltype(tag)::value;
-        Kokkos::parallel_for(
-            "hydragnn::EGNNConv::edge_pre_act", Kokkos::RangePolicy<Exec>(exec, 0, E), KOKKOS_LAMBDA(const long e) {
-              const S* ar = &A(dst(e), 0);
-              const S* br = &B(src(e), 0);
-              S* pr = &pre(e, 0);
-              const S qe = q(e);
-              for (long f = 0; f < F; ++f) pr[f] = ar[f] + br[f] + qe * col.w[f];
-              detail::act_forward_row<AF>(pr, &a(e, 0), F);
-            });
+        detail::egnn_edge_pre_act_rows<decltype(tag)::value, Exec, S>(exec, A, B, col, q, dst, src, pre, a);
       });
       return;
     }
@@ -118,7 +128,7 @@ void egnn_edge_pre_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& prebar
           for (long e = 0; e < E; ++e) acc += prebar(e, f) * q(e);
           g(w_off + f * ld) += param_part(acc);
         });
-  if constexpr (detail::is_host_row<Mode>) {
+  if constexpr (detail::host_rows_on_host<Mode, Exec>) {
     if (F <= detail::host_row_max) {
       // 8 edges per work item: 8 independent sums (each f ascending, as below) with the radial
       // column of W1 packed once

@@ -81,6 +81,10 @@ KOKKOS_INLINE_FUNCTION void tile_rows(const Member& team, long rows, long& first
 }
 template <class Mode>
 constexpr bool is_host_row = std::is_same<Mode, exec_mode::HostRow>::value;
+/// HostRow on an execution space that runs on the host: the fused row kernels (host stack arrays,
+/// host vector packs) are compiled only there; elsewhere the ops fall back to their separate forms.
+template <class Mode, class Exec>
+constexpr bool host_rows_on_host = is_host_row<Mode> && Kokkos::SpaceAccessibility<Exec, Kokkos::HostSpace>::accessible;
 template <class Mode>
 constexpr bool is_per_element = std::is_same<Mode, exec_mode::PerElement>::value;
 template <class Mode>

@@ -247,7 +247,7 @@ inline void join_duals(const simd::pack_t<float>& v, const simd::pack_t<float>& 
 /// One row of HostRow's activation: y[j] = f(x[j]), j < c (packs of floats where the compiler has
 /// them, the same operations per element as act::f). y may be x.
 template <Activation A, class S>
-inline void act_forward_row(const S* x, S* y, long c) {
+KOKKOS_INLINE_FUNCTION void act_forward_row(const S* x, S* y, long c) {
   long j = 0;
 #ifdef HYDRAGNN_SIMD_PACKS
   constexpr int L = simd::lanes<float>;
@@ -268,7 +268,7 @@ inline void act_forward_row(const S* x, S* y, long c) {
 /// One row of HostRow's activation backward: xb[j] (+)= f'(x[j]) * yb[j], j < c, as Dual's
 /// operators for duals ({g.v yb.v, g.d yb.v + g.v yb.d}). xb may be yb.
 template <Activation A, class S>
-inline void act_backward_row(const S* x, const S* yb, S* xb, long c, bool accumulate) {
+KOKKOS_INLINE_FUNCTION void act_backward_row(const S* x, const S* yb, S* xb, long c, bool accumulate) {
   long j = 0;
 #ifdef HYDRAGNN_SIMD_PACKS
   constexpr int L = simd::lanes<float>;
