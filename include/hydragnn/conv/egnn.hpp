@@ -250,8 +250,8 @@ struct EGNNConv {
     auto dbar = ws.template zeroed_mat<S>(exec, lbl + ".d_bar", 0, E, 3);
     const Mat<S, M> u_out_bar = coords(out_bar.v);
     const bool has_ubar = u_out_bar.extent(0) > 0;
-    bool pre2bar_done = false;
-    if (L.equivariant && has_ubar) {
+    const bool coord_grad = L.equivariant && has_ubar;  // without an envelope it also forms pre2bar
+    if (coord_grad) {
       auto phibar = ws.template mat<S>(lbl + ".phi_bar", 0, E, 1);
       kernels::egnn_coord_update_backward<Exec, S>(exec, u_out_bar, c.d, c.len, c.phi, b.dst, b.row_ptr, phibar, dbar);
       auto c2bar = ws.template mat<S>(lbl + ".c2_bar", 0, E, 1);
@@ -264,7 +264,6 @@ struct EGNNConv {
         kernels::linear_backward_input<Exec, S, T>(exec, c1bar, w, L.coord0, mbar, true);
       } else {  // m = m_raw: pre2bar in place of mbar, with the activation's backward on each tile
         kernels::linear_backward_input_act<Exec, S, T>(exec, c1bar, w, L.coord0, inner, c.pre2, mbar, true);
-        pre2bar_done = true;
       }
     }
     Vec<S, M> Cbar;
@@ -275,7 +274,7 @@ struct EGNNConv {
       kernels::scale_rows_backward<Exec, S>(exec, c.m_raw, c.C, mbar, m_rawbar, Cbar, false, false);
       pre2bar = ws.template mat<S>(lbl + ".pre2_bar", 0, E, H);
       kernels::activation_backward<Exec, S>(exec, inner, c.pre2, m_rawbar, pre2bar);
-    } else if (!pre2bar_done) {
+    } else if (!coord_grad) {
       kernels::activation_backward<Exec, S>(exec, inner, c.pre2, mbar, mbar);  // in place
     }
     params(c.a1, pre2bar, L.W2);

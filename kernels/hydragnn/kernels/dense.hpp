@@ -42,9 +42,6 @@ constexpr long dense_chunk_rows = 32;
 template <class S>
 constexpr int planes = scalar_traits<S>::is_dual ? 2 : 1;
 
-/// HostRow product over rows: for every row i < n of A (n x K, row stride lda scalars) and every
-/// column j < ncols,  C(i, j) = init(i, plane, j) + sum_k A(i, k) B(k, j)  per plane, k ascending;
-/// B is real (K x ncols, row stride ldb). Dual rows are two real tile rows (gemm.hpp).
 /// Plane `plane` of a scalar (the value itself for a real).
 template <class S>
 KOKKOS_INLINE_FUNCTION real_t<S> plane_of(const S& s, int plane) {
@@ -92,6 +89,9 @@ struct AccumulateInit {
   }
 };
 
+/// HostRow product over rows: for every row i < n of A (n x K, row stride lda scalars) and every
+/// column j < ncols,  C(i, j) = init(i, plane, j) + sum_k A(i, k) B(k, j)  per plane, k ascending;
+/// B is real (K x ncols, row stride ldb). Dual rows are two real tile rows (gemm.hpp).
 /// post(i0, i1), if given, runs on the rows [i0, i1) of C right after their tile is written (while
 /// they are in cache): the fused epilogues of linear_forward_act / linear_backward_input_act.
 template <class Exec, class S, class Init, class Post = NoRowsPost>
@@ -158,7 +158,7 @@ void linear_forward(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const Weigh
       // bias in the primal plane only (S(bias) has a zero tangent)
       detail::host_rows_product<Exec, S>(exec, "hydragnn::Linear::forward", X.data(), long(X.stride(0)), in, wts.pt.data() + wt,
                                          out, out, Y.data(), long(Y.stride(0)), n,
-                                         KOKKOS_LAMBDA(long, int plane, int o) { return b >= 0 && plane == 0 ? p(b + o) : T(0); });
+                                         detail::BiasInit<T, mem_t<Exec>>{p, b});
       return;
     }
   }
@@ -180,12 +180,9 @@ void linear_backward_input(const Exec& exec, const CMat<S, mem_t<Exec>>& Ybar, c
   const long n = long(Ybar.extent(0));
   const CVec<T, mem_t<Exec>> p = wts.p;
   if constexpr (std::is_same<Mode, exec_mode::HostRow>::value) {
-    const Mat<S, mem_t<Exec>> Xb = Xbar;
     detail::host_rows_product<Exec, S>(exec, "hydragnn::Linear::backward_input", Ybar.data(), long(Ybar.stride(0)), out,
                                        p.data() + w, ld, in, Xbar.data(), long(Xbar.stride(0)), n,
-                                       KOKKOS_LAMBDA(long i, int plane, int c) {
-                                         return accumulate ? detail::plane_of(Xb(i, c), plane) : real_t<S>(0);
-                                       });
+                                       detail::AccumulateInit<S, mem_t<Exec>>{Xbar, accumulate});
     return;
   }
   detail::for_each_element<Mode>(exec, "hydragnn::Linear::backward_input", n, in, KOKKOS_LAMBDA(const long i, const long c) {

@@ -55,9 +55,7 @@ EGNNRadialColumn<typename V::non_const_value_type> egnn_radial_column(const V& p
   for (long f = 0; f < F; ++f) col.w[f] = p(w_off + f * ld);
   return col;
 }
-}  // namespace detail
 
-namespace detail {
 /// HostRow body of egnn_edge_pre_act for activation AF (F <= host_row_max).
 template <Activation AF, class Exec, class S, class T>
 void egnn_edge_pre_act_rows(const Exec& exec, const CMat<S, mem_t<Exec>>& A, const CMat<S, mem_t<Exec>>& B,

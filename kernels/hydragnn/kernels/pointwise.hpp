@@ -234,7 +234,7 @@ constexpr bool dual_vector_rows =
 #endif
 
 #ifdef HYDRAGNN_SIMD_PACKS
-/// Splits L duals into planes / joins them back (the compiler turns these into shuffles).
+/// Splits L duals into planes / joins them back (register shuffles, simd::deinterleave / interleave).
 inline void split_duals(const Dual<float>* x, simd::pack_t<float>& v, simd::pack_t<float>& d) {
   static_assert(sizeof(Dual<float>) == 2 * sizeof(float), "Dual<float> is two floats");
   simd::deinterleave(reinterpret_cast<const float*>(x), v, d);
