@@ -282,6 +282,73 @@ struct LinearActOp : LinearOp {
   }
 };
 
+/// linear_forward_act_dot: [Pre | Y | Z] of Pre = X W^T + b, Y = f(Pre), Z = Y w1 + b1 (one output);
+/// the one-output layer's weights w1 (out) and bias b1 sit after the first layer's buffer.
+struct LinearActDotOp : LinearOp {
+  Activation act;
+  bool bias1;
+  LinearActDotOp(const char* nm, int n_, int in_, int out_, Activation a, bool b1)
+      : LinearOp{nm, n_, in_, out_, true}, act(a), bias1(b1) {
+    fd_samples = 24;
+  }
+  long P1() const { return LinearOp::P(); }
+  long P() const { return P1() + out + 1; }
+  LinearShape dot_shape() const {
+    LinearShape s;
+    s.in = out;
+    s.out = 1;
+    s.w_off = P1();
+    s.b_off = bias1 ? P1() + out : -1;
+    return s;  // no W^T: a one-output layer needs none
+  }
+  Args<double> inputs(Rng& rng) const { return {randn(rng, std::size_t(n) * in), randn(rng, P(), 0.5)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    const Arr<double> pre = LinearOp::ref(x);
+    Arr<double> y(pre.size()), z(n);
+    for (std::size_t k = 0; k < y.size(); ++k) y[k] = ref_activation(act, pre[k]);
+    for (int i = 0; i < n; ++i) {
+      double s = bias1 ? x[1][P1() + out] : 0.0;
+      for (int o = 0; o < out; ++o) s += y[std::size_t(i) * out + o] * x[1][P1() + o];
+      z[i] = s;
+    }
+    return cat(cat(pre, y), z);
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> Pre("Pre", n, out), Y("Y", n, out), Z("Z", n, 1);
+    km::linear_forward_act_dot<Exec, S, double, Mode>(Exec(), mat(x[0], n, in), weights(params(x[1])), shape(), act, Pre,
+                                                      Y, dot_shape(), Z);
+    return cat(cat(flat(Pre), flat(Y)), flat(Z));
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    const std::size_t nf = std::size_t(n) * out;
+    const auto p = params(x[1]);
+    const auto X = mat(x[0], n, in);
+    Mat<S, M> Xb("Xb", n, in);
+    Vec<double, M> g("g", P());
+    // Y's cotangent: its own plus Z's through w1; Pre's: its own plus f'(Pre) * Y's
+    auto backward = [&](auto zero, const auto& Xs, const Arr<decltype(zero)>& ybs, const Vec<double, M>& gs, auto&& Xbs) {
+      using Sx = decltype(zero);
+      Mat<Sx, M> Pre("Pre", n, out), Y("Y", n, out), Z("Z", n, 1);
+      km::linear_forward_act_dot<Exec, Sx, double, Mode>(Exec(), Xs, weights(p), shape(), act, Pre, Y, dot_shape(), Z);
+      const auto Prb = mat(slice(ybs, 0, nf), n, out), Yb = mat(slice(ybs, nf, nf), n, out);
+      const auto Zb = mat(slice(ybs, 2 * nf, n), n, 1);
+      km::linear_backward_params<Exec, Sx, Mode>(Exec(), Y, Zb, dot_shape(), gs);
+      km::linear_backward_input<Exec, Sx, double, Mode>(Exec(), Zb, weights(p), dot_shape(), Yb, true);
+      km::activation_backward<Exec, Sx, Mode>(Exec(), act, Pre, Yb, Prb, true);
+      km::linear_backward_params<Exec, Sx, Mode>(Exec(), Xs, Prb, shape(), gs);
+      if (Xbs.extent(0)) km::linear_backward_input<Exec, Sx, double, Mode>(Exec(), Prb, weights(p), shape(), Xbs, false);
+    };
+    backward(S(0), X, yb, g, Xb);
+    return {flat(Xb), param_cotangent<S>(g, [&] {
+              Vec<double, M> gp("gp", P());
+              backward(0.0, mat(primal(x[0]), n, in), primal(yb), gp, Mat<double, M>());
+              return gp;
+            })};
+  }
+};
+
 /// Y = Y0 + X by add_into (its backward is the identity on both inputs).
 struct AddIntoOp {
   const char* name = "add_into";
@@ -1086,6 +1153,12 @@ TEST_CASE("ops model: linear (dense.hpp)", "[ops][model]") {
   check_op(LinearActOp{"linear_forward_act, shifted softplus, 7 rows", 7, 9, 18, Activation::ShiftedSoftplus, true}, 115);
   check_op(LinearActOp{"linear_backward_input_act, ReLU, 13 rows, in 37 x out 40", 13, 37, 40, Activation::ReLU, false}, 116);
   check_op(LinearActOp{"linear_backward_input_act, tanh, 5 rows", 5, 18, 3, Activation::Tanh, false}, 117);
+  // a Linear layer, its activation and a one-output layer in the epilogue (full and partial tiles)
+  check_op(LinearActDotOp{"linear_forward_act_dot, ReLU, 13 rows, in 40 x out 37, bias", 13, 40, 37, Activation::ReLU, true}, 118);
+  check_op(LinearActDotOp{"linear_forward_act_dot, tanh, 7 rows, no bias", 7, 9, 18, Activation::Tanh, false}, 119);
+  // one output: the weight gradient as a GEMV
+  check_op(LinearOp{"linear, in 37 x out 1 (one output)", 9, 37, 1, true}, 112);
+  check_op(LinearOp{"linear, in 5 x out 1, no bias", 4, 5, 1, false}, 113);
 }
 
 TEST_CASE("ops model: activations and add_into (pointwise.hpp)", "[ops][model]") {

@@ -190,9 +190,8 @@ struct EGNNConv {
     if (L.equivariant) {
       c.a5 = ws.template mat<S>(lbl + ".a5", l, E, H);
       c.c1 = keep_pre ? ws.template mat<S>(lbl + ".c1", l, E, H) : c.a5;
-      kernels::linear_forward_act<Exec, S, T>(exec, c.m, w, L.coord0, inner, c.c1, c.a5);
       c.c2 = ws.template mat<S>(lbl + ".c2", l, E, 1);
-      kernels::linear_forward<Exec, S, T>(exec, c.a5, w, L.coord2, c.c2);
+      kernels::linear_forward_act_dot<Exec, S, T>(exec, c.m, w, L.coord0, inner, c.c1, c.a5, L.coord2, c.c2);
       c.phi = ws.template mat<S>(lbl + ".phi", l, E, 1);
       kernels::activation_forward<Exec, S>(exec, Activation::Tanh, c.c2, c.phi);
       out.v = ws.template vec3<S>(lbl + ".u", l, N, 3, 1);

@@ -19,6 +19,8 @@
 #include <hydragnn/kernels/modes.hpp>
 #include <hydragnn/kernels/pointwise.hpp>
 
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 
 namespace hydragnn {
@@ -72,12 +74,56 @@ struct ActBackwardRowsPost {
     for (long i = i0; i < i1; ++i) act_backward_row<A>(&pre(i, 0), &xb(i, 0), &xb(i, 0), c, false);
   }
 };
+/// Epilogue of linear_forward_act_dot: ActRowsPost, then z(i) = b1 + sum_k y(i,k) w1(k) on the same
+/// rows (k ascending from the bias, as linear_forward), the rows' sums interleaved.
+template <Activation A, class S, class T, class M>
+struct ActDotRowsPost {
+  Mat<S, M> pre, y;
+  long c;
+  CVec<T, M> p;
+  long w1, b1;  ///< the one-output layer's weight row (c reals) and bias (< 0: none)
+  Mat<S, M> z;
+  template <int NRW>
+  KOKKOS_INLINE_FUNCTION void dots(long i0) const {
+    S acc[NRW];
+    for (int r = 0; r < NRW; ++r) acc[r] = b1 >= 0 ? S(p(b1)) : S(0);
+    for (long k = 0; k < c; ++k) {
+      const T wk = p(w1 + k);
+      for (int r = 0; r < NRW; ++r) acc[r] += y(i0 + r, k) * wk;
+    }
+    for (int r = 0; r < NRW; ++r) z(i0 + r, 0) = acc[r];
+  }
+  KOKKOS_INLINE_FUNCTION void operator()(long i0, long i1) const {
+    for (long i = i0; i < i1; ++i) act_forward_row<A>(&pre(i, 0), &y(i, 0), c);
+    constexpr int MT = gemm::mr / planes<S>;  // rows of a full tile of host_rows_product
+    if (i1 - i0 == MT) {
+      dots<MT>(i0);
+    } else {
+      for (long i = i0; i < i1; ++i) dots<1>(i);
+    }
+  }
+};
 /// Start values: the bias in the primal plane (forward), or zero.
 template <class T, class M>
 struct BiasInit {
   CVec<T, M> p;
   long b;
   KOKKOS_INLINE_FUNCTION T operator()(long, int plane, int o) const { return b >= 0 && plane == 0 ? p(b + o) : T(0); }
+#ifdef HYDRAGNN_SIMD_PACKS
+  /// lanes o, o + 1, ... of operator() as one pack (host, vector builds)
+  template <class R>
+  simd::pack_t<R> pack(long, int plane, int o) const {
+    simd::pack_t<R> v{};
+    if (b >= 0 && plane == 0) {
+      if constexpr (std::is_same<T, R>::value) {
+        v = simd::load(&p(b + o));
+      } else {
+        for (int l = 0; l < simd::lanes<R>; ++l) v[l] = R(p(b + o + l));
+      }
+    }
+    return v;
+  }
+#endif
 };
 /// Start values: the values in X (accumulate), or zero.
 template <class S, class M>
@@ -87,6 +133,20 @@ struct AccumulateInit {
   KOKKOS_INLINE_FUNCTION real_t<S> operator()(long i, int plane, int col) const {
     return accumulate ? plane_of(x(i, col), plane) : real_t<S>(0);
   }
+#ifdef HYDRAGNN_SIMD_PACKS
+  /// lanes col, col + 1, ... of operator() as one pack (host, vector builds)
+  template <class R>
+  simd::pack_t<R> pack(long i, int plane, int col) const {
+    if (!accumulate) return simd::pack_t<R>{};
+    if constexpr (scalar_traits<S>::is_dual) {
+      simd::pack_t<R> v, d;
+      simd::deinterleave(reinterpret_cast<const R*>(&x(i, col)), v, d);
+      return plane == 0 ? v : d;
+    } else {
+      return simd::load(&x(i, col));
+    }
+  }
+#endif
 };
 
 /// HostRow product over rows: for every row i < n of A (n x K, row stride lda scalars) and every
@@ -116,8 +176,14 @@ void host_rows_product(const Exec& exec, const char* label, const S* A, long lda
   Kokkos::parallel_for(label, Kokkos::RangePolicy<Exec>(exec, 0, ntiles), KOKKOS_LAMBDA(const long t) {
     const long i0 = t * MT;
     if (i0 + MT <= n) {
+#ifdef HYDRAGNN_SIMD_PACKS
+      gemm::rows<R, MT * P, P>(Ar + i0 * lda * P, lda * P, P, B, ldb, K, ncols, Cr + i0 * ldc * P, ldc * P,
+                               [&](int r, int j) { return init(i0 + r / P, r % P, j); }, bedge,
+                               [&](int r, int j) { return init.template pack<R>(i0 + r / P, r % P, j); });
+#else
       gemm::rows<R, MT * P, P>(Ar + i0 * lda * P, lda * P, P, B, ldb, K, ncols, Cr + i0 * ldc * P, ldc * P,
                                [&](int r, int j) { return init(i0 + r / P, r % P, j); }, bedge);
+#endif
       post(i0, i0 + MT);
     } else {
       for (long i = i0; i < n; ++i)
@@ -214,6 +280,34 @@ void linear_forward_act(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const W
   activation_forward<Exec, S, Mode>(exec, a, Pre, Y);
 }
 
+/// linear_forward_act followed by a Linear layer to one output on its activations, bitwise the two
+/// ops:  Pre = X W^T + b,  Y = f(Pre),  Z(n, 0) = b1 + sum_c Y(n,c) W1(0,c).  HostRow on the host
+/// runs the one-output layer in the epilogue of each register tile, on rows still in cache (a
+/// one-output Linear on its own wastes the other columns of its register tiles).
+///                                                     X: n x in -> Pre, Y: n x out -> Z: n x 1
+template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
+void linear_forward_act_dot(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const Weights<T, mem_t<Exec>>& wts,
+                            const LinearShape& sh, Activation a, const Mat<S, mem_t<Exec>>& Pre, const Mat<S, mem_t<Exec>>& Y,
+                            const LinearShape& sh1, const Mat<S, mem_t<Exec>>& Z) {
+  using M = mem_t<Exec>;
+  if (sh1.out != 1 || sh1.in != sh.out)
+    throw std::logic_error("linear_forward_act_dot: the second layer must map the " + std::to_string(sh.out) +
+                           " activations to one output");
+  if constexpr (detail::host_rows_on_host<Mode, Exec>) {
+    if (sh.wt_off >= 0 && wts.pt.extent(0) == wts.p.extent(0)) {
+      detail::with_activation(a, [&](auto tag) {
+        detail::host_rows_product<Exec, S>(
+            exec, "hydragnn::Linear::forward_act_dot", X.data(), long(X.stride(0)), sh.in, wts.pt.data() + sh.wt_off,
+            sh.out, sh.out, Pre.data(), long(Pre.stride(0)), long(X.extent(0)), detail::BiasInit<T, M>{wts.p, sh.b_off},
+            detail::ActDotRowsPost<decltype(tag)::value, S, T, M>{Pre, Y, long(Pre.extent(1)), wts.p, sh1.w_off, sh1.b_off, Z});
+      });
+      return;
+    }
+  }
+  linear_forward_act<Exec, S, T, Mode>(exec, X, wts, sh, a, Pre, Y);
+  linear_forward<Exec, S, T, Mode>(exec, Y, wts, sh1, Z);
+}
+
 /// Xbar = f'(Pre) * ([Xbar +] Ybar W), elementwise after the product: linear_backward_input into
 /// Xbar (accumulate: onto the values in it), then activation_backward in place, bitwise (HostRow:
 /// on each tile's rows while they are in cache). The backward of a Linear layer fed by f(Pre).
@@ -259,7 +353,22 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
     // that first captures a variable inside `if constexpr`.)
     using Tl = detail::params_tiling<S>;
     using R = typename Tl::R;
-    {
+    if (out == 1 && in <= detail::host_row_max) {
+      // one output (a GEMV): the register tiles would waste all but one of their columns; one pass
+      // over the rows, the inputs' sums along each row (vector lanes), i ascending per input
+      const long cin = in;
+      Kokkos::parallel_for(
+          "hydragnn::Linear::backward_params_gemv", Kokkos::RangePolicy<Exec>(exec, 0, 1), KOKKOS_LAMBDA(const long) {
+            S acc[detail::host_row_max];
+            for (long c = 0; c < cin; ++c) acc[c] = S(0);
+            for (long i = 0; i < n; ++i) {
+              const S y = Ybar(i, 0);
+              const S* xr = &X(i, 0);
+              for (long c = 0; c < cin; ++c) acc[c] += y * xr[c];
+            }
+            for (long c = 0; c < cin; ++c) g(w + c) += param_part(acc[c]);
+          });
+    } else {
       // Groups of up to GB blocks of NR outputs, as many groups as the space runs threads (at
       // least one block each): a thread streams X and Ybar once, chunk by chunk, and every block of
       // its group passes over the chunk while it is in cache (X is read once per group, not once
@@ -292,6 +401,16 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
                 for (int j = 0; j < NR; ++j) av[bb][c][j] = R(0);
             for (long i0 = 0; i0 < n; i0 += CH) {
               const long i1 = i0 + CH < n ? i0 + CH : n;
+#ifdef HYDRAGNN_SIMD_PACKS
+              // the next chunk's rows of X and Ybar on their way to the cache while this one is
+              // summed (the tiles read X down a column of rows: a new cache line at every row)
+              for (long i = i1; i < i1 + CH && i < n; ++i) {
+                const char* xr = reinterpret_cast<const char*>(xp + i * lx);
+                for (long o = 0; o < long(nin * sizeof(S)); o += 64) __builtin_prefetch(xr + o);
+                const char* yr = reinterpret_cast<const char*>(yp + i * ly + b0 * NR);
+                for (long o = 0; o < long(nb * NR * sizeof(S)); o += 64) __builtin_prefetch(yr + o);
+              }
+#endif
               for (int bb = 0; bb < nb; ++bb) {
                 const int o0 = (b0 + bb) * NR, nj = out - o0 < NR ? out - o0 : NR;
                 // the chunk's Ybar block packed (dual: split into planes; real: only when the block

@@ -20,6 +20,9 @@
 // PerElement and TeamTiled modes, so the modes agree bitwise.
 #pragma once
 
+#include <cstddef>
+#include <type_traits>
+
 #include <hydragnn/core/dual.hpp>
 #include <hydragnn/compat/kokkos.hpp>
 #include <hydragnn/compat/unroll.hpp>
@@ -40,6 +43,9 @@ using simd::lanes;
 using simd::load;
 using simd::pack_t;
 using simd::store;
+template <class R, int MR, int NR, int P, class InitP>
+inline __attribute__((always_inline)) void tile_from(const R* a, long ars, long as, const R* b, long ldb, long K,
+                                                     R (&acc)[MR][NR], const InitP& initp);
 /// acc(r, j) += sum_k A(r, k) B(k, j) for k in [0, K), j < nj (EDGE: nj < NR columns, the edge of
 /// a matrix; B's rows are then copied, a block of rows at a time before the block's products, into
 /// a zero-padded buffer so the same vector code runs, and the lanes past nj are never stored).
@@ -60,11 +66,21 @@ inline __attribute__((always_inline)) void tile(const R* a, long ars, long as, c
     }
     return;
   }
+  tile_from<R, MR, NR, P>(a, ars, as, b, ldb, K, acc, [&](int r, int j) { return load(&acc[r][j]); });
+}
+/// tile() with the accumulators started in registers from packs, c(r, lanes from j) = initp(r, j),
+/// instead of loaded from acc (acc is only written): a start value stored element by element and
+/// then loaded whole stalls the pipeline on the failed store-to-load forward.
+template <class R, int MR, int NR, int P, class InitP>
+inline __attribute__((always_inline)) void tile_from(const R* a, long ars, long as, const R* b, long ldb, long K,
+                                                     R (&acc)[MR][NR], const InitP& initp) {
+  constexpr int L = lanes<R>, NV = NR / L;
+  static_assert(NV * L == NR, "gemm::tile: NR must be a multiple of the vector width");
   pack_t<R> c[MR][NV];
   HYDRAGNN_UNROLL
   for (int r = 0; r < MR; ++r)
     HYDRAGNN_UNROLL
-    for (int v = 0; v < NV; ++v) c[r][v] = load(&acc[r][v * L]);
+    for (int v = 0; v < NV; ++v) c[r][v] = initp(r, v * L);
   for (long k = 0; k < K; ++k) {
     const R* br = b + k * ldb;
     pack_t<R> bv[NV];
@@ -112,18 +128,28 @@ KOKKOS_FORCEINLINE_FUNCTION void tile(const R* a, long ars, long as, const R* b,
 ///
 /// bedge (optional): B's last, narrow column tile packed once by the caller, K rows of NR reals
 /// zero-padded past the matrix edge; without it the edge tile packs B itself.
-template <class R, int MR, int P, class Init>
+///
+/// initp (optional, vector builds): the start values of the whole column tiles as packs,
+/// initp(r, j) = lanes init(r, j .. j + lanes - 1), so that they go straight into registers.
+template <class R, int MR, int P, class Init, class InitP = std::nullptr_t>
 KOKKOS_FORCEINLINE_FUNCTION void rows(const R* a, long ars, long as, const R* b, long ldb, long K, int ncols, R* c,
-                                      long crs, const Init& init, const R* bedge = nullptr) {
+                                      long crs, const Init& init, const R* bedge = nullptr, const InitP& initp = nullptr) {
   constexpr int NR = nr<R>;
   int j0 = 0;
   for (; j0 + NR <= ncols; j0 += NR) {
     R acc[MR][NR];
-    HYDRAGNN_UNROLL
-    for (int r = 0; r < MR; ++r)
+#ifdef HYDRAGNN_SIMD_PACKS
+    if constexpr (!std::is_same<InitP, std::nullptr_t>::value) {
+      tile_from<R, MR, NR, P>(a, ars, as, b + j0, ldb, K, acc, [&](int r, int j) { return initp(r, j0 + j); });
+    } else
+#endif
+    {
       HYDRAGNN_UNROLL
-      for (int j = 0; j < NR; ++j) acc[r][j] = init(r, j0 + j);
-    tile<R, MR, NR, P>(a, ars, as, b + j0, ldb, K, acc);
+      for (int r = 0; r < MR; ++r)
+        HYDRAGNN_UNROLL
+        for (int j = 0; j < NR; ++j) acc[r][j] = init(r, j0 + j);
+      tile<R, MR, NR, P>(a, ars, as, b + j0, ldb, K, acc);
+    }
 #ifdef HYDRAGNN_SIMD_PACKS
     if constexpr (P == 2) {  // dual rows: the primal and tangent tile rows interleaved by shuffles
       constexpr int L = simd::lanes<R>;
