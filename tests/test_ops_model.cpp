@@ -802,6 +802,133 @@ struct EGNNEdgePreActOp : EGNNEdgePreOp {
   }
 };
 
+/// The edge MLP of an E_GCL layer from the per-node halves of its first layer, [agg (N x H) | c2 (E),
+/// with coordinates]:  pre1 = A[dst] + B[src] + q w,  m = f(W2 f(pre1) + b2),  agg = receiver sums of m,
+/// c2 = w6 . f(W5 m + b5);  backward by egnn_edge_mlp_backward (HostRow on one thread: the fused pass
+/// over edge chunks; the other modes: the op sequence). p = [3 pad | w at stride 2 | W2 | b2 | W5 | b5
+/// | w6 | 2 pad].
+struct EGNNEdgeMLPOp {
+  const Graph& g;
+  bool coord;
+  Activation act;
+  const char* name;
+  int H = 9;
+  int fd_samples = 24;
+  long w_off = 3, ld = 2;
+  long o2() const { return w_off + ld * H; }
+  long o5() const { return o2() + long(H) * H + H; }
+  long o6() const { return o5() + long(H) * H + H; }
+  long P() const { return o6() + H + 2; }
+  LinearShape lin(long off, bool bias) const {
+    LinearShape s;
+    s.in = H;
+    s.out = H;
+    s.w_off = off;
+    s.wt_off = off;
+    s.b_off = bias ? off + long(H) * H : -1;
+    return s;
+  }
+  LinearShape dot() const {
+    LinearShape s;
+    s.in = H;
+    s.out = 1;
+    s.w_off = o6();
+    return s;
+  }
+  std::vector<bool> real_inputs() const { return {false, false, false, true}; }
+  Args<double> inputs(Rng& rng) const {
+    return {randn(rng, std::size_t(g.N) * H), randn(rng, std::size_t(g.N) * H), randu(rng, g.E, 0.5, 3.0),
+            randn(rng, P(), 0.4)};
+  }
+  Arr<double> ref(const Args<double>& x) const {
+    const Arr<double>& p = x[3];
+    auto layer = [&](const Arr<double>& in, long off) {
+      Arr<double> out(in.size());
+      for (int e = 0; e < g.E; ++e)
+        for (int o = 0; o < H; ++o) {
+          double s = p[off + long(H) * H + o];
+          for (int c = 0; c < H; ++c) s += in[std::size_t(e) * H + c] * p[off + long(o) * H + c];
+          out[std::size_t(e) * H + o] = ref_activation(act, s);
+        }
+      return out;
+    };
+    Arr<double> a1(std::size_t(g.E) * H);
+    for (int e = 0; e < g.E; ++e)
+      for (int f = 0; f < H; ++f)
+        a1[std::size_t(e) * H + f] = ref_activation(
+            act, x[0][g.dst[e] * H + f] + x[1][g.src[e] * H + f] + x[2][e] * p[w_off + f * ld]);
+    const Arr<double> m = layer(a1, o2());
+    Arr<double> agg(std::size_t(g.N) * H, 0.0);
+    for (int e = 0; e < g.E; ++e)
+      for (int f = 0; f < H; ++f) agg[std::size_t(g.dst[e]) * H + f] += m[std::size_t(e) * H + f];
+    if (!coord) return agg;
+    const Arr<double> a5 = layer(m, o5());
+    Arr<double> c2(g.E, 0.0);
+    for (int e = 0; e < g.E; ++e)
+      for (int c = 0; c < H; ++c) c2[e] += a5[std::size_t(e) * H + c] * p[o6() + c];
+    return cat(agg, c2);
+  }
+  template <class S>
+  struct Caches {
+    Mat<S, M> pre1, a1, pre2, m, c1, a5, c2, agg;
+  };
+  Weights<double, M> weights(const Vec<double, M>& p) const {
+    Vec<double, M> pt("pt", p.extent(0));
+    Kokkos::View<long* [3], M> shapes("shapes", 2);
+    shapes(0, 0) = o2(), shapes(0, 1) = H, shapes(0, 2) = H;
+    shapes(1, 0) = o5(), shapes(1, 1) = H, shapes(1, 2) = H;
+    km::transpose_weights<Exec, double>(Exec(), p, shapes, pt);
+    return {p, pt};
+  }
+  template <class S, class Mode>
+  Caches<S> forward(const Args<S>& x, const Weights<double, M>& w) const {
+    Caches<S> c{Mat<S, M>("pre1", g.E, H), Mat<S, M>("a1", g.E, H), Mat<S, M>("pre2", g.E, H), Mat<S, M>("m", g.E, H),
+                Mat<S, M>("c1", g.E, H),   Mat<S, M>("a5", g.E, H), Mat<S, M>("c2", g.E, 1), Mat<S, M>("agg", g.N, H)};
+    km::egnn_edge_pre_act<Exec, S, double, Mode>(Exec(), mat(x[0], g.N, H), mat(x[1], g.N, H), w.p, w_off, ld, vec(x[2]),
+                                                 g.d_dst, g.d_src, act, c.pre1, c.a1);
+    km::linear_forward_act<Exec, S, double, Mode>(Exec(), c.a1, w, lin(o2(), true), act, c.pre2, c.m);
+    if (coord) km::linear_forward_act_dot<Exec, S, double, Mode>(Exec(), c.m, w, lin(o5(), true), act, c.c1, c.a5, dot(), c.c2);
+    km::segment_sum<Exec, S, Mode>(Exec(), c.m, g.d_row_ptr, c.agg, false);
+    return c;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    const Caches<S> c = forward<S, Mode>(x, weights(params(x[3])));
+    return coord ? cat(flat(c.agg), flat(c.c2)) : flat(c.agg);
+  }
+  template <class S, class Mode>
+  void grad_params(const Args<S>& x, const Arr<S>& yb, Mat<S, M> Ab, Mat<S, M> Bb, Vec<S, M> qb,
+                          Vec<double, M> gp) const {
+    const auto w = weights(params(x[3]));
+    const Caches<S> c = forward<S, Mode>(x, w);
+    const std::size_t NH = std::size_t(g.N) * H;
+    const bool fused = km::egnn_edge_mlp_backward_fuses<Exec, Mode>(Exec(), H, H);
+    const long rows = fused ? km::egnn_edge_mlp_chunk_rows : g.E;
+    Mat<S, M> mb("mb", rows, H), c1b("c1b", rows, H), p1b("p1b", rows, H);
+    Vec<S, M> sc("sc", km::egnn_edge_mlp_scratch_scalars(H, H));
+    Vec<double, M> av("av", km::egnn_edge_mlp_scratch_reals<S>(H, H));
+    const Mat<S, M> c2b = coord ? mat(slice(yb, NH, g.E), g.E, 1) : Mat<S, M>();
+    km::EGNNEdgeMLPBackward<S, double, M> a{mat(slice(yb, 0, NH), g.N, H), g.d_dst, g.d_src, g.d_row_ptr, g.d_send_perm,
+                                            g.d_send_ptr, c2b, c.c1, c.a5, c.m, c.pre2, c.a1, c.pre1, vec(x[2]), w.p,
+                                            lin(o2(), true), lin(o5(), true), dot(), w_off, ld, gp, qb, Ab, Bb};
+    km::egnn_edge_mlp_backward<Exec, S, double, Mode>(Exec(), a, act, mb, c1b, p1b, sc, av);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    Mat<S, M> Ab("Ab", g.N, H), Bb("Bb", g.N, H);
+    Vec<S, M> qb("qb", g.E);
+    Vec<double, M> gp("g", P());
+    grad_params<S, Mode>(x, yb, Ab, Bb, qb, gp);
+    return {flat(Ab), flat(Bb), flat(qb), param_cotangent<S>(gp, [&] {
+              Mat<double, M> Ab0("Ab0", g.N, H), Bb0("Bb0", g.N, H);
+              Vec<double, M> qb0("qb0", g.E), g0("g0", P());
+              grad_params<double, Mode>(Args<double>{primal(x[0]), primal(x[1]), primal(x[2]), primal(x[3])}, primal(yb), Ab0,
+                                        Bb0, qb0, g0);
+              return g0;
+            })};
+  }
+};
+
 /// [q (E), C (E)] of egnn_radial on len = |d| (edge_lengths), backward by egnn_radial_backward into d.
 struct EGNNRadialOp {
   bool squared;
@@ -1250,6 +1377,15 @@ TEST_CASE("ops model: EGNN edge ops (egnn.hpp)", "[ops][model]") {
   check_op(EGNNRadialOp{true, EGNNEnvelopeFn{poly_spec, true}, true, "egnn_radial |d|^2, polynomial envelope"}, 167);
   check_op(EGNNCoordOp{g, true, "egnn_coord_update with u"}, 168);
   check_op(EGNNCoordOp{g, false, "egnn_coord_update without u"}, 169);
+  // the edge MLP's backward in one op: HostRow (one thread) fuses it over chunks of 32 edges; a
+  // graph of more than three chunks (full and partial), H = 9 (full and partial register tiles)
+  const Graph big = build_graph(37, {0, 23, 23, 52}, {0, 30}, {5, 40});
+  CHECK(big.E > 3 * km::egnn_edge_mlp_chunk_rows);
+  CHECK(big.E % km::egnn_edge_mlp_chunk_rows != 0);
+  if (Exec().concurrency() == 1) CHECK(km::egnn_edge_mlp_backward_fuses<Exec, exec_mode::HostRow>(Exec(), 9, 9));
+  check_op(EGNNEdgeMLPOp{big, true, Activation::ReLU, "egnn_edge_mlp_backward, coordinates, ReLU"}, 172);
+  check_op(EGNNEdgeMLPOp{big, false, Activation::ReLU, "egnn_edge_mlp_backward, no coordinates, ReLU"}, 173);
+  check_op(EGNNEdgeMLPOp{big, true, Activation::SiLU, "egnn_edge_mlp_backward, coordinates, SiLU"}, 174);
 }
 
 // =============================================================================================

@@ -244,47 +244,58 @@ struct EGNNConv {
     auto aggbar = ws.template mat<S>(lbl + ".agg_bar", 0, N, H);
     kernels::linear_backward_input<Exec, S, T>(exec, pre3bar, w, L.D, aggbar, false);
     // edge messages
-    auto mbar = ws.template mat<S>(lbl + ".m_bar", 0, E, H);
-    kernels::gather_rows<Exec, S>(exec, aggbar, b.dst, mbar);
     auto dbar = ws.template zeroed_mat<S>(exec, lbl + ".d_bar", 0, E, 3);
     const Mat<S, M> u_out_bar = coords(out_bar.v);
     const bool has_ubar = u_out_bar.extent(0) > 0;
-    const bool coord_grad = L.equivariant && has_ubar;  // without an envelope it also forms pre2bar
+    const bool coord_grad = L.equivariant && has_ubar;
+    Mat<S, M> c2bar;
     if (coord_grad) {
       auto phibar = ws.template mat<S>(lbl + ".phi_bar", 0, E, 1);
       kernels::egnn_coord_update_backward<Exec, S>(exec, u_out_bar, c.d, c.len, c.phi, b.dst, b.row_ptr, phibar, dbar);
-      auto c2bar = ws.template mat<S>(lbl + ".c2_bar", 0, E, 1);
+      c2bar = ws.template mat<S>(lbl + ".c2_bar", 0, E, 1);
       kernels::activation_backward<Exec, S>(exec, Activation::Tanh, c.c2, phibar, c2bar);
-      params(c.a5, c2bar, L.coord2);
-      auto c1bar = ws.template mat<S>(lbl + ".c1_bar", 0, E, H);
-      kernels::linear_backward_input_act<Exec, S, T>(exec, c2bar, w, L.coord2, inner, c.c1, c1bar);
-      params(c.m, c1bar, L.coord0);
-      if (env.on) {
-        kernels::linear_backward_input<Exec, S, T>(exec, c1bar, w, L.coord0, mbar, true);
-      } else {  // m = m_raw: pre2bar in place of mbar, with the activation's backward on each tile
-        kernels::linear_backward_input_act<Exec, S, T>(exec, c1bar, w, L.coord0, inner, c.pre2, mbar, true);
-      }
     }
+    auto qbar = ws.template vec<S>(lbl + ".q_bar", 0, E);
+    auto Abar = ws.template mat<S>(lbl + ".A_bar", 0, N, H);
+    auto Bbar = ws.template mat<S>(lbl + ".B_bar", 0, N, H);
     Vec<S, M> Cbar;
-    auto pre2bar = mbar;
-    if (env.on) {
+    if (!env.on) {
+      // the edge MLP's backward in one op (HostRow, one thread: one pass over the edges in chunks)
+      const bool fused = kernels::egnn_edge_mlp_backward_fuses(exec, H, H);
+      const long rows = fused ? kernels::egnn_edge_mlp_chunk_rows : E;
+      auto mbar = ws.template mat<S>(lbl + ".m_bar", 0, rows, H);
+      auto c1bar = coord_grad ? ws.template mat<S>(lbl + ".c1_bar", 0, rows, H) : Mat<S, M>();
+      auto pre1bar = ws.template mat<S>(lbl + ".pre1_bar", 0, rows, H);
+      auto sc = ws.template vec<S>(lbl + ".edge_mlp_sums", 0, fused ? kernels::egnn_edge_mlp_scratch_scalars(H, H) : 0);
+      auto av = ws.template vec<real_t<S>>(lbl + ".edge_mlp_weight_sums", 0,
+                                           fused ? kernels::egnn_edge_mlp_scratch_reals<S>(H, H) : 0);
+      kernels::EGNNEdgeMLPBackward<S, T, M> a{aggbar, b.dst, b.src, b.row_ptr, b.send_perm, b.send_ptr,
+                                              c2bar, c.c1, c.a5, c.m, c.pre2, c.a1, c.pre1, c.q, w.p,
+                                              L.W2, L.coord0, L.coord2, L.w_off, L.w_ld, want_params ? g : Vec<real_t<S>, M>(),
+                                              qbar, Abar, Bbar};
+      kernels::egnn_edge_mlp_backward<Exec, S, T>(exec, a, inner, mbar, c1bar, pre1bar, sc, av);
+    } else {
+      auto mbar = ws.template mat<S>(lbl + ".m_bar", 0, E, H);
+      kernels::gather_rows<Exec, S>(exec, aggbar, b.dst, mbar);
+      if (coord_grad) {
+        params(c.a5, c2bar, L.coord2);
+        auto c1bar = ws.template mat<S>(lbl + ".c1_bar", 0, E, H);
+        kernels::linear_backward_input_act<Exec, S, T>(exec, c2bar, w, L.coord2, inner, c.c1, c1bar);
+        params(c.m, c1bar, L.coord0);
+        kernels::linear_backward_input<Exec, S, T>(exec, c1bar, w, L.coord0, mbar, true);
+      }
       Cbar = ws.template vec<S>(lbl + ".C_bar", 0, E);
       auto m_rawbar = ws.template mat<S>(lbl + ".m_raw_bar", 0, E, H);
       kernels::scale_rows_backward<Exec, S>(exec, c.m_raw, c.C, mbar, m_rawbar, Cbar, false, false);
-      pre2bar = ws.template mat<S>(lbl + ".pre2_bar", 0, E, H);
+      auto pre2bar = ws.template mat<S>(lbl + ".pre2_bar", 0, E, H);
       kernels::activation_backward<Exec, S>(exec, inner, c.pre2, m_rawbar, pre2bar);
-    } else if (!coord_grad) {
-      kernels::activation_backward<Exec, S>(exec, inner, c.pre2, mbar, mbar);  // in place
+      params(c.a1, pre2bar, L.W2);
+      auto pre1bar = ws.template mat<S>(lbl + ".pre1_bar", 0, E, H);
+      kernels::linear_backward_input_act<Exec, S, T>(exec, pre2bar, w, L.W2, inner, c.pre1, pre1bar);
+      kernels::egnn_edge_pre_backward<Exec, S, T>(exec, pre1bar, w.p, L.w_off, L.w_ld, c.q, g, qbar);
+      kernels::segment_sum<Exec, S>(exec, pre1bar, b.row_ptr, Abar, false);
+      kernels::segment_sum_perm<Exec, S>(exec, pre1bar, b.send_perm, b.send_ptr, Bbar, false);
     }
-    params(c.a1, pre2bar, L.W2);
-    auto pre1bar = ws.template mat<S>(lbl + ".pre1_bar", 0, E, H);
-    kernels::linear_backward_input_act<Exec, S, T>(exec, pre2bar, w, L.W2, inner, c.pre1, pre1bar);
-    auto qbar = ws.template vec<S>(lbl + ".q_bar", 0, E);
-    kernels::egnn_edge_pre_backward<Exec, S, T>(exec, pre1bar, w.p, L.w_off, L.w_ld, c.q, g, qbar);
-    auto Abar = ws.template mat<S>(lbl + ".A_bar", 0, N, H);
-    auto Bbar = ws.template mat<S>(lbl + ".B_bar", 0, N, H);
-    kernels::segment_sum<Exec, S>(exec, pre1bar, b.row_ptr, Abar, false);
-    kernels::segment_sum_perm<Exec, S>(exec, pre1bar, b.send_perm, b.send_ptr, Bbar, false);
     params(in.h, Abar, L.A);
     kernels::linear_backward_input<Exec, S, T>(exec, Abar, w, L.A, in_bar.h, true);
     params(in.h, Bbar, L.B);

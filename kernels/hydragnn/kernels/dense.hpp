@@ -149,6 +149,36 @@ struct AccumulateInit {
 #endif
 };
 
+/// Tile t of host_rows_product below (rows [t MT, min(n, (t + 1) MT)), MT = gemm::mr / planes),
+/// on the calling thread.
+template <class S, class Init, class Post>
+KOKKOS_FORCEINLINE_FUNCTION void host_rows_tile(long t, const S* A, long lda, long K, const real_t<S>* B, long ldb,
+                                                int ncols, S* C, long ldc, long n, const Init& init, const Post& post,
+                                                const real_t<S>* bedge) {
+  using R = real_t<S>;
+  constexpr int P = planes<S>;
+  constexpr int MT = gemm::mr / P;  // matrix rows per tile
+  const R* Ar = reinterpret_cast<const R*>(A);
+  R* Cr = reinterpret_cast<R*>(C);
+  const long i0 = t * MT;
+  if (i0 + MT <= n) {
+#ifdef HYDRAGNN_SIMD_PACKS
+    gemm::rows<R, MT * P, P>(Ar + i0 * lda * P, lda * P, P, B, ldb, K, ncols, Cr + i0 * ldc * P, ldc * P,
+                             [&](int r, int j) { return init(i0 + r / P, r % P, j); }, bedge,
+                             [&](int r, int j) { return init.template pack<R>(i0 + r / P, r % P, j); });
+#else
+    gemm::rows<R, MT * P, P>(Ar + i0 * lda * P, lda * P, P, B, ldb, K, ncols, Cr + i0 * ldc * P, ldc * P,
+                             [&](int r, int j) { return init(i0 + r / P, r % P, j); }, bedge);
+#endif
+    post(i0, i0 + MT);
+  } else {
+    for (long i = i0; i < n; ++i)
+      gemm::rows<R, P, P>(Ar + i * lda * P, lda * P, P, B, ldb, K, ncols, Cr + i * ldc * P, ldc * P,
+                          [&](int r, int j) { return init(i, r, j); }, bedge);
+    post(i0, n);
+  }
+}
+
 /// HostRow product over rows: for every row i < n of A (n x K, row stride lda scalars) and every
 /// column j < ncols,  C(i, j) = init(i, plane, j) + sum_k A(i, k) B(k, j)  per plane, k ascending;
 /// B is real (K x ncols, row stride ldb). Dual rows are two real tile rows (gemm.hpp).
@@ -158,12 +188,9 @@ template <class Exec, class S, class Init, class Post = NoRowsPost>
 void host_rows_product(const Exec& exec, const char* label, const S* A, long lda, long K, const real_t<S>* B,
                        long ldb, int ncols, S* C, long ldc, long n, const Init& init, const Post& post = Post()) {
   using R = real_t<S>;
-  constexpr int P = planes<S>;
-  constexpr int MT = gemm::mr / P;  // matrix rows per tile
+  constexpr int MT = gemm::mr / planes<S>;  // matrix rows per tile
   constexpr int NR = gemm::nr<R>;
   const long ntiles = (n + MT - 1) / MT;
-  const R* Ar = reinterpret_cast<const R*>(A);
-  R* Cr = reinterpret_cast<R*>(C);
   // B's narrow last column tile (ncols % NR columns), packed zero-padded once for every row tile
   // (host memory: HostRow runs on the host only)
   R bedge_buf[host_row_max][NR];
@@ -174,24 +201,17 @@ void host_rows_product(const Exec& exec, const char* label, const S* A, long lda
       for (int j = 0; j < NR; ++j) bedge_buf[k][j] = j0 + j < ncols ? B[k * ldb + j0 + j] : R(0);
   const R* bedge = pack ? &bedge_buf[0][0] : nullptr;
   Kokkos::parallel_for(label, Kokkos::RangePolicy<Exec>(exec, 0, ntiles), KOKKOS_LAMBDA(const long t) {
-    const long i0 = t * MT;
-    if (i0 + MT <= n) {
-#ifdef HYDRAGNN_SIMD_PACKS
-      gemm::rows<R, MT * P, P>(Ar + i0 * lda * P, lda * P, P, B, ldb, K, ncols, Cr + i0 * ldc * P, ldc * P,
-                               [&](int r, int j) { return init(i0 + r / P, r % P, j); }, bedge,
-                               [&](int r, int j) { return init.template pack<R>(i0 + r / P, r % P, j); });
-#else
-      gemm::rows<R, MT * P, P>(Ar + i0 * lda * P, lda * P, P, B, ldb, K, ncols, Cr + i0 * ldc * P, ldc * P,
-                               [&](int r, int j) { return init(i0 + r / P, r % P, j); }, bedge);
-#endif
-      post(i0, i0 + MT);
-    } else {
-      for (long i = i0; i < n; ++i)
-        gemm::rows<R, P, P>(Ar + i * lda * P, lda * P, P, B, ldb, K, ncols, Cr + i * ldc * P, ldc * P,
-                            [&](int r, int j) { return init(i, r, j); }, bedge);
-      post(i0, n);
-    }
+    host_rows_tile(t, A, lda, K, B, ldb, ncols, C, ldc, n, init, post, bedge);
   });
+}
+
+/// host_rows_product on the calling thread, inside a kernel (the fused HostRow kernels: rows of a
+/// chunk in cache-resident buffers). Bitwise host_rows_product.
+template <class S, class Init, class Post>
+KOKKOS_INLINE_FUNCTION void rows_product_here(const S* A, long lda, long K, const real_t<S>* B, long ldb, int ncols,
+                                              S* C, long ldc, long n, const Init& init, const Post& post) {
+  constexpr int MT = gemm::mr / planes<S>;
+  for (long t = 0; t * MT < n; ++t) host_rows_tile(t, A, lda, K, B, ldb, ncols, C, ldc, n, init, post, nullptr);
 }
 
 /// Tiling of HostRow's weight gradient: the dual one splits the chunk's Ybar block into primal and
@@ -207,6 +227,77 @@ struct params_tiling {
   static constexpr long CH = dense_chunk_rows;
   static constexpr int GB = 8;  ///< most blocks of NR outputs per thread (local sums: GB x 256 x NR reals)
 
+};
+
+/// One thread's weight gradient of a Linear layer, fed chunk after chunk of rows in ascending order
+/// (the fused HostRow kernels, whose rows pass through cache-sized buffers):
+///   Wbar(o,c) += sum_n Ybar(n,o) X(n,c),  bbar(o) += sum_n Ybar(n,o)
+/// with the tiles, sums and order of linear_backward_params' HostRow path (bitwise). Host only.
+/// av: ceil(out / NR) x in x NR reals, bacc: out scalars (nullptr: no bias); in <= host_row_max.
+template <class S>
+struct ChunkParams {
+  using Tl = params_tiling<S>;
+  using R = typename Tl::R;
+  R* av;
+  S* bacc;
+  int in, out;
+  static constexpr long av_size(int in, int out) { return long((out + Tl::NR - 1) / Tl::NR) * in * Tl::NR; }
+  KOKKOS_INLINE_FUNCTION int nblocks() const { return (out + Tl::NR - 1) / Tl::NR; }
+  KOKKOS_INLINE_FUNCTION void start() const {
+    for (long k = 0; k < av_size(in, out); ++k) av[k] = R(0);
+    if (bacc)
+      for (int o = 0; o < out; ++o) bacc[o] = S(0);
+  }
+  /// The next `rows` rows (<= Tl::CH) of X (row stride lx) and Ybar (row stride ly).
+  KOKKOS_INLINE_FUNCTION void add(const S* xp, long lx, const S* yp, long ly, long rows) const {
+    constexpr int NR = Tl::NR, MR = Tl::MR;
+    R ybuf[Tl::CH][2 * NR];
+    for (int bb = 0; bb < nblocks(); ++bb) {
+      const int o0 = bb * NR, nj = out - o0 < NR ? out - o0 : NR;
+      const bool packed = Tl::dual || nj < NR;
+      if (packed)
+        for (long i = 0; i < rows; ++i)
+          for (int j = 0; j < NR; ++j) {
+            const bool in_range = j < nj;
+            ybuf[i][j] = in_range ? plane_of(yp[i * ly + o0 + j], 0) : R(0);
+            if (Tl::dual) ybuf[i][NR + j] = in_range ? plane_of(yp[i * ly + o0 + j], 1) : R(0);
+          }
+      auto run = [&](auto mr_tag, int c0) {
+        constexpr int TR = decltype(mr_tag)::value;
+        auto& tv = *reinterpret_cast<R(*)[TR][NR]>(av + (long(bb) * in + c0) * NR);
+        if constexpr (Tl::dual) {
+          gemm::dual_params_tile<R, TR, NR>(xp + c0, lx, &ybuf[0][0], rows, tv);
+        } else {
+          if (packed) gemm::tile<R, TR, NR, 1>(xp + c0, 1, lx, &ybuf[0][0], 2 * NR, rows, tv);
+          else gemm::tile<R, TR, NR, 1>(xp + c0, 1, lx, yp + o0, ly, rows, tv);
+        }
+      };
+      int c0 = 0;
+      for (; c0 + MR <= in; c0 += MR) run(std::integral_constant<int, MR>{}, c0);
+      switch (in - c0) {
+        case 1: run(std::integral_constant<int, 1>{}, c0); break;
+        case 2: run(std::integral_constant<int, 2>{}, c0); break;
+        case 3: run(std::integral_constant<int, 3>{}, c0); break;
+        case 4: run(std::integral_constant<int, (MR > 4 ? 4 : 1)>{}, c0); break;
+        case 5: run(std::integral_constant<int, (MR > 5 ? 5 : 1)>{}, c0); break;
+        default: break;
+      }
+    }
+    if (bacc)
+      for (long i = 0; i < rows; ++i)
+        for (int o = 0; o < out; ++o) bacc[o] += yp[i * ly + o];
+  }
+  /// g(w + o ld + c) += Wbar(o, c);  g(b + o) += bbar(o) (tangents of dual sums: param_part)
+  template <class G>
+  KOKKOS_INLINE_FUNCTION void finish(const G& g, long w, long ld, long b) const {
+    for (int bb = 0; bb < nblocks(); ++bb) {
+      const int o0 = bb * Tl::NR, nj = out - o0 < Tl::NR ? out - o0 : Tl::NR;
+      for (int j = 0; j < nj; ++j)
+        for (int c = 0; c < in; ++c) g(w + long(o0 + j) * ld + c) += av[(long(bb) * in + c) * Tl::NR + j];
+    }
+    if (bacc && b >= 0)
+      for (int o = 0; o < out; ++o) g(b + o) += param_part(bacc[o]);
+  }
 };
 
 }  // namespace detail

@@ -6,8 +6,10 @@
 #pragma once
 
 #include <hydragnn/core/types.hpp>
+#include <hydragnn/kernels/dense.hpp>
 #include <hydragnn/kernels/modes.hpp>
 #include <hydragnn/kernels/pointwise.hpp>
+#include <hydragnn/kernels/segment.hpp>
 
 namespace hydragnn {
 namespace kernels {
@@ -161,6 +163,187 @@ void egnn_edge_pre_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& prebar
         for (long f = 0; f < F; ++f) acc += prebar(e, f) * p(w_off + f * ld);
         qbar(e) = acc;
       });
+}
+
+/// The edge-MLP backward of an E_GCL layer without an envelope: the arguments of
+/// egnn_edge_mlp_backward (forward caches, weights, cotangents in and out).
+template <class S, class T, class M>
+struct EGNNEdgeMLPBackward {
+  CMat<S, M> aggbar;             ///< N x H, the aggregate's cotangent
+  CVec<int, M> dst, src, row_ptr, send_perm, send_ptr;
+  CMat<S, M> c2bar, c1, a5, m;   ///< coordinate branch (c2bar: E x 1; empty: no coordinate gradient)
+  CMat<S, M> pre2, a1, pre1;     ///< edge_mlp: pre2 = W2 a1 + b2, m = f(pre2), a1 = f(pre1)
+  CVec<S, M> q;                  ///< radial input
+  CVec<T, M> p;                  ///< parameters
+  LinearShape W2, coord0, coord2;
+  long w_off = 0, w_ld = 0;      ///< the radial column of W1
+  Vec<real_t<S>, M> g;           ///< parameter gradient (empty: none)
+  Vec<S, M> qbar;                ///< out: E
+  Mat<S, M> Abar, Bbar;          ///< out: N x F, sums of pre1bar over receivers and senders
+};
+
+/// Whether egnn_edge_mlp_backward runs fused (HostRow on a one-thread host space, widths within a
+/// register row): then its buffers are chunk-sized (egnn_edge_mlp_chunk_rows rows), else E rows.
+template <class Exec, class Mode = default_mode_t<Exec>>
+bool egnn_edge_mlp_backward_fuses(const Exec& exec, int H, int F) {
+  if constexpr (detail::host_rows_on_host<Mode, Exec>)
+    return exec.concurrency() == 1 && H <= detail::host_row_max && F <= detail::host_row_max;
+  else
+    return (void)exec, (void)H, (void)F, false;
+}
+constexpr long egnn_edge_mlp_chunk_rows = detail::dense_chunk_rows;
+
+namespace detail {
+/// Rows [r0, r0 + n) of a row-contiguous matrix as a matrix of their own.
+template <class V>
+KOKKOS_INLINE_FUNCTION V rows_of(const V& x, long r0, long n) {
+  return V(x.data() + r0 * long(x.extent(1)), n, x.extent(1));
+}
+
+/// The fused edge-MLP backward (one thread, chunks of CH edges; see egnn_edge_mlp_backward).
+/// Scratch: sc (S) = 3 CH x H chunk buffers + H + H + F + H + H sums; av (reals) = two ChunkParams.
+template <Activation AF, class S, class T, class M>
+struct EGNNEdgeMLPBackwardFused {
+  EGNNEdgeMLPBackward<S, T, M> a;
+  Mat<S, M> mb, c1b, p1b;  ///< CH x H, CH x H, CH x F
+  Vec<S, M> sc;
+  Vec<real_t<S>, M> av;
+  KOKKOS_INLINE_FUNCTION void operator()(const long) const {
+    using R = real_t<S>;
+    constexpr long CH = egnn_edge_mlp_chunk_rows;
+    const long E = long(a.pre1.extent(0)), H = long(a.pre2.extent(1)), F = long(a.pre1.extent(1));
+    const bool coord = a.c2bar.extent(0) > 0, grads = a.g.extent(0) > 0;
+    S* b2acc = sc.data();
+    S* b5acc = b2acc + H;
+    S* racc = b5acc + H;
+    S* w6acc = racc + F;
+    ChunkParams<S> gW2{av.data(), a.W2.b_off >= 0 ? b2acc : nullptr, int(F), int(H)};
+    ChunkParams<S> gW5{av.data() + ChunkParams<S>::av_size(int(F), int(H)), a.coord0.b_off >= 0 ? b5acc : nullptr,
+                       int(H), int(H)};
+    if (grads) {
+      gW2.start();
+      if (coord) gW5.start();
+      for (long f = 0; f < F; ++f) racc[f] = S(0);
+      for (long c = 0; c < H; ++c) w6acc[c] = S(0);
+    }
+    for (long i = 0; i < long(a.Abar.extent(0)); ++i)
+      for (long f = 0; f < F; ++f) a.Abar(i, f) = a.Bbar(i, f) = S(0);
+    EGNNRadialColumn<T> col;
+    for (long f = 0; f < F; ++f) col.w[f] = a.p(a.w_off + f * a.w_ld);
+    for (long i0 = 0; i0 < E; i0 += CH) {
+      const long n = E - i0 < CH ? E - i0 : CH;
+      const Mat<S, M> mbv(mb.data(), n, H), c1bv(c1b.data(), n, H), p1bv(p1b.data(), n, F);
+      // mbar = aggbar[dst]
+      for (long r = 0; r < n; ++r) {
+        const S* ar = &a.aggbar(a.dst(i0 + r), 0);
+        for (long f = 0; f < H; ++f) mbv(r, f) = ar[f];
+      }
+      if (coord) {
+        // c1bar = f'(c1) * (c2bar w6^T); gradients of coord2 (a5, c2bar) and coord0 (m, c1bar);
+        // mbar = f'(pre2) * (mbar + c1bar W5)
+        rows_product_here<S>(&a.c2bar(i0, 0), long(a.c2bar.stride(0)), 1, a.p.data() + a.coord2.w_off, a.coord2.stride(),
+                             int(H), c1bv.data(), H, n, AccumulateInit<S, M>{c1bv, false},
+                             ActBackwardRowsPost<AF, S, M>{rows_of(a.c1, i0, n), c1bv, H});
+        if (grads) {
+          for (long r = 0; r < n; ++r) {
+            const S y = a.c2bar(i0 + r, 0);
+            const S* xr = &a.a5(i0 + r, 0);
+            for (long c = 0; c < H; ++c) w6acc[c] += y * xr[c];
+          }
+          gW5.add(&a.m(i0, 0), long(a.m.stride(0)), c1bv.data(), H, n);
+        }
+        rows_product_here<S>(c1bv.data(), H, a.coord0.out, a.p.data() + a.coord0.w_off, a.coord0.stride(), a.coord0.in,
+                             mbv.data(), H, n, AccumulateInit<S, M>{mbv, true},
+                             ActBackwardRowsPost<AF, S, M>{rows_of(a.pre2, i0, n), mbv, H});
+      } else {
+        for (long r = 0; r < n; ++r) act_backward_row<AF>(&a.pre2(i0 + r, 0), &mbv(r, 0), &mbv(r, 0), H, false);
+      }
+      // gradient of W2 (a1, pre2bar); pre1bar = f'(pre1) * (pre2bar W2)
+      if (grads) gW2.add(&a.a1(i0, 0), long(a.a1.stride(0)), mbv.data(), H, n);
+      rows_product_here<S>(mbv.data(), H, a.W2.out, a.p.data() + a.W2.w_off, a.W2.stride(), a.W2.in, p1bv.data(), F, n,
+                           AccumulateInit<S, M>{p1bv, false}, ActBackwardRowsPost<AF, S, M>{rows_of(a.pre1, i0, n), p1bv, F});
+      // egnn_edge_pre_backward: the radial column's gradient and qbar; receiver and sender sums
+      for (long r = 0; r < n; ++r) {
+        const S* pr = &p1bv(r, 0);
+        S acc(0);
+        for (long f = 0; f < F; ++f) acc += pr[f] * col.w[f];
+        a.qbar(i0 + r) = acc;
+        if (grads) {
+          const S qe = a.q(i0 + r);
+          for (long f = 0; f < F; ++f) racc[f] += pr[f] * qe;
+        }
+        S* ar = &a.Abar(a.dst(i0 + r), 0);
+        S* br = &a.Bbar(a.src(i0 + r), 0);
+        for (long f = 0; f < F; ++f) ar[f] += pr[f];
+        for (long f = 0; f < F; ++f) br[f] += pr[f];
+      }
+    }
+    if (grads) {
+      gW2.finish(a.g, a.W2.w_off, a.W2.stride(), a.W2.b_off);
+      if (coord) {
+        gW5.finish(a.g, a.coord0.w_off, a.coord0.stride(), a.coord0.b_off);
+        for (long c = 0; c < H; ++c) a.g(a.coord2.w_off + c) += param_part(w6acc[c]);
+      }
+      for (long f = 0; f < F; ++f) a.g(a.w_off + f * a.w_ld) += param_part(racc[f]);
+    }
+  }
+};
+}  // namespace detail
+
+/// Scalars and reals of scratch egnn_edge_mlp_backward needs when it fuses (with chunk-sized
+/// mbar, c1bar: CH x H, pre1bar: CH x F).
+inline long egnn_edge_mlp_scratch_scalars(int H, int F) { return 4L * H + F; }
+template <class S>
+long egnn_edge_mlp_scratch_reals(int H, int F) {
+  return kernels::detail::ChunkParams<S>::av_size(F, H) + kernels::detail::ChunkParams<S>::av_size(H, H);
+}
+
+/// The edge-MLP backward of an E_GCL layer (no envelope), from the aggregate's cotangent to the
+/// inputs of the first edge layer (f the inner activation):
+///   mbar = aggbar[dst]
+///   coordinates (c2bar given): c1bar = f'(c1) * (c2bar w6^T); gradients of coord2 (a5, c2bar) and
+///     coord0 (m, c1bar); mbar = f'(pre2) * (mbar + c1bar W5)      otherwise mbar = f'(pre2) * mbar
+///   gradient of W2 (a1, mbar); pre1bar = f'(pre1) * (mbar W2)
+///   egnn_edge_pre_backward(pre1bar) (radial column, qbar); Abar, Bbar = sums of pre1bar over
+///   receivers and senders
+/// as that sequence of ops, bitwise. When egnn_edge_mlp_backward_fuses: one pass over the edges in
+/// chunks of egnn_edge_mlp_chunk_rows, every cotangent in chunk-sized buffers (mbar, c1bar,
+/// pre1bar: CH rows; sc, av: the scratch sizes above) and every sum in the sequence's order; else
+/// mbar, c1bar, pre1bar hold E rows. mbar, c1bar, pre1bar are overwritten (scratch).
+template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
+void egnn_edge_mlp_backward(const Exec& exec, const EGNNEdgeMLPBackward<S, T, mem_t<Exec>>& a, Activation act,
+                            const Mat<S, mem_t<Exec>>& mbar, const Mat<S, mem_t<Exec>>& c1bar,
+                            const Mat<S, mem_t<Exec>>& pre1bar, const Vec<S, mem_t<Exec>>& sc,
+                            const Vec<real_t<S>, mem_t<Exec>>& av) {
+  const int H = int(a.pre2.extent(1)), F = int(a.pre1.extent(1));
+  const bool coord = a.c2bar.extent(0) > 0;
+  if constexpr (detail::host_rows_on_host<Mode, Exec>) {
+    if (egnn_edge_mlp_backward_fuses<Exec, Mode>(exec, H, F)) {
+      detail::with_activation(act, [&](auto tag) {
+        Kokkos::parallel_for("hydragnn::EGNNConv::edge_mlp_backward", Kokkos::RangePolicy<Exec>(exec, 0, 1),
+                             detail::EGNNEdgeMLPBackwardFused<decltype(tag)::value, S, T, mem_t<Exec>>{a, mbar, c1bar,
+                                                                                                        pre1bar, sc, av});
+      });
+      return;
+    }
+  }
+  (void)sc, (void)av;
+  const bool want_params = a.g.extent(0) > 0;
+  gather_rows<Exec, S, Mode>(exec, a.aggbar, a.dst, mbar);
+  if (coord) {
+    if (want_params) linear_backward_params<Exec, S, Mode>(exec, a.a5, a.c2bar, a.coord2, a.g);
+    linear_backward_input_act<Exec, S, T, Mode>(exec, a.c2bar, Weights<T, mem_t<Exec>>{a.p, {}}, a.coord2, act, a.c1, c1bar);
+    if (want_params) linear_backward_params<Exec, S, Mode>(exec, a.m, c1bar, a.coord0, a.g);
+    linear_backward_input_act<Exec, S, T, Mode>(exec, c1bar, Weights<T, mem_t<Exec>>{a.p, {}}, a.coord0, act, a.pre2, mbar,
+                                                true);
+  } else {
+    activation_backward<Exec, S, Mode>(exec, act, a.pre2, mbar, mbar);
+  }
+  if (want_params) linear_backward_params<Exec, S, Mode>(exec, a.a1, mbar, a.W2, a.g);
+  linear_backward_input_act<Exec, S, T, Mode>(exec, mbar, Weights<T, mem_t<Exec>>{a.p, {}}, a.W2, act, a.pre1, pre1bar);
+  egnn_edge_pre_backward<Exec, S, T, Mode>(exec, pre1bar, a.p, a.w_off, a.w_ld, a.q, a.g, a.qbar);
+  segment_sum<Exec, S, Mode>(exec, pre1bar, a.row_ptr, a.Abar, false);
+  segment_sum_perm<Exec, S, Mode>(exec, pre1bar, a.send_perm, a.send_ptr, a.Bbar, false);
 }
 
 /// Radial input q(e) = |d| (squared = false, HydraGNN) or |d|^2, and the envelope C(e) (1 if none).
