@@ -405,6 +405,92 @@ struct CFConvOp {
   }
 };
 
+/// A CFConv layer with its two-layer filter network (fixed weights), agg of cfconv_forward with
+/// W = W1 ssp(W0 B + b0) + b1; backward for the geometry only: xbar (cfconv_backward_nodes), Bbar
+/// and Cbar by cfconv_filter_geometry_backward (HostRow: one pass over tiles of edges). p = [2 pad |
+/// W0: F x K | b0 | W1: F x F | b1].
+struct CFConvFilterOp {
+  const Graph& g;
+  int F = 9, K = 7;
+  const char* name;
+  int fd_samples = 24;
+  long o0() const { return 2; }
+  long o1() const { return o0() + long(F) * K + F; }
+  long P() const { return o1() + long(F) * F + F; }
+  LinearShape l0() const {
+    LinearShape s;
+    s.in = K, s.out = F, s.w_off = o0(), s.wt_off = o0(), s.b_off = o0() + long(F) * K;
+    return s;
+  }
+  LinearShape l1() const {
+    LinearShape s;
+    s.in = F, s.out = F, s.w_off = o1(), s.wt_off = o1(), s.b_off = o1() + long(F) * F;
+    return s;
+  }
+  Arr<double> p() const {
+    Arr<double> v(P());
+    for (long k = 0; k < P(); ++k) v[k] = 0.6 * std::cos(0.9 * double(k) + 0.3);
+    return v;
+  }
+  Weights<double, M> weights() const {
+    const Vec<double, M> pv = vec(p());
+    Vec<double, M> pt("pt", P());
+    Kokkos::View<long* [3], M> shapes("shapes", 2);
+    shapes(0, 0) = o0(), shapes(0, 1) = K, shapes(0, 2) = F;
+    shapes(1, 0) = o1(), shapes(1, 1) = F, shapes(1, 2) = F;
+    km::transpose_weights<Exec, double>(Exec(), pv, shapes, pt);
+    return {pv, pt};
+  }
+  Args<double> inputs(Rng& rng) const {
+    return {randn(rng, std::size_t(g.N) * F), randn(rng, std::size_t(g.E) * K), randn(rng, g.E)};
+  }
+  Arr<double> ref(const Args<double>& x) const {
+    const Arr<double> pv = p();
+    Arr<double> y(std::size_t(g.N) * F, 0.0);
+    for (int e = 0; e < g.E; ++e) {
+      std::vector<double> a0(F);
+      for (int o = 0; o < F; ++o) {
+        double s = pv[l0().b_off + o];
+        for (int k = 0; k < K; ++k) s += x[1][std::size_t(e) * K + k] * pv[o0() + long(o) * K + k];
+        a0[o] = ref_activation(Activation::ShiftedSoftplus, s);
+      }
+      for (int f = 0; f < F; ++f) {
+        double w = pv[l1().b_off + f];
+        for (int c = 0; c < F; ++c) w += a0[c] * pv[o1() + long(f) * F + c];
+        y[std::size_t(g.dst[e]) * F + f] += x[0][std::size_t(g.src[e]) * F + f] * w * x[2][e];
+      }
+    }
+    return y;
+  }
+  template <class S, class Mode>
+  void filter(const Args<S>& x, const Weights<double, M>& w, Mat<S, M> pre0, Mat<S, M> W) const {
+    Mat<S, M> a0("a0", g.E, F);
+    km::linear_forward_act<Exec, S, double, Mode>(Exec(), mat(x[1], g.E, K), w, l0(), Activation::ShiftedSoftplus, pre0, a0);
+    km::linear_forward<Exec, S, double, Mode>(Exec(), a0, w, l1(), W);
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> pre0("pre0", g.E, F), W("W", g.E, F), agg("agg", g.N, F);
+    filter<S, Mode>(x, weights(), pre0, W);
+    km::cfconv_forward<Exec, S, Mode>(Exec(), mat(x[0], g.N, F), W, vec(x[2]), g.d_row_ptr, g.d_src, agg);
+    return flat(agg);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    const auto w = weights();
+    Mat<S, M> pre0("pre0", g.E, F), W("W", g.E, F);
+    filter<S, Mode>(x, w, pre0, W);
+    Mat<S, M> xb("xb", g.N, F), Bb("Bb", g.E, K), Wb("Wb", g.E, F), zb("zb", g.E, F), Bt("Bt", g.E, K);
+    Vec<S, M> Cb("Cb", g.E);
+    const auto aggbar = mat(yb, g.N, F);
+    km::cfconv_backward_nodes<Exec, S, Mode>(Exec(), W, vec(x[2]), g.d_dst, g.d_send_perm, g.d_send_ptr, aggbar, xb);
+    km::cfconv_filter_geometry_backward<Exec, S, double, Mode>(Exec(), mat(x[0], g.N, F), W, vec(x[2]), g.d_dst, g.d_src,
+                                                               aggbar, w.p, l0(), l1(), Activation::ShiftedSoftplus, pre0,
+                                                               Cb, Bb, Wb, zb, Bt);
+    return {flat(xb), flat(Bb), flat(Cb)};
+  }
+};
+
 // =============================================================================================
 // radial.hpp
 // =============================================================================================
@@ -1305,6 +1391,9 @@ TEST_CASE("ops model: cfconv (cfconv.hpp)", "[ops][model]") {
   const Graph g = make_batch_graph(31);
   check_op(CFConvOp{g, 5, "cfconv"}, 140);
   check_op(CFConvOp{g, km::detail::host_row_max + 4, "cfconv, more channels than HostRow's row", 20}, 141);
+  // the geometric backward through a two-layer filter network in one pass over tiles of edges
+  // (K = 7, F = 9: full and partial register tiles in both products)
+  check_op(CFConvFilterOp{g, 9, 7, "cfconv_filter_geometry_backward (+ cfconv_backward_nodes)"}, 132);
 }
 
 TEST_CASE("ops model: edge lengths, radial bases and envelopes (radial.hpp)", "[ops][model]") {

@@ -155,13 +155,26 @@ struct SchNetConv {
     auto aggbar = ws.template mat<S>(lbl + ".agg_bar", 0, N, F);
     kernels::linear_backward_input<Exec, S, T>(exec, out_bar.h, w, L.lin2, aggbar, false);
     auto x1bar = ws.template mat<S>(lbl + ".x1_bar", 0, N, F);
-    auto Wbar = ws.template mat<S>(lbl + ".W_bar", 0, E, F);
-    kernels::cfconv_backward<Exec, S>(exec, c.x1, c.W, ec.C, b.dst, b.src, b.send_perm, b.send_ptr, aggbar, x1bar, Wbar,
-                                      eg.Cbar);
     // no geometric gradient wanted (empty EdgeGrad): the filter's input gradient is not computed
     const bool want_geometry = eg.Bbar.extent(0) > 0;
-    auto Bbar = L.filter.backward<Exec, S, T>(exec, w, c.filter, Wbar, g, ws, l, want_geometry);
-    if (want_geometry) kernels::add_into<Exec, S>(exec, Bbar, eg.Bbar);
+    const int K = L.filter.in_dim();
+    if (want_geometry && !want_params && L.filter.layers.size() == 2 && !L.filter.act_last &&
+        kernels::cfconv_filter_geometry_fuses<Exec>(F, K) && long(c.filter.pre[0].stride(0)) == F &&
+        long(eg.Bbar.stride(0)) == K) {
+      // forces and stress only: the edge half of cfconv_backward and the filter's input gradient in
+      // one pass over tiles of edges (Wbar and the filter's cotangents never stored)
+      kernels::cfconv_backward_nodes<Exec, S>(exec, c.W, ec.C, b.dst, b.send_perm, b.send_ptr, aggbar, x1bar);
+      kernels::cfconv_filter_geometry_backward<Exec, S, T>(exec, c.x1, c.W, ec.C, b.dst, b.src, aggbar, w.p,
+                                                           L.filter.layers[0], L.filter.layers[1], L.filter.act_of(0),
+                                                           c.filter.pre[0], eg.Cbar, eg.Bbar, Mat<S, mem_t<Exec>>(),
+                                                           Mat<S, mem_t<Exec>>(), Mat<S, mem_t<Exec>>());
+    } else {
+      auto Wbar = ws.template mat<S>(lbl + ".W_bar", 0, E, F);
+      kernels::cfconv_backward<Exec, S>(exec, c.x1, c.W, ec.C, b.dst, b.src, b.send_perm, b.send_ptr, aggbar, x1bar, Wbar,
+                                        eg.Cbar);
+      auto Bbar = L.filter.backward<Exec, S, T>(exec, w, c.filter, Wbar, g, ws, l, want_geometry);
+      if (want_geometry) kernels::add_into<Exec, S>(exec, Bbar, eg.Bbar);
+    }
     if (want_params) kernels::linear_backward_params<Exec, S>(exec, in.h, x1bar, L.lin1, g);
     in_bar.h = ws.template mat<S>(lbl + ".h_bar", l, N, L.lin1.in);
     kernels::linear_backward_input<Exec, S, T>(exec, x1bar, w, L.lin1, in_bar.h, false);

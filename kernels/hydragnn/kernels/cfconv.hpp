@@ -14,6 +14,7 @@
 #pragma once
 
 #include <hydragnn/core/types.hpp>
+#include <hydragnn/kernels/dense.hpp>
 #include <hydragnn/kernels/modes.hpp>
 
 namespace hydragnn {
@@ -105,6 +106,114 @@ void cfconv_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat
         }
         if (want_C) Cbar(e) += c_acc;
       });
+}
+
+namespace detail {
+/// HostRow body of cfconv_filter_geometry_backward: one tile of edges, its cotangent rows in
+/// local buffers (F, K <= host_row_max).
+template <Activation AF, class S, class T, class M>
+struct CFConvFilterGeometryTiles {
+  CMat<S, M> x, W, aggbar, pre0;
+  CVec<S, M> C;
+  CVec<int, M> dst, src;
+  CVec<T, M> p;
+  LinearShape L0, L1;
+  Vec<S, M> Cbar;
+  Mat<S, M> Bacc;
+  const real_t<S>* bedge0;  ///< W0's narrow last column tile, packed (host memory; null: none)
+  /// Epilogue of the last product: Bacc rows += the tile's rows (add_into).
+  struct AddRows {
+    Mat<S, M> Bacc;
+    Mat<S, M> tile;
+    long e0, K;
+    KOKKOS_INLINE_FUNCTION void operator()(long r0, long r1) const {
+      for (long r = r0; r < r1; ++r)
+        for (long k = 0; k < K; ++k) Bacc(e0 + r, k) += tile(r, k);
+    }
+  };
+  KOKKOS_INLINE_FUNCTION void operator()(const long t) const {
+    constexpr long MT = gemm::mr / planes<S>;
+    const long E = long(W.extent(0)), F = long(W.extent(1)), K = long(Bacc.extent(1));
+    const long e0 = t * MT, n = E - e0 < MT ? E - e0 : MT;
+    S wb[MT * host_row_max], zb[MT * host_row_max], bb[MT * host_row_max];
+    const Mat<S, M> wbv(wb, n, F), zbv(zb, n, F), bbv(bb, n, K);
+    // cfconv_backward's edges: Wbar rows and Cbar
+    for (long r = 0; r < n; ++r) {
+      const long e = e0 + r;
+      S c_acc(0);
+      const int i = dst(e), j = src(e);
+      for (long f = 0; f < F; ++f) {
+        const S tt = aggbar(i, f) * x(j, f);
+        wbv(r, f) = tt * C(e);
+        c_acc += tt * W(e, f);
+      }
+      if (Cbar.extent(0) > 0) Cbar(e) += c_acc;
+    }
+    // the filter's input gradient: zbar = f'(pre0) * (Wbar W1), Bbar = zbar W0, added to Bacc
+    rows_product_here<S>(wb, F, L1.out, p.data() + L1.w_off, L1.stride(), L1.in, zb, F, n, AccumulateInit<S, M>{zbv, false},
+                         ActBackwardRowsPost<AF, S, M>{CMat<S, M>(&pre0(e0, 0), n, F), zbv, F});
+    rows_product_here<S>(zb, F, L0.out, p.data() + L0.w_off, L0.stride(), L0.in, bb, K, n, AccumulateInit<S, M>{bbv, false},
+                         AddRows{Bacc, bbv, e0, K}, bedge0);
+  }
+};
+}  // namespace detail
+
+/// Whether cfconv_filter_geometry_backward runs fused (HostRow on the host; widths within a
+/// register row).
+template <class Exec, class Mode = default_mode_t<Exec>>
+constexpr bool cfconv_filter_geometry_fuses(int F, int K) {
+  return detail::host_rows_on_host<Mode, Exec> && F <= detail::host_row_max && K <= detail::host_row_max;
+}
+
+/// The geometric backward of a CFConv layer through a two-layer filter network W = W1 f(W0 B + b0)
+/// + b1 (no parameter gradient; forces and stress):
+///   Wbar(e,f) = aggbar(dst(e),f) x(src(e),f) C(e);  Cbar(e) += sum_f aggbar x W   (cfconv_backward)
+///   zbar = f'(pre0) * (Wbar W1);  Bacc += zbar W0                                (MLP backward, add_into)
+/// bitwise those ops. HostRow on the host (cfconv_filter_geometry_fuses): one pass over tiles of
+/// edges, Wbar, zbar and zbar W0 in local buffers (never stored), each tile's rows independent (any
+/// thread count). Otherwise the ops, with Wbar, zbar, Bbar as the buffers (E rows).
+template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
+void cfconv_filter_geometry_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat<S, mem_t<Exec>>& W,
+                                     const CVec<S, mem_t<Exec>>& C, const CVec<int, mem_t<Exec>>& dst,
+                                     const CVec<int, mem_t<Exec>>& src, const CMat<S, mem_t<Exec>>& aggbar,
+                                     const CVec<T, mem_t<Exec>>& p, const LinearShape& L0, const LinearShape& L1,
+                                     Activation act, const CMat<S, mem_t<Exec>>& pre0, const Vec<S, mem_t<Exec>>& Cbar,
+                                     const Mat<S, mem_t<Exec>>& Bacc, const Mat<S, mem_t<Exec>>& Wbar,
+                                     const Mat<S, mem_t<Exec>>& zbar, const Mat<S, mem_t<Exec>>& Bbar) {
+  const long E = long(W.extent(0)), F = long(W.extent(1));
+  if constexpr (detail::host_rows_on_host<Mode, Exec>) {
+    const bool rows_contiguous = long(pre0.stride(0)) == F && long(Bacc.stride(0)) == long(Bacc.extent(1));
+    if (cfconv_filter_geometry_fuses<Exec, Mode>(int(F), L0.in) && rows_contiguous) {
+      using R = real_t<S>;
+      constexpr long MT = gemm::mr / detail::planes<S>;
+      R bedge_buf[detail::host_row_max][gemm::nr<R>];
+      const R* bedge =
+          detail::pack_edge_columns<R>(p.data() + L0.w_off, L0.stride(), L0.out, L0.in, bedge_buf) ? &bedge_buf[0][0] : nullptr;
+      detail::with_activation(act, [&](auto tag) {
+        Kokkos::parallel_for("hydragnn::CFConv::filter_geometry_backward", Kokkos::RangePolicy<Exec>(exec, 0, (E + MT - 1) / MT),
+                             detail::CFConvFilterGeometryTiles<decltype(tag)::value, S, T, mem_t<Exec>>{
+                                 x, W, aggbar, pre0, C, dst, src, p, L0, L1, Cbar, Bacc, bedge});
+      });
+      return;
+    }
+  }
+  if (long(Wbar.extent(0)) != E || long(zbar.extent(0)) != E || long(Bbar.extent(0)) != E)
+    throw std::logic_error("cfconv_filter_geometry_backward: unfused, it needs Wbar, zbar and Bbar with one row per edge");
+  const bool want_C = Cbar.extent(0) > 0;
+  Kokkos::parallel_for(
+      "hydragnn::CFConv::backward_edges", Kokkos::RangePolicy<Exec>(exec, 0, E), KOKKOS_LAMBDA(const long e) {
+        S c_acc(0);
+        const int i = dst(e), j = src(e);
+        for (long f = 0; f < F; ++f) {
+          const S t = aggbar(i, f) * x(j, f);
+          Wbar(e, f) = t * C(e);
+          c_acc += t * W(e, f);
+        }
+        if (want_C) Cbar(e) += c_acc;
+      });
+  linear_backward_input_act<Exec, S, T, Mode>(exec, Wbar, Weights<T, mem_t<Exec>>{p, {}}, L1, act, pre0, zbar);
+  linear_backward_input<Exec, S, T, Mode>(exec, zbar, Weights<T, mem_t<Exec>>{p, {}}, L0, Bbar, false);
+  add_into<Exec, S, Mode>(exec, Bbar, Bacc);
 }
 
 }  // namespace kernels

@@ -207,11 +207,25 @@ void host_rows_product(const Exec& exec, const char* label, const S* A, long lda
 
 /// host_rows_product on the calling thread, inside a kernel (the fused HostRow kernels: rows of a
 /// chunk in cache-resident buffers). Bitwise host_rows_product.
+/// bedge (optional): B's last, narrow column tile packed by pack_edge_columns.
 template <class S, class Init, class Post>
 KOKKOS_INLINE_FUNCTION void rows_product_here(const S* A, long lda, long K, const real_t<S>* B, long ldb, int ncols,
-                                              S* C, long ldc, long n, const Init& init, const Post& post) {
+                                              S* C, long ldc, long n, const Init& init, const Post& post,
+                                              const real_t<S>* bedge = nullptr) {
   constexpr int MT = gemm::mr / planes<S>;
-  for (long t = 0; t * MT < n; ++t) host_rows_tile(t, A, lda, K, B, ldb, ncols, C, ldc, n, init, post, nullptr);
+  for (long t = 0; t * MT < n; ++t) host_rows_tile(t, A, lda, K, B, ldb, ncols, C, ldc, n, init, post, bedge);
+}
+
+/// B's last column tile (ncols % NR columns of K rows, K <= host_row_max), zero-padded to NR, as
+/// host_rows_product packs it for its edge tiles; false (nothing packed) when there is none.
+template <class R>
+bool pack_edge_columns(const R* B, long ldb, long K, int ncols, R (&buf)[host_row_max][gemm::nr<R>]) {
+  constexpr int NR = gemm::nr<R>;
+  const int j0 = ncols - ncols % NR;
+  if (ncols % NR == 0 || K > host_row_max) return false;
+  for (long k = 0; k < K; ++k)
+    for (int j = 0; j < NR; ++j) buf[k][j] = j0 + j < ncols ? B[k * ldb + j0 + j] : R(0);
+  return true;
 }
 
 /// Tiling of HostRow's weight gradient: the dual one splits the chunk's Ybar block into primal and
