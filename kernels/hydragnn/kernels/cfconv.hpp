@@ -83,6 +83,40 @@ void cfconv_backward_nodes(const Exec& exec, const CMat<S, mem_t<Exec>>& W, cons
   });
 }
 
+namespace detail {
+/// Edge e of the CFConv backward: wbar(f) = aggbar(dst(e),f) x(src(e),f) C(e) for f < F, written to
+/// wbar[f]; returns sum_f aggbar(dst(e),f) x(src(e),f) W(e,f) (channel order), Cbar's term.
+template <class S, class M>
+KOKKOS_INLINE_FUNCTION S cfconv_edge_backward(const CMat<S, M>& x, const CMat<S, M>& W, const CVec<S, M>& C,
+                                              const CVec<int, M>& dst, const CVec<int, M>& src, const CMat<S, M>& aggbar,
+                                              long e, S* wbar) {
+  const long F = long(W.extent(1));
+  S c_acc(0);
+  const int i = dst(e), j = src(e);
+  for (long f = 0; f < F; ++f) {
+    const S t = aggbar(i, f) * x(j, f);
+    wbar[f] = t * C(e);
+    c_acc += t * W(e, f);
+  }
+  return c_acc;
+}
+}  // namespace detail
+
+/// The edge half of cfconv_backward: Wbar (E x F, overwritten) and Cbar (accumulated; skipped when
+/// empty). One thread per edge in every mode (the channel sum for Cbar runs in channel order).
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+void cfconv_backward_edges(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat<S, mem_t<Exec>>& W,
+                           const CVec<S, mem_t<Exec>>& C, const CVec<int, mem_t<Exec>>& dst,
+                           const CVec<int, mem_t<Exec>>& src, const CMat<S, mem_t<Exec>>& aggbar,
+                           const Mat<S, mem_t<Exec>>& Wbar, const Vec<S, mem_t<Exec>>& Cbar) {
+  const bool want_C = Cbar.extent(0) > 0;
+  Kokkos::parallel_for(
+      "hydragnn::CFConv::backward_edges", Kokkos::RangePolicy<Exec>(exec, 0, long(W.extent(0))), KOKKOS_LAMBDA(const long e) {
+        const S c_acc = detail::cfconv_edge_backward(x, W, C, dst, src, aggbar, e, &Wbar(e, 0));
+        if (want_C) Cbar(e) += c_acc;
+      });
+}
+
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void cfconv_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat<S, mem_t<Exec>>& W,
                      const CVec<S, mem_t<Exec>>& C, const CVec<int, mem_t<Exec>>& dst,
@@ -91,21 +125,8 @@ void cfconv_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat
                      const Mat<S, mem_t<Exec>>& xbar, const Mat<S, mem_t<Exec>>& Wbar, const Vec<S, mem_t<Exec>>& Cbar) {
   // aggbar: N x F -> xbar: N x F (overwritten), Wbar: E x F (overwritten), Cbar: E (accumulated;
   // skipped when Cbar is empty: no geometric gradient wanted)
-  const long F = long(xbar.extent(1)), E = long(W.extent(0));
-  const bool want_C = Cbar.extent(0) > 0;
   cfconv_backward_nodes<Exec, S, Mode>(exec, W, C, dst, send_perm, send_ptr, aggbar, xbar);
-  // edges: one thread per edge in every mode (the channel sum for Cbar runs in channel order)
-  Kokkos::parallel_for(
-      "hydragnn::CFConv::backward_edges", Kokkos::RangePolicy<Exec>(exec, 0, E), KOKKOS_LAMBDA(const long e) {
-        S c_acc(0);
-        const int i = dst(e), j = src(e);
-        for (long f = 0; f < F; ++f) {
-          const S t = aggbar(i, f) * x(j, f);
-          Wbar(e, f) = t * C(e);
-          c_acc += t * W(e, f);
-        }
-        if (want_C) Cbar(e) += c_acc;
-      });
+  cfconv_backward_edges<Exec, S, Mode>(exec, x, W, C, dst, src, aggbar, Wbar, Cbar);
 }
 
 namespace detail {
@@ -139,15 +160,8 @@ struct CFConvFilterGeometryTiles {
     const Mat<S, M> wbv(wb, n, F), zbv(zb, n, F), bbv(bb, n, K);
     // cfconv_backward's edges: Wbar rows and Cbar
     for (long r = 0; r < n; ++r) {
-      const long e = e0 + r;
-      S c_acc(0);
-      const int i = dst(e), j = src(e);
-      for (long f = 0; f < F; ++f) {
-        const S tt = aggbar(i, f) * x(j, f);
-        wbv(r, f) = tt * C(e);
-        c_acc += tt * W(e, f);
-      }
-      if (Cbar.extent(0) > 0) Cbar(e) += c_acc;
+      const S c_acc = cfconv_edge_backward(x, W, C, dst, src, aggbar, e0 + r, &wbv(r, 0));
+      if (Cbar.extent(0) > 0) Cbar(e0 + r) += c_acc;
     }
     // the filter's input gradient: zbar = f'(pre0) * (Wbar W1), Bbar = zbar W0, added to Bacc
     rows_product_here<S>(wb, F, L1.out, p.data() + L1.w_off, L1.stride(), L1.in, zb, F, n, AccumulateInit<S, M>{zbv, false},
@@ -199,18 +213,7 @@ void cfconv_filter_geometry_backward(const Exec& exec, const CMat<S, mem_t<Exec>
   }
   if (long(Wbar.extent(0)) != E || long(zbar.extent(0)) != E || long(Bbar.extent(0)) != E)
     throw std::logic_error("cfconv_filter_geometry_backward: unfused, it needs Wbar, zbar and Bbar with one row per edge");
-  const bool want_C = Cbar.extent(0) > 0;
-  Kokkos::parallel_for(
-      "hydragnn::CFConv::backward_edges", Kokkos::RangePolicy<Exec>(exec, 0, E), KOKKOS_LAMBDA(const long e) {
-        S c_acc(0);
-        const int i = dst(e), j = src(e);
-        for (long f = 0; f < F; ++f) {
-          const S t = aggbar(i, f) * x(j, f);
-          Wbar(e, f) = t * C(e);
-          c_acc += t * W(e, f);
-        }
-        if (want_C) Cbar(e) += c_acc;
-      });
+  cfconv_backward_edges<Exec, S, Mode>(exec, x, W, C, dst, src, aggbar, Wbar, Cbar);
   linear_backward_input_act<Exec, S, T, Mode>(exec, Wbar, Weights<T, mem_t<Exec>>{p, {}}, L1, act, pre0, zbar);
   linear_backward_input<Exec, S, T, Mode>(exec, zbar, Weights<T, mem_t<Exec>>{p, {}}, L0, Bbar, false);
   add_into<Exec, S, Mode>(exec, Bbar, Bacc);
