@@ -255,7 +255,7 @@ struct ChunkParams {
   R* av;
   S* bacc;
   int in, out;
-  static constexpr long av_size(int in, int out) { return long((out + Tl::NR - 1) / Tl::NR) * in * Tl::NR; }
+  KOKKOS_INLINE_FUNCTION static constexpr long av_size(int in, int out) { return long((out + Tl::NR - 1) / Tl::NR) * in * Tl::NR; }
   KOKKOS_INLINE_FUNCTION int nblocks() const { return (out + Tl::NR - 1) / Tl::NR; }
   KOKKOS_INLINE_FUNCTION void start() const {
     for (long k = 0; k < av_size(in, out); ++k) av[k] = R(0);
