@@ -94,7 +94,7 @@ struct ActDotRowsPost {
     for (int r = 0; r < NRW; ++r) z(i0 + r, 0) = acc[r];
   }
   KOKKOS_INLINE_FUNCTION void operator()(long i0, long i1) const {
-    for (long i = i0; i < i1; ++i) act_forward_row<A>(&pre(i, 0), &y(i, 0), c);
+    ActRowsPost<A, S, M>{pre, y, c}(i0, i1);
     constexpr int MT = gemm::mr / planes<S>;  // rows of a full tile of host_rows_product
     if (i1 - i0 == MT) {
       dots<MT>(i0);
@@ -179,6 +179,18 @@ KOKKOS_FORCEINLINE_FUNCTION void host_rows_tile(long t, const S* A, long lda, lo
   }
 }
 
+/// B's last column tile (ncols % NR columns of K rows, K <= host_row_max), zero-padded to NR, as
+/// host_rows_product packs it for its edge tiles; false (nothing packed) when there is none.
+template <class R>
+bool pack_edge_columns(const R* B, long ldb, long K, int ncols, R (&buf)[host_row_max][gemm::nr<R>]) {
+  constexpr int NR = gemm::nr<R>;
+  const int j0 = ncols - ncols % NR;
+  if (ncols % NR == 0 || K > host_row_max) return false;
+  for (long k = 0; k < K; ++k)
+    for (int j = 0; j < NR; ++j) buf[k][j] = j0 + j < ncols ? B[k * ldb + j0 + j] : R(0);
+  return true;
+}
+
 /// HostRow product over rows: for every row i < n of A (n x K, row stride lda scalars) and every
 /// column j < ncols,  C(i, j) = init(i, plane, j) + sum_k A(i, k) B(k, j)  per plane, k ascending;
 /// B is real (K x ncols, row stride ldb). Dual rows are two real tile rows (gemm.hpp).
@@ -189,17 +201,11 @@ void host_rows_product(const Exec& exec, const char* label, const S* A, long lda
                        long ldb, int ncols, S* C, long ldc, long n, const Init& init, const Post& post = Post()) {
   using R = real_t<S>;
   constexpr int MT = gemm::mr / planes<S>;  // matrix rows per tile
-  constexpr int NR = gemm::nr<R>;
   const long ntiles = (n + MT - 1) / MT;
-  // B's narrow last column tile (ncols % NR columns), packed zero-padded once for every row tile
-  // (host memory: HostRow runs on the host only)
-  R bedge_buf[host_row_max][NR];
-  const int j0 = ncols - ncols % NR;
-  const bool pack = ncols % NR != 0 && K <= host_row_max;
-  if (pack)
-    for (long k = 0; k < K; ++k)
-      for (int j = 0; j < NR; ++j) bedge_buf[k][j] = j0 + j < ncols ? B[k * ldb + j0 + j] : R(0);
-  const R* bedge = pack ? &bedge_buf[0][0] : nullptr;
+  // B's narrow last column tile, packed once for every row tile (host memory: HostRow runs on the
+  // host only)
+  R bedge_buf[host_row_max][gemm::nr<R>];
+  const R* bedge = pack_edge_columns<R>(B, ldb, K, ncols, bedge_buf) ? &bedge_buf[0][0] : nullptr;
   Kokkos::parallel_for(label, Kokkos::RangePolicy<Exec>(exec, 0, ntiles), KOKKOS_LAMBDA(const long t) {
     host_rows_tile(t, A, lda, K, B, ldb, ncols, C, ldc, n, init, post, bedge);
   });
@@ -216,17 +222,6 @@ KOKKOS_INLINE_FUNCTION void rows_product_here(const S* A, long lda, long K, cons
   for (long t = 0; t * MT < n; ++t) host_rows_tile(t, A, lda, K, B, ldb, ncols, C, ldc, n, init, post, bedge);
 }
 
-/// B's last column tile (ncols % NR columns of K rows, K <= host_row_max), zero-padded to NR, as
-/// host_rows_product packs it for its edge tiles; false (nothing packed) when there is none.
-template <class R>
-bool pack_edge_columns(const R* B, long ldb, long K, int ncols, R (&buf)[host_row_max][gemm::nr<R>]) {
-  constexpr int NR = gemm::nr<R>;
-  const int j0 = ncols - ncols % NR;
-  if (ncols % NR == 0 || K > host_row_max) return false;
-  for (long k = 0; k < K; ++k)
-    for (int j = 0; j < NR; ++j) buf[k][j] = j0 + j < ncols ? B[k * ldb + j0 + j] : R(0);
-  return true;
-}
 
 /// Tiling of HostRow's weight gradient: the dual one splits the chunk's Ybar block into primal and
 /// tangent planes once (ybuf), then tiles of 4 inputs x NR outputs of tangent accumulators (8
@@ -242,6 +237,64 @@ struct params_tiling {
   static constexpr int GB = 8;  ///< most blocks of NR outputs per thread (local sums: GB x 256 x NR reals)
 
 };
+
+/// One block of NR outputs [o0, o0 + nj) of the weight gradient over `rows` rows (<= CH), x and y
+/// at the rows' first: the rows' Ybar block packed (dual: split into planes; real: only when the
+/// block is narrow), zero-padded past the matrix edge so that every tile is a full one, then
+/// register tiles of MR inputs and one narrower tile of the rest added to avb (nin x NR reals: the
+/// block's sums; dual: their tangents). Each sum runs over the rows in ascending order.
+template <class S>
+KOKKOS_INLINE_FUNCTION void params_block(const S* x, long lx, int nin, const S* y, long ly, int o0, int nj, long rows,
+                                         real_t<S>* avb) {
+  using Tl = params_tiling<S>;
+  using R = typename Tl::R;
+  constexpr int NR = Tl::NR, MR = Tl::MR;
+  R ybuf[Tl::CH][2 * NR];
+  const bool packed = Tl::dual || nj < NR;
+  if (packed)
+    for (long i = 0; i < rows; ++i) {
+#ifdef HYDRAGNN_SIMD_PACKS
+      if constexpr (Tl::dual) {
+        if (nj == NR) {  // a whole block: the two planes by shuffles
+          constexpr int L = simd::lanes<R>;
+          const R* yr = reinterpret_cast<const R*>(y + i * ly + o0);
+          for (int v = 0; v < NR / L; ++v) {
+            simd::pack_t<R> pv, pd;
+            simd::deinterleave(yr + 2 * v * L, pv, pd);
+            simd::store(&ybuf[i][v * L], pv);
+            simd::store(&ybuf[i][NR + v * L], pd);
+          }
+          continue;
+        }
+      }
+#endif
+      for (int j = 0; j < NR; ++j) {
+        const bool in_range = j < nj;
+        ybuf[i][j] = in_range ? plane_of(y[i * ly + o0 + j], 0) : R(0);
+        if (Tl::dual) ybuf[i][NR + j] = in_range ? plane_of(y[i * ly + o0 + j], 1) : R(0);
+      }
+    }
+  auto run = [&](auto mr_tag, int c0) {
+    constexpr int TR = decltype(mr_tag)::value;
+    auto& tv = *reinterpret_cast<R(*)[TR][NR]>(avb + long(c0) * NR);
+    if constexpr (Tl::dual) {
+      gemm::dual_params_tile<R, TR, NR>(x + c0, lx, &ybuf[0][0], rows, tv);
+    } else {
+      if (packed) gemm::tile<R, TR, NR, 1>(x + c0, 1, lx, &ybuf[0][0], 2 * NR, rows, tv);
+      else gemm::tile<R, TR, NR, 1>(x + c0, 1, lx, y + o0, ly, rows, tv);
+    }
+  };
+  int c0 = 0;
+  for (; c0 + MR <= nin; c0 += MR) run(std::integral_constant<int, MR>{}, c0);
+  switch (nin - c0) {
+    case 1: run(std::integral_constant<int, 1>{}, c0); break;
+    case 2: run(std::integral_constant<int, 2>{}, c0); break;
+    case 3: run(std::integral_constant<int, 3>{}, c0); break;
+    case 4: run(std::integral_constant<int, (MR > 4 ? 4 : 1)>{}, c0); break;
+    case 5: run(std::integral_constant<int, (MR > 5 ? 5 : 1)>{}, c0); break;
+    default: break;
+  }
+}
 
 /// One thread's weight gradient of a Linear layer, fed chunk after chunk of rows in ascending order
 /// (the fused HostRow kernels, whose rows pass through cache-sized buffers):
@@ -264,38 +317,9 @@ struct ChunkParams {
   }
   /// The next `rows` rows (<= Tl::CH) of X (row stride lx) and Ybar (row stride ly).
   KOKKOS_INLINE_FUNCTION void add(const S* xp, long lx, const S* yp, long ly, long rows) const {
-    constexpr int NR = Tl::NR, MR = Tl::MR;
-    R ybuf[Tl::CH][2 * NR];
     for (int bb = 0; bb < nblocks(); ++bb) {
-      const int o0 = bb * NR, nj = out - o0 < NR ? out - o0 : NR;
-      const bool packed = Tl::dual || nj < NR;
-      if (packed)
-        for (long i = 0; i < rows; ++i)
-          for (int j = 0; j < NR; ++j) {
-            const bool in_range = j < nj;
-            ybuf[i][j] = in_range ? plane_of(yp[i * ly + o0 + j], 0) : R(0);
-            if (Tl::dual) ybuf[i][NR + j] = in_range ? plane_of(yp[i * ly + o0 + j], 1) : R(0);
-          }
-      auto run = [&](auto mr_tag, int c0) {
-        constexpr int TR = decltype(mr_tag)::value;
-        auto& tv = *reinterpret_cast<R(*)[TR][NR]>(av + (long(bb) * in + c0) * NR);
-        if constexpr (Tl::dual) {
-          gemm::dual_params_tile<R, TR, NR>(xp + c0, lx, &ybuf[0][0], rows, tv);
-        } else {
-          if (packed) gemm::tile<R, TR, NR, 1>(xp + c0, 1, lx, &ybuf[0][0], 2 * NR, rows, tv);
-          else gemm::tile<R, TR, NR, 1>(xp + c0, 1, lx, yp + o0, ly, rows, tv);
-        }
-      };
-      int c0 = 0;
-      for (; c0 + MR <= in; c0 += MR) run(std::integral_constant<int, MR>{}, c0);
-      switch (in - c0) {
-        case 1: run(std::integral_constant<int, 1>{}, c0); break;
-        case 2: run(std::integral_constant<int, 2>{}, c0); break;
-        case 3: run(std::integral_constant<int, 3>{}, c0); break;
-        case 4: run(std::integral_constant<int, (MR > 4 ? 4 : 1)>{}, c0); break;
-        case 5: run(std::integral_constant<int, (MR > 5 ? 5 : 1)>{}, c0); break;
-        default: break;
-      }
+      const int o0 = bb * Tl::NR, nj = out - o0 < Tl::NR ? out - o0 : Tl::NR;
+      params_block<S>(xp, lx, in, yp, ly, o0, nj, rows, av + long(bb) * in * Tl::NR);
     }
     if (bacc)
       for (long i = 0; i < rows; ++i)
@@ -491,7 +515,7 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
       const S* Yp = Ybar.data();
       Kokkos::parallel_for(
           "hydragnn::Linear::backward_params", Kokkos::RangePolicy<Exec>(exec, 0, long(ngroups) * ncb), KOKKOS_LAMBDA(const long item) {
-            constexpr int NR = Tl::NR, MR = Tl::MR, GB = Tl::GB;
+            constexpr int NR = Tl::NR, GB = Tl::GB;
             constexpr long CH = Tl::CH;
             const long grp = item / ncb;
             const int c_first = int(item % ncb) * CB, nin = in - c_first < CB ? in - c_first : CB;
@@ -500,7 +524,6 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
             const long lx = ldx, ly = ldy;
             const int b0 = int(grp) * gb, nb = nblocks - b0 < gb ? nblocks - b0 : gb;
             R av[GB][detail::host_row_max][NR];  // the sums (dual: their tangents), per block
-            R ybuf[CH][2 * NR];  // the chunk's Ybar block (dual: in planes)
             for (int bb = 0; bb < nb; ++bb)
               for (int c = 0; c < nin; ++c)
                 for (int j = 0; j < NR; ++j) av[bb][c][j] = R(0);
@@ -518,53 +541,7 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
 #endif
               for (int bb = 0; bb < nb; ++bb) {
                 const int o0 = (b0 + bb) * NR, nj = out - o0 < NR ? out - o0 : NR;
-                // the chunk's Ybar block packed (dual: split into planes; real: only when the block
-                // is narrow), zero-padded past the matrix edge, so that every tile is a full one
-                const bool packed = Tl::dual || nj < NR;
-                if (packed)
-                  for (long i = i0; i < i1; ++i) {
-#ifdef HYDRAGNN_SIMD_PACKS
-                    if constexpr (Tl::dual) {
-                      if (nj == NR) {  // a whole block: the two planes by shuffles
-                        constexpr int L = simd::lanes<R>;
-                        const R* yr = reinterpret_cast<const R*>(yp + i * ly + o0);
-                        for (int v = 0; v < NR / L; ++v) {
-                          simd::pack_t<R> pv, pd;
-                          simd::deinterleave(yr + 2 * v * L, pv, pd);
-                          simd::store(&ybuf[i - i0][v * L], pv);
-                          simd::store(&ybuf[i - i0][NR + v * L], pd);
-                        }
-                        continue;
-                      }
-                    }
-#endif
-                    for (int j = 0; j < NR; ++j) {
-                      const bool in_range = j < nj;
-                      ybuf[i - i0][j] = in_range ? detail::plane_of(yp[i * ly + o0 + j], 0) : R(0);
-                      if (Tl::dual) ybuf[i - i0][NR + j] = in_range ? detail::plane_of(yp[i * ly + o0 + j], 1) : R(0);
-                    }
-                  }
-                auto run = [&](auto mr_tag, int c0) {
-                  constexpr int TR = decltype(mr_tag)::value;
-                  auto& tv = *reinterpret_cast<R(*)[TR][NR]>(&av[bb][c0][0]);
-                  if constexpr (Tl::dual) {
-                    gemm::dual_params_tile<R, TR, NR>(xp + i0 * lx + c0, lx, &ybuf[0][0], i1 - i0, tv);
-                  } else {
-                    if (packed) gemm::tile<R, TR, NR, 1>(xp + i0 * lx + c0, 1, lx, &ybuf[0][0], 2 * NR, i1 - i0, tv);
-                    else gemm::tile<R, TR, NR, 1>(xp + i0 * lx + c0, 1, lx, yp + i0 * ly + o0, ly, i1 - i0, tv);
-                  }
-                };
-                // tiles of MR inputs, then one narrower tile of the rest
-                int c0 = 0;
-                for (; c0 + MR <= nin; c0 += MR) run(std::integral_constant<int, MR>{}, c0);
-                switch (nin - c0) {
-                  case 1: run(std::integral_constant<int, 1>{}, c0); break;
-                  case 2: run(std::integral_constant<int, 2>{}, c0); break;
-                  case 3: run(std::integral_constant<int, 3>{}, c0); break;
-                  case 4: run(std::integral_constant<int, (MR > 4 ? 4 : 1)>{}, c0); break;
-                  case 5: run(std::integral_constant<int, (MR > 5 ? 5 : 1)>{}, c0); break;
-                  default: break;
-                }
+                detail::params_block<S>(xp + i0 * lx, lx, nin, yp + i0 * ly, ly, o0, nj, i1 - i0, &av[bb][0][0]);
               }
             }
             for (int bb = 0; bb < nb; ++bb) {
