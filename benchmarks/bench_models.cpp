@@ -10,6 +10,7 @@
 #include <hydragnn/io/extxyz.hpp>
 
 #include "bench_spec.hpp"
+#include "kernel_profile.hpp"
 #include "workload.hpp"
 
 #include <Kokkos_Core.hpp>
@@ -19,6 +20,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -167,40 +169,54 @@ void size_counters(benchmark::State& state, long graphs, long atoms, long edges,
 
 // ---- cases --------------------------------------------------------------------------------------
 
+/// What one training step holds: the batch, the model, AdamW, the gradient and the workspace.
+template <class Conv>
+struct TrainCase {
+  Exec exec;
+  hydragnn::Batch<M> batch;
+  Model<T, Conv, Exec> model;
+  Optimizer<T, Exec> opt;
+  Vec<T, M> grad;
+  Workspace<M> ws;
+  LossSpec w;
+  TrainCase(const GraphSet& set, int hidden, bool conservative)
+      : batch(hydragnn_bench::make_device_batch<M>(set, hydragnn_bench::species_map(), !conservative,
+                                                   hydragnn::conv_traits<Conv>::needs_triplets)),
+        model(bench_spec(Conv::name, hidden, conservative), bench_options<Conv>(hidden)),
+        opt(OptimizerType::AdamW, model.num_params(), 1e-3, 1e-2, 0.0),
+        grad("hydragnn_bench::grad", model.num_params()),
+        w(bench_loss(conservative)) {
+    model.initialize(42);
+  }
+  /// One optimisation step: loss_and_grad (conservative: real pass + dual pass) + AdamW step.
+  void step() {
+    LossResult r = loss_and_grad(exec, model, batch, w, grad, &ws);
+    opt.step(exec, model.params(), grad);
+    benchmark::DoNotOptimize(r.loss);
+  }
+};
+
 /// One optimisation step: loss_and_grad (conservative: real pass + dual pass) + AdamW step.
 template <class Conv>
 void BM_train(benchmark::State& state, int hidden, bool conservative) {
   const GraphSet& set = reference_set();
   const double dev_before = device_used_mib();
   KokkosMemoryTracker::start();
-  const Exec exec;
-  auto batch = hydragnn_bench::make_device_batch<M>(set, hydragnn_bench::species_map(), !conservative,
-                                                    hydragnn::conv_traits<Conv>::needs_triplets);
-  Model<T, Conv, Exec> model(bench_spec(Conv::name, hidden, conservative), bench_options<Conv>(hidden));
-  model.initialize(42);
-  Optimizer<T, Exec> opt(OptimizerType::AdamW, model.num_params(), 1e-3, 1e-2, 0.0);
-  Vec<T, M> grad("hydragnn_bench::grad", model.num_params());
-  Workspace<M> ws;
-  const LossSpec w = bench_loss(conservative);
-  auto step = [&] {
-    LossResult r = loss_and_grad(exec, model, batch, w, grad, &ws);
-    opt.step(exec, model.params(), grad);
-    benchmark::DoNotOptimize(r.loss);
-  };
+  TrainCase<Conv> c(set, hidden, conservative);
   // Memory is tracked over setup + the first step: the first warm-up step, or with --warmup=0 the
   // first timed step (the callbacks then run inside it: one compare and add per allocation).
   long long kpeak = -1;
   for (int k = 0; k < g_warmup; ++k) {
-    step();
+    c.step();
     if (kpeak < 0) kpeak = KokkosMemoryTracker::stop();
   }
   for (auto _ : state) {
-    step();
+    c.step();
     Kokkos::fence();
     if (kpeak < 0) kpeak = KokkosMemoryTracker::stop();
   }
   state.SetLabel(label(Conv::name, conservative ? "train conservative" : "train direct", hidden));
-  size_counters(state, batch.num_graphs, batch.num_atoms, batch.num_edges, model.num_params());
+  size_counters(state, c.batch.num_graphs, c.batch.num_atoms, c.batch.num_edges, c.model.num_params());
   memory_counters(state, kpeak, dev_before);
 }
 
@@ -267,6 +283,28 @@ void BM_md(benchmark::State& state, int hidden, int n) {
   memory_counters(state, r.kpeak, r.dev_before);
 }
 
+// ---- per-kernel profile (--profile=CASE,...) ----------------------------------------------------
+
+/// Runs `step` g_warmup times, then `steps` times with every kernel fenced and timed by label.
+template <class Step>
+void profile_steps(const std::string& name, int steps, Step&& step) {
+  for (int k = 0; k < g_warmup; ++k) step();
+  Kokkos::fence();
+  hydragnn_bench::KernelProfile::start();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int k = 0; k < steps; ++k) step();
+  Kokkos::fence();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  hydragnn_bench::KernelProfile::stop();
+  hydragnn_bench::KernelProfile::print(name.c_str(), secs, steps);
+}
+
+/// The cases --profile can name ("train/SchNet/direct/h64", "infer/EGNN/h128", ...).
+std::map<std::string, std::function<void(int)>>& profile_cases() {
+  static std::map<std::string, std::function<void(int)>> m;
+  return m;
+}
+
 // ---- registration -------------------------------------------------------------------------------
 
 template <class Conv>
@@ -274,17 +312,33 @@ void register_model(const std::vector<int>& hidden, const std::vector<int>& md_s
   const std::string c = Conv::name;
   for (int mode = 0; mode < 2; ++mode) {
     const bool cons = mode == 1;
-    for (int h : hidden)
-      benchmark::RegisterBenchmark(("train/" + c + (cons ? "/conservative" : "/direct") + "/h" + std::to_string(h)).c_str(),
+    for (int h : hidden) {
+      const std::string name = "train/" + c + (cons ? "/conservative" : "/direct") + "/h" + std::to_string(h);
+      profile_cases()[name] = [name, h, cons](int steps) {
+        TrainCase<Conv> tc(reference_set(), h, cons);
+        profile_steps(name, steps, [&] { tc.step(); });
+      };
+      benchmark::RegisterBenchmark(name.c_str(),
                                    [h, cons](benchmark::State& s) { BM_train<Conv>(s, h, cons); })
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime();
+    }
   }
-  for (int h : hidden)
-    benchmark::RegisterBenchmark(("infer/" + c + "/h" + std::to_string(h)).c_str(),
-                                 [h](benchmark::State& s) { BM_infer<Conv>(s, h); })
+  for (int h : hidden) {
+    const std::string name = "infer/" + c + "/h" + std::to_string(h);
+    profile_cases()[name] = [name, h](int steps) {
+      const Exec exec;
+      auto batch = hydragnn_bench::make_device_batch<M>(reference_set(), hydragnn_bench::species_map(), false,
+                                                        hydragnn::conv_traits<Conv>::needs_triplets);
+      Model<T, Conv, Exec> model(bench_spec(Conv::name, h, true), bench_options<Conv>(h));
+      model.initialize(42);
+      Workspace<M> ws;
+      profile_steps(name, steps, [&] { benchmark::DoNotOptimize(predict(exec, model, batch, true, &ws).forces.data()); });
+    };
+    benchmark::RegisterBenchmark(name.c_str(), [h](benchmark::State& s) { BM_infer<Conv>(s, h); })
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
+  }
   for (int h : hidden)
     for (int n : md_sizes)
       benchmark::RegisterBenchmark(("md/" + c + "/h" + std::to_string(h) + "/n" + std::to_string(n)).c_str(),
@@ -329,6 +383,10 @@ int main(int argc, char** argv) {
     // --write_extxyz=DIR: writes the reference batch (DIR/ref_batch32.extxyz) and each MD box
     // (DIR/box<n>.extxyz) for the peer runners, so they time exactly these frames, then exits.
     const std::string write_dir = take_flag(argc, argv, "write_extxyz", "");
+    // --profile=CASE[,CASE...] (names as listed by --benchmark_list_tests, without /real_time):
+    // per-kernel times of --profile_steps=N fenced steps of each case, instead of the benchmarks.
+    const std::string profile = take_flag(argc, argv, "profile", "");
+    const int profile_steps_n = std::max(1, std::stoi(take_flag(argc, argv, "profile_steps", "3")));
     if (!write_dir.empty()) {
       // The direct-head copies of the labels (info["energy"], arrays["forces"]) are the file's own
       // energy and forces columns: drop them before writing.
@@ -346,6 +404,24 @@ int main(int argc, char** argv) {
         write_extxyz(write_dir + "/box" + std::to_string(n) + ".extxyz", labels_once(md_set(n).frames));
       Kokkos::finalize();
       return 0;
+    }
+    if (!profile.empty()) {
+      for_each_conv([&](auto tag) { register_model<typename decltype(tag)::type>(hidden, md_sizes); });
+      std::stringstream ss(profile);
+      std::string name;
+      while (std::getline(ss, name, ',')) {
+        auto it = profile_cases().find(name);
+        if (it == profile_cases().end()) {
+          std::fprintf(stderr, "hydragnn_bench: --profile: no case '%s' (train/<Model>/<direct|conservative>/h<H>, "
+                               "infer/<Model>/h<H>, with H in --hidden)\n", name.c_str());
+          rc = 1;
+          continue;
+        }
+        it->second(profile_steps_n);
+      }
+      profile_cases().clear();
+      Kokkos::finalize();
+      return rc;
     }
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) {

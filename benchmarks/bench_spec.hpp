@@ -32,6 +32,8 @@ inline hydragnn::ModelSpec bench_spec(const std::string& type, int hidden, bool 
   s.ref_energy.assign(s.species.size(), 0.0);
   s.act = Activation::ReLU;
   s.input_dim = 1;  // HydraGNN's node input is one feature (Z); ours a one-wide species embedding
+  // HydraGNN (and so the runner) sets hidden_dim = input_dim for CGCNN: its layers keep width 1
+  if (type == "CGCNN") s.hidden_dim = s.input_dim;
   s.energy = conservative;
   s.branches[0].energy_head_dims = {200, 200};
   s.branches[0].graph_num_sharedlayers = 2;

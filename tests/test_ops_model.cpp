@@ -1374,6 +1374,80 @@ TEST_CASE("ops model: linear (dense.hpp)", "[ops][model]") {
   check_op(LinearOp{"linear, in 5 x out 1, no bias", 4, 5, 1, false}, 113);
 }
 
+/// TeamTiled's weight gradient over more rows than one chunk: the rows summed per chunk of
+/// params_chunk_rows, then the chunks in ascending order (a fixed order, the other modes' sums over
+/// all rows differ in rounding only). Checked bitwise against a host sum in that order, and against
+/// HostRow to rounding, in double and in Dual (tangent part), on a column block with a bias.
+template <class S>
+void check_chunked_weight_gradient(std::uint64_t seed) {
+  using R = double;
+  const long kc = km::detail::params_chunk_rows;
+  const int n = int(2 * kc + 77), in = 70, out = 67, ld = 75, c0 = 2;
+  LinearShape sh;
+  sh.in = ld;
+  sh.out = out;
+  sh.w_off = 3;
+  sh.b_off = 3 + long(out) * ld;
+  sh = sh.columns(c0, in, true);
+  const long P = 3 + long(out) * ld + out + 2;
+  Rng rng(seed);
+  auto rand_s = [&](std::size_t k) {
+    const Arr<double> v = randn(rng, k), t = randn(rng, k);
+    Arr<S> r(k);
+    for (std::size_t i = 0; i < k; ++i) {
+      if constexpr (std::is_same<S, D>::value) r[i] = D(v[i], t[i]);
+      else r[i] = v[i];
+    }
+    return r;
+  };
+  const Arr<S> x = rand_s(std::size_t(n) * in), yb = rand_s(std::size_t(n) * out);
+  const Arr<double> g0 = randn(rng, std::size_t(P));
+  const auto X = mat(x, n, in), Yb = mat(yb, n, out);
+  auto run = [&](auto mode) {
+    Vec<R, M> g("g", P);
+    for (long k = 0; k < P; ++k) g(k) = g0[k];
+    km::linear_backward_params<Exec, S, decltype(mode)>(Exec(), X, Yb, sh, g);
+    Kokkos::fence();
+    return g;
+  };
+  const auto gt = run(exec_mode::TeamTiled{});
+  const auto gh = run(exec_mode::HostRow{});
+  Mismatch bits, close_hr;
+  long checked = 0;
+  for (int o = 0; o < out; ++o)
+    for (int c = 0; c <= in; ++c) {
+      R acc(0);
+      for (long ch = 0; ch * kc < n; ++ch) {
+        S part(0);
+        for (long i = ch * kc; i < std::min<long>(n, (ch + 1) * kc); ++i)
+          part += yb[i * out + o] * (c < in ? x[i * in + c] : S(1));
+        acc += param_part(part);
+      }
+      const long k = c < in ? sh.w_off + long(o) * ld + c : sh.b_off + o;
+      const R want = g0[k] + acc;
+      bits.check(same_bits(gt(k), want), where("TeamTiled chunked sum", 0, k, gt(k), want));
+      close_hr.check(close(gt(k), gh(k), 1e-12, 1e-12), where("TeamTiled vs HostRow", 0, k, gt(k), gh(k)));
+      ++checked;
+    }
+  // the weights outside the column block and the padding are left alone
+  for (long k = 0; k < P; ++k) {
+    const bool in_block = (k >= sh.w_off && k < 3 + long(out) * ld && (k - 3) % ld >= c0 && (k - 3) % ld < c0 + in) ||
+                          (k >= sh.b_off && k < sh.b_off + out);
+    if (!in_block) bits.check(same_bits(gt(k), g0[k]), where("untouched", 0, k, gt(k), g0[k]));
+  }
+  CHECK(checked == long(out) * (in + 1));
+  INFO(bits.first);
+  CHECK(bits.count == 0);
+  INFO(close_hr.first);
+  CHECK(close_hr.count == 0);
+}
+
+TEST_CASE("ops model: TeamTiled weight gradient over several row chunks", "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  check_chunked_weight_gradient<double>(133);
+  check_chunked_weight_gradient<D>(134);
+}
+
 TEST_CASE("ops model: activations and add_into (pointwise.hpp)", "[ops][model]") {
   hydragnn_test::ensure_kokkos();
   check_op(ActivationOp{Activation::Identity, "identity"}, 120);

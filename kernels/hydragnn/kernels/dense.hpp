@@ -11,13 +11,17 @@
 // Modes (kernels/modes.hpp): HostRow runs register-blocked micro-kernels (kernels/gemm.hpp) over
 // tiles of rows; its forward streams the transposed weights W^T (in x out, contiguous over outputs;
 // the model transposes all weights once per pass, never per call); PerElement is one thread per
-// output; TeamTiled is one team per tile of rows with vector lanes over the outputs.
+// output; TeamTiled runs the shared-memory tiled products of kernels/team_gemm.hpp (the GPU mode).
+// The weight gradient of TeamTiled sums the rows in chunks (a GPU needs the rows split across
+// teams), then the chunks in ascending order: a fixed order, but another one than the other modes'
+// once there are more rows than one chunk.
 #pragma once
 
 #include <hydragnn/core/types.hpp>
 #include <hydragnn/kernels/gemm.hpp>
 #include <hydragnn/kernels/modes.hpp>
 #include <hydragnn/kernels/pointwise.hpp>
+#include <hydragnn/kernels/team_gemm.hpp>
 
 #include <stdexcept>
 #include <string>
@@ -357,7 +361,17 @@ void linear_forward(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const Weigh
       return;
     }
   }
-  // PerElement, TeamTiled (and HostRow without W^T): one sum per output element
+  if constexpr (detail::is_team_tiled<Mode>) {
+    // shared-memory tiles (team_gemm.hpp); each element's sum in the order below
+    using detail::Contig;
+    detail::team_gemm<Exec, S, S, T, Contig::k, Contig::k>(
+        exec, "hydragnn::Linear::forward", n, out, in, 0, KOKKOS_LAMBDA(const long i, const long c) { return X(i, c); },
+        KOKKOS_LAMBDA(const long c, const long o) { return p(w + o * ld + c); },
+        KOKKOS_LAMBDA(const long, const long, const long o) { return b >= 0 ? S(p(b + o)) : S(0); },
+        KOKKOS_LAMBDA(const long, const long i, const long o, const S& v) { Y(i, o) = v; });
+    return;
+  }
+  // PerElement (and HostRow without W^T): one sum per output element
   detail::for_each_element<Mode>(exec, "hydragnn::Linear::forward", n, out, KOKKOS_LAMBDA(const long i, const long o) {
     S acc = b >= 0 ? S(p(b + o)) : S(0);
     const T* wrow = &p(w + o * ld);
@@ -378,6 +392,15 @@ void linear_backward_input(const Exec& exec, const CMat<S, mem_t<Exec>>& Ybar, c
     detail::host_rows_product<Exec, S>(exec, "hydragnn::Linear::backward_input", Ybar.data(), long(Ybar.stride(0)), out,
                                        p.data() + w, ld, in, Xbar.data(), long(Xbar.stride(0)), n,
                                        detail::AccumulateInit<S, mem_t<Exec>>{Xbar, accumulate});
+    return;
+  }
+  if constexpr (detail::is_team_tiled<Mode>) {
+    using detail::Contig;
+    detail::team_gemm<Exec, S, S, T, Contig::k, Contig::mn>(
+        exec, "hydragnn::Linear::backward_input", n, in, out, 0, KOKKOS_LAMBDA(const long i, const long o) { return Ybar(i, o); },
+        KOKKOS_LAMBDA(const long o, const long c) { return p(w + o * ld + c); },
+        KOKKOS_LAMBDA(const long, const long i, const long c) { return accumulate ? S(Xbar(i, c)) : S(0); },
+        KOKKOS_LAMBDA(const long, const long i, const long c, const S& v) { Xbar(i, c) = v; });
     return;
   }
   detail::for_each_element<Mode>(exec, "hydragnn::Linear::backward_input", n, in, KOKKOS_LAMBDA(const long i, const long c) {
@@ -464,7 +487,9 @@ void linear_backward_input_act(const Exec& exec, const CMat<S, mem_t<Exec>>& Yba
 ///
 /// HostRow: one thread per block of gemm::nr outputs, rows in cache-sized chunks, register tiles
 /// of gemm::mr inputs x gemm::nr outputs (see below); biases separately.
-/// PerElement: one thread per weight. TeamTiled: one team per output, lanes over inputs.
+/// PerElement: one thread per weight. TeamTiled: shared-memory tiles over chunks of
+/// params_chunk_rows rows, the chunks' sums added in ascending order (bitwise equal to the other
+/// modes up to one chunk of rows; beyond, the same sums in another fixed order).
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const CMat<S, mem_t<Exec>>& Ybar,
                             const LinearShape& sh, const Vec<real_t<S>, mem_t<Exec>>& g) {
@@ -569,7 +594,21 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
     }
     return;
   }
-  // one thread (PerElement) or lane (TeamTiled) per weight, plus a last column for the bias
+  if constexpr (detail::is_team_tiled<Mode>) {
+    // Wbar^T as a product over the rows in chunks (team_gemm.hpp: team_row_sums); the bias is a
+    // last column of ones
+    using detail::Contig;
+    detail::team_row_sums<Exec, S, Mode, Contig::mn, Contig::mn>(
+        exec, "hydragnn::Linear::backward_params", "hydragnn::Linear::backward_params_chunks", out, cols, n,
+        KOKKOS_LAMBDA(const long o, const long i) { return Ybar(i, o); },
+        KOKKOS_LAMBDA(const long i, const long c) { return c < in ? S(X(i, c)) : S(1); },
+        KOKKOS_LAMBDA(const long o, const long c, const real_t<S>& v) {
+          if (c < in) g(w + o * ld + c) += v;
+          else g(b + o) += v;
+        });
+    return;
+  }
+  // one thread per weight, plus a last column for the bias
   detail::for_each_element<Mode>(exec, "hydragnn::Linear::backward_params", out, cols, KOKKOS_LAMBDA(const long o, const long c) {
     S acc(0);
     if (c < in) {
@@ -587,12 +626,17 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
 template <class Exec, class T>
 void transpose_weights(const Exec& exec, const CVec<T, mem_t<Exec>>& p, const Kokkos::View<const long* [3], mem_t<Exec>>& shapes,
                        const Vec<T, mem_t<Exec>>& pt) {
+  // one team per layer, its threads over the layer's weights
+  using member = typename Kokkos::TeamPolicy<Exec>::member_type;
   Kokkos::parallel_for(
-      "hydragnn::Linear::transpose_weights", Kokkos::RangePolicy<Exec>(exec, 0, long(shapes.extent(0))),
-      KOKKOS_LAMBDA(const long l) {
+      "hydragnn::Linear::transpose_weights", Kokkos::TeamPolicy<Exec>(exec, long(shapes.extent(0)), Kokkos::AUTO),
+      KOKKOS_LAMBDA(const member& t) {
+        const long l = t.league_rank();
         const long w = shapes(l, 0), in = shapes(l, 1), out = shapes(l, 2);
-        for (long o = 0; o < out; ++o)
-          for (long c = 0; c < in; ++c) pt(w + c * out + o) = p(w + o * in + c);
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(t, in * out), [&](const long e) {
+          const long c = e / out, o = e % out;
+          pt(w + c * out + o) = p(w + o * in + c);
+        });
       });
 }
 

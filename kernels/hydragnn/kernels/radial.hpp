@@ -6,6 +6,7 @@
 #include <hydragnn/core/types.hpp>
 #include <hydragnn/kernels/fastmath.hpp>
 #include <hydragnn/kernels/modes.hpp>
+#include <hydragnn/kernels/team_gemm.hpp>
 
 #include <type_traits>
 
@@ -215,7 +216,8 @@ void bessel_basis(const Exec& exec, const CVec<S, mem_t<Exec>>& d, const CVec<T,
 
 /// Backward of bessel_basis: dbar(e) += sum_k Bbar(e,k) (env'(x) sin(f_k x) + env(x) f_k cos(f_k x)) / rc
 /// (skipped when dbar is empty); g(f_off + k) += sum_e Bbar(e,k) env(x) x cos(f_k x), edges in
-/// ascending order, one thread per frequency (skipped when g is empty; g real: param_part).
+/// ascending order, one thread per frequency (TeamTiled: in chunks of edges over teams, the chunks
+/// added in order) (skipped when g is empty; g real: param_part).
 ///                                                       // d, Bbar: E x K -> dbar: E, g: frequencies
 template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
 void bessel_basis_backward(const Exec& exec, const CVec<S, mem_t<Exec>>& d, const CVec<T, mem_t<Exec>>& p, long f_off,
@@ -236,7 +238,22 @@ void bessel_basis_backward(const Exec& exec, const CVec<S, mem_t<Exec>>& d, cons
           }
           dbar(e) += acc / R(rc);
         });
-  if (g.extent(0) > 0)
+  if (g.extent(0) == 0) return;
+  if constexpr (detail::is_team_tiled<Mode>) {
+    // the edges in chunks over teams (team_gemm.hpp: team_row_sums, each term times 1), the chunks
+    // added in order: a GPU runs K threads otherwise, each over every edge
+    using detail::Contig;
+    detail::team_row_sums<Exec, S, Mode, Contig::mn, Contig::mn>(
+        exec, "hydragnn::RadialBasis::bessel_frequencies", "hydragnn::RadialBasis::bessel_frequencies_chunks", K, 1, E,
+        KOKKOS_LAMBDA(const long k, const long e) {
+          const S x = d(e) / R(rc);
+          return S(Bbar(e, k) * radial::dimenet_envelope(exponent + 1, x) * x * math::cos(x * R(p(f_off + k))));
+        },
+        KOKKOS_LAMBDA(const long, const long) { return S(R(1)); },
+        KOKKOS_LAMBDA(const long k, const long, const R& v) { g(f_off + k) += v; });
+    return;
+  }
+  {
     Kokkos::parallel_for(
         "hydragnn::RadialBasis::bessel_frequencies", Kokkos::RangePolicy<Exec>(exec, 0, K), KOKKOS_LAMBDA(const long k) {
           const R f = R(p(f_off + k));
@@ -247,6 +264,7 @@ void bessel_basis_backward(const Exec& exec, const CVec<S, mem_t<Exec>>& d, cons
           }
           g(f_off + k) += param_part(acc);
         });
+  }
 }
 
 }  // namespace kernels
