@@ -52,10 +52,14 @@ void assemble_stress(const Exec& exec, const Batch<mem_t<Exec>>& b, const CMat<S
       KOKKOS_LAMBDA(const long k) {
         const long gr = k / 9;
         const int a = int(k % 9) / 3, c = int(k % 9) % 3;
+        if (!(vol(gr) > 0)) {  // no cell: NaN, without summing edges whose sum would be discarded
+          sigma(gr, k % 9) = double(NAN);
+          return;
+        }
         double acc = 0;
         for (int e = gep(gr); e < gep(gr + 1); ++e)
           acc += double(scalar_traits<S>::primal(g(e, a))) * edge_component(pos, shift, dst, src, e, c);
-        sigma(gr, k % 9) = vol(gr) > 0 ? acc / vol(gr) : double(NAN);
+        sigma(gr, k % 9) = acc / vol(gr);
       });
 }
 
