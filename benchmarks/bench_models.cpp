@@ -228,6 +228,23 @@ struct PredictRun {
   double seconds = 0, dev_before = 0;
 };
 
+/// What one inference step holds: the batch, a conservative model and the workspace.
+template <class Conv>
+struct PredictCase {
+  Exec exec;
+  hydragnn::Batch<M> batch;
+  Model<T, Conv, Exec> model;
+  Workspace<M> ws;
+  PredictCase(const GraphSet& set, int hidden)
+      : batch(hydragnn_bench::make_device_batch<M>(set, hydragnn_bench::species_map(), false,
+                                                   hydragnn::conv_traits<Conv>::needs_triplets)),
+        model(bench_spec(Conv::name, hidden, true), bench_options<Conv>(hidden)) {
+    model.initialize(42);
+  }
+  /// predict() with energies, forces (and stress).
+  Prediction step() { return predict(exec, model, batch, true, &ws); }
+};
+
 /// Shared body of the inference benchmarks: build the batch and a conservative model, warm up, then
 /// time predict() (energy, forces, stress) per iteration.
 template <class Conv>
@@ -235,28 +252,23 @@ PredictRun run_predict(benchmark::State& state, const GraphSet& set, int hidden)
   PredictRun r;
   r.dev_before = device_used_mib();
   KokkosMemoryTracker::start();
-  const Exec exec;
-  auto batch = hydragnn_bench::make_device_batch<M>(set, hydragnn_bench::species_map(), false,
-                                                    hydragnn::conv_traits<Conv>::needs_triplets);
-  Model<T, Conv, Exec> model(bench_spec(Conv::name, hidden, true), bench_options<Conv>(hidden));
-  model.initialize(42);
-  Workspace<M> ws;
+  PredictCase<Conv> c(set, hidden);
   for (int k = 0; k < g_warmup; ++k) {  // setup + first predict, as in BM_train
-    benchmark::DoNotOptimize(predict(exec, model, batch, true, &ws).energy.data());
+    benchmark::DoNotOptimize(c.step().energy.data());
     if (r.kpeak < 0) r.kpeak = KokkosMemoryTracker::stop();
   }
   for (auto _ : state) {
     const auto t0 = std::chrono::steady_clock::now();
-    Prediction p = predict(exec, model, batch, true, &ws);
+    Prediction p = c.step();
     benchmark::DoNotOptimize(p.forces.data());
     Kokkos::fence();
     r.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (r.kpeak < 0) r.kpeak = KokkosMemoryTracker::stop();
   }
-  r.graphs = batch.num_graphs;
-  r.atoms = batch.num_atoms;
-  r.edges = batch.num_edges;
-  r.params = model.num_params();
+  r.graphs = c.batch.num_graphs;
+  r.atoms = c.batch.num_atoms;
+  r.edges = c.batch.num_edges;
+  r.params = c.model.num_params();
   return r;
 }
 
@@ -327,13 +339,8 @@ void register_model(const std::vector<int>& hidden, const std::vector<int>& md_s
   for (int h : hidden) {
     const std::string name = "infer/" + c + "/h" + std::to_string(h);
     profile_cases()[name] = [name, h](int steps) {
-      const Exec exec;
-      auto batch = hydragnn_bench::make_device_batch<M>(reference_set(), hydragnn_bench::species_map(), false,
-                                                        hydragnn::conv_traits<Conv>::needs_triplets);
-      Model<T, Conv, Exec> model(bench_spec(Conv::name, h, true), bench_options<Conv>(h));
-      model.initialize(42);
-      Workspace<M> ws;
-      profile_steps(name, steps, [&] { benchmark::DoNotOptimize(predict(exec, model, batch, true, &ws).forces.data()); });
+      PredictCase<Conv> pc(reference_set(), h);
+      profile_steps(name, steps, [&] { benchmark::DoNotOptimize(pc.step().forces.data()); });
     };
     benchmark::RegisterBenchmark(name.c_str(), [h](benchmark::State& s) { BM_infer<Conv>(s, h); })
         ->Unit(benchmark::kMillisecond)

@@ -226,7 +226,6 @@ KOKKOS_INLINE_FUNCTION void rows_product_here(const S* A, long lda, long K, cons
   for (long t = 0; t * MT < n; ++t) host_rows_tile(t, A, lda, K, B, ldb, ncols, C, ldc, n, init, post, bedge);
 }
 
-
 /// Tiling of HostRow's weight gradient: the dual one splits the chunk's Ybar block into primal and
 /// tangent planes once (ybuf), then tiles of 4 inputs x NR outputs of tangent accumulators (8
 /// vector registers, plus 4 for the Ybar planes); the real one 6 inputs x NR outputs.
@@ -598,7 +597,7 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
     // Wbar^T as a product over the rows in chunks (team_gemm.hpp: team_row_sums); the bias is a
     // last column of ones
     using detail::Contig;
-    detail::team_row_sums<Exec, S, Mode, Contig::mn, Contig::mn>(
+    detail::team_row_sums<Exec, S, Contig::mn, Contig::mn>(
         exec, "hydragnn::Linear::backward_params", "hydragnn::Linear::backward_params_chunks", out, cols, n,
         KOKKOS_LAMBDA(const long o, const long i) { return Ybar(i, o); },
         KOKKOS_LAMBDA(const long i, const long c) { return c < in ? S(X(i, c)) : S(1); },

@@ -125,7 +125,7 @@ void egnn_edge_pre_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& prebar
     if (!w_done) {
       // the rows in chunks over teams (team_gemm.hpp), the chunks added in order
       using detail::Contig;
-      detail::team_row_sums<Exec, S, Mode, Contig::mn, Contig::mn>(
+      detail::team_row_sums<Exec, S, Contig::mn, Contig::mn>(
           exec, "hydragnn::EGNNConv::edge_pre_backward_w", "hydragnn::EGNNConv::edge_pre_backward_w_chunks", F, 1, E,
           KOKKOS_LAMBDA(const long f, const long e) { return prebar(e, f); },
           KOKKOS_LAMBDA(const long e, const long) { return q(e); },

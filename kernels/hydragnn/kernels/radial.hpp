@@ -243,7 +243,7 @@ void bessel_basis_backward(const Exec& exec, const CVec<S, mem_t<Exec>>& d, cons
     // the edges in chunks over teams (team_gemm.hpp: team_row_sums, each term times 1), the chunks
     // added in order: a GPU runs K threads otherwise, each over every edge
     using detail::Contig;
-    detail::team_row_sums<Exec, S, Mode, Contig::mn, Contig::mn>(
+    detail::team_row_sums<Exec, S, Contig::mn, Contig::mn>(
         exec, "hydragnn::RadialBasis::bessel_frequencies", "hydragnn::RadialBasis::bessel_frequencies_chunks", K, 1, E,
         KOKKOS_LAMBDA(const long k, const long e) {
           const S x = d(e) / R(rc);
@@ -253,18 +253,16 @@ void bessel_basis_backward(const Exec& exec, const CVec<S, mem_t<Exec>>& d, cons
         KOKKOS_LAMBDA(const long k, const long, const R& v) { g(f_off + k) += v; });
     return;
   }
-  {
-    Kokkos::parallel_for(
-        "hydragnn::RadialBasis::bessel_frequencies", Kokkos::RangePolicy<Exec>(exec, 0, K), KOKKOS_LAMBDA(const long k) {
-          const R f = R(p(f_off + k));
-          S acc(R(0));
-          for (long e = 0; e < E; ++e) {
-            const S x = d(e) / R(rc);
-            acc += Bbar(e, k) * radial::dimenet_envelope(exponent + 1, x) * x * math::cos(x * f);
-          }
-          g(f_off + k) += param_part(acc);
-        });
-  }
+  Kokkos::parallel_for(
+      "hydragnn::RadialBasis::bessel_frequencies", Kokkos::RangePolicy<Exec>(exec, 0, K), KOKKOS_LAMBDA(const long k) {
+        const R f = R(p(f_off + k));
+        S acc(R(0));
+        for (long e = 0; e < E; ++e) {
+          const S x = d(e) / R(rc);
+          acc += Bbar(e, k) * radial::dimenet_envelope(exponent + 1, x) * x * math::cos(x * f);
+        }
+        g(f_off + k) += param_part(acc);
+      });
 }
 
 }  // namespace kernels

@@ -118,36 +118,6 @@ void team_gemm(const Exec& exec, const char* label, long M, long N, long K, long
   });
 }
 
-template <class M>
-unsigned char* reduction_scratch(std::size_t bytes);
-
-/// Rows summed per team by team_row_sums before the chunks are added in order.
-constexpr long params_chunk_rows = 512;
-
-/// add(m, n, sum_k A(m, k) B(k, n)) for every m < M, n < N, with the K rows (a weight gradient's
-/// edges or atoms) summed per chunk of params_chunk_rows rows by team_gemm, the chunks' partial sums
-/// (param_part: the tangents of a dual) kept in reduction_scratch, then added in ascending chunk order
-/// by one thread per (m, n). With K <= params_chunk_rows: the plain sum in k order.
-template <class Exec, class S, class Mode, Contig CA, Contig CB, class LA, class LB, class Add>
-void team_row_sums(const Exec& exec, const char* label, const char* label_chunks, long M, long N, long K, const LA& a,
-                   const LB& b, const Add& add) {
-  using R = real_t<S>;
-  if (M <= 0 || N <= 0 || K <= 0) return;
-  constexpr long kc = params_chunk_rows;
-  const long nch = (K + kc - 1) / kc;
-  const std::size_t count = std::size_t(nch) * std::size_t(M) * std::size_t(N);
-  const Kokkos::View<R*, mem_t<Exec>, Kokkos::MemoryTraits<Kokkos::Unmanaged>> part(
-      reinterpret_cast<R*>(reduction_scratch<mem_t<Exec>>(count * sizeof(R))), count);
-  team_gemm<Exec, S, S, S, CA, CB>(
-      exec, label, M, N, K, kc, a, b, KOKKOS_LAMBDA(const long, const long, const long) { return S(0); },
-      KOKKOS_LAMBDA(const long ch, const long m, const long n, const S& v) { part((ch * M + m) * N + n) = param_part(v); });
-  for_each_element<Mode>(exec, label_chunks, M, N, KOKKOS_LAMBDA(const long m, const long n) {
-    R acc(0);
-    for (long ch = 0; ch < nch; ++ch) acc += part((ch * M + m) * N + n);
-    add(m, n, acc);
-  });
-}
-
 /// A buffer of at least `bytes` in memory space M for the partial sums of chunked reductions
 /// (team_gemm's weight gradient): one per memory space, grown (after a fence) when a call needs
 /// more, never shrunk, released at Kokkos::finalize. A steady-state step allocates nothing.
@@ -176,9 +146,36 @@ unsigned char* reduction_scratch(std::size_t bytes) {
   if (s->buf.extent(0) < bytes) {
     Kokkos::fence();  // kernels still reading the old buffer
     s->buf = Buffer();
-    s->buf = Buffer(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hydragnn::Linear::reduction_scratch"), bytes + bytes / 2);
+    s->buf = Buffer(Kokkos::view_alloc(Kokkos::WithoutInitializing, "hydragnn::TeamGemm::reduction_scratch"), bytes + bytes / 2);
   }
   return s->buf.data();
+}
+
+/// Rows summed per team by team_row_sums before the chunks are added in order.
+constexpr long params_chunk_rows = 512;
+
+/// add(m, n, sum_k A(m, k) B(k, n)) for every m < M, n < N, with the K rows (a weight gradient's
+/// edges or atoms) summed per chunk of params_chunk_rows rows by team_gemm, the chunks' partial sums
+/// (param_part: the tangents of a dual) kept in reduction_scratch, then added in ascending chunk order
+/// by one thread per (m, n). With K <= params_chunk_rows: the plain sum in k order.
+template <class Exec, class S, Contig CA, Contig CB, class LA, class LB, class Add>
+void team_row_sums(const Exec& exec, const char* label, const char* label_chunks, long M, long N, long K, const LA& a,
+                   const LB& b, const Add& add) {
+  using R = real_t<S>;
+  if (M <= 0 || N <= 0 || K <= 0) return;
+  constexpr long kc = params_chunk_rows;
+  const long nch = (K + kc - 1) / kc;
+  const std::size_t count = std::size_t(nch) * std::size_t(M) * std::size_t(N);
+  const Kokkos::View<R*, mem_t<Exec>, Kokkos::MemoryTraits<Kokkos::Unmanaged>> part(
+      reinterpret_cast<R*>(reduction_scratch<mem_t<Exec>>(count * sizeof(R))), count);
+  team_gemm<Exec, S, S, S, CA, CB>(
+      exec, label, M, N, K, kc, a, b, KOKKOS_LAMBDA(const long, const long, const long) { return S(0); },
+      KOKKOS_LAMBDA(const long ch, const long m, const long n, const S& v) { part((ch * M + m) * N + n) = param_part(v); });
+  for_each_element<exec_mode::TeamTiled>(exec, label_chunks, M, N, KOKKOS_LAMBDA(const long m, const long n) {
+    R acc(0);
+    for (long ch = 0; ch < nch; ++ch) acc += part((ch * M + m) * N + n);
+    add(m, n, acc);
+  });
 }
 
 }  // namespace detail
