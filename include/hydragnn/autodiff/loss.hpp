@@ -105,6 +105,9 @@ LossResult loss_and_grad(const typename ModelT::exec_space& exec, const ModelT& 
   // ---- pass 1 (real, no parameter gradient) ---------------------------------------------------
   const auto wts = model.weights(exec);
   typename ModelT::template Forward<T> f1;
+  // the parameter gradient is a second, dual pass with force or stress terms (and none without
+  // want_grad): pass 1 then keeps only what forces and stress need
+  f1.geometry_only = need_forces || !want_grad;
   auto ef = energy_forces(exec, model, wts, b, f1, ws, conservative);
   if (with_prediction) {
     res.pred.energy = to_host_vector(ef.energy);

@@ -100,6 +100,7 @@ Prediction predict(const typename ModelT::exec_space& exec, const ModelT& model,
   Prediction out;
   const auto w = model.weights(exec);
   typename ModelT::template Forward<T> f;
+  f.geometry_only = true;  // no parameter gradient of a prediction
   auto ef = energy_forces(exec, model, w, b, f, *workspace, forces);
   Workspace<M>& ws = *workspace;
   out.energy = to_host_vector(ef.energy, ws, "hydragnn::predict::energy");

@@ -128,6 +128,11 @@ struct EGNNConv {
   template <class S, class M> struct LayerCache {
     Mat<S, M> d, A, B, pre1, a1, pre2, m_raw, m, agg, pre3, a3, c1, a5, c2, phi;
     Vec<S, M> len, q, C;
+    /// Set by Model::forward: the pass needs no parameter gradient (forces, stress, inference).
+    bool geometry_only = false;
+    /// ReLU masks of the edge MLP in place of pre1 / pre2 / c1 (kernels::egnn_edge_forward_geometry;
+    /// empty: the activations are kept)
+    kernels::EGNNMask<M> k1, k2, k3;
   };
 
   template <class Exec, class S>
@@ -172,6 +177,31 @@ struct EGNNConv {
     c.B = ws.template mat<S>(lbl + ".B", l, N, H);
     kernels::linear_forward<Exec, S, T>(exec, in.h, w, L.A, c.A);
     kernels::linear_forward<Exec, S, T>(exec, in.h, w, L.B, c.B);
+    c.k1 = c.k2 = c.k3 = kernels::EGNNMask<mem_t<Exec>>();
+    if constexpr (std::is_same<S, T>::value) {
+      // no parameter gradient to come: the edge MLP in one pass over the edges, no E x H activation
+      // stored, only which ReLU inputs were active (bitwise the op sequence below)
+      if (c.geometry_only && !env.on && kernels::egnn_edge_forward_geometry_fuses<Exec, S>(exec, inner, H, H)) {
+        constexpr long CH = kernels::egnn_edge_mlp_chunk_rows;
+        c.k1 = ws.template mat<std::uint8_t>(lbl + ".k1", l, E, H);
+        c.k2 = ws.template mat<std::uint8_t>(lbl + ".k2", l, E, H);
+        c.agg = ws.template mat<S>(lbl + ".agg", l, N, H);
+        auto a1b = ws.template mat<S>(lbl + ".a1_chunk", 0, CH, H);
+        auto mb = ws.template mat<S>(lbl + ".m_chunk", 0, CH, H);
+        auto a5b = ws.template mat<S>(lbl + ".a5_chunk", 0, CH, H);
+        c.pre1 = c.a1 = c.pre2 = c.m_raw = c.m = c.a5 = c.c1 = Mat<S, mem_t<Exec>>();
+        c.c2 = Mat<S, mem_t<Exec>>();
+        if (L.equivariant) {
+          c.k3 = ws.template mat<std::uint8_t>(lbl + ".k3", l, E, H);
+          c.c2 = ws.template mat<S>(lbl + ".c2", l, E, 1);
+        }
+        kernels::egnn_edge_forward_geometry<Exec, S>(exec, w, c.A, c.B, c.q, b.dst, b.src, L.W2, L.coord0, L.coord2,
+                                                     L.w_off, L.w_ld, c.agg, c.c2, c.k1, c.k2, c.k3, a1b, mb, a5b);
+        coord_forward(exec, L, b, in, c, out, ws, l);
+        node_forward(exec, L, w, b, in, c, out, ws, l);
+        return;
+      }
+    }
     // pre-activations kept apart from the activations only where the backward needs them (not ReLU)
     const bool keep_pre = !kernels::derivative_from_output(inner);
     c.a1 = ws.template mat<S>(lbl + ".a1", l, E, H);
@@ -192,16 +222,38 @@ struct EGNNConv {
       c.c1 = keep_pre ? ws.template mat<S>(lbl + ".c1", l, E, H) : c.a5;
       c.c2 = ws.template mat<S>(lbl + ".c2", l, E, 1);
       kernels::linear_forward_act_dot<Exec, S, T>(exec, c.m, w, L.coord0, inner, c.c1, c.a5, L.coord2, c.c2);
-      c.phi = ws.template mat<S>(lbl + ".phi", l, E, 1);
-      kernels::activation_forward<Exec, S>(exec, Activation::Tanh, c.c2, c.phi);
-      out.v = ws.template vec3<S>(lbl + ".u", l, N, 3, 1);
-      kernels::egnn_coord_update<Exec, S>(exec, u, c.d, c.len, c.phi, b.row_ptr, coords(out.v));
-    } else {
-      out.v = in.v;
     }
+    coord_forward(exec, L, b, in, c, out, ws, l);
     // nodes
     c.agg = ws.template mat<S>(lbl + ".agg", l, N, H);
     kernels::segment_sum<Exec, S>(exec, c.m, b.row_ptr, c.agg, false);
+    node_forward(exec, L, w, b, in, c, out, ws, l);
+  }
+
+  /// The coordinate update of layer l from the coordinate MLP's output c.c2 (none: u passes through).
+  template <class Exec, class S>
+  void coord_forward(const Exec& exec, const Layer& L, const Batch<mem_t<Exec>>& b, const NodeState<S, mem_t<Exec>>& in,
+                     LayerCache<S, mem_t<Exec>>& c, NodeState<S, mem_t<Exec>>& out, Workspace<mem_t<Exec>>& ws,
+                     int l) const {
+    if (!L.equivariant) {
+      out.v = in.v;
+      return;
+    }
+    const std::string lbl = "hydragnn::EGNNConv::layer_forward";
+    c.phi = ws.template mat<S>(lbl + ".phi", l, b.num_edges, 1);
+    kernels::activation_forward<Exec, S>(exec, Activation::Tanh, c.c2, c.phi);
+    out.v = ws.template vec3<S>(lbl + ".u", l, b.num_atoms, 3, 1);
+    kernels::egnn_coord_update<Exec, S>(exec, coords(in.v), c.d, c.len, c.phi, b.row_ptr, coords(out.v));
+  }
+
+  /// The node MLP of layer l on the aggregate c.agg: h' = W4 act(C h + D agg) [+ h].
+  template <class Exec, class S, class T>
+  void node_forward(const Exec& exec, const Layer& L, const Weights<T, mem_t<Exec>>& w, const Batch<mem_t<Exec>>& b,
+                    const NodeState<S, mem_t<Exec>>& in, LayerCache<S, mem_t<Exec>>& c, NodeState<S, mem_t<Exec>>& out,
+                    Workspace<mem_t<Exec>>& ws, int l) const {
+    const int N = b.num_atoms, H = hidden;
+    const std::string lbl = "hydragnn::EGNNConv::layer_forward";
+    const Activation inner = opt.inner_activation;
     c.pre3 = ws.template mat<S>(lbl + ".pre3", l, N, H);
     kernels::linear_forward<Exec, S, T>(exec, in.h, w, L.C, c.pre3);
     auto tmp = ws.template mat<S>(lbl + ".tmp", 0, N, H);
@@ -226,6 +278,9 @@ struct EGNNConv {
     const bool want_params = g.extent(0) > 0;
     const Activation inner = opt.inner_activation;
     const std::string lbl = "hydragnn::EGNNConv::layer_backward";
+    if (want_params && c.geometry_only)
+      throw std::logic_error("hydragnn::EGNNConv::layer_backward: a parameter gradient of a forward pass made without "
+                             "one (Forward::geometry_only)");
     auto params = [&](const Mat<S, M>& X, const Mat<S, M>& Yb, const LinearShape& sh) {
       if (want_params) kernels::linear_backward_params<Exec, S>(exec, X, Yb, sh, g);
     };
@@ -272,7 +327,7 @@ struct EGNNConv {
       kernels::EGNNEdgeMLPBackward<S, T, M> a{aggbar, b.dst, b.src, b.row_ptr, b.send_perm, b.send_ptr,
                                               c2bar, c.c1, c.a5, c.m, c.pre2, c.a1, c.pre1, c.q, w.p,
                                               L.W2, L.coord0, L.coord2, L.w_off, L.w_ld, want_params ? g : Vec<real_t<S>, M>(),
-                                              qbar, Abar, Bbar};
+                                              qbar, Abar, Bbar, c.k1, c.k2, c.k3};
       kernels::egnn_edge_mlp_backward<Exec, S, T>(exec, a, inner, mbar, c1bar, pre1bar, sc, av);
     } else {
       auto mbar = ws.template mat<S>(lbl + ".m_bar", 0, E, H);

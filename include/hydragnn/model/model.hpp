@@ -40,6 +40,14 @@
 
 namespace hydragnn {
 
+namespace detail {
+/// Whether a conv's layer cache has a geometry_only flag (Model::Forward::geometry_only).
+template <class C, class = void>
+struct has_geometry_only : std::false_type {};
+template <class C>
+struct has_geometry_only<C, std::void_t<decltype(std::declval<C&>().geometry_only)>> : std::true_type {};
+}  // namespace detail
+
 template <class T, class Conv, class Exec = Kokkos::DefaultExecutionSpace>
 class Model {
   static_assert(conv_traits<Conv>::value, "Model: Conv must satisfy the convolution interface");
@@ -64,6 +72,9 @@ class Model {
     typename Heads::template Cache<S, M> heads;
     Vec<rebind_t<S, double>, M> energy;  ///< G, eV
     std::vector<Mat<S, M>> head_out;     ///< per direct head: G x dim or N x dim
+    /// Set by the caller before forward: no parameter gradient will be taken of this pass (forces,
+    /// stress, inference), so a layer may keep less for its backward (EGNN). backward refuses one.
+    bool geometry_only = false;
   };
 
   Model() = default;
@@ -340,6 +351,8 @@ class Model {
     }
     for (int l = 0; l < L; ++l) {
       NodeState<S, M> out;
+      if constexpr (detail::has_geometry_only<typename Conv::template LayerCache<S, M>>::value)
+        f.layer[l].geometry_only = f.geometry_only;
       conv_.template layer_forward<Exec, S, T>(exec, l, w, b, f.edge, f.state[l], f.layer[l], out, ws);
       if constexpr (traits::batch_norm) {
         // the real pass of a training step records the batch statistics for the running update
@@ -378,6 +391,9 @@ class Model {
                      const Vec<S, M>& Ebar, const std::vector<Mat<S, M>>& head_bar, const Vec<real_t<S>, M>& g,
                      Workspace<M>& ws, bool geometry = true, const std::function<void(int)>* stage_done = nullptr) const {
     ProfileRegion region("hydragnn::Model::backward");
+    if (f.geometry_only && g.extent(0) > 0)
+      throw std::logic_error("hydragnn::Model::backward: a parameter gradient of a forward pass made with "
+                             "geometry_only (it keeps only what forces and stress need)");
     const int L = conv_.num_layers();
     const std::string lbl = "hydragnn::Model::backward";
     // dL/dh of every layer's (activated) output: the heads write into them

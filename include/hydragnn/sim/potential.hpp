@@ -219,6 +219,7 @@ class Potential {
       }
       const auto w = model.weights(exec);
       auto r = model.template edge_vectors<T>(exec, b, ws);
+      f.geometry_only = true;  // forces and stress only
       model.template forward<T>(exec, w, b, r, f, ws);
       // dE_0 / d(everything): seed 1 on graph 0 only
       auto hseed = ws.template host_vec<T>("hydragnn::Potential::seed_host", 0, G);

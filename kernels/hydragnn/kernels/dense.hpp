@@ -153,34 +153,49 @@ struct AccumulateInit {
 #endif
 };
 
+/// Rows [i0, i0 + MT) of host_rows_product below as one register tile of MT * planes tile rows.
+template <int MT, class S, class Init>
+KOKKOS_FORCEINLINE_FUNCTION void host_rows_block(long i0, const S* A, long lda, long K, const real_t<S>* B, long ldb,
+                                                 int ncols, S* C, long ldc, const Init& init, const real_t<S>* bedge) {
+  using R = real_t<S>;
+  constexpr int P = planes<S>;
+  const R* Ar = reinterpret_cast<const R*>(A);
+  R* Cr = reinterpret_cast<R*>(C);
+#ifdef HYDRAGNN_SIMD_PACKS
+  gemm::rows<R, MT * P, P>(Ar + i0 * lda * P, lda * P, P, B, ldb, K, ncols, Cr + i0 * ldc * P, ldc * P,
+                           [&](int r, int j) { return init(i0 + r / P, r % P, j); }, bedge,
+                           [&](int r, int j) { return init.template pack<R>(i0 + r / P, r % P, j); });
+#else
+  gemm::rows<R, MT * P, P>(Ar + i0 * lda * P, lda * P, P, B, ldb, K, ncols, Cr + i0 * ldc * P, ldc * P,
+                           [&](int r, int j) { return init(i0 + r / P, r % P, j); }, bedge);
+#endif
+}
+
 /// Tile t of host_rows_product below (rows [t MT, min(n, (t + 1) MT)), MT = gemm::mr / planes),
-/// on the calling thread.
+/// on the calling thread. A last, partial tile is one register tile of its rows too (a tile of one
+/// row reloads B for every row: a 32-row chunk of the fused kernels would spend a fifth of its
+/// time on its last two rows). Each row's sums are the same whatever the tile height.
 template <class S, class Init, class Post>
 KOKKOS_FORCEINLINE_FUNCTION void host_rows_tile(long t, const S* A, long lda, long K, const real_t<S>* B, long ldb,
                                                 int ncols, S* C, long ldc, long n, const Init& init, const Post& post,
                                                 const real_t<S>* bedge) {
-  using R = real_t<S>;
-  constexpr int P = planes<S>;
-  constexpr int MT = gemm::mr / P;  // matrix rows per tile
-  const R* Ar = reinterpret_cast<const R*>(A);
-  R* Cr = reinterpret_cast<R*>(C);
+  constexpr int MT = gemm::mr / planes<S>;  // matrix rows per tile
+  static_assert(MT <= 6, "host_rows_tile: partial tiles of up to 5 rows");
   const long i0 = t * MT;
-  if (i0 + MT <= n) {
-#ifdef HYDRAGNN_SIMD_PACKS
-    gemm::rows<R, MT * P, P>(Ar + i0 * lda * P, lda * P, P, B, ldb, K, ncols, Cr + i0 * ldc * P, ldc * P,
-                             [&](int r, int j) { return init(i0 + r / P, r % P, j); }, bedge,
-                             [&](int r, int j) { return init.template pack<R>(i0 + r / P, r % P, j); });
-#else
-    gemm::rows<R, MT * P, P>(Ar + i0 * lda * P, lda * P, P, B, ldb, K, ncols, Cr + i0 * ldc * P, ldc * P,
-                             [&](int r, int j) { return init(i0 + r / P, r % P, j); }, bedge);
-#endif
-    post(i0, i0 + MT);
-  } else {
-    for (long i = i0; i < n; ++i)
-      gemm::rows<R, P, P>(Ar + i * lda * P, lda * P, P, B, ldb, K, ncols, Cr + i * ldc * P, ldc * P,
-                          [&](int r, int j) { return init(i, r, j); }, bedge);
-    post(i0, n);
+  const long rows = n - i0 < MT ? n - i0 : MT;
+  if (rows == MT) host_rows_block<MT>(i0, A, lda, K, B, ldb, ncols, C, ldc, init, bedge);
+  else if (rows == 1) host_rows_block<1>(i0, A, lda, K, B, ldb, ncols, C, ldc, init, bedge);
+  else if constexpr (MT > 2) {
+    if (rows == 2) host_rows_block<2>(i0, A, lda, K, B, ldb, ncols, C, ldc, init, bedge);
+    else if constexpr (MT > 3) {
+      if (rows == 3) host_rows_block<3>(i0, A, lda, K, B, ldb, ncols, C, ldc, init, bedge);
+      else if constexpr (MT > 4) {
+        if (rows == 4) host_rows_block<4>(i0, A, lda, K, B, ldb, ncols, C, ldc, init, bedge);
+        else if constexpr (MT > 5) host_rows_block<5>(i0, A, lda, K, B, ldb, ncols, C, ldc, init, bedge);
+      }
+    }
   }
+  post(i0, i0 + rows);
 }
 
 /// B's last column tile (ncols % NR columns of K rows, K <= host_row_max), zero-padded to NR, as

@@ -11,6 +11,8 @@
 #include <hydragnn/kernels/pointwise.hpp>
 #include <hydragnn/kernels/segment.hpp>
 
+#include <cstdint>
+
 namespace hydragnn {
 namespace kernels {
 
@@ -177,6 +179,11 @@ void egnn_edge_pre_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& prebar
       });
 }
 
+/// Which inputs of a ReLU were active (1: pre-activation > 0), one byte per element, E x width:
+/// all that the backward of a ReLU reads (kernels/pointwise.hpp derivative_from_output).
+template <class M>
+using EGNNMask = Kokkos::View<std::uint8_t**, Kokkos::LayoutRight, M>;
+
 /// The edge-MLP backward of an E_GCL layer without an envelope: the arguments of
 /// egnn_edge_mlp_backward (forward caches, weights, cotangents in and out).
 template <class S, class T, class M>
@@ -192,6 +199,8 @@ struct EGNNEdgeMLPBackward {
   Vec<real_t<S>, M> g;           ///< parameter gradient (empty: none)
   Vec<S, M> qbar;                ///< out: E
   Mat<S, M> Abar, Bbar;          ///< out: N x F, sums of pre1bar over receivers and senders
+  /// ReLU masks of egnn_edge_forward_geometry in place of pre1, pre2, c1 (empty: read those)
+  EGNNMask<M> k1, k2, k3;
 };
 
 /// Whether egnn_edge_mlp_backward runs fused (HostRow on a one-thread host space, widths within a
@@ -212,6 +221,116 @@ KOKKOS_INLINE_FUNCTION V rows_of(const V& x, long r0, long n) {
   return V(x.data() + r0 * long(x.extent(1)), n, x.extent(1));
 }
 
+/// Rows [r0, r0 + n) of a row-contiguous host matrix towards the cache (a hint; nothing where the
+/// compiler has no prefetch builtin or the matrix is empty).
+template <class V>
+KOKKOS_INLINE_FUNCTION void prefetch_rows(const V& x, long r0, long n) {
+#ifdef HYDRAGNN_SIMD_PACKS
+  if (x.extent(0) == 0) return;
+  const char* p = reinterpret_cast<const char*>(x.data() + r0 * long(x.stride(0)));
+  const long bytes = n * long(x.stride(0)) * long(sizeof(typename V::value_type));
+  for (long o = 0; o < bytes; o += 64) __builtin_prefetch(p + o);
+#else
+  (void)x, (void)r0, (void)n;
+#endif
+}
+
+/// Epilogue: rows [i0, i1) of xb times a ReLU's derivative read from its mask rows k(k0 + i, :),
+/// bitwise act_backward_row<ReLU> (f'(x) * xb with f'(x) = 1 or 0).
+template <class S, class M>
+struct MaskBackwardRowsPost {
+  EGNNMask<M> k;
+  long k0;
+  Mat<S, M> xb;
+  long c;
+  KOKKOS_INLINE_FUNCTION void operator()(long i0, long i1) const {
+    using R = real_t<S>;
+    for (long i = i0; i < i1; ++i) {
+      const std::uint8_t* kr = &k(k0 + i, 0);
+      S* xr = &xb(i, 0);
+      for (long j = 0; j < c; ++j) xr[j] = S(R(kr[j] ? 1 : 0)) * xr[j];
+    }
+  }
+};
+
+/// Epilogue: the mask rows k(k0 + i, :) = pre(i, :) > 0 of rows [i0, i1), then post(i0, i1) (which
+/// applies the ReLU in place).
+template <class S, class M, class Post>
+struct MaskThenRowsPost {
+  EGNNMask<M> k;
+  long k0;
+  Mat<S, M> pre;
+  long c;
+  Post post;
+  KOKKOS_INLINE_FUNCTION void operator()(long i0, long i1) const {
+    for (long i = i0; i < i1; ++i) {
+      std::uint8_t* kr = &k(k0 + i, 0);
+      const S* pr = &pre(i, 0);
+      for (long j = 0; j < c; ++j) kr[j] = pr[j] > S(0) ? 1 : 0;
+    }
+    post(i0, i1);
+  }
+};
+
+/// The fused geometry-only edge forward (one thread, chunks of CH edges; see
+/// egnn_edge_forward_geometry). The chunk's rows live in a1b, mb, a5b (CH x F, CH x H, CH x H).
+template <class S, class M>
+struct EGNNEdgeForwardGeometryFused {
+  CMat<S, M> A, B;
+  CVec<S, M> q;
+  CVec<int, M> dst, src;
+  CVec<S, M> p, pt;
+  LinearShape W2, coord0, coord2;
+  long w_off = 0, w_ld = 0;
+  Mat<S, M> agg, c2;
+  EGNNMask<M> k1, k2, k3;
+  Mat<S, M> a1b, mb, a5b;
+  KOKKOS_INLINE_FUNCTION void operator()(const long) const {
+    constexpr Activation AF = Activation::ReLU;
+    constexpr long CH = dense_chunk_rows;
+    const long E = long(q.extent(0)), N = long(agg.extent(0)), H = long(agg.extent(1)), F = long(a1b.extent(1));
+    const bool coord = c2.extent(0) > 0;
+    EGNNRadialColumn<S> col;
+    for (long f = 0; f < F; ++f) col.w[f] = p(w_off + f * w_ld);
+    for (long i = 0; i < N; ++i)
+      for (long f = 0; f < H; ++f) agg(i, f) = S(0);
+    for (long i0 = 0; i0 < E; i0 += CH) {
+      const long n = E - i0 < CH ? E - i0 : CH;
+      const Mat<S, M> a1v(a1b.data(), n, F), mv(mb.data(), n, H), a5v(a5b.data(), n, H);
+      // egnn_edge_pre_act (ReLU), its mask
+      for (long r = 0; r < n; ++r) {
+        const long e = i0 + r;
+        const S* ar = &A(dst(e), 0);
+        const S* br = &B(src(e), 0);
+        S* pr = &a1v(r, 0);
+        const S qe = q(e);
+        for (long f = 0; f < F; ++f) pr[f] = ar[f] + br[f] + qe * col.w[f];
+        std::uint8_t* kr = &k1(e, 0);
+        for (long f = 0; f < F; ++f) kr[f] = pr[f] > S(0) ? 1 : 0;
+        act_forward_row<AF>(pr, pr, F);
+      }
+      // m = ReLU(W2 a1 + b2) (linear_forward_act), its mask; the aggregate's sums (segment_sum:
+      // from zero, edges in ascending order, receiver-sorted)
+      rows_product_here<S>(a1v.data(), F, F, pt.data() + W2.wt_off, W2.out, int(H), mv.data(), H, n,
+                           BiasInit<S, M>{p, W2.b_off},
+                           MaskThenRowsPost<S, M, ActRowsPost<AF, S, M>>{k2, i0, mv, H, ActRowsPost<AF, S, M>{mv, mv, H}});
+      for (long r = 0; r < n; ++r) {
+        S* gr = &agg(dst(i0 + r), 0);
+        const S* mr = &mv(r, 0);
+        for (long f = 0; f < H; ++f) gr[f] += mr[f];
+      }
+      // c2 = coord2 ReLU(coord0 m + b5) (linear_forward_act_dot), its mask
+      if (coord)
+        rows_product_here<S>(mv.data(), H, H, pt.data() + coord0.wt_off, coord0.out, int(H), a5v.data(), H, n,
+                             BiasInit<S, M>{p, coord0.b_off},
+                             MaskThenRowsPost<S, M, ActDotRowsPost<AF, S, S, M>>{
+                                 k3, i0, a5v, H,
+                                 ActDotRowsPost<AF, S, S, M>{a5v, a5v, H, p, coord2.w_off, coord2.b_off,
+                                                             Mat<S, M>(c2.data() + i0, n, 1)}});
+    }
+  }
+};
+
 /// The fused edge-MLP backward (one thread, chunks of CH edges; see egnn_edge_mlp_backward).
 /// Scratch: sc (S) = 3 CH x H chunk buffers + H + H + F + H + H sums; av (reals) = two ChunkParams.
 template <Activation AF, class S, class T, class M>
@@ -223,8 +342,10 @@ struct EGNNEdgeMLPBackwardFused {
   KOKKOS_INLINE_FUNCTION void operator()(const long) const {
     using R = real_t<S>;
     constexpr long CH = egnn_edge_mlp_chunk_rows;
-    const long E = long(a.pre1.extent(0)), H = long(a.pre2.extent(1)), F = long(a.pre1.extent(1));
+    // (pre1, pre2 are empty when ReLU masks stand in for them)
+    const long E = long(a.q.extent(0)), H = long(a.aggbar.extent(1)), F = long(a.Abar.extent(1));
     const bool coord = a.c2bar.extent(0) > 0, grads = a.g.extent(0) > 0;
+    const bool masked = a.k1.extent(0) > 0;  // ReLU masks in place of pre1, pre2, c1 (no parameter gradient)
     S* b2acc = sc.data();
     S* b5acc = b2acc + H;
     S* racc = b5acc + H;
@@ -245,6 +366,24 @@ struct EGNNEdgeMLPBackwardFused {
     for (long i0 = 0; i0 < E; i0 += CH) {
       const long n = E - i0 < CH ? E - i0 : CH;
       const Mat<S, M> mbv(mb.data(), n, H), c1bv(c1b.data(), n, H), p1bv(p1b.data(), n, F);
+      // the next chunk's rows of the forward caches on their way to the cache while this one is
+      // computed (streamed from memory once each: without it the activation epilogues wait on them)
+      if (i0 + CH < E) {
+        const long nn = E - i0 - CH < CH ? E - i0 - CH : CH;
+        prefetch_rows(a.pre1, i0 + CH, nn);
+        prefetch_rows(a.pre2, i0 + CH, nn);
+        if (coord) {
+          prefetch_rows(a.c1, i0 + CH, nn);
+          prefetch_rows(a.c2bar, i0 + CH, nn);
+        }
+        if (grads) {
+          prefetch_rows(a.a1, i0 + CH, nn);
+          if (coord) {
+            prefetch_rows(a.m, i0 + CH, nn);
+            prefetch_rows(a.a5, i0 + CH, nn);
+          }
+        }
+      }
       // mbar = aggbar[dst]
       for (long r = 0; r < n; ++r) {
         const S* ar = &a.aggbar(a.dst(i0 + r), 0);
@@ -253,9 +392,14 @@ struct EGNNEdgeMLPBackwardFused {
       if (coord) {
         // c1bar = f'(c1) * (c2bar w6^T); gradients of coord2 (a5, c2bar) and coord0 (m, c1bar);
         // mbar = f'(pre2) * (mbar + c1bar W5)
-        rows_product_here<S>(&a.c2bar(i0, 0), long(a.c2bar.stride(0)), 1, a.p.data() + a.coord2.w_off, a.coord2.stride(),
-                             int(H), c1bv.data(), H, n, AccumulateInit<S, M>{c1bv, false},
-                             ActBackwardRowsPost<AF, S, M>{rows_of(a.c1, i0, n), c1bv, H});
+        if (masked)
+          rows_product_here<S>(&a.c2bar(i0, 0), long(a.c2bar.stride(0)), 1, a.p.data() + a.coord2.w_off,
+                               a.coord2.stride(), int(H), c1bv.data(), H, n, AccumulateInit<S, M>{c1bv, false},
+                               MaskBackwardRowsPost<S, M>{a.k3, i0, c1bv, H});
+        else
+          rows_product_here<S>(&a.c2bar(i0, 0), long(a.c2bar.stride(0)), 1, a.p.data() + a.coord2.w_off,
+                               a.coord2.stride(), int(H), c1bv.data(), H, n, AccumulateInit<S, M>{c1bv, false},
+                               ActBackwardRowsPost<AF, S, M>{rows_of(a.c1, i0, n), c1bv, H});
         if (grads) {
           for (long r = 0; r < n; ++r) {
             const S y = a.c2bar(i0 + r, 0);
@@ -264,16 +408,29 @@ struct EGNNEdgeMLPBackwardFused {
           }
           gW5.add(&a.m(i0, 0), long(a.m.stride(0)), c1bv.data(), H, n);
         }
-        rows_product_here<S>(c1bv.data(), H, a.coord0.out, a.p.data() + a.coord0.w_off, a.coord0.stride(), a.coord0.in,
-                             mbv.data(), H, n, AccumulateInit<S, M>{mbv, true},
-                             ActBackwardRowsPost<AF, S, M>{rows_of(a.pre2, i0, n), mbv, H});
+        if (masked)
+          rows_product_here<S>(c1bv.data(), H, a.coord0.out, a.p.data() + a.coord0.w_off, a.coord0.stride(),
+                               a.coord0.in, mbv.data(), H, n, AccumulateInit<S, M>{mbv, true},
+                               MaskBackwardRowsPost<S, M>{a.k2, i0, mbv, H});
+        else
+          rows_product_here<S>(c1bv.data(), H, a.coord0.out, a.p.data() + a.coord0.w_off, a.coord0.stride(),
+                               a.coord0.in, mbv.data(), H, n, AccumulateInit<S, M>{mbv, true},
+                               ActBackwardRowsPost<AF, S, M>{rows_of(a.pre2, i0, n), mbv, H});
       } else {
-        for (long r = 0; r < n; ++r) act_backward_row<AF>(&a.pre2(i0 + r, 0), &mbv(r, 0), &mbv(r, 0), H, false);
+        if (masked)
+          MaskBackwardRowsPost<S, M>{a.k2, i0, mbv, H}(0, n);
+        else
+          for (long r = 0; r < n; ++r) act_backward_row<AF>(&a.pre2(i0 + r, 0), &mbv(r, 0), &mbv(r, 0), H, false);
       }
       // gradient of W2 (a1, pre2bar); pre1bar = f'(pre1) * (pre2bar W2)
       if (grads) gW2.add(&a.a1(i0, 0), long(a.a1.stride(0)), mbv.data(), H, n);
-      rows_product_here<S>(mbv.data(), H, a.W2.out, a.p.data() + a.W2.w_off, a.W2.stride(), a.W2.in, p1bv.data(), F, n,
-                           AccumulateInit<S, M>{p1bv, false}, ActBackwardRowsPost<AF, S, M>{rows_of(a.pre1, i0, n), p1bv, F});
+      if (masked)
+        rows_product_here<S>(mbv.data(), H, a.W2.out, a.p.data() + a.W2.w_off, a.W2.stride(), a.W2.in, p1bv.data(), F,
+                             n, AccumulateInit<S, M>{p1bv, false}, MaskBackwardRowsPost<S, M>{a.k1, i0, p1bv, F});
+      else
+        rows_product_here<S>(mbv.data(), H, a.W2.out, a.p.data() + a.W2.w_off, a.W2.stride(), a.W2.in, p1bv.data(), F,
+                             n, AccumulateInit<S, M>{p1bv, false},
+                             ActBackwardRowsPost<AF, S, M>{rows_of(a.pre1, i0, n), p1bv, F});
       // egnn_edge_pre_backward: the radial column's gradient and qbar; receiver and sender sums
       for (long r = 0; r < n; ++r) {
         const S* pr = &p1bv(r, 0);
@@ -327,7 +484,7 @@ void egnn_edge_mlp_backward(const Exec& exec, const EGNNEdgeMLPBackward<S, T, me
                             const Mat<S, mem_t<Exec>>& mbar, const Mat<S, mem_t<Exec>>& c1bar,
                             const Mat<S, mem_t<Exec>>& pre1bar, const Vec<S, mem_t<Exec>>& sc,
                             const Vec<real_t<S>, mem_t<Exec>>& av) {
-  const int H = int(a.pre2.extent(1)), F = int(a.pre1.extent(1));
+  const int H = int(a.aggbar.extent(1)), F = int(a.Abar.extent(1));
   const bool coord = a.c2bar.extent(0) > 0;
   if constexpr (detail::host_rows_on_host<Mode, Exec>) {
     if (egnn_edge_mlp_backward_fuses<Exec, Mode>(exec, H, F)) {
@@ -340,6 +497,8 @@ void egnn_edge_mlp_backward(const Exec& exec, const EGNNEdgeMLPBackward<S, T, me
     }
   }
   (void)sc, (void)av;
+  if (a.k1.extent(0) > 0)
+    throw std::logic_error("egnn_edge_mlp_backward: ReLU masks (egnn_edge_forward_geometry) need the fused backward");
   const bool want_params = a.g.extent(0) > 0;
   gather_rows<Exec, S, Mode>(exec, a.aggbar, a.dst, mbar);
   if (coord) {
@@ -356,6 +515,42 @@ void egnn_edge_mlp_backward(const Exec& exec, const EGNNEdgeMLPBackward<S, T, me
   egnn_edge_pre_backward<Exec, S, T, Mode>(exec, pre1bar, a.p, a.w_off, a.w_ld, a.q, a.g, a.qbar);
   segment_sum<Exec, S, Mode>(exec, pre1bar, a.row_ptr, a.Abar, false);
   segment_sum_perm<Exec, S, Mode>(exec, pre1bar, a.send_perm, a.send_ptr, a.Bbar, false);
+}
+
+/// Whether egnn_edge_forward_geometry runs (the conditions of the fused backward, a ReLU, real
+/// activations: it serves a pass without a parameter gradient).
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+bool egnn_edge_forward_geometry_fuses(const Exec& exec, Activation act, int H, int F) {
+  return !scalar_traits<S>::is_dual && act == Activation::ReLU && egnn_edge_mlp_backward_fuses<Exec, Mode>(exec, H, F);
+}
+
+/// The edge MLP of an E_GCL layer (no envelope, ReLU) for a pass that needs no parameter gradient
+/// (forces, stress, inference), when egnn_edge_forward_geometry_fuses: one pass over the edges in
+/// chunks of egnn_edge_mlp_chunk_rows, bitwise egnn_edge_pre_act, linear_forward_act (W2),
+/// segment_sum (agg), linear_forward_act_dot (coord0, coord2) but with no E x H activation stored:
+/// k1, k2, k3 (E x F, E x H, E x H bytes) mark the active ReLU inputs of the three layers, all that
+/// egnn_edge_mlp_backward then reads of them (EGNNEdgeMLPBackward::k1..k3).
+///   out: agg (N x H), c2 (E x 1; empty: no coordinate MLP, k3 unused)
+///   scratch: a1b (CH x F), mb, a5b (CH x H)
+template <class Exec, class S>
+void egnn_edge_forward_geometry(const Exec& exec, const Weights<S, mem_t<Exec>>& w, const CMat<S, mem_t<Exec>>& A,
+                                const CMat<S, mem_t<Exec>>& B, const CVec<S, mem_t<Exec>>& q,
+                                const CVec<int, mem_t<Exec>>& dst, const CVec<int, mem_t<Exec>>& src,
+                                const LinearShape& W2, const LinearShape& coord0, const LinearShape& coord2, long w_off,
+                                long w_ld, const Mat<S, mem_t<Exec>>& agg, const Mat<S, mem_t<Exec>>& c2,
+                                const EGNNMask<mem_t<Exec>>& k1, const EGNNMask<mem_t<Exec>>& k2,
+                                const EGNNMask<mem_t<Exec>>& k3, const Mat<S, mem_t<Exec>>& a1b,
+                                const Mat<S, mem_t<Exec>>& mb, const Mat<S, mem_t<Exec>>& a5b) {
+  if (W2.wt_off < 0 || (c2.extent(0) > 0 && coord0.wt_off < 0) || w.pt.extent(0) != w.p.extent(0))
+    throw std::logic_error("egnn_edge_forward_geometry: needs the transposed weights of W2 and coord0");
+  if constexpr (detail::host_rows_on_host<default_mode_t<Exec>, Exec>) {
+    Kokkos::parallel_for("hydragnn::EGNNConv::edge_forward_geometry", Kokkos::RangePolicy<Exec>(exec, 0, 1),
+                         detail::EGNNEdgeForwardGeometryFused<S, mem_t<Exec>>{A, B, q, dst, src, w.p, w.pt, W2, coord0,
+                                                                              coord2, w_off, w_ld, agg, c2, k1, k2, k3,
+                                                                              a1b, mb, a5b});
+  } else {
+    throw std::logic_error("egnn_edge_forward_geometry: a host kernel (see egnn_edge_forward_geometry_fuses)");
+  }
 }
 
 /// Radial input q(e) = |d| (squared = false, HydraGNN) or |d|^2, and the envelope C(e) (1 if none).
