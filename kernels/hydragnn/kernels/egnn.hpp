@@ -60,6 +60,17 @@ EGNNRadialColumn<typename V::non_const_value_type> egnn_radial_column(const V& p
   return col;
 }
 
+/// Row e of egnn_edge_pre into pr (F reals), A(dst(e)) + B(src(e)) + q(e) w.
+template <class S, class T, class M>
+KOKKOS_INLINE_FUNCTION void egnn_edge_pre_row(const CMat<S, M>& A, const CMat<S, M>& B, const EGNNRadialColumn<T>& col,
+                                              const CVec<S, M>& q, const CVec<int, M>& dst, const CVec<int, M>& src,
+                                              long e, long F, S* pr) {
+  const S* ar = &A(dst(e), 0);
+  const S* br = &B(src(e), 0);
+  const S qe = q(e);
+  for (long f = 0; f < F; ++f) pr[f] = ar[f] + br[f] + qe * col.w[f];
+}
+
 /// HostRow body of egnn_edge_pre_act for activation AF (F <= host_row_max).
 template <Activation AF, class Exec, class S, class T>
 void egnn_edge_pre_act_rows(const Exec& exec, const CMat<S, mem_t<Exec>>& A, const CMat<S, mem_t<Exec>>& B,
@@ -68,11 +79,8 @@ void egnn_edge_pre_act_rows(const Exec& exec, const CMat<S, mem_t<Exec>>& A, con
   const long F = long(pre.extent(1));
   Kokkos::parallel_for(
       "hydragnn::EGNNConv::edge_pre_act", Kokkos::RangePolicy<Exec>(exec, 0, long(pre.extent(0))), KOKKOS_LAMBDA(const long e) {
-        const S* ar = &A(dst(e), 0);
-        const S* br = &B(src(e), 0);
         S* pr = &pre(e, 0);
-        const S qe = q(e);
-        for (long f = 0; f < F; ++f) pr[f] = ar[f] + br[f] + qe * col.w[f];
+        egnn_edge_pre_row(A, B, col, q, dst, src, e, F, pr);
         act_forward_row<AF>(pr, &a(e, 0), F);
       });
 }
@@ -290,8 +298,7 @@ struct EGNNEdgeForwardGeometryFused {
     constexpr long CH = dense_chunk_rows;
     const long E = long(q.extent(0)), N = long(agg.extent(0)), H = long(agg.extent(1)), F = long(a1b.extent(1));
     const bool coord = c2.extent(0) > 0;
-    EGNNRadialColumn<S> col;
-    for (long f = 0; f < F; ++f) col.w[f] = p(w_off + f * w_ld);
+    const auto col = egnn_radial_column(p, w_off, w_ld, F);
     for (long i = 0; i < N; ++i)
       for (long f = 0; f < H; ++f) agg(i, f) = S(0);
     for (long i0 = 0; i0 < E; i0 += CH) {
@@ -300,11 +307,8 @@ struct EGNNEdgeForwardGeometryFused {
       // egnn_edge_pre_act (ReLU), its mask
       for (long r = 0; r < n; ++r) {
         const long e = i0 + r;
-        const S* ar = &A(dst(e), 0);
-        const S* br = &B(src(e), 0);
         S* pr = &a1v(r, 0);
-        const S qe = q(e);
-        for (long f = 0; f < F; ++f) pr[f] = ar[f] + br[f] + qe * col.w[f];
+        egnn_edge_pre_row(A, B, col, q, dst, src, e, F, pr);
         std::uint8_t* kr = &k1(e, 0);
         for (long f = 0; f < F; ++f) kr[f] = pr[f] > S(0) ? 1 : 0;
         act_forward_row<AF>(pr, pr, F);
@@ -346,6 +350,14 @@ struct EGNNEdgeMLPBackwardFused {
     const long E = long(a.q.extent(0)), H = long(a.aggbar.extent(1)), F = long(a.Abar.extent(1));
     const bool coord = a.c2bar.extent(0) > 0, grads = a.g.extent(0) > 0;
     const bool masked = a.k1.extent(0) > 0;  // ReLU masks in place of pre1, pre2, c1 (no parameter gradient)
+    // run(post) with the epilogue xb *= f'(rows [i0, i0 + n) of pre), read from mask k when masked
+    auto with_act_backward = [&](const EGNNMask<M>& k, const CMat<S, M>& pre, long i0, long n, const Mat<S, M>& xb,
+                                 long c, const auto& run) {
+      if (masked)
+        run(MaskBackwardRowsPost<S, M>{k, i0, xb, c});
+      else
+        run(ActBackwardRowsPost<AF, S, M>{rows_of(pre, i0, n), xb, c});
+    };
     S* b2acc = sc.data();
     S* b5acc = b2acc + H;
     S* racc = b5acc + H;
@@ -392,14 +404,10 @@ struct EGNNEdgeMLPBackwardFused {
       if (coord) {
         // c1bar = f'(c1) * (c2bar w6^T); gradients of coord2 (a5, c2bar) and coord0 (m, c1bar);
         // mbar = f'(pre2) * (mbar + c1bar W5)
-        if (masked)
+        with_act_backward(a.k3, a.c1, i0, n, c1bv, H, [&](const auto& post) {
           rows_product_here<S>(&a.c2bar(i0, 0), long(a.c2bar.stride(0)), 1, a.p.data() + a.coord2.w_off,
-                               a.coord2.stride(), int(H), c1bv.data(), H, n, AccumulateInit<S, M>{c1bv, false},
-                               MaskBackwardRowsPost<S, M>{a.k3, i0, c1bv, H});
-        else
-          rows_product_here<S>(&a.c2bar(i0, 0), long(a.c2bar.stride(0)), 1, a.p.data() + a.coord2.w_off,
-                               a.coord2.stride(), int(H), c1bv.data(), H, n, AccumulateInit<S, M>{c1bv, false},
-                               ActBackwardRowsPost<AF, S, M>{rows_of(a.c1, i0, n), c1bv, H});
+                               a.coord2.stride(), int(H), c1bv.data(), H, n, AccumulateInit<S, M>{c1bv, false}, post);
+        });
         if (grads) {
           for (long r = 0; r < n; ++r) {
             const S y = a.c2bar(i0 + r, 0);
@@ -408,29 +416,19 @@ struct EGNNEdgeMLPBackwardFused {
           }
           gW5.add(&a.m(i0, 0), long(a.m.stride(0)), c1bv.data(), H, n);
         }
-        if (masked)
+        with_act_backward(a.k2, a.pre2, i0, n, mbv, H, [&](const auto& post) {
           rows_product_here<S>(c1bv.data(), H, a.coord0.out, a.p.data() + a.coord0.w_off, a.coord0.stride(),
-                               a.coord0.in, mbv.data(), H, n, AccumulateInit<S, M>{mbv, true},
-                               MaskBackwardRowsPost<S, M>{a.k2, i0, mbv, H});
-        else
-          rows_product_here<S>(c1bv.data(), H, a.coord0.out, a.p.data() + a.coord0.w_off, a.coord0.stride(),
-                               a.coord0.in, mbv.data(), H, n, AccumulateInit<S, M>{mbv, true},
-                               ActBackwardRowsPost<AF, S, M>{rows_of(a.pre2, i0, n), mbv, H});
+                               a.coord0.in, mbv.data(), H, n, AccumulateInit<S, M>{mbv, true}, post);
+        });
       } else {
-        if (masked)
-          MaskBackwardRowsPost<S, M>{a.k2, i0, mbv, H}(0, n);
-        else
-          for (long r = 0; r < n; ++r) act_backward_row<AF>(&a.pre2(i0 + r, 0), &mbv(r, 0), &mbv(r, 0), H, false);
+        with_act_backward(a.k2, a.pre2, i0, n, mbv, H, [&](const auto& post) { post(0, n); });
       }
       // gradient of W2 (a1, pre2bar); pre1bar = f'(pre1) * (pre2bar W2)
       if (grads) gW2.add(&a.a1(i0, 0), long(a.a1.stride(0)), mbv.data(), H, n);
-      if (masked)
-        rows_product_here<S>(mbv.data(), H, a.W2.out, a.p.data() + a.W2.w_off, a.W2.stride(), a.W2.in, p1bv.data(), F,
-                             n, AccumulateInit<S, M>{p1bv, false}, MaskBackwardRowsPost<S, M>{a.k1, i0, p1bv, F});
-      else
-        rows_product_here<S>(mbv.data(), H, a.W2.out, a.p.data() + a.W2.w_off, a.W2.stride(), a.W2.in, p1bv.data(), F,
-                             n, AccumulateInit<S, M>{p1bv, false},
-                             ActBackwardRowsPost<AF, S, M>{rows_of(a.pre1, i0, n), p1bv, F});
+      with_act_backward(a.k1, a.pre1, i0, n, p1bv, F, [&](const auto& post) {
+        rows_product_here<S>(mbv.data(), H, a.W2.out, a.p.data() + a.W2.w_off, a.W2.stride(), a.W2.in, p1bv.data(),
+                             F, n, AccumulateInit<S, M>{p1bv, false}, post);
+      });
       // egnn_edge_pre_backward: the radial column's gradient and qbar; receiver and sender sums
       for (long r = 0; r < n; ++r) {
         const S* pr = &p1bv(r, 0);
