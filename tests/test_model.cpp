@@ -1051,10 +1051,44 @@ TEMPLATE_LIST_TEST_CASE("each gradient stage is final when the backward reports 
   }
 }
 
-TEST_CASE("EGNN geometry-only forward (ReLU masks, no stored activations) gives the full pass's energy, forces and "
-          "stress bitwise; a parameter gradient of it is refused",
-          "[model][egnn][fused]") {
-  hydragnn_test::ensure_kokkos();
+/// A geometry-only forward (Forward::geometry_only) against the full pass on batch b: energy, forces
+/// and stress bitwise equal, forces not all zero, and a parameter gradient of it refused.
+/// paths(f_full, f_geo) checks that the fused path ran in f_geo only.
+template <class T, class Conv, class Paths>
+void check_geometry_only_pass(const Exec& exec, Model<T, Conv, Exec>& model, const Batch<M>& b, const Paths& paths) {
+  Workspace<M> ws_full, ws_geo;
+  const auto w = model.weights(exec);
+  typename Model<T, Conv, Exec>::template Forward<T> f_full, f_geo;
+  f_geo.geometry_only = true;
+  const auto full = energy_forces(exec, model, w, b, f_full, ws_full, true);
+  const auto geo = energy_forces(exec, model, w, b, f_geo, ws_geo, true);
+  paths(f_full, f_geo);
+  auto same = [](const auto& x, const auto& y) {
+    auto hx = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), x);
+    auto hy = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), y);
+    REQUIRE(hx.span() == hy.span());
+    return std::memcmp(hx.data(), hy.data(), hx.span() * sizeof(double)) == 0;
+  };
+  CHECK(same(full.energy, geo.energy));
+  CHECK(same(full.forces, geo.forces));
+  CHECK(same(full.stress, geo.stress));
+  // the forces are not trivially equal: some are non-zero
+  auto hf = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), geo.forces);
+  double fmax = 0;
+  for (std::size_t i = 0; i < hf.span(); ++i) fmax = std::max(fmax, std::abs(hf.data()[i]));
+  CHECK(fmax > 0);
+  // a parameter gradient needs the activations the geometry-only pass did not keep
+  auto ebar = ws_geo.template vec<T>("test.ebar", 0, b.num_graphs);
+  Kokkos::deep_copy(ebar, T(1));
+  Vec<T, M> grad("grad", model.num_params());
+  CHECK_THROWS_WITH(model.template backward<T>(exec, w, b, f_geo, ebar, {}, grad, ws_geo),
+                    Catch::Matchers::Contains("geometry_only"));
+}
+
+/// check_geometry_only_pass for models of conv Conv (options o, 3 layers, H and O) of widths 8 and 40,
+/// in double and float, on three random frames (one molecule, two periodic) of `atoms` atoms.
+template <class Conv, class Options, class Paths>
+void check_geometry_only_passes(const Options& o, std::uint64_t seed, int atoms, double box, const Paths& paths) {
   Exec exec;
   auto run = [&](auto real_tag, int hidden) {
     using T = decltype(real_tag);
@@ -1063,48 +1097,47 @@ TEST_CASE("EGNN geometry-only forward (ReLU masks, no stored activations) gives 
     s.num_conv_layers = 3;
     s.cutoff = 3.0;
     s.species.numbers = {1, 8};
-    EGNNOptions o;
-    o.equivariance = true;  // coordinate MLPs in the first two layers, none in the last
-    Model<T, EGNNConv, Exec> model(s, o);
-    model.initialize(21);
+    Model<T, Conv, Exec> model(s, o);
+    model.initialize(seed);
     std::vector<Structure> frames;
-    for (int f = 0; f < 3; ++f) frames.push_back(hydragnn_test::random_structure(90 + f, 9, {1, 8}, f != 1, 4.0, 1.0));
+    for (int f = 0; f < 3; ++f)
+      frames.push_back(hydragnn_test::random_structure(seed + 50 + f, atoms, {1, 8}, f != 1, box, 1.0));
     const auto b = make_batch<M>(frames, s.cutoff, -1, s.species);
-    REQUIRE(b.num_edges > 2 * kernels::egnn_edge_mlp_chunk_rows);  // several chunks, a partial last one
-    REQUIRE(kernels::egnn_edge_forward_geometry_fuses<Exec, T>(exec, Activation::ReLU, hidden, hidden));
-    Workspace<M> ws_full, ws_geo;
-    const auto w = model.weights(exec);
-    typename Model<T, EGNNConv, Exec>::template Forward<T> f_full, f_geo;
-    f_geo.geometry_only = true;
-    const auto full = energy_forces(exec, model, w, b, f_full, ws_full, true);
-    const auto geo = energy_forces(exec, model, w, b, f_geo, ws_geo, true);
-    REQUIRE(f_geo.layer[0].k1.extent(0) == std::size_t(b.num_edges));  // the fused path ran
-    REQUIRE(f_geo.layer[0].a1.extent(0) == 0);                        // and kept no activation
-    REQUIRE(f_full.layer[0].k1.extent(0) == 0);
-    auto same = [](const auto& x, const auto& y) {
-      auto hx = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), x);
-      auto hy = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), y);
-      REQUIRE(hx.span() == hy.span());
-      return std::memcmp(hx.data(), hy.data(), hx.span() * sizeof(double)) == 0;
-    };
     INFO("hidden " << hidden << ", " << sizeof(T) << "-byte reals");
-    CHECK(same(full.energy, geo.energy));
-    CHECK(same(full.forces, geo.forces));
-    CHECK(same(full.stress, geo.stress));
-    // the forces are not trivially equal: some are non-zero
-    auto hf = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), geo.forces);
-    double fmax = 0;
-    for (std::size_t i = 0; i < hf.span(); ++i) fmax = std::max(fmax, std::abs(hf.data()[i]));
-    CHECK(fmax > 0);
-    // a parameter gradient needs the activations the geometry-only pass did not keep
-    auto ebar = ws_geo.template vec<T>("test.ebar", 0, b.num_graphs);
-    Kokkos::deep_copy(ebar, T(1));
-    Vec<T, M> grad("grad", model.num_params());
-    CHECK_THROWS_WITH(model.template backward<T>(exec, w, b, f_geo, ebar, {}, grad, ws_geo),
-                      Catch::Matchers::Contains("geometry_only"));
+    check_geometry_only_pass(exec, model, b, [&](const auto& f_full, const auto& f_geo) { paths(b, f_full, f_geo); });
   };
   run(double(), 8);
   run(double(), 40);
   run(float(), 8);
   run(float(), 40);
+}
+
+TEST_CASE("EGNN geometry-only forward (ReLU masks, no stored activations) gives the full pass's energy, forces and "
+          "stress bitwise; a parameter gradient of it is refused",
+          "[model][egnn][fused]") {
+  hydragnn_test::ensure_kokkos();
+  EGNNOptions o;
+  o.equivariance = true;  // coordinate MLPs in the first two layers, none in the last
+  check_geometry_only_passes<EGNNConv>(o, 40, 9, 4.0, [](const auto& b, const auto& f_full, const auto& f_geo) {
+    REQUIRE(b.num_edges > 2 * kernels::egnn_edge_mlp_chunk_rows);       // several chunks, a partial last one
+    REQUIRE(f_geo.layer[0].k1.extent(0) == std::size_t(b.num_edges));  // the fused path ran
+    REQUIRE(f_geo.layer[0].a1.extent(0) == 0);                        // and kept no activation
+    REQUIRE(f_full.layer[0].k1.extent(0) == 0);
+  });
+}
+
+TEST_CASE("SchNet geometry-only forward (the filter in chunks, no stored activations) gives the full pass's energy, "
+          "forces and stress bitwise; a parameter gradient of it is refused",
+          "[model][schnet][fused]") {
+  hydragnn_test::ensure_kokkos();
+  SchNetOptions o;
+  o.num_gaussians = 12;
+  check_geometry_only_passes<SchNetConv>(o, 23, 30, 6.0, [](const auto& b, const auto& f_full, const auto& f_geo) {
+    REQUIRE(b.num_pairs > 2 * kernels::detail::dense_chunk_rows);  // several chunks of filter rows
+    REQUIRE(2 * b.num_pairs == b.num_edges);                        // one filter row per pair of edges
+    REQUIRE(f_geo.layer[0].filter_fused);                           // the fused path ran
+    REQUIRE(f_geo.layer[0].filter.input[1].extent(0) == 0);         // and kept no activation
+    REQUIRE(f_geo.layer[0].W.extent(0) == std::size_t(b.num_pairs));
+    REQUIRE_FALSE(f_full.layer[0].filter_fused);
+  });
 }

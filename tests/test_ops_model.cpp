@@ -409,11 +409,42 @@ struct CFConvOp {
 /// W = W1 ssp(W0 B + b0) + b1; backward for the geometry only: xbar (cfconv_backward_nodes), Bbar
 /// and Cbar by cfconv_filter_geometry_backward (HostRow: one pass over tiles of edges). p = [2 pad |
 /// W0: F x K | b0 | W1: F x F | b1].
+/// Pairs of edges sharing W and C rows (kernels::EdgePairs): any grouping of the edges into pairs and
+/// singles serves the kernels; here edge e goes with the next free edge q = e + 2 (mod 3), every
+/// fourth first edge alone.
+struct TestPairs {
+  std::vector<int> first, second, of_edge;
+  Vec<int, M> d_first, d_second, d_of_edge;
+  int U() const { return int(first.size()); }
+  km::EdgePairs<M> views() const { return {d_first, d_second, d_of_edge}; }
+};
+TestPairs make_test_pairs(int E) {
+  TestPairs t;
+  t.of_edge.assign(E, -1);
+  for (int e = 0; e < E; ++e) {
+    if (t.of_edge[e] >= 0) continue;
+    const int u = t.U();
+    int q = -1;
+    if (u % 4 != 3)
+      for (int c = e + 1; c < E && q < 0; ++c)
+        if (t.of_edge[c] < 0 && (c - e) % 3 == 2) q = c;
+    t.first.push_back(e), t.second.push_back(q);
+    t.of_edge[e] = u;
+    if (q >= 0) t.of_edge[q] = u;
+  }
+  t.d_first = ivec(t.first), t.d_second = ivec(t.second), t.d_of_edge = ivec(t.of_edge);
+  return t;
+}
+
 struct CFConvFilterOp {
   const Graph& g;
   int F = 9, K = 7;
   const char* name;
   int fd_samples = 24;
+  const TestPairs* pairs = nullptr;  ///< rows of B, C, W per pair of edges (null: per edge)
+  int U() const { return pairs ? pairs->U() : g.E; }
+  int row(int e) const { return pairs ? pairs->of_edge[e] : e; }
+  km::EdgePairs<M> pv() const { return pairs ? pairs->views() : km::EdgePairs<M>{}; }
   long o0() const { return 2; }
   long o1() const { return o0() + long(F) * K + F; }
   long P() const { return o1() + long(F) * F + F; }
@@ -442,51 +473,64 @@ struct CFConvFilterOp {
     return {pv, pt};
   }
   Args<double> inputs(Rng& rng) const {
-    return {randn(rng, std::size_t(g.N) * F), randn(rng, std::size_t(g.E) * K), randn(rng, g.E)};
+    return {randn(rng, std::size_t(g.N) * F), randn(rng, std::size_t(U()) * K), randn(rng, U())};
   }
   Arr<double> ref(const Args<double>& x) const {
     const Arr<double> pv = p();
     Arr<double> y(std::size_t(g.N) * F, 0.0);
     for (int e = 0; e < g.E; ++e) {
+      const int u = row(e);
       std::vector<double> a0(F);
       for (int o = 0; o < F; ++o) {
         double s = pv[l0().b_off + o];
-        for (int k = 0; k < K; ++k) s += x[1][std::size_t(e) * K + k] * pv[o0() + long(o) * K + k];
+        for (int k = 0; k < K; ++k) s += x[1][std::size_t(u) * K + k] * pv[o0() + long(o) * K + k];
         a0[o] = ref_activation(Activation::ShiftedSoftplus, s);
       }
       for (int f = 0; f < F; ++f) {
         double w = pv[l1().b_off + f];
         for (int c = 0; c < F; ++c) w += a0[c] * pv[o1() + long(f) * F + c];
-        y[std::size_t(g.dst[e]) * F + f] += x[0][std::size_t(g.src[e]) * F + f] * w * x[2][e];
+        y[std::size_t(g.dst[e]) * F + f] += x[0][std::size_t(g.src[e]) * F + f] * w * x[2][u];
       }
     }
     return y;
   }
   template <class S, class Mode>
   void filter(const Args<S>& x, const Weights<double, M>& w, Mat<S, M> pre0, Mat<S, M> W) const {
-    Mat<S, M> a0("a0", g.E, F);
-    km::linear_forward_act<Exec, S, double, Mode>(Exec(), mat(x[1], g.E, K), w, l0(), Activation::ShiftedSoftplus, pre0, a0);
+    Mat<S, M> a0("a0", U(), F);
+    km::linear_forward_act<Exec, S, double, Mode>(Exec(), mat(x[1], U(), K), w, l0(), Activation::ShiftedSoftplus, pre0, a0);
     km::linear_forward<Exec, S, double, Mode>(Exec(), a0, w, l1(), W);
+  }
+  /// The forward: HostRow's fused filter and aggregate (cfconv_filter_forward_geometry) where it
+  /// runs, the ops otherwise (the modes then compare the two bitwise).
+  template <class S, class Mode>
+  void forward(const Args<S>& x, const Weights<double, M>& w, Mat<S, M> pre0, Mat<S, M> W, Mat<S, M> agg) const {
+    if (km::cfconv_filter_forward_geometry_fuses<Exec, S, double, Mode>(w, l0(), l1(), F, K)) {
+      km::cfconv_filter_forward_geometry<Exec, S, double, Mode>(Exec(), mat(x[1], U(), K), mat(x[0], g.N, F), vec(x[2]),
+                                                                g.d_row_ptr, g.d_src, w, l0(), l1(),
+                                                                Activation::ShiftedSoftplus, pre0, W, agg, pv());
+    } else {
+      filter<S, Mode>(x, w, pre0, W);
+      km::cfconv_forward<Exec, S, Mode>(Exec(), mat(x[0], g.N, F), W, vec(x[2]), g.d_row_ptr, g.d_src, agg, pv());
+    }
   }
   template <class S, class Mode>
   Arr<S> fwd(const Args<S>& x) const {
-    Mat<S, M> pre0("pre0", g.E, F), W("W", g.E, F), agg("agg", g.N, F);
-    filter<S, Mode>(x, weights(), pre0, W);
-    km::cfconv_forward<Exec, S, Mode>(Exec(), mat(x[0], g.N, F), W, vec(x[2]), g.d_row_ptr, g.d_src, agg);
+    Mat<S, M> pre0("pre0", U(), F), W("W", U(), F), agg("agg", g.N, F);
+    forward<S, Mode>(x, weights(), pre0, W, agg);
     return flat(agg);
   }
   template <class S, class Mode>
   Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
     const auto w = weights();
-    Mat<S, M> pre0("pre0", g.E, F), W("W", g.E, F);
-    filter<S, Mode>(x, w, pre0, W);
-    Mat<S, M> xb("xb", g.N, F), Bb("Bb", g.E, K), Wb("Wb", g.E, F), zb("zb", g.E, F), Bt("Bt", g.E, K);
-    Vec<S, M> Cb("Cb", g.E);
+    Mat<S, M> pre0("pre0", U(), F), W("W", U(), F), agg("agg", g.N, F);
+    forward<S, Mode>(x, w, pre0, W, agg);
+    Mat<S, M> xb("xb", g.N, F), Bb("Bb", U(), K), Wb("Wb", U(), F), zb("zb", U(), F), Bt("Bt", U(), K);
+    Vec<S, M> Cb("Cb", U());
     const auto aggbar = mat(yb, g.N, F);
-    km::cfconv_backward_nodes<Exec, S, Mode>(Exec(), W, vec(x[2]), g.d_dst, g.d_send_perm, g.d_send_ptr, aggbar, xb);
+    km::cfconv_backward_nodes<Exec, S, Mode>(Exec(), W, vec(x[2]), g.d_dst, g.d_send_perm, g.d_send_ptr, aggbar, xb, pv());
     km::cfconv_filter_geometry_backward<Exec, S, double, Mode>(Exec(), mat(x[0], g.N, F), W, vec(x[2]), g.d_dst, g.d_src,
                                                                aggbar, w.p, l0(), l1(), Activation::ShiftedSoftplus, pre0,
-                                                               Cb, Bb, Wb, zb, Bt);
+                                                               Cb, Bb, Wb, zb, Bt, pv());
     return {flat(xb), flat(Bb), flat(Cb)};
   }
 };
@@ -602,7 +646,10 @@ struct RadialOp {
   Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
     const std::size_t nb = std::size_t(E) * spec.size;
     Vec<S, M> db("db", E);
-    km::radial_backward<Exec, S, Mode>(Exec(), spec, vec(x[0]), mat(slice(yb, 0, nb), E, spec.size),
+    Mat<S, M> B("B", E, spec.size);
+    Vec<S, M> C("C", E);
+    km::radial_forward<Exec, S, Mode>(Exec(), spec, vec(x[0]), B, C);
+    km::radial_backward<Exec, S, Mode>(Exec(), spec, vec(x[0]), B, mat(slice(yb, 0, nb), E, spec.size),
                                        vec(slice(yb, nb, E)), db);
     return {flat(db)};
   }
@@ -1468,6 +1515,11 @@ TEST_CASE("ops model: cfconv (cfconv.hpp)", "[ops][model]") {
   // the geometric backward through a two-layer filter network in one pass over tiles of edges
   // (K = 7, F = 9: full and partial register tiles in both products)
   check_op(CFConvFilterOp{g, 9, 7, "cfconv_filter_geometry_backward (+ cfconv_backward_nodes)"}, 132);
+  // rows of B, C and W per pair of edges (EdgePairs): forward, fused forward and backward
+  const TestPairs pairs = make_test_pairs(g.E);
+  REQUIRE(pairs.U() < g.E);
+  check_op(CFConvFilterOp{g, 9, 7, "cfconv filter and geometric backward, rows per pair of edges", 24, &pairs}, 133);
+  check_op(CFConvFilterOp{g, 40, 12, "cfconv filter, rows per pair of edges, wider than a register tile", 24, &pairs}, 134);
 }
 
 TEST_CASE("ops model: edge lengths, radial bases and envelopes (radial.hpp)", "[ops][model]") {
@@ -2609,8 +2661,11 @@ TEST_CASE("ops model: accumulate flags and overwrite contracts", "[ops][model]")
     // radial
     check_acc("edge_lengths_backward rbar", rng, A, true, matE3,
               [&](auto& o, bool) { km::edge_lengths_backward<Exec, double, Mode>(ex, d, len, sE, o); });
-    check_acc("radial_backward dbar", rng, A, true, vecE,
-              [&](auto& o, bool) { km::radial_backward<Exec, double, Mode>(ex, spec, len, BbE, sE, o); });
+    check_acc("radial_backward dbar", rng, A, true, vecE, [&](auto& o, bool) {
+      Mat<double, M> B("B", E, spec.size);
+      km::radial_forward<Exec, double, Mode>(ex, spec, len, B, vecE());
+      km::radial_backward<Exec, double, Mode>(ex, spec, len, B, BbE, sE, o);
+    });
     // egnn
     check_acc("egnn_edge_pre pre", rng, O, false, matE, [&](auto& o, bool) {
       km::egnn_edge_pre<Exec, double, double, Mode>(ex, XN, YN, pe, ep_off, ep_ld, qE, g.d_dst, g.d_src, o);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Tests for the host-side periodic radius graph (include/hydragnn/graph/radius_graph.hpp).
 // The reference is a brute-force O(N^2 * images) search over a generous image range.
+#include <hydragnn/graph/edge_pairs.hpp>
 #include <hydragnn/graph/radius_graph.hpp>
 
 #include <catch2/catch.hpp>
@@ -598,4 +599,82 @@ TEST_CASE("radius_graph 100k-atom benchmark", "[.benchmark][radius_graph]") {
   std::cout << "radius_graph: " << n << " atoms, " << g.num_edges() << " edges in " << dt << " s\n";
   const double expected = n / (L * L * L) * 4.0 / 3.0 * kPi * rc * rc * rc;
   CHECK(static_cast<double>(g.num_edges()) / n == Approx(expected).epsilon(0.03));
+}
+
+namespace {
+/// edge_pairs of a radius graph, checked: pairs in ascending order of their first edge, every edge
+/// in exactly one pair, the second edge the reverse of the first with an exactly negated vector,
+/// and an edge left alone only when the graph has no reverse of it. Returns the number of pairs
+/// with two edges.
+int check_edge_pairs(const Structure& s, const RadiusGraph& g) {
+  const int E = int(g.num_edges());
+  std::vector<int> dst(g.receivers), src(g.senders), first, second, of_edge;
+  std::vector<double> shift(3 * std::size_t(E));
+  for (int e = 0; e < E; ++e) {
+    const Vec3 S = hydragnn::radius_graph_detail::lattice_shift(s.cell, g.shifts[e]);
+    for (int a = 0; a < 3; ++a) shift[3 * e + a] = S[a];
+  }
+  hydragnn::edge_pairs(g.row_ptr, dst, src, shift, first, second, of_edge);
+  REQUIRE(first.size() == second.size());
+  REQUIRE(of_edge.size() == std::size_t(E));
+  auto vec = [&](int e) {
+    Vec3 r;
+    for (int a = 0; a < 3; ++a) r[a] = s.positions[dst[e]][a] - s.positions[src[e]][a] + shift[3 * e + a];
+    return r;
+  };
+  std::vector<int> seen(E, 0);
+  int two = 0;
+  bool ascending = true, consistent = true, reverse = true, alone_ok = true;
+  for (std::size_t u = 0; u < first.size(); ++u) {
+    ascending = ascending && (u == 0 || first[u] > first[u - 1]);
+    ++seen[first[u]];
+    consistent = consistent && of_edge[first[u]] == int(u);
+    if (second[u] >= 0) {
+      ++two;
+      ++seen[second[u]];
+      const int e = first[u], q = second[u];
+      consistent = consistent && of_edge[q] == int(u) && q > e;
+      const Vec3 re = vec(e), rq = vec(q);
+      reverse = reverse && dst[q] == src[e] && src[q] == dst[e] && rq[0] == -re[0] && rq[1] == -re[1] && rq[2] == -re[2];
+    } else {
+      const int e = first[u];
+      const Shift back{-g.shifts[e][0], -g.shifts[e][1], -g.shifts[e][2]};
+      for (int q = g.row_ptr[src[e]]; q < g.row_ptr[src[e] + 1]; ++q)
+        alone_ok = alone_ok && !(src[q] == dst[e] && g.shifts[q] == back && q != e);
+    }
+  }
+  CHECK(ascending);
+  CHECK(consistent);
+  CHECK(reverse);
+  CHECK(alone_ok);
+  CHECK(std::all_of(seen.begin(), seen.end(), [](int c) { return c == 1; }));
+  return two;
+}
+}  // namespace
+
+TEST_CASE("edge_pairs pairs every edge with its reverse (images of a small cell, a neighbour cap)", "[radius_graph]") {
+  std::mt19937 rng(11);
+  const std::array<bool, 3> ttt{true, true, true};
+  SECTION("a cell smaller than the cutoff: every edge has its reverse, self-images included") {
+    const Mat3 tri{{{2.0, 0.0, 0.0}, {0.7, 1.9, 0.0}, {-0.4, 0.5, 2.1}}};
+    const Structure s = make_structure(tri, ttt, {{0.3, 0.2, 0.1}, {1.1, 1.3, 0.9}});
+    const RadiusGraph g = radius_graph(s, 4.0);
+    CHECK(2 * check_edge_pairs(s, g) == int(g.num_edges()));
+  }
+  SECTION("a molecule") {
+    std::uniform_real_distribution<double> u(-3.0, 3.0);
+    std::vector<Vec3> pos(25);
+    for (auto& x : pos) x = {u(rng), u(rng), u(rng)};
+    const Structure s = make_structure(Mat3{}, {false, false, false}, pos, false);
+    const RadiusGraph g = radius_graph(s, 3.0);
+    CHECK(2 * check_edge_pairs(s, g) == int(g.num_edges()));
+  }
+  SECTION("a neighbour cap drops some reverses: those edges stand alone") {
+    const Mat3 cell = random_cell(rng, 6.0, 8.0, 0.4);
+    const Structure s = make_structure(cell, ttt, random_positions(rng, cell, ttt, 30));
+    const RadiusGraph g = radius_graph(s, 5.0, 6);
+    const int two = check_edge_pairs(s, g);
+    CHECK(two > 0);
+    CHECK(2 * two < int(g.num_edges()));
+  }
 }

@@ -131,7 +131,7 @@ struct PaiNNConv {
   void edge_backward(const Exec& exec, const Batch<mem_t<Exec>>&, const Mat<S, mem_t<Exec>>& r,
                      const EdgeCache<S, mem_t<Exec>>& c, EdgeGrad<S, mem_t<Exec>>& g, const Mat<S, mem_t<Exec>>& rbar,
                      Workspace<mem_t<Exec>>&) const {
-    kernels::radial_backward<Exec, S>(exec, radial, c.d, g.Bbar, g.Cbar, g.dbar);
+    kernels::radial_backward<Exec, S>(exec, radial, c.d, c.B, g.Bbar, g.Cbar, g.dbar);
     kernels::painn_direction_backward<Exec, S>(exec, r, c.d, g.ubar, rbar, g.dbar);
     kernels::edge_lengths_backward<Exec, S>(exec, r, c.d, g.dbar, rbar);
   }

@@ -167,7 +167,7 @@ struct PNAEqConv {
                      const EdgeCache<S, mem_t<Exec>>& c, EdgeGrad<S, mem_t<Exec>>& g, const Mat<S, mem_t<Exec>>& rbar,
                      Workspace<mem_t<Exec>>&) const {
     kernels::scale_rows_backward<Exec, S>(exec, c.B, c.C, g.rbfbar, g.Bbar, g.Cbar, true, true);
-    kernels::radial_backward<Exec, S>(exec, radial, c.d, g.Bbar, g.Cbar, g.dbar);
+    kernels::radial_backward<Exec, S>(exec, radial, c.d, c.B, g.Bbar, g.Cbar, g.dbar);
     kernels::pnaeq_direction_backward<Exec, S>(exec, r, c.d, g.ubar, rbar, g.dbar);
     kernels::edge_lengths_backward<Exec, S>(exec, r, c.d, g.dbar, rbar);
   }

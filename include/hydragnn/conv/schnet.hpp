@@ -3,6 +3,8 @@
 // written as a composition of ops:
 //
 //   edges (once):  d_e = |r_e|,  B_e = GaussianSmearing(d_e) (E x K),  C_e = 0.5 (cos(pi d_e / rc) + 1)
+//                  (all three, and the filter W below, depend on d_e only: they are computed once per
+//                  pair of mutually reverse edges, Batch::pair_first: U rows instead of E)
 //   layer l:       x1  = lin1(h)                                   Linear   N x H -> N x F (no bias)
 //                  W   = nn(B) = Linear(K,F) -> ssp -> Linear(F,F)  MLP      E x K -> E x F
 //                  agg = sum_{e in in(i)} x1[src(e)] * W_e * C_e    cfconv   (gather * scale * segment-sum, fused)
@@ -15,6 +17,7 @@
 #include <hydragnn/kernels/radial.hpp>
 #include <hydragnn/nn/mlp.hpp>
 
+#include <stdexcept>
 #include <string>
 
 namespace hydragnn {
@@ -97,32 +100,56 @@ struct SchNetConv {
   template <class S, class M> struct LayerCache {
     Mat<S, M> x1, W, agg;
     typename MLP::template Cache<S, M> filter;
+    bool geometry_only = false;   ///< set by Model::forward (Forward::geometry_only)
+    bool filter_fused = false;    ///< the forward ran cfconv_filter_forward_geometry (no activations kept)
   };
+
+  /// Whether the fused geometric kernels serve this layer (a two-layer filter ending linearly, widths
+  /// within a HostRow register row, on the host).
+  template <class Exec>
+  bool filter_geometry_fuses(const Layer& L) const {
+    return L.filter.layers.size() == 2 && !L.filter.act_last &&
+           kernels::cfconv_filter_geometry_fuses<Exec>(L.lin1.out, L.filter.in_dim());
+  }
+
+  /// The rows of d, B, C, W: one per pair of mutually reverse edges (one per edge when the batch
+  /// has no pairing).
+  template <class M>
+  static kernels::EdgePairs<M> pairs_of(const Batch<M>& b) {
+    if (long(b.edge_pair.extent(0)) != long(b.num_edges)) return {};
+    return {b.pair_first, b.pair_second, b.edge_pair};
+  }
+  template <class M>
+  static long rows_of(const Batch<M>& b) {
+    return long(b.edge_pair.extent(0)) == long(b.num_edges) ? long(b.num_pairs) : long(b.num_edges);
+  }
 
   template <class Exec, class S>
   void edge_forward(const Exec& exec, const Batch<mem_t<Exec>>& b, const Mat<S, mem_t<Exec>>& r,
                     EdgeCache<S, mem_t<Exec>>& c, Workspace<mem_t<Exec>>& ws) const {
     const std::string lbl = "hydragnn::SchNetConv::edge_forward";
-    c.d = ws.template vec<S>(lbl, 0, b.num_edges);
-    c.C = ws.template vec<S>(lbl, 1, b.num_edges);
-    c.B = ws.template mat<S>(lbl, 2, b.num_edges, radial.size);
-    kernels::edge_lengths<Exec, S>(exec, r, c.d);
+    const long U = rows_of(b);
+    c.d = ws.template vec<S>(lbl, 0, U);
+    c.C = ws.template vec<S>(lbl, 1, U);
+    c.B = ws.template mat<S>(lbl, 2, U, radial.size);
+    kernels::edge_lengths<Exec, S>(exec, r, c.d, pairs_of(b).first);
     kernels::radial_forward<Exec, S>(exec, radial, c.d, c.B, c.C);
   }
   template <class Exec, class S>
   void edge_grad_init(const Exec& exec, const Batch<mem_t<Exec>>& b, EdgeGrad<S, mem_t<Exec>>& g,
                       Workspace<mem_t<Exec>>& ws) const {
     const std::string lbl = "hydragnn::SchNetConv::edge_grad";
-    g.dbar = ws.template zeroed_vec<S>(exec, lbl, 0, b.num_edges);
-    g.Cbar = ws.template zeroed_vec<S>(exec, lbl, 1, b.num_edges);
-    g.Bbar = ws.template zeroed_mat<S>(exec, lbl, 2, b.num_edges, radial.size);
+    const long U = rows_of(b);
+    g.dbar = ws.template zeroed_vec<S>(exec, lbl, 0, U);
+    g.Cbar = ws.template zeroed_vec<S>(exec, lbl, 1, U);
+    g.Bbar = ws.template zeroed_mat<S>(exec, lbl, 2, U, radial.size);
   }
   template <class Exec, class S>
-  void edge_backward(const Exec& exec, const Batch<mem_t<Exec>>&, const Mat<S, mem_t<Exec>>& r,
+  void edge_backward(const Exec& exec, const Batch<mem_t<Exec>>& b, const Mat<S, mem_t<Exec>>& r,
                      const EdgeCache<S, mem_t<Exec>>& c, EdgeGrad<S, mem_t<Exec>>& g, const Mat<S, mem_t<Exec>>& rbar,
                      Workspace<mem_t<Exec>>&) const {
-    kernels::radial_backward<Exec, S>(exec, radial, c.d, g.Bbar, g.Cbar, g.dbar);
-    kernels::edge_lengths_backward<Exec, S>(exec, r, c.d, g.dbar, rbar);
+    kernels::radial_backward<Exec, S>(exec, radial, c.d, c.B, g.Bbar, g.Cbar, g.dbar);
+    kernels::edge_lengths_backward<Exec, S>(exec, r, c.d, g.dbar, rbar, pairs_of(b).first);  // onto each pair's first edge
   }
 
   template <class Exec, class S, class T>
@@ -132,11 +159,28 @@ struct SchNetConv {
     const Layer& L = layers[l];
     const int N = b.num_atoms;
     const std::string lbl = "hydragnn::SchNetConv::layer_forward";
-    c.x1 = ws.template mat<S>(lbl + ".x1", l, N, L.lin1.out);
+    const int F = L.lin1.out, K = L.filter.in_dim();
+    c.x1 = ws.template mat<S>(lbl + ".x1", l, N, F);
     kernels::linear_forward<Exec, S, T>(exec, in.h, w, L.lin1, c.x1);
-    c.W = L.filter.forward<Exec, S, T>(exec, w, ec.B, c.filter, ws, l);
-    c.agg = ws.template mat<S>(lbl + ".agg", l, N, L.lin1.out);
-    kernels::cfconv_forward<Exec, S>(exec, c.x1, c.W, ec.C, b.row_ptr, b.src, c.agg);
+    c.agg = ws.template mat<S>(lbl + ".agg", l, N, F);
+    c.filter_fused = c.geometry_only && filter_geometry_fuses<Exec>(L) &&
+                     kernels::cfconv_filter_forward_geometry_fuses<Exec, S, T>(w, L.filter.layers[0], L.filter.layers[1], F, K);
+    if (c.filter_fused) {
+      // no parameter gradient to come: the filter and the aggregate in one pass, the filter's
+      // activations never stored (the geometric backward reads pre0 and W only); MLP::forward's slots
+      const long U = rows_of(b);
+      auto pre0 = ws.template mat<S>(L.filter.label + ".pre", l * 64, U, F);
+      c.W = ws.template mat<S>(L.filter.label + ".pre", l * 64 + 1, U, F);
+      c.filter.input = {ec.B, Mat<S, mem_t<Exec>>()};
+      c.filter.pre = {pre0, c.W};
+      c.filter.out = c.W;
+      kernels::cfconv_filter_forward_geometry<Exec, S, T>(exec, ec.B, c.x1, ec.C, b.row_ptr, b.src, w, L.filter.layers[0],
+                                                          L.filter.layers[1], L.filter.act_of(0), pre0, c.W, c.agg,
+                                                          pairs_of(b));
+    } else {
+      c.W = L.filter.forward<Exec, S, T>(exec, w, ec.B, c.filter, ws, l);
+      kernels::cfconv_forward<Exec, S>(exec, c.x1, c.W, ec.C, b.row_ptr, b.src, c.agg, pairs_of(b));
+    }
     out.h = ws.template mat<S>(lbl + ".out", l, N, L.lin2.out);
     kernels::linear_forward<Exec, S, T>(exec, c.agg, w, L.lin2, out.h);
   }
@@ -148,7 +192,9 @@ struct SchNetConv {
                       NodeState<S, mem_t<Exec>>& in_bar, const Vec<real_t<S>, mem_t<Exec>>& g, EdgeGrad<S, mem_t<Exec>>& eg,
                       Workspace<mem_t<Exec>>& ws) const {
     const Layer& L = layers[l];
-    const int N = b.num_atoms, E = b.num_edges, F = L.lin1.out;
+    const int N = b.num_atoms, F = L.lin1.out;
+    const long U = rows_of(b);
+    const auto pairs = pairs_of(b);
     const bool want_params = g.extent(0) > 0;
     const std::string lbl = "hydragnn::SchNetConv::layer_backward";
     if (want_params) kernels::linear_backward_params<Exec, S>(exec, c.agg, out_bar.h, L.lin2, g);
@@ -158,20 +204,23 @@ struct SchNetConv {
     // no geometric gradient wanted (empty EdgeGrad): the filter's input gradient is not computed
     const bool want_geometry = eg.Bbar.extent(0) > 0;
     const int K = L.filter.in_dim();
-    if (want_geometry && !want_params && L.filter.layers.size() == 2 && !L.filter.act_last &&
-        kernels::cfconv_filter_geometry_fuses<Exec>(F, K) && long(c.filter.pre[0].stride(0)) == F &&
-        long(eg.Bbar.stride(0)) == K) {
+    const bool fused = want_geometry && !want_params && filter_geometry_fuses<Exec>(L) &&
+                       long(c.filter.pre[0].stride(0)) == F && long(eg.Bbar.stride(0)) == K;
+    if (c.filter_fused && !fused)
+      throw std::logic_error("SchNetConv::layer_backward: the forward kept no filter activations (Forward::geometry_only); "
+                             "only the geometric gradient (forces, stress) can follow it");
+    if (fused) {
       // forces and stress only: the edge half of cfconv_backward and the filter's input gradient in
-      // one pass over tiles of edges (Wbar and the filter's cotangents never stored)
-      kernels::cfconv_backward_nodes<Exec, S>(exec, c.W, ec.C, b.dst, b.send_perm, b.send_ptr, aggbar, x1bar);
+      // one pass over tiles of rows (Wbar and the filter's cotangents never stored)
+      kernels::cfconv_backward_nodes<Exec, S>(exec, c.W, ec.C, b.dst, b.send_perm, b.send_ptr, aggbar, x1bar, pairs);
       kernels::cfconv_filter_geometry_backward<Exec, S, T>(exec, c.x1, c.W, ec.C, b.dst, b.src, aggbar, w.p,
                                                            L.filter.layers[0], L.filter.layers[1], L.filter.act_of(0),
                                                            c.filter.pre[0], eg.Cbar, eg.Bbar, Mat<S, mem_t<Exec>>(),
-                                                           Mat<S, mem_t<Exec>>(), Mat<S, mem_t<Exec>>());
+                                                           Mat<S, mem_t<Exec>>(), Mat<S, mem_t<Exec>>(), pairs);
     } else {
-      auto Wbar = ws.template mat<S>(lbl + ".W_bar", 0, E, F);
+      auto Wbar = ws.template mat<S>(lbl + ".W_bar", 0, U, F);
       kernels::cfconv_backward<Exec, S>(exec, c.x1, c.W, ec.C, b.dst, b.src, b.send_perm, b.send_ptr, aggbar, x1bar, Wbar,
-                                        eg.Cbar);
+                                        eg.Cbar, pairs);
       auto Bbar = L.filter.backward<Exec, S, T>(exec, w, c.filter, Wbar, g, ws, l, want_geometry);
       if (want_geometry) kernels::add_into<Exec, S>(exec, Bbar, eg.Bbar);
     }

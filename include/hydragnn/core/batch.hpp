@@ -55,6 +55,11 @@ struct Batch {
   Mat<double, M> shift;        ///< E x 3 Cartesian shift S_e:  r_e = pos[dst] - pos[src] + S_e
   Vec<int, M> send_perm;       ///< E edges sorted by sender
   Vec<int, M> send_ptr;        ///< N+1
+  // Pairs of mutually reverse edges (graph/edge_pairs.hpp), for what depends on |r| only: pair u
+  // is edge pair_first(u) (ascending) and its reverse pair_second(u) (-1: none); edge_pair(e) is the
+  // pair of edge e. Empty views: no pairing (every edge a pair of its own, pair u = edge u).
+  int num_pairs = 0;
+  Vec<int, M> pair_first, pair_second, edge_pair;
   Vec<double, M> inv_count;    ///< G, 1 / atoms per graph (mean pooling, per-atom losses)
   // Head branches (host): the graphs of branch k are [branch_graph_ptr[k], branch_graph_ptr[k+1]) and
   // their atoms [branch_atom_ptr[k], branch_atom_ptr[k+1]) (graphs are grouped by branch, ascending);

@@ -6,6 +6,7 @@
 #include <hydragnn/core/batch.hpp>
 #include <hydragnn/core/structure.hpp>
 #include <hydragnn/core/types.hpp>
+#include <hydragnn/graph/edge_pairs.hpp>
 #include <hydragnn/graph/radius_graph.hpp>
 #include <hydragnn/graph/triplets.hpp>
 
@@ -205,6 +206,14 @@ Batch<M> make_batch(const std::vector<const Structure*>& frames, const std::vect
   b.send_perm = to_dev("hydragnn::Batch::send_perm", h_send_perm);
   b.send_ptr = to_dev("hydragnn::Batch::send_ptr", h_send_ptr);
   b.inv_count = to_dev("hydragnn::Batch::inv_count", h_inv);
+  {
+    std::vector<int> first, second, of_edge;
+    edge_pairs(h_row_ptr, h_dst, h_src, h_shift, first, second, of_edge);
+    b.num_pairs = int(first.size());
+    b.pair_first = to_dev("hydragnn::Batch::pair_first", first);
+    b.pair_second = to_dev("hydragnn::Batch::pair_second", second);
+    b.edge_pair = to_dev("hydragnn::Batch::edge_pair", of_edge);
+  }
   if (with_triplets) {
     b.triplets = to_device<M>(build_triplets(graphs));
     b.has_triplets = true;

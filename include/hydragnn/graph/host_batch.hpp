@@ -48,6 +48,7 @@ struct HostBatch {
   int num_graphs = 0, num_atoms = 0, num_edges = 0;
   std::vector<int> graph_ptr, graph_edge_ptr, atom_graph, species, species_perm, species_ptr;
   std::vector<int> row_ptr, dst, src, send_perm, send_ptr;
+  std::vector<int> pair_first, pair_second, edge_pair;  ///< mutually reverse edges (graph/edge_pairs.hpp)
   std::vector<double> pos, shift, volume, inv_count;  ///< N*3, E*3, G, G
   std::vector<int> numbers;                           ///< N atomic numbers
   std::vector<int> origin;  ///< after ReceptiveField::apply: the host's index of each atom (empty: identity)
@@ -66,6 +67,11 @@ struct HostBatch {
     }
     counting_sort(src, E, N, send_ptr, send_perm, fill_);
     counting_sort(species, N, num_species, species_ptr, species_perm, fill_);
+    if (shift.size() == 3 * std::size_t(E)) {
+      edge_pairs(row_ptr, dst, src, shift, pair_first, pair_second, edge_pair);
+    } else {
+      pair_first.clear(), pair_second.clear(), edge_pair.clear();
+    }
   }
 
  private:
@@ -294,6 +300,12 @@ Batch<M> upload_batch(const HostBatch& h, Workspace<M>& ws) {
   b.shift = up3("hydragnn::HostBatch::shift", h.shift);
   b.send_perm = up("hydragnn::HostBatch::send_perm", h.send_perm);
   b.send_ptr = up("hydragnn::HostBatch::send_ptr", h.send_ptr);
+  if (h.edge_pair.size() == std::size_t(h.num_edges)) {
+    b.num_pairs = int(h.pair_first.size());
+    b.pair_first = up("hydragnn::HostBatch::pair_first", h.pair_first);
+    b.pair_second = up("hydragnn::HostBatch::pair_second", h.pair_second);
+    b.edge_pair = up("hydragnn::HostBatch::edge_pair", h.edge_pair);
+  }
   b.inv_count = up("hydragnn::HostBatch::inv_count", h.inv_count);
   if (h.branch > 0) {  // every graph in branch h.branch: branches 0 .. h.branch-1 hold none
     b.branch_graph_ptr.assign(std::size_t(h.branch) + 1, 0);

@@ -11,6 +11,9 @@
 //   xbar(j,f) = sum_{e: src(e)=j} aggbar(dst(e),f) W(e,f) C(e)   (segment over the sender permutation)
 //   Wbar(e,f) = aggbar(dst(e),f) x(src(e),f) C(e)
 //   Cbar(e)  += sum_f aggbar(dst(e),f) x(src(e),f) W(e,f)
+// W and C depend on the edge's length only, so with EdgePairs they have one row per pair of mutually
+// reverse edges (graph/edge_pairs.hpp): edge e reads row u = pair(e), and the backward sums the pair's
+// two edges (first, then second) into Wbar(u, :) and Cbar(u).
 #pragma once
 
 #include <hydragnn/core/types.hpp>
@@ -20,11 +23,22 @@
 namespace hydragnn {
 namespace kernels {
 
+/// Rows of W and C per pair of mutually reverse edges (Batch::pair_first, pair_second, edge_pair);
+/// empty views: one row per edge (pair u = edge u).
+template <class M>
+struct EdgePairs {
+  CVec<int, M> first, second, of_edge;
+  KOKKOS_INLINE_FUNCTION long row(long e) const { return of_edge.extent(0) > 0 ? long(of_edge(e)) : e; }
+  KOKKOS_INLINE_FUNCTION long first_of(long u) const { return first.extent(0) > 0 ? long(first(u)) : u; }
+  KOKKOS_INLINE_FUNCTION long second_of(long u) const { return second.extent(0) > 0 ? long(second(u)) : -1; }
+};
+
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void cfconv_forward(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat<S, mem_t<Exec>>& W,
                     const CVec<S, mem_t<Exec>>& C, const CVec<int, mem_t<Exec>>& row_ptr,
-                    const CVec<int, mem_t<Exec>>& src, const Mat<S, mem_t<Exec>>& agg) {
-  // x: N x F, W: E x F, C: E, row_ptr: N+1, src: E -> agg: N x F
+                    const CVec<int, mem_t<Exec>>& src, const Mat<S, mem_t<Exec>>& agg,
+                    const EdgePairs<mem_t<Exec>>& pairs = {}) {
+  // x: N x F, W: U x F, C: U (U = pairs, or E), row_ptr: N+1, src: E -> agg: N x F
   const long n = long(agg.extent(0)), F = long(agg.extent(1));
   if constexpr (std::is_same<Mode, exec_mode::HostRow>::value) {
     if (F <= detail::host_row_max) {
@@ -33,9 +47,9 @@ void cfconv_forward(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat<
             S acc[detail::host_row_max];
             for (long f = 0; f < F; ++f) acc[f] = S(0);
             for (int e = row_ptr(i); e < row_ptr(i + 1); ++e) {
-              const long j = src(e);
-              const S c = C(e);
-              for (long f = 0; f < F; ++f) acc[f] += x(j, f) * W(e, f) * c;
+              const long j = src(e), u = pairs.row(e);
+              const S c = C(u);
+              for (long f = 0; f < F; ++f) acc[f] += x(j, f) * W(u, f) * c;
             }
             for (long f = 0; f < F; ++f) agg(i, f) = acc[f];
           });
@@ -44,7 +58,10 @@ void cfconv_forward(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat<
   }
   detail::for_each_element<Mode>(exec, "hydragnn::CFConv::forward", n, F, KOKKOS_LAMBDA(const long i, const long f) {
     S acc(0);
-    for (int e = row_ptr(i); e < row_ptr(i + 1); ++e) acc += x(src(e), f) * W(e, f) * C(e);
+    for (int e = row_ptr(i); e < row_ptr(i + 1); ++e) {
+      const long u = pairs.row(e);
+      acc += x(src(e), f) * W(u, f) * C(u);
+    }
     agg(i, f) = acc;
   });
 }
@@ -54,19 +71,21 @@ template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void cfconv_backward_nodes(const Exec& exec, const CMat<S, mem_t<Exec>>& W, const CVec<S, mem_t<Exec>>& C,
                            const CVec<int, mem_t<Exec>>& dst, const CVec<int, mem_t<Exec>>& send_perm,
                            const CVec<int, mem_t<Exec>>& send_ptr, const CMat<S, mem_t<Exec>>& aggbar,
-                           const Mat<S, mem_t<Exec>>& xbar) {
-  const long n = long(xbar.extent(0)), F = long(xbar.extent(1));
+                           const Mat<S, mem_t<Exec>>& xbar, const EdgePairs<mem_t<Exec>>& pairs = {}) {
+  const long n = long(xbar.extent(0)), F = long(xbar.extent(1)), E = long(send_perm.extent(0));
   if constexpr (std::is_same<Mode, exec_mode::HostRow>::value) {
     if (F <= detail::host_row_max) {
       Kokkos::parallel_for(
           "hydragnn::CFConv::backward_nodes", Kokkos::RangePolicy<Exec>(exec, 0, n), KOKKOS_LAMBDA(const long j) {
+            constexpr int ahead = 8;  // W's rows come in sender order, scattered: fetch them early
             S acc[detail::host_row_max];
             for (long f = 0; f < F; ++f) acc[f] = S(0);
             for (int q = send_ptr(j); q < send_ptr(j + 1); ++q) {
+              if (q + ahead < E) detail::prefetch_rows(W, pairs.row(send_perm(q + ahead)), 1);
               const int e = send_perm(q);
-              const long i = dst(e);
-              const S c = C(e);
-              for (long f = 0; f < F; ++f) acc[f] += aggbar(i, f) * W(e, f) * c;
+              const long i = dst(e), u = pairs.row(e);
+              const S c = C(u);
+              for (long f = 0; f < F; ++f) acc[f] += aggbar(i, f) * W(u, f) * c;
             }
             for (long f = 0; f < F; ++f) xbar(j, f) = acc[f];
           });
@@ -77,43 +96,54 @@ void cfconv_backward_nodes(const Exec& exec, const CMat<S, mem_t<Exec>>& W, cons
     S acc(0);
     for (int q = send_ptr(j); q < send_ptr(j + 1); ++q) {
       const int e = send_perm(q);
-      acc += aggbar(dst(e), f) * W(e, f) * C(e);
+      const long u = pairs.row(e);
+      acc += aggbar(dst(e), f) * W(u, f) * C(u);
     }
     xbar(j, f) = acc;
   });
 }
 
 namespace detail {
-/// Edge e of the CFConv backward: wbar(f) = aggbar(dst(e),f) x(src(e),f) C(e) for f < F, written to
-/// wbar[f]; returns sum_f aggbar(dst(e),f) x(src(e),f) W(e,f) (channel order), Cbar's term.
+/// Row u of the CFConv backward: wbar(f) = sum over the pair's edges e of aggbar(dst(e),f)
+/// x(src(e),f) C(u) for f < F (first edge, then second), written to wbar[f]; returns the sum of
+/// aggbar(dst(e),f) x(src(e),f) W(u,f) over the channels of the first edge, then the second:
+/// Cbar's term.
 template <class S, class M>
 KOKKOS_INLINE_FUNCTION S cfconv_edge_backward(const CMat<S, M>& x, const CMat<S, M>& W, const CVec<S, M>& C,
                                               const CVec<int, M>& dst, const CVec<int, M>& src, const CMat<S, M>& aggbar,
-                                              long e, S* wbar) {
+                                              const EdgePairs<M>& pairs, long u, S* wbar) {
   const long F = long(W.extent(1));
   S c_acc(0);
-  const int i = dst(e), j = src(e);
-  for (long f = 0; f < F; ++f) {
-    const S t = aggbar(i, f) * x(j, f);
-    wbar[f] = t * C(e);
-    c_acc += t * W(e, f);
+  const S c = C(u);
+  for (int h = 0; h < 2; ++h) {
+    const long e = h == 0 ? pairs.first_of(u) : pairs.second_of(u);
+    if (e < 0) break;
+    const int i = dst(e), j = src(e);
+    for (long f = 0; f < F; ++f) {
+      const S t = aggbar(i, f) * x(j, f);
+      const S tc = t * c;
+      wbar[f] = h == 0 ? tc : wbar[f] + tc;
+      c_acc += t * W(u, f);
+    }
   }
   return c_acc;
 }
 }  // namespace detail
 
-/// The edge half of cfconv_backward: Wbar (E x F, overwritten) and Cbar (accumulated; skipped when
-/// empty). One thread per edge in every mode (the channel sum for Cbar runs in channel order).
+/// The edge half of cfconv_backward: Wbar (U x F, overwritten) and Cbar (U, accumulated; skipped
+/// when empty). One thread per row (pair) in every mode (the channel sum for Cbar runs in channel
+/// order).
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void cfconv_backward_edges(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat<S, mem_t<Exec>>& W,
                            const CVec<S, mem_t<Exec>>& C, const CVec<int, mem_t<Exec>>& dst,
                            const CVec<int, mem_t<Exec>>& src, const CMat<S, mem_t<Exec>>& aggbar,
-                           const Mat<S, mem_t<Exec>>& Wbar, const Vec<S, mem_t<Exec>>& Cbar) {
+                           const Mat<S, mem_t<Exec>>& Wbar, const Vec<S, mem_t<Exec>>& Cbar,
+                           const EdgePairs<mem_t<Exec>>& pairs = {}) {
   const bool want_C = Cbar.extent(0) > 0;
   Kokkos::parallel_for(
-      "hydragnn::CFConv::backward_edges", Kokkos::RangePolicy<Exec>(exec, 0, long(W.extent(0))), KOKKOS_LAMBDA(const long e) {
-        const S c_acc = detail::cfconv_edge_backward(x, W, C, dst, src, aggbar, e, &Wbar(e, 0));
-        if (want_C) Cbar(e) += c_acc;
+      "hydragnn::CFConv::backward_edges", Kokkos::RangePolicy<Exec>(exec, 0, long(W.extent(0))), KOKKOS_LAMBDA(const long u) {
+        const S c_acc = detail::cfconv_edge_backward(x, W, C, dst, src, aggbar, pairs, u, &Wbar(u, 0));
+        if (want_C) Cbar(u) += c_acc;
       });
 }
 
@@ -122,16 +152,17 @@ void cfconv_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat
                      const CVec<S, mem_t<Exec>>& C, const CVec<int, mem_t<Exec>>& dst,
                      const CVec<int, mem_t<Exec>>& src, const CVec<int, mem_t<Exec>>& send_perm,
                      const CVec<int, mem_t<Exec>>& send_ptr, const CMat<S, mem_t<Exec>>& aggbar,
-                     const Mat<S, mem_t<Exec>>& xbar, const Mat<S, mem_t<Exec>>& Wbar, const Vec<S, mem_t<Exec>>& Cbar) {
-  // aggbar: N x F -> xbar: N x F (overwritten), Wbar: E x F (overwritten), Cbar: E (accumulated;
+                     const Mat<S, mem_t<Exec>>& xbar, const Mat<S, mem_t<Exec>>& Wbar, const Vec<S, mem_t<Exec>>& Cbar,
+                     const EdgePairs<mem_t<Exec>>& pairs = {}) {
+  // aggbar: N x F -> xbar: N x F (overwritten), Wbar: U x F (overwritten), Cbar: U (accumulated;
   // skipped when Cbar is empty: no geometric gradient wanted)
-  cfconv_backward_nodes<Exec, S, Mode>(exec, W, C, dst, send_perm, send_ptr, aggbar, xbar);
-  cfconv_backward_edges<Exec, S, Mode>(exec, x, W, C, dst, src, aggbar, Wbar, Cbar);
+  cfconv_backward_nodes<Exec, S, Mode>(exec, W, C, dst, send_perm, send_ptr, aggbar, xbar, pairs);
+  cfconv_backward_edges<Exec, S, Mode>(exec, x, W, C, dst, src, aggbar, Wbar, Cbar, pairs);
 }
 
 namespace detail {
-/// HostRow body of cfconv_filter_geometry_backward: one tile of edges, its cotangent rows in
-/// local buffers (F, K <= host_row_max).
+/// HostRow body of cfconv_filter_geometry_backward: one tile of rows (pairs of edges), its cotangent
+/// rows in local buffers (F, K <= host_row_max).
 template <Activation AF, class S, class T, class M>
 struct CFConvFilterGeometryTiles {
   CMat<S, M> x, W, aggbar, pre0;
@@ -142,6 +173,7 @@ struct CFConvFilterGeometryTiles {
   Vec<S, M> Cbar;
   Mat<S, M> Bacc;
   const real_t<S>* bedge0;  ///< W0's narrow last column tile, packed (host memory; null: none)
+  EdgePairs<M> pairs;
   /// Epilogue of the last product: Bacc rows += the tile's rows (add_into).
   struct AddRows {
     Mat<S, M> Bacc;
@@ -160,7 +192,7 @@ struct CFConvFilterGeometryTiles {
     const Mat<S, M> wbv(wb, n, F), zbv(zb, n, F), bbv(bb, n, K);
     // cfconv_backward's edges: Wbar rows and Cbar
     for (long r = 0; r < n; ++r) {
-      const S c_acc = cfconv_edge_backward(x, W, C, dst, src, aggbar, e0 + r, &wbv(r, 0));
+      const S c_acc = cfconv_edge_backward(x, W, C, dst, src, aggbar, pairs, e0 + r, &wbv(r, 0));
       if (Cbar.extent(0) > 0) Cbar(e0 + r) += c_acc;
     }
     // the filter's input gradient: zbar = f'(pre0) * (Wbar W1), Bbar = zbar W0, added to Bacc
@@ -180,12 +212,13 @@ constexpr bool cfconv_filter_geometry_fuses(int F, int K) {
 }
 
 /// The geometric backward of a CFConv layer through a two-layer filter network W = W1 f(W0 B + b0)
-/// + b1 (no parameter gradient; forces and stress):
-///   Wbar(e,f) = aggbar(dst(e),f) x(src(e),f) C(e);  Cbar(e) += sum_f aggbar x W   (cfconv_backward)
-///   zbar = f'(pre0) * (Wbar W1);  Bacc += zbar W0                                (MLP backward, add_into)
+/// + b1 (no parameter gradient; forces and stress), rows u of W, C, pre0, Bacc per pair of edges
+/// (one per edge without pairs):
+///   Wbar(u,f) = sum_{e in u} aggbar(dst(e),f) x(src(e),f) C(u);  Cbar(u) += sum aggbar x W  (cfconv_backward_edges)
+///   zbar = f'(pre0) * (Wbar W1);  Bacc += zbar W0                       (MLP backward, add_into)
 /// bitwise those ops. HostRow on the host (cfconv_filter_geometry_fuses): one pass over tiles of
-/// edges, Wbar, zbar and zbar W0 in local buffers (never stored), each tile's rows independent (any
-/// thread count). Otherwise the ops, with Wbar, zbar, Bbar as the buffers (E rows).
+/// rows, Wbar, zbar and zbar W0 in local buffers (never stored), each tile's rows independent (any
+/// thread count). Otherwise the ops, with Wbar, zbar, Bbar as the buffers (U rows).
 template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
 void cfconv_filter_geometry_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat<S, mem_t<Exec>>& W,
                                      const CVec<S, mem_t<Exec>>& C, const CVec<int, mem_t<Exec>>& dst,
@@ -193,8 +226,9 @@ void cfconv_filter_geometry_backward(const Exec& exec, const CMat<S, mem_t<Exec>
                                      const CVec<T, mem_t<Exec>>& p, const LinearShape& L0, const LinearShape& L1,
                                      Activation act, const CMat<S, mem_t<Exec>>& pre0, const Vec<S, mem_t<Exec>>& Cbar,
                                      const Mat<S, mem_t<Exec>>& Bacc, const Mat<S, mem_t<Exec>>& Wbar,
-                                     const Mat<S, mem_t<Exec>>& zbar, const Mat<S, mem_t<Exec>>& Bbar) {
-  const long E = long(W.extent(0)), F = long(W.extent(1));
+                                     const Mat<S, mem_t<Exec>>& zbar, const Mat<S, mem_t<Exec>>& Bbar,
+                                     const EdgePairs<mem_t<Exec>>& pairs = {}) {
+  const long E = long(W.extent(0)), F = long(W.extent(1));  // E: rows (pairs of edges, or edges)
   if constexpr (detail::host_rows_on_host<Mode, Exec>) {
     const bool rows_contiguous = long(pre0.stride(0)) == F && long(Bacc.stride(0)) == long(Bacc.extent(1));
     if (cfconv_filter_geometry_fuses<Exec, Mode>(int(F), L0.in) && rows_contiguous) {
@@ -206,17 +240,78 @@ void cfconv_filter_geometry_backward(const Exec& exec, const CMat<S, mem_t<Exec>
       detail::with_activation(act, [&](auto tag) {
         Kokkos::parallel_for("hydragnn::CFConv::filter_geometry_backward", Kokkos::RangePolicy<Exec>(exec, 0, (E + MT - 1) / MT),
                              detail::CFConvFilterGeometryTiles<decltype(tag)::value, S, T, mem_t<Exec>>{
-                                 x, W, aggbar, pre0, C, dst, src, p, L0, L1, Cbar, Bacc, bedge});
+                                 x, W, aggbar, pre0, C, dst, src, p, L0, L1, Cbar, Bacc, bedge, pairs});
       });
       return;
     }
   }
   if (long(Wbar.extent(0)) != E || long(zbar.extent(0)) != E || long(Bbar.extent(0)) != E)
-    throw std::logic_error("cfconv_filter_geometry_backward: unfused, it needs Wbar, zbar and Bbar with one row per edge");
-  cfconv_backward_edges<Exec, S, Mode>(exec, x, W, C, dst, src, aggbar, Wbar, Cbar);
+    throw std::logic_error("cfconv_filter_geometry_backward: unfused, it needs Wbar, zbar and Bbar with one row per row of W");
+  cfconv_backward_edges<Exec, S, Mode>(exec, x, W, C, dst, src, aggbar, Wbar, Cbar, pairs);
   linear_backward_input_act<Exec, S, T, Mode>(exec, Wbar, Weights<T, mem_t<Exec>>{p, {}}, L1, act, pre0, zbar);
   linear_backward_input<Exec, S, T, Mode>(exec, zbar, Weights<T, mem_t<Exec>>{p, {}}, L0, Bbar, false);
   add_into<Exec, S, Mode>(exec, Bbar, Bacc);
+}
+
+namespace detail {
+/// HostRow body of cfconv_filter_forward_geometry: chunk t of dense_chunk_rows rows of the filter,
+/// its activations in a local buffer.
+template <Activation AF, class S, class T, class M>
+struct CFConvFilterForwardGeometry {
+  CMat<S, M> B;
+  CVec<T, M> p, pt;
+  LinearShape L0, L1;
+  Mat<S, M> pre0, W;
+  KOKKOS_INLINE_FUNCTION void operator()(const long t) const {
+    constexpr long CH = dense_chunk_rows;
+    const long U = long(W.extent(0)), F = long(W.extent(1)), K = long(B.extent(1));
+    const long u0 = t * CH, n = U - u0 < CH ? U - u0 : CH;
+    S ab[CH * host_row_max];
+    const Mat<S, M> av(ab, n, F), pv(&pre0(u0, 0), n, F);
+    // pre0 = W0 B + b0, a = f(pre0) (linear_forward_act), W = W1 a + b1 (linear_forward)
+    rows_product_here<S>(&B(u0, 0), K, K, pt.data() + L0.wt_off, L0.out, int(F), &pre0(u0, 0), F, n,
+                         BiasInit<T, M>{p, L0.b_off}, ActRowsPost<AF, S, M>{pv, av, F});
+    rows_product_here<S>(ab, F, F, pt.data() + L1.wt_off, L1.out, int(F), &W(u0, 0), F, n, BiasInit<T, M>{p, L1.b_off},
+                         NoRowsPost{});
+  }
+};
+}  // namespace detail
+
+/// Whether cfconv_filter_forward_geometry runs (real activations, the conditions of the fused
+/// geometric backward, the filter's transposed weights present).
+template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
+bool cfconv_filter_forward_geometry_fuses(const Weights<T, mem_t<Exec>>& w, const LinearShape& L0, const LinearShape& L1,
+                                          int F, int K) {
+  return !scalar_traits<S>::is_dual && cfconv_filter_geometry_fuses<Exec, Mode>(F, K) && L0.wt_off >= 0 &&
+         L1.wt_off >= 0 && w.pt.extent(0) == w.p.extent(0) && L0.in == K && L0.out == F && L1.in == F && L1.out == F;
+}
+
+/// A CFConv layer's filter network W = W1 f(W0 B + b0) + b1 (B: U x K, one row per pair of edges or
+/// per edge) and its aggregate (cfconv_forward) for a pass with no parameter gradient to come (forces,
+/// stress, inference), when cfconv_filter_forward_geometry_fuses: the filter in chunks of
+/// dense_chunk_rows rows, bitwise linear_forward_act and linear_forward, keeping pre0 and W (U x F,
+/// what cfconv_filter_geometry_backward reads) but not the activations f(pre0).
+///   B: U x K, x: N x F, C: U -> pre0, W: U x F, agg: N x F (all overwritten)
+template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
+void cfconv_filter_forward_geometry(const Exec& exec, const CMat<S, mem_t<Exec>>& B, const CMat<S, mem_t<Exec>>& x,
+                                    const CVec<S, mem_t<Exec>>& C, const CVec<int, mem_t<Exec>>& row_ptr,
+                                    const CVec<int, mem_t<Exec>>& src, const Weights<T, mem_t<Exec>>& w,
+                                    const LinearShape& L0, const LinearShape& L1, Activation act,
+                                    const Mat<S, mem_t<Exec>>& pre0, const Mat<S, mem_t<Exec>>& W,
+                                    const Mat<S, mem_t<Exec>>& agg, const EdgePairs<mem_t<Exec>>& pairs = {}) {
+  const long U = long(W.extent(0)), F = long(W.extent(1)), K = long(B.extent(1));
+  const bool contiguous = long(B.stride(0)) == K && long(pre0.stride(0)) == F && long(W.stride(0)) == F;
+  if (!cfconv_filter_forward_geometry_fuses<Exec, S, T, Mode>(w, L0, L1, int(F), int(K)) || !contiguous)
+    throw std::logic_error("cfconv_filter_forward_geometry: see cfconv_filter_forward_geometry_fuses");
+  if constexpr (detail::host_rows_on_host<Mode, Exec>) {
+    constexpr long CH = detail::dense_chunk_rows;
+    detail::with_activation(act, [&](auto tag) {
+      Kokkos::parallel_for("hydragnn::CFConv::filter_forward_geometry", Kokkos::RangePolicy<Exec>(exec, 0, (U + CH - 1) / CH),
+                           detail::CFConvFilterForwardGeometry<decltype(tag)::value, S, T, mem_t<Exec>>{B, w.p, w.pt, L0,
+                                                                                                     L1, pre0, W});
+    });
+    cfconv_forward<Exec, S, Mode>(exec, x, W, C, row_ptr, src, agg, pairs);
+  }
 }
 
 }  // namespace kernels

@@ -94,6 +94,20 @@ void pna_scale(const Exec& exec, const CMat<S, mem_t<Exec>>& mean, const CMat<S,
                const CMat<S, mem_t<Exec>>& mx, const CMat<S, mem_t<Exec>>& sd, const CMat<R, mem_t<Exec>>& scale,
                const Mat<S, mem_t<Exec>>& A) {
   const long N = long(A.extent(0)), F = long(mean.extent(1)), n = long(scale.extent(1));
+  if constexpr (detail::is_host_row<Mode>) {
+    // one row at a time, blocks of F contiguous channels (no index arithmetic per element)
+    Kokkos::parallel_for("hydragnn::PNA::scale", Kokkos::RangePolicy<Exec>(exec, 0, N), KOKKOS_LAMBDA(const long i) {
+      for (long k = 0; k < n; ++k) {
+        const R sk = scale(i, k);
+        for (long a = 0; a < 4; ++a) {
+          const S* g = &(a == 0 ? mean : a == 1 ? mn : a == 2 ? mx : sd)(i, 0);
+          S* y = &A(i, k * 4 * F + a * F);
+          for (long f = 0; f < F; ++f) y[f] = S(g[f]) * sk;
+        }
+      }
+    });
+    return;
+  }
   detail::for_each_element<Mode>(exec, "hydragnn::PNA::scale", N, 4 * n * F, KOKKOS_LAMBDA(const long i, const long c) {
     const long k = c / (4 * F), a = (c / F) % 4, f = c % F;
     const S g = a == 0 ? S(mean(i, f)) : a == 1 ? S(mn(i, f)) : a == 2 ? S(mx(i, f)) : S(sd(i, f));
@@ -107,6 +121,21 @@ void pna_scale_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& Abar, cons
                         const Mat<S, mem_t<Exec>>& meanbar, const Mat<S, mem_t<Exec>>& mnbar,
                         const Mat<S, mem_t<Exec>>& mxbar, const Mat<S, mem_t<Exec>>& sdbar) {
   const long N = long(Abar.extent(0)), F = long(meanbar.extent(1)), n = long(scale.extent(1));
+  if constexpr (detail::is_host_row<Mode>) {
+    // one row at a time: each output's sum over k in the same order, channels inner
+    Kokkos::parallel_for("hydragnn::PNA::scale_backward", Kokkos::RangePolicy<Exec>(exec, 0, N), KOKKOS_LAMBDA(const long i) {
+      for (long a = 0; a < 4; ++a) {
+        S* y = &(a == 0 ? meanbar : a == 1 ? mnbar : a == 2 ? mxbar : sdbar)(i, 0);
+        for (long f = 0; f < F; ++f) y[f] = S(0);
+        for (long k = 0; k < n; ++k) {
+          const R sk = scale(i, k);
+          const S* x = &Abar(i, k * 4 * F + a * F);
+          for (long f = 0; f < F; ++f) y[f] += x[f] * sk;
+        }
+      }
+    });
+    return;
+  }
   detail::for_each_element<Mode>(exec, "hydragnn::PNA::scale_backward", N, 4 * F, KOKKOS_LAMBDA(const long i, const long c) {
     const long a = c / F, f = c % F;
     S acc(0);
@@ -124,6 +153,23 @@ void segment_select_backward_ties(const Exec& exec, const CMat<S, mem_t<Exec>>& 
                                   const Mat<S, mem_t<Exec>>& Mbar, bool accumulate) {
   using R = real_t<S>;
   const long N = long(Y.extent(0)), F = long(Y.extent(1));
+  if constexpr (detail::is_host_row<Mode>) {
+    if (F <= detail::host_row_max) {
+      // one segment at a time, its rows walked whole (channels inner): the same counts and shares
+      Kokkos::parallel_for("hydragnn::PNA::select_backward_ties", Kokkos::RangePolicy<Exec>(exec, 0, N), KOKKOS_LAMBDA(const long s) {
+        R y[detail::host_row_max];
+        int ties[detail::host_row_max];
+        S share[detail::host_row_max];
+        for (long c = 0; c < F; ++c) y[c] = scalar_traits<S>::primal(Y(s, c)), ties[c] = 0;
+        for (int k = ptr(s); k < ptr(s + 1); ++k)
+          for (long c = 0; c < F; ++c) ties[c] += scalar_traits<S>::primal(M(k, c)) == y[c] ? 1 : 0;
+        for (long c = 0; c < F; ++c) share[c] = ties[c] > 0 ? S(Ybar(s, c) / R(ties[c])) : S(0);
+        for (int k = ptr(s); k < ptr(s + 1); ++k)
+          for (long c = 0; c < F; ++c) detail::put(Mbar, k, c, scalar_traits<S>::primal(M(k, c)) == y[c] ? share[c] : S(0), accumulate);
+      });
+      return;
+    }
+  }
   detail::for_each_element<Mode>(exec, "hydragnn::PNA::select_backward_ties", N, F, KOKKOS_LAMBDA(const long s, const long c) {
     const R y = scalar_traits<S>::primal(Y(s, c));
     int ties = 0;

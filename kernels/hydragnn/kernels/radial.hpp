@@ -52,13 +52,22 @@ KOKKOS_INLINE_FUNCTION S gaussian_exp(const S& a) {
   }
 }
 
+/// The Gaussian basis's spacing delta = cutoff / (K - 1) and exponent factor c = -1 / (2 delta^2),
+/// as radial::basis computes them.
+template <class R>
+struct GaussianGrid {
+  R delta, c;
+  KOKKOS_INLINE_FUNCTION explicit GaussianGrid(const RadialSpec& r)
+      : delta(R(r.cutoff) / R(r.size > 1 ? r.size - 1 : 1)), c(R(-0.5) / (delta * delta)) {}
+};
+
 template <class S>
 KOKKOS_INLINE_FUNCTION S basis(const RadialSpec& r, int k, const S& d) {
   using R = real_t<S>;
   if (r.type == RadialBasis::Gaussian) {
-    const R delta = R(r.cutoff) / R(r.size > 1 ? r.size - 1 : 1);
-    const S x = d - R(k) * delta;
-    return gaussian_exp(x * x * (R(-0.5) / (delta * delta)));
+    const GaussianGrid<R> g(r);
+    const S x = d - R(k) * g.delta;
+    return gaussian_exp(x * x * g.c);
   }
   const R w = R(k + 1) * math::pi<R>() / R(r.cutoff);
   if (r.type == RadialBasis::Sinc) return math::sin(d * w) / d;
@@ -68,10 +77,9 @@ template <class S>
 KOKKOS_INLINE_FUNCTION S dbasis(const RadialSpec& r, int k, const S& d) {
   using R = real_t<S>;
   if (r.type == RadialBasis::Gaussian) {
-    const R delta = R(r.cutoff) / R(r.size > 1 ? r.size - 1 : 1);
-    const S x = d - R(k) * delta;
-    const R c = R(-0.5) / (delta * delta);
-    return R(2) * c * x * gaussian_exp(x * x * c);
+    const GaussianGrid<R> g(r);
+    const S x = d - R(k) * g.delta;
+    return R(2) * g.c * x * gaussian_exp(x * x * g.c);
   }
   const R w = R(k + 1) * math::pi<R>() / R(r.cutoff);
   const R a = r.type == RadialBasis::Sinc ? R(1) : R(math::sqrt(2.0 / r.cutoff));
@@ -132,12 +140,17 @@ namespace kernels {
 
 // One natural form each (one thread per edge); every mode (kernels/modes.hpp) is accepted and runs it.
 
-/// d(e) = |r(e)|
+/// d(u) = |r(e)|, e = first(u) (first: one edge per pair of mutually reverse edges, Batch::pair_first;
+/// empty: every edge, e = u)
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
-void edge_lengths(const Exec& exec, const CMat<S, mem_t<Exec>>& r, const Vec<S, mem_t<Exec>>& d) {
+void edge_lengths(const Exec& exec, const CMat<S, mem_t<Exec>>& r, const Vec<S, mem_t<Exec>>& d,
+                  const CVec<int, mem_t<Exec>>& first = {}) {
+  const bool all = first.extent(0) == 0;
   Kokkos::parallel_for(
-      "hydragnn::EdgeGeometry::lengths", Kokkos::RangePolicy<Exec>(exec, 0, long(r.extent(0))),
-      KOKKOS_LAMBDA(const long e) { d(e) = math::sqrt(r(e, 0) * r(e, 0) + r(e, 1) * r(e, 1) + r(e, 2) * r(e, 2)); });
+      "hydragnn::EdgeGeometry::lengths", Kokkos::RangePolicy<Exec>(exec, 0, long(d.extent(0))), KOKKOS_LAMBDA(const long u) {
+        const long e = all ? u : long(first(u));
+        d(u) = math::sqrt(r(e, 0) * r(e, 0) + r(e, 1) * r(e, 1) + r(e, 2) * r(e, 2));
+      });
 }
 
 /// The edge feature "length" (HydraGNN edge_features ["length"], normalised by a fixed scale):
@@ -158,23 +171,45 @@ void length_feature_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& Xbar,
       KOKKOS_LAMBDA(const long e) { dbar(e) += Xbar(e, 0) / real_t<S>(scale); });
 }
 
-/// rbar(e,:) += dbar(e) * r(e,:) / d(e)
+/// rbar(e,:) += dbar(u) * r(e,:) / d(u), e = first(u) (as edge_lengths: the pair's first edge
+/// carries the pair's gradient; empty first: e = u)
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void edge_lengths_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& r, const CVec<S, mem_t<Exec>>& d,
-                           const CVec<S, mem_t<Exec>>& dbar, const Mat<S, mem_t<Exec>>& rbar) {
+                           const CVec<S, mem_t<Exec>>& dbar, const Mat<S, mem_t<Exec>>& rbar,
+                           const CVec<int, mem_t<Exec>>& first = {}) {
+  const bool all = first.extent(0) == 0;
   Kokkos::parallel_for(
-      "hydragnn::EdgeGeometry::lengths_backward", Kokkos::RangePolicy<Exec>(exec, 0, long(r.extent(0))),
-      KOKKOS_LAMBDA(const long e) {
-        const S s = dbar(e) / d(e);
+      "hydragnn::EdgeGeometry::lengths_backward", Kokkos::RangePolicy<Exec>(exec, 0, long(d.extent(0))),
+      KOKKOS_LAMBDA(const long u) {
+        const long e = all ? u : long(first(u));
+        const S s = dbar(u) / d(u);
         for (int a = 0; a < 3; ++a) rbar(e, a) += s * r(e, a);
       });
 }
 
 /// B(e,k) = b_k(d(e)),  C(e) = envelope(d(e))
+/// (Gaussian: the basis loop on the row's pointer with the spacing hoisted, so it vectorises; the
+/// same expression as radial::basis, so the same values.)
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void radial_forward(const Exec& exec, const RadialSpec& spec, const CVec<S, mem_t<Exec>>& d,
                     const Mat<S, mem_t<Exec>>& B, const Vec<S, mem_t<Exec>>& C) {
+  using R = real_t<S>;
   const int K = spec.size;
+  if (spec.type == RadialBasis::Gaussian) {
+    const radial::GaussianGrid<R> grid(spec);
+    Kokkos::parallel_for(
+        "hydragnn::RadialBasis::forward", Kokkos::RangePolicy<Exec>(exec, 0, long(d.extent(0))),
+        KOKKOS_LAMBDA(const long e) {
+          const S de = d(e);
+          S* Br = &B(e, 0);  // LayoutRight: the row is contiguous
+          for (int k = 0; k < K; ++k) {
+            const S x = de - R(k) * grid.delta;
+            Br[k] = radial::gaussian_exp(x * x * grid.c);
+          }
+          C(e) = radial::envelope(spec, de);
+        });
+    return;
+  }
   Kokkos::parallel_for(
       "hydragnn::RadialBasis::forward", Kokkos::RangePolicy<Exec>(exec, 0, long(d.extent(0))),
       KOKKOS_LAMBDA(const long e) {
@@ -183,11 +218,32 @@ void radial_forward(const Exec& exec, const RadialSpec& spec, const CVec<S, mem_
       });
 }
 
-/// dbar(e) += sum_k Bbar(e,k) b_k'(d) + Cbar(e) C'(d)
+/// dbar(e) += sum_k Bbar(e,k) b_k'(d) + Cbar(e) C'(d), with B = radial_forward's basis (Gaussian:
+/// b_k' = 2 c x b_k, c = -1 / (2 delta^2), x = d - mu_k, read from B instead of recomputing the
+/// exponential; radial::dbasis's expression, so the same values).
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void radial_backward(const Exec& exec, const RadialSpec& spec, const CVec<S, mem_t<Exec>>& d,
-                     const CMat<S, mem_t<Exec>>& Bbar, const CVec<S, mem_t<Exec>>& Cbar, const Vec<S, mem_t<Exec>>& dbar) {
+                     const CMat<S, mem_t<Exec>>& B, const CMat<S, mem_t<Exec>>& Bbar, const CVec<S, mem_t<Exec>>& Cbar,
+                     const Vec<S, mem_t<Exec>>& dbar) {
+  using R = real_t<S>;
   const int K = spec.size;
+  if (spec.type == RadialBasis::Gaussian) {
+    const radial::GaussianGrid<R> grid(spec);
+    Kokkos::parallel_for(
+        "hydragnn::RadialBasis::backward", Kokkos::RangePolicy<Exec>(exec, 0, long(d.extent(0))),
+        KOKKOS_LAMBDA(const long e) {
+          const S de = d(e);
+          const S* Br = &B(e, 0);
+          const S* Bb = &Bbar(e, 0);
+          S acc = Cbar(e) * radial::denvelope(spec, de);
+          for (int k = 0; k < K; ++k) {
+            const S x = de - R(k) * grid.delta;
+            acc += Bb[k] * (R(2) * grid.c * x * Br[k]);
+          }
+          dbar(e) += acc;
+        });
+    return;
+  }
   Kokkos::parallel_for(
       "hydragnn::RadialBasis::backward", Kokkos::RangePolicy<Exec>(exec, 0, long(d.extent(0))),
       KOKKOS_LAMBDA(const long e) {
@@ -252,6 +308,25 @@ void bessel_basis_backward(const Exec& exec, const CVec<S, mem_t<Exec>>& d, cons
         KOKKOS_LAMBDA(const long, const long) { return S(R(1)); },
         KOKKOS_LAMBDA(const long k, const long, const R& v) { g(f_off + k) += v; });
     return;
+  }
+  if constexpr (detail::is_host_row<Mode>) {
+    if (K <= detail::host_row_max) {
+      // one pass over the edges, the envelope once per edge (not once per frequency): each
+      // frequency's sum is the same expression over the edges in ascending order
+      Kokkos::parallel_for(
+          "hydragnn::RadialBasis::bessel_frequencies", Kokkos::RangePolicy<Exec>(exec, 0, 1), KOKKOS_LAMBDA(const long) {
+            S acc[detail::host_row_max];
+            R f[detail::host_row_max];
+            for (int k = 0; k < K; ++k) acc[k] = S(R(0)), f[k] = R(p(f_off + k));
+            for (long e = 0; e < E; ++e) {
+              const S x = d(e) / R(rc);
+              const S env = radial::dimenet_envelope(exponent + 1, x);
+              for (int k = 0; k < K; ++k) acc[k] += Bbar(e, k) * env * x * math::cos(x * f[k]);
+            }
+            for (int k = 0; k < K; ++k) g(f_off + k) += param_part(acc[k]);
+          });
+      return;
+    }
   }
   Kokkos::parallel_for(
       "hydragnn::RadialBasis::bessel_frequencies", Kokkos::RangePolicy<Exec>(exec, 0, K), KOKKOS_LAMBDA(const long k) {

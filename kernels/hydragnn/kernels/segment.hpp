@@ -153,10 +153,10 @@ struct SelectRed {
   }
   KOKKOS_INLINE_FUNCTION void step(acc_t& a, long k, long c) const {
     const S x = X(k, c);
-    if (a.arg < 0 || (Sign > 0 ? x > a.v : x < a.v)) {
-      a.v = x;
-      a.arg = int(k);
-    }
+    // selects, not a branch: the channel loop of HostRow may be vectorised
+    const bool take = a.arg < 0 || (Sign > 0 ? x > a.v : x < a.v);
+    a.v = take ? x : a.v;
+    a.arg = take ? int(k) : a.arg;
   }
   KOKKOS_INLINE_FUNCTION void finish(acc_t& a, long s, long c, int) const {
     Y(s, c) = a.v;
