@@ -43,7 +43,38 @@ template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
 void mfc_forward(const Exec& exec, const CMat<S, mem_t<Exec>>& H, const CMat<S, mem_t<Exec>>& X,
                  const CVec<int, mem_t<Exec>>& cls, const CMat<long, mem_t<Exec>>& off,
                  const CVec<T, mem_t<Exec>>& p, const Mat<S, mem_t<Exec>>& Y) {
-  const long I = long(H.extent(1));
+  const long I = long(H.extent(1)), O = long(Y.extent(1));
+  if constexpr (detail::is_host_row<Mode>) {
+    // one node at a time, its outputs in blocks of OB whose sums advance together: each output's
+    // two sums in the same order (channels ascending), OB independent chains instead of one
+    Kokkos::parallel_for("hydragnn::MFC::forward", Kokkos::RangePolicy<Exec>(exec, 0, long(Y.extent(0))),
+                         KOKKOS_LAMBDA(const long i) {
+                           constexpr long OB = 8;
+                           const int k = cls(i);
+                           for (long o0 = 0; o0 < O; o0 += OB) {
+                             const long n = O - o0 < OB ? O - o0 : OB;
+                             // a fixed-size block (kept in registers); past the last output, lanes
+                             // repeat it and are not stored
+                             long row[OB];
+                             S l[OB], r[OB];
+                             for (long j = 0; j < OB; ++j) {
+                               row[j] = (j < n ? o0 + j : o0 + n - 1) * I;
+                               l[j] = S(p(off(k, 1) + (j < n ? o0 + j : o0 + n - 1))), r[j] = S(0);
+                             }
+                             const T* wl = &p(off(k, 0));
+                             const T* wr = &p(off(k, 2));
+                             for (long c = 0; c < I; ++c) {
+                               const S h = H(i, c), x = X(i, c);
+                               for (long j = 0; j < OB; ++j) {
+                                 l[j] += h * wl[row[j] + c];
+                                 r[j] += x * wr[row[j] + c];
+                               }
+                             }
+                             for (long j = 0; j < n; ++j) Y(i, o0 + j) = l[j] + r[j];
+                           }
+                         });
+    return;
+  }
   detail::for_each_element<Mode>(exec, "hydragnn::MFC::forward", long(Y.extent(0)), long(Y.extent(1)),
                                  KOKKOS_LAMBDA(const long i, const long o) {
                                    const int k = cls(i);
