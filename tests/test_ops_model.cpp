@@ -405,10 +405,6 @@ struct CFConvOp {
   }
 };
 
-/// A CFConv layer with its two-layer filter network (fixed weights), agg of cfconv_forward with
-/// W = W1 ssp(W0 B + b0) + b1; backward for the geometry only: xbar (cfconv_backward_nodes), Bbar
-/// and Cbar by cfconv_filter_geometry_backward (HostRow: one pass over tiles of edges). p = [2 pad |
-/// W0: F x K | b0 | W1: F x F | b1].
 /// Pairs of edges sharing W and C rows (kernels::EdgePairs): any grouping of the edges into pairs and
 /// singles serves the kernels; here edge e goes with the next free edge q = e + 2 (mod 3), every
 /// fourth first edge alone.
@@ -436,6 +432,11 @@ TestPairs make_test_pairs(int E) {
   return t;
 }
 
+/// A CFConv layer with its two-layer filter network (fixed weights), agg of cfconv_forward with
+/// W = W1 ssp(W0 B + b0) + b1; backward for the geometry only: xbar (cfconv_backward_nodes), Bbar
+/// and Cbar by cfconv_filter_geometry_backward (HostRow: one pass over tiles of rows); rows of B, C
+/// and W per edge, or per pair of edges (`pairs`). p = [2 pad |
+/// W0: F x K | b0 | W1: F x F | b1].
 struct CFConvFilterOp {
   const Graph& g;
   int F = 9, K = 7;

@@ -166,8 +166,8 @@ struct SchNetConv {
     c.filter_fused = c.geometry_only && filter_geometry_fuses<Exec>(L) &&
                      kernels::cfconv_filter_forward_geometry_fuses<Exec, S, T>(w, L.filter.layers[0], L.filter.layers[1], F, K);
     if (c.filter_fused) {
-      // no parameter gradient to come: the filter and the aggregate in one pass, the filter's
-      // activations never stored (the geometric backward reads pre0 and W only); MLP::forward's slots
+      // no parameter gradient to come: the filter in chunks of rows, its activations never stored
+      // (the geometric backward reads pre0 and W only), then the aggregate; MLP::forward's slots
       const long U = rows_of(b);
       auto pre0 = ws.template mat<S>(L.filter.label + ".pre", l * 64, U, F);
       c.W = ws.template mat<S>(L.filter.label + ".pre", l * 64 + 1, U, F);
