@@ -185,6 +185,17 @@ KOKKOS_FORCEINLINE_FUNCTION void host_rows_block(long i0, const S* A, long lda, 
 #endif
 }
 
+/// host_rows_block<rows> for 0 < rows <= MT (a last, partial tile as one register tile of its rows).
+template <int MT, class S, class Init>
+KOKKOS_FORCEINLINE_FUNCTION void host_rows_blocks(int rows, long i0, const S* A, long lda, long K, const real_t<S>* B,
+                                                  long ldb, int ncols, S* C, long ldc, const Init& init,
+                                                  const real_t<S>* bedge) {
+  if constexpr (MT > 0) {
+    if (rows == MT) host_rows_block<MT>(i0, A, lda, K, B, ldb, ncols, C, ldc, init, bedge);
+    else host_rows_blocks<MT - 1>(rows, i0, A, lda, K, B, ldb, ncols, C, ldc, init, bedge);
+  }
+}
+
 /// Tile t of host_rows_product below (rows [t MT, min(n, (t + 1) MT)), MT = gemm::mr / planes),
 /// on the calling thread. A last, partial tile is one register tile of its rows too (a tile of one
 /// row reloads B for every row: a 32-row chunk of the fused kernels would spend a fifth of its
@@ -194,21 +205,9 @@ KOKKOS_FORCEINLINE_FUNCTION void host_rows_tile(long t, const S* A, long lda, lo
                                                 int ncols, S* C, long ldc, long n, const Init& init, const Post& post,
                                                 const real_t<S>* bedge) {
   constexpr int MT = gemm::mr / planes<S>;  // matrix rows per tile
-  static_assert(MT <= 6, "host_rows_tile: partial tiles of up to 5 rows");
   const long i0 = t * MT;
   const long rows = n - i0 < MT ? n - i0 : MT;
-  if (rows == MT) host_rows_block<MT>(i0, A, lda, K, B, ldb, ncols, C, ldc, init, bedge);
-  else if (rows == 1) host_rows_block<1>(i0, A, lda, K, B, ldb, ncols, C, ldc, init, bedge);
-  else if constexpr (MT > 2) {
-    if (rows == 2) host_rows_block<2>(i0, A, lda, K, B, ldb, ncols, C, ldc, init, bedge);
-    else if constexpr (MT > 3) {
-      if (rows == 3) host_rows_block<3>(i0, A, lda, K, B, ldb, ncols, C, ldc, init, bedge);
-      else if constexpr (MT > 4) {
-        if (rows == 4) host_rows_block<4>(i0, A, lda, K, B, ldb, ncols, C, ldc, init, bedge);
-        else if constexpr (MT > 5) host_rows_block<5>(i0, A, lda, K, B, ldb, ncols, C, ldc, init, bedge);
-      }
-    }
-  }
+  host_rows_blocks<MT>(int(rows), i0, A, lda, K, B, ldb, ncols, C, ldc, init, bedge);
   post(i0, i0 + rows);
 }
 
@@ -222,6 +221,28 @@ bool pack_edge_columns(const R* B, long ldb, long K, int ncols, R (&buf)[host_ro
   for (long k = 0; k < K; ++k)
     for (int j = 0; j < NR; ++j) buf[k][j] = j0 + j < ncols ? B[k * ldb + j0 + j] : R(0);
   return true;
+}
+
+/// Row tiles ahead of the current one whose rows host_rows_product sends towards the cache.
+constexpr long tile_prefetch_distance = 2;
+
+/// Rows [i0, i0 + m) of A (their K scalars) and of C (their ncols scalars, for writing) towards the
+/// cache, rows past n skipped: a tile reads its MT rows of A down their columns, MT streams at once
+/// that the hardware prefetcher follows poorly in a matrix larger than the cache (a hint; nothing
+/// where the compiler has no prefetch builtin).
+template <class S>
+KOKKOS_INLINE_FUNCTION void prefetch_tile_rows(const S* A, long lda, long K, const S* C, long ldc, int ncols, long n,
+                                               long i0, long m) {
+#ifdef HYDRAGNN_SIMD_PACKS
+  for (long i = i0; i < i0 + m && i < n; ++i) {
+    const char* a = reinterpret_cast<const char*>(A + i * lda);
+    for (long o = 0; o < long(K * sizeof(S)); o += 64) __builtin_prefetch(a + o);
+    const char* c = reinterpret_cast<const char*>(C + i * ldc);
+    for (long o = 0; o < long(ncols * sizeof(S)); o += 64) __builtin_prefetch(c + o, 1);
+  }
+#else
+  (void)A, (void)lda, (void)K, (void)C, (void)ldc, (void)ncols, (void)n, (void)i0, (void)m;
+#endif
 }
 
 /// HostRow product over rows: for every row i < n of A (n x K, row stride lda scalars) and every
@@ -240,6 +261,7 @@ void host_rows_product(const Exec& exec, const char* label, const S* A, long lda
   R bedge_buf[host_row_max][gemm::nr<R>];
   const R* bedge = pack_edge_columns<R>(B, ldb, K, ncols, bedge_buf) ? &bedge_buf[0][0] : nullptr;
   Kokkos::parallel_for(label, Kokkos::RangePolicy<Exec>(exec, 0, ntiles), KOKKOS_LAMBDA(const long t) {
+    prefetch_tile_rows<S>(A, lda, K, C, ldc, ncols, n, (t + tile_prefetch_distance) * MT, MT);
     host_rows_tile(t, A, lda, K, B, ldb, ncols, C, ldc, n, init, post, bedge);
   });
 }
@@ -256,19 +278,37 @@ KOKKOS_INLINE_FUNCTION void rows_product_here(const S* A, long lda, long K, cons
 }
 
 /// Tiling of HostRow's weight gradient: the dual one splits the chunk's Ybar block into primal and
-/// tangent planes once (ybuf), then tiles of 4 inputs x NR outputs of tangent accumulators (8
-/// vector registers, plus 4 for the Ybar planes); the real one 6 inputs x NR outputs.
+/// tangent planes once (ybuf), then tiles of MR inputs x NR outputs of tangent accumulators (MR = 4
+/// with 16 vector registers: 8 accumulators plus 4 for the Ybar planes); the real one MR = 6
+/// inputs x NR outputs (12 accumulators). With 32 vector registers both take MR = 8.
 template <class S>
 struct params_tiling {
   using R = real_t<S>;
   static constexpr bool dual = scalar_traits<S>::is_dual;
   static constexpr int NR = gemm::nr<R>;
-  static constexpr int MR = dual ? 4 : gemm::mr;
-  static_assert(MR <= 6, "params_tiling: the rest of the inputs is one tile of at most 5");
-  static constexpr long CH = dense_chunk_rows;
+#ifdef HYDRAGNN_SIMD_PACKS
+  /// 32 vector registers (AVX-512): taller register tiles (16 accumulators) and chunks of 128 rows
+  /// (L2-resident) — 31 -> 36 (dual) and 36 -> 45 (real) GFMA/s for 31,876 x 128 x 128 on a Zen 4
+  /// core (docs/performance.md); the sums and their order are the same.
+  static constexpr bool wide = simd::bytes == 64;
+#else
+  static constexpr bool wide = false;
+#endif
+  static constexpr int MR = wide ? 8 : dual ? 4 : gemm::mr;
+  static constexpr long CH = (wide ? 4 : 1) * dense_chunk_rows;
   static constexpr int GB = 8;  ///< most blocks of NR outputs per thread (local sums: GB x 256 x NR reals)
 
 };
+
+/// run(integral_constant<int, rest>, c0) for 0 < rest <= TR: the narrower last tile of a row of
+/// register tiles (its width a compile-time constant).
+template <int TR, class Run>
+KOKKOS_FORCEINLINE_FUNCTION void run_rest(int rest, int c0, const Run& run) {
+  if constexpr (TR > 0) {
+    if (rest == TR) run(std::integral_constant<int, TR>{}, c0);
+    else run_rest<TR - 1>(rest, c0, run);
+  }
+}
 
 /// One block of NR outputs [o0, o0 + nj) of the weight gradient over `rows` rows (<= CH), x and y
 /// at the rows' first: the rows' Ybar block packed (dual: split into planes; real: only when the
@@ -318,14 +358,7 @@ KOKKOS_INLINE_FUNCTION void params_block(const S* x, long lx, int nin, const S* 
   };
   int c0 = 0;
   for (; c0 + MR <= nin; c0 += MR) run(std::integral_constant<int, MR>{}, c0);
-  switch (nin - c0) {
-    case 1: run(std::integral_constant<int, 1>{}, c0); break;
-    case 2: run(std::integral_constant<int, 2>{}, c0); break;
-    case 3: run(std::integral_constant<int, 3>{}, c0); break;
-    case 4: run(std::integral_constant<int, (MR > 4 ? 4 : 1)>{}, c0); break;
-    case 5: run(std::integral_constant<int, (MR > 5 ? 5 : 1)>{}, c0); break;
-    default: break;
-  }
+  run_rest<MR - 1>(nin - c0, c0, run);
 }
 
 /// One thread's weight gradient of a Linear layer, fed chunk after chunk of rows in ascending order
