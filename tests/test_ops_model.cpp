@@ -2334,7 +2334,8 @@ struct MfcOp {
     Vec<int, M> c, cp, perm;
     classes(c, cp, perm);
     Mat<S, M> Y("Y", g.N, O);
-    km::mfc_forward<Exec, S, double, Mode>(Exec(), mat(x[0], g.N, I), mat(x[1], g.N, I), c, offsets(), params(x[2]), Y);
+    km::mfc_forward<Exec, S, double, Mode>(Exec(), mat(x[0], g.N, I), mat(x[1], g.N, I), c, offsets(), params(x[2]), Y, cp,
+                                              perm);
     return flat(Y);
   }
   template <class S, class Mode>
@@ -2342,7 +2343,8 @@ struct MfcOp {
     Vec<int, M> c, cp, perm;
     classes(c, cp, perm);
     Mat<S, M> Hb("Hb", g.N, I), Xb("Xb", g.N, I);
-    km::mfc_backward_input<Exec, S, double, Mode>(Exec(), mat(yb, g.N, O), c, offsets(), params(x[2]), Hb, Xb);
+    km::mfc_backward_input<Exec, S, double, Mode>(Exec(), mat(yb, g.N, O), c, offsets(), params(x[2]), Hb, Xb, cp,
+                                                     perm);
     Vec<double, M> gr("g", (D + 1) * per_class());
     km::mfc_backward_params<Exec, S, Mode>(Exec(), mat(x[0], g.N, I), mat(x[1], g.N, I), mat(yb, g.N, O), cp, perm,
                                            offsets(), gr);

@@ -103,7 +103,7 @@ struct MFCConv : conv::NoEdgeGeometry {
     c.s = ws.template mat<S>(lbl + ".s", l, N, L.in);
     kernels::segment_sum_perm<Exec, S>(exec, in.h, b.src, b.row_ptr, c.s, false);  // neighbour sum
     out.h = ws.template mat<S>(lbl + ".out", l, N, L.out);
-    kernels::mfc_forward<Exec, S, T>(exec, c.s, in.h, ec.cls, layer_offsets(ec, l), w.p, out.h);
+    kernels::mfc_forward<Exec, S, T>(exec, c.s, in.h, ec.cls, layer_offsets(ec, l), w.p, out.h, ec.cls_ptr, ec.cls_perm);
   }
 
   template <class Exec, class S, class T>
@@ -120,7 +120,7 @@ struct MFCConv : conv::NoEdgeGeometry {
       kernels::mfc_backward_params<Exec, S>(exec, c.s, in.h, out_bar.h, ec.cls_ptr, ec.cls_perm, off, g);
     auto sbar = ws.template mat<S>(lbl + ".s_bar", 0, N, L.in);
     in_bar.h = ws.template mat<S>(lbl + ".h_bar", l, N, L.in);
-    kernels::mfc_backward_input<Exec, S, T>(exec, out_bar.h, ec.cls, off, w.p, sbar, in_bar.h);
+    kernels::mfc_backward_input<Exec, S, T>(exec, out_bar.h, ec.cls, off, w.p, sbar, in_bar.h, ec.cls_ptr, ec.cls_perm);
     kernels::neighbour_backward<Exec, S>(exec, sbar, b.send_perm, b.send_ptr, b.dst, b.row_ptr, false, in_bar.h, true);
   }
 

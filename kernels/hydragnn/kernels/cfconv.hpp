@@ -105,10 +105,11 @@ void cfconv_backward_nodes(const Exec& exec, const CMat<S, mem_t<Exec>>& W, cons
 
 namespace detail {
 /// Row u of the CFConv backward: wbar(f) = sum over the pair's edges e of aggbar(dst(e),f)
-/// x(src(e),f) C(u) for f < F (first edge, then second), written to wbar[f]; returns the sum of
-/// aggbar(dst(e),f) x(src(e),f) W(u,f) over the channels of the first edge, then the second:
-/// Cbar's term.
-template <class S, class M>
+/// x(src(e),f) C(u) for f < F (first edge, then second), written to wbar[f]; with WithC, returns
+/// the sum of aggbar(dst(e),f) x(src(e),f) W(u,f) over the channels of the first edge, then the
+/// second: Cbar's term (without, S(0): no geometric gradient wanted, and the channel sum, a chain
+/// of dependent additions, is not run).
+template <bool WithC, class S, class M>
 KOKKOS_INLINE_FUNCTION S cfconv_edge_backward(const CMat<S, M>& x, const CMat<S, M>& W, const CVec<S, M>& C,
                                               const CVec<int, M>& dst, const CVec<int, M>& src, const CMat<S, M>& aggbar,
                                               const EdgePairs<M>& pairs, long u, S* wbar) {
@@ -123,7 +124,7 @@ KOKKOS_INLINE_FUNCTION S cfconv_edge_backward(const CMat<S, M>& x, const CMat<S,
       const S t = aggbar(i, f) * x(j, f);
       const S tc = t * c;
       wbar[f] = h == 0 ? tc : wbar[f] + tc;
-      c_acc += t * W(u, f);
+      if constexpr (WithC) c_acc += t * W(u, f);
     }
   }
   return c_acc;
@@ -139,12 +140,16 @@ void cfconv_backward_edges(const Exec& exec, const CMat<S, mem_t<Exec>>& x, cons
                            const CVec<int, mem_t<Exec>>& src, const CMat<S, mem_t<Exec>>& aggbar,
                            const Mat<S, mem_t<Exec>>& Wbar, const Vec<S, mem_t<Exec>>& Cbar,
                            const EdgePairs<mem_t<Exec>>& pairs = {}) {
-  const bool want_C = Cbar.extent(0) > 0;
-  Kokkos::parallel_for(
-      "hydragnn::CFConv::backward_edges", Kokkos::RangePolicy<Exec>(exec, 0, long(W.extent(0))), KOKKOS_LAMBDA(const long u) {
-        const S c_acc = detail::cfconv_edge_backward(x, W, C, dst, src, aggbar, pairs, u, &Wbar(u, 0));
-        if (want_C) Cbar(u) += c_acc;
-      });
+  const long U = long(W.extent(0));
+  if (Cbar.extent(0) == 0) {
+    Kokkos::parallel_for("hydragnn::CFConv::backward_edges", Kokkos::RangePolicy<Exec>(exec, 0, U), KOKKOS_LAMBDA(const long u) {
+      detail::cfconv_edge_backward<false>(x, W, C, dst, src, aggbar, pairs, u, &Wbar(u, 0));
+    });
+  } else {
+    Kokkos::parallel_for("hydragnn::CFConv::backward_edges", Kokkos::RangePolicy<Exec>(exec, 0, U), KOKKOS_LAMBDA(const long u) {
+      Cbar(u) += detail::cfconv_edge_backward<true>(x, W, C, dst, src, aggbar, pairs, u, &Wbar(u, 0));
+    });
+  }
 }
 
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
@@ -191,9 +196,10 @@ struct CFConvFilterGeometryTiles {
     S wb[MT * host_row_max], zb[MT * host_row_max], bb[MT * host_row_max];
     const Mat<S, M> wbv(wb, n, F), zbv(zb, n, F), bbv(bb, n, K);
     // cfconv_backward's edges: Wbar rows and Cbar
-    for (long r = 0; r < n; ++r) {
-      const S c_acc = cfconv_edge_backward(x, W, C, dst, src, aggbar, pairs, e0 + r, &wbv(r, 0));
-      if (Cbar.extent(0) > 0) Cbar(e0 + r) += c_acc;
+    if (Cbar.extent(0) > 0) {
+      for (long r = 0; r < n; ++r) Cbar(e0 + r) += cfconv_edge_backward<true>(x, W, C, dst, src, aggbar, pairs, e0 + r, &wbv(r, 0));
+    } else {
+      for (long r = 0; r < n; ++r) cfconv_edge_backward<false>(x, W, C, dst, src, aggbar, pairs, e0 + r, &wbv(r, 0));
     }
     // the filter's input gradient: zbar = f'(pre0) * (Wbar W1), Bbar = zbar W0, added to Bacc
     rows_product_here<S>(wb, F, L1.out, p.data() + L1.w_off, L1.stride(), L1.in, zb, F, n, AccumulateInit<S, M>{zbv, false},

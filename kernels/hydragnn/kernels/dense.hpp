@@ -65,7 +65,10 @@ struct ActRowsPost {
   Mat<S, M> pre, y;
   long c;
   KOKKOS_INLINE_FUNCTION void operator()(long i0, long i1) const {
-    for (long i = i0; i < i1; ++i) act_forward_row<A>(&pre(i, 0), &y(i, 0), c);
+    if (long(pre.stride(0)) == c && long(y.stride(0)) == c)  // contiguous rows: one run (pointwise: the same values)
+      act_forward_row<A>(&pre(i0, 0), &y(i0, 0), (i1 - i0) * c);
+    else
+      for (long i = i0; i < i1; ++i) act_forward_row<A>(&pre(i, 0), &y(i, 0), c);
   }
 };
 /// Epilogue of linear_backward_input_act: rows [i0, i1) of Xbar times f'(rows of Pre), in place.
@@ -75,7 +78,10 @@ struct ActBackwardRowsPost {
   Mat<S, M> xb;
   long c;
   KOKKOS_INLINE_FUNCTION void operator()(long i0, long i1) const {
-    for (long i = i0; i < i1; ++i) act_backward_row<A>(&pre(i, 0), &xb(i, 0), &xb(i, 0), c, false);
+    if (long(pre.stride(0)) == c && long(xb.stride(0)) == c)  // contiguous rows: one run (pointwise)
+      act_backward_row<A>(&pre(i0, 0), &xb(i0, 0), &xb(i0, 0), (i1 - i0) * c, false);
+    else
+      for (long i = i0; i < i1; ++i) act_backward_row<A>(&pre(i, 0), &xb(i, 0), &xb(i, 0), c, false);
   }
 };
 /// Epilogue of linear_forward_act_dot: ActRowsPost, then z(i) = b1 + sum_k y(i,k) w1(k) on the same
@@ -196,6 +202,35 @@ KOKKOS_FORCEINLINE_FUNCTION void host_rows_blocks(int rows, long i0, const S* A,
   }
 }
 
+/// Whether host_rows_tile computes a product one column at a time (host_rows_narrow) instead of in
+/// vector register tiles whose NR lanes would be mostly padding: one or two columns, or up to four
+/// over a short sum. On a Zen 4 core (NR = 32 floats) a one-output layer over 63,751 rows (CGCNN's
+/// gates at width 1) took 1.7 ms in a register tile and 0.26 ms here; 3,395 x 200 -> 3 stays in
+/// the register tiles (0.47 ms against 0.56).
+KOKKOS_INLINE_FUNCTION constexpr bool host_rows_narrow_fits(int ncols, long K) { return ncols <= 2 || (ncols <= 4 && K <= 32); }
+
+/// Rows [i0, i0 + rows), rows <= MT, of host_rows_product for a narrow C: each column's sums as
+/// scalars, the tile's rows side by side (independent chains), k ascending from init — the sums of
+/// the register tiles, in the same order.
+template <int MT, class S, class Init>
+KOKKOS_INLINE_FUNCTION void host_rows_narrow(int rows, long i0, const S* A, long lda, long K, const real_t<S>* B, long ldb,
+                                             int ncols, S* C, long ldc, const Init& init) {
+  using R = real_t<S>;
+  constexpr int P = planes<S>;
+  const R* Ar = reinterpret_cast<const R*>(A) + i0 * lda * P;
+  R* Cr = reinterpret_cast<R*>(C) + i0 * ldc * P;
+  for (int pl = 0; pl < P; ++pl)
+    for (int j = 0; j < ncols; ++j) {
+      R acc[MT];
+      for (int r = 0; r < MT; ++r) acc[r] = r < rows ? init(i0 + r, pl, j) : R(0);
+      for (long k = 0; k < K; ++k) {
+        const R bk = B[k * ldb + j];
+        for (int r = 0; r < MT; ++r) acc[r] += Ar[r * lda * P + pl + k * P] * bk;
+      }
+      for (int r = 0; r < rows; ++r) Cr[r * ldc * P + pl + j * P] = acc[r];
+    }
+}
+
 /// Tile t of host_rows_product below (rows [t MT, min(n, (t + 1) MT)), MT = gemm::mr / planes),
 /// on the calling thread. A last, partial tile is one register tile of its rows too (a tile of one
 /// row reloads B for every row: a 32-row chunk of the fused kernels would spend a fifth of its
@@ -207,7 +242,21 @@ KOKKOS_FORCEINLINE_FUNCTION void host_rows_tile(long t, const S* A, long lda, lo
   constexpr int MT = gemm::mr / planes<S>;  // matrix rows per tile
   const long i0 = t * MT;
   const long rows = n - i0 < MT ? n - i0 : MT;
-  host_rows_blocks<MT>(int(rows), i0, A, lda, K, B, ldb, ncols, C, ldc, init, bedge);
+  if (rows == MT) host_rows_block<MT>(i0, A, lda, K, B, ldb, ncols, C, ldc, init, bedge);
+  else host_rows_blocks<MT - 1>(int(rows), i0, A, lda, K, B, ldb, ncols, C, ldc, init, bedge);
+  post(i0, i0 + rows);
+}
+
+/// host_rows_tile for a narrow product (host_rows_narrow_fits), a function of its own: the
+/// narrow path inside host_rows_tile changed how the compiler laid out the register tiles of dual
+/// rows (their forward fell from 45 to 40 GFMA/s).
+template <class S, class Init, class Post>
+KOKKOS_INLINE_FUNCTION void host_rows_tile_narrow(long t, const S* A, long lda, long K, const real_t<S>* B, long ldb,
+                                                  int ncols, S* C, long ldc, long n, const Init& init, const Post& post) {
+  constexpr int MT = gemm::mr / planes<S>;
+  const long i0 = t * MT;
+  const long rows = n - i0 < MT ? n - i0 : MT;
+  host_rows_narrow<MT>(int(rows), i0, A, lda, K, B, ldb, ncols, C, ldc, init);
   post(i0, i0 + rows);
 }
 
@@ -260,8 +309,15 @@ void host_rows_product(const Exec& exec, const char* label, const S* A, long lda
   // host only)
   R bedge_buf[host_row_max][gemm::nr<R>];
   const R* bedge = pack_edge_columns<R>(B, ldb, K, ncols, bedge_buf) ? &bedge_buf[0][0] : nullptr;
+  if (host_rows_narrow_fits(ncols, K)) {
+    Kokkos::parallel_for(label, Kokkos::RangePolicy<Exec>(exec, 0, ntiles), KOKKOS_LAMBDA(const long t) {
+      host_rows_tile_narrow(t, A, lda, K, B, ldb, ncols, C, ldc, n, init, post);
+    });
+    return;
+  }
   Kokkos::parallel_for(label, Kokkos::RangePolicy<Exec>(exec, 0, ntiles), KOKKOS_LAMBDA(const long t) {
-    prefetch_tile_rows<S>(A, lda, K, C, ldc, ncols, n, (t + tile_prefetch_distance) * MT, MT);
+    // real rows only: dual rows ran 4-5 % slower with it (Zen 4, hydragnn_bench_dense)
+    if (planes<S> == 1) prefetch_tile_rows<S>(A, lda, K, C, ldc, ncols, n, (t + tile_prefetch_distance) * MT, MT);
     host_rows_tile(t, A, lda, K, B, ldb, ncols, C, ldc, n, init, post, bedge);
   });
 }
@@ -274,7 +330,10 @@ KOKKOS_INLINE_FUNCTION void rows_product_here(const S* A, long lda, long K, cons
                                               S* C, long ldc, long n, const Init& init, const Post& post,
                                               const real_t<S>* bedge = nullptr) {
   constexpr int MT = gemm::mr / planes<S>;
-  for (long t = 0; t * MT < n; ++t) host_rows_tile(t, A, lda, K, B, ldb, ncols, C, ldc, n, init, post, bedge);
+  if (host_rows_narrow_fits(ncols, K))
+    for (long t = 0; t * MT < n; ++t) host_rows_tile_narrow(t, A, lda, K, B, ldb, ncols, C, ldc, n, init, post);
+  else
+    for (long t = 0; t * MT < n; ++t) host_rows_tile(t, A, lda, K, B, ldb, ncols, C, ldc, n, init, post, bedge);
 }
 
 /// Tiling of HostRow's weight gradient: the dual one splits the chunk's Ybar block into primal and

@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The three products of a Linear layer (kernels/dense.hpp) on the shapes of the benchmark batch, in
+// the default execution space and mode: forward Y = X W^T + b, input gradient Xbar = Ybar W, weight
+// gradient Wbar += Ybar^T X, float and Dual<float> (force training's second pass), and the forward
+// and input gradient fused with the shifted softplus. Counter GFMA_per_s: multiply-adds per second
+// (a dual row counts its two planes; a dual weight gradient its two products per element).
+//
+//   hydragnn_bench_dense [--benchmark_filter=...]      (Google Benchmark flags)
+//
+// Shapes (rows x in -> out): SchNet's filter network on one row per pair of edges (31,876 x 50 ->
+// 128, 31,876 x 128 -> 128), an edge MLP on every edge (63,751 x 128 -> 128; x 64 -> 64), the heads
+// on the atoms (3,395 x 64 -> 200, 3,395 x 200 -> 200).
+#include <hydragnn/kernels/dense.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <string>
+
+namespace {
+
+using namespace hydragnn;
+using Exec = Kokkos::DefaultExecutionSpace;
+using M = Exec::memory_space;
+
+enum class Product { Forward, BackwardInput, BackwardParams, ForwardSsp, BackwardInputSsp };
+
+template <class S>
+void run(benchmark::State& state, Product what, long n, int in, int out) {
+  using T = float;
+  const long np = long(in) * out + out;
+  Kokkos::View<T*, M> p("hydragnn::bench_dense::p", np), pt("hydragnn::bench_dense::pt", np);
+  Kokkos::parallel_for("hydragnn::bench_dense::weights", Kokkos::RangePolicy<Exec>(0, np), KOKKOS_LAMBDA(const long i) {
+    p(i) = 0.01f * float((i * 37) % 101 - 50);
+  });
+  LinearShape sh;
+  sh.in = in;
+  sh.out = out;
+  sh.w_off = 0;
+  sh.b_off = long(in) * out;
+  sh.wt_off = 0;
+  Exec exec;
+  Kokkos::View<long* [3], M> shapes("hydragnn::bench_dense::shapes", 1);
+  auto hs = Kokkos::create_mirror_view(shapes);
+  hs(0, 0) = 0, hs(0, 1) = in, hs(0, 2) = out;
+  Kokkos::deep_copy(shapes, hs);
+  kernels::transpose_weights<Exec, T>(exec, p, shapes, pt);
+  const Weights<T, M> w{p, pt};
+  Mat<S, M> X("hydragnn::bench_dense::X", n, in), Y("hydragnn::bench_dense::Y", n, out),
+      Pre("hydragnn::bench_dense::Pre", n, out), Xbar("hydragnn::bench_dense::Xbar", n, in);
+  Kokkos::parallel_for("hydragnn::bench_dense::inputs", Kokkos::RangePolicy<Exec>(0, n), KOKKOS_LAMBDA(const long i) {
+    for (int c = 0; c < in; ++c) X(i, c) = S(0.001f * float((i + c) % 97));
+    for (int o = 0; o < out; ++o) Y(i, o) = S(0.002f * float((i * 3 + o) % 89));
+  });
+  Vec<T, M> g("hydragnn::bench_dense::g", np);
+  const Activation ssp = Activation::ShiftedSoftplus;
+  for (auto _ : state) {
+    switch (what) {
+      case Product::Forward: kernels::linear_forward<Exec, S, T>(exec, X, w, sh, Pre); break;
+      case Product::BackwardInput: kernels::linear_backward_input<Exec, S, T>(exec, Y, w, sh, Xbar, false); break;
+      case Product::BackwardParams: kernels::linear_backward_params<Exec, S>(exec, X, Y, sh, g); break;
+      case Product::ForwardSsp: kernels::linear_forward_act<Exec, S, T>(exec, X, w, sh, ssp, Pre, Y); break;
+      case Product::BackwardInputSsp:
+        kernels::linear_backward_input_act<Exec, S, T>(exec, Y, w, sh, ssp, X, Xbar, false);
+        break;
+    }
+    exec.fence();
+  }
+  const double planes = scalar_traits<S>::is_dual ? 2.0 : 1.0;
+  state.counters["GFMA_per_s"] =
+      benchmark::Counter(planes * double(n) * in * out * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void register_all() {
+  struct Shape {
+    long n;
+    int in, out;
+  };
+  const Shape shapes[] = {{31876, 50, 128}, {31876, 128, 128}, {63751, 128, 128}, {63751, 64, 64},
+                          {3395, 64, 200},  {3395, 200, 200}};
+  const std::pair<Product, const char*> products[] = {{Product::Forward, "forward"},
+                                                      {Product::BackwardInput, "backward_input"},
+                                                      {Product::BackwardParams, "backward_params"},
+                                                      {Product::ForwardSsp, "forward_ssp"},
+                                                      {Product::BackwardInputSsp, "backward_input_ssp"}};
+  for (const auto& s : shapes)
+    for (const auto& pr : products)
+      for (int dual = 0; dual < 2; ++dual) {
+        const std::string name = std::string("dense/") + pr.second + (dual ? "/dual" : "/float") + "/" +
+                                 std::to_string(s.n) + "x" + std::to_string(s.in) + "x" + std::to_string(s.out);
+        const Product what = pr.first;
+        auto* b = dual ? benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { run<Dual<float>>(st, what, s.n, s.in, s.out); })
+                       : benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { run<float>(st, what, s.n, s.in, s.out); });
+        b->Unit(benchmark::kMillisecond)->UseRealTime();
+      }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Kokkos::ScopeGuard kokkos(argc, argv);
+  register_all();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
