@@ -219,13 +219,15 @@ KOKKOS_INLINE_FUNCTION void host_rows_narrow(int rows, long i0, const S* A, long
   constexpr int P = planes<S>;
   const R* Ar = reinterpret_cast<const R*>(A) + i0 * lda * P;
   R* Cr = reinterpret_cast<R*>(C) + i0 * ldc * P;
+  long at[MT];  // each tile row's first real; rows past the last read the last row's (never stored)
+  for (int r = 0; r < MT; ++r) at[r] = (r < rows ? r : rows - 1) * lda * P;
   for (int pl = 0; pl < P; ++pl)
     for (int j = 0; j < ncols; ++j) {
       R acc[MT];
       for (int r = 0; r < MT; ++r) acc[r] = r < rows ? init(i0 + r, pl, j) : R(0);
       for (long k = 0; k < K; ++k) {
         const R bk = B[k * ldb + j];
-        for (int r = 0; r < MT; ++r) acc[r] += Ar[r * lda * P + pl + k * P] * bk;
+        for (int r = 0; r < MT; ++r) acc[r] += Ar[at[r] + pl + k * P] * bk;
       }
       for (int r = 0; r < rows; ++r) Cr[r * ldc * P + pl + j * P] = acc[r];
     }
