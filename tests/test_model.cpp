@@ -453,6 +453,54 @@ TEST_CASE("optimizers: one step of SGD (momentum), Adam and AdamW by hand", "[tr
   }
 }
 
+namespace {
+// n parameters through Optimizer::step in one buffer (host packs where the build has them, the tail one
+// at a time) and each parameter alone in a buffer of one (always the scalar form): the same bits.
+template <class T>
+void check_optimizer_lanes(OptimizerType t, int frozen) {
+  const int n = 37, steps = 3;
+  Optimizer<T, Exec> all(t, n, 0.01, 0.02, 0.0);
+  all.frozen = std::size_t(frozen);
+  Vec<T, M> p("p", n), g("g", n);
+  std::vector<T> p0(n), gk(n);
+  for (int k = 0; k < n; ++k) {
+    p0[k] = T(0.3 * std::sin(1.7 * k + 0.4));
+    gk[k] = T(k % 5 == 0 ? 0.0 : 0.8 * std::cos(2.3 * k) * std::pow(10.0, double(k % 7) - 4.0));
+    p(k) = p0[k];
+    g(k) = gk[k];
+  }
+  for (int s = 0; s < steps; ++s) all.step(Exec(), p, g);
+  for (int k = 0; k < n; ++k) {
+    Optimizer<T, Exec> one(t, 1, 0.01, 0.02, 0.0);
+    Vec<T, M> p1("p1", 1), g1("g1", 1);
+    p1(0) = p0[k];
+    g1(0) = gk[k];
+    if (k >= frozen)
+      for (int s = 0; s < steps; ++s) one.step(Exec(), p1, g1);
+    INFO("parameter " << k);
+    CHECK(std::memcmp(&p(k), &p1(0), sizeof(T)) == 0);
+    if (k >= frozen) {
+      CHECK(std::memcmp(&all.m(k), &one.m(0), sizeof(T)) == 0);
+      CHECK(std::memcmp(&all.v(k), &one.v(0), sizeof(T)) == 0);
+    } else {
+      CHECK(p(k) == p0[k]);
+    }
+  }
+  CHECK(p(n - 1) != p0[n - 1]);  // the tail moved
+  CHECK(p(frozen + 1) != p0[frozen + 1]);
+}
+}  // namespace
+
+TEST_CASE("optimizers: Adam and AdamW give each parameter the bits of its update alone (host packs, tail)",
+          "[train][optimizer]") {
+  hydragnn_test::ensure_kokkos();
+  for (OptimizerType t : {OptimizerType::Adam, OptimizerType::AdamW})
+    for (int frozen : {0, 3}) {
+      check_optimizer_lanes<float>(t, frozen);
+      check_optimizer_lanes<double>(t, frozen);
+    }
+}
+
 TEST_CASE("ReduceLROnPlateau lowers the rate after `patience` bad epochs and respects min_lr", "[train][scheduler]") {
   PlateauScheduler s;
   s.factor = 0.5;

@@ -748,18 +748,36 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
 template <class Exec, class T>
 void transpose_weights(const Exec& exec, const CVec<T, mem_t<Exec>>& p, const Kokkos::View<const long* [3], mem_t<Exec>>& shapes,
                        const Vec<T, mem_t<Exec>>& pt) {
-  // one team per layer, its threads over the layer's weights
-  using member = typename Kokkos::TeamPolicy<Exec>::member_type;
-  Kokkos::parallel_for(
-      "hydragnn::Linear::transpose_weights", Kokkos::TeamPolicy<Exec>(exec, long(shapes.extent(0)), Kokkos::AUTO),
-      KOKKOS_LAMBDA(const member& t) {
-        const long l = t.league_rank();
-        const long w = shapes(l, 0), in = shapes(l, 1), out = shapes(l, 2);
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(t, in * out), [&](const long e) {
-          const long c = e / out, o = e % out;
-          pt(w + c * out + o) = p(w + o * in + c);
+  constexpr bool on_host = Kokkos::SpaceAccessibility<Exec, Kokkos::HostSpace>::accessible;
+  if constexpr (on_host) {
+    // a thread per layer, 16 outputs at a time: their 16 rows of p are read down the inputs while
+    // they stay in cache (a whole column at once would map rows of 2^k floats onto a few cache sets)
+    Kokkos::parallel_for(
+        "hydragnn::Linear::transpose_weights", Kokkos::RangePolicy<Exec>(exec, 0, long(shapes.extent(0))),
+        KOKKOS_LAMBDA(const long l) {
+          constexpr long OB = 16;
+          const long w = shapes(l, 0), in = shapes(l, 1), out = shapes(l, 2);
+          for (long o0 = 0; o0 < out; o0 += OB) {
+            const long o1 = o0 + OB < out ? o0 + OB : out;
+            for (long c = 0; c < in; ++c)
+              for (long o = o0; o < o1; ++o) pt(w + c * out + o) = p(w + o * in + c);
+          }
         });
-      });
+  } else {
+    // one team per layer, its threads over the layer's inputs c, lanes over the outputs o
+    using member = typename Kokkos::TeamPolicy<Exec>::member_type;
+    Kokkos::parallel_for(
+        "hydragnn::Linear::transpose_weights",
+        Kokkos::TeamPolicy<Exec>(exec, long(shapes.extent(0)), Kokkos::AUTO, detail::team_vector),
+        KOKKOS_LAMBDA(const member& t) {
+          const long l = t.league_rank();
+          const long w = shapes(l, 0), in = shapes(l, 1), out = shapes(l, 2);
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(t, in), [&](const long c) {
+            Kokkos::parallel_for(Kokkos::ThreadVectorRange(t, out),
+                                 [&](const long o) { pt(w + c * out + o) = p(w + o * in + c); });
+          });
+        });
+  }
 }
 
 }  // namespace kernels

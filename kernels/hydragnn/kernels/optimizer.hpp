@@ -4,7 +4,9 @@
 // step count and calls optimizer_step once per step.
 #pragma once
 
+#include <hydragnn/core/dual.hpp>
 #include <hydragnn/core/types.hpp>
+#include <hydragnn/kernels/simd.hpp>
 
 namespace hydragnn {
 
@@ -19,10 +21,30 @@ struct OptimizerStepParams {
 
 namespace kernels {
 
+namespace detail {
+KOKKOS_INLINE_FUNCTION double opt_sqrt(double x) { return math::sqrt(x); }
+#ifdef HYDRAGNN_SIMD_PACKS
+inline simd::pack_t<double> opt_sqrt(const simd::pack_t<double>& x) { return simd::sqrt(x); }
+#endif
+/// One Adam / AdamW update in double on one value or on a pack of them (the same operations in the
+/// same order: each lane gets the bits of the scalar form; sqrt and division are correctly rounded).
+template <class V>
+KOKKOS_INLINE_FUNCTION void adam_update(V& w, V& mk, V& vk, V grad, bool decoupled, double lr, double wd, double b1,
+                                        double b2, double ep, double c1, double c2) {
+  if (!decoupled) grad += wd * w;
+  else w -= lr * wd * w;  // decoupled weight decay
+  mk = b1 * mk + (1 - b1) * grad;
+  vk = b2 * vk + (1 - b2) * grad * grad;
+  w -= lr * (mk / c1) / (opt_sqrt(vk / c2) + ep);
+}
+}  // namespace detail
+
 /// One update of every parameter k (arithmetic in double, storage in T):
 ///   p, g, m, v : n      (m: first moment or SGD momentum buffer, v: second moment; updated in place)
 ///   frozen     : the parameters k < frozen are left untouched (no step, no decay: parameters without
 ///                requires_grad in torch; the model's trunk comes first in its buffer)
+/// On the host, Adam and AdamW take packs of lanes<double> parameters (the tail one at a time): the
+/// same bits per parameter, the square roots and divisions vectorised.
 template <class Exec, class T>
 void optimizer_step(const Exec& exec, const OptimizerStepParams& h, const Vec<T, mem_t<Exec>>& p,
                     const Vec<T, mem_t<Exec>>& g, const Vec<T, mem_t<Exec>>& m, const Vec<T, mem_t<Exec>>& v,
@@ -30,9 +52,44 @@ void optimizer_step(const Exec& exec, const OptimizerStepParams& h, const Vec<T,
   const OptimizerType t = h.type;
   const double lr_ = h.lr, wd = h.weight_decay, mom = h.momentum, b1 = h.beta1, b2 = h.beta2, ep = h.eps;
   const double c1 = h.c1, c2 = h.c2;
+  const bool decoupled = t == OptimizerType::AdamW;
   auto m_ = m, v_ = v;
+  long first = frozen;
+#ifdef HYDRAGNN_SIMD_PACKS
+  if constexpr (Kokkos::SpaceAccessibility<Exec, Kokkos::HostSpace>::accessible) {
+    constexpr int L = simd::lanes<double>;
+    using dpack = simd::pack_t<double>;
+    typedef T tpack __attribute__((vector_size(L * sizeof(T))));
+    const long packs = t == OptimizerType::SGD ? 0 : (long(p.extent(0)) - frozen) / L;
+    T* pp = p.data();
+    const T* gp = g.data();
+    T* mp = m.data();
+    T* vp = v.data();
+    Kokkos::parallel_for(
+        "hydragnn::Optimizer::step", Kokkos::RangePolicy<Exec>(exec, 0, packs), KOKKOS_LAMBDA(const long q) {
+          const long k = frozen + q * L;
+          tpack x;
+          __builtin_memcpy(&x, pp + k, sizeof x);
+          dpack w = __builtin_convertvector(x, dpack);
+          __builtin_memcpy(&x, mp + k, sizeof x);
+          dpack mk = __builtin_convertvector(x, dpack);
+          __builtin_memcpy(&x, vp + k, sizeof x);
+          dpack vk = __builtin_convertvector(x, dpack);
+          __builtin_memcpy(&x, gp + k, sizeof x);
+          const dpack grad = __builtin_convertvector(x, dpack);
+          detail::adam_update(w, mk, vk, grad, decoupled, lr_, wd, b1, b2, ep, c1, c2);
+          x = __builtin_convertvector(mk, tpack);
+          __builtin_memcpy(mp + k, &x, sizeof x);
+          x = __builtin_convertvector(vk, tpack);
+          __builtin_memcpy(vp + k, &x, sizeof x);
+          x = __builtin_convertvector(w, tpack);
+          __builtin_memcpy(pp + k, &x, sizeof x);
+        });
+    first = frozen + packs * L;
+  }
+#endif
   Kokkos::parallel_for(
-      "hydragnn::Optimizer::step", Kokkos::RangePolicy<Exec>(exec, frozen, long(p.extent(0))), KOKKOS_LAMBDA(const long k) {
+      "hydragnn::Optimizer::step", Kokkos::RangePolicy<Exec>(exec, first, long(p.extent(0))), KOKKOS_LAMBDA(const long k) {
         double grad = double(g(k));
         double w = double(p(k));
         if (t == OptimizerType::SGD) {
@@ -41,13 +98,10 @@ void optimizer_step(const Exec& exec, const OptimizerStepParams& h, const Vec<T,
           m_(k) = T(buf);
           w -= lr_ * buf;
         } else {
-          if (t == OptimizerType::Adam) grad += wd * w;
-          else w -= lr_ * wd * w;  // decoupled weight decay
-          const double mk = b1 * double(m_(k)) + (1 - b1) * grad;
-          const double vk = b2 * double(v_(k)) + (1 - b2) * grad * grad;
+          double mk = double(m_(k)), vk = double(v_(k));
+          detail::adam_update(w, mk, vk, grad, decoupled, lr_, wd, b1, b2, ep, c1, c2);
           m_(k) = T(mk);
           v_(k) = T(vk);
-          w -= lr_ * (mk / c1) / (math::sqrt(vk / c2) + ep);
         }
         p(k) = T(w);
       });

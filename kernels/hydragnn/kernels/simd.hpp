@@ -10,6 +10,14 @@
 #include <cstdint>
 #include <utility>
 
+#if defined(__GNUC__) && !defined(__CUDACC__) && !defined(__HIPCC__)
+#if defined(__SSE2__)
+#include <immintrin.h>  // simd::sqrt
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
+#endif
+
 namespace hydragnn {
 namespace kernels {
 namespace simd {
@@ -43,6 +51,24 @@ template <class R>
 using mask_t = typename pack<R>::mask;
 template <class R>
 constexpr int lanes = bytes / int(sizeof(R));
+
+/// The correctly rounded square root of each lane: the bits std::sqrt gives each element (IEEE
+/// sqrt), as one instruction (a scalar std::sqrt keeps GCC from vectorising a loop: errno).
+inline pack_t<double> sqrt(const pack_t<double>& x) {
+#if defined(__AVX512F__)
+  return (pack_t<double>)_mm512_sqrt_pd((__m512d)x);
+#elif defined(__AVX__)
+  return (pack_t<double>)_mm256_sqrt_pd((__m256d)x);
+#elif defined(__SSE2__)
+  return (pack_t<double>)_mm_sqrt_pd((__m128d)x);
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+  return (pack_t<double>)vsqrtq_f64((float64x2_t)x);
+#else
+  pack_t<double> y;
+  for (int j = 0; j < int(bytes / sizeof(double)); ++j) y[j] = __builtin_sqrt(x[j]);
+  return y;
+#endif
+}
 
 template <class R>
 inline pack_t<R> load(const R* p) {
