@@ -58,8 +58,6 @@ void optimizer_step(const Exec& exec, const OptimizerStepParams& h, const Vec<T,
 #ifdef HYDRAGNN_SIMD_PACKS
   if constexpr (Kokkos::SpaceAccessibility<Exec, Kokkos::HostSpace>::accessible) {
     constexpr int L = simd::lanes<double>;
-    using dpack = simd::pack_t<double>;
-    typedef T tpack __attribute__((vector_size(L * sizeof(T))));
     const long packs = t == OptimizerType::SGD ? 0 : (long(p.extent(0)) - frozen) / L;
     T* pp = p.data();
     const T* gp = g.data();
@@ -68,22 +66,11 @@ void optimizer_step(const Exec& exec, const OptimizerStepParams& h, const Vec<T,
     Kokkos::parallel_for(
         "hydragnn::Optimizer::step", Kokkos::RangePolicy<Exec>(exec, 0, packs), KOKKOS_LAMBDA(const long q) {
           const long k = frozen + q * L;
-          tpack x;
-          __builtin_memcpy(&x, pp + k, sizeof x);
-          dpack w = __builtin_convertvector(x, dpack);
-          __builtin_memcpy(&x, mp + k, sizeof x);
-          dpack mk = __builtin_convertvector(x, dpack);
-          __builtin_memcpy(&x, vp + k, sizeof x);
-          dpack vk = __builtin_convertvector(x, dpack);
-          __builtin_memcpy(&x, gp + k, sizeof x);
-          const dpack grad = __builtin_convertvector(x, dpack);
-          detail::adam_update(w, mk, vk, grad, decoupled, lr_, wd, b1, b2, ep, c1, c2);
-          x = __builtin_convertvector(mk, tpack);
-          __builtin_memcpy(mp + k, &x, sizeof x);
-          x = __builtin_convertvector(vk, tpack);
-          __builtin_memcpy(vp + k, &x, sizeof x);
-          x = __builtin_convertvector(w, tpack);
-          __builtin_memcpy(pp + k, &x, sizeof x);
+          auto w = simd::load_as_double(pp + k), mk = simd::load_as_double(mp + k), vk = simd::load_as_double(vp + k);
+          detail::adam_update(w, mk, vk, simd::load_as_double(gp + k), decoupled, lr_, wd, b1, b2, ep, c1, c2);
+          simd::store_from_double(mp + k, mk);
+          simd::store_from_double(vp + k, vk);
+          simd::store_from_double(pp + k, w);
         });
     first = frozen + packs * L;
   }

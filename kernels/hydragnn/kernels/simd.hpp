@@ -11,6 +11,7 @@
 #include <utility>
 
 #if defined(__GNUC__) && !defined(__CUDACC__) && !defined(__HIPCC__)
+#define HYDRAGNN_SIMD_PACKS 1
 #if defined(__SSE2__)
 #include <immintrin.h>  // simd::sqrt
 #elif defined(__aarch64__) && defined(__ARM_NEON)
@@ -31,8 +32,7 @@ constexpr int bytes = 32;
 constexpr int bytes = 16;
 #endif
 
-#if defined(__GNUC__) && !defined(__CUDACC__) && !defined(__HIPCC__)
-#define HYDRAGNN_SIMD_PACKS 1
+#ifdef HYDRAGNN_SIMD_PACKS
 template <class R>
 struct pack;
 template <>
@@ -65,7 +65,7 @@ inline pack_t<double> sqrt(const pack_t<double>& x) {
   return (pack_t<double>)vsqrtq_f64((float64x2_t)x);
 #else
   pack_t<double> y;
-  for (int j = 0; j < int(bytes / sizeof(double)); ++j) y[j] = __builtin_sqrt(x[j]);
+  for (int j = 0; j < lanes<double>; ++j) y[j] = __builtin_sqrt(x[j]);
   return y;
 #endif
 }
@@ -79,6 +79,20 @@ inline pack_t<R> load(const R* p) {
 template <class R>
 inline void store(R* p, const pack_t<R>& v) {
   __builtin_memcpy(p, &v, sizeof(v));
+}
+/// lanes<double> values of T (float or double) as a pack of doubles, and back (rounded to T).
+template <class T>
+inline pack_t<double> load_as_double(const T* p) {
+  typedef T tpack __attribute__((vector_size(lanes<double> * sizeof(T))));
+  tpack x;
+  __builtin_memcpy(&x, p, sizeof(x));
+  return __builtin_convertvector(x, pack_t<double>);
+}
+template <class T>
+inline void store_from_double(T* p, const pack_t<double>& v) {
+  typedef T tpack __attribute__((vector_size(lanes<double> * sizeof(T))));
+  const tpack x = __builtin_convertvector(v, tpack);
+  __builtin_memcpy(p, &x, sizeof(x));
 }
 
 /// Two packs of an interleaved pair array (p[2j] = v[j], p[2j+1] = d[j], j < lanes: a row of
