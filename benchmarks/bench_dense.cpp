@@ -9,7 +9,8 @@
 //
 // Shapes (rows x in -> out): SchNet's filter network on one row per pair of edges (31,876 x 50 ->
 // 128, 31,876 x 128 -> 128), an edge MLP on every edge (63,751 x 128 -> 128; x 64 -> 64), the heads
-// on the atoms (3,395 x 64 -> 200, 3,395 x 200 -> 200).
+// on the atoms (3,395 x 64 -> 200, 3,395 x 200 -> 200), DimeNet++'s triplet basis layers on the
+// batch's ~1.26 M triplets (lin_sbf1: 42 -> 8, lin_sbf2: 8 -> 64).
 #include <hydragnn/kernels/dense.hpp>
 
 #include <benchmark/benchmark.h>
@@ -76,7 +77,7 @@ void register_all() {
     int in, out;
   };
   const Shape shapes[] = {{31876, 50, 128}, {31876, 128, 128}, {63751, 128, 128}, {63751, 64, 64},
-                          {3395, 64, 200},  {3395, 200, 200}};
+                          {3395, 64, 200},  {3395, 200, 200}, {1260800, 42, 8}, {1260800, 8, 64}};
   const std::pair<Product, const char*> products[] = {{Product::Forward, "forward"},
                                                       {Product::BackwardInput, "backward_input"},
                                                       {Product::BackwardParams, "backward_params"},

@@ -1404,6 +1404,12 @@ TEST_CASE("ops model: linear (dense.hpp)", "[ops][model]") {
   LinearOp tiles_nb{"linear, 7 rows, in 33 x out 18, no bias", 7, 33, 18, false};
   tiles_nb.fd_samples = 24;
   check_op(tiles_nb, 111);
+  // an edge tile of at most half a vector register (gemm::narrow_edge; with AVX-512, doubles: 4):
+  // a layer of 3 outputs over a long sum, and 20 = 16 + 4 outputs (forward) and inputs (gradient)
+  check_op(LinearOp{"linear, 13 rows, in 40 x out 3 (edge in half a register)", 13, 40, 3, true}, 122);
+  LinearOp half{"linear, 11 rows, in 36 x out 20, no bias (edges in half a register)", 11, 36, 20, false};
+  half.fd_samples = 24;
+  check_op(half, 123);
   // wider than HostRow's weight-gradient row buffer (backward_params: in > 256 runs in blocks of
   // 256 inputs; forward and input gradient: more columns than a row of accumulators)
   LinearOp wide{"linear, in 260 x out 258 (two input blocks of the weight gradient)", 2, 260, 258, true};

@@ -120,6 +120,41 @@ KOKKOS_FORCEINLINE_FUNCTION void tile(const R* a, long ars, long as, const R* b,
 }
 #endif
 
+#ifdef HYDRAGNN_SIMD_PACKS
+/// The edge tile of rows() when its nj columns fit half a vector register (EW lanes: 8 floats with
+/// AVX-512): one register of EW lanes per tile row instead of the NR-lane tile, whose lanes past nj
+/// would be padding (a Linear of 8 outputs, DimeNet++'s basis_emb_size, used a quarter of the
+/// tile's multiply-adds). bedge: B's edge columns packed by the caller (K rows of NR reals,
+/// zero-padded). Each element is init(r, j) + sum_k A(r, k) B(k, j), k ascending, as in tile().
+template <class R, int MR, int P, int EW, class Init>
+inline __attribute__((always_inline)) void narrow_edge(const R* a, long ars, long as, const R* bedge, long K, int nj,
+                                                       int j0, R* c, long crs, const Init& init) {
+  typedef R half_t __attribute__((vector_size(EW * sizeof(R))));
+  half_t cv[MR];
+  HYDRAGNN_UNROLL
+  for (int r = 0; r < MR; ++r) {
+    R t[EW];
+    for (int j = 0; j < EW; ++j) t[j] = j < nj ? init(r, j0 + j) : R(0);
+    __builtin_memcpy(&cv[r], t, sizeof(half_t));
+  }
+  for (long k = 0; k < K; ++k) {
+    half_t bv;
+    __builtin_memcpy(&bv, bedge + k * nr<R>, sizeof(half_t));
+    const R* ak = a + k * as;
+    HYDRAGNN_UNROLL
+    for (int r = 0; r < MR; ++r) cv[r] += ak[(r / P) * ars + r % P] * bv;
+  }
+  HYDRAGNN_UNROLL
+  for (int r = 0; r < MR; ++r) {
+    if (P == 1 && nj == EW) {
+      __builtin_memcpy(c + r * crs + j0, &cv[r], sizeof(half_t));
+    } else {
+      for (int j = 0; j < nj; ++j) c[(r / P) * crs + r % P + (j0 + j) * P] = cv[r][j];
+    }
+  }
+}
+#endif
+
 /// Row-major product over whole rows: for each of the MR tile rows r and every column j < ncols,
 ///   C(r, j) = init(r, j) + sum_{k<K} A(r, k) b[k * ldb + j],   C(r, j) = c[(r / P) * crs + r % P + j * P]
 /// with A as in tile(). init(r, j) gives the starting value (bias, zero, or the value already in C),
@@ -168,6 +203,14 @@ KOKKOS_FORCEINLINE_FUNCTION void rows(const R* a, long ars, long as, const R* b,
   }
   if (j0 < ncols) {
     const int nj = ncols - j0;
+#ifdef HYDRAGNN_SIMD_PACKS
+    if constexpr (lanes<R> >= 4) {
+      if (bedge && nj <= lanes<R> / 2) {  // half a vector register holds the edge: see narrow_edge
+        narrow_edge<R, MR, P, lanes<R> / 2>(a, ars, as, bedge, K, nj, j0, c, crs, init);
+        return;
+      }
+    }
+#endif
     R acc[MR][NR];
     HYDRAGNN_UNROLL
     for (int r = 0; r < MR; ++r)
