@@ -438,6 +438,33 @@ struct TripletSumOp {
   }
 };
 
+/// DimeNet's fused triplet message: agg(ji) = sum_t X(kj(t)) * Sm(t) (triplet_message_sum + backward).
+struct TripletMessageOp {
+  const Graph& g;
+  const char* name = "triplet_message_sum";
+  Args<double> inputs(Rng& rng) const { return {randn(rng, g.E * F), randn(rng, g.T() * F)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    Arr<double> y(g.E * F, 0.0);
+    for (int t = 0; t < g.T(); ++t)
+      for (int c = 0; c < F; ++c) y[g.trip.ji[t] * F + c] += x[0][g.trip.kj[t] * F + c] * x[1][t * F + c];
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> Y("Y", g.E, F);
+    km::triplet_message_sum<Exec, S, Mode>(Exec(), mat(x[0], g.E, F), mat(x[1], g.T(), F), g.d_trip.kj, g.d_trip.ptr, Y);
+    return flat(Y);
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    Mat<S, M> Xb("Xb", g.E, F), Sb("Sb", g.T(), F);
+    const auto& t = g.d_trip;
+    km::triplet_message_sum_backward<Exec, S, Mode>(Exec(), mat(x[0], g.E, F), mat(x[1], g.T(), F), t.kj, t.ptr, t.ji,
+                                                    t.kj_perm, t.kj_ptr, mat(yb, g.E, F), Xb, Sb);
+    return {flat(Xb), flat(Sb)};
+  }
+};
+
 // ---- angular --------------------------------------------------------------------------------
 struct TripletCosOp {
   const Graph& g;
@@ -568,9 +595,99 @@ TEST_CASE("ops: triplet gather / sum, triplet cosine, Legendre", "[ops]") {
   const Graph g = make_graph(11);
   check_op(TripletGatherOp{g}, 23);
   check_op(TripletSumOp{g}, 24);
+  check_op(TripletMessageOp{g}, 28);
   check_op(TripletCosOp{g, TripletAngle::Bonds, "triplet_cos (Bonds)"}, 25);
   check_op(TripletCosOp{g, TripletAngle::AtI, "triplet_cos (AtI)"}, 26);
   check_op(LegendreOp{}, 27);
+}
+
+/// The fused triplet message and its backward against the composed ops they replace in DimeNet
+/// (triplet_gather -> hadamard -> triplet_sum and back), and the filter version against
+/// linear_forward followed by the fused message: bitwise, in float and in Dual<float>.
+template <class S, class Mode>
+void check_triplet_message_composed(const Graph& g) {
+  const Exec ex;
+  Rng rng(31);
+  const Arr<double> xd = randn(rng, g.E * F), sd = randn(rng, g.T() * F), ad = randn(rng, g.E * F);
+  auto as = [](const Arr<double>& v, const Arr<double>& tv) {
+    Arr<S> r(v.size());
+    for (std::size_t k = 0; k < v.size(); ++k) {
+      if constexpr (scalar_traits<S>::is_dual)
+        r[k] = S(real_t<S>(v[k]), real_t<S>(tv[k]));
+      else
+        r[k] = S(v[k]);
+    }
+    return r;
+  };
+  const Arr<S> x = as(xd, sd), sm = as(sd, ad), ab = as(ad, xd);  // tangents: other random arrays
+  const auto X = mat(x, g.E, F), Sm = mat(sm, g.T(), F), Ab = mat(ab, g.E, F);
+  const auto& t = g.d_trip;
+  Mat<S, M> gk("gk", g.T(), F), tm("tm", g.T(), F), agg0("agg0", g.E, F), agg1("agg1", g.E, F);
+  km::triplet_gather<Exec, S, Mode>(ex, X, t.kj, gk);
+  km::hadamard<Exec, S, Mode>(ex, gk, Sm, tm);
+  km::triplet_sum<Exec, S, Mode>(ex, tm, t.ptr, agg0, false);
+  km::triplet_message_sum<Exec, S, Mode>(ex, X, Sm, t.kj, t.ptr, agg1);
+  Mat<S, M> tmb("tmb", g.T(), F), gkb("gkb", g.T(), F), sb0("sb0", g.T(), F), xb0("xb0", g.E, F);
+  km::triplet_sum_backward<Exec, S, Mode>(ex, Ab, t.ptr, tmb, false);
+  km::hadamard_backward<Exec, S, Mode>(ex, gk, Sm, tmb, gkb, sb0, false, false);
+  km::triplet_gather_backward<Exec, S, Mode>(ex, gkb, t.kj_perm, t.kj_ptr, xb0, false);
+  Mat<S, M> sb1("sb1", g.T(), F), xb1("xb1", g.E, F);
+  km::triplet_message_sum_backward<Exec, S, Mode>(ex, X, Sm, t.kj, t.ptr, t.ji, t.kj_perm, t.kj_ptr, Ab, xb1, sb1);
+  auto same = [](const Arr<S>& a, const Arr<S>& b) {
+    REQUIRE(a.size() == b.size());
+    return std::memcmp(a.data(), b.data(), a.size() * sizeof(S)) == 0;
+  };
+  CHECK(same(flat(agg0), flat(agg1)));
+  CHECK(same(flat(sb0), flat(sb1)));
+  CHECK(same(flat(xb0), flat(xb1)));
+  // the filter recomputed per triplet, s = lin(S1) (with and without a bias, with and without W^T),
+  // against the stored one; Fo = 16, 48, 80: whole vectors of every host build, in one to five
+  // registers (HostRow's register path takes up to four at a time)
+  using T = real_t<S>;
+  const int in = 5;
+  const Arr<S> s1 = as(randn(rng, g.T() * in), randn(rng, g.T() * in));
+  const auto S1 = mat(s1, g.T(), in);
+  for (const int Fo : {F, 16, 48, 80}) {
+    const Arr<S> xo = as(randn(rng, g.E * Fo), randn(rng, g.E * Fo)), abo = as(randn(rng, g.E * Fo), randn(rng, g.E * Fo));
+    const auto Xo = mat(xo, g.E, Fo), Abo = mat(abo, g.E, Fo);
+    for (const bool bias : {true, false}) {
+      LinearShape sh;
+      sh.in = in;
+      sh.out = Fo;
+      sh.w_off = 3;  // not at the buffer's start
+      sh.b_off = bias ? 3 + long(in) * Fo : -1;
+      sh.wt_off = 3;
+      const long np = 3 + long(in) * Fo + Fo;
+      Vec<T, M> p("p", np), pt("pt", np);
+      const Arr<double> pd = randn(rng, np);
+      for (long k = 0; k < np; ++k) p(k) = T(pd[k]);
+      for (int o = 0; o < Fo; ++o)
+        for (int c = 0; c < in; ++c) pt(sh.wt_off + long(c) * Fo + o) = p(sh.w_off + long(o) * in + c);
+      for (const bool transposed : {true, false}) {  // HostRow's row paths need W^T; without it, per element
+        INFO("F " << Fo << ", bias " << bias << ", W^T given " << transposed);
+        const Weights<T, M> w{p, transposed ? CVec<T, M>(pt) : CVec<T, M>()};
+        Mat<S, M> sm("sm", g.T(), Fo), agg2("agg2", g.E, Fo), agg3("agg3", g.E, Fo), xb2("xb2", g.E, Fo),
+            xb3("xb3", g.E, Fo);
+        km::linear_forward<Exec, S, T, Mode>(ex, S1, w, sh, sm);
+        km::triplet_message_sum<Exec, S, Mode>(ex, Xo, sm, t.kj, t.ptr, agg2);
+        km::triplet_filter_message_sum<Exec, S, T, Mode>(ex, Xo, S1, w, sh, t.kj, t.ptr, agg3);
+        CHECK(same(flat(agg2), flat(agg3)));
+        km::triplet_message_sum_backward<Exec, S, Mode>(ex, Xo, sm, t.kj, t.ptr, t.ji, t.kj_perm, t.kj_ptr, Abo, xb2,
+                                                        Mat<S, M>());
+        km::triplet_filter_message_backward_x<Exec, S, T, Mode>(ex, S1, w, sh, t.ji, t.kj_perm, t.kj_ptr, Abo, xb3);
+        CHECK(same(flat(xb2), flat(xb3)));
+      }
+    }
+  }
+}
+
+TEMPLATE_LIST_TEST_CASE("ops: the fused triplet message (stored or recomputed filter) is bitwise the composed ops", "[ops]",
+                        exec_mode::all) {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_graph(13);
+  REQUIRE(g.T() > 0);
+  check_triplet_message_composed<float, TestType>(g);
+  check_triplet_message_composed<Dual<float>, TestType>(g);
 }
 
 TEST_CASE("ops: max/min ties, empty segments and the arg index", "[ops]") {

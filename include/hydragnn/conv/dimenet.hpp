@@ -362,16 +362,10 @@ struct DimeNetConv {
     lin(c.a, L.down, c.yd);
     silu(c.yd, c.xd);
     c.s1 = mat("s1", Tn, Bsz);
-    // T x int_emb products: only s1 (T x basis_emb_size) is kept; the backward recomputes s and gk
-    auto s = ws.template mat<S>(lbl + ".s", 0, Tn, int_emb);
-    auto gk = ws.template mat<S>(lbl + ".gk", 0, Tn, int_emb);
     lin(ec.sbf, L.sbf1, c.s1);
-    lin(c.s1, L.sbf2, s);
-    kernels::triplet_gather<Exec, S>(exec, c.xd, b.triplets.kj, gk);
-    auto tm = ws.template mat<S>(lbl + ".tm", 0, Tn, int_emb);
-    kernels::hadamard<Exec, S>(exec, gk, s, tm);
+    // the T x int_emb filter s = lin_sbf2(s1) is never stored: recomputed per triplet where read
     c.agg = mat("agg", E, int_emb);
-    kernels::triplet_sum<Exec, S>(exec, tm, b.triplets.ptr, c.agg, false);
+    kernels::triplet_filter_message_sum<Exec, S, T>(exec, c.xd, c.s1, w, L.sbf2, b.triplets.kj, b.triplets.ptr, c.agg);
     c.yu = mat("yu", E, Hd);
     lin(c.agg, L.up, c.yu);
     c.h0 = mat("h0", E, Hd);
@@ -471,18 +465,16 @@ struct DimeNetConv {
     params(c.agg, yubar, L.up);
     auto aggbar = tmp("agg_bar", E, int_emb);
     back_in(yubar, L.up, aggbar, false);
-    // agg = sum_t gather(xd, kj) * s
-    auto tmbar = tmp("tm_bar", Tn, int_emb);
-    kernels::triplet_sum_backward<Exec, S>(exec, aggbar, b.triplets.ptr, tmbar, false);
-    auto gkbar = tmp("gk_bar", Tn, int_emb);
+    // agg = sum_t xd(kj(t)) * s(t)
     const bool want_sbf = want_params || want_geometry;
     auto sbar = want_sbf ? tmp("s_bar", Tn, int_emb) : Mat<S, M>();
-    auto s = tmp("s", Tn, int_emb), gk = tmp("gk", Tn, int_emb);  // recomputed (see layer_forward)
-    kernels::linear_forward<Exec, S, T>(exec, c.s1, w, L.sbf2, s);
-    kernels::triplet_gather<Exec, S>(exec, c.xd, b.triplets.kj, gk);
-    kernels::hadamard_backward<Exec, S>(exec, gk, s, tmbar, gkbar, sbar, false, false);
     auto xdbar = tmp("xd_bar", E, int_emb);
-    kernels::triplet_gather_backward<Exec, S>(exec, gkbar, b.triplets.kj_perm, b.triplets.kj_ptr, xdbar, false);
+    const auto& tr = b.triplets;
+    if (want_sbf)  // sbar(t) = aggbar(ji(t)) * xd(kj(t)): reads no s
+      kernels::triplet_message_sum_backward<Exec, S>(exec, c.xd, Mat<S, M>(), tr.kj, tr.ptr, tr.ji, tr.kj_perm, tr.kj_ptr,
+                                                     aggbar, Mat<S, M>(), sbar);
+    kernels::triplet_filter_message_backward_x<Exec, S, T>(exec, c.s1, w, L.sbf2, tr.ji, tr.kj_perm, tr.kj_ptr, aggbar,
+                                                           xdbar);
     if (want_sbf) {
       params(c.s1, sbar, L.sbf2);
       auto s1bar = tmp("s1_bar", Tn, Bsz);
