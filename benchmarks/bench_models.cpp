@@ -159,11 +159,12 @@ std::string label(const char* conv, const char* what, int hidden) {
   return s.str();
 }
 
-void size_counters(benchmark::State& state, long graphs, long atoms, long edges, std::size_t params) {
+void size_counters(benchmark::State& state, long graphs, long atoms, long edges, long triplets, std::size_t params) {
   state.counters["graphs_per_s"] = benchmark::Counter(double(graphs), benchmark::Counter::kIsIterationInvariantRate);
   state.counters["atoms_per_s"] = benchmark::Counter(double(atoms), benchmark::Counter::kIsIterationInvariantRate);
   state.counters["atoms_per_batch"] = double(atoms);
   state.counters["edges_per_batch"] = double(edges);
+  if (triplets > 0) state.counters["triplets_per_batch"] = double(triplets);
   state.counters["params"] = double(params);
 }
 
@@ -216,13 +217,14 @@ void BM_train(benchmark::State& state, int hidden, bool conservative) {
     if (kpeak < 0) kpeak = KokkosMemoryTracker::stop();
   }
   state.SetLabel(label(Conv::name, conservative ? "train conservative" : "train direct", hidden));
-  size_counters(state, c.batch.num_graphs, c.batch.num_atoms, c.batch.num_edges, c.model.num_params());
+  size_counters(state, c.batch.num_graphs, c.batch.num_atoms, c.batch.num_edges, c.batch.triplets.num_triplets,
+                c.model.num_params());
   memory_counters(state, kpeak, dev_before);
 }
 
 /// What one inference benchmark measured.
 struct PredictRun {
-  long graphs = 0, atoms = 0, edges = 0;
+  long graphs = 0, atoms = 0, edges = 0, triplets = 0;
   std::size_t params = 0;
   long long kpeak = -1;
   double seconds = 0, dev_before = 0;
@@ -268,6 +270,7 @@ PredictRun run_predict(benchmark::State& state, const GraphSet& set, int hidden)
   r.graphs = c.batch.num_graphs;
   r.atoms = c.batch.num_atoms;
   r.edges = c.batch.num_edges;
+  r.triplets = c.batch.triplets.num_triplets;
   r.params = c.model.num_params();
   return r;
 }
@@ -277,7 +280,7 @@ template <class Conv>
 void BM_infer(benchmark::State& state, int hidden) {
   const PredictRun r = run_predict<Conv>(state, reference_set(), hidden);
   state.SetLabel(label(Conv::name, "infer energy+forces", hidden));
-  size_counters(state, r.graphs, r.atoms, r.edges, r.params);
+  size_counters(state, r.graphs, r.atoms, r.edges, r.triplets, r.params);
   memory_counters(state, r.kpeak, r.dev_before);
 }
 
