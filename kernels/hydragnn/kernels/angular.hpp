@@ -90,47 +90,31 @@ void triplet_cos_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& r, const
                           const CVec<int, mem_t<Exec>>& kj_perm, const CVec<int, mem_t<Exec>>& kj_ptr,
                           const CVec<S, mem_t<Exec>>& cbar, const Mat<S, mem_t<Exec>>& rbar, bool accumulate,
                           TripletAngle kind = TripletAngle::Bonds) {
-  if constexpr (detail::is_host_row<Mode>) {
-    // a thread per edge: each triplet's cosine gradient computed once for the three components
-    // (per element it is computed three times), every component summed as below
-    detail::for_each_row<Mode>(exec, "hydragnn::Angular::triplet_cos_backward", long(rbar.extent(0)),
-                               KOKKOS_LAMBDA(const long e) {
-                                 S acc[3];
-                                 for (int a = 0; a < 3; ++a) acc[a] = accumulate ? S(rbar(e, a)) : S(0);
-                                 S u[3], w[3], gu[3], gw[3];
-                                 for (int t = ptr(e); t < ptr(e + 1); ++t) {
-                                   detail::triplet_vectors(r, int(e), kj(t), kind, u, w);
-                                   detail::cos_and_grad(u, w, gu, gw);
-                                   for (int a = 0; a < 3; ++a)
-                                     acc[a] += cbar(t) * (kind == TripletAngle::Bonds ? gu[a] : S(gu[a] + gw[a]));
-                                 }
-                                 for (int q = kj_ptr(e); q < kj_ptr(e + 1); ++q) {
-                                   const int t = kj_perm(q);
-                                   detail::triplet_vectors(r, ji(t), int(e), kind, u, w);
-                                   detail::cos_and_grad(u, w, gu, gw);
-                                   for (int a = 0; a < 3; ++a) acc[a] += cbar(t) * gw[a];
-                                 }
-                                 for (int a = 0; a < 3; ++a) rbar(e, a) = acc[a];
-                               });
-    return;
-  }
-  detail::for_each_element<Mode>(
-      exec, "hydragnn::Angular::triplet_cos_backward", long(rbar.extent(0)), 3L, KOKKOS_LAMBDA(const long e, const long a) {
-        S acc = accumulate ? S(rbar(e, a)) : S(0);
-        S u[3], w[3], gu[3], gw[3];
-        for (int t = ptr(e); t < ptr(e + 1); ++t) {  // e is the triplet's ji edge
-          detail::triplet_vectors(r, int(e), kj(t), kind, u, w);
-          detail::cos_and_grad(u, w, gu, gw);
-          acc += cbar(t) * (kind == TripletAngle::Bonds ? gu[a] : S(gu[a] + gw[a]));
-        }
-        for (int q = kj_ptr(e); q < kj_ptr(e + 1); ++q) {  // e is the triplet's kj edge
-          const int t = kj_perm(q);
-          detail::triplet_vectors(r, ji(t), int(e), kind, u, w);
-          detail::cos_and_grad(u, w, gu, gw);
-          acc += cbar(t) * gw[a];
-        }
-        rbar(e, a) = acc;
-      });
+  // edge e's components [a0, a0 + na): its triplets as ji, then as kj
+  auto edge = KOKKOS_LAMBDA(const long e, const int a0, const int na) {
+    S acc[3];
+    for (int a = 0; a < na; ++a) acc[a] = accumulate ? S(rbar(e, a0 + a)) : S(0);
+    S u[3], w[3], gu[3], gw[3];
+    for (int t = ptr(e); t < ptr(e + 1); ++t) {  // e is the triplet's ji edge
+      detail::triplet_vectors(r, int(e), kj(t), kind, u, w);
+      detail::cos_and_grad(u, w, gu, gw);
+      for (int a = 0; a < na; ++a)
+        acc[a] += cbar(t) * (kind == TripletAngle::Bonds ? gu[a0 + a] : S(gu[a0 + a] + gw[a0 + a]));
+    }
+    for (int q = kj_ptr(e); q < kj_ptr(e + 1); ++q) {  // e is the triplet's kj edge
+      const int t = kj_perm(q);
+      detail::triplet_vectors(r, ji(t), int(e), kind, u, w);
+      detail::cos_and_grad(u, w, gu, gw);
+      for (int a = 0; a < na; ++a) acc[a] += cbar(t) * gw[a0 + a];
+    }
+    for (int a = 0; a < na; ++a) rbar(e, a0 + a) = acc[a];
+  };
+  const char* label = "hydragnn::Angular::triplet_cos_backward";
+  if constexpr (detail::is_host_row<Mode>)  // a thread per edge: each triplet's gradient once for the three
+    detail::for_each_row<Mode>(exec, label, long(rbar.extent(0)), KOKKOS_LAMBDA(const long e) { edge(e, 0, 3); });
+  else
+    detail::for_each_element<Mode>(exec, label, long(rbar.extent(0)), 3L,
+                                   KOKKOS_LAMBDA(const long e, const long a) { edge(e, int(a), 1); });
 }
 
 /// Legendre polynomials P(t,l) = P_l(x(t)), l < L, by (l+1) P_{l+1} = (2l+1) x P_l - l P_{l-1}, and
