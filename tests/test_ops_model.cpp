@@ -2186,7 +2186,7 @@ struct BatchNormOp {
   template <class S, class Mode>
   void stats(const Mat<S, M>& X, const Vec<S, M>& mu, const Vec<S, M>& r) const {
     if (batch)
-      km::batchnorm_batch_statistics<Exec, S>(Exec(), X, 1e-5, mu, r, Vec<double, M>(), 0);
+      km::batchnorm_batch_statistics<Exec, S, Mode>(Exec(), X, 1e-5, mu, r, Vec<double, M>(), 0);
     else
       km::batchnorm_running_statistics<Exec, S>(Exec(), vec(running()), 0, 1e-5, mu, r);
   }
@@ -2408,6 +2408,7 @@ struct GatOp {
   std::uint64_t seed = 0;
   double slope = 0.05;
   double dual_primal_rel = 1e-14;  // the softmax divides by a dual
+  int fd_samples = 400;             // the wide heads: XL and XR have N x K*C elements
   std::vector<bool> real_inputs() const { return {false, false, false, true}; }
   int KC() const { return K * C; }
   int width() const { return concat ? KC() : C; }
@@ -2492,11 +2493,10 @@ struct GatOp {
       Mat<double, M> keep("keep", E + N, K);
       const auto p = params(x[3]);
       km::gat_attention<Exec, SS, double, Mode>(Exec(), XL, XR, A, p, shape(), g.d_row_ptr, g.d_src, al, als, keep, Y);
-      Mat<SS, M> da("da", E, K), das("das", N, K), xle("xle", E, KC()), xlb("xlb", N, KC()), xrb("xrb", N, KC());
+      Mat<SS, M> ds("ds", E, K), xlb("xlb", N, KC()), xrb("xrb", N, KC());
       Mat<SS, M> ab("ab", E, 1), part("part", N, 2 * KC());
-      km::gat_attention_backward<Exec, SS, double, Mode>(Exec(), XL, XR, A, p, shape(), g.d_row_ptr, g.d_src, al, als, keep, Yb, da,
-                                                         das, xle, xlb, xrb, ab, part, gp);
-      km::gather_rows_backward_perm<Exec, SS, Mode>(Exec(), xle, g.d_send_perm, g.d_send_ptr, xlb, true);
+      km::gat_attention_backward<Exec, SS, double, Mode>(Exec(), XL, XR, A, p, shape(), g.d_row_ptr, g.d_src, g.d_dst, g.d_send_perm,
+                                                         g.d_send_ptr, al, als, keep, Yb, ds, xlb, xrb, ab, part, gp);
       return std::make_tuple(xlb, xrb, ab);
     };
     Vec<double, M> gp("g", P());
@@ -2515,6 +2515,7 @@ TEST_CASE("ops model: BatchNorm (norm.hpp), neighbour aggregation and GIN's self
   const Graph g = make_batch_graph(41);
   check_op(BatchNormOp{9, 4, true, "batchnorm (batch statistics)"}, 198);
   check_op(BatchNormOp{9, 4, false, "batchnorm (running statistics)"}, 199);
+  check_op(BatchNormOp{9, 37, true, "batchnorm, 37 channels (HostRow: two blocks of 16 and a tail)"}, 212);
   check_op(NeighbourOp{g, false, "neighbour sum (+ neighbour_backward)"}, 200);
   check_op(NeighbourOp{g, true, "neighbour mean (+ neighbour_backward)"}, 201);
   check_op(GinSelfOp{}, 202);
@@ -2532,13 +2533,22 @@ TEST_CASE("ops model: GATv2 attention (gat.hpp)", "[ops][model]") {
   check_op(GatOp{g, true, true, "gat attention (concat, edge attribute)"}, 205);
   check_op(GatOp{g, false, true, "gat attention (mean over heads, edge attribute)"}, 206);
   check_op(GatOp{g, true, false, "gat attention (concat, no edge attribute)"}, 207);
-  GatOp drop{g, true, true, "gat attention with dropout 0.3 (concat, edge attribute)"};
-  drop.dropout = 0.3;
-  drop.seed = 11;
-  check_op(drop, 208);
-  drop.concat = false;
-  drop.name = "gat attention with dropout 0.3 (mean over heads)";
-  check_op(drop, 209);
+  // with attention dropout 0.3, concatenating and then averaging the heads
+  auto dropout_pair = [&](int C, std::uint64_t mask_seed, const char* concat_name, const char* mean_name, std::uint64_t seed) {
+    GatOp op{g, true, true, concat_name};
+    op.C = C;
+    op.dropout = 0.3;
+    op.seed = mask_seed;
+    check_op(op, seed);
+    op.concat = false;
+    op.name = mean_name;
+    check_op(op, seed + 1);
+  };
+  dropout_pair(3, 11, "gat attention with dropout 0.3 (concat, edge attribute)", "gat attention with dropout 0.3 (mean over heads)",
+               208);
+  // heads wider than a channel block (64) and than the channel sums' 16 lanes, with a tail of each
+  dropout_pair(70, 5, "gat attention, 2 heads of 70 channels (concat, edge attribute, dropout 0.3)",
+               "gat attention, 2 heads of 70 channels (mean over heads, edge attribute, dropout 0.3)", 210);
 }
 
 TEST_CASE("ops model: GAT attention dropout masks: rate, scale, repeatable per seed", "[ops][model][dropout]") {

@@ -135,17 +135,13 @@ struct GATConv : conv::EdgeLengthGeometry<GATConv> {
     const int N = b.num_atoms, E = b.num_edges, KC = L.lin_l.out, K = L.att.K;
     const bool want_params = g.extent(0) > 0;
     const std::string lbl = "hydragnn::GATConv::layer_backward";
-    auto dalpha = ws.template mat<S>(lbl + ".dalpha", 0, E, K);
-    auto dalpha_self = ws.template mat<S>(lbl + ".dalpha_self", 0, N, K);
-    auto xle = ws.template mat<S>(lbl + ".xl_edge_bar", 0, E, KC);
+    auto ds = ws.template mat<S>(lbl + ".ds", 0, E, K);
     auto xlbar = ws.template mat<S>(lbl + ".xl_bar", 0, N, KC);
     auto xrbar = ws.template mat<S>(lbl + ".xr_bar", 0, N, KC);
     auto part = want_params ? ws.template mat<S>(lbl + ".param_part", 0, N, length.on ? 2 * KC : KC) : Mat<S, mem_t<Exec>>();
-    kernels::gat_attention_backward<Exec, S, T>(exec, c.xl, c.xr, ec.a, w.p, pass_shape(l), b.row_ptr, b.src, c.alpha,
-                                                c.alpha_self, c.keep, out_bar.h, dalpha, dalpha_self, xle, xlbar, xrbar, eg.abar,
+    kernels::gat_attention_backward<Exec, S, T>(exec, c.xl, c.xr, ec.a, w.p, pass_shape(l), b.row_ptr, b.src, b.dst, b.send_perm,
+                                                b.send_ptr, c.alpha, c.alpha_self, c.keep, out_bar.h, ds, xlbar, xrbar, eg.abar,
                                                 part, g);
-    // what the edges add to XL at their senders (sender segments, ascending)
-    kernels::gather_rows_backward_perm<Exec, S>(exec, xle, b.send_perm, b.send_ptr, xlbar, true);
     if (want_params) {
       kernels::linear_backward_params<Exec, S>(exec, in.h, xlbar, L.lin_l, g);
       kernels::linear_backward_params<Exec, S>(exec, in.h, xrbar, L.lin_r, g);

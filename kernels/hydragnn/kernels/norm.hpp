@@ -13,13 +13,15 @@
 //   evaluation:  Xbar(i,c) = gamma_c r_c Ybar(i,c)
 // Running update (training step): running_mean <- (1 - m) running_mean + m mu,
 //   running_var <- (1 - m) running_var + m var N / (N - 1)  (unbiased, as PyTorch).
-// Column sums walk the rows in ascending order, one thread per channel: deterministic, no atomics.
+// Column sums walk the rows in ascending order, one thread per channel (HostRow: per block of 16
+// channels): deterministic, no atomics, the same sums in every mode.
 #pragma once
 
 #include <hydragnn/core/types.hpp>
 #include <hydragnn/kernels/modes.hpp>
 
 #include <cmath>
+#include <type_traits>
 
 namespace hydragnn {
 namespace kernels {
@@ -27,29 +29,48 @@ namespace kernels {
 /// Training-mode statistics: mu(c), r(c) = 1/sqrt(var(c) + eps) of the columns of X; when `record`
 /// is not empty the primal mean and unbiased variance go to record(off + c), record(off + C + c).
 ///                                                     // X: N x C -> mu, r: C; record: >= off + 2C
-template <class Exec, class S>
+namespace detail {
+/// Columns one thread sums (HostRow: a block of norm_block, the block's row segment read per step;
+/// else one); each column's sum walks the rows in ascending order either way.
+constexpr int norm_block = 16;
+template <class Mode>
+constexpr long norm_columns_per_thread() {
+  return std::is_same<Mode, exec_mode::HostRow>::value ? norm_block : 1;
+}
+}  // namespace detail
+
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void batchnorm_batch_statistics(const Exec& exec, const CMat<S, mem_t<Exec>>& X, double eps,
                                 const Vec<S, mem_t<Exec>>& mu, const Vec<S, mem_t<Exec>>& r,
                                 const Vec<double, mem_t<Exec>>& record, long off) {
   const long N = long(X.extent(0)), C = long(X.extent(1));
   const bool rec = record.extent(0) > 0;
+  constexpr long blk = detail::norm_columns_per_thread<Mode>();
   Kokkos::parallel_for(
-      "hydragnn::BatchNorm::batch_statistics", Kokkos::RangePolicy<Exec>(exec, 0, C), KOKKOS_LAMBDA(const long c) {
+      "hydragnn::BatchNorm::batch_statistics", Kokkos::RangePolicy<Exec>(exec, 0, (C + blk - 1) / blk),
+      KOKKOS_LAMBDA(const long b) {
         using R = real_t<S>;
-        S sum(0);
-        for (long i = 0; i < N; ++i) sum += X(i, c);
-        const S m = sum / R(N);
-        S sq(0);
-        for (long i = 0; i < N; ++i) {
-          const S d = X(i, c) - m;
-          sq += d * d;
-        }
-        const S var = sq / R(N);
-        mu(c) = m;
-        r(c) = R(1) / math::sqrt(var + R(eps));
-        if (rec) {
-          record(off + c) = double(scalar_traits<S>::primal(m));
-          record(off + C + c) = N > 1 ? double(scalar_traits<S>::primal(sq)) / double(N - 1) : 0.0;
+        const long c0 = b * blk;
+        const int nc = int(C - c0 < blk ? C - c0 : blk);
+        S sum[blk], m[blk], sq[blk];
+        for (int u = 0; u < nc; ++u) sum[u] = sq[u] = S(0);
+        for (long i = 0; i < N; ++i)
+          for (int u = 0; u < nc; ++u) sum[u] += X(i, c0 + u);
+        for (int u = 0; u < nc; ++u) m[u] = sum[u] / R(N);
+        for (long i = 0; i < N; ++i)
+          for (int u = 0; u < nc; ++u) {
+            const S d = X(i, c0 + u) - m[u];
+            sq[u] += d * d;
+          }
+        for (int u = 0; u < nc; ++u) {
+          const long c = c0 + u;
+          const S var = sq[u] / R(N);
+          mu(c) = m[u];
+          r(c) = R(1) / math::sqrt(var + R(eps));
+          if (rec) {
+            record(off + c) = double(scalar_traits<S>::primal(m[u]));
+            record(off + C + c) = N > 1 ? double(scalar_traits<S>::primal(sq[u])) / double(N - 1) : 0.0;
+          }
         }
       });
 }
@@ -91,18 +112,27 @@ void batchnorm_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& Xhat, cons
                         const Mat<S, mem_t<Exec>>& Xbar) {
   const long N = long(Xhat.extent(0)), C = long(Xhat.extent(1));
   const bool want_params = g.extent(0) > 0;
+  constexpr long blk = detail::norm_columns_per_thread<Mode>();
   Kokkos::parallel_for(
-      "hydragnn::BatchNorm::backward_sums", Kokkos::RangePolicy<Exec>(exec, 0, C), KOKKOS_LAMBDA(const long c) {
-        S sb(0), sg(0);
-        for (long i = 0; i < N; ++i) {
-          sb += Ybar(i, c);
-          sg += Ybar(i, c) * Xhat(i, c);
-        }
-        colsum(c) = sb;
-        colsum(C + c) = sg;
-        if (want_params) {
-          g(w_off + c) += param_part(sg);
-          g(b_off + c) += param_part(sb);
+      "hydragnn::BatchNorm::backward_sums", Kokkos::RangePolicy<Exec>(exec, 0, (C + blk - 1) / blk),
+      KOKKOS_LAMBDA(const long b) {
+        const long c0 = b * blk;
+        const int nc = int(C - c0 < blk ? C - c0 : blk);
+        S sb[blk], sg[blk];
+        for (int u = 0; u < nc; ++u) sb[u] = sg[u] = S(0);
+        for (long i = 0; i < N; ++i)
+          for (int u = 0; u < nc; ++u) {
+            sb[u] += Ybar(i, c0 + u);
+            sg[u] += Ybar(i, c0 + u) * Xhat(i, c0 + u);
+          }
+        for (int u = 0; u < nc; ++u) {
+          const long c = c0 + u;
+          colsum(c) = sb[u];
+          colsum(C + c) = sg[u];
+          if (want_params) {
+            g(w_off + c) += param_part(sg[u]);
+            g(b_off + c) += param_part(sb[u]);
+          }
         }
       });
   using R = real_t<S>;
