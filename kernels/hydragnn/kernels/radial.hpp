@@ -266,7 +266,7 @@ void bessel_basis(const Exec& exec, const CVec<S, mem_t<Exec>>& d, const CVec<T,
       KOKKOS_LAMBDA(const long e) {
         const S x = d(e) / R(rc);
         const S env = radial::dimenet_envelope(exponent + 1, x);
-        for (int k = 0; k < K; ++k) B(e, k) = env * math::sin(x * R(p(f_off + k)));
+        for (int k = 0; k < K; ++k) B(e, k) = env * fastmath::sin_of(S(x * R(p(f_off + k))));
       });
 }
 
@@ -290,7 +290,9 @@ void bessel_basis_backward(const Exec& exec, const CVec<S, mem_t<Exec>>& d, cons
           S acc(R(0));
           for (int k = 0; k < K; ++k) {
             const R f = R(p(f_off + k));
-            acc += Bbar(e, k) * (denv * math::sin(x * f) + env * f * math::cos(x * f));
+            S sn, cs;
+            fastmath::sincos_of(S(x * f), sn, cs);
+            acc += Bbar(e, k) * (denv * sn + env * f * cs);
           }
           dbar(e) += acc / R(rc);
         });
@@ -303,7 +305,7 @@ void bessel_basis_backward(const Exec& exec, const CVec<S, mem_t<Exec>>& d, cons
         exec, "hydragnn::RadialBasis::bessel_frequencies", "hydragnn::RadialBasis::bessel_frequencies_chunks", K, 1, E,
         KOKKOS_LAMBDA(const long k, const long e) {
           const S x = d(e) / R(rc);
-          return S(Bbar(e, k) * radial::dimenet_envelope(exponent + 1, x) * x * math::cos(x * R(p(f_off + k))));
+          return S(Bbar(e, k) * radial::dimenet_envelope(exponent + 1, x) * x * fastmath::cos_of(S(x * R(p(f_off + k)))));
         },
         KOKKOS_LAMBDA(const long, const long) { return S(R(1)); },
         KOKKOS_LAMBDA(const long k, const long, const R& v) { g(f_off + k) += v; });
@@ -321,7 +323,7 @@ void bessel_basis_backward(const Exec& exec, const CVec<S, mem_t<Exec>>& d, cons
             for (long e = 0; e < E; ++e) {
               const S x = d(e) / R(rc);
               const S env = radial::dimenet_envelope(exponent + 1, x);
-              for (int k = 0; k < K; ++k) acc[k] += Bbar(e, k) * env * x * math::cos(x * f[k]);
+              for (int k = 0; k < K; ++k) acc[k] += Bbar(e, k) * env * x * fastmath::cos_of(S(x * f[k]));
             }
             for (int k = 0; k < K; ++k) g(f_off + k) += param_part(acc[k]);
           });
@@ -334,7 +336,7 @@ void bessel_basis_backward(const Exec& exec, const CVec<S, mem_t<Exec>>& d, cons
         S acc(R(0));
         for (long e = 0; e < E; ++e) {
           const S x = d(e) / R(rc);
-          acc += Bbar(e, k) * radial::dimenet_envelope(exponent + 1, x) * x * math::cos(x * f);
+          acc += Bbar(e, k) * radial::dimenet_envelope(exponent + 1, x) * x * fastmath::cos_of(S(x * f));
         }
         g(f_off + k) += param_part(acc);
       });
