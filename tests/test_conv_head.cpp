@@ -269,7 +269,7 @@ TEST_CASE("conv head: config keys, errors naming the key, checkpoint spec round 
                     Catch::Matchers::Contains("output_heads.node.type") && Catch::Matchers::Contains("conv"));
 }
 
-TEST_CASE("conv head: SchNet with a conv energy head trained on rMD17 uracil: forces beat the zero-force baseline; "
+TEST_CASE("conv head: SchNet with a conv energy head trained on rMD17 uracil: forces beat the zero-force baseline, "
           "its checkpoint predicts bit for bit",
           "[conv_head][training][rmd17]") {
   hydragnn_test::ensure_kokkos();
@@ -282,7 +282,7 @@ TEST_CASE("conv head: SchNet with a conv energy head trained on rMD17 uracil: fo
         "output_heads": {"node": {"num_headlayers": 2, "dim_headlayers": [24, 16], "type": "conv"}},
         "enable_interatomic_potential": true, "energy_weight": 1.0, "force_weight": 1.0},
       "Variables_of_interest": {"output_names": ["energy"], "type": ["node"], "output_dim": [1]},
-      "Training": {"num_epoch": 10, "batch_size": 5, "Optimizer": {"type": "AdamW", "learning_rate": 0.005},
+      "Training": {"num_epoch": 20, "batch_size": 5, "Optimizer": {"type": "AdamW", "learning_rate": 0.005},
                    "seed": 1}
     }
   })", "uracil-conv-head");
@@ -304,11 +304,15 @@ TEST_CASE("conv head: SchNet with a conv energy head trained on rMD17 uracil: fo
   const ModelT best = model_from_checkpoint<ModelT>(read_checkpoint(r.best_checkpoint), r.best_checkpoint);
   REQUIRE(best.spec().node_conv);
   const Metrics m = evaluate(Exec(), best, val_ds, loss_from_config(cfg, best.spec()), 25);
-  std::printf("uracil, SchNet with a conv energy head (950 training frames, 10 epochs): validation E MAE %.2f meV/atom "
+  std::printf("uracil, SchNet with a conv energy head (950 training frames, %d epochs): validation E MAE %.2f meV/atom "
               "(per-element-mean baseline %.2f), F MAE %.1f meV/A (zero-force baseline %.1f)\n",
-              m.epa_mae * 1e3, base_e * 1e3, m.f_mae * 1e3, base_f * 1e3);
+              cfg.training.num_epoch, m.epa_mae * 1e3, base_e * 1e3, m.f_mae * 1e3, base_f * 1e3);
   // HydraGNN's conv head ends in a BatchNorm of the one-channel per-atom energy: evaluated with the
-  // running statistics its energies carry an offset per atom (docs/config.md); the forces learn
+  // running statistics its energies carry an offset per atom (docs/config.md); the forces learn. The
+  // validation error jumps from epoch to epoch at this learning rate: the best of the first 10 epochs
+  // was 0.54 of the baseline at commit dbbd2df and 0.68 at 4d178aa (not bisected: the trajectory
+  // follows every rounding), 0.40 after 20 epochs (the best checkpoint, epoch 20). This case ran
+  // under ctest only from 2026-12-05 (its name held a ';': tests/check_test_names.py)
   CHECK(m.f_mae < 0.6 * base_f);
   // the running statistics of the head's BatchNorms travel with the checkpoint: a reloaded model predicts
   // bit for bit what the trainer's best model predicts after another reload

@@ -317,7 +317,7 @@ TEST_CASE("golden: PNAPlus equals HydraGNN's PNAPlusStack with BatchNorm, the Be
 }
 
 TEST_CASE("golden: DimeNet equals HydraGNN's DIMEStack (PyG InteractionPPBlock and OutputPPBlock, the Bessel and "
-          "spherical bases, the edge-length feature; our triplet list patched into HydraGNN: energies, forces, "
+          "spherical bases, the edge-length feature, our triplet list patched into HydraGNN: energies, forces, "
           "features)",
           "[golden]") {
   const DimeNetOptions o = golden_options<DimeNetConv>(load_golden("dimenet.json").at("architecture"));

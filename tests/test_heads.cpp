@@ -229,7 +229,7 @@ TEST_CASE("head branches: force-training gradient through both branches against 
   }
 }
 
-TEST_CASE("head branches: batches group structures by branch; unknown branches are errors", "[heads][branches][badinput]") {
+TEST_CASE("head branches: batches group structures by branch, unknown branches are errors", "[heads][branches][badinput]") {
   hydragnn_test::ensure_kokkos();
   Exec exec;
   const ModelT model = branched_model(false);

@@ -963,7 +963,7 @@ TEST_CASE("energy head type: node = per atom, graph = pooled (graph_pooling add 
   std::filesystem::remove_all(opt.output_dir);
 }
 
-TEST_CASE("GAT attention dropout: training-mode passes follow the seed, evaluation does not; gradient exact",
+TEST_CASE("GAT attention dropout: training-mode passes follow the seed, evaluation does not, gradient exact",
           "[model][gat][dropout]") {
   hydragnn_test::ensure_kokkos();
   Exec exec;
@@ -1161,7 +1161,7 @@ void check_geometry_only_passes(const Options& o, std::uint64_t seed, int atoms,
 }
 
 TEST_CASE("EGNN geometry-only forward (ReLU masks, no stored activations) gives the full pass's energy, forces and "
-          "stress bitwise; a parameter gradient of it is refused",
+          "stress bitwise, a parameter gradient of it is refused",
           "[model][egnn][fused]") {
   hydragnn_test::ensure_kokkos();
   EGNNOptions o;
@@ -1175,7 +1175,7 @@ TEST_CASE("EGNN geometry-only forward (ReLU masks, no stored activations) gives 
 }
 
 TEST_CASE("SchNet geometry-only forward (the filter in chunks, no stored activations) gives the full pass's energy, "
-          "forces and stress bitwise; a parameter gradient of it is refused",
+          "forces and stress bitwise, a parameter gradient of it is refused",
           "[model][schnet][fused]") {
   hydragnn_test::ensure_kokkos();
   SchNetOptions o;

@@ -325,7 +325,7 @@ TEST_CASE("Potential: bad input is named", "[potential]") {
   CHECK_THROWS_WITH(Potential<Exec>(path + ".missing"), Catch::Contains("cannot open checkpoint"));
 }
 
-TEST_CASE("Potential: a conv node head widens the receptive field; ghosts to it give the structure's energy and forces",
+TEST_CASE("Potential: a conv node head widens the receptive field, ghosts to it give the structure's energy and forces",
           "[potential][conv_head]") {
   hydragnn_test::ensure_kokkos();
   Exec exec;
