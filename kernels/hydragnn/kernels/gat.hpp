@@ -37,7 +37,6 @@
 #include <hydragnn/kernels/modes.hpp>
 
 #include <cstdint>
-#include <type_traits>
 
 namespace hydragnn {
 namespace kernels {
@@ -87,6 +86,12 @@ KOKKOS_INLINE_FUNCTION S gat_fold(S (&part)[gat_lanes]) {
     for (int l = 0; l < w; ++l) part[l] += part[l + w];
   return part[0];
 }
+/// leaky_relu'(z): 1 or the slope, so leaky_relu(z) = z times it (x 1 is exact). A select, not a
+/// branch on two expressions: the compiler vectorises the channel loops around it.
+template <class S, class R>
+KOKKOS_INLINE_FUNCTION R gat_leak(const S& z, R slope) {
+  return z > R(0) ? R(1) : slope;
+}
 template <class S, class F>
 KOKKOS_INLINE_FUNCTION S gat_channel_sum(int n, const F& f) {
   S part[gat_lanes];
@@ -110,13 +115,13 @@ KOKKOS_INLINE_FUNCTION S gat_score(const CMat<S, M>& XL, const CMat<S, M>& XR, c
     return gat_channel_sum<S>(sh.C, [&](int c) {
       S z = xr[c] + xl[c];
       z += a * w[c];
-      const S t = z * (z > R(0) ? R(1) : slope);  // x 1 is exact: leaky_relu, branch-free
+      const S t = z * gat_leak(z, slope);
       return S(t * att[c]);
     });
   }
   return gat_channel_sum<S>(sh.C, [&](int c) {
     const S z = xr[c] + xl[c];
-    const S t = z * (z > R(0) ? R(1) : slope);
+    const S t = z * gat_leak(z, slope);
     return S(t * att[c]);
   });
 }
@@ -283,7 +288,7 @@ void gat_attention_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& XL, co
       auto dz_of = [&](const S& ds, const S& a, const S* xl, int c) {
         S z = xr[c] + xl[c];
         if (sh.edge >= 0) z += a * w[c];
-        return S(ds * att[c] * (z > R(0) ? R(1) : slope));
+        return S(ds * att[c] * detail::gat_leak(z, slope));
       };
       if (want_a)  // the edge attributes' cotangents: <W, dz_e>
         for (int e = e0; e <= e1; ++e) {
@@ -308,7 +313,7 @@ void gat_attention_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& XL, co
             const int c = c0 + b;
             S z = xr[c] + xl[c];
             if (sh.edge >= 0) z += a * w[c];
-            const R f = z > R(0) ? R(1) : slope;  // leaky_relu's derivative (x 1 is exact)
+            const R f = detail::gat_leak(z, slope);
             const S t = z * f;
             const S dz = S(ds * att[c] * f);
             xrb[b] += dz;
@@ -365,7 +370,7 @@ void gat_attention_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& XL, co
             const int c = c0 + b;
             S z = xr[c] + xl[c];
             if (sh.edge >= 0) z += a * w[c];
-            const S dz = S(ds * att[c] * (z > R(0) ? R(1) : slope));
+            const S dz = S(ds * att[c] * detail::gat_leak(z, slope));
             acc[b] += alm * S(yb[c] * inv_k) + dz;
           }
         }
@@ -376,7 +381,7 @@ void gat_attention_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& XL, co
   if (!want_g) return;
   // the parameter gradients: each column summed over the receivers in ascending order, a block of
   // columns per thread (a row of the block per step: HostRow) or a column per thread
-  const long blk = std::is_same<Mode, exec_mode::HostRow>::value ? 16 : 1;
+  constexpr long blk = detail::columns_per_thread<Mode>;
   const long pcols = sh.edge >= 0 ? 2 * KC : KC, bcols = sh.bias >= 0 ? sh.width() : 0;
   const long pblocks = (pcols + blk - 1) / blk, bblocks = (bcols + blk - 1) / blk;
   const CMat<S, mem_t<Exec>> Pc = P;
@@ -385,7 +390,7 @@ void gat_attention_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& XL, co
         const bool bias = b >= pblocks;
         const long c0 = (bias ? b - pblocks : b) * blk, cols = bias ? bcols : pcols;
         const int nc = int(cols - c0 < blk ? cols - c0 : blk);
-        S acc[16];
+        S acc[blk];
         for (int u = 0; u < nc; ++u) acc[u] = S(0);
         for (long i = 0; i < N; ++i) {
           const S* row = bias ? &Ybar(i, c0) : &Pc(i, c0);

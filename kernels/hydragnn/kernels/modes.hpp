@@ -85,6 +85,12 @@ constexpr bool is_host_row = std::is_same<Mode, exec_mode::HostRow>::value;
 /// host vector packs) are compiled only there; elsewhere the ops fall back to their separate forms.
 template <class Mode, class Exec>
 constexpr bool host_rows_on_host = is_host_row<Mode> && Kokkos::SpaceAccessibility<Exec, Kokkos::HostSpace>::accessible;
+/// Columns one thread sums down the rows of a row-major matrix (BatchNorm's statistics, GAT's
+/// parameter sums): HostRow takes a block of column_block, reading the block's row segment per
+/// step; the other modes one column. Each column walks the rows in ascending order either way.
+constexpr int column_block = 16;
+template <class Mode>
+constexpr long columns_per_thread = is_host_row<Mode> ? column_block : 1;
 template <class Mode>
 constexpr bool is_per_element = std::is_same<Mode, exec_mode::PerElement>::value;
 template <class Mode>

@@ -21,7 +21,6 @@
 #include <hydragnn/kernels/modes.hpp>
 
 #include <cmath>
-#include <type_traits>
 
 namespace hydragnn {
 namespace kernels {
@@ -29,23 +28,13 @@ namespace kernels {
 /// Training-mode statistics: mu(c), r(c) = 1/sqrt(var(c) + eps) of the columns of X; when `record`
 /// is not empty the primal mean and unbiased variance go to record(off + c), record(off + C + c).
 ///                                                     // X: N x C -> mu, r: C; record: >= off + 2C
-namespace detail {
-/// Columns one thread sums (HostRow: a block of norm_block, the block's row segment read per step;
-/// else one); each column's sum walks the rows in ascending order either way.
-constexpr int norm_block = 16;
-template <class Mode>
-constexpr long norm_columns_per_thread() {
-  return std::is_same<Mode, exec_mode::HostRow>::value ? norm_block : 1;
-}
-}  // namespace detail
-
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void batchnorm_batch_statistics(const Exec& exec, const CMat<S, mem_t<Exec>>& X, double eps,
                                 const Vec<S, mem_t<Exec>>& mu, const Vec<S, mem_t<Exec>>& r,
                                 const Vec<double, mem_t<Exec>>& record, long off) {
   const long N = long(X.extent(0)), C = long(X.extent(1));
   const bool rec = record.extent(0) > 0;
-  constexpr long blk = detail::norm_columns_per_thread<Mode>();
+  constexpr long blk = detail::columns_per_thread<Mode>;
   Kokkos::parallel_for(
       "hydragnn::BatchNorm::batch_statistics", Kokkos::RangePolicy<Exec>(exec, 0, (C + blk - 1) / blk),
       KOKKOS_LAMBDA(const long b) {
@@ -112,7 +101,7 @@ void batchnorm_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& Xhat, cons
                         const Mat<S, mem_t<Exec>>& Xbar) {
   const long N = long(Xhat.extent(0)), C = long(Xhat.extent(1));
   const bool want_params = g.extent(0) > 0;
-  constexpr long blk = detail::norm_columns_per_thread<Mode>();
+  constexpr long blk = detail::columns_per_thread<Mode>;
   Kokkos::parallel_for(
       "hydragnn::BatchNorm::backward_sums", Kokkos::RangePolicy<Exec>(exec, 0, (C + blk - 1) / blk),
       KOKKOS_LAMBDA(const long b) {
