@@ -1926,6 +1926,9 @@ TEST_CASE("ops model: PNA aggregation and PNAEq's vector message (pna.hpp)", "[o
   check_op(PnaEqVectorMessageOp{g, 4, "pnaeq_vector_message"}, 195);
   check_op(DirectionOp{false, "pnaeq_direction (+ edge_lengths)"}, 196);
   check_op(PnaEqFilterOp{}, 197);
+  // wider than a vector register and not a multiple of one (HostRow's row loops and their tails)
+  check_op(PnaEqVectorMessageOp{g, 37, "pnaeq_vector_message (37 channels)", 24}, 216);
+  check_op(PnaEqFilterOp{"pnaeq_filter (37 channels)", 5, 37, 24}, 217);
 }
 
 TEST_CASE("ops model: PNA min / max share their cotangent evenly between tied rows, as torch's scatter_reduce", "[ops][model]") {
@@ -2369,6 +2372,7 @@ struct CgcnnOp {
   const Graph& g;
   int C = 3;
   const char* name = "cgcnn_message_sum";
+  int fd_samples = 1 << 30;
   Args<double> inputs(Rng& rng) const {
     return {randn(rng, std::size_t(g.E) * C), randn(rng, std::size_t(g.E) * C, 3.0), randn(rng, std::size_t(g.N) * C)};
   }
@@ -2521,6 +2525,9 @@ TEST_CASE("ops model: BatchNorm (norm.hpp), neighbour aggregation and GIN's self
   check_op(GinSelfOp{}, 202);
   check_op(MfcOp{g}, 203);
   check_op(CgcnnOp{g}, 204);
+  // HydraGNN's width (C = 1: HostRow's blocks hold 256 edges), and rows wider than a vector register
+  check_op(CgcnnOp{g, 1, "cgcnn_message_sum (1 channel)"}, 218);
+  check_op(CgcnnOp{g, 37, "cgcnn_message_sum (37 channels)", 24}, 219);
 }
 
 TEST_CASE("ops model: GATv2 attention (gat.hpp)", "[ops][model]") {

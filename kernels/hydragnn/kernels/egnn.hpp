@@ -54,7 +54,8 @@ struct EGNNRadialColumn {
   T w[host_row_max];
 };
 template <class V>
-EGNNRadialColumn<typename V::non_const_value_type> egnn_radial_column(const V& p, long w_off, long ld, long F) {
+KOKKOS_INLINE_FUNCTION EGNNRadialColumn<typename V::non_const_value_type> egnn_radial_column(const V& p, long w_off,
+                                                                                           long ld, long F) {
   EGNNRadialColumn<typename V::non_const_value_type> col;
   for (long f = 0; f < F; ++f) col.w[f] = p(w_off + f * ld);
   return col;
@@ -229,6 +230,21 @@ KOKKOS_INLINE_FUNCTION V rows_of(const V& x, long r0, long n) {
   return V(x.data() + r0 * long(x.extent(1)), n, x.extent(1));
 }
 
+/// The mask of a ReLU's row of n inputs, k[j] = x[j] > 0. The restrict-qualified pointers tell
+/// the compiler that the byte stores change neither x nor n: without them it stored a byte at a
+/// time and reloaded n after each (a fifth of the geometry-only EGNN forward's time on a Zen 4 core).
+template <class S>
+KOKKOS_INLINE_FUNCTION void relu_mask_row(const S* KOKKOS_RESTRICT x, std::uint8_t* KOKKOS_RESTRICT k, const long n) {
+  for (long j = 0; j < n; ++j) k[j] = x[j] > S(0) ? 1 : 0;
+}
+/// xb[j] = f'(x[j]) xb[j] for a ReLU from its mask row k (bitwise act_backward_row<ReLU>).
+template <class S>
+KOKKOS_INLINE_FUNCTION void relu_mask_backward_row(const std::uint8_t* KOKKOS_RESTRICT k, S* KOKKOS_RESTRICT xb,
+                                                   const long n) {
+  using R = real_t<S>;
+  for (long j = 0; j < n; ++j) xb[j] = S(R(k[j] ? 1 : 0)) * xb[j];
+}
+
 /// Epilogue: rows [i0, i1) of xb times a ReLU's derivative read from its mask rows k(k0 + i, :),
 /// bitwise act_backward_row<ReLU> (f'(x) * xb with f'(x) = 1 or 0).
 template <class S, class M>
@@ -238,12 +254,7 @@ struct MaskBackwardRowsPost {
   Mat<S, M> xb;
   long c;
   KOKKOS_INLINE_FUNCTION void operator()(long i0, long i1) const {
-    using R = real_t<S>;
-    for (long i = i0; i < i1; ++i) {
-      const std::uint8_t* kr = &k(k0 + i, 0);
-      S* xr = &xb(i, 0);
-      for (long j = 0; j < c; ++j) xr[j] = S(R(kr[j] ? 1 : 0)) * xr[j];
-    }
+    for (long i = i0; i < i1; ++i) relu_mask_backward_row(&k(k0 + i, 0), &xb(i, 0), c);
   }
 };
 
@@ -257,11 +268,7 @@ struct MaskThenRowsPost {
   long c;
   Post post;
   KOKKOS_INLINE_FUNCTION void operator()(long i0, long i1) const {
-    for (long i = i0; i < i1; ++i) {
-      std::uint8_t* kr = &k(k0 + i, 0);
-      const S* pr = &pre(i, 0);
-      for (long j = 0; j < c; ++j) kr[j] = pr[j] > S(0) ? 1 : 0;
-    }
+    for (long i = i0; i < i1; ++i) relu_mask_row(&pre(i, 0), &k(k0 + i, 0), c);
     post(i0, i1);
   }
 };
@@ -295,8 +302,7 @@ struct EGNNEdgeForwardGeometryFused {
         const long e = i0 + r;
         S* pr = &a1v(r, 0);
         egnn_edge_pre_row(A, B, col, q, dst, src, e, F, pr);
-        std::uint8_t* kr = &k1(e, 0);
-        for (long f = 0; f < F; ++f) kr[f] = pr[f] > S(0) ? 1 : 0;
+        relu_mask_row(pr, &k1(e, 0), F);
         act_forward_row<AF>(pr, pr, F);
       }
       // m = ReLU(W2 a1 + b2) (linear_forward_act), its mask; the aggregate's sums (segment_sum:

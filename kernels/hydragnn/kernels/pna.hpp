@@ -256,6 +256,19 @@ void pnaeq_direction_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& r, c
   });
 }
 
+namespace detail {
+/// Widest channel count of PNAEq's HostRow vector message kernels (their per-thread sums live in
+/// 3 x pnaeq_row_max scalars); wider falls back to a thread per element.
+constexpr int pnaeq_row_max = 256;
+/// y[f] = a[f] b[f], f < n: one row block of pnaeq_filter and its backward (restrict: the stores
+/// change neither input, so the loop vectorises).
+template <class S>
+KOKKOS_INLINE_FUNCTION void pnaeq_product_row(const S* KOKKOS_RESTRICT a, const S* KOKKOS_RESTRICT b,
+                                              S* KOKKOS_RESTRICT y, const long n) {
+  for (long f = 0; f < n; ++f) y[f] = a[f] * b[f];
+}
+}  // namespace detail
+
 /// PNAEq's filter: the product of the message MLP output and the projected basis, split into its
 /// three column blocks [gate_state_vector | gate_edge_vector | message_scalar]:
 ///   Y_k(e,f) = P(e, kF+f) Q(e, kF+f),  k = 0, 1, 2.            P, Q: E x 3F -> Y0, Y1, Y2: E x F
@@ -263,6 +276,15 @@ template <class Exec, class S, class Mode = default_mode_t<Exec>>
 void pnaeq_filter(const Exec& exec, const CMat<S, mem_t<Exec>>& P, const CMat<S, mem_t<Exec>>& Q,
                   const Mat<S, mem_t<Exec>>& Y0, const Mat<S, mem_t<Exec>>& Y1, const Mat<S, mem_t<Exec>>& Y2) {
   const long E = long(Y0.extent(0)), F = long(Y0.extent(1));
+  if constexpr (detail::is_host_row<Mode>) {
+    // a row per thread, each column block a contiguous run (the same products)
+    Kokkos::parallel_for("hydragnn::PNAEqConv::filter", Kokkos::RangePolicy<Exec>(exec, 0, E), KOKKOS_LAMBDA(const long e) {
+      detail::pnaeq_product_row(&P(e, 0), &Q(e, 0), &Y0(e, 0), F);
+      detail::pnaeq_product_row(&P(e, F), &Q(e, F), &Y1(e, 0), F);
+      detail::pnaeq_product_row(&P(e, 2 * F), &Q(e, 2 * F), &Y2(e, 0), F);
+    });
+    return;
+  }
   detail::for_each_element<Mode>(exec, "hydragnn::PNAEqConv::filter", E, 3 * F, KOKKOS_LAMBDA(const long e, const long c) {
     const long k = c / F, f = c % F;
     (k == 0 ? Y0 : k == 1 ? Y1 : Y2)(e, f) = P(e, c) * Q(e, c);
@@ -278,6 +300,17 @@ void pnaeq_filter_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& P, cons
                            const Mat<S, mem_t<Exec>>& Qbar) {
   const long E = long(Y0bar.extent(0)), F = long(Y0bar.extent(1));
   const bool want_q = Qbar.extent(0) > 0;
+  if constexpr (detail::is_host_row<Mode>) {
+    Kokkos::parallel_for(
+        "hydragnn::PNAEqConv::filter_backward", Kokkos::RangePolicy<Exec>(exec, 0, E), KOKKOS_LAMBDA(const long e) {
+          const S* yb[3] = {&Y0bar(e, 0), &Y1bar(e, 0), &Y2bar(e, 0)};
+          for (int k = 0; k < 3; ++k) {
+            detail::pnaeq_product_row(yb[k], &Q(e, k * F), &Pbar(e, k * F), F);
+            if (want_q) detail::pnaeq_product_row(yb[k], &P(e, k * F), &Qbar(e, k * F), F);
+          }
+        });
+    return;
+  }
   detail::for_each_element<Mode>(exec, "hydragnn::PNAEqConv::filter_backward", E, 3 * F, KOKKOS_LAMBDA(const long e, const long c) {
     const long k = c / F, f = c % F;
     const S yb = (k == 0 ? Y0bar : k == 1 ? Y1bar : Y2bar)(e, f);
@@ -294,6 +327,30 @@ void pnaeq_vector_message(const Exec& exec, const CVMat<S, mem_t<Exec>>& v, cons
                           const CVec<int, mem_t<Exec>>& ptr, const CVec<int, mem_t<Exec>>& src,
                           const VMat<S, mem_t<Exec>>& vout) {
   const long N = long(vout.extent(0)), F = long(vout.extent(2));
+  if constexpr (detail::is_host_row<Mode>) {
+    if (F <= detail::pnaeq_row_max) {
+      // one receiver per thread, its edges outermost and the channels innermost (contiguous rows);
+      // each (i, a, f) sums its edges in the same order as below
+      Kokkos::parallel_for("hydragnn::PNAEqConv::vector_message", Kokkos::RangePolicy<Exec>(exec, 0, N), KOKKOS_LAMBDA(const long i) {
+        S acc[3][detail::pnaeq_row_max];
+        for (int a = 0; a < 3; ++a)
+          for (long f = 0; f < F; ++f) acc[a][f] = v(i, a, f);
+        for (int e = ptr(i); e < ptr(i + 1); ++e) {
+          const int j = src(e);
+          const S u0 = u(e, 0), u1 = u(e, 1), u2 = u(e, 2);
+          for (long f = 0; f < F; ++f) {
+            const S x0 = X0(e, f), x1 = X1(e, f);
+            acc[0][f] += v(j, 0, f) * x0 + x1 * u0;
+            acc[1][f] += v(j, 1, f) * x0 + x1 * u1;
+            acc[2][f] += v(j, 2, f) * x0 + x1 * u2;
+          }
+        }
+        for (int a = 0; a < 3; ++a)
+          for (long f = 0; f < F; ++f) vout(i, a, f) = acc[a][f];
+      });
+      return;
+    }
+  }
   detail::for_each_element<Mode>(exec, "hydragnn::PNAEqConv::vector_message", N, F, KOKKOS_LAMBDA(const long i, const long f) {
     S a0 = v(i, 0, f), a1 = v(i, 1, f), a2 = v(i, 2, f);
     for (int e = ptr(i); e < ptr(i + 1); ++e) {
@@ -344,6 +401,30 @@ void pnaeq_vector_message_backward(const Exec& exec, const CVMat<S, mem_t<Exec>>
                                      for (long f = 0; f < F; ++f) acc += voutbar(i, a, f) * X1(e, f);
                                      ubar(e, a) = acc;
                                    });
+  if constexpr (detail::is_host_row<Mode>) {
+    if (F <= detail::pnaeq_row_max) {
+      // one sender per thread, its edges outermost and the channels innermost; same sums per (j, a, f)
+      Kokkos::parallel_for(
+          "hydragnn::PNAEqConv::vector_message_backward_nodes", Kokkos::RangePolicy<Exec>(exec, 0, N),
+          KOKKOS_LAMBDA(const long j) {
+            S acc[3][detail::pnaeq_row_max];
+            for (int a = 0; a < 3; ++a)
+              for (long f = 0; f < F; ++f) acc[a][f] = voutbar(j, a, f);
+            for (int q = send_ptr(j); q < send_ptr(j + 1); ++q) {
+              const int e = send_perm(q), i = dst(e);
+              for (long f = 0; f < F; ++f) {
+                const S x0 = X0(e, f);
+                acc[0][f] += voutbar(i, 0, f) * x0;
+                acc[1][f] += voutbar(i, 1, f) * x0;
+                acc[2][f] += voutbar(i, 2, f) * x0;
+              }
+            }
+            for (int a = 0; a < 3; ++a)
+              for (long f = 0; f < F; ++f) vbar(j, a, f) = acc[a][f];
+          });
+      return;
+    }
+  }
   detail::for_each_element<Mode>(exec, "hydragnn::PNAEqConv::vector_message_backward_nodes", N, F,
                                  KOKKOS_LAMBDA(const long j, const long f) {
                                    S a0 = voutbar(j, 0, f), a1 = voutbar(j, 1, f), a2 = voutbar(j, 2, f);
