@@ -257,9 +257,6 @@ void pnaeq_direction_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& r, c
 }
 
 namespace detail {
-/// Widest channel count of PNAEq's HostRow vector message kernels (their per-thread sums live in
-/// 3 x pnaeq_row_max scalars); wider falls back to a thread per element.
-constexpr int pnaeq_row_max = 256;
 /// y[f] = a[f] b[f], f < n: one row block of pnaeq_filter and its backward (restrict: the stores
 /// change neither input, so the loop vectorises).
 template <class S>
@@ -328,11 +325,11 @@ void pnaeq_vector_message(const Exec& exec, const CVMat<S, mem_t<Exec>>& v, cons
                           const VMat<S, mem_t<Exec>>& vout) {
   const long N = long(vout.extent(0)), F = long(vout.extent(2));
   if constexpr (detail::is_host_row<Mode>) {
-    if (F <= detail::pnaeq_row_max) {
+    if (F <= detail::host_row_max) {
       // one receiver per thread, its edges outermost and the channels innermost (contiguous rows);
       // each (i, a, f) sums its edges in the same order as below
       Kokkos::parallel_for("hydragnn::PNAEqConv::vector_message", Kokkos::RangePolicy<Exec>(exec, 0, N), KOKKOS_LAMBDA(const long i) {
-        S acc[3][detail::pnaeq_row_max];
+        S acc[3][detail::host_row_max];
         for (int a = 0; a < 3; ++a)
           for (long f = 0; f < F; ++f) acc[a][f] = v(i, a, f);
         for (int e = ptr(i); e < ptr(i + 1); ++e) {
@@ -402,12 +399,12 @@ void pnaeq_vector_message_backward(const Exec& exec, const CVMat<S, mem_t<Exec>>
                                      ubar(e, a) = acc;
                                    });
   if constexpr (detail::is_host_row<Mode>) {
-    if (F <= detail::pnaeq_row_max) {
+    if (F <= detail::host_row_max) {
       // one sender per thread, its edges outermost and the channels innermost; same sums per (j, a, f)
       Kokkos::parallel_for(
           "hydragnn::PNAEqConv::vector_message_backward_nodes", Kokkos::RangePolicy<Exec>(exec, 0, N),
           KOKKOS_LAMBDA(const long j) {
-            S acc[3][detail::pnaeq_row_max];
+            S acc[3][detail::host_row_max];
             for (int a = 0; a < 3; ++a)
               for (long f = 0; f < F; ++f) acc[a][f] = voutbar(j, a, f);
             for (int q = send_ptr(j); q < send_ptr(j + 1); ++q) {
