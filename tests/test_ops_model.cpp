@@ -1610,6 +1610,132 @@ TEST_CASE("ops model: EGNN edge ops (egnn.hpp)", "[ops][model]") {
   check_op(EGNNEdgeMLPOp{big, true, Activation::SiLU, "egnn_edge_mlp_backward, coordinates, SiLU"}, 174);
 }
 
+TEST_CASE("ops model: EGNN's fused geometry-only edge pass and its masked backward give the same bits in one part "
+          "of the receivers as in several, and as the op sequence",
+          "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  // more than three chunks of 32 edges, receivers without edges (0, 30; isolated 5, 40): parts of
+  // whole receivers, some empty when there are more parts than receivers
+  const Graph big = build_graph(37, {0, 23, 23, 52}, {0, 30}, {5, 40});
+  const long N = big.N, E = big.E;
+  auto mismatches = [](const auto& a, const auto& b) {
+    REQUIRE(a.size() == b.size());
+    long n = 0;
+    for (std::size_t k = 0; k < a.size(); ++k)
+      n += std::memcmp(&a[k], &b[k], sizeof(a[k])) != 0 ? 1 : 0;
+    return n;
+  };
+  for (const bool coord : {true, false}) {
+    const EGNNEdgeMLPOp op{big, coord, Activation::ReLU, "egnn_edge_forward_geometry"};
+    const int H = op.H;
+    const std::size_t NH = std::size_t(N) * H;
+    Rng rng(coord ? 220 : 221);
+    const Args<double> x = op.inputs(rng);
+    const Arr<double> yb = randn(rng, NH + (coord ? std::size_t(E) : 0));
+    const auto w = op.weights(params(x[3]));
+    const LinearShape W2 = op.lin(op.o2(), true), W5 = op.lin(op.o5(), true), w6 = op.dot();
+    const Mat<double, M> A = mat(x[0], N, H), B = mat(x[1], N, H), aggbar = mat(slice(yb, 0, NH), N, H);
+    const Vec<double, M> q = vec(x[2]);
+    const Mat<double, M> c2bar = coord ? mat(slice(yb, NH, std::size_t(E)), E, 1) : Mat<double, M>();
+    // the op sequence forward; its backward reading the stored activations (one part, no parameter gradient)
+    const auto c = op.forward<double, HostRow>(x, w);
+    Mat<double, M> Ab0("Ab0", N, H), Bb0("Bb0", N, H);
+    Vec<double, M> qb0("qb0", E);
+    {
+      const long R = km::egnn_edge_mlp_chunk_buffer_rows(1);
+      Mat<double, M> mb("mb", R, H), c1b("c1b", R, H), p1b("p1b", R, H);
+      Vec<double, M> sc("sc", km::egnn_edge_mlp_scratch_scalars(H, H));
+      Vec<double, M> av("av", km::egnn_edge_mlp_scratch_reals<double>(H, H));
+      km::EGNNEdgeMLPBackward<double, double, M> a{aggbar, big.d_dst, big.d_src, big.d_row_ptr, big.d_send_perm,
+                                                   big.d_send_ptr, c2bar, c.c1, c.a5, c.m, c.pre2, c.a1, c.pre1, q, w.p,
+                                                   W2, W5, w6, op.w_off, op.ld, Vec<double, M>(), qb0, Ab0, Bb0};
+      km::egnn_edge_mlp_backward<Exec, double, double, HostRow>(Exec(), a, Activation::ReLU, mb, c1b, p1b, sc, av);
+    }
+    Arr<std::uint8_t> k1_1, k2_1, k3_1;
+    for (const long parts : {1L, 2L, 3L, 7L, 64L}) {
+      INFO((coord ? "coordinates, " : "no coordinates, ") << parts << " parts");
+      if (parts > 1 && parts < N) {  // senders whose sums a part adds, and senders across parts
+        long across = 0, within = 0;
+        for (long j = 0; j < N; ++j) {
+          const int k0 = big.send_ptr[j], k1 = big.send_ptr[j + 1];
+          if (k1 == k0) continue;
+          const bool one = km::detail::edge_part(big.d_row_ptr, parts, big.send_perm[k0]) ==
+                           km::detail::edge_part(big.d_row_ptr, parts, big.send_perm[k1 - 1]);
+          (one ? within : across) += 1;
+        }
+        CHECK(across > 0);
+        CHECK(within > 0);
+      }
+      const long R = km::egnn_edge_mlp_chunk_buffer_rows(parts);
+      Mat<double, M> agg("agg", N, H), c2 = coord ? Mat<double, M>("c2", E, 1) : Mat<double, M>();
+      km::EGNNMask<M> k1("k1", E, H), k2("k2", E, H), k3 = coord ? km::EGNNMask<M>("k3", E, H) : km::EGNNMask<M>();
+      Mat<double, M> a1b("a1b", R, H), mb("mb", R, H), a5b("a5b", R, H);
+      km::egnn_edge_forward_geometry<Exec, double>(Exec(), w, A, B, q, big.d_dst, big.d_src, big.d_row_ptr, W2, W5, w6,
+                                                   op.w_off, op.ld, agg, c2, k1, k2, k3, a1b, mb, a5b, parts);
+      CHECK(mismatches(flat(agg), flat(c.agg)) == 0);
+      if (coord) CHECK(mismatches(flat(c2), flat(c.c2)) == 0);
+      if (parts == 1) {
+        k1_1 = flat(k1), k2_1 = flat(k2), k3_1 = coord ? flat(k3) : Arr<std::uint8_t>();
+      } else {
+        CHECK(flat(k1) == k1_1);
+        CHECK(flat(k2) == k2_1);
+        if (coord) CHECK(flat(k3) == k3_1);
+      }
+      Mat<double, M> mbar("mbar", R, H), c1bar("c1bar", R, H), p1b("p1b", R, H);
+      Mat<double, M> cross("cross", km::egnn_edge_mlp_cross_rows(parts, E), H);
+      Vec<double, M> sc("sc", km::egnn_edge_mlp_scratch_scalars(H, H));
+      Vec<double, M> av("av", km::egnn_edge_mlp_scratch_reals<double>(H, H));
+      Mat<double, M> Ab("Ab", N, H), Bb("Bb", N, H);
+      Vec<double, M> qb("qb", E);
+      Kokkos::deep_copy(Ab, 7.0);  // overwritten, not accumulated
+      Kokkos::deep_copy(Bb, 7.0);
+      const Mat<double, M> none;
+      km::EGNNEdgeMLPBackward<double, double, M> a{aggbar, big.d_dst, big.d_src, big.d_row_ptr, big.d_send_perm,
+                                                   big.d_send_ptr, c2bar, none, none, none, none, none, none, q, w.p,
+                                                   W2, W5, w6, op.w_off, op.ld, Vec<double, M>(), qb, Ab, Bb,
+                                                   k1, k2, k3};
+      km::egnn_edge_mlp_backward<Exec, double, double, HostRow>(Exec(), a, Activation::ReLU, mbar, c1bar, p1b, sc, av,
+                                                                parts, cross);
+      CHECK(mismatches(flat(Ab), flat(Ab0)) == 0);
+      CHECK(mismatches(flat(Bb), flat(Bb0)) == 0);
+      CHECK(mismatches(flat(qb), flat(qb0)) == 0);
+    }
+  }
+  // several parts only without a parameter gradient; buffers of a part's chunk each
+  {
+    const EGNNEdgeMLPOp op{big, false, Activation::ReLU, "egnn_edge_forward_geometry"};
+    const int H = op.H;
+    Rng rng(222);
+    const Args<double> x = op.inputs(rng);
+    const auto w = op.weights(params(x[3]));
+    const Mat<double, M> A = mat(x[0], N, H), B = mat(x[1], N, H);
+    Mat<double, M> agg("agg", N, H), small("small", km::egnn_edge_mlp_chunk_buffer_rows(1), H);
+    km::EGNNMask<M> k1("k1", E, H), k2("k2", E, H);
+    const auto two_parts_in_one_chunk = [&] {
+      km::egnn_edge_forward_geometry<Exec, double>(Exec(), w, A, B, vec(x[2]), big.d_dst, big.d_src, big.d_row_ptr,
+                                                   op.lin(op.o2(), true), op.lin(op.o5(), true), op.dot(), op.w_off,
+                                                   op.ld, agg, Mat<double, M>(), k1, k2, km::EGNNMask<M>(), small, small,
+                                                   small, 2);
+    };
+    CHECK_THROWS_AS(two_parts_in_one_chunk(), std::logic_error);
+    const auto c = op.forward<double, HostRow>(x, w);
+    const long R = km::egnn_edge_mlp_chunk_buffer_rows(2);
+    Mat<double, M> mb("mb", R, H), p1b("p1b", R, H), cross("cross", E, H), Ab("Ab", N, H), Bb("Bb", N, H);
+    Vec<double, M> qb("qb", E), gp("g", op.P());
+    Vec<double, M> sc("sc", km::egnn_edge_mlp_scratch_scalars(H, H));
+    Vec<double, M> av("av", km::egnn_edge_mlp_scratch_reals<double>(H, H));
+    km::EGNNEdgeMLPBackward<double, double, M> a{mat(randn(rng, std::size_t(N) * H), N, H), big.d_dst, big.d_src,
+                                                 big.d_row_ptr, big.d_send_perm, big.d_send_ptr, Mat<double, M>(), c.c1,
+                                                 c.a5, c.m, c.pre2, c.a1, c.pre1, vec(x[2]), w.p, op.lin(op.o2(), true),
+                                                 op.lin(op.o5(), true), op.dot(), op.w_off, op.ld, gp, qb, Ab, Bb};
+    const auto two_parts_with_gradient = [&] {
+      km::egnn_edge_mlp_backward<Exec, double, double, HostRow>(Exec(), a, Activation::ReLU, mb, mb, p1b, sc, av, 2,
+                                                                cross);
+    };
+    if (Exec().concurrency() == 1) CHECK_THROWS_AS(two_parts_with_gradient(), std::logic_error);
+  }
+}
+
 // =============================================================================================
 // painn.hpp
 // =============================================================================================

@@ -182,7 +182,8 @@ struct EGNNConv {
       // no parameter gradient to come: the edge MLP in one pass over the edges, no E x H activation
       // stored, only which ReLU inputs were active (bitwise the op sequence below)
       if (c.geometry_only && !env.on && kernels::egnn_edge_forward_geometry_fuses<Exec, S>(exec, inner, H, H)) {
-        constexpr long CH = kernels::egnn_edge_mlp_chunk_rows;
+        const long parts = kernels::egnn_edge_mlp_parts(exec, false);  // a part of whole receivers per thread
+        const long CH = kernels::egnn_edge_mlp_chunk_buffer_rows(parts);
         c.k1 = ws.template mat<std::uint8_t>(lbl + ".k1", l, E, H);
         c.k2 = ws.template mat<std::uint8_t>(lbl + ".k2", l, E, H);
         c.agg = ws.template mat<S>(lbl + ".agg", l, N, H);
@@ -195,8 +196,9 @@ struct EGNNConv {
           c.k3 = ws.template mat<std::uint8_t>(lbl + ".k3", l, E, H);
           c.c2 = ws.template mat<S>(lbl + ".c2", l, E, 1);
         }
-        kernels::egnn_edge_forward_geometry<Exec, S>(exec, w, c.A, c.B, c.q, b.dst, b.src, L.W2, L.coord0, L.coord2,
-                                                     L.w_off, L.w_ld, c.agg, c.c2, c.k1, c.k2, c.k3, a1b, mb, a5b);
+        kernels::egnn_edge_forward_geometry<Exec, S>(exec, w, c.A, c.B, c.q, b.dst, b.src, b.row_ptr, L.W2, L.coord0,
+                                                     L.coord2, L.w_off, L.w_ld, c.agg, c.c2, c.k1, c.k2, c.k3, a1b, mb,
+                                                     a5b, parts);
         coord_forward(exec, L, b, in, c, out, ws, l);
         node_forward(exec, L, w, b, in, c, out, ws, l);
         return;
@@ -315,12 +317,15 @@ struct EGNNConv {
     auto Bbar = ws.template mat<S>(lbl + ".B_bar", 0, N, H);
     Vec<S, M> Cbar;
     if (!env.on) {
-      // the edge MLP's backward in one op (HostRow, one thread: one pass over the edges in chunks)
-      const bool fused = kernels::egnn_edge_mlp_backward_fuses(exec, H, H);
-      const long rows = fused ? kernels::egnn_edge_mlp_chunk_rows : E;
+      // the edge MLP's backward in one op (HostRow: one pass over the edges in chunks, in a part of
+      // whole receivers per thread without a parameter gradient, else on one thread)
+      const bool fused = kernels::egnn_edge_mlp_backward_fuses(exec, H, H, want_params);
+      const long parts = fused ? kernels::egnn_edge_mlp_parts(exec, want_params) : 1;
+      const long rows = fused ? kernels::egnn_edge_mlp_chunk_buffer_rows(parts) : E;
       auto mbar = ws.template mat<S>(lbl + ".m_bar", 0, rows, H);
       auto c1bar = coord_grad ? ws.template mat<S>(lbl + ".c1_bar", 0, rows, H) : Mat<S, M>();
       auto pre1bar = ws.template mat<S>(lbl + ".pre1_bar", 0, rows, H);
+      auto cross = ws.template mat<S>(lbl + ".pre1_bar_cross", 0, fused ? kernels::egnn_edge_mlp_cross_rows(parts, E) : 0, H);
       auto sc = ws.template vec<S>(lbl + ".edge_mlp_sums", 0, fused ? kernels::egnn_edge_mlp_scratch_scalars(H, H) : 0);
       auto av = ws.template vec<real_t<S>>(lbl + ".edge_mlp_weight_sums", 0,
                                            fused ? kernels::egnn_edge_mlp_scratch_reals<S>(H, H) : 0);
@@ -328,7 +333,7 @@ struct EGNNConv {
                                               c2bar, c.c1, c.a5, c.m, c.pre2, c.a1, c.pre1, c.q, w.p,
                                               L.W2, L.coord0, L.coord2, L.w_off, L.w_ld, want_params ? g : Vec<real_t<S>, M>(),
                                               qbar, Abar, Bbar, c.k1, c.k2, c.k3};
-      kernels::egnn_edge_mlp_backward<Exec, S, T>(exec, a, inner, mbar, c1bar, pre1bar, sc, av);
+      kernels::egnn_edge_mlp_backward<Exec, S, T>(exec, a, inner, mbar, c1bar, pre1bar, sc, av, parts, cross);
     } else {
       auto mbar = ws.template mat<S>(lbl + ".m_bar", 0, E, H);
       kernels::gather_rows<Exec, S>(exec, aggbar, b.dst, mbar);

@@ -212,16 +212,33 @@ struct EGNNEdgeMLPBackward {
   EGNNMask<M> k1, k2, k3;
 };
 
-/// Whether egnn_edge_mlp_backward runs fused (HostRow on a one-thread host space, widths within a
-/// register row): then its buffers are chunk-sized (egnn_edge_mlp_chunk_rows rows), else E rows.
+/// Whether egnn_edge_mlp_backward runs fused: HostRow on a host space, widths within a register
+/// row, and one thread or no parameter gradient (param_grad false: the pass then runs in
+/// egnn_edge_mlp_parts parts, a thread each; the parameter sums of a fused pass are one thread's).
+/// Its buffers then have egnn_edge_mlp_chunk_buffer_rows rows (and `cross` egnn_edge_mlp_cross_rows), else E.
 template <class Exec, class Mode = default_mode_t<Exec>>
-bool egnn_edge_mlp_backward_fuses(const Exec& exec, int H, int F) {
+bool egnn_edge_mlp_backward_fuses(const Exec& exec, int H, int F, bool param_grad = true) {
   if constexpr (detail::host_rows_on_host<Mode, Exec>)
-    return exec.concurrency() == 1 && H <= detail::host_row_max && F <= detail::host_row_max;
+    return (!param_grad || exec.concurrency() == 1) && H <= detail::host_row_max && F <= detail::host_row_max;
   else
-    return (void)exec, (void)H, (void)F, false;
+    return (void)exec, (void)H, (void)F, (void)param_grad, false;
+}
+/// Parts of the fused edge passes (egnn_edge_forward_geometry, egnn_edge_mlp_backward): one per
+/// thread of exec without a parameter gradient, else one. A part is a range of whole receivers
+/// (detail::receiver_part_first); every sum stays within one part or runs after the pass in its
+/// fixed order, so the results are the same bits for any count.
+template <class Exec>
+long egnn_edge_mlp_parts(const Exec& exec, bool param_grad) {
+  const long c = long(exec.concurrency());
+  return param_grad || c < 1 ? 1 : c;
 }
 constexpr long egnn_edge_mlp_chunk_rows = detail::dense_chunk_rows;
+/// Rows of a fused pass's chunk buffers (forward a1b, mb, a5b; backward mbar, c1bar): a chunk per part.
+inline long egnn_edge_mlp_chunk_buffer_rows(long parts) { return parts * egnn_edge_mlp_chunk_rows; }
+/// Rows of the fused backward's `cross` buffer: none for one part; for several, a row per edge, of
+/// which the pass writes those whose sender has edges in more than one part (a graph cut by a part
+/// boundary: edges stay within their graph), summed after the pass.
+inline long egnn_edge_mlp_cross_rows(long parts, long E) { return parts > 1 ? E : 0; }
 
 namespace detail {
 /// Rows [r0, r0 + n) of a row-contiguous matrix as a matrix of their own.
@@ -273,30 +290,56 @@ struct MaskThenRowsPost {
   }
 };
 
-/// The fused geometry-only edge forward (one thread, chunks of CH edges; see
-/// egnn_edge_forward_geometry). The chunk's rows live in a1b, mb, a5b (CH x F, CH x H, CH x H).
+/// The first receiver of part `part` of P: the first node whose edges start at or after
+/// ceil(part E / P) in the receiver-sorted CSR (row_ptr: N + 1). Parts [first(p), first(p + 1))
+/// hold whole receivers, about E / P edges each, and together every node once (first(P) = N).
+template <class V>
+KOKKOS_INLINE_FUNCTION long receiver_part_first(const V& row_ptr, long P, long part) {
+  const long N = long(row_ptr.extent(0)) - 1;
+  if (part >= P) return N;
+  const long target = (long(row_ptr(N)) * part + P - 1) / P;
+  long lo = 0, hi = N;
+  while (lo < hi) {
+    const long mid = (lo + hi) / 2;
+    if (long(row_ptr(mid)) < target)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/// The fused geometry-only edge forward (a work item per part of whole receivers, chunks of CH of
+/// its edges; see egnn_edge_forward_geometry). Part p's chunk rows live in rows [p CH, (p + 1) CH)
+/// of a1b, mb, a5b (P CH x F, P CH x H, P CH x H).
 template <class S, class M>
 struct EGNNEdgeForwardGeometryFused {
   CMat<S, M> A, B;
   CVec<S, M> q;
-  CVec<int, M> dst, src;
+  CVec<int, M> dst, src, row_ptr;
   CVec<S, M> p, pt;
   LinearShape W2, coord0, coord2;
   long w_off = 0, w_ld = 0;
   Mat<S, M> agg, c2;
   EGNNMask<M> k1, k2, k3;
   Mat<S, M> a1b, mb, a5b;
-  KOKKOS_INLINE_FUNCTION void operator()(const long) const {
+  long parts = 1;
+  KOKKOS_INLINE_FUNCTION void operator()(const long part) const {
     constexpr Activation AF = Activation::ReLU;
     constexpr long CH = dense_chunk_rows;
-    const long E = long(q.extent(0)), N = long(agg.extent(0)), H = long(agg.extent(1)), F = long(a1b.extent(1));
+    const long H = long(agg.extent(1)), F = long(a1b.extent(1));
+    const long n0 = receiver_part_first(row_ptr, parts, part), n1 = receiver_part_first(row_ptr, parts, part + 1);
+    const long e0 = row_ptr(n0), e1 = row_ptr(n1);
     const bool coord = c2.extent(0) > 0;
     const auto col = egnn_radial_column(p, w_off, w_ld, F);
-    for (long i = 0; i < N; ++i)
+    for (long i = n0; i < n1; ++i)
       for (long f = 0; f < H; ++f) agg(i, f) = S(0);
-    for (long i0 = 0; i0 < E; i0 += CH) {
-      const long n = E - i0 < CH ? E - i0 : CH;
-      const Mat<S, M> a1v(a1b.data(), n, F), mv(mb.data(), n, H), a5v(a5b.data(), n, H);
+    S* const a1p = a1b.data() + part * CH * F;
+    S* const mp = mb.data() + part * CH * H;
+    S* const a5p = a5b.data() ? a5b.data() + part * CH * H : nullptr;  // (empty: no coordinate MLP)
+    for (long i0 = e0; i0 < e1; i0 += CH) {
+      const long n = e1 - i0 < CH ? e1 - i0 : CH;
+      const Mat<S, M> a1v(a1p, n, F), mv(mp, n, H), a5v(a5p, n, H);
       // egnn_edge_pre_act (ReLU), its mask
       for (long r = 0; r < n; ++r) {
         const long e = i0 + r;
@@ -327,19 +370,36 @@ struct EGNNEdgeForwardGeometryFused {
   }
 };
 
-/// The fused edge-MLP backward (one thread, chunks of CH edges; see egnn_edge_mlp_backward).
-/// Scratch: sc (S) = 3 CH x H chunk buffers + H + H + F + H + H sums; av (reals) = two ChunkParams.
+/// The part of P holding edge e (detail::receiver_part_first's ranges).
+template <class V>
+KOKKOS_INLINE_FUNCTION long edge_part(const V& row_ptr, long P, long e) {
+  long part = 0;
+  while (part + 1 < P && e >= long(row_ptr(receiver_part_first(row_ptr, P, part + 1)))) ++part;
+  return part;
+}
+
+/// The fused edge-MLP backward (a work item per part of whole receivers, chunks of CH of its
+/// edges; see egnn_edge_mlp_backward). Part p's chunk rows of mb, c1b, p1b live in rows
+/// [p CH, (p + 1) CH) (P CH x H, P CH x H, P CH x F). A part adds the sender sums of the senders
+/// whose edges are all its own (the first of them zeroes the row); several parts: the pre1bar rows
+/// of the other senders' edges go to cross (E x F) for EGNNSenderSumsAcross, and no parameter
+/// gradient. Scratch: sc (egnn_edge_mlp_scratch_scalars: the bias and radial-column sums), av
+/// (reals) = two ChunkParams.
 template <Activation AF, class S, class T, class M>
 struct EGNNEdgeMLPBackwardFused {
   EGNNEdgeMLPBackward<S, T, M> a;
-  Mat<S, M> mb, c1b, p1b;  ///< CH x H, CH x H, CH x F
+  Mat<S, M> mb, c1b, p1b;
   Vec<S, M> sc;
   Vec<real_t<S>, M> av;
-  KOKKOS_INLINE_FUNCTION void operator()(const long) const {
+  long parts = 1;
+  Mat<S, M> cross;
+  KOKKOS_INLINE_FUNCTION void operator()(const long part) const {
     using R = real_t<S>;
     constexpr long CH = egnn_edge_mlp_chunk_rows;
     // (pre1, pre2 are empty when ReLU masks stand in for them)
-    const long E = long(a.q.extent(0)), H = long(a.aggbar.extent(1)), F = long(a.Abar.extent(1));
+    const long H = long(a.aggbar.extent(1)), F = long(a.Abar.extent(1));
+    const long n0 = receiver_part_first(a.row_ptr, parts, part), n1 = receiver_part_first(a.row_ptr, parts, part + 1);
+    const long e0 = a.row_ptr(n0), e1 = a.row_ptr(n1);
     const bool coord = a.c2bar.extent(0) > 0, grads = a.g.extent(0) > 0;
     const bool masked = a.k1.extent(0) > 0;  // ReLU masks in place of pre1, pre2, c1 (no parameter gradient)
     // run(post) with the epilogue xb *= f'(rows [i0, i0 + n) of pre), read from mask k when masked
@@ -363,17 +423,21 @@ struct EGNNEdgeMLPBackwardFused {
       for (long f = 0; f < F; ++f) racc[f] = S(0);
       for (long c = 0; c < H; ++c) w6acc[c] = S(0);
     }
-    for (long i = 0; i < long(a.Abar.extent(0)); ++i)
-      for (long f = 0; f < F; ++f) a.Abar(i, f) = a.Bbar(i, f) = S(0);
+    for (long i = n0; i < n1; ++i)
+      for (long f = 0; f < F; ++f) a.Abar(i, f) = S(0);
+    if (parts == 1)  // every sender's edges are this part's (several: zeroed at a sender's first edge)
+      for (long i = n0; i < n1; ++i)
+        for (long f = 0; f < F; ++f) a.Bbar(i, f) = S(0);
     EGNNRadialColumn<T> col;
     for (long f = 0; f < F; ++f) col.w[f] = a.p(a.w_off + f * a.w_ld);
-    for (long i0 = 0; i0 < E; i0 += CH) {
-      const long n = E - i0 < CH ? E - i0 : CH;
-      const Mat<S, M> mbv(mb.data(), n, H), c1bv(c1b.data(), n, H), p1bv(p1b.data(), n, F);
+    for (long i0 = e0; i0 < e1; i0 += CH) {
+      const long n = e1 - i0 < CH ? e1 - i0 : CH;
+      const Mat<S, M> mbv(mb.data() + part * CH * H, n, H), c1bv(c1b.data() ? c1b.data() + part * CH * H : nullptr, n, H),
+          p1bv(p1b.data() + part * CH * F, n, F);
       // the next chunk's rows of the forward caches on their way to the cache while this one is
       // computed (streamed from memory once each: without it the activation epilogues wait on them)
-      if (i0 + CH < E) {
-        const long nn = E - i0 - CH < CH ? E - i0 - CH : CH;
+      if (i0 + CH < e1) {
+        const long nn = e1 - i0 - CH < CH ? e1 - i0 - CH : CH;
         prefetch_rows(a.pre1, i0 + CH, nn);
         prefetch_rows(a.pre2, i0 + CH, nn);
         if (coord) {
@@ -432,9 +496,20 @@ struct EGNNEdgeMLPBackwardFused {
           for (long f = 0; f < F; ++f) racc[f] += pr[f] * qe;
         }
         S* ar = &a.Abar(a.dst(i0 + r), 0);
-        S* br = &a.Bbar(a.src(i0 + r), 0);
         for (long f = 0; f < F; ++f) ar[f] += pr[f];
-        for (long f = 0; f < F; ++f) br[f] += pr[f];
+        // the sender's sum here when its edges (ascending in send_perm) are all in [e0, e1)
+        const long sj = a.src(i0 + r);
+        const long first = parts == 1 ? e0 : long(a.send_perm(a.send_ptr(sj)));
+        const long last = parts == 1 ? e0 : long(a.send_perm(a.send_ptr(sj + 1) - 1));
+        if (first >= e0 && last < e1) {
+          S* br = &a.Bbar(sj, 0);
+          if (parts > 1 && first == i0 + r)
+            for (long f = 0; f < F; ++f) br[f] = S(0);
+          for (long f = 0; f < F; ++f) br[f] += pr[f];
+        } else {
+          S* cr = &cross(i0 + r, 0);
+          for (long f = 0; f < F; ++f) cr[f] = pr[f];
+        }
       }
     }
     if (grads) {
@@ -444,6 +519,26 @@ struct EGNNEdgeMLPBackwardFused {
         for (long c = 0; c < H; ++c) a.g(a.coord2.w_off + c) += param_part(w6acc[c]);
       }
       for (long f = 0; f < F; ++f) a.g(a.w_off + f * a.w_ld) += param_part(racc[f]);
+    }
+  }
+};
+/// After a fused backward of several parts, the sender sums it left: for each sender whose edges
+/// lie in more than one part (or that has none), Bbar(s) = from zero, the rows of cross of its edges
+/// in send_perm order (a work item per sender; the others' rows are their part's).
+template <class S, class M>
+struct EGNNSenderSumsAcross {
+  CVec<int, M> row_ptr, send_perm, send_ptr;
+  CMat<S, M> cross;
+  Mat<S, M> Bbar;
+  long parts = 1;
+  KOKKOS_INLINE_FUNCTION void operator()(const long s) const {
+    const long k0 = send_ptr(s), k1 = send_ptr(s + 1), F = long(Bbar.extent(1));
+    if (k1 > k0 && edge_part(row_ptr, parts, send_perm(k0)) == edge_part(row_ptr, parts, send_perm(k1 - 1))) return;
+    S* br = &Bbar(s, 0);
+    for (long f = 0; f < F; ++f) br[f] = S(0);
+    for (long k = k0; k < k1; ++k) {
+      const S* cr = &cross(send_perm(k), 0);
+      for (long f = 0; f < F; ++f) br[f] += cr[f];
     }
   }
 };
@@ -465,28 +560,46 @@ long egnn_edge_mlp_scratch_reals(int H, int F) {
 ///   gradient of W2 (a1, mbar); pre1bar = f'(pre1) * (mbar W2)
 ///   egnn_edge_pre_backward(pre1bar) (radial column, qbar); Abar, Bbar = sums of pre1bar over
 ///   receivers and senders
-/// as that sequence of ops, bitwise. When egnn_edge_mlp_backward_fuses: one pass over the edges in
-/// chunks of egnn_edge_mlp_chunk_rows, every cotangent in chunk-sized buffers (mbar, c1bar,
-/// pre1bar: CH rows; sc, av: the scratch sizes above) and every sum in the sequence's order; else
-/// mbar, c1bar, pre1bar hold E rows. mbar, c1bar, pre1bar are overwritten (scratch).
+/// as that sequence of ops, bitwise. When egnn_edge_mlp_backward_fuses (param_grad: a.g is given):
+/// one pass over the edges in `parts` parts of whole receivers (egnn_edge_mlp_parts; one with a
+/// parameter gradient), each in chunks of egnn_edge_mlp_chunk_rows, every cotangent in chunk-sized
+/// buffers (mbar, c1bar, pre1bar: egnn_edge_mlp_chunk_buffer_rows; sc, av: the scratch sizes above;
+/// several parts: cross, egnn_edge_mlp_cross_rows, for the senders with edges in more than one, whose
+/// sums follow the pass) and every sum in the sequence's order (send_perm lists each sender's edges
+/// in ascending order, as Batch's); else mbar, c1bar, pre1bar hold E rows. mbar, c1bar, pre1bar,
+/// cross are overwritten (scratch).
 template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
 void egnn_edge_mlp_backward(const Exec& exec, const EGNNEdgeMLPBackward<S, T, mem_t<Exec>>& a, Activation act,
                             const Mat<S, mem_t<Exec>>& mbar, const Mat<S, mem_t<Exec>>& c1bar,
                             const Mat<S, mem_t<Exec>>& pre1bar, const Vec<S, mem_t<Exec>>& sc,
-                            const Vec<real_t<S>, mem_t<Exec>>& av) {
+                            const Vec<real_t<S>, mem_t<Exec>>& av, long parts = 1,
+                            const Mat<S, mem_t<Exec>>& cross = Mat<S, mem_t<Exec>>()) {
   const int H = int(a.aggbar.extent(1)), F = int(a.Abar.extent(1));
   const bool coord = a.c2bar.extent(0) > 0;
+  const bool param_grad = a.g.extent(0) > 0;
   if constexpr (detail::host_rows_on_host<Mode, Exec>) {
-    if (egnn_edge_mlp_backward_fuses<Exec, Mode>(exec, H, F)) {
+    if (egnn_edge_mlp_backward_fuses<Exec, Mode>(exec, H, F, param_grad)) {
+      const long E = long(a.q.extent(0));
+      if (parts < 1 || (parts > 1 && param_grad))
+        throw std::logic_error("egnn_edge_mlp_backward: parts must be 1 with a parameter gradient, else >= 1");
+      const long rows = egnn_edge_mlp_chunk_buffer_rows(parts);
+      if (long(mbar.extent(0)) < rows || (coord && long(c1bar.extent(0)) < rows) || long(pre1bar.extent(0)) < rows ||
+          long(cross.extent(0)) < egnn_edge_mlp_cross_rows(parts, E))
+        throw std::logic_error("egnn_edge_mlp_backward: buffers smaller than the fused pass of these parts needs");
       detail::with_activation(act, [&](auto tag) {
-        Kokkos::parallel_for("hydragnn::EGNNConv::edge_mlp_backward", Kokkos::RangePolicy<Exec>(exec, 0, 1),
-                             detail::EGNNEdgeMLPBackwardFused<decltype(tag)::value, S, T, mem_t<Exec>>{a, mbar, c1bar,
-                                                                                                        pre1bar, sc, av});
+        Kokkos::parallel_for("hydragnn::EGNNConv::edge_mlp_backward", Kokkos::RangePolicy<Exec>(exec, 0, parts),
+                             detail::EGNNEdgeMLPBackwardFused<decltype(tag)::value, S, T, mem_t<Exec>>{
+                                 a, mbar, c1bar, pre1bar, sc, av, parts, cross});
       });
+      if (parts > 1)
+        Kokkos::parallel_for("hydragnn::EGNNConv::edge_mlp_backward_sender_sums",
+                             Kokkos::RangePolicy<Exec>(exec, 0, long(a.Bbar.extent(0))),
+                             detail::EGNNSenderSumsAcross<S, mem_t<Exec>>{a.row_ptr, a.send_perm, a.send_ptr, cross,
+                                                                          a.Bbar, parts});
       return;
     }
   }
-  (void)sc, (void)av;
+  (void)sc, (void)av, (void)parts, (void)cross;
   if (a.k1.extent(0) > 0)
     throw std::logic_error("egnn_edge_mlp_backward: ReLU masks (egnn_edge_forward_geometry) need the fused backward");
   const bool want_params = a.g.extent(0) > 0;
@@ -511,33 +624,39 @@ void egnn_edge_mlp_backward(const Exec& exec, const EGNNEdgeMLPBackward<S, T, me
 /// activations: it serves a pass without a parameter gradient).
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 bool egnn_edge_forward_geometry_fuses(const Exec& exec, Activation act, int H, int F) {
-  return !scalar_traits<S>::is_dual && act == Activation::ReLU && egnn_edge_mlp_backward_fuses<Exec, Mode>(exec, H, F);
+  return !scalar_traits<S>::is_dual && act == Activation::ReLU && egnn_edge_mlp_backward_fuses<Exec, Mode>(exec, H, F, false);
 }
 
 /// The edge MLP of an E_GCL layer (no envelope, ReLU) for a pass that needs no parameter gradient
 /// (forces, stress, inference), when egnn_edge_forward_geometry_fuses: one pass over the edges in
-/// chunks of egnn_edge_mlp_chunk_rows, bitwise egnn_edge_pre_act, linear_forward_act (W2),
+/// `parts` parts of whole receivers (egnn_edge_mlp_parts(exec, false): a thread each; row_ptr the
+/// receiver CSR), each in chunks of egnn_edge_mlp_chunk_rows, bitwise egnn_edge_pre_act, linear_forward_act (W2),
 /// segment_sum (agg), linear_forward_act_dot (coord0, coord2) but with no E x H activation stored:
 /// k1, k2, k3 (E x F, E x H, E x H bytes) mark the active ReLU inputs of the three layers, all that
 /// egnn_edge_mlp_backward then reads of them (EGNNEdgeMLPBackward::k1..k3).
 ///   out: agg (N x H), c2 (E x 1; empty: no coordinate MLP, k3 unused)
-///   scratch: a1b (CH x F), mb, a5b (CH x H)
+///   scratch: a1b (P CH x F), mb, a5b (P CH x H), P CH = egnn_edge_mlp_chunk_buffer_rows(parts)
 template <class Exec, class S>
 void egnn_edge_forward_geometry(const Exec& exec, const Weights<S, mem_t<Exec>>& w, const CMat<S, mem_t<Exec>>& A,
                                 const CMat<S, mem_t<Exec>>& B, const CVec<S, mem_t<Exec>>& q,
                                 const CVec<int, mem_t<Exec>>& dst, const CVec<int, mem_t<Exec>>& src,
-                                const LinearShape& W2, const LinearShape& coord0, const LinearShape& coord2, long w_off,
+                                const CVec<int, mem_t<Exec>>& row_ptr, const LinearShape& W2,
+                                const LinearShape& coord0, const LinearShape& coord2, long w_off,
                                 long w_ld, const Mat<S, mem_t<Exec>>& agg, const Mat<S, mem_t<Exec>>& c2,
                                 const EGNNMask<mem_t<Exec>>& k1, const EGNNMask<mem_t<Exec>>& k2,
                                 const EGNNMask<mem_t<Exec>>& k3, const Mat<S, mem_t<Exec>>& a1b,
-                                const Mat<S, mem_t<Exec>>& mb, const Mat<S, mem_t<Exec>>& a5b) {
+                                const Mat<S, mem_t<Exec>>& mb, const Mat<S, mem_t<Exec>>& a5b, long parts = 1) {
   if (W2.wt_off < 0 || (c2.extent(0) > 0 && coord0.wt_off < 0) || w.pt.extent(0) != w.p.extent(0))
     throw std::logic_error("egnn_edge_forward_geometry: needs the transposed weights of W2 and coord0");
+  const long rows = egnn_edge_mlp_chunk_buffer_rows(parts);
+  if (parts < 1 || long(a1b.extent(0)) < rows || long(mb.extent(0)) < rows ||
+      (c2.extent(0) > 0 && long(a5b.extent(0)) < rows) || long(row_ptr.extent(0)) != long(agg.extent(0)) + 1)
+    throw std::logic_error("egnn_edge_forward_geometry: parts >= 1, a chunk of scratch rows per part, row_ptr N + 1");
   if constexpr (detail::host_rows_on_host<default_mode_t<Exec>, Exec>) {
-    Kokkos::parallel_for("hydragnn::EGNNConv::edge_forward_geometry", Kokkos::RangePolicy<Exec>(exec, 0, 1),
-                         detail::EGNNEdgeForwardGeometryFused<S, mem_t<Exec>>{A, B, q, dst, src, w.p, w.pt, W2, coord0,
-                                                                              coord2, w_off, w_ld, agg, c2, k1, k2, k3,
-                                                                              a1b, mb, a5b});
+    Kokkos::parallel_for("hydragnn::EGNNConv::edge_forward_geometry", Kokkos::RangePolicy<Exec>(exec, 0, parts),
+                         detail::EGNNEdgeForwardGeometryFused<S, mem_t<Exec>>{A, B, q, dst, src, row_ptr, w.p, w.pt, W2,
+                                                                              coord0, coord2, w_off, w_ld, agg, c2, k1, k2,
+                                                                              k3, a1b, mb, a5b, parts});
   } else {
     throw std::logic_error("egnn_edge_forward_geometry: a host kernel (see egnn_edge_forward_geometry_fuses)");
   }
