@@ -1621,8 +1621,7 @@ TEST_CASE("ops model: EGNN's fused geometry-only edge pass and its masked backwa
   auto mismatches = [](const auto& a, const auto& b) {
     REQUIRE(a.size() == b.size());
     long n = 0;
-    for (std::size_t k = 0; k < a.size(); ++k)
-      n += std::memcmp(&a[k], &b[k], sizeof(a[k])) != 0 ? 1 : 0;
+    for (std::size_t k = 0; k < a.size(); ++k) n += same_bits(a[k], b[k]) ? 0 : 1;
     return n;
   };
   for (const bool coord : {true, false}) {

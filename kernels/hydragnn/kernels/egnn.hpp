@@ -309,6 +309,13 @@ KOKKOS_INLINE_FUNCTION long receiver_part_first(const V& row_ptr, long P, long p
   return lo;
 }
 
+/// Part `part`'s chunk rows of a P CH x width chunk buffer: rows [part CH, (part + 1) CH), or
+/// null for an empty buffer (an absent coordinate MLP).
+template <class S, class M>
+KOKKOS_INLINE_FUNCTION S* part_chunk(const Mat<S, M>& x, long part) {
+  return x.data() ? x.data() + part * dense_chunk_rows * long(x.extent(1)) : nullptr;
+}
+
 /// The fused geometry-only edge forward (a work item per part of whole receivers, chunks of CH of
 /// its edges; see egnn_edge_forward_geometry). Part p's chunk rows live in rows [p CH, (p + 1) CH)
 /// of a1b, mb, a5b (P CH x F, P CH x H, P CH x H).
@@ -334,9 +341,9 @@ struct EGNNEdgeForwardGeometryFused {
     const auto col = egnn_radial_column(p, w_off, w_ld, F);
     for (long i = n0; i < n1; ++i)
       for (long f = 0; f < H; ++f) agg(i, f) = S(0);
-    S* const a1p = a1b.data() + part * CH * F;
-    S* const mp = mb.data() + part * CH * H;
-    S* const a5p = a5b.data() ? a5b.data() + part * CH * H : nullptr;  // (empty: no coordinate MLP)
+    S* const a1p = part_chunk(a1b, part);
+    S* const mp = part_chunk(mb, part);
+    S* const a5p = part_chunk(a5b, part);  // (null: no coordinate MLP)
     for (long i0 = e0; i0 < e1; i0 += CH) {
       const long n = e1 - i0 < CH ? e1 - i0 : CH;
       const Mat<S, M> a1v(a1p, n, F), mv(mp, n, H), a5v(a5p, n, H);
@@ -373,9 +380,15 @@ struct EGNNEdgeForwardGeometryFused {
 /// The part of P holding edge e (detail::receiver_part_first's ranges).
 template <class V>
 KOKKOS_INLINE_FUNCTION long edge_part(const V& row_ptr, long P, long e) {
-  long part = 0;
-  while (part + 1 < P && e >= long(row_ptr(receiver_part_first(row_ptr, P, part + 1)))) ++part;
-  return part;
+  long lo = 0, hi = P - 1;  // the last part whose first edge is at or before e (empty parts skipped)
+  while (lo < hi) {
+    const long mid = (lo + hi + 1) / 2;
+    if (e >= long(row_ptr(receiver_part_first(row_ptr, P, mid))))
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return lo;
 }
 
 /// The fused edge-MLP backward (a work item per part of whole receivers, chunks of CH of its
@@ -432,8 +445,7 @@ struct EGNNEdgeMLPBackwardFused {
     for (long f = 0; f < F; ++f) col.w[f] = a.p(a.w_off + f * a.w_ld);
     for (long i0 = e0; i0 < e1; i0 += CH) {
       const long n = e1 - i0 < CH ? e1 - i0 : CH;
-      const Mat<S, M> mbv(mb.data() + part * CH * H, n, H), c1bv(c1b.data() ? c1b.data() + part * CH * H : nullptr, n, H),
-          p1bv(p1b.data() + part * CH * F, n, F);
+      const Mat<S, M> mbv(part_chunk(mb, part), n, H), c1bv(part_chunk(c1b, part), n, H), p1bv(part_chunk(p1b, part), n, F);
       // the next chunk's rows of the forward caches on their way to the cache while this one is
       // computed (streamed from memory once each: without it the activation epilogues wait on them)
       if (i0 + CH < e1) {
@@ -499,9 +511,8 @@ struct EGNNEdgeMLPBackwardFused {
         for (long f = 0; f < F; ++f) ar[f] += pr[f];
         // the sender's sum here when its edges (ascending in send_perm) are all in [e0, e1)
         const long sj = a.src(i0 + r);
-        const long first = parts == 1 ? e0 : long(a.send_perm(a.send_ptr(sj)));
-        const long last = parts == 1 ? e0 : long(a.send_perm(a.send_ptr(sj + 1) - 1));
-        if (first >= e0 && last < e1) {
+        const long first = long(a.send_perm(a.send_ptr(sj))), last = long(a.send_perm(a.send_ptr(sj + 1) - 1));
+        if (parts == 1 || (first >= e0 && last < e1)) {
           S* br = &a.Bbar(sj, 0);
           if (parts > 1 && first == i0 + r)
             for (long f = 0; f < F; ++f) br[f] = S(0);
