@@ -2056,6 +2056,102 @@ TEST_CASE("ops model: PNA aggregation and PNAEq's vector message (pna.hpp)", "[o
   check_op(PnaEqFilterOp{"pnaeq_filter (37 channels)", 5, 37, 24}, 217);
 }
 
+TEST_CASE("ops model: the basis gate (PNAPlus's message, PNAEq's filter) with its projection formed a chunk of rows "
+          "at a time gives the bits of linear_forward and the products, and of their backward, in one part of the "
+          "rows or several",
+          "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  const int K = 6;
+  for (const int nb : {1, 3})  // one block (basis_gate) or PNAEq's three (pnaeq_filter_basis)
+    for (const int F : {4, 37}) {
+      // more than three chunks of 32 rows, the last one partial
+      const long E = 101;
+      const int C = nb * F;
+      INFO(nb << " blocks of " << F << " channels");
+      REQUIRE(E % km::detail::dense_chunk_rows != 0);
+      const LinearOp lin{"rbf_lin", int(E), K, C, false};
+      Rng rng(230 + F + nb);
+      const Arr<double> rbf_a = randn(rng, std::size_t(E) * K), p_a = randn(rng, std::size_t(lin.P()), 0.5);
+      const Arr<double> P_a = randn(rng, std::size_t(E) * C), yb_a = randn(rng, std::size_t(E) * C);
+      const Arr<double> rb0_a = randn(rng, std::size_t(E) * K);  // rbfbar before: accumulated into
+      const auto w = lin.weights(params(p_a));
+      const LinearShape sh = lin.shape();
+      REQUIRE(km::basis_gate_fuses(Exec(), w, sh));
+      const Mat<double, M> P = mat(P_a, E, C), rbf = mat(rbf_a, E, K);
+      const std::size_t n = std::size_t(E) * F;
+      std::vector<Mat<double, M>> Yb(3);
+      for (int k = 0; k < nb; ++k) Yb[k] = mat(slice(yb_a, k * n, n), E, F);
+      // the op sequence: Q = linear_forward(rbf), the products; their backward and rbfbar (+)= Qbar W
+      Mat<double, M> Q("Q", E, C), Pb0("Pb0", E, C), Qb0("Qb0", E, C);
+      std::vector<Mat<double, M>> Y(3);
+      km::linear_forward<Exec, double, double, HostRow>(Exec(), rbf, w, sh, Q);
+      if (nb == 3) {
+        for (auto& y : Y) y = Mat<double, M>("Y", E, F);
+        km::pnaeq_filter<Exec, double, HostRow>(Exec(), P, Q, Y[0], Y[1], Y[2]);
+        km::pnaeq_filter_backward<Exec, double, HostRow>(Exec(), P, Q, Yb[0], Yb[1], Yb[2], Pb0, Qb0);
+      } else {
+        Y[0] = Mat<double, M>("Y", E, F);
+        km::hadamard<Exec, double, HostRow>(Exec(), P, Q, Y[0]);
+        km::hadamard_backward<Exec, double, HostRow>(Exec(), P, Q, Yb[0], Pb0, Qb0, false, false);
+      }
+      Mat<double, M> rb_acc = mat(rb0_a, E, K), rb_new("rb_new", E, K);
+      km::linear_backward_input<Exec, double, double, HostRow>(Exec(), Qb0, w, sh, rb_acc, true);
+      km::linear_backward_input<Exec, double, double, HostRow>(Exec(), Qb0, w, sh, rb_new, false);
+      // and the products themselves, to a rounding (the sequence is checked on its own elsewhere)
+      double worst = 0;
+      for (long e = 0; e < E; ++e)
+        for (int c = 0; c < C; ++c) {
+          double q = 0;
+          for (int k = 0; k < K; ++k) q += rbf_a[e * K + k] * p_a[sh.w_off + long(c) * K + k];
+          worst = std::max(worst, std::abs(Y[c / F](e, c % F) - P_a[e * C + c] * q));
+        }
+      CHECK(worst < 1e-12);
+      for (const long parts : {1L, 2L, 3L, 7L, 200L}) {
+        INFO(parts << " parts");
+        Mat<double, M> qb("qb", km::basis_gate_buffer_rows(parts), C);
+        std::vector<Mat<double, M>> X(3);
+        for (int k = 0; k < nb; ++k) X[k] = Mat<double, M>("X", E, F);
+        if (nb == 3)
+          km::pnaeq_filter_basis<Exec, double>(Exec(), P, rbf, w, sh, X[0], X[1], X[2], qb, parts);
+        else
+          km::basis_gate<Exec, double>(Exec(), P, rbf, w, sh, X[0], qb, parts);
+        for (int k = 0; k < nb; ++k) CHECK(flat(X[k]) == flat(Y[k]));
+        for (const bool accumulate : {true, false}) {
+          if (nb == 3 && !accumulate) continue;  // PNAEq's adds to the basis cotangent
+          Mat<double, M> Pb("Pb", E, C), rb = mat(rb0_a, E, K);
+          Kokkos::deep_copy(Pb, 7.0);  // overwritten
+          if (nb == 3)
+            km::pnaeq_filter_basis_backward<Exec, double>(Exec(), P, rbf, w, sh, Yb[0], Yb[1], Yb[2], Pb, rb, qb, parts);
+          else
+            km::basis_gate_backward<Exec, double>(Exec(), P, rbf, w, sh, Yb[0], Pb, rb, accumulate, qb, parts);
+          CHECK(flat(Pb) == flat(Pb0));
+          CHECK(flat(rb) == flat(accumulate ? rb_acc : rb_new));
+        }
+        // no basis cotangent: Pbar alone
+        Mat<double, M> Pb2("Pb2", E, C);
+        if (nb == 3)
+          km::pnaeq_filter_basis_backward<Exec, double>(Exec(), P, rbf, w, sh, Yb[0], Yb[1], Yb[2], Pb2, Mat<double, M>(),
+                                                        qb, parts);
+        else
+          km::basis_gate_backward<Exec, double>(Exec(), P, rbf, w, sh, Yb[0], Pb2, Mat<double, M>(), false, qb, parts);
+        CHECK(flat(Pb2) == flat(Pb0));
+      }
+      // a chunk buffer short of a chunk per part, and a projection with a bias, refused
+      Mat<double, M> small("small", km::basis_gate_buffer_rows(1), C), X0("X0", E, F);
+      const auto forward_short = [&] { km::basis_gate<Exec, double>(Exec(), P, rbf, w, sh, Pb0, small, 2); };
+      const auto backward_short = [&] {
+        km::basis_gate_backward<Exec, double>(Exec(), P, rbf, w, sh, Pb0, Qb0, rbf, true, small, 2);
+      };
+      CHECK_THROWS_AS(forward_short(), std::logic_error);
+      CHECK_THROWS_AS(backward_short(), std::logic_error);
+      const LinearOp biased{"rbf_lin", int(E), K, C, true};
+      const auto wb = biased.weights(params(randn(rng, std::size_t(biased.P()))));
+      CHECK_FALSE(km::basis_gate_fuses(Exec(), wb, biased.shape()));
+      const auto with_bias = [&] { km::basis_gate<Exec, double>(Exec(), P, rbf, wb, biased.shape(), Pb0, small, 1); };
+      CHECK_THROWS_AS(with_bias(), std::logic_error);
+    }
+}
+
 TEST_CASE("ops model: PNA min / max share their cotangent evenly between tied rows, as torch's scatter_reduce", "[ops][model]") {
   hydragnn_test::ensure_kokkos();
   // one receiver with four edges: values 2, 5, 5, -1 (max tied twice) and 3, 3, 3, 4 (min tied three times)

@@ -10,7 +10,8 @@
 //                  m   = pre_nn([s_i, s_j, re])                   Linear(3I, I)             E x I
 //                  P   = scalar_message_mlp(m)    Linear(I,I) -> Tanh -> Linear(I,I) -> SiLU -> Linear(I,3I)
 //                  Q   = rbf_lin(rbf)                             Linear(K, 3I), no bias
-//                  X0 | X1 | X2 = P * Q                           (pnaeq_filter)
+//                  X0 | X1 | X2 = P * Q                           (pnaeq_filter; HostRow forms Q a
+//                                                                  chunk at a time inside it: pnaeq_filter_basis)
 //                  v'  = v + sum_e (v_j X0 + X1 u_e)              (pnaeq_vector_message)
 //                  s'  = s + post_nn([s, PNA(X2)])                Linear(21I, I); PNA: mean, min, max,
 //                        std x identity, amplification, attenuation, linear, inverse_linear (pna.hpp)
@@ -36,6 +37,7 @@
 
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace hydragnn {
@@ -190,12 +192,26 @@ struct PNAEqConv {
     conv::NodeBlocks::forward<Exec, S, T>(exec, w, b, in.h, L.pre_i, L.pre_j, c.m, true, ws, lbl);
     // filter and messages
     const Mat<S, M> P = L.message.forward<Exec, S, T>(exec, w, c.m, c.message, ws, l);
-    c.Q = ws.template mat<S>(lbl + ".Q", l, E, 3 * I);
-    kernels::linear_forward<Exec, S, T>(exec, ec.rbf, w, L.rbf_lin, c.Q);
     c.X0 = ws.template mat<S>(lbl + ".X0", l, E, I);
     c.X1 = ws.template mat<S>(lbl + ".X1", l, E, I);
     c.X2 = ws.template mat<S>(lbl + ".X2", l, E, I);
-    kernels::pnaeq_filter<Exec, S>(exec, P, c.Q, c.X0, c.X1, c.X2);
+    bool fused = false;
+    if constexpr (std::is_same<S, T>::value) {
+      if (kernels::basis_gate_fuses(exec, w, L.rbf_lin)) {
+        // Q formed a chunk of rows at a time inside the filter, never stored (E x 3I; the backward
+        // forms it again); bitwise the op sequence below
+        const long parts = kernels::basis_gate_parts(exec);
+        auto qb = ws.template mat<S>(lbl + ".Q_chunk", 0, kernels::basis_gate_buffer_rows(parts), 3 * I);
+        c.Q = Mat<S, M>();
+        kernels::pnaeq_filter_basis<Exec, S>(exec, P, ec.rbf, w, L.rbf_lin, c.X0, c.X1, c.X2, qb, parts);
+        fused = true;
+      }
+    }
+    if (!fused) {
+      c.Q = ws.template mat<S>(lbl + ".Q", l, E, 3 * I);
+      kernels::linear_forward<Exec, S, T>(exec, ec.rbf, w, L.rbf_lin, c.Q);
+      kernels::pnaeq_filter<Exec, S>(exec, P, c.Q, c.X0, c.X1, c.X2);
+    }
     c.v1 = ws.template vec3<S>(lbl + ".v1", l, N, 3, I);
     kernels::pnaeq_vector_message<Exec, S>(exec, in.v, c.X0, c.X1, ec.u, b.row_ptr, b.src, c.v1);
     c.pna = kernels::PnaCache<S, M>::in(ws, lbl + ".pna", l, N, I);
@@ -248,10 +264,28 @@ struct PNAEqConv {
                                                     v1bar, X0bar, X1bar, eg.ubar, in_bar.v);
     // filter: X = P * Q, P = message MLP(m), Q = rbf_lin(rbf)
     auto Pbar = ws.template mat<S>(lbl + ".P_bar", 0, E, 3 * I);
-    auto Qbar = ws.template mat<S>(lbl + ".Q_bar", 0, E, 3 * I);
-    kernels::pnaeq_filter_backward<Exec, S>(exec, c.message.out, c.Q, X0bar, X1bar, X2bar, Pbar, Qbar);
-    params(ec.rbf, Qbar, L.rbf_lin);
-    if (eg.rbfbar.extent(0) > 0) kernels::linear_backward_input<Exec, S, T>(exec, Qbar, w, L.rbf_lin, eg.rbfbar, true);
+    bool fused = false;
+    if constexpr (std::is_same<S, T>::value) {
+      if (!want_params && kernels::basis_gate_fuses(exec, w, L.rbf_lin)) {
+        // Q formed again and Qbar a chunk of rows at a time, neither stored; bitwise the sequence below
+        const long parts = kernels::basis_gate_parts(exec);
+        auto qb = ws.template mat<S>(lbl + ".Q_chunk", 0, kernels::basis_gate_buffer_rows(parts), 3 * I);
+        kernels::pnaeq_filter_basis_backward<Exec, S>(exec, c.message.out, ec.rbf, w, L.rbf_lin, X0bar, X1bar, X2bar,
+                                                      Pbar, eg.rbfbar, qb, parts);
+        fused = true;
+      }
+    }
+    if (!fused) {
+      Mat<S, M> Q = c.Q;
+      if (Q.extent(0) == 0) {  // the forward ran fused and kept no Q
+        Q = ws.template mat<S>(lbl + ".Q", 0, E, 3 * I);
+        kernels::linear_forward<Exec, S, T>(exec, ec.rbf, w, L.rbf_lin, Q);
+      }
+      auto Qbar = ws.template mat<S>(lbl + ".Q_bar", 0, E, 3 * I);
+      kernels::pnaeq_filter_backward<Exec, S>(exec, c.message.out, Q, X0bar, X1bar, X2bar, Pbar, Qbar);
+      params(ec.rbf, Qbar, L.rbf_lin);
+      if (eg.rbfbar.extent(0) > 0) kernels::linear_backward_input<Exec, S, T>(exec, Qbar, w, L.rbf_lin, eg.rbfbar, true);
+    }
     const Mat<S, M> mbar = L.message.backward<Exec, S, T>(exec, w, c.message, Pbar, g, ws, l);
     // m = pre_e(re) + A[dst] + Bn[src]
     conv::NodeBlocks::backward<Exec, S, T>(exec, w, b, in.h, L.pre_i, L.pre_j, mbar, g, in_bar.h, ws, lbl);

@@ -12,7 +12,8 @@
 //                  re_e = relu(rbf_emb(rbf_e))                              Linear R -> I
 //                  (with the length feature: re_e = edge_encoder([a_e, re_e])   Linear 1 + I -> I)
 //                  m_e  = pre([h_i, h_j, re_e]) * rbf_lin(rbf_e)            Linear 3I -> I; R -> I, no bias
-//                       = (pre_i(h)[i] + pre_j(h)[j] + pre_e(re_e)) * q_e  node blocks computed per node
+//                       = (pre_i(h)[i] + pre_j(h)[j] + pre_e(re_e)) * q_e  node blocks computed per node;
+//                  (HostRow forms q a chunk of rows at a time inside the product: kernels::basis_gate)
 //                  A_i  = PNA(m) over the edges into i                      N x 16I (kernels/pna.hpp)
 //                  out  = lin(post([h_i, A_i]))                             Linear 17I -> H, Linear H -> H
 // HydraGNN's Base puts a BatchNorm after every layer, then the stack activation. The energy depends
@@ -29,6 +30,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace hydragnn {
@@ -178,10 +180,24 @@ struct PNAPlusConv {
     c.m0 = ws.template mat<S>(lbl + ".m0", l, E, I);
     kernels::linear_forward<Exec, S, T>(exec, edge, w, L.pre_e, c.m0);
     conv::NodeBlocks::forward<Exec, S, T>(exec, w, b, in.h, L.pre_i, L.pre_j, c.m0, true, ws, lbl);
-    c.q = ws.template mat<S>(lbl + ".q", l, E, I);
-    kernels::linear_forward<Exec, S, T>(exec, c.rbf, w, L.rbf_lin, c.q);
     c.m = ws.template mat<S>(lbl + ".m", l, E, I);
-    kernels::hadamard<Exec, S>(exec, c.m0, c.q, c.m);
+    bool fused = false;
+    if constexpr (std::is_same<S, T>::value) {
+      if (kernels::basis_gate_fuses(exec, w, L.rbf_lin)) {
+        // q formed a chunk of rows at a time, never stored (E x I; the backward forms it again);
+        // bitwise the op sequence below
+        const long parts = kernels::basis_gate_parts(exec);
+        auto qb = ws.template mat<S>(lbl + ".q_chunk", 0, kernels::basis_gate_buffer_rows(parts), I);
+        c.q = Mat<S, M>();
+        kernels::basis_gate<Exec, S>(exec, c.m0, c.rbf, w, L.rbf_lin, c.m, qb, parts);
+        fused = true;
+      }
+    }
+    if (!fused) {
+      c.q = ws.template mat<S>(lbl + ".q", l, E, I);
+      kernels::linear_forward<Exec, S, T>(exec, c.rbf, w, L.rbf_lin, c.q);
+      kernels::hadamard<Exec, S>(exec, c.m0, c.q, c.m);
+    }
     L.upd.forward<Exec, S, T>(exec, l, w, b, scalers, ec.scale, in.h, c.m, c.upd, out.h, ws, lbl);
   }
 
@@ -205,16 +221,37 @@ struct PNAPlusConv {
     // m = m0 * q; m0 = pre_i(h)[dst] + pre_j(h)[src] + pre_e(edge)
     const bool want_basis = want_params || want_geometry;  // the basis feeds the frequencies and dL/dr
     auto m0bar = ws.template mat<S>(lbl + ".m0_bar", 0, E, I);
-    auto qbar = want_basis ? ws.template mat<S>(lbl + ".q_bar", 0, E, I) : Mat<S, M>();
-    kernels::hadamard_backward<Exec, S>(exec, c.m0, c.q, mbar, m0bar, qbar, false, false);
+    auto rbfbar = want_basis ? ws.template mat<S>(lbl + ".rbf_bar", 0, E, num_radial) : Mat<S, M>();
+    bool fused = false;
+    if constexpr (std::is_same<S, T>::value) {
+      if (!want_params && kernels::basis_gate_fuses(exec, w, L.rbf_lin)) {
+        // q formed again and qbar a chunk of rows at a time, neither stored; rbfbar = qbar W
+        // (bitwise the sequence below)
+        const long parts = kernels::basis_gate_parts(exec);
+        auto qb = ws.template mat<S>(lbl + ".q_chunk", 0, kernels::basis_gate_buffer_rows(parts), I);
+        kernels::basis_gate_backward<Exec, S>(exec, c.m0, c.rbf, w, L.rbf_lin, mbar, m0bar, rbfbar, false, qb, parts);
+        fused = true;
+      }
+    }
+    Mat<S, M> qbar;
+    if (!fused) {
+      Mat<S, M> q = c.q;
+      if (q.extent(0) == 0) {  // the forward ran fused and kept no q
+        q = ws.template mat<S>(lbl + ".q", 0, E, I);
+        kernels::linear_forward<Exec, S, T>(exec, c.rbf, w, L.rbf_lin, q);
+      }
+      if (want_basis) qbar = ws.template mat<S>(lbl + ".q_bar", 0, E, I);
+      kernels::hadamard_backward<Exec, S>(exec, c.m0, q, mbar, m0bar, qbar, false, false);
+    }
     conv::NodeBlocks::backward<Exec, S, T>(exec, w, b, in.h, L.pre_i, L.pre_j, m0bar, g, in_bar.h, ws, lbl);
     const Mat<S, M> edge = length.on ? c.enc : c.re;
     params(edge, m0bar, L.pre_e);
     if (!want_basis) return;
-    // q = rbf_lin(rbf)
-    auto rbfbar = ws.template mat<S>(lbl + ".rbf_bar", 0, E, num_radial);
-    params(c.rbf, qbar, L.rbf_lin);
-    kernels::linear_backward_input<Exec, S, T>(exec, qbar, w, L.rbf_lin, rbfbar, false);
+    // q = rbf_lin(rbf) (the fused pass formed rbfbar's share already)
+    if (!fused) {
+      params(c.rbf, qbar, L.rbf_lin);
+      kernels::linear_backward_input<Exec, S, T>(exec, qbar, w, L.rbf_lin, rbfbar, false);
+    }
     // edge = [edge_encoder(a, re)] re, re = relu(z), z = rbf_emb(rbf)
     auto edgebar = ws.template mat<S>(lbl + ".edge_bar", 0, E, I);
     kernels::linear_backward_input<Exec, S, T>(exec, m0bar, w, L.pre_e, edgebar, false);

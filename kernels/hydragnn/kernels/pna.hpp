@@ -22,6 +22,7 @@
 #pragma once
 
 #include <hydragnn/core/types.hpp>
+#include <hydragnn/kernels/dense.hpp>
 #include <hydragnn/kernels/modes.hpp>
 #include <hydragnn/kernels/segment.hpp>
 #include <hydragnn/kernels/vector.hpp>
@@ -257,11 +258,11 @@ void pnaeq_direction_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& r, c
 }
 
 namespace detail {
-/// y[f] = a[f] b[f], f < n: one row block of pnaeq_filter and its backward (restrict: the stores
-/// change neither input, so the loop vectorises).
+/// y[f] = a[f] b[f], f < n: one row block of pnaeq_filter, the basis gate and their backward
+/// (restrict: the stores change neither input, so the loop vectorises).
 template <class S>
-KOKKOS_INLINE_FUNCTION void pnaeq_product_row(const S* KOKKOS_RESTRICT a, const S* KOKKOS_RESTRICT b,
-                                              S* KOKKOS_RESTRICT y, const long n) {
+KOKKOS_INLINE_FUNCTION void product_row(const S* KOKKOS_RESTRICT a, const S* KOKKOS_RESTRICT b, S* KOKKOS_RESTRICT y,
+                                        const long n) {
   for (long f = 0; f < n; ++f) y[f] = a[f] * b[f];
 }
 }  // namespace detail
@@ -276,9 +277,9 @@ void pnaeq_filter(const Exec& exec, const CMat<S, mem_t<Exec>>& P, const CMat<S,
   if constexpr (detail::is_host_row<Mode>) {
     // a row per thread, each column block a contiguous run (the same products)
     Kokkos::parallel_for("hydragnn::PNAEqConv::filter", Kokkos::RangePolicy<Exec>(exec, 0, E), KOKKOS_LAMBDA(const long e) {
-      detail::pnaeq_product_row(&P(e, 0), &Q(e, 0), &Y0(e, 0), F);
-      detail::pnaeq_product_row(&P(e, F), &Q(e, F), &Y1(e, 0), F);
-      detail::pnaeq_product_row(&P(e, 2 * F), &Q(e, 2 * F), &Y2(e, 0), F);
+      detail::product_row(&P(e, 0), &Q(e, 0), &Y0(e, 0), F);
+      detail::product_row(&P(e, F), &Q(e, F), &Y1(e, 0), F);
+      detail::product_row(&P(e, 2 * F), &Q(e, 2 * F), &Y2(e, 0), F);
     });
     return;
   }
@@ -302,8 +303,8 @@ void pnaeq_filter_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& P, cons
         "hydragnn::PNAEqConv::filter_backward", Kokkos::RangePolicy<Exec>(exec, 0, E), KOKKOS_LAMBDA(const long e) {
           const S* yb[3] = {&Y0bar(e, 0), &Y1bar(e, 0), &Y2bar(e, 0)};
           for (int k = 0; k < 3; ++k) {
-            detail::pnaeq_product_row(yb[k], &Q(e, k * F), &Pbar(e, k * F), F);
-            if (want_q) detail::pnaeq_product_row(yb[k], &P(e, k * F), &Qbar(e, k * F), F);
+            detail::product_row(yb[k], &Q(e, k * F), &Pbar(e, k * F), F);
+            if (want_q) detail::product_row(yb[k], &P(e, k * F), &Qbar(e, k * F), F);
           }
         });
     return;
@@ -314,6 +315,196 @@ void pnaeq_filter_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& P, cons
     Pbar(e, c) = yb * Q(e, c);
     if (want_q) Qbar(e, c) = yb * P(e, c);
   });
+}
+
+/// A message gated by a projection of the radial basis, Y = P * (rbf W^T) (Linear(K, C), no bias:
+/// PNAPlus's m = m0 * rbf_lin(rbf), PNAEq's filter), HostRow: the projection Q formed a chunk of
+/// rows at a time in a cache-resident buffer instead of stored as an E x C matrix, and its backward
+/// forming Q again and Qbar a chunk at a time. basis_gate_fuses: whether these run (HostRow on a
+/// host space, with W^T in wts.pt as linear_forward's HostRow path reads it; else the op sequence).
+template <class Exec, class T, class Mode = default_mode_t<Exec>>
+bool basis_gate_fuses(const Exec& exec, const Weights<T, mem_t<Exec>>& wts, const LinearShape& sh) {
+  (void)exec;
+  if constexpr (detail::host_rows_on_host<Mode, Exec>)
+    return sh.wt_off >= 0 && sh.b_off < 0 && wts.pt.extent(0) == wts.p.extent(0) && wts.p.extent(0) > 0;
+  else
+    return (void)wts, (void)sh, false;
+}
+/// Parts of the fused basis-gate passes: one per thread of exec (rows split evenly; no sum crosses a row).
+template <class Exec>
+long basis_gate_parts(const Exec& exec) {
+  const long c = long(exec.concurrency());
+  return c < 1 ? 1 : c;
+}
+/// Rows of the fused basis-gate passes' chunk buffer (its columns: C, the projection's outputs).
+inline long basis_gate_buffer_rows(long parts) { return parts * detail::dense_chunk_rows; }
+
+namespace detail {
+/// Rows [e0, e1) of part `part` of P over E rows.
+KOKKOS_INLINE_FUNCTION void basis_gate_part_rows(long E, long P, long part, long& e0, long& e1) {
+  e0 = E * part / P;
+  e1 = E * (part + 1) / P;
+}
+
+/// Rows [i0, i0 + n) of the projection Q = rbf W^T into q (n x C; linear_forward's HostRow product,
+/// no bias, bitwise).
+template <class S, class M>
+KOKKOS_INLINE_FUNCTION void basis_chunk(const CMat<S, M>& rbf, const CVec<S, M>& p, const CVec<S, M>& pt,
+                                        const LinearShape& sh, long i0, long n, S* q) {
+  rows_product_here<S>(&rbf(i0, 0), long(rbf.stride(0)), long(rbf.extent(1)), pt.data() + sh.wt_off, sh.out, sh.out, q,
+                       sh.out, n, BiasInit<S, M>{p, -1}, NoRowsPost());
+}
+
+/// The fused basis gate's forward, a work item per part: Y's nb column blocks of F in Y0, Y1, Y2.
+template <class S, class M>
+struct BasisGate {
+  CMat<S, M> P, rbf;
+  CVec<S, M> p, pt;
+  LinearShape sh;
+  Mat<S, M> Y0, Y1, Y2, qb;
+  long parts;
+  KOKKOS_INLINE_FUNCTION void operator()(const long part) const {
+    constexpr long CH = dense_chunk_rows;
+    const long E = long(Y0.extent(0)), F = long(Y0.extent(1)), C = sh.out;
+    const Mat<S, M> Y[3] = {Y0, Y1, Y2};
+    long e0, e1;
+    basis_gate_part_rows(E, parts, part, e0, e1);
+    S* const q = qb.data() + part * CH * C;
+    for (long i0 = e0; i0 < e1; i0 += CH) {
+      const long n = e1 - i0 < CH ? e1 - i0 : CH;
+      basis_chunk(rbf, p, pt, sh, i0, n, q);  // Q rows, then the products
+      for (long r = 0; r < n; ++r)
+        for (long k = 0; k * F < C; ++k) product_row(&P(i0 + r, k * F), q + r * C + k * F, &Y[k](i0 + r, 0), F);
+    }
+  }
+};
+
+/// The fused basis gate's backward, a work item per part: Pbar = Ybar Q (overwritten) and, unless
+/// rbfbar is empty, rbfbar (+)= (Ybar P) W, the row's Q turned into its Qbar in the buffer.
+template <class S, class M>
+struct BasisGateBackward {
+  CMat<S, M> P, rbf;
+  CVec<S, M> p, pt;
+  LinearShape sh;
+  CMat<S, M> Y0bar, Y1bar, Y2bar;
+  Mat<S, M> Pbar, rbfbar, qb;
+  bool accumulate;
+  long parts;
+  const S* bedge;  // W's packed last column tile (pack_edge_columns), or null
+  KOKKOS_INLINE_FUNCTION void operator()(const long part) const {
+    constexpr long CH = dense_chunk_rows;
+    const long E = long(Y0bar.extent(0)), F = long(Y0bar.extent(1)), C = sh.out, K = long(rbf.extent(1));
+    const bool want_rbf = rbfbar.extent(0) > 0;
+    const CMat<S, M> Yb[3] = {Y0bar, Y1bar, Y2bar};
+    long e0, e1;
+    basis_gate_part_rows(E, parts, part, e0, e1);
+    S* const q = qb.data() + part * CH * C;
+    for (long i0 = e0; i0 < e1; i0 += CH) {
+      const long n = e1 - i0 < CH ? e1 - i0 : CH;
+      basis_chunk(rbf, p, pt, sh, i0, n, q);
+      for (long r = 0; r < n; ++r) {
+        const long e = i0 + r;
+        for (long k = 0; k * F < C; ++k) {
+          S* qr = q + r * C + k * F;
+          product_row(&Yb[k](e, 0), qr, &Pbar(e, k * F), F);    // Pbar = Ybar Q
+          if (want_rbf) product_row(&Yb[k](e, 0), &P(e, k * F), qr, F);  // Qbar = Ybar P
+        }
+      }
+      // rbfbar rows (+)= Qbar W (linear_backward_input's HostRow product)
+      if (want_rbf)
+        rows_product_here<S>(q, C, C, p.data() + sh.w_off, sh.stride(), sh.in, &rbfbar(i0, 0), long(rbfbar.stride(0)), n,
+                             AccumulateInit<S, M>{Mat<S, M>(&rbfbar(i0, 0), n, K), accumulate}, NoRowsPost(), bedge);
+    }
+  }
+};
+
+/// The checks and launches of the fused basis gate (Y: nb blocks of F columns, nb F = C).
+template <class Exec, class S>
+void basis_gate_run(const Exec& exec, const char* what, const CMat<S, mem_t<Exec>>& P, const CMat<S, mem_t<Exec>>& rbf,
+                    const Weights<S, mem_t<Exec>>& wts, const LinearShape& sh, const Mat<S, mem_t<Exec>>& Y0,
+                    const Mat<S, mem_t<Exec>>& Y1, const Mat<S, mem_t<Exec>>& Y2, const Mat<S, mem_t<Exec>>& qb, long parts) {
+  const long nb = Y2.extent(0) > 0 ? 3 : 1, F = long(Y0.extent(1));
+  if (!basis_gate_fuses<Exec>(exec, wts, sh))
+    throw std::logic_error(std::string(what) + ": runs fused only (HostRow on the host, W^T present, no bias)");
+  if (parts < 1 || long(qb.extent(0)) < basis_gate_buffer_rows(parts) || long(qb.extent(1)) != sh.out ||
+      sh.out != nb * F || long(sh.in) != long(rbf.extent(1)) || long(P.extent(1)) != sh.out)
+    throw std::logic_error(std::string(what) + ": shapes or buffer do not match (qb: a chunk per part x the outputs)");
+  Kokkos::parallel_for(what, Kokkos::RangePolicy<Exec>(exec, 0, parts),
+                       BasisGate<S, mem_t<Exec>>{P, rbf, wts.p, wts.pt, sh, Y0, Y1, Y2, qb, parts});
+}
+template <class Exec, class S>
+void basis_gate_backward_run(const Exec& exec, const char* what, const CMat<S, mem_t<Exec>>& P,
+                             const CMat<S, mem_t<Exec>>& rbf, const Weights<S, mem_t<Exec>>& wts, const LinearShape& sh,
+                             const CMat<S, mem_t<Exec>>& Y0bar, const CMat<S, mem_t<Exec>>& Y1bar,
+                             const CMat<S, mem_t<Exec>>& Y2bar, const Mat<S, mem_t<Exec>>& Pbar,
+                             const Mat<S, mem_t<Exec>>& rbfbar, bool accumulate, const Mat<S, mem_t<Exec>>& qb, long parts) {
+  const long nb = Y2bar.extent(0) > 0 ? 3 : 1, F = long(Y0bar.extent(1));
+  if (!basis_gate_fuses<Exec>(exec, wts, sh))
+    throw std::logic_error(std::string(what) + ": runs fused only (HostRow on the host, W^T present, no bias)");
+  if (parts < 1 || long(qb.extent(0)) < basis_gate_buffer_rows(parts) || long(qb.extent(1)) != sh.out ||
+      sh.out != nb * F || long(sh.in) != long(rbf.extent(1)) || long(P.extent(1)) != sh.out ||
+      long(Pbar.extent(1)) != sh.out || (rbfbar.extent(0) > 0 && long(rbfbar.extent(1)) != sh.in))
+    throw std::logic_error(std::string(what) + ": shapes or buffer do not match (qb: a chunk per part x the outputs)");
+  if constexpr (host_rows_on_host<default_mode_t<Exec>, Exec>) {
+    // W's narrow last column tile packed once, as host_rows_product does
+    S bedge_buf[host_row_max][gemm::nr<S>];
+    const S* bedge = pack_edge_columns<S>(wts.p.data() + sh.w_off, sh.stride(), sh.out, sh.in, bedge_buf) ? &bedge_buf[0][0]
+                                                                                                         : nullptr;
+    Kokkos::parallel_for(what, Kokkos::RangePolicy<Exec>(exec, 0, parts),
+                         BasisGateBackward<S, mem_t<Exec>>{P, rbf, wts.p, wts.pt, sh, Y0bar, Y1bar, Y2bar, Pbar, rbfbar,
+                                                           qb, accumulate, parts, bedge});
+    exec.fence();  // bedge_buf lives on this stack
+  }
+}
+}  // namespace detail
+
+/// Y = P * (rbf W^T), fused (basis_gate_fuses): hadamard(P, linear_forward(rbf)) bitwise without
+/// the E x C projection; the rows in `parts` parts, a thread each (basis_gate_parts); qb:
+/// basis_gate_buffer_rows(parts) x C.                     P: E x C, rbf: E x K -> Y: E x C
+template <class Exec, class S>
+void basis_gate(const Exec& exec, const CMat<S, mem_t<Exec>>& P, const CMat<S, mem_t<Exec>>& rbf,
+                const Weights<S, mem_t<Exec>>& wts, const LinearShape& sh, const Mat<S, mem_t<Exec>>& Y,
+                const Mat<S, mem_t<Exec>>& qb, long parts) {
+  const Mat<S, mem_t<Exec>> none;
+  detail::basis_gate_run<Exec, S>(exec, "hydragnn::Segment::basis_gate", P, rbf, wts, sh, Y, none, none, qb, parts);
+}
+/// Backward of basis_gate without the projection's weight gradient: Pbar = Ybar Q (overwritten;
+/// hadamard_backward) and rbfbar (+)= Qbar W (linear_backward_input, accumulate or not), bitwise,
+/// Q and Qbar formed a chunk at a time in qb (rbfbar of extent 0: Pbar only).
+template <class Exec, class S>
+void basis_gate_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& P, const CMat<S, mem_t<Exec>>& rbf,
+                         const Weights<S, mem_t<Exec>>& wts, const LinearShape& sh, const CMat<S, mem_t<Exec>>& Ybar,
+                         const Mat<S, mem_t<Exec>>& Pbar, const Mat<S, mem_t<Exec>>& rbfbar, bool accumulate,
+                         const Mat<S, mem_t<Exec>>& qb, long parts) {
+  const CMat<S, mem_t<Exec>> none;
+  detail::basis_gate_backward_run<Exec, S>(exec, "hydragnn::Segment::basis_gate_backward", P, rbf, wts, sh, Ybar, none,
+                                           none, Pbar, rbfbar, accumulate, qb, parts);
+}
+
+/// PNAEq's filter with its basis projection Q = rbf W^T (Linear(K, 3F), no bias) fused: the
+/// basis gate split into pnaeq_filter's three column blocks, pnaeq_filter(P, linear_forward(rbf))
+/// bitwise.                                   P: E x 3F, rbf: E x K -> Y0, Y1, Y2: E x F
+template <class Exec, class S>
+void pnaeq_filter_basis(const Exec& exec, const CMat<S, mem_t<Exec>>& P, const CMat<S, mem_t<Exec>>& rbf,
+                        const Weights<S, mem_t<Exec>>& wts, const LinearShape& sh, const Mat<S, mem_t<Exec>>& Y0,
+                        const Mat<S, mem_t<Exec>>& Y1, const Mat<S, mem_t<Exec>>& Y2, const Mat<S, mem_t<Exec>>& qb,
+                        long parts) {
+  if (Y1.extent(0) != Y0.extent(0) || Y2.extent(0) != Y0.extent(0))
+    throw std::logic_error("pnaeq_filter_basis: Y0, Y1, Y2 must have the same rows");
+  detail::basis_gate_run<Exec, S>(exec, "hydragnn::PNAEqConv::filter_basis", P, rbf, wts, sh, Y0, Y1, Y2, qb, parts);
+}
+/// Backward of pnaeq_filter_basis without the projection's weight gradient: Pbar as
+/// pnaeq_filter_backward and rbfbar += Qbar W as linear_backward_input (accumulate), bitwise.
+template <class Exec, class S>
+void pnaeq_filter_basis_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& P, const CMat<S, mem_t<Exec>>& rbf,
+                                 const Weights<S, mem_t<Exec>>& wts, const LinearShape& sh,
+                                 const CMat<S, mem_t<Exec>>& Y0bar, const CMat<S, mem_t<Exec>>& Y1bar,
+                                 const CMat<S, mem_t<Exec>>& Y2bar, const Mat<S, mem_t<Exec>>& Pbar,
+                                 const Mat<S, mem_t<Exec>>& rbfbar, const Mat<S, mem_t<Exec>>& qb, long parts) {
+  if (Y1bar.extent(0) != Y0bar.extent(0) || Y2bar.extent(0) != Y0bar.extent(0))
+    throw std::logic_error("pnaeq_filter_basis_backward: Y0bar, Y1bar, Y2bar must have the same rows");
+  detail::basis_gate_backward_run<Exec, S>(exec, "hydragnn::PNAEqConv::filter_basis_backward", P, rbf, wts, sh, Y0bar,
+                                           Y1bar, Y2bar, Pbar, rbfbar, true, qb, parts);
 }
 
 /// PNAEq's vector message (see the top): vout = v + sum over each receiver's edges.
