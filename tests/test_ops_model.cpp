@@ -28,6 +28,9 @@
 #include <hydragnn/kernels/segment.hpp>
 #include <hydragnn/kernels/spherical.hpp>
 
+#include <cmath>
+#include <tuple>
+
 #include "op_harness.hpp"
 
 namespace {
@@ -2048,6 +2051,7 @@ TEST_CASE("ops model: PNA aggregation and PNAEq's vector message (pna.hpp)", "[o
   hydragnn_test::ensure_kokkos();
   const Graph g = make_batch_graph(37);
   check_op(PnaAggregateOp{g, 3, "pna_aggregate (5 scalers)"}, 194);
+  check_op(PnaAggregateOp{g, 20, "pna_aggregate (20 channels)", 24}, 220);
   check_op(PnaEqVectorMessageOp{g, 4, "pnaeq_vector_message"}, 195);
   check_op(DirectionOp{false, "pnaeq_direction (+ edge_lengths)"}, 196);
   check_op(PnaEqFilterOp{}, 197);
@@ -2149,6 +2153,78 @@ TEST_CASE("ops model: the basis gate (PNAPlus's message, PNAEq's filter) with it
       CHECK_FALSE(km::basis_gate_fuses(Exec(), wb, biased.shape()));
       const auto with_bias = [&] { km::basis_gate<Exec, double>(Exec(), P, rbf, wb, biased.shape(), Pb0, small, 1); };
       CHECK_THROWS_AS(with_bias(), std::logic_error);
+    }
+}
+
+TEST_CASE("ops model: PNA aggregation's backward in one pass per receiver (HostRow) gives the bits of the "
+          "statistic-by-statistic kernels, ties included",
+          "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_batch_graph(37);
+  auto run = [&](auto zero, int F, bool ties, std::uint64_t seed) {
+    using S = decltype(zero);
+    const PnaAggregateOp op{g, F, "pna_aggregate"};
+    Rng rng(seed);
+    Arr<double> x = randn(rng, std::size_t(g.E) * F, 1.5);
+    if (ties)  // small integers: most receivers have tied minima and maxima
+      for (auto& v : x) v = std::round(v);
+    const Arr<double> ab = randn(rng, std::size_t(g.N) * op.sc.width(F)), x0 = randn(rng, std::size_t(g.E) * F);
+    auto as_s = [](const Arr<double>& a) {
+      Arr<S> r(a.size());
+      for (std::size_t k = 0; k < a.size(); ++k) r[k] = S(a[k]);
+      if constexpr (!std::is_same<S, double>::value)
+        for (std::size_t k = 0; k < a.size(); ++k) r[k].d = 0.25 * a[(k * 7) % a.size()];
+      return r;
+    };
+    const auto X = mat(as_s(x), g.E, F);
+    const auto sc = op.scales<S>();
+    auto pass = [&](auto mode, bool accumulate) {
+      using Mode = decltype(mode);
+      const auto c = op.cache<S>();
+      Mat<S, M> A("A", g.N, op.sc.width(F));
+      km::pna_aggregate<Exec, S, S, Mode>(Exec(), X, g.d_row_ptr, sc, c, A);
+      auto Xb = mat(as_s(x0), g.E, F);
+      km::pna_aggregate_backward<Exec, S, S, Mode>(Exec(), X, g.d_row_ptr, sc, c, mat(as_s(ab), g.N, op.sc.width(F)),
+                                                   op.cache<S>(), Xb, accumulate);
+      return std::make_tuple(flat(A), flat(c.mean), flat(c.mn), flat(c.mx), flat(c.sd), flat(c.arg_mn), flat(c.arg_mx),
+                             flat(Xb));
+    };
+    long tied = 0;
+    {
+      const auto c = op.cache<S>();
+      Mat<S, M> A("A", g.N, op.sc.width(F));
+      km::pna_aggregate<Exec, S, S, exec_mode::PerElement>(Exec(), X, g.d_row_ptr, sc, c, A);
+      for (int i = 0; i < g.N; ++i)
+        for (int f = 0; f < F && g.row_ptr[i + 1] > g.row_ptr[i]; ++f) {
+          int n = 0;
+          for (int k = g.row_ptr[i]; k < g.row_ptr[i + 1]; ++k) n += x[std::size_t(k) * F + f] == x[std::size_t(c.arg_mx(i, f)) * F + f];
+          tied += n > 1 ? 1 : 0;
+        }
+    }
+    if (ties) CHECK(tied > 0);
+    for (const bool accumulate : {false, true}) {
+      INFO(F << " channels, ties " << ties << ", accumulate " << accumulate);
+      const auto h = pass(HostRow(), accumulate), e = pass(exec_mode::PerElement(), accumulate);
+      auto mismatches = [](const Arr<S>& a, const Arr<S>& b) {
+        REQUIRE(a.size() == b.size());
+        long n = 0;
+        for (std::size_t k = 0; k < a.size(); ++k) n += same_bits(a[k], b[k]) ? 0 : 1;
+        return n;
+      };
+      CHECK(mismatches(std::get<0>(h), std::get<0>(e)) == 0);  // A
+      CHECK(mismatches(std::get<1>(h), std::get<1>(e)) == 0);  // mean
+      CHECK(mismatches(std::get<2>(h), std::get<2>(e)) == 0);  // min
+      CHECK(mismatches(std::get<3>(h), std::get<3>(e)) == 0);  // max
+      CHECK(mismatches(std::get<4>(h), std::get<4>(e)) == 0);  // std
+      CHECK(std::get<5>(h) == std::get<5>(e));                 // arg min
+      CHECK(std::get<6>(h) == std::get<6>(e));                 // arg max
+      CHECK(mismatches(std::get<7>(h), std::get<7>(e)) == 0);  // Xbar
+    }
+  };
+  for (const int F : {3, 37})
+    for (const bool ties : {false, true}) {
+      run(0.0, F, ties, 240 + F + ties);
+      run(D(0), F, ties, 250 + F + ties);
     }
 }
 

@@ -220,6 +220,49 @@ void pna_aggregate_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
                             const CMat<S, mem_t<Exec>>& Abar, const PnaCache<S, mem_t<Exec>>& gbar,
                             const Mat<S, mem_t<Exec>>& Xbar, bool accumulate) {
   pna_scale_backward<Exec, S, R, Mode>(exec, Abar, scale, gbar.mean, gbar.mn, gbar.mx, gbar.sd);
+  const long N = long(c.mean.extent(0)), F = long(X.extent(1));
+  if constexpr (detail::is_host_row<Mode>) {
+    if (F <= detail::host_row_max) {
+      // one receiver per thread: its rows walked once to count the tied minima and maxima, once to
+      // write Xbar, each element's terms added in the order of the sequence below (mean, min, max,
+      // std), bitwise
+      using Rl = real_t<S>;
+      Kokkos::parallel_for("hydragnn::PNA::aggregate_backward", Kokkos::RangePolicy<Exec>(exec, 0, N), KOKKOS_LAMBDA(const long i) {
+        Rl ymn[detail::host_row_max], ymx[detail::host_row_max];
+        int tmn[detail::host_row_max], tmx[detail::host_row_max];
+        S smn[detail::host_row_max], smx[detail::host_row_max];
+        const int k0 = ptr(i), k1 = ptr(i + 1), n = k1 - k0;
+        for (long f = 0; f < F; ++f) {
+          ymn[f] = scalar_traits<S>::primal(c.mn(i, f)), ymx[f] = scalar_traits<S>::primal(c.mx(i, f));
+          tmn[f] = 0, tmx[f] = 0;
+        }
+        for (int k = k0; k < k1; ++k)
+          for (long f = 0; f < F; ++f) {
+            const Rl x = scalar_traits<S>::primal(X(k, f));
+            tmn[f] += x == ymn[f] ? 1 : 0;
+            tmx[f] += x == ymx[f] ? 1 : 0;
+          }
+        for (long f = 0; f < F; ++f) {
+          smn[f] = tmn[f] > 0 ? S(gbar.mn(i, f) / Rl(tmn[f])) : S(0);
+          smx[f] = tmx[f] > 0 ? S(gbar.mx(i, f) / Rl(tmx[f])) : S(0);
+        }
+        for (int k = k0; k < k1; ++k)
+          for (long f = 0; f < F; ++f) {
+            const S xk = X(k, f);
+            const Rl xp = scalar_traits<S>::primal(xk);
+            const S m = S(gbar.mean(i, f) / Rl(n));
+            S v = accumulate ? S(Xbar(k, f)) : m;
+            if (accumulate) v += m;
+            v += xp == ymn[f] ? smn[f] : S(0);
+            v += xp == ymx[f] ? smx[f] : S(0);
+            const S y = c.sd(i, f);
+            v += y > Rl(0) ? S(gbar.sd(i, f) * (xk - c.mean(i, f)) / (Rl(n) * y)) : S(0);
+            Xbar(k, f) = v;
+          }
+      });
+      return;
+    }
+  }
   segment_mean_backward<Exec, S, Mode>(exec, gbar.mean, ptr, Xbar, accumulate);
   segment_select_backward_ties<Exec, S, Mode>(exec, X, ptr, c.mn, gbar.mn, Xbar, true);
   segment_select_backward_ties<Exec, S, Mode>(exec, X, ptr, c.mx, gbar.mx, Xbar, true);
