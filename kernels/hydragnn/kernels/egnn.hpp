@@ -309,13 +309,6 @@ KOKKOS_INLINE_FUNCTION long receiver_part_first(const V& row_ptr, long P, long p
   return lo;
 }
 
-/// Part `part`'s chunk rows of a P CH x width chunk buffer: rows [part CH, (part + 1) CH), or
-/// null for an empty buffer (an absent coordinate MLP).
-template <class S, class M>
-KOKKOS_INLINE_FUNCTION S* part_chunk(const Mat<S, M>& x, long part) {
-  return x.data() ? x.data() + part * dense_chunk_rows * long(x.extent(1)) : nullptr;
-}
-
 /// The fused geometry-only edge forward (a work item per part of whole receivers, chunks of CH of
 /// its edges; see egnn_edge_forward_geometry). Part p's chunk rows live in rows [p CH, (p + 1) CH)
 /// of a1b, mb, a5b (P CH x F, P CH x H, P CH x H).

@@ -242,21 +242,23 @@ void pna_aggregate_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
             tmn[f] += x == ymn[f] ? 1 : 0;
             tmx[f] += x == ymx[f] ? 1 : 0;
           }
+        // the terms that depend only on the receiver, once per receiver (the same operations)
+        S sm[detail::host_row_max], ny[detail::host_row_max];
         for (long f = 0; f < F; ++f) {
           smn[f] = tmn[f] > 0 ? S(gbar.mn(i, f) / Rl(tmn[f])) : S(0);
           smx[f] = tmx[f] > 0 ? S(gbar.mx(i, f) / Rl(tmx[f])) : S(0);
+          sm[f] = S(gbar.mean(i, f) / Rl(n));
+          ny[f] = Rl(n) * c.sd(i, f);
         }
         for (int k = k0; k < k1; ++k)
           for (long f = 0; f < F; ++f) {
             const S xk = X(k, f);
             const Rl xp = scalar_traits<S>::primal(xk);
-            const S m = S(gbar.mean(i, f) / Rl(n));
-            S v = accumulate ? S(Xbar(k, f)) : m;
-            if (accumulate) v += m;
+            S v = sm[f];
+            if (accumulate) v = Xbar(k, f), v += sm[f];
             v += xp == ymn[f] ? smn[f] : S(0);
             v += xp == ymx[f] ? smx[f] : S(0);
-            const S y = c.sd(i, f);
-            v += y > Rl(0) ? S(gbar.sd(i, f) * (xk - c.mean(i, f)) / (Rl(n) * y)) : S(0);
+            v += c.sd(i, f) > Rl(0) ? S(gbar.sd(i, f) * (xk - c.mean(i, f)) / ny[f]) : S(0);
             Xbar(k, f) = v;
           }
       });
@@ -412,7 +414,7 @@ struct BasisGate {
     const Mat<S, M> Y[3] = {Y0, Y1, Y2};
     long e0, e1;
     basis_gate_part_rows(E, parts, part, e0, e1);
-    S* const q = qb.data() + part * CH * C;
+    S* const q = part_chunk(qb, part);
     for (long i0 = e0; i0 < e1; i0 += CH) {
       const long n = e1 - i0 < CH ? e1 - i0 : CH;
       basis_chunk(rbf, p, pt, sh, i0, n, q);  // Q rows, then the products
@@ -441,7 +443,7 @@ struct BasisGateBackward {
     const CMat<S, M> Yb[3] = {Y0bar, Y1bar, Y2bar};
     long e0, e1;
     basis_gate_part_rows(E, parts, part, e0, e1);
-    S* const q = qb.data() + part * CH * C;
+    S* const q = part_chunk(qb, part);
     for (long i0 = e0; i0 < e1; i0 += CH) {
       const long n = e1 - i0 < CH ? e1 - i0 : CH;
       basis_chunk(rbf, p, pt, sh, i0, n, q);
