@@ -1410,6 +1410,9 @@ TEST_CASE("ops model: linear (dense.hpp)", "[ops][model]") {
   // an edge tile of at most half a vector register (gemm::narrow_edge; with AVX-512, doubles: 4):
   // a layer of 3 outputs over a long sum, and 20 = 16 + 4 outputs (forward) and inputs (gradient)
   check_op(LinearOp{"linear, 13 rows, in 40 x out 3 (edge in half a register)", 13, 40, 3, true}, 122);
+  check_op(LinearOp{"linear, 7 rows, in 300 x out 6 (an edge of more rows than HostRow's row, packed once)", 7, 300, 6,
+                    false},
+           127);
   LinearOp half{"linear, 11 rows, in 36 x out 20, no bias (edges in half a register)", 11, 36, 20, false};
   half.fd_samples = 24;
   check_op(half, 123);
@@ -2067,7 +2070,7 @@ TEST_CASE("ops model: the basis gate (PNAPlus's message, PNAEq's filter) with it
   hydragnn_test::ensure_kokkos();
   const int K = 6;
   for (const int nb : {1, 3})  // one block (basis_gate) or PNAEq's three (pnaeq_filter_basis)
-    for (const int F : {4, 37}) {
+    for (const int F : {4, 37, 130}) {  // 3 x 130: the basis cotangent sums more than HostRow's row
       // more than three chunks of 32 rows, the last one partial
       const long E = 101;
       const int C = nb * F;
@@ -2156,8 +2159,8 @@ TEST_CASE("ops model: the basis gate (PNAPlus's message, PNAEq's filter) with it
     }
 }
 
-TEST_CASE("ops model: PNA aggregation's backward in one pass per receiver (HostRow) gives the bits of the "
-          "statistic-by-statistic kernels, ties included",
+TEST_CASE("ops model: PNA aggregation in one pass per receiver (HostRow), forward and backward, gives the bits "
+          "of the statistic-by-statistic kernels, ties included",
           "[ops][model]") {
   hydragnn_test::ensure_kokkos();
   const Graph g = make_batch_graph(37);
@@ -2172,7 +2175,7 @@ TEST_CASE("ops model: PNA aggregation's backward in one pass per receiver (HostR
     auto as_s = [](const Arr<double>& a) {
       Arr<S> r(a.size());
       for (std::size_t k = 0; k < a.size(); ++k) r[k] = S(a[k]);
-      if constexpr (!std::is_same<S, double>::value)
+      if constexpr (scalar_traits<S>::is_dual)
         for (std::size_t k = 0; k < a.size(); ++k) r[k].d = 0.25 * a[(k * 7) % a.size()];
       return r;
     };
@@ -2221,10 +2224,57 @@ TEST_CASE("ops model: PNA aggregation's backward in one pass per receiver (HostR
       CHECK(mismatches(std::get<7>(h), std::get<7>(e)) == 0);  // Xbar
     }
   };
-  for (const int F : {3, 37})
+  // 3 and 37 channels: whole vectors and a rest (the forward's vector walk and its scalar tail)
+  for (const int F : {3, 37, 64})
     for (const bool ties : {false, true}) {
       run(0.0, F, ties, 240 + F + ties);
+      run(0.0f, F, ties, 260 + F + ties);
       run(D(0), F, ties, 250 + F + ties);
+    }
+}
+
+TEST_CASE("ops model: the Bessel basis in float, HostRow a vector of edges at a time, gives the bits of one edge at "
+          "a time, forward and the distances' cotangent",
+          "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  Rng rng(271);
+  const double rc = 5.0;
+  for (const long E : {1L, 16L, 37L})
+    for (const int exponent : {5, 2}) {
+      INFO(E << " edges, envelope exponent " << exponent);
+      const int K = 6;
+      const long f_off = 3;
+      Arr<double> dd = randu(rng, std::size_t(E), 0.3, 1.2 * rc);  // some beyond the cutoff
+      if (E > 5) dd[5] = rc;
+      Arr<float> d(dd.size()), p(std::size_t(f_off + K)), bb(std::size_t(E) * K), db0(dd.size());
+      for (std::size_t e = 0; e < d.size(); ++e) d[e] = float(dd[e]);
+      const Arr<double> pn = randn(rng, p.size(), 0.2), bn = randn(rng, bb.size()), dn = randn(rng, db0.size());
+      for (std::size_t k = 0; k < p.size(); ++k) p[k] = float(pn[k] + double(k + 1 - f_off) * M_PI);
+      for (std::size_t k = 0; k < bb.size(); ++k) bb[k] = float(bn[k]);
+      for (std::size_t k = 0; k < db0.size(); ++k) db0[k] = float(dn[k]);
+      auto run = [&](auto mode) {
+        using Mode = decltype(mode);
+        Mat<float, M> B("B", E, K);
+        km::bessel_basis<Exec, float, float, Mode>(Exec(), vec(d), vec(p), f_off, rc, exponent, B);
+        auto db = vec(db0);  // added to
+        km::bessel_basis_backward<Exec, float, float, Mode>(Exec(), vec(d), vec(p), f_off, rc, exponent, mat(bb, E, K),
+                                                            Vec<float, M>(), db);
+        return std::make_pair(flat(B), flat(db));
+      };
+      const auto h = run(HostRow()), o = run(exec_mode::PerElement());
+      long mismatches = 0;
+      for (std::size_t k = 0; k < h.first.size(); ++k) mismatches += same_bits(h.first[k], o.first[k]) ? 0 : 1;
+      for (std::size_t k = 0; k < h.second.size(); ++k) mismatches += same_bits(h.second[k], o.second[k]) ? 0 : 1;
+      CHECK(mismatches == 0);
+      // and the basis itself, to float's accuracy
+      double worst = 0;
+      for (long e = 0; e < E; ++e)
+        for (int k = 0; k < K; ++k) {
+          const double t = double(d[e]) / rc;
+          const double ref = ref_dimenet_envelope(exponent, t) * std::sin(double(p[f_off + k]) * t);
+          worst = std::max(worst, std::abs(double(h.first[std::size_t(e) * K + k]) - ref) / (1 + std::abs(ref)));
+        }
+      CHECK(worst < 1e-5);
     }
 }
 

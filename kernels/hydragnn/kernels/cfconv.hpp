@@ -240,7 +240,7 @@ void cfconv_filter_geometry_backward(const Exec& exec, const CMat<S, mem_t<Exec>
     if (cfconv_filter_geometry_fuses<Exec, Mode>(int(F), L0.in) && rows_contiguous) {
       using R = real_t<S>;
       constexpr long MT = gemm::mr / detail::planes<S>;
-      R bedge_buf[detail::host_row_max][gemm::nr<R>];
+      detail::EdgePack<R> bedge_buf;
       const R* bedge =
           detail::pack_edge_columns<R>(p.data() + L0.w_off, L0.stride(), L0.out, L0.in, bedge_buf) ? &bedge_buf[0][0] : nullptr;
       detail::with_activation(act, [&](auto tag) {

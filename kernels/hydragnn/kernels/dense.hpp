@@ -269,13 +269,20 @@ KOKKOS_INLINE_FUNCTION void host_rows_tile_narrow(long t, const S* A, long lda, 
   post(i0, i0 + rows);
 }
 
-/// B's last column tile (ncols % NR columns of K rows, K <= host_row_max), zero-padded to NR, as
+/// Rows of the buffer of pack_edge_columns (on the launching thread's stack, 128 KiB): a sum of up
+/// to this many terms has its edge packed once (PNAEq's basis cotangent at h128 sums 384); longer
+/// ones pack B a block at a time in every tile (gemm::tile's EDGE path, several times slower).
+constexpr long edge_pack_rows = 1024;
+template <class R>
+using EdgePack = R[edge_pack_rows][gemm::nr<R>];
+
+/// B's last column tile (ncols % NR columns of K rows, K <= edge_pack_rows), zero-padded to NR, as
 /// host_rows_product packs it for its edge tiles; false (nothing packed) when there is none.
 template <class R>
-bool pack_edge_columns(const R* B, long ldb, long K, int ncols, R (&buf)[host_row_max][gemm::nr<R>]) {
+bool pack_edge_columns(const R* B, long ldb, long K, int ncols, EdgePack<R>& buf) {
   constexpr int NR = gemm::nr<R>;
   const int j0 = ncols - ncols % NR;
-  if (ncols % NR == 0 || K > host_row_max) return false;
+  if (ncols % NR == 0 || K > edge_pack_rows) return false;
   for (long k = 0; k < K; ++k)
     for (int j = 0; j < NR; ++j) buf[k][j] = j0 + j < ncols ? B[k * ldb + j0 + j] : R(0);
   return true;
@@ -316,7 +323,7 @@ void host_rows_product(const Exec& exec, const char* label, const S* A, long lda
   const long ntiles = (n + MT - 1) / MT;
   // B's narrow last column tile, packed once for every row tile (host memory: HostRow runs on the
   // host only)
-  R bedge_buf[host_row_max][gemm::nr<R>];
+  EdgePack<R> bedge_buf;
   const R* bedge = pack_edge_columns<R>(B, ldb, K, ncols, bedge_buf) ? &bedge_buf[0][0] : nullptr;
   if (host_rows_narrow_fits(ncols, K)) {
     Kokkos::parallel_for(label, Kokkos::RangePolicy<Exec>(exec, 0, ntiles), KOKKOS_LAMBDA(const long t) {

@@ -25,11 +25,13 @@
 #include <hydragnn/kernels/dense.hpp>
 #include <hydragnn/kernels/modes.hpp>
 #include <hydragnn/kernels/segment.hpp>
+#include <hydragnn/kernels/simd.hpp>
 #include <hydragnn/kernels/vector.hpp>
 
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace hydragnn {
@@ -201,14 +203,81 @@ struct PnaCache {
   }
 };
 
+#ifdef HYDRAGNN_SIMD_PACKS
+namespace detail {
+/// segment_std (and its mean), segment_min and segment_max of real messages in one walk of each
+/// receiver's rows, L channels (a vector register) at a time: each lane's sum and sum of squares
+/// from zero over the rows ascending, its minimum and maximum taken by the reducers' rule (the
+/// first row of the order wins ties), finished as StdRed finishes (std_finish), the channels past
+/// the last whole vector by the reducers themselves: the bits of the three kernels. The N x F
+/// outputs' rows must be contiguous (PnaCache's are).
+template <class Exec, class S>
+void pna_moments_select(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const CVec<int, mem_t<Exec>>& ptr,
+                        const PnaCache<S, mem_t<Exec>>& c) {
+  using Items = CsrItems<mem_t<Exec>>;
+  const StdRed<S, mem_t<Exec>, Items> sd{Items{ptr}, X, c.sd, c.mean, real_t<S>(1e-5)};  // segment_std's eps
+  const SelectRed<S, mem_t<Exec>, Items, -1> lo{Items{ptr}, X, c.mn, c.arg_mn};
+  const SelectRed<S, mem_t<Exec>, Items, +1> hi{Items{ptr}, X, c.mx, c.arg_mx};
+  const long N = long(c.mean.extent(0)), F = long(X.extent(1));
+  Kokkos::parallel_for("hydragnn::PNA::aggregate", Kokkos::RangePolicy<Exec>(exec, 0, N), KOKKOS_LAMBDA(const long i) {
+    using P = simd::pack_t<S>;
+    using Q = simd::mask_t<S>;
+    constexpr int L = simd::lanes<S>;
+    const int k0 = ptr(i), k1 = ptr(i + 1), n = k1 - k0;
+    long f0 = 0;
+    for (; f0 + L <= F; f0 += L) {
+      P s{}, q{}, mn{}, mx{};
+      Q amn = Q{} - 1, amx = Q{} - 1;  // empty: 0 and -1, as the reducers' init
+      if (n > 0) mn = mx = simd::load(&X(k0, f0)), amn = amx = Q{} + k0;
+      for (int k = k0; k < k1; ++k) {
+        const P x = simd::load(&X(k, f0));
+        s += x;
+        q += x * x;
+        const Q tl = x < mn, th = x > mx;
+        mn = tl ? x : mn;
+        amn = tl ? Q{} + k : amn;
+        mx = th ? x : mx;
+        amx = th ? Q{} + k : amx;
+      }
+      P mean, out;
+      std_finish<S>(s, q, n, sd.eps, mean, out);  // StdRed's finish, lane by lane
+      simd::store(&c.mean(i, f0), mean);
+      simd::store(&c.sd(i, f0), out);
+      simd::store(&c.mn(i, f0), mn);
+      simd::store(&c.mx(i, f0), mx);
+      for (int j = 0; j < L; ++j) c.arg_mn(i, f0 + j) = int(amn[j]), c.arg_mx(i, f0 + j) = int(amx[j]);
+    }
+    for (; f0 < F; ++f0) {
+      MomentAcc<S> m;
+      ArgAcc<S> a, b;
+      sd.init(m, i, f0), lo.init(a, i, f0), hi.init(b, i, f0);
+      for (int k = k0; k < k1; ++k) sd.step(m, k, f0), lo.step(a, k, f0), hi.step(b, k, f0);
+      sd.finish(m, i, f0, n), lo.finish(a, i, f0, n), hi.finish(b, i, f0, n);
+    }
+  });
+}
+}  // namespace detail
+#endif
+
 /// PNA aggregation of messages X (E x F) at their receivers: A = pna_scale(mean, min, max, std).
-/// c's matrices (N x F) and A (N x 4nF) are the caller's.
+/// c's matrices (N x F) and A (N x 4nF) are the caller's. HostRow on real scalars (host vector
+/// builds) walks each receiver's rows once for the four statistics; otherwise one kernel each.
 template <class Exec, class S, class R, class Mode = default_mode_t<Exec>>
 void pna_aggregate(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const CVec<int, mem_t<Exec>>& ptr,
                    const CMat<R, mem_t<Exec>>& scale, const PnaCache<S, mem_t<Exec>>& c, const Mat<S, mem_t<Exec>>& A) {
-  segment_std<Exec, S, Mode>(exec, X, ptr, c.sd, c.mean);
-  segment_min<Exec, S, Mode>(exec, X, ptr, c.mn, c.arg_mn);
-  segment_max<Exec, S, Mode>(exec, X, ptr, c.mx, c.arg_mx);
+  detail::check_mode<Mode>();
+  bool fused = false;
+#ifdef HYDRAGNN_SIMD_PACKS
+  if constexpr (detail::is_host_row<Mode> && (std::is_same<S, float>::value || std::is_same<S, double>::value)) {
+    detail::pna_moments_select(exec, X, ptr, c);
+    fused = true;
+  }
+#endif
+  if (!fused) {
+    segment_std<Exec, S, Mode>(exec, X, ptr, c.sd, c.mean);
+    segment_min<Exec, S, Mode>(exec, X, ptr, c.mn, c.arg_mn);
+    segment_max<Exec, S, Mode>(exec, X, ptr, c.mx, c.arg_mx);
+  }
   pna_scale<Exec, S, R, Mode>(exec, c.mean, c.mn, c.mx, c.sd, scale, A);
 }
 
@@ -228,10 +297,10 @@ void pna_aggregate_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
       // std), bitwise
       using Rl = real_t<S>;
       Kokkos::parallel_for("hydragnn::PNA::aggregate_backward", Kokkos::RangePolicy<Exec>(exec, 0, N), KOKKOS_LAMBDA(const long i) {
+        const int k0 = ptr(i), k1 = ptr(i + 1), n = k1 - k0;
         Rl ymn[detail::host_row_max], ymx[detail::host_row_max];
         int tmn[detail::host_row_max], tmx[detail::host_row_max];
         S smn[detail::host_row_max], smx[detail::host_row_max];
-        const int k0 = ptr(i), k1 = ptr(i + 1), n = k1 - k0;
         for (long f = 0; f < F; ++f) {
           ymn[f] = scalar_traits<S>::primal(c.mn(i, f)), ymx[f] = scalar_traits<S>::primal(c.mx(i, f));
           tmn[f] = 0, tmx[f] = 0;
@@ -492,7 +561,7 @@ void basis_gate_backward_run(const Exec& exec, const char* what, const CMat<S, m
     throw std::logic_error(std::string(what) + ": shapes or buffer do not match (qb: a chunk per part x the outputs)");
   if constexpr (host_rows_on_host<default_mode_t<Exec>, Exec>) {
     // W's narrow last column tile packed once, as host_rows_product does
-    S bedge_buf[host_row_max][gemm::nr<S>];
+    EdgePack<S> bedge_buf;
     const S* bedge = pack_edge_columns<S>(wts.p.data() + sh.w_off, sh.stride(), sh.out, sh.in, bedge_buf) ? &bedge_buf[0][0]
                                                                                                          : nullptr;
     Kokkos::parallel_for(what, Kokkos::RangePolicy<Exec>(exec, 0, parts),

@@ -117,21 +117,34 @@ KOKKOS_INLINE_FUNCTION S ipow(const S& x, int n) {
 ///   env(x) = 1/x + a x^(p-1) + b x^p + c x^(p+1) for x < 1, 0 beyond;
 ///   a = -(p+1)(p+2)/2, b = p(p+2), c = -p(p+1)/2,
 /// and its derivative env'(x) = -1/x^2 + a (p-1) x^(p-2) + b p x^(p-1) + c (p+1) x^p.
+/// The two expressions for x < 1, for a scalar or a vector V of reals R (x^n as ipow's products).
+template <class R, class V>
+KOKKOS_INLINE_FUNCTION V dimenet_envelope_below_one(int p, const V& x) {
+  const R a = -R((p + 1) * (p + 2)) / R(2), b = R(p * (p + 2)), c = -R(p * (p + 1)) / R(2);
+  V x0 = V{} + R(1);
+  for (int i = 0; i < p - 1; ++i) x0 = x0 * x;
+  const V x1 = x0 * x, x2 = x1 * x;
+  return R(1) / x + a * x0 + b * x1 + c * x2;
+}
+template <class R, class V>
+KOKKOS_INLINE_FUNCTION V ddimenet_envelope_below_one(int p, const V& x) {
+  const R a = -R((p + 1) * (p + 2)) / R(2), b = R(p * (p + 2)), c = -R(p * (p + 1)) / R(2);
+  V x0 = V{} + R(1);
+  for (int i = 0; i < p - 2; ++i) x0 = x0 * x;
+  const V x1 = x0 * x, x2 = x1 * x;
+  return R(-1) / (x * x) + (a * R(p - 1)) * x0 + (b * R(p)) * x1 + (c * R(p + 1)) * x2;
+}
 template <class S>
 KOKKOS_INLINE_FUNCTION S dimenet_envelope(int p, const S& x) {
   using R = real_t<S>;
   if (!(x < R(1))) return S(R(0));
-  const R a = -R((p + 1) * (p + 2)) / R(2), b = R(p * (p + 2)), c = -R(p * (p + 1)) / R(2);
-  const S x0 = ipow(x, p - 1), x1 = x0 * x, x2 = x1 * x;
-  return R(1) / x + a * x0 + b * x1 + c * x2;
+  return dimenet_envelope_below_one<R>(p, x);
 }
 template <class S>
 KOKKOS_INLINE_FUNCTION S ddimenet_envelope(int p, const S& x) {
   using R = real_t<S>;
   if (!(x < R(1))) return S(R(0));
-  const R a = -R((p + 1) * (p + 2)) / R(2), b = R(p * (p + 2)), c = -R(p * (p + 1)) / R(2);
-  const S x0 = ipow(x, p - 2), x1 = x0 * x, x2 = x1 * x;
-  return R(-1) / (x * x) + (a * R(p - 1)) * x0 + (b * R(p)) * x1 + (c * R(p + 1)) * x2;
+  return ddimenet_envelope_below_one<R>(p, x);
 }
 
 }  // namespace radial
@@ -253,14 +266,58 @@ void radial_backward(const Exec& exec, const RadialSpec& spec, const CVec<S, mem
       });
 }
 
+#ifdef HYDRAGNN_SIMD_PACKS
+namespace detail {
+/// Edges a vector of S at a time: the number of vectors; vector b's first edge e0, its edges m (the
+/// last vector may be short) and their x = d / rc (lanes past the last edge repeat it: finite,
+/// never stored).
+template <class S>
+inline long edge_packs(long E) {
+  return (E + simd::lanes<S> - 1) / simd::lanes<S>;
+}
+template <class S, class V>
+inline simd::pack_t<S> edge_pack_x(const V& d, long E, long b, double rc, long& e0, int& m) {
+  e0 = b * simd::lanes<S>;
+  m = E - e0 < simd::lanes<S> ? int(E - e0) : simd::lanes<S>;
+  simd::pack_t<S> x;
+  for (int j = 0; j < simd::lanes<S>; ++j) x[j] = d(e0 + (j < m ? j : m - 1));
+  return x / real_t<S>(rc);
+}
+}  // namespace detail
+#endif
+
 /// DimeNet's BesselBasisLayer (PyG; HydraGNN's PNAPlus) with trainable frequencies f_k = p(f_off + k)
 /// (initialised (k+1) pi): B(e,k) = env(x) sin(f_k x), x = d(e) / rc, env = radial::dimenet_envelope
 /// with p = exponent + 1.                                                    // d: E -> B: E x K
+///
+/// HostRow in float (host vector builds) takes a vector of edges at a time, the same operations
+/// lane by lane (fastmath's sin of a vector is its sin of each float).
 template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
 void bessel_basis(const Exec& exec, const CVec<S, mem_t<Exec>>& d, const CVec<T, mem_t<Exec>>& p, long f_off,
                   double rc, int exponent, const Mat<S, mem_t<Exec>>& B) {
   using R = real_t<S>;
   const int K = int(B.extent(1));
+#ifdef HYDRAGNN_SIMD_PACKS
+  if constexpr (detail::is_host_row<Mode> && std::is_same<S, float>::value) {
+    const long E = long(d.extent(0));
+    Kokkos::parallel_for(
+        "hydragnn::RadialBasis::bessel", Kokkos::RangePolicy<Exec>(exec, 0, detail::edge_packs<S>(E)),
+        KOKKOS_LAMBDA(const long b) {
+          using P = simd::pack_t<S>;
+          long e0;
+          int m;
+          const P x = detail::edge_pack_x<S>(d, E, b, rc, e0, m);
+          const P env = x < R(1) ? radial::dimenet_envelope_below_one<R>(exponent + 1, x) : P{};
+          for (int k = 0; k < K; ++k) {
+            P sn, cs;
+            fastmath::sincos(P(x * R(p(f_off + k))), sn, cs);
+            const P y = env * sn;
+            for (int j = 0; j < m; ++j) B(e0 + j, k) = y[j];
+          }
+        });
+    return;
+  }
+#endif
   Kokkos::parallel_for(
       "hydragnn::RadialBasis::bessel", Kokkos::RangePolicy<Exec>(exec, 0, long(d.extent(0))),
       KOKKOS_LAMBDA(const long e) {
@@ -282,7 +339,36 @@ void bessel_basis_backward(const Exec& exec, const CVec<S, mem_t<Exec>>& d, cons
   using R = real_t<S>;
   const long E = long(d.extent(0));
   const int K = int(Bbar.extent(1));
-  if (dbar.extent(0) > 0)
+  bool dbar_done = dbar.extent(0) == 0;
+#ifdef HYDRAGNN_SIMD_PACKS
+  if constexpr (detail::is_host_row<Mode> && std::is_same<S, float>::value) {
+    // a vector of edges at a time, as bessel_basis
+    if (!dbar_done)
+      Kokkos::parallel_for(
+          "hydragnn::RadialBasis::bessel_backward", Kokkos::RangePolicy<Exec>(exec, 0, detail::edge_packs<S>(E)),
+          KOKKOS_LAMBDA(const long b) {
+            using P = simd::pack_t<S>;
+            long e0;
+            int m;
+            const P x = detail::edge_pack_x<S>(d, E, b, rc, e0, m);
+            const auto in = x < R(1);
+            const P env = in ? radial::dimenet_envelope_below_one<R>(exponent + 1, x) : P{};
+            const P denv = in ? radial::ddimenet_envelope_below_one<R>(exponent + 1, x) : P{};
+            P acc{};
+            for (int k = 0; k < K; ++k) {
+              const R f = R(p(f_off + k));
+              P sn, cs, bb{};
+              fastmath::sincos(P(x * f), sn, cs);
+              for (int j = 0; j < m; ++j) bb[j] = Bbar(e0 + j, k);
+              acc += bb * (denv * sn + env * f * cs);
+            }
+            const P y = acc / R(rc);
+            for (int j = 0; j < m; ++j) dbar(e0 + j) += y[j];
+          });
+    dbar_done = true;
+  }
+#endif
+  if (!dbar_done)
     Kokkos::parallel_for(
         "hydragnn::RadialBasis::bessel_backward", Kokkos::RangePolicy<Exec>(exec, 0, E), KOKKOS_LAMBDA(const long e) {
           const S x = d(e) / R(rc);

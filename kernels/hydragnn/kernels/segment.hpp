@@ -15,6 +15,7 @@
 
 #include <hydragnn/core/types.hpp>
 #include <hydragnn/kernels/modes.hpp>
+#include <hydragnn/kernels/simd.hpp>
 
 #include <type_traits>
 
@@ -164,6 +165,28 @@ struct SelectRed {
   }
 };
 
+/// StdRed's mean and std of n items from their sum and sum of squares, for a scalar or a vector V
+/// of reals R (HostRow's vector walks: the same operations lane by lane; selects, no branch on V).
+template <class S>
+KOKKOS_INLINE_FUNCTION S root(const S& x) {
+  return math::sqrt(x);
+}
+#ifdef HYDRAGNN_SIMD_PACKS
+inline simd::pack_t<float> root(const simd::pack_t<float>& x) { return simd::sqrt(x); }
+inline simd::pack_t<double> root(const simd::pack_t<double>& x) { return simd::sqrt(x); }
+#endif
+template <class R, class V>
+KOKKOS_INLINE_FUNCTION void std_finish(const V& sum, const V& sumsq, int n, R eps, V& mean, V& out) {
+  mean = V{} + R(0);
+  out = V{} + R(0);
+  if (n > 0) {
+    mean = sum / R(n);
+    const V var = sumsq / R(n) - mean * mean;
+    out = root(var > eps ? var : V{} + eps);
+    out = out > math::sqrt(eps) ? out : V{} + R(0);
+  }
+}
+
 template <class S>
 struct MomentAcc {
   S sum, sumsq;
@@ -189,13 +212,8 @@ struct StdRed {
     a.sumsq += x * x;
   }
   KOKKOS_INLINE_FUNCTION void finish(acc_t& a, long s, long c, int n) const {
-    S mean(0), out(0);
-    if (n > 0) {
-      mean = a.sum / R(n);
-      const S var = a.sumsq / R(n) - mean * mean;
-      out = math::sqrt(var > eps ? var : S(eps));
-      if (!(out > math::sqrt(eps))) out = S(0);
-    }
+    S mean, out;
+    std_finish<R>(a.sum, a.sumsq, n, eps, mean, out);
     Mean(s, c) = mean;
     Y(s, c) = out;
   }

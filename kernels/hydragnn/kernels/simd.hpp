@@ -53,7 +53,8 @@ template <class R>
 constexpr int lanes = bytes / int(sizeof(R));
 
 /// The correctly rounded square root of each lane: the bits std::sqrt gives each element (IEEE
-/// sqrt), as one instruction (a scalar std::sqrt keeps GCC from vectorising a loop: errno).
+/// sqrt), as one instruction (a scalar std::sqrt keeps GCC from vectorising a loop: errno); double
+/// and float.
 inline pack_t<double> sqrt(const pack_t<double>& x) {
 #if defined(__AVX512F__)
   return (pack_t<double>)_mm512_sqrt_pd((__m512d)x);
@@ -66,6 +67,22 @@ inline pack_t<double> sqrt(const pack_t<double>& x) {
 #else
   pack_t<double> y;
   for (int j = 0; j < lanes<double>; ++j) y[j] = __builtin_sqrt(x[j]);
+  return y;
+#endif
+}
+
+inline pack_t<float> sqrt(const pack_t<float>& x) {
+#if defined(__AVX512F__)
+  return (pack_t<float>)_mm512_sqrt_ps((__m512)x);
+#elif defined(__AVX__)
+  return (pack_t<float>)_mm256_sqrt_ps((__m256)x);
+#elif defined(__SSE2__)
+  return (pack_t<float>)_mm_sqrt_ps((__m128)x);
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+  return (pack_t<float>)vsqrtq_f32((float32x4_t)x);
+#else
+  pack_t<float> y;
+  for (int j = 0; j < lanes<float>; ++j) y[j] = __builtin_sqrtf(x[j]);
   return y;
 #endif
 }
