@@ -191,6 +191,7 @@ std::string where(const char* what, std::size_t i, std::size_t k, double got, do
 }
 bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof(double)) == 0; }
 bool same_bits(const D& a, const D& b) { return same_bits(a.v, b.v) && same_bits(a.d, b.d); }
+bool same_bits(const Dual<float>& a, const Dual<float>& b) { return same_bits(a.v, b.v) && same_bits(a.d, b.d); }
 
 template <class F>
 void each_mode(F&& f) {

@@ -2159,8 +2159,8 @@ TEST_CASE("ops model: the basis gate (PNAPlus's message, PNAEq's filter) with it
     }
 }
 
-TEST_CASE("ops model: PNA aggregation in one pass per receiver (HostRow), forward and backward, gives the bits "
-          "of the statistic-by-statistic kernels, ties included",
+TEST_CASE("ops model: PNA aggregation in one pass per receiver (HostRow), forward and backward, real and dual, "
+          "gives the bits of the statistic-by-statistic kernels, ties included",
           "[ops][model]") {
   hydragnn_test::ensure_kokkos();
   const Graph g = make_batch_graph(37);
@@ -2230,6 +2230,7 @@ TEST_CASE("ops model: PNA aggregation in one pass per receiver (HostRow), forwar
       run(0.0, F, ties, 240 + F + ties);
       run(0.0f, F, ties, 260 + F + ties);
       run(D(0), F, ties, 250 + F + ties);
+      run(Dual<float>(0), F, ties, 270 + F + ties);
     }
 }
 

@@ -205,8 +205,8 @@ struct PnaCache {
 
 #ifdef HYDRAGNN_SIMD_PACKS
 namespace detail {
-/// segment_std (and its mean), segment_min and segment_max of real messages in one walk of each
-/// receiver's rows, L channels (a vector register) at a time: each lane's sum and sum of squares
+/// segment_std (and its mean), segment_min and segment_max of real or dual messages in one walk of
+/// each receiver's rows, L channels (a vector register of reals) at a time: each lane's sum and sum of squares
 /// from zero over the rows ascending, its minimum and maximum taken by the reducers' rule (the
 /// first row of the order wins ties), finished as StdRed finishes (std_finish), the channels past
 /// the last whole vector by the reducers themselves: the bits of the three kernels. The N x F
@@ -220,33 +220,63 @@ void pna_moments_select(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const C
   const SelectRed<S, mem_t<Exec>, Items, +1> hi{Items{ptr}, X, c.mx, c.arg_mx};
   const long N = long(c.mean.extent(0)), F = long(X.extent(1));
   Kokkos::parallel_for("hydragnn::PNA::aggregate", Kokkos::RangePolicy<Exec>(exec, 0, N), KOKKOS_LAMBDA(const long i) {
-    using P = simd::pack_t<S>;
-    using Q = simd::mask_t<S>;
-    constexpr int L = simd::lanes<S>;
+    using Rl = real_t<S>;
+    using P = simd::pack_t<Rl>;
+    using Q = simd::mask_t<Rl>;
+    constexpr int L = simd::lanes<Rl>;
     const int k0 = ptr(i), k1 = ptr(i + 1), n = k1 - k0;
     long f0 = 0;
-    for (; f0 + L <= F; f0 += L) {
-      P s{}, q{}, mn{}, mx{};
-      Q amn = Q{} - 1, amx = Q{} - 1;  // empty: 0 and -1, as the reducers' init
-      if (n > 0) mn = mx = simd::load(&X(k0, f0)), amn = amx = Q{} + k0;
-      for (int k = k0; k < k1; ++k) {
-        const P x = simd::load(&X(k, f0));
-        s += x;
-        q += x * x;
-        const Q tl = x < mn, th = x > mx;
-        mn = tl ? x : mn;
-        amn = tl ? Q{} + k : amn;
-        mx = th ? x : mx;
-        amx = th ? Q{} + k : amx;
+    if constexpr (scalar_traits<S>::is_dual) {
+      // dual messages: L channels' primal and tangent planes (a row's 2L reals deinterleaved), each
+      // Dual operation as its two plane operations (x x = (v v, d v + v d)), the minimum and
+      // maximum taken by the primal; finished lane by lane by the reducers
+      for (; f0 + L <= F; f0 += L) {
+        P sv{}, sdt{}, qv{}, qd{}, mnv{}, mnd{}, mxv{}, mxd{};
+        Q amn = Q{} - 1, amx = Q{} - 1;
+        if (n > 0)
+          simd::deinterleave(reinterpret_cast<const Rl*>(&X(k0, f0)), mnv, mnd), mxv = mnv, mxd = mnd,
+              amn = amx = Q{} + k0;
+        for (int k = k0; k < k1; ++k) {
+          P v, d;
+          simd::deinterleave(reinterpret_cast<const Rl*>(&X(k, f0)), v, d);
+          sv += v, sdt += d;
+          qv += v * v;
+          qd += d * v + v * d;
+          const Q tl = v < mnv, th = v > mxv;
+          mnv = tl ? v : mnv, mnd = tl ? d : mnd;
+          amn = tl ? Q{} + k : amn;
+          mxv = th ? v : mxv, mxd = th ? d : mxd;
+          amx = th ? Q{} + k : amx;
+        }
+        for (int j = 0; j < L; ++j) {
+          MomentAcc<S> m{S(sv[j], sdt[j]), S(qv[j], qd[j])};
+          ArgAcc<S> a{S(mnv[j], mnd[j]), int(amn[j])}, b{S(mxv[j], mxd[j]), int(amx[j])};
+          sd.finish(m, i, f0 + j, n), lo.finish(a, i, f0 + j, n), hi.finish(b, i, f0 + j, n);
+        }
       }
-      P mean, out;
-      std_finish<S>(s, q, n, sd.eps, mean, out);  // StdRed's finish, lane by lane
-      simd::store(&c.mean(i, f0), mean);
-      simd::store(&c.sd(i, f0), out);
-      simd::store(&c.mn(i, f0), mn);
-      simd::store(&c.mx(i, f0), mx);
-      for (int j = 0; j < L; ++j) c.arg_mn(i, f0 + j) = int(amn[j]), c.arg_mx(i, f0 + j) = int(amx[j]);
-    }
+    } else
+      for (; f0 + L <= F; f0 += L) {
+        P s{}, q{}, mn{}, mx{};
+        Q amn = Q{} - 1, amx = Q{} - 1;  // empty: 0 and -1, as the reducers' init
+        if (n > 0) mn = mx = simd::load(&X(k0, f0)), amn = amx = Q{} + k0;
+        for (int k = k0; k < k1; ++k) {
+          const P x = simd::load(&X(k, f0));
+          s += x;
+          q += x * x;
+          const Q tl = x < mn, th = x > mx;
+          mn = tl ? x : mn;
+          amn = tl ? Q{} + k : amn;
+          mx = th ? x : mx;
+          amx = th ? Q{} + k : amx;
+        }
+        P mean, out;
+        std_finish<S>(s, q, n, sd.eps, mean, out);  // StdRed's finish, lane by lane
+        simd::store(&c.mean(i, f0), mean);
+        simd::store(&c.sd(i, f0), out);
+        simd::store(&c.mn(i, f0), mn);
+        simd::store(&c.mx(i, f0), mx);
+        for (int j = 0; j < L; ++j) c.arg_mn(i, f0 + j) = int(amn[j]), c.arg_mx(i, f0 + j) = int(amx[j]);
+      }
     for (; f0 < F; ++f0) {
       MomentAcc<S> m;
       ArgAcc<S> a, b;
@@ -260,15 +290,15 @@ void pna_moments_select(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const C
 #endif
 
 /// PNA aggregation of messages X (E x F) at their receivers: A = pna_scale(mean, min, max, std).
-/// c's matrices (N x F) and A (N x 4nF) are the caller's. HostRow on real scalars (host vector
-/// builds) walks each receiver's rows once for the four statistics; otherwise one kernel each.
+/// c's matrices (N x F) and A (N x 4nF) are the caller's. HostRow (host vector builds) walks each
+/// receiver's rows once for the four statistics; otherwise one kernel each.
 template <class Exec, class S, class R, class Mode = default_mode_t<Exec>>
 void pna_aggregate(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const CVec<int, mem_t<Exec>>& ptr,
                    const CMat<R, mem_t<Exec>>& scale, const PnaCache<S, mem_t<Exec>>& c, const Mat<S, mem_t<Exec>>& A) {
   detail::check_mode<Mode>();
   bool fused = false;
 #ifdef HYDRAGNN_SIMD_PACKS
-  if constexpr (detail::is_host_row<Mode> && (std::is_same<S, float>::value || std::is_same<S, double>::value)) {
+  if constexpr (detail::is_host_row<Mode> && std::is_floating_point<real_t<S>>::value) {
     detail::pna_moments_select(exec, X, ptr, c);
     fused = true;
   }
