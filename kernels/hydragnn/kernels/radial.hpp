@@ -106,10 +106,10 @@ KOKKOS_INLINE_FUNCTION S denvelope(const RadialSpec& r, const S& d) {
   return (R(-168) * x5 + R(336) * x5 * x - R(168) * x5 * x2) * w;
 }
 
-/// x^n for a small integer n >= 0 (repeated products).
-template <class S>
-KOKKOS_INLINE_FUNCTION S ipow(const S& x, int n) {
-  S y(real_t<S>(1));
+/// x^n for a small integer n >= 0 (repeated products from one), x a scalar or a vector V of reals R.
+template <class R, class V>
+KOKKOS_INLINE_FUNCTION V ipow(const V& x, int n) {
+  V y = V{} + R(1);
   for (int i = 0; i < n; ++i) y = y * x;
   return y;
 }
@@ -117,21 +117,17 @@ KOKKOS_INLINE_FUNCTION S ipow(const S& x, int n) {
 ///   env(x) = 1/x + a x^(p-1) + b x^p + c x^(p+1) for x < 1, 0 beyond;
 ///   a = -(p+1)(p+2)/2, b = p(p+2), c = -p(p+1)/2,
 /// and its derivative env'(x) = -1/x^2 + a (p-1) x^(p-2) + b p x^(p-1) + c (p+1) x^p.
-/// The two expressions for x < 1, for a scalar or a vector V of reals R (x^n as ipow's products).
+/// The two expressions for x < 1, for a scalar or a vector V of reals R.
 template <class R, class V>
 KOKKOS_INLINE_FUNCTION V dimenet_envelope_below_one(int p, const V& x) {
   const R a = -R((p + 1) * (p + 2)) / R(2), b = R(p * (p + 2)), c = -R(p * (p + 1)) / R(2);
-  V x0 = V{} + R(1);
-  for (int i = 0; i < p - 1; ++i) x0 = x0 * x;
-  const V x1 = x0 * x, x2 = x1 * x;
+  const V x0 = ipow<R>(x, p - 1), x1 = x0 * x, x2 = x1 * x;
   return R(1) / x + a * x0 + b * x1 + c * x2;
 }
 template <class R, class V>
 KOKKOS_INLINE_FUNCTION V ddimenet_envelope_below_one(int p, const V& x) {
   const R a = -R((p + 1) * (p + 2)) / R(2), b = R(p * (p + 2)), c = -R(p * (p + 1)) / R(2);
-  V x0 = V{} + R(1);
-  for (int i = 0; i < p - 2; ++i) x0 = x0 * x;
-  const V x1 = x0 * x, x2 = x1 * x;
+  const V x0 = ipow<R>(x, p - 2), x1 = x0 * x, x2 = x1 * x;
   return R(-1) / (x * x) + (a * R(p - 1)) * x0 + (b * R(p)) * x1 + (c * R(p + 1)) * x2;
 }
 template <class S>
