@@ -1133,6 +1133,16 @@ void check_geometry_only_pass(const Exec& exec, Model<T, Conv, Exec>& model, con
                     Catch::Matchers::Contains("geometry_only"));
 }
 
+/// A model of 3 layers of width `hidden`, cutoff 3, species H and O.
+ModelSpec three_layer_spec(int hidden) {
+  ModelSpec s;
+  s.hidden_dim = hidden;
+  s.num_conv_layers = 3;
+  s.cutoff = 3.0;
+  s.species.numbers = {1, 8};
+  return s;
+}
+
 /// check_geometry_only_pass for models of conv Conv (options o, 3 layers, H and O) of widths 8 and 40,
 /// in double and float, on three random frames (one molecule, two periodic) of `atoms` atoms.
 template <class Conv, class Options, class Paths>
@@ -1140,11 +1150,7 @@ void check_geometry_only_passes(const Options& o, std::uint64_t seed, int atoms,
   Exec exec;
   auto run = [&](auto real_tag, int hidden) {
     using T = decltype(real_tag);
-    ModelSpec s;
-    s.hidden_dim = hidden;
-    s.num_conv_layers = 3;
-    s.cutoff = 3.0;
-    s.species.numbers = {1, 8};
+    const ModelSpec s = three_layer_spec(hidden);
     Model<T, Conv, Exec> model(s, o);
     model.initialize(seed);
     std::vector<Structure> frames;
@@ -1172,6 +1178,48 @@ TEST_CASE("EGNN geometry-only forward (ReLU masks, no stored activations) gives 
     REQUIRE(f_geo.layer[0].a1.extent(0) == 0);                        // and kept no activation
     REQUIRE(f_full.layer[0].k1.extent(0) == 0);
   });
+}
+
+TEST_CASE("DimeNet's backward without a parameter gradient (lin_sbf1's input from the triplets, one product for every "
+          "layer) gives dL/dr bitwise as the backward with one",
+          "[model][dimenet][fused]") {
+  hydragnn_test::ensure_kokkos();
+  Exec exec;
+  auto run = [&](auto real_tag, int hidden) {
+    using T = decltype(real_tag);
+    const ModelSpec s = three_layer_spec(hidden);
+    DimeNetOptions o;
+    o.int_emb_size = 16;
+    o.out_emb_size = 24;
+    Model<T, DimeNetConv, Exec> model(s, o);
+    model.initialize(61);
+    std::vector<Structure> frames;
+    for (int f = 0; f < 3; ++f)
+      frames.push_back(hydragnn_test::random_structure(111 + f, 9, {1, 8}, f != 1, 4.0, 1.0));
+    const auto b = make_batch<M>(frames, s.cutoff, -1, s.species, {}, true);
+    INFO("hidden " << hidden << ", " << sizeof(T) << "-byte reals");
+    REQUIRE(b.triplets.num_triplets % 8 != 0);  // a last, partial group of the fused kernel's triplets
+    Workspace<M> ws0, ws1;
+    const auto w = model.weights(exec);
+    typename Model<T, DimeNetConv, Exec>::template Forward<T> f;
+    auto r = model.template edge_vectors<T>(exec, b, ws0);
+    model.template forward<T>(exec, w, b, r, f, ws0);
+    Vec<T, M> ebar("ebar", b.num_graphs);
+    Kokkos::deep_copy(ebar, T(1));
+    Vec<T, M> grad("grad", model.num_params());
+    const auto rbar_params = model.template backward<T>(exec, w, b, f, ebar, {}, grad, ws1);  // the stored sbar path
+    const auto rbar_geo = model.template backward<T>(exec, w, b, f, ebar, {}, Vec<T, M>(), ws0);
+    auto h0 = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), rbar_params);
+    auto h1 = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), rbar_geo);
+    REQUIRE(h0.span() == h1.span());
+    CHECK(std::memcmp(h0.data(), h1.data(), h0.span() * sizeof(T)) == 0);
+    double rmax = 0;
+    for (std::size_t i = 0; i < h1.span(); ++i) rmax = std::max(rmax, std::abs(double(h1.data()[i])));
+    CHECK(rmax > 0);
+  };
+  run(double(), 8);
+  run(float(), 8);
+  run(float(), 40);
 }
 
 TEST_CASE("SchNet geometry-only forward (the filter in chunks, no stored activations) gives the full pass's energy, "

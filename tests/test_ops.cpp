@@ -601,6 +601,19 @@ TEST_CASE("ops: triplet gather / sum, triplet cosine, Legendre", "[ops]") {
   check_op(LegendreOp{}, 27);
 }
 
+/// v as scalars S; a dual's tangents from tv.
+template <class S>
+Arr<S> scalars_of(const Arr<double>& v, const Arr<double>& tv) {
+  Arr<S> r(v.size());
+  for (std::size_t k = 0; k < v.size(); ++k) {
+    if constexpr (scalar_traits<S>::is_dual)
+      r[k] = S(real_t<S>(v[k]), real_t<S>(tv[k]));
+    else
+      r[k] = S(v[k]);
+  }
+  return r;
+}
+
 /// The fused triplet message and its backward against the composed ops they replace in DimeNet
 /// (triplet_gather -> hadamard -> triplet_sum and back), and the filter version against
 /// linear_forward followed by the fused message: bitwise, in float and in Dual<float>.
@@ -609,16 +622,7 @@ void check_triplet_message_composed(const Graph& g) {
   const Exec ex;
   Rng rng(31);
   const Arr<double> xd = randn(rng, g.E * F), sd = randn(rng, g.T() * F), ad = randn(rng, g.E * F);
-  auto as = [](const Arr<double>& v, const Arr<double>& tv) {
-    Arr<S> r(v.size());
-    for (std::size_t k = 0; k < v.size(); ++k) {
-      if constexpr (scalar_traits<S>::is_dual)
-        r[k] = S(real_t<S>(v[k]), real_t<S>(tv[k]));
-      else
-        r[k] = S(v[k]);
-    }
-    return r;
-  };
+  auto as = [](const Arr<double>& v, const Arr<double>& tv) { return scalars_of<S>(v, tv); };
   const Arr<S> x = as(xd, sd), sm = as(sd, ad), ab = as(ad, xd);  // tangents: other random arrays
   const auto X = mat(x, g.E, F), Sm = mat(sm, g.T(), F), Ab = mat(ab, g.E, F);
   const auto& t = g.d_trip;
@@ -679,6 +683,69 @@ void check_triplet_message_composed(const Graph& g) {
       }
     }
   }
+}
+
+/// The filter-input backward (DimeNet without a parameter gradient): S1bar from the triplets, bitwise
+/// triplet_message_sum_backward's Smbar followed by linear_backward_input, for filter inputs of a
+/// half register, a whole one and wider (HostRow's two register widths and its per-element path)
+/// and a strided W (a column block of a wider layer).
+template <class S, class Mode>
+void check_filter_input_backward(const Graph& g) {
+  const Exec ex;
+  Rng rng(47);
+  using T = real_t<S>;
+  auto as = [](const Arr<double>& v, const Arr<double>& tv) { return scalars_of<S>(v, tv); };
+  const auto& t = g.d_trip;
+  for (const int Fo : {F, 48})
+    for (const int in : {2, 3, 5, 8, 12, 20})
+      for (const int ld : {0, in + 3}) {
+        INFO("F " << Fo << ", in " << in << ", ld " << ld);
+        const Arr<S> xo = as(randn(rng, g.E * Fo), randn(rng, g.E * Fo)), abo = as(randn(rng, g.E * Fo), randn(rng, g.E * Fo));
+        const auto Xo = mat(xo, g.E, Fo), Abo = mat(abo, g.E, Fo);
+        LinearShape sh;
+        sh.in = in;
+        sh.out = Fo;
+        sh.ld = ld;
+        sh.w_off = 2;
+        const long np = 2 + long(sh.stride()) * Fo;
+        Vec<T, M> p("p", np);
+        const Arr<double> pd = randn(rng, np);
+        for (long k = 0; k < np; ++k) p(k) = T(pd[k]);
+        const Weights<T, M> w{p, CVec<T, M>()};
+        Mat<S, M> smb("smb", g.T(), Fo), s1b0("s1b0", g.T(), in), s1b1("s1b1", g.T(), in);
+        km::triplet_message_sum_backward<Exec, S, Mode>(ex, Xo, Mat<S, M>(), t.kj, t.ptr, t.ji, t.kj_perm, t.kj_ptr, Abo,
+                                                        Mat<S, M>(), smb);
+        km::linear_backward_input<Exec, S, T, Mode>(ex, smb, w, sh, s1b0, false);
+        km::triplet_message_backward_filter_input<Exec, S, T, Mode>(ex, Xo, t.kj, t.ji, Abo, w, sh, s1b1);
+        const Arr<S> a = flat(s1b0), b = flat(s1b1);
+        REQUIRE(a.size() == b.size());
+        CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(S)) == 0);
+        // into columns [2, 2 + in) of a wider matrix: the same bits there, the other columns untouched
+        Mat<S, M> wide("wide", g.T(), in + 5);
+        Kokkos::deep_copy(wide, S(7));
+        const S seven(7);
+        km::triplet_message_backward_filter_input<Exec, S, T, Mode>(ex, Xo, t.kj, t.ji, Abo, w, sh, wide, 2);
+        bool block_same = true, rest_kept = true;
+        for (long r = 0; r < g.T(); ++r)
+          for (int c = 0; c < in + 5; ++c) {
+            if (c >= 2 && c < 2 + in)
+              block_same = block_same && std::memcmp(&wide(r, c), &s1b0(r, c - 2), sizeof(S)) == 0;
+            else
+              rest_kept = rest_kept && std::memcmp(&wide(r, c), &seven, sizeof(S)) == 0;
+          }
+        CHECK(block_same);
+        CHECK(rest_kept);
+      }
+}
+
+TEMPLATE_LIST_TEST_CASE("ops: DimeNet's filter-input backward from the triplets is bitwise the stored cotangent's product",
+                        "[ops]", exec_mode::all) {
+  hydragnn_test::ensure_kokkos();
+  const Graph g = make_graph(13);
+  REQUIRE(g.T() % 8 != 0);  // a last, partial group of triplets
+  check_filter_input_backward<float, TestType>(g);
+  check_filter_input_backward<double, TestType>(g);
+  check_filter_input_backward<Dual<float>, TestType>(g);
 }
 
 TEMPLATE_LIST_TEST_CASE("ops: the fused triplet message (stored or recomputed filter) is bitwise the composed ops", "[ops]",

@@ -97,10 +97,8 @@ struct ResidualLayer {
     c.p1 = ws.template mat<S>(lbl + ".p1", slot, n, lin1.out);
     c.q1 = ws.template mat<S>(lbl + ".q1", slot, n, lin1.out);
     c.p2 = ws.template mat<S>(lbl + ".p2", slot, n, lin2.out);
-    kernels::linear_forward<Exec, S, T>(exec, h, w, lin1, c.p1);
-    kernels::activation_forward<Exec, S>(exec, Activation::SiLU, c.p1, c.q1);
-    kernels::linear_forward<Exec, S, T>(exec, c.q1, w, lin2, c.p2);
-    kernels::activation_forward<Exec, S>(exec, Activation::SiLU, c.p2, out);
+    kernels::linear_forward_act<Exec, S, T>(exec, h, w, lin1, Activation::SiLU, c.p1, c.q1);
+    kernels::linear_forward_act<Exec, S, T>(exec, c.q1, w, lin2, Activation::SiLU, c.p2, out);
     kernels::add_into<Exec, S>(exec, h, out);
   }
   /// hbar = outbar + d/dh of the branch (hbar must not alias outbar).
@@ -113,8 +111,7 @@ struct ResidualLayer {
     auto q1bar = ws.template mat<S>(lbl + ".q1_bar", 0, n, lin1.out);
     kernels::activation_backward<Exec, S>(exec, Activation::SiLU, c.p2, outbar, p2bar);
     if (g.extent(0) > 0) kernels::linear_backward_params<Exec, S>(exec, c.q1, p2bar, lin2, g);
-    kernels::linear_backward_input<Exec, S, T>(exec, p2bar, w, lin2, q1bar, false);
-    kernels::activation_backward<Exec, S>(exec, Activation::SiLU, c.p1, q1bar, q1bar);
+    kernels::linear_backward_input_act<Exec, S, T>(exec, p2bar, w, lin2, Activation::SiLU, c.p1, q1bar, false);
     if (g.extent(0) > 0) kernels::linear_backward_params<Exec, S>(exec, c.h, q1bar, lin1, g);
     Kokkos::deep_copy(exec, hbar, outbar);
     kernels::linear_backward_input<Exec, S, T>(exec, q1bar, w, lin1, hbar, true);
@@ -243,6 +240,12 @@ struct DimeNetConv {
   template <class S, class M> struct EdgeGrad {
     Vec<S, M> dbar;
     Mat<S, M> abar, sbfbar;  ///< sbfbar: summed over the layers
+    /// T x (layers x basis_emb_size), a backward without a parameter gradient: the cotangents of every
+    /// layer's lin_sbf1 output side by side (layer l's at columns (layers - 1 - l) x basis_emb_size,
+    /// the order the backward reaches them), whose product with the stacked weights layer 0 adds to
+    /// sbfbar at once: the sums of one product per layer, in their order, without reading and
+    /// writing sbfbar (T x num_spherical num_radial) once per layer.
+    Mat<S, M> s1bar;
   };
   template <class S, class M> struct LayerCache {
     Mat<S, M> rbf, x0, z1, rb, za, ea, y1, x1, yji, ykj, xkj, rr1, rr, a, yd, xd, s1, agg, yu, h0, yl, x2, o1, n0, n1,
@@ -321,6 +324,11 @@ struct DimeNetConv {
     auto silu = [&](const Mat<S, mem_t<Exec>>& X, const Mat<S, mem_t<Exec>>& Y) {
       kernels::activation_forward<Exec, S>(exec, Activation::SiLU, X, Y);
     };
+    // Pre = lin(X), Y = silu(Pre) in one pass (bitwise lin then silu)
+    auto lin_silu = [&](const Mat<S, mem_t<Exec>>& X, const LinearShape& sh, const Mat<S, mem_t<Exec>>& Pre,
+                        const Mat<S, mem_t<Exec>>& Y) {
+      kernels::linear_forward_act<Exec, S, T>(exec, X, w, sh, Activation::SiLU, Pre, Y);
+    };
     c.rbf = mat("rbf", E, num_radial);
     kernels::bessel_basis<Exec, S, T>(exec, ec.d, w.p, freq_off, cutoff, exponent, c.rbf);
     c.x0 = mat("x0", N, Hd);
@@ -328,15 +336,13 @@ struct DimeNetConv {
     // embedding block
     c.z1 = mat("z1", E, Hd);
     c.rb = mat("rb", E, Hd);
-    lin(c.rbf, L.emb_rbf, c.z1);
-    silu(c.z1, c.rb);
+    lin_silu(c.rbf, L.emb_rbf, c.z1, c.rb);
     c.y1 = mat("y1", E, Hd);
     lin(c.rb, L.emb_r, c.y1);
     if (length.on) {
       c.za = mat("za", E, Hd);
       c.ea = mat("ea", E, Hd);
-      lin(ec.a, L.emb_edge, c.za);
-      silu(c.za, c.ea);
+      lin_silu(ec.a, L.emb_edge, c.za, c.ea);
       auto tmp = ws.template mat<S>(lbl + ".tmp", 0, E, Hd);
       lin(c.ea, L.emb_a, tmp);
       kernels::add_into<Exec, S>(exec, tmp, c.y1);
@@ -348,9 +354,9 @@ struct DimeNetConv {
     c.yji = mat("yji", E, Hd);
     c.ykj = mat("ykj", E, Hd);
     c.xkj = mat("xkj", E, Hd);
-    lin(c.x1, L.ji, c.yji);
-    lin(c.x1, L.kj, c.ykj);
-    silu(c.ykj, c.xkj);
+    c.h0 = mat("h0", E, Hd);
+    lin_silu(c.x1, L.ji, c.yji, c.h0);  // h0 = silu(yji) + silu(yu), the second added below
+    lin_silu(c.x1, L.kj, c.ykj, c.xkj);
     c.rr1 = mat("rr1", E, Bsz);
     c.rr = mat("rr", E, Hd);
     lin(c.rbf, L.rbf1, c.rr1);
@@ -359,26 +365,21 @@ struct DimeNetConv {
     kernels::hadamard<Exec, S>(exec, c.xkj, c.rr, c.a);
     c.yd = mat("yd", E, int_emb);
     c.xd = mat("xd", E, int_emb);
-    lin(c.a, L.down, c.yd);
-    silu(c.yd, c.xd);
+    lin_silu(c.a, L.down, c.yd, c.xd);
     c.s1 = mat("s1", Tn, Bsz);
     lin(ec.sbf, L.sbf1, c.s1);
     // the T x int_emb filter s = lin_sbf2(s1) is never stored: recomputed per triplet where read
     c.agg = mat("agg", E, int_emb);
     kernels::triplet_filter_message_sum<Exec, S, T>(exec, c.xd, c.s1, w, L.sbf2, b.triplets.kj, b.triplets.ptr, c.agg);
     c.yu = mat("yu", E, Hd);
-    lin(c.agg, L.up, c.yu);
-    c.h0 = mat("h0", E, Hd);
-    silu(c.yji, c.h0);
     auto u = ws.template mat<S>(lbl + ".u", 0, E, Hd);
-    silu(c.yu, u);
+    lin_silu(c.agg, L.up, c.yu, u);
     kernels::add_into<Exec, S>(exec, u, c.h0);
     c.hb_last = conv::ResidualLayer::forward_stack<Exec, S, T>(exec, w, L.before, c.h0, c.before, c.hb, ws,
                                                                 lbl + ".before", l);
     c.yl = mat("yl", E, Hd);
-    lin(c.hb_last, L.lin, c.yl);
     auto hs = mat("hs", E, Hd);
-    silu(c.yl, hs);
+    lin_silu(c.hb_last, L.lin, c.yl, hs);
     kernels::add_into<Exec, S>(exec, c.x1, hs);
     c.x2 = conv::ResidualLayer::forward_stack<Exec, S, T>(exec, w, L.after, hs, c.after, c.ha, ws, lbl + ".after", l);
     // output block
@@ -392,10 +393,26 @@ struct DimeNetConv {
     c.n2 = mat("n2", N, O);
     c.n3 = mat("n3", N, O);
     lin(c.n0, L.out_up, c.n1);
-    lin(c.n1, L.out_lin0, c.n2);
-    silu(c.n2, c.n3);
+    lin_silu(c.n1, L.out_lin0, c.n2, c.n3);
     out.h = mat("out", N, L.out_lin.out);
     lin(c.n3, L.out_lin, out.h);
+  }
+
+  /// sbfbar += eg.s1bar [W_sbf1 of layer L-1; ...; of layer 0] (layers x basis_emb_size -> LK): every
+  /// layer's lin_sbf1 input gradient as one product, bitwise one accumulating product per layer from
+  /// layer L-1 down (each element's terms in the same order from the same start).
+  template <class Exec, class S, class T>
+  void sbf1_backward_layers(const Exec& exec, const Weights<T, mem_t<Exec>>& w, EdgeGrad<S, mem_t<Exec>>& eg,
+                            Workspace<mem_t<Exec>>& ws) const {
+    const int nl = num_layers(), Bsz = layers[0].sbf1.out, LK = layers[0].sbf1.in;
+    auto stack = ws.template vec<T>("hydragnn::DimeNetConv::sbf1_backward_layers.w", 0, long(nl) * Bsz * LK);
+    for (int j = 0; j < nl; ++j)  // rows [j B, (j + 1) B): W_sbf1 of layer nl - 1 - j
+      kernels::copy_weights<Exec, T>(exec, w.p, layers[nl - 1 - j].sbf1, stack, long(j) * Bsz * LK);
+    LinearShape st;
+    st.in = LK;
+    st.out = nl * Bsz;
+    st.w_off = 0;
+    kernels::linear_backward_input<Exec, S, T>(exec, eg.s1bar, Weights<T, mem_t<Exec>>{stack, {}}, st, eg.sbfbar, true);
   }
 
   template <class Exec, class S, class T>
@@ -429,10 +446,9 @@ struct DimeNetConv {
       rbf_started = true;
     };
     // output block
-    auto n3bar = tmp("n3_bar", N, O), n2bar = tmp("n2_bar", N, O), n1bar = tmp("n1_bar", N, O);
+    auto n2bar = tmp("n2_bar", N, O), n1bar = tmp("n1_bar", N, O);
     params(c.n3, out_bar.h, L.out_lin);
-    back_in(out_bar.h, L.out_lin, n3bar, false);
-    dsilu(c.n2, n3bar, n2bar);
+    kernels::linear_backward_input_act<Exec, S, T>(exec, out_bar.h, w, L.out_lin, Activation::SiLU, c.n2, n2bar);
     params(c.n1, n2bar, L.out_lin0);
     back_in(n2bar, L.out_lin0, n1bar, false);
     auto n0bar = tmp("n0_bar", N, Hd);
@@ -465,22 +481,26 @@ struct DimeNetConv {
     params(c.agg, yubar, L.up);
     auto aggbar = tmp("agg_bar", E, int_emb);
     back_in(yubar, L.up, aggbar, false);
-    // agg = sum_t xd(kj(t)) * s(t)
-    const bool want_sbf = want_params || want_geometry;
-    auto sbar = want_sbf ? tmp("s_bar", Tn, int_emb) : Mat<S, M>();
+    // agg = sum_t xd(kj(t)) * s(t), s = lin_sbf2(s1)
     auto xdbar = tmp("xd_bar", E, int_emb);
     const auto& tr = b.triplets;
-    if (want_sbf)  // sbar(t) = aggbar(ji(t)) * xd(kj(t)): reads no s
-      kernels::triplet_message_sum_backward<Exec, S>(exec, c.xd, Mat<S, M>(), tr.kj, tr.ptr, tr.ji, tr.kj_perm, tr.kj_ptr,
-                                                     aggbar, Mat<S, M>(), sbar);
     kernels::triplet_filter_message_backward_x<Exec, S, T>(exec, c.s1, w, L.sbf2, tr.ji, tr.kj_perm, tr.kj_ptr, aggbar,
                                                            xdbar);
-    if (want_sbf) {
+    if (want_params) {  // sbar(t) = aggbar(ji(t)) * xd(kj(t)) (reads no s), stored for lin_sbf2's gradient
+      auto sbar = tmp("s_bar", Tn, int_emb);
+      kernels::triplet_message_sum_backward<Exec, S>(exec, c.xd, Mat<S, M>(), tr.kj, tr.ptr, tr.ji, tr.kj_perm, tr.kj_ptr,
+                                                     aggbar, Mat<S, M>(), sbar);
       params(c.s1, sbar, L.sbf2);
       auto s1bar = tmp("s1_bar", Tn, Bsz);
       back_in(sbar, L.sbf2, s1bar, false);
       params(ec.sbf, s1bar, L.sbf1);
       if (want_geometry) back_in(s1bar, L.sbf1, eg.sbfbar, true);
+    } else if (want_geometry) {  // s1bar straight from the triplets (no T x int_emb sbar), into eg.s1bar
+      const int nl = num_layers();
+      if (l == nl - 1) eg.s1bar = ws.template mat<S>(lbl + ".s1_bar_layers", 0, Tn, nl * Bsz);
+      kernels::triplet_message_backward_filter_input<Exec, S, T>(exec, c.xd, tr.kj, tr.ji, aggbar, w, L.sbf2, eg.s1bar,
+                                                                 (nl - 1 - l) * Bsz);
+      if (l == 0) sbf1_backward_layers<Exec, S, T>(exec, w, eg, ws);
     }
     auto ydbar = tmp("yd_bar", E, int_emb);
     dsilu(c.yd, xdbar, ydbar);
@@ -508,16 +528,14 @@ struct DimeNetConv {
     if (length.on) {
       params(c.ea, y1bar, L.emb_a);
       auto eabar = tmp("ea_bar", E, Hd);
-      back_in(y1bar, L.emb_a, eabar, false);
-      dsilu(c.za, eabar, eabar);
+      kernels::linear_backward_input_act<Exec, S, T>(exec, y1bar, w, L.emb_a, Activation::SiLU, c.za, eabar);
       params(ec.a, eabar, L.emb_edge);
       if (want_geometry) back_in(eabar, L.emb_edge, eg.abar, true);
     }
     params(c.rb, y1bar, L.emb_r);
     if (want_basis) {
       auto rbbar = tmp("rb_bar", E, Hd);
-      back_in(y1bar, L.emb_r, rbbar, false);
-      dsilu(c.z1, rbbar, rbbar);
+      kernels::linear_backward_input_act<Exec, S, T>(exec, y1bar, w, L.emb_r, Activation::SiLU, c.z1, rbbar);
       to_rbf(rbbar, L.emb_rbf);
       kernels::bessel_basis_backward<Exec, S, T>(exec, ec.d, w.p, freq_off, cutoff, exponent, rbfbar, g, eg.dbar);
     }

@@ -757,6 +757,16 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
   });
 }
 
+/// dst(off + o*in + c) = W(o, c) = p(sh.w_off + o*sh.stride() + c) for o < sh.out, c < sh.in: a layer's
+/// weights as a row-contiguous block of a matrix of stacked layers (DimeNet's lin_sbf1 of every layer).
+template <class Exec, class T>
+void copy_weights(const Exec& exec, const CVec<T, mem_t<Exec>>& p, const LinearShape& sh, const Vec<T, mem_t<Exec>>& dst,
+                  long off) {
+  const long w0 = sh.w_off, ld = sh.stride(), in = sh.in;
+  Kokkos::parallel_for("hydragnn::Linear::copy_weights", Kokkos::RangePolicy<Exec>(exec, 0, long(sh.out) * in),
+                       KOKKOS_LAMBDA(const long k) { dst(off + k) = p(w0 + (k / in) * ld + k % in); });
+}
+
 /// pt(w_off + c*out + o) = p(w_off + o*in + c) for every layer in `shapes` (one kernel per pass).
 /// shapes: L x 3 (w_off, in, out).
 template <class Exec, class T>

@@ -22,6 +22,7 @@
 #include <hydragnn/kernels/modes.hpp>
 #include <hydragnn/kernels/radial.hpp>
 #include <hydragnn/kernels/segment.hpp>
+#include <hydragnn/kernels/simd.hpp>
 
 #include <cmath>
 #include <stdexcept>
@@ -110,6 +111,8 @@ namespace kernels {
 namespace detail {
 /// Largest num_spherical of the kernels below (their per-thread arrays of j_l).
 constexpr int kMaxSpherical = 16;
+/// Triplets ahead of the current one whose scattered rows the host triplet walks ask the cache for.
+constexpr int triplet_prefetch_ahead = 8;
 inline void check_num_spherical(int L) {
   if (L > kMaxSpherical) throw std::runtime_error("spherical_bessel_basis: num_spherical above 16");
 }
@@ -225,12 +228,23 @@ void triplet_spherical_basis_backward(const Exec& exec, const CVec<S, mem_t<Exec
                                  }
                                  cosbar(t) = acc;
                                });
+  const long nT = long(kj_perm.extent(0));
   if (Rbbar.extent(0) > 0)
     detail::for_each_row<Mode>(exec, "hydragnn::SphericalBasis::triplet_backward_radial", long(Rbbar.extent(0)),
                                KOKKOS_LAMBDA(const long e) {
                                  if (!accumulate)
                                    for (int c = 0; c < L * K; ++c) Rbbar(e, c) = S(R(0));
                                  for (int q = kj_ptr(e); q < kj_ptr(e + 1); ++q) {
+#ifdef HYDRAGNN_SIMD_PACKS
+                                   // the rows of sbfbar come in kj order, scattered over T x LK: ask for
+                                   // the one a few triplets ahead (host vector builds; a hint only)
+                                   if (q + detail::triplet_prefetch_ahead < nT) {
+                                     const long ta = kj_perm(q + detail::triplet_prefetch_ahead);
+                                     const char* pr = reinterpret_cast<const char*>(&sbfbar(ta, 0));
+                                     for (long o = 0; o < long(L * K * sizeof(S)); o += 64) __builtin_prefetch(pr + o);
+                                     __builtin_prefetch(&cosv(ta));
+                                   }
+#endif
                                    const int t = kj_perm(q);
                                    S Y[kMaxL];
                                    detail::zonal_harmonics(L, S(cosv(t)), Y, static_cast<S*>(nullptr));

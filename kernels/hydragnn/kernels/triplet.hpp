@@ -218,6 +218,58 @@ void filter_reduce(const Exec& exec, const char* label,
   segment_reduce<Mode>(exec, label, segs, F, red);
 }
 
+#ifdef HYDRAGNN_SIMD_PACKS
+/// HostRow body of triplet_message_backward_filter_input on real rows: GT triplets at a time, each
+/// one's row of Smbar (aggbar(ji(t)) * X(kj(t)), F reals) in a stack buffer, then its S1bar row in
+/// one register of EW lanes (in <= EW), the GT rows' sums side by side (independent chains) over
+/// c ascending from zero, W's rows packed zero-padded to EW lanes (wp: F x EW reals).
+template <int EW, class R, class M>
+struct FilterInputRows {
+  static constexpr int GT = 8;
+  CMat<R, M> X, aggbar;
+  CVec<int, M> kj, ji;
+  Mat<R, M> S1bar;
+  const R* wp;
+  long T;
+  int F, in, col0;
+  KOKKOS_INLINE_FUNCTION void operator()(const long grp) const {
+    typedef R vt __attribute__((vector_size(EW * sizeof(R))));
+    alignas(64) R sm[GT][host_row_max];
+    const long t0 = grp * GT;
+    const int n = T - t0 < GT ? int(T - t0) : GT;
+    // the next group's rows of X (scattered by kj) towards the cache while this group's products run
+    for (long t = t0 + GT; t < t0 + 2 * GT && t < T; ++t) {
+      const char* xr = reinterpret_cast<const char*>(&X(kj(t), 0));
+      for (long o = 0; o < long(F * sizeof(R)); o += 64) __builtin_prefetch(xr + o);
+    }
+    for (int r = 0; r < GT; ++r) {  // rows past n repeat the last one (never stored)
+      const long t = t0 + (r < n ? r : n - 1);
+      const R* ar = &aggbar(ji(t), 0);
+      const R* xr = &X(kj(t), 0);
+      R* sr = sm[r];
+      for (int c = 0; c < F; ++c) sr[c] = ar[c] * xr[c];
+    }
+    vt acc[GT];
+    HYDRAGNN_UNROLL
+    for (int r = 0; r < GT; ++r) acc[r] = vt{};
+    for (int c = 0; c < F; ++c) {
+      vt wv;
+      __builtin_memcpy(&wv, wp + long(c) * EW, sizeof(vt));
+      HYDRAGNN_UNROLL
+      for (int r = 0; r < GT; ++r) acc[r] += sm[r][c] * wv;
+    }
+    for (int r = 0; r < n; ++r) {
+      R* o = &S1bar(t0 + r, col0);
+      if (in == EW) {
+        __builtin_memcpy(o, &acc[r], sizeof(vt));
+      } else {
+        for (int b = 0; b < in; ++b) o[b] = acc[r][b];
+      }
+    }
+  }
+};
+#endif
+
 }  // namespace detail
 
 /// T(t,:) (+)= X(kj(t),:)                                          // X: E x F, kj: T -> T: T x F
@@ -287,6 +339,59 @@ void triplet_message_sum_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& 
     detail::segment_reduce<Mode>(exec, "hydragnn::Triplet::message_sum_backward_x", long(Xbar.extent(0)), F,
                                  detail::TripletMessageRed<S, M, detail::PermItems<M>, Rows>{
                                      {kj_perm, kj_ptr}, aggbar, Rows{Sm}, ji, Xbar});
+}
+
+/// The backward of DimeNet's filtered message to the filter's input when the filter's own cotangent
+/// is not wanted (no parameter gradient), s = lin(S1) (sh: in -> F, W(c, b) = p(w_off + c ld + b)):
+///   S1bar(t, b) = sum_{c < F} [aggbar(ji(t), c) * X(kj(t), c)] W(c, b),   c ascending from zero
+/// bitwise triplet_message_sum_backward's Smbar followed by linear_backward_input(Smbar, sh, S1bar),
+/// without the T x F Smbar (each row formed, used and dropped). The rows go to columns
+/// [col0, col0 + sh.in) of S1bar (DimeNet places each layer's block side by side, to run lin_sbf1's
+/// input gradient of every layer as one product); its other columns are left as they are.
+///                          // X, aggbar: E x F, kj, ji: T -> S1bar: T x (>= col0 + sh.in) (overwritten)
+template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
+void triplet_message_backward_filter_input(const Exec& exec, const CMat<S, mem_t<Exec>>& X,
+                                           const CVec<int, mem_t<Exec>>& kj, const CVec<int, mem_t<Exec>>& ji,
+                                           const CMat<S, mem_t<Exec>>& aggbar, const Weights<T, mem_t<Exec>>& w,
+                                           const LinearShape& sh, const Mat<S, mem_t<Exec>>& S1bar, int col0 = 0) {
+  const char* label = "hydragnn::Triplet::message_backward_filter_input";
+  const long Tn = long(S1bar.extent(0));
+  const int F = sh.out, in = sh.in;
+  if (long(aggbar.extent(1)) != F || long(X.extent(1)) != F || col0 < 0 || long(S1bar.extent(1)) < long(col0) + in ||
+      long(kj.extent(0)) != Tn || long(ji.extent(0)) != Tn)
+    throw std::logic_error(
+        "triplet_message_backward_filter_input: shapes (X, aggbar: E x out; kj, ji: T; S1bar: T x (>= col0 + in))");
+  if (Tn <= 0 || in <= 0) return;
+#ifdef HYDRAGNN_SIMD_PACKS
+  if constexpr (detail::host_rows_on_host<Mode, Exec> && std::is_same<S, T>::value) {
+    using R = T;
+    constexpr int L = simd::lanes<R>;
+    if (F <= detail::host_row_max && in <= L) {
+      alignas(64) R wp[detail::host_row_max * L];  // W's rows zero-padded (host stack: HostRow runs on the host)
+      const int EW = in <= L / 2 ? L / 2 : L;
+      for (int c = 0; c < F; ++c)
+        for (int b = 0; b < EW; ++b) wp[long(c) * EW + b] = b < in ? w.p(sh.w_off + long(c) * sh.stride() + b) : R(0);
+      const long groups = (Tn + 7) / 8;
+      auto launch = [&](auto ew) {
+        constexpr int W = decltype(ew)::value;
+        detail::FilterInputRows<W, R, mem_t<Exec>> body{X, aggbar, kj, ji, S1bar, wp, Tn, F, in, col0};
+        static_assert(decltype(body)::GT == 8, "groups of 8 triplets");
+        Kokkos::parallel_for(label, Kokkos::RangePolicy<Exec>(exec, 0, groups), body);
+      };
+      if (EW == L / 2) launch(std::integral_constant<int, L / 2>{});
+      else launch(std::integral_constant<int, L>{});
+      return;
+    }
+  }
+#endif
+  const auto p = w.p;
+  const long w0 = sh.w_off, ld = sh.stride();
+  detail::for_each_element<Mode>(exec, label, Tn, in, KOKKOS_LAMBDA(const long t, const long b) {
+    const long e = ji(t), k = kj(t);
+    S acc(0);
+    for (int c = 0; c < F; ++c) acc += S(aggbar(e, c) * X(k, c)) * p(w0 + c * ld + b);
+    S1bar(t, col0 + b) = acc;
+  });
 }
 
 /// triplet_message_sum with the message rows a Linear layer of S1 (DimeNet's lin_sbf2), recomputed
