@@ -498,6 +498,9 @@ struct DimeNetConv {
     } else if (want_geometry) {  // s1bar straight from the triplets (no T x int_emb sbar), into eg.s1bar
       const int nl = num_layers();
       if (l == nl - 1) eg.s1bar = ws.template mat<S>(lbl + ".s1_bar_layers", 0, Tn, nl * Bsz);
+      if (long(eg.s1bar.extent(0)) != Tn || long(eg.s1bar.extent(1)) != long(nl) * Bsz)
+        throw std::logic_error("DimeNetConv::layer_backward: without a parameter gradient the layers run from the last "
+                               "to the first (the last makes eg.s1bar, layer 0 uses it)");
       kernels::triplet_message_backward_filter_input<Exec, S, T>(exec, c.xd, tr.kj, tr.ji, aggbar, w, L.sbf2, eg.s1bar,
                                                                  (nl - 1 - l) * Bsz);
       if (l == 0) sbf1_backward_layers<Exec, S, T>(exec, w, eg, ws);

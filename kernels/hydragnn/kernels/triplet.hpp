@@ -9,8 +9,10 @@
 // the composed form (the gathered rows and the products) are never stored; its backward walks the
 // triplets once in ji order (sbar) and once in kj order (Xbar). With s = lin(S1) (DimeNet's filter,
 // T x basis_emb -> T x int_emb) triplet_filter_message_sum and its backward recompute each row of s
-// where they read it, so the T x F filter is not stored either. Every term is the composed form's
-// (the same products, summed in the same order).
+// where they read it, so the T x F filter is not stored either. Without a parameter gradient sbar
+// is read only by lin(S1)'s input gradient: triplet_message_backward_filter_input forms each
+// triplet's row of sbar and multiplies it by W at once, so no T x F sbar is stored. Every term is
+// the composed form's (the same products, summed in the same order).
 #pragma once
 
 #include <hydragnn/kernels/dense.hpp>
