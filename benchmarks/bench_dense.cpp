@@ -2,15 +2,17 @@
 // The three products of a Linear layer (kernels/dense.hpp) on the shapes of the benchmark batch, in
 // the default execution space and mode: forward Y = X W^T + b, input gradient Xbar = Ybar W, weight
 // gradient Wbar += Ybar^T X, float and Dual<float> (force training's second pass), and the forward
-// and input gradient fused with the shifted softplus. Counter GFMA_per_s: multiply-adds per second
-// (a dual row counts its two planes; a dual weight gradient its two products per element).
+// and input gradient fused with the shifted softplus and with SiLU. Counter GFMA_per_s:
+// multiply-adds per second (a dual row counts its two planes; a dual weight gradient its two
+// products per element).
 //
 //   hydragnn_bench_dense [--benchmark_filter=...]      (Google Benchmark flags)
 //
 // Shapes (rows x in -> out): SchNet's filter network on one row per pair of edges (31,876 x 50 ->
 // 128, 31,876 x 128 -> 128), an edge MLP on every edge (63,751 x 128 -> 128; x 64 -> 64), the heads
 // on the atoms (3,395 x 64 -> 200, 3,395 x 200 -> 200), DimeNet++'s triplet basis layers on the
-// batch's ~1.26 M triplets (lin_sbf1: 42 -> 8, lin_sbf2: 8 -> 64).
+// batch's ~1.26 M triplets (lin_sbf1: 42 -> 8, lin_sbf2: 8 -> 64) and its radial layers on the
+// edges (lin_rbf and the output block's: 6 -> 64, lin_rbf2: 8 -> 64, lin_rbf1: 6 -> 8).
 #include <hydragnn/kernels/dense.hpp>
 
 #include <benchmark/benchmark.h>
@@ -23,7 +25,7 @@ using namespace hydragnn;
 using Exec = Kokkos::DefaultExecutionSpace;
 using M = Exec::memory_space;
 
-enum class Product { Forward, BackwardInput, BackwardParams, ForwardSsp, BackwardInputSsp };
+enum class Product { Forward, BackwardInput, BackwardParams, ForwardSsp, BackwardInputSsp, ForwardSilu, BackwardInputSilu };
 
 template <class S>
 void run(benchmark::State& state, Product what, long n, int in, int out) {
@@ -53,7 +55,7 @@ void run(benchmark::State& state, Product what, long n, int in, int out) {
     for (int o = 0; o < out; ++o) Y(i, o) = S(0.002f * float((i * 3 + o) % 89));
   });
   Vec<T, M> g("hydragnn::bench_dense::g", np);
-  const Activation ssp = Activation::ShiftedSoftplus;
+  const Activation ssp = Activation::ShiftedSoftplus, silu = Activation::SiLU;
   for (auto _ : state) {
     switch (what) {
       case Product::Forward: kernels::linear_forward<Exec, S, T>(exec, X, w, sh, Pre); break;
@@ -62,6 +64,10 @@ void run(benchmark::State& state, Product what, long n, int in, int out) {
       case Product::ForwardSsp: kernels::linear_forward_act<Exec, S, T>(exec, X, w, sh, ssp, Pre, Y); break;
       case Product::BackwardInputSsp:
         kernels::linear_backward_input_act<Exec, S, T>(exec, Y, w, sh, ssp, X, Xbar, false);
+        break;
+      case Product::ForwardSilu: kernels::linear_forward_act<Exec, S, T>(exec, X, w, sh, silu, Pre, Y); break;
+      case Product::BackwardInputSilu:
+        kernels::linear_backward_input_act<Exec, S, T>(exec, Y, w, sh, silu, X, Xbar, false);
         break;
     }
     exec.fence();
@@ -77,12 +83,15 @@ void register_all() {
     int in, out;
   };
   const Shape shapes[] = {{31876, 50, 128}, {31876, 128, 128}, {63751, 128, 128}, {63751, 64, 64},
-                          {3395, 64, 200},  {3395, 200, 200}, {1260800, 42, 8}, {1260800, 8, 64}};
+                          {3395, 64, 200},  {3395, 200, 200}, {1260800, 42, 8}, {1260800, 8, 64},
+                          {63751, 6, 64},   {63751, 8, 64},   {63751, 6, 8}};
   const std::pair<Product, const char*> products[] = {{Product::Forward, "forward"},
                                                       {Product::BackwardInput, "backward_input"},
                                                       {Product::BackwardParams, "backward_params"},
                                                       {Product::ForwardSsp, "forward_ssp"},
-                                                      {Product::BackwardInputSsp, "backward_input_ssp"}};
+                                                      {Product::BackwardInputSsp, "backward_input_ssp"},
+                                                      {Product::ForwardSilu, "forward_silu"},
+                                                      {Product::BackwardInputSilu, "backward_input_silu"}};
   for (const auto& s : shapes)
     for (const auto& pr : products)
       for (int dual = 0; dual < 2; ++dual) {
