@@ -22,6 +22,9 @@
 namespace hydragnn {
 namespace kernels {
 namespace detail {
+/// Items ahead of the current one whose scattered rows the host triplet walks (triplet.hpp,
+/// spherical.hpp) ask the cache for.
+constexpr int triplet_prefetch_ahead = 8;
 
 /// Items of CSR segment s: rows ptr(s) .. ptr(s+1)-1.
 template <class M>

@@ -111,8 +111,6 @@ namespace kernels {
 namespace detail {
 /// Largest num_spherical of the kernels below (their per-thread arrays of j_l).
 constexpr int kMaxSpherical = 16;
-/// Triplets ahead of the current one whose scattered rows the host triplet walks ask the cache for.
-constexpr int triplet_prefetch_ahead = 8;
 inline void check_num_spherical(int L) {
   if (L > kMaxSpherical) throw std::runtime_error("spherical_bessel_basis: num_spherical above 16");
 }

@@ -373,12 +373,11 @@ void triplet_message_backward_filter_input(const Exec& exec, const CMat<S, mem_t
       const int EW = in <= L / 2 ? L / 2 : L;
       for (int c = 0; c < F; ++c)
         for (int b = 0; b < EW; ++b) wp[long(c) * EW + b] = b < in ? w.p(sh.w_off + long(c) * sh.stride() + b) : R(0);
-      const long groups = (Tn + 7) / 8;
       auto launch = [&](auto ew) {
-        constexpr int W = decltype(ew)::value;
-        detail::FilterInputRows<W, R, mem_t<Exec>> body{X, aggbar, kj, ji, S1bar, wp, Tn, F, in, col0};
-        static_assert(decltype(body)::GT == 8, "groups of 8 triplets");
-        Kokkos::parallel_for(label, Kokkos::RangePolicy<Exec>(exec, 0, groups), body);
+        using Body = detail::FilterInputRows<decltype(ew)::value, R, mem_t<Exec>>;
+        const long groups = (Tn + Body::GT - 1) / Body::GT;  // a work item per group of GT triplets
+        Kokkos::parallel_for(label, Kokkos::RangePolicy<Exec>(exec, 0, groups),
+                             Body{X, aggbar, kj, ji, S1bar, wp, Tn, F, in, col0});
       };
       if (EW == L / 2) launch(std::integral_constant<int, L / 2>{});
       else launch(std::integral_constant<int, L>{});
@@ -407,7 +406,8 @@ void triplet_filter_message_sum(const Exec& exec, const CMat<S, mem_t<Exec>>& X,
   using M = mem_t<Exec>;
   using Rows = detail::FilterRows<S, T, M>;
   const detail::TripletMessageRed<S, M, detail::CsrItems<M>, Rows> red{{ptr}, X, Rows{S1, w.p, w.pt, sh}, kj, agg};
-  detail::filter_reduce<Mode>(exec, "hydragnn::Triplet::filter_message_sum", red, 8);
+  detail::filter_reduce<Mode>(exec, "hydragnn::Triplet::filter_message_sum", red,
+                              detail::triplet_prefetch_ahead);
 }
 
 /// The backward of triplet_filter_message_sum to X (the backward to s is triplet_message_sum_backward's
@@ -422,7 +422,8 @@ void triplet_filter_message_backward_x(const Exec& exec, const CMat<S, mem_t<Exe
   using Rows = detail::FilterRows<S, T, M>;
   const detail::TripletMessageRed<S, M, detail::PermItems<M>, Rows> red{{kj_perm, kj_ptr}, aggbar,
                                                                     Rows{S1, w.p, w.pt, sh}, ji, Xbar};
-  detail::filter_reduce<Mode>(exec, "hydragnn::Triplet::filter_message_backward_x", red, 8);
+  detail::filter_reduce<Mode>(exec, "hydragnn::Triplet::filter_message_backward_x", red,
+                              detail::triplet_prefetch_ahead);
 }
 
 }  // namespace kernels
