@@ -941,7 +941,7 @@ struct EGNNEdgePreActOp : EGNNEdgePreOp {
 
 /// The edge MLP of an E_GCL layer from the per-node halves of its first layer, [agg (N x H) | c2 (E),
 /// with coordinates]:  pre1 = A[dst] + B[src] + q w,  m = f(W2 f(pre1) + b2),  agg = receiver sums of m,
-/// c2 = w6 . f(W5 m + b5);  backward by egnn_edge_mlp_backward (HostRow on one thread: the fused pass
+/// c2 = w6 . f(W5 m + b5);  backward by egnn_edge_mlp_backward (HostRow: the fused pass, on two threads its pipeline,
 /// over edge chunks; the other modes: the op sequence). p = [3 pad | w at stride 2 | W2 | b2 | W5 | b5
 /// | w6 | 2 pad].
 struct EGNNEdgeMLPOp {
@@ -1039,8 +1039,8 @@ struct EGNNEdgeMLPOp {
     const auto w = weights(params(x[3]));
     const Caches<S> c = forward<S, Mode>(x, w);
     const std::size_t NH = std::size_t(g.N) * H;
-    const bool fused = km::egnn_edge_mlp_backward_fuses<Exec, Mode>(Exec(), H, H);
-    const long rows = fused ? km::egnn_edge_mlp_chunk_rows : g.E;
+    const bool fused = km::egnn_edge_mlp_backward_fuses<Exec, S, Mode>(Exec(), H, H);
+    const long rows = fused ? km::egnn_edge_mlp_backward_buffer_rows<Exec, S>(Exec(), true, 1) : g.E;
     Mat<S, M> mb("mb", rows, H), c1b("c1b", rows, H), p1b("p1b", rows, H);
     Vec<S, M> sc("sc", km::egnn_edge_mlp_scratch_scalars(H, H));
     Vec<double, M> av("av", km::egnn_edge_mlp_scratch_reals<S>(H, H));
@@ -1605,12 +1605,16 @@ TEST_CASE("ops model: EGNN edge ops (egnn.hpp)", "[ops][model]") {
   check_op(EGNNRadialOp{true, EGNNEnvelopeFn{poly_spec, true}, true, "egnn_radial |d|^2, polynomial envelope"}, 167);
   check_op(EGNNCoordOp{g, true, "egnn_coord_update with u"}, 168);
   check_op(EGNNCoordOp{g, false, "egnn_coord_update without u"}, 169);
-  // the edge MLP's backward in one op: HostRow (one thread) fuses it over chunks of 32 edges; a
+  // the edge MLP's backward in one op: HostRow fuses it over chunks of edges (two threads, dual: the pipeline); a
   // graph of more than three chunks (full and partial), H = 9 (full and partial register tiles)
   const Graph big = build_graph(37, {0, 23, 23, 52}, {0, 30}, {5, 40});
   CHECK(big.E > 3 * km::egnn_edge_mlp_chunk_rows);
   CHECK(big.E % km::egnn_edge_mlp_chunk_rows != 0);
-  if (Exec().concurrency() == 1) CHECK(km::egnn_edge_mlp_backward_fuses<Exec, exec_mode::HostRow>(Exec(), 9, 9));
+  // (two threads or more: real scalars run the op sequence, dual ones the two-thread pipeline)
+  CHECK(km::egnn_edge_mlp_backward_fuses<Exec, double, exec_mode::HostRow>(Exec(), 9, 9) == (Exec().concurrency() == 1));
+  CHECK(km::egnn_edge_mlp_backward_fuses<Exec, Dual<double>, exec_mode::HostRow>(Exec(), 9, 9));
+  CHECK(km::egnn_edge_mlp_pipelined<Exec, Dual<double>>(Exec(), true) == (Exec().concurrency() > 1));
+  CHECK(!km::egnn_edge_mlp_pipelined<Exec, double>(Exec(), true));
   check_op(EGNNEdgeMLPOp{big, true, Activation::ReLU, "egnn_edge_mlp_backward, coordinates, ReLU"}, 172);
   check_op(EGNNEdgeMLPOp{big, false, Activation::ReLU, "egnn_edge_mlp_backward, no coordinates, ReLU"}, 173);
   check_op(EGNNEdgeMLPOp{big, true, Activation::SiLU, "egnn_edge_mlp_backward, coordinates, SiLU"}, 174);

@@ -318,10 +318,11 @@ struct EGNNConv {
     Vec<S, M> Cbar;
     if (!env.on) {
       // the edge MLP's backward in one op (HostRow: one pass over the edges in chunks, in a part of
-      // whole receivers per thread without a parameter gradient, else on one thread)
-      const bool fused = kernels::egnn_edge_mlp_backward_fuses(exec, H, H, want_params);
+      // whole receivers per thread without a parameter gradient, else on one thread or, dual, as a
+      // pipeline of two)
+      const bool fused = kernels::egnn_edge_mlp_backward_fuses<Exec, S>(exec, H, H, want_params);
       const long parts = fused ? kernels::egnn_edge_mlp_parts(exec, want_params) : 1;
-      const long rows = fused ? kernels::egnn_edge_mlp_chunk_buffer_rows(parts) : E;
+      const long rows = fused ? kernels::egnn_edge_mlp_backward_buffer_rows<Exec, S>(exec, want_params, parts) : E;
       auto mbar = ws.template mat<S>(lbl + ".m_bar", 0, rows, H);
       auto c1bar = coord_grad ? ws.template mat<S>(lbl + ".c1_bar", 0, rows, H) : Mat<S, M>();
       auto pre1bar = ws.template mat<S>(lbl + ".pre1_bar", 0, rows, H);

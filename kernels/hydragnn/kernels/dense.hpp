@@ -43,12 +43,11 @@ namespace detail {
 /// Weight-gradient tiling (HostRow): rows streamed in chunks of 32 so that a chunk of X and Ybar
 /// stays in cache while every register tile passes over it.
 constexpr long dense_chunk_rows = 32;
-/// Part `part`'s chunk rows of a (parts x dense_chunk_rows) x width buffer of a fused pass that runs
-/// a part per thread: rows [part CH, (part + 1) CH), or null for an empty buffer (EGNN's absent
-/// coordinate MLP).
+/// Part `part`'s chunk rows of a (parts x CH) x width buffer of a fused pass that runs a part per
+/// thread: rows [part CH, (part + 1) CH), or null for an empty buffer (EGNN's absent coordinate MLP).
 template <class S, class M>
-KOKKOS_INLINE_FUNCTION S* part_chunk(const Mat<S, M>& x, long part) {
-  return x.data() ? x.data() + part * dense_chunk_rows * long(x.extent(1)) : nullptr;
+KOKKOS_INLINE_FUNCTION S* part_chunk(const Mat<S, M>& x, long part, long CH = dense_chunk_rows) {
+  return x.data() ? x.data() + part * CH * long(x.extent(1)) : nullptr;
 }
 
 /// Reals per scalar: 1, or 2 for a dual (primal and tangent planes).

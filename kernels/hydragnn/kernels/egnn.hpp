@@ -213,15 +213,27 @@ struct EGNNEdgeMLPBackward {
 };
 
 /// Whether egnn_edge_mlp_backward runs fused: HostRow on a host space, widths within a register
-/// row, and one thread or no parameter gradient (param_grad false: the pass then runs in
-/// egnn_edge_mlp_parts parts, a thread each; the parameter sums of a fused pass are one thread's).
-/// Its buffers then have egnn_edge_mlp_chunk_buffer_rows rows (and `cross` egnn_edge_mlp_cross_rows), else E.
-template <class Exec, class Mode = default_mode_t<Exec>>
+/// row; with a parameter gradient, on one thread or, for dual scalars, on two as a pipeline
+/// (egnn_edge_mlp_pipelined). Without one the pass runs in egnn_edge_mlp_parts parts, a thread
+/// each. Its buffers then have egnn_edge_mlp_backward_buffer_rows rows (and `cross`
+/// egnn_edge_mlp_cross_rows), else E.
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
 bool egnn_edge_mlp_backward_fuses(const Exec& exec, int H, int F, bool param_grad = true) {
   if constexpr (detail::host_rows_on_host<Mode, Exec>)
-    return (!param_grad || exec.concurrency() == 1) && H <= detail::host_row_max && F <= detail::host_row_max;
+    return (!param_grad || exec.concurrency() == 1 || scalar_traits<S>::is_dual) && H <= detail::host_row_max &&
+           F <= detail::host_row_max;
   else
     return (void)exec, (void)H, (void)F, (void)param_grad, false;
+}
+/// Whether a fused backward with a parameter gradient runs on two threads of exec (a team of two)
+/// as a two-stage pipeline: one thread forms chunks of edges' cotangents while the other adds the
+/// previous chunks' terms to the parameter sums. Every sum is still one thread's, in the order of
+/// the one-thread pass, so the results are the same bits. Dual scalars only (force training's
+/// second pass): with real ones, two threads ran EGNN's direct training step faster as the op
+/// sequence, each product on both threads (docs/performance.md, 2026-12-06).
+template <class Exec, class S>
+bool egnn_edge_mlp_pipelined(const Exec& exec, bool param_grad) {
+  return param_grad && exec.concurrency() > 1 && scalar_traits<S>::is_dual;
 }
 /// Parts of the fused edge passes (egnn_edge_forward_geometry, egnn_edge_mlp_backward): one per
 /// thread of exec without a parameter gradient, else one. A part is a range of whole receivers
@@ -232,9 +244,23 @@ long egnn_edge_mlp_parts(const Exec& exec, bool param_grad) {
   const long c = long(exec.concurrency());
   return param_grad || c < 1 ? 1 : c;
 }
-constexpr long egnn_edge_mlp_chunk_rows = detail::dense_chunk_rows;
+/// Edges per chunk of the fused passes: a multiple of the row tiles of rows_product_here (6 real
+/// rows, 3 dual), so that no chunk but a part's last ends in a narrower tile (with 32, every chunk
+/// ended in a tile of 2 rows reading all of B; two-thread EGNN direct training h128, Zen 4: the
+/// pipeline's first stage a third faster with 30).
+constexpr long egnn_edge_mlp_chunk_rows = 30;
 /// Rows of a fused pass's chunk buffers (forward a1b, mb, a5b; backward mbar, c1bar): a chunk per part.
 inline long egnn_edge_mlp_chunk_buffer_rows(long parts) { return parts * egnn_edge_mlp_chunk_rows; }
+/// Chunks per step of the fused backward's pipeline: a step's work between two barriers is G chunks
+/// per thread.
+constexpr long egnn_edge_mlp_pipeline_chunks = 2;
+/// Rows of the fused backward's chunk buffers (mbar, c1bar, pre1bar): a chunk per part, or two
+/// steps' chunks for the pipeline (one step's cotangents are written while the other's are read).
+template <class Exec, class S>
+long egnn_edge_mlp_backward_buffer_rows(const Exec& exec, bool param_grad, long parts) {
+  return egnn_edge_mlp_chunk_buffer_rows(
+      egnn_edge_mlp_pipelined<Exec, S>(exec, param_grad) ? 2 * egnn_edge_mlp_pipeline_chunks : parts);
+}
 /// Rows of the fused backward's `cross` buffer: none for one part; for several, a row per edge, of
 /// which the pass writes those whose sender has edges in more than one part (a graph cut by a part
 /// boundary: edges stay within their graph), summed after the pass.
@@ -326,7 +352,7 @@ struct EGNNEdgeForwardGeometryFused {
   long parts = 1;
   KOKKOS_INLINE_FUNCTION void operator()(const long part) const {
     constexpr Activation AF = Activation::ReLU;
-    constexpr long CH = dense_chunk_rows;
+    constexpr long CH = egnn_edge_mlp_chunk_rows;
     const long H = long(agg.extent(1)), F = long(a1b.extent(1));
     const long n0 = receiver_part_first(row_ptr, parts, part), n1 = receiver_part_first(row_ptr, parts, part + 1);
     const long e0 = row_ptr(n0), e1 = row_ptr(n1);
@@ -334,9 +360,9 @@ struct EGNNEdgeForwardGeometryFused {
     const auto col = egnn_radial_column(p, w_off, w_ld, F);
     for (long i = n0; i < n1; ++i)
       for (long f = 0; f < H; ++f) agg(i, f) = S(0);
-    S* const a1p = part_chunk(a1b, part);
-    S* const mp = part_chunk(mb, part);
-    S* const a5p = part_chunk(a5b, part);  // (null: no coordinate MLP)
+    S* const a1p = part_chunk(a1b, part, CH);
+    S* const mp = part_chunk(mb, part, CH);
+    S* const a5p = part_chunk(a5b, part, CH);  // (null: no coordinate MLP)
     for (long i0 = e0; i0 < e1; i0 += CH) {
       const long n = e1 - i0 < CH ? e1 - i0 : CH;
       const Mat<S, M> a1v(a1p, n, F), mv(mp, n, H), a5v(a5p, n, H);
@@ -385,12 +411,16 @@ KOKKOS_INLINE_FUNCTION long edge_part(const V& row_ptr, long P, long e) {
 }
 
 /// The fused edge-MLP backward (a work item per part of whole receivers, chunks of CH of its
-/// edges; see egnn_edge_mlp_backward). Part p's chunk rows of mb, c1b, p1b live in rows
-/// [p CH, (p + 1) CH) (P CH x H, P CH x H, P CH x F). A part adds the sender sums of the senders
-/// whose edges are all its own (the first of them zeroes the row); several parts: the pre1bar rows
-/// of the other senders' edges go to cross (E x F) for EGNNSenderSumsAcross, and no parameter
-/// gradient. Scratch: sc (egnn_edge_mlp_scratch_scalars: the bias and radial-column sums), av
-/// (reals) = two ChunkParams.
+/// edges; see egnn_edge_mlp_backward). A chunk is two stages: its cotangents (cotangents: mbar,
+/// c1bar, pre1bar into the chunk buffers) and the sums that read them (node_sums: qbar, the receiver
+/// and sender sums; params, with a parameter gradient: its terms of the parameter sums). A part runs
+/// both per chunk (operator()); with a parameter gradient on two threads, pipeline runs them as a
+/// two-stage pipeline. Chunk slot s of mb, c1b, p1b is rows [s CH, (s + 1) CH) (H, H, F wide): a
+/// part's own slot, or the pipeline's two in turn. A part adds the sender sums of the senders whose
+/// edges are all its own (the first of them zeroes the row); several parts: the pre1bar rows of the
+/// other senders' edges go to cross (E x F) for EGNNSenderSumsAcross, and no parameter gradient.
+/// Scratch: sc (egnn_edge_mlp_scratch_scalars: the bias and radial-column sums), av (reals) = two
+/// ChunkParams.
 template <Activation AF, class S, class T, class M>
 struct EGNNEdgeMLPBackwardFused {
   EGNNEdgeMLPBackward<S, T, M> a;
@@ -399,131 +429,216 @@ struct EGNNEdgeMLPBackwardFused {
   Vec<real_t<S>, M> av;
   long parts = 1;
   Mat<S, M> cross;
-  KOKKOS_INLINE_FUNCTION void operator()(const long part) const {
-    using R = real_t<S>;
-    constexpr long CH = egnn_edge_mlp_chunk_rows;
-    // (pre1, pre2 are empty when ReLU masks stand in for them)
-    const long H = long(a.aggbar.extent(1)), F = long(a.Abar.extent(1));
+  static constexpr long CH = egnn_edge_mlp_chunk_rows;
+  KOKKOS_INLINE_FUNCTION long width() const { return long(a.aggbar.extent(1)); }      // H
+  KOKKOS_INLINE_FUNCTION long in_width() const { return long(a.Abar.extent(1)); }     // F
+  KOKKOS_INLINE_FUNCTION bool coord() const { return a.c2bar.extent(0) > 0; }
+  KOKKOS_INLINE_FUNCTION bool grads() const { return a.g.extent(0) > 0; }
+  // the two weight sums (W2: F -> H, coord0: H -> H) and the scalar sums in sc
+  KOKKOS_INLINE_FUNCTION ChunkParams<S> sums_W2() const {
+    return {av.data(), a.W2.b_off >= 0 ? sc.data() : nullptr, int(in_width()), int(width())};
+  }
+  KOKKOS_INLINE_FUNCTION ChunkParams<S> sums_W5() const {
+    return {av.data() + ChunkParams<S>::av_size(int(in_width()), int(width())),
+            a.coord0.b_off >= 0 ? sc.data() + width() : nullptr, int(width()), int(width())};
+  }
+  KOKKOS_INLINE_FUNCTION S* radial_sums() const { return sc.data() + 2 * width(); }                   // F
+  KOKKOS_INLINE_FUNCTION S* coord2_sums() const { return sc.data() + 2 * width() + in_width(); }      // H
+
+  /// Part `part`'s edges [e0, e1) and receivers [n0, n1); zeroes its receiver sums (and, one part,
+  /// every sender sum: several zero a sender's row at its first edge).
+  KOKKOS_INLINE_FUNCTION void start_nodes(long part, long& e0, long& e1) const {
+    const long F = in_width();
     const long n0 = receiver_part_first(a.row_ptr, parts, part), n1 = receiver_part_first(a.row_ptr, parts, part + 1);
-    const long e0 = a.row_ptr(n0), e1 = a.row_ptr(n1);
-    const bool coord = a.c2bar.extent(0) > 0, grads = a.g.extent(0) > 0;
+    e0 = a.row_ptr(n0);
+    e1 = a.row_ptr(n1);
+    for (long i = n0; i < n1; ++i)
+      for (long f = 0; f < F; ++f) a.Abar(i, f) = S(0);
+    if (parts == 1)
+      for (long i = n0; i < n1; ++i)
+        for (long f = 0; f < F; ++f) a.Bbar(i, f) = S(0);
+  }
+  KOKKOS_INLINE_FUNCTION void start_params() const {
+    sums_W2().start();
+    if (coord()) sums_W5().start();
+    for (long f = 0; f < in_width(); ++f) radial_sums()[f] = S(0);
+    for (long c = 0; c < width(); ++c) coord2_sums()[c] = S(0);
+  }
+  KOKKOS_INLINE_FUNCTION void finish_params() const {
+    sums_W2().finish(a.g, a.W2.w_off, a.W2.stride(), a.W2.b_off);
+    if (coord()) {
+      sums_W5().finish(a.g, a.coord0.w_off, a.coord0.stride(), a.coord0.b_off);
+      for (long c = 0; c < width(); ++c) a.g(a.coord2.w_off + c) += param_part(coord2_sums()[c]);
+    }
+    for (long f = 0; f < in_width(); ++f) a.g(a.w_off + f * a.w_ld) += param_part(radial_sums()[f]);
+  }
+
+  /// Stage 1 of the chunk of edges [i0, i0 + n) of a part ending at e1, into chunk slot `slot`:
+  ///   mbar = aggbar[dst]; coordinates: c1bar = f'(c1) * (c2bar w6^T), mbar = f'(pre2) * (mbar + c1bar W5);
+  ///   else mbar = f'(pre2) * mbar; pre1bar = f'(pre1) * (mbar W2).
+  KOKKOS_INLINE_FUNCTION void cotangents(long slot, long e1, long i0, long n) const {
+    const long H = width(), F = in_width();
     const bool masked = a.k1.extent(0) > 0;  // ReLU masks in place of pre1, pre2, c1 (no parameter gradient)
     // run(post) with the epilogue xb *= f'(rows [i0, i0 + n) of pre), read from mask k when masked
-    auto with_act_backward = [&](const EGNNMask<M>& k, const CMat<S, M>& pre, long i0, long n, const Mat<S, M>& xb,
-                                 long c, const auto& run) {
+    auto with_act_backward = [&](const EGNNMask<M>& k, const CMat<S, M>& pre, const Mat<S, M>& xb, long c,
+                                 const auto& run) {
       if (masked)
         run(MaskBackwardRowsPost<S, M>{k, i0, xb, c});
       else
         run(ActBackwardRowsPost<AF, S, M>{rows_of(pre, i0, n), xb, c});
     };
-    S* b2acc = sc.data();
-    S* b5acc = b2acc + H;
-    S* racc = b5acc + H;
-    S* w6acc = racc + F;
-    ChunkParams<S> gW2{av.data(), a.W2.b_off >= 0 ? b2acc : nullptr, int(F), int(H)};
-    ChunkParams<S> gW5{av.data() + ChunkParams<S>::av_size(int(F), int(H)), a.coord0.b_off >= 0 ? b5acc : nullptr,
-                       int(H), int(H)};
-    if (grads) {
-      gW2.start();
-      if (coord) gW5.start();
-      for (long f = 0; f < F; ++f) racc[f] = S(0);
-      for (long c = 0; c < H; ++c) w6acc[c] = S(0);
+    const Mat<S, M> mbv(part_chunk(mb, slot, CH), n, H), c1bv(part_chunk(c1b, slot, CH), n, H), p1bv(part_chunk(p1b, slot, CH), n, F);
+    // the next chunk's rows of the forward caches on their way to the cache while this one is
+    // computed (streamed from memory once each: without it the activation epilogues wait on them)
+    if (i0 + CH < e1) {
+      const long nn = e1 - i0 - CH < CH ? e1 - i0 - CH : CH;
+      prefetch_rows(a.pre1, i0 + CH, nn);
+      prefetch_rows(a.pre2, i0 + CH, nn);
+      if (coord()) {
+        prefetch_rows(a.c1, i0 + CH, nn);
+        prefetch_rows(a.c2bar, i0 + CH, nn);
+      }
     }
-    for (long i = n0; i < n1; ++i)
-      for (long f = 0; f < F; ++f) a.Abar(i, f) = S(0);
-    if (parts == 1)  // every sender's edges are this part's (several: zeroed at a sender's first edge)
-      for (long i = n0; i < n1; ++i)
-        for (long f = 0; f < F; ++f) a.Bbar(i, f) = S(0);
+    for (long r = 0; r < n; ++r) {
+      const S* ar = &a.aggbar(a.dst(i0 + r), 0);
+      for (long f = 0; f < H; ++f) mbv(r, f) = ar[f];
+    }
+    if (coord()) {
+      with_act_backward(a.k3, a.c1, c1bv, H, [&](const auto& post) {
+        rows_product_here<S>(&a.c2bar(i0, 0), long(a.c2bar.stride(0)), 1, a.p.data() + a.coord2.w_off,
+                             a.coord2.stride(), int(H), c1bv.data(), H, n, AccumulateInit<S, M>{c1bv, false}, post);
+      });
+      with_act_backward(a.k2, a.pre2, mbv, H, [&](const auto& post) {
+        rows_product_here<S>(c1bv.data(), H, a.coord0.out, a.p.data() + a.coord0.w_off, a.coord0.stride(),
+                             a.coord0.in, mbv.data(), H, n, AccumulateInit<S, M>{mbv, true}, post);
+      });
+    } else {
+      with_act_backward(a.k2, a.pre2, mbv, H, [&](const auto& post) { post(0, n); });
+    }
+    with_act_backward(a.k1, a.pre1, p1bv, F, [&](const auto& post) {
+      rows_product_here<S>(mbv.data(), H, a.W2.out, a.p.data() + a.W2.w_off, a.W2.stride(), a.W2.in, p1bv.data(), F,
+                           n, AccumulateInit<S, M>{p1bv, false}, post);
+    });
+  }
+
+  /// Stage 2 of the chunk [i0, i0 + n) of the part [e0, e1), from stage 1's pre1bar in chunk slot
+  /// `slot`: egnn_edge_pre_backward's qbar, the receiver and sender sums.
+  KOKKOS_INLINE_FUNCTION void node_sums(long slot, long e0, long e1, long i0, long n) const {
+    const long F = in_width();
+    const Mat<S, M> p1bv(part_chunk(p1b, slot, CH), n, F);
     EGNNRadialColumn<T> col;
     for (long f = 0; f < F; ++f) col.w[f] = a.p(a.w_off + f * a.w_ld);
+    // qbar of QR rows side by side: a row's sum is a chain of F dependent additions (f ascending),
+    // QR of them interleave
+    constexpr long QR = 8;
+    for (long r0 = 0; r0 < n; r0 += QR) {
+      const long nr = n - r0 < QR ? n - r0 : QR;
+      S acc[QR];
+      for (long j = 0; j < QR; ++j) acc[j] = S(0);
+      if (nr == QR) {
+        for (long f = 0; f < F; ++f)
+          for (long j = 0; j < QR; ++j) acc[j] += p1bv(r0 + j, f) * col.w[f];
+      } else {
+        for (long f = 0; f < F; ++f)
+          for (long j = 0; j < nr; ++j) acc[j] += p1bv(r0 + j, f) * col.w[f];
+      }
+      for (long j = 0; j < nr; ++j) a.qbar(i0 + r0 + j) = acc[j];
+    }
+    for (long r = 0; r < n; ++r) {
+      const S* pr = &p1bv(r, 0);
+      S* ar = &a.Abar(a.dst(i0 + r), 0);
+      for (long f = 0; f < F; ++f) ar[f] += pr[f];
+      // the sender's sum here when its edges (ascending in send_perm) are all in [e0, e1)
+      const long sj = a.src(i0 + r);
+      const long first = long(a.send_perm(a.send_ptr(sj))), last = long(a.send_perm(a.send_ptr(sj + 1) - 1));
+      if (parts == 1 || (first >= e0 && last < e1)) {
+        S* br = &a.Bbar(sj, 0);
+        if (parts > 1 && first == i0 + r)
+          for (long f = 0; f < F; ++f) br[f] = S(0);
+        for (long f = 0; f < F; ++f) br[f] += pr[f];
+      } else {
+        S* cr = &cross(i0 + r, 0);
+        for (long f = 0; f < F; ++f) cr[f] = pr[f];
+      }
+    }
+  }
+
+  /// Stage 2 with a parameter gradient, of the chunk [i0, i0 + n): its terms of the parameter sums,
+  /// from the forward caches and stage 1's cotangents in chunk slot `slot` (coord2: a5, c2bar;
+  /// coord0: m, c1bar; W2: a1, mbar; the radial column: pre1bar, q), each sum over the rows in
+  /// ascending order.
+  KOKKOS_INLINE_FUNCTION void params(long slot, long e1, long i0, long n) const {
+    const long H = width(), F = in_width();
+    if (i0 + CH < e1) {
+      const long nn = e1 - i0 - CH < CH ? e1 - i0 - CH : CH;
+      prefetch_rows(a.a1, i0 + CH, nn);
+      if (coord()) {
+        prefetch_rows(a.m, i0 + CH, nn);
+        prefetch_rows(a.a5, i0 + CH, nn);
+      }
+    }
+    if (coord()) {
+      S* w6acc = coord2_sums();
+      for (long r = 0; r < n; ++r) {
+        const S y = a.c2bar(i0 + r, 0);
+        const S* xr = &a.a5(i0 + r, 0);
+        for (long c = 0; c < H; ++c) w6acc[c] += y * xr[c];
+      }
+      sums_W5().add(&a.m(i0, 0), long(a.m.stride(0)), part_chunk(c1b, slot, CH), H, n);
+    }
+    sums_W2().add(&a.a1(i0, 0), long(a.a1.stride(0)), part_chunk(mb, slot, CH), H, n);
+    S* racc = radial_sums();
+    const S* p1 = part_chunk(p1b, slot, CH);
+    for (long r = 0; r < n; ++r) {
+      const S qe = a.q(i0 + r);
+      for (long f = 0; f < F; ++f) racc[f] += p1[r * F + f] * qe;
+    }
+  }
+
+  /// One part, the two stages of each chunk in turn, in the part's own chunk slot.
+  KOKKOS_INLINE_FUNCTION void operator()(const long part) const {
+    long e0 = 0, e1 = 0;
+    start_nodes(part, e0, e1);
+    if (grads()) start_params();
     for (long i0 = e0; i0 < e1; i0 += CH) {
       const long n = e1 - i0 < CH ? e1 - i0 : CH;
-      const Mat<S, M> mbv(part_chunk(mb, part), n, H), c1bv(part_chunk(c1b, part), n, H), p1bv(part_chunk(p1b, part), n, F);
-      // the next chunk's rows of the forward caches on their way to the cache while this one is
-      // computed (streamed from memory once each: without it the activation epilogues wait on them)
-      if (i0 + CH < e1) {
-        const long nn = e1 - i0 - CH < CH ? e1 - i0 - CH : CH;
-        prefetch_rows(a.pre1, i0 + CH, nn);
-        prefetch_rows(a.pre2, i0 + CH, nn);
-        if (coord) {
-          prefetch_rows(a.c1, i0 + CH, nn);
-          prefetch_rows(a.c2bar, i0 + CH, nn);
-        }
-        if (grads) {
-          prefetch_rows(a.a1, i0 + CH, nn);
-          if (coord) {
-            prefetch_rows(a.m, i0 + CH, nn);
-            prefetch_rows(a.a5, i0 + CH, nn);
-          }
-        }
-      }
-      // mbar = aggbar[dst]
-      for (long r = 0; r < n; ++r) {
-        const S* ar = &a.aggbar(a.dst(i0 + r), 0);
-        for (long f = 0; f < H; ++f) mbv(r, f) = ar[f];
-      }
-      if (coord) {
-        // c1bar = f'(c1) * (c2bar w6^T); gradients of coord2 (a5, c2bar) and coord0 (m, c1bar);
-        // mbar = f'(pre2) * (mbar + c1bar W5)
-        with_act_backward(a.k3, a.c1, i0, n, c1bv, H, [&](const auto& post) {
-          rows_product_here<S>(&a.c2bar(i0, 0), long(a.c2bar.stride(0)), 1, a.p.data() + a.coord2.w_off,
-                               a.coord2.stride(), int(H), c1bv.data(), H, n, AccumulateInit<S, M>{c1bv, false}, post);
-        });
-        if (grads) {
-          for (long r = 0; r < n; ++r) {
-            const S y = a.c2bar(i0 + r, 0);
-            const S* xr = &a.a5(i0 + r, 0);
-            for (long c = 0; c < H; ++c) w6acc[c] += y * xr[c];
-          }
-          gW5.add(&a.m(i0, 0), long(a.m.stride(0)), c1bv.data(), H, n);
-        }
-        with_act_backward(a.k2, a.pre2, i0, n, mbv, H, [&](const auto& post) {
-          rows_product_here<S>(c1bv.data(), H, a.coord0.out, a.p.data() + a.coord0.w_off, a.coord0.stride(),
-                               a.coord0.in, mbv.data(), H, n, AccumulateInit<S, M>{mbv, true}, post);
-        });
-      } else {
-        with_act_backward(a.k2, a.pre2, i0, n, mbv, H, [&](const auto& post) { post(0, n); });
-      }
-      // gradient of W2 (a1, pre2bar); pre1bar = f'(pre1) * (pre2bar W2)
-      if (grads) gW2.add(&a.a1(i0, 0), long(a.a1.stride(0)), mbv.data(), H, n);
-      with_act_backward(a.k1, a.pre1, i0, n, p1bv, F, [&](const auto& post) {
-        rows_product_here<S>(mbv.data(), H, a.W2.out, a.p.data() + a.W2.w_off, a.W2.stride(), a.W2.in, p1bv.data(),
-                             F, n, AccumulateInit<S, M>{p1bv, false}, post);
-      });
-      // egnn_edge_pre_backward: the radial column's gradient and qbar; receiver and sender sums
-      for (long r = 0; r < n; ++r) {
-        const S* pr = &p1bv(r, 0);
-        S acc(0);
-        for (long f = 0; f < F; ++f) acc += pr[f] * col.w[f];
-        a.qbar(i0 + r) = acc;
-        if (grads) {
-          const S qe = a.q(i0 + r);
-          for (long f = 0; f < F; ++f) racc[f] += pr[f] * qe;
-        }
-        S* ar = &a.Abar(a.dst(i0 + r), 0);
-        for (long f = 0; f < F; ++f) ar[f] += pr[f];
-        // the sender's sum here when its edges (ascending in send_perm) are all in [e0, e1)
-        const long sj = a.src(i0 + r);
-        const long first = long(a.send_perm(a.send_ptr(sj))), last = long(a.send_perm(a.send_ptr(sj + 1) - 1));
-        if (parts == 1 || (first >= e0 && last < e1)) {
-          S* br = &a.Bbar(sj, 0);
-          if (parts > 1 && first == i0 + r)
-            for (long f = 0; f < F; ++f) br[f] = S(0);
-          for (long f = 0; f < F; ++f) br[f] += pr[f];
-        } else {
-          S* cr = &cross(i0 + r, 0);
-          for (long f = 0; f < F; ++f) cr[f] = pr[f];
-        }
-      }
+      cotangents(part, e1, i0, n);
+      node_sums(part, e0, e1, i0, n);
+      if (grads()) params(part, e1, i0, n);
     }
-    if (grads) {
-      gW2.finish(a.g, a.W2.w_off, a.W2.stride(), a.W2.b_off);
-      if (coord) {
-        gW5.finish(a.g, a.coord0.w_off, a.coord0.stride(), a.coord0.b_off);
-        for (long c = 0; c < H; ++c) a.g(a.coord2.w_off + c) += param_part(w6acc[c]);
-      }
-      for (long f = 0; f < F; ++f) a.g(a.w_off + f * a.w_ld) += param_part(racc[f]);
+    if (grads()) finish_params();
+  }
+
+  /// One part (parts == 1) with a parameter gradient on two threads, in steps of G =
+  /// egnn_edge_mlp_pipeline_chunks chunks: `rank` 0 runs stage 1 of step k's chunks while rank 1
+  /// runs stage 2 (node sums, parameter sums) of step k - 1's, then both wait at barrier(); chunk j
+  /// of step k has chunk slot (k % 2) G + j. Every sum is one thread's, in the order of operator()
+  /// (the same bits).
+  template <class Barrier>
+  KOKKOS_INLINE_FUNCTION void pipeline(int rank, const Barrier& barrier) const {
+    long e0 = a.row_ptr(0), e1 = a.row_ptr(long(a.row_ptr.extent(0)) - 1);
+    if (rank == 1) {
+      start_nodes(0, e0, e1);
+      start_params();
     }
+    constexpr long G = egnn_edge_mlp_pipeline_chunks;
+    const long nc = (e1 - e0 + CH - 1) / CH, ns = (nc + G - 1) / G;
+    for (long k = 0; k <= ns; ++k) {
+      for (long j = 0; j < G; ++j) {
+        if (rank == 0 && k < ns && k * G + j < nc) {
+          const long i0 = e0 + (k * G + j) * CH;
+          cotangents((k % 2) * G + j, e1, i0, e1 - i0 < CH ? e1 - i0 : CH);
+        }
+        if (rank == 1 && k > 0 && (k - 1) * G + j < nc) {
+          const long i0 = e0 + ((k - 1) * G + j) * CH;
+          const long n = e1 - i0 < CH ? e1 - i0 : CH;
+          node_sums(((k - 1) % 2) * G + j, e0, e1, i0, n);
+          params(((k - 1) % 2) * G + j, e1, i0, n);
+        }
+      }
+      barrier();
+    }
+    if (rank == 1) finish_params();
   }
 };
 /// After a fused backward of several parts, the sender sums it left: for each sender whose edges
@@ -566,8 +681,9 @@ long egnn_edge_mlp_scratch_reals(int H, int F) {
 ///   receivers and senders
 /// as that sequence of ops, bitwise. When egnn_edge_mlp_backward_fuses (param_grad: a.g is given):
 /// one pass over the edges in `parts` parts of whole receivers (egnn_edge_mlp_parts; one with a
-/// parameter gradient), each in chunks of egnn_edge_mlp_chunk_rows, every cotangent in chunk-sized
-/// buffers (mbar, c1bar, pre1bar: egnn_edge_mlp_chunk_buffer_rows; sc, av: the scratch sizes above;
+/// parameter gradient, dual ones on two threads a pipeline: egnn_edge_mlp_pipelined), each in chunks of
+/// egnn_edge_mlp_chunk_rows, every cotangent in chunk-sized buffers (mbar, c1bar, pre1bar:
+/// egnn_edge_mlp_backward_buffer_rows; sc, av: the scratch sizes above;
 /// several parts: cross, egnn_edge_mlp_cross_rows, for the senders with edges in more than one, whose
 /// sums follow the pass) and every sum in the sequence's order (send_perm lists each sender's edges
 /// in ascending order, as Batch's); else mbar, c1bar, pre1bar hold E rows. mbar, c1bar, pre1bar,
@@ -582,18 +698,27 @@ void egnn_edge_mlp_backward(const Exec& exec, const EGNNEdgeMLPBackward<S, T, me
   const bool coord = a.c2bar.extent(0) > 0;
   const bool param_grad = a.g.extent(0) > 0;
   if constexpr (detail::host_rows_on_host<Mode, Exec>) {
-    if (egnn_edge_mlp_backward_fuses<Exec, Mode>(exec, H, F, param_grad)) {
+    if (egnn_edge_mlp_backward_fuses<Exec, S, Mode>(exec, H, F, param_grad)) {
       const long E = long(a.q.extent(0));
       if (parts < 1 || (parts > 1 && param_grad))
         throw std::logic_error("egnn_edge_mlp_backward: parts must be 1 with a parameter gradient, else >= 1");
-      const long rows = egnn_edge_mlp_chunk_buffer_rows(parts);
+      const long rows = egnn_edge_mlp_backward_buffer_rows<Exec, S>(exec, param_grad, parts);
       if (long(mbar.extent(0)) < rows || (coord && long(c1bar.extent(0)) < rows) || long(pre1bar.extent(0)) < rows ||
           long(cross.extent(0)) < egnn_edge_mlp_cross_rows(parts, E))
-        throw std::logic_error("egnn_edge_mlp_backward: buffers smaller than the fused pass of these parts needs");
+        throw std::logic_error("egnn_edge_mlp_backward: buffers smaller than the fused pass of these parts needs "
+                               "(egnn_edge_mlp_backward_buffer_rows, egnn_edge_mlp_cross_rows)");
       detail::with_activation(act, [&](auto tag) {
-        Kokkos::parallel_for("hydragnn::EGNNConv::edge_mlp_backward", Kokkos::RangePolicy<Exec>(exec, 0, parts),
-                             detail::EGNNEdgeMLPBackwardFused<decltype(tag)::value, S, T, mem_t<Exec>>{
-                                 a, mbar, c1bar, pre1bar, sc, av, parts, cross});
+        using Fused = detail::EGNNEdgeMLPBackwardFused<decltype(tag)::value, S, T, mem_t<Exec>>;
+        const Fused f{a, mbar, c1bar, pre1bar, sc, av, parts, cross};
+        if (egnn_edge_mlp_pipelined<Exec, S>(exec, param_grad)) {
+          using member = typename Kokkos::TeamPolicy<Exec>::member_type;
+          Kokkos::parallel_for("hydragnn::EGNNConv::edge_mlp_backward", Kokkos::TeamPolicy<Exec>(exec, 1, 2),
+                               KOKKOS_LAMBDA(const member& t) {
+                                 f.pipeline(t.team_rank(), [&]() { t.team_barrier(); });
+                               });
+        } else {
+          Kokkos::parallel_for("hydragnn::EGNNConv::edge_mlp_backward", Kokkos::RangePolicy<Exec>(exec, 0, parts), f);
+        }
       });
       if (parts > 1)
         Kokkos::parallel_for("hydragnn::EGNNConv::edge_mlp_backward_sender_sums",
@@ -628,7 +753,7 @@ void egnn_edge_mlp_backward(const Exec& exec, const EGNNEdgeMLPBackward<S, T, me
 /// activations: it serves a pass without a parameter gradient).
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 bool egnn_edge_forward_geometry_fuses(const Exec& exec, Activation act, int H, int F) {
-  return !scalar_traits<S>::is_dual && act == Activation::ReLU && egnn_edge_mlp_backward_fuses<Exec, Mode>(exec, H, F, false);
+  return !scalar_traits<S>::is_dual && act == Activation::ReLU && egnn_edge_mlp_backward_fuses<Exec, S, Mode>(exec, H, F, false);
 }
 
 /// The edge MLP of an E_GCL layer (no envelope, ReLU) for a pass that needs no parameter gradient
