@@ -941,7 +941,7 @@ struct EGNNEdgePreActOp : EGNNEdgePreOp {
 
 /// The edge MLP of an E_GCL layer from the per-node halves of its first layer, [agg (N x H) | c2 (E),
 /// with coordinates]:  pre1 = A[dst] + B[src] + q w,  m = f(W2 f(pre1) + b2),  agg = receiver sums of m,
-/// c2 = w6 . f(W5 m + b5);  backward by egnn_edge_mlp_backward (HostRow: the fused pass, on two threads its pipeline,
+/// c2 = w6 . f(W5 m + b5);  backward by egnn_edge_mlp_backward (HostRow: the fused pass, dual on two threads its pipeline,
 /// over edge chunks; the other modes: the op sequence). p = [3 pad | w at stride 2 | W2 | b2 | W5 | b5
 /// | w6 | 2 pad].
 struct EGNNEdgeMLPOp {
