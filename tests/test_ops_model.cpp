@@ -1610,6 +1610,9 @@ TEST_CASE("ops model: EGNN edge ops (egnn.hpp)", "[ops][model]") {
   const Graph big = build_graph(37, {0, 23, 23, 52}, {0, 30}, {5, 40});
   CHECK(big.E > 3 * km::egnn_edge_mlp_chunk_rows);
   CHECK(big.E % km::egnn_edge_mlp_chunk_rows != 0);
+  // a chunk count that is not a whole number of pipeline steps: the pipeline's last step is partial
+  const long big_chunks = (big.E + km::egnn_edge_mlp_chunk_rows - 1) / km::egnn_edge_mlp_chunk_rows;
+  CHECK(big_chunks % km::egnn_edge_mlp_pipeline_chunks != 0);
   // (two threads or more: real scalars run the op sequence, dual ones the two-thread pipeline)
   CHECK(km::egnn_edge_mlp_backward_fuses<Exec, double, exec_mode::HostRow>(Exec(), 9, 9) == (Exec().concurrency() == 1));
   CHECK(km::egnn_edge_mlp_backward_fuses<Exec, Dual<double>, exec_mode::HostRow>(Exec(), 9, 9));
@@ -1624,7 +1627,7 @@ TEST_CASE("ops model: EGNN's fused geometry-only edge pass and its masked backwa
           "of the receivers as in several, and as the op sequence",
           "[ops][model]") {
   hydragnn_test::ensure_kokkos();
-  // more than three chunks of 32 edges, receivers without edges (0, 30; isolated 5, 40): parts of
+  // more than three chunks of 30 edges, receivers without edges (0, 30; isolated 5, 40): parts of
   // whole receivers, some empty when there are more parts than receivers
   const Graph big = build_graph(37, {0, 23, 23, 52}, {0, 30}, {5, 40});
   const long N = big.N, E = big.E;

@@ -50,6 +50,9 @@ KOKKOS_INLINE_FUNCTION S* part_chunk(const Mat<S, M>& x, long part, long CH = de
   return x.data() ? x.data() + part * CH * long(x.extent(1)) : nullptr;
 }
 
+/// Rows of the chunk of height CH that starts at row i0 of the rows [.., e1): CH, or the rows left.
+KOKKOS_INLINE_FUNCTION long chunk_height(long i0, long e1, long CH) { return e1 - i0 < CH ? e1 - i0 : CH; }
+
 /// Reals per scalar: 1, or 2 for a dual (primal and tangent planes).
 template <class S>
 constexpr int planes = scalar_traits<S>::is_dual ? 2 : 1;

@@ -364,7 +364,7 @@ struct EGNNEdgeForwardGeometryFused {
     S* const mp = part_chunk(mb, part, CH);
     S* const a5p = part_chunk(a5b, part, CH);  // (null: no coordinate MLP)
     for (long i0 = e0; i0 < e1; i0 += CH) {
-      const long n = e1 - i0 < CH ? e1 - i0 : CH;
+      const long n = chunk_height(i0, e1, CH);
       const Mat<S, M> a1v(a1p, n, F), mv(mp, n, H), a5v(a5p, n, H);
       // egnn_edge_pre_act (ReLU), its mask
       for (long r = 0; r < n; ++r) {
@@ -445,13 +445,19 @@ struct EGNNEdgeMLPBackwardFused {
   KOKKOS_INLINE_FUNCTION S* radial_sums() const { return sc.data() + 2 * width(); }                   // F
   KOKKOS_INLINE_FUNCTION S* coord2_sums() const { return sc.data() + 2 * width() + in_width(); }      // H
 
-  /// Part `part`'s edges [e0, e1) and receivers [n0, n1); zeroes its receiver sums (and, one part,
-  /// every sender sum: several zero a sender's row at its first edge).
-  KOKKOS_INLINE_FUNCTION void start_nodes(long part, long& e0, long& e1) const {
-    const long F = in_width();
-    const long n0 = receiver_part_first(a.row_ptr, parts, part), n1 = receiver_part_first(a.row_ptr, parts, part + 1);
+  /// Part `part`'s receivers [n0, n1) and edges [e0, e1).
+  KOKKOS_INLINE_FUNCTION void part_range(long part, long& n0, long& n1, long& e0, long& e1) const {
+    n0 = receiver_part_first(a.row_ptr, parts, part);
+    n1 = receiver_part_first(a.row_ptr, parts, part + 1);
     e0 = a.row_ptr(n0);
     e1 = a.row_ptr(n1);
+  }
+  /// Part `part`'s edges [e0, e1); zeroes its receiver sums (and, one part, every sender sum:
+  /// several zero a sender's row at its first edge).
+  KOKKOS_INLINE_FUNCTION void start_nodes(long part, long& e0, long& e1) const {
+    const long F = in_width();
+    long n0 = 0, n1 = 0;
+    part_range(part, n0, n1, e0, e1);
     for (long i = n0; i < n1; ++i)
       for (long f = 0; f < F; ++f) a.Abar(i, f) = S(0);
     if (parts == 1)
@@ -491,7 +497,7 @@ struct EGNNEdgeMLPBackwardFused {
     // the next chunk's rows of the forward caches on their way to the cache while this one is
     // computed (streamed from memory once each: without it the activation epilogues wait on them)
     if (i0 + CH < e1) {
-      const long nn = e1 - i0 - CH < CH ? e1 - i0 - CH : CH;
+      const long nn = chunk_height(i0 + CH, e1, CH);
       prefetch_rows(a.pre1, i0 + CH, nn);
       prefetch_rows(a.pre2, i0 + CH, nn);
       if (coord()) {
@@ -570,7 +576,7 @@ struct EGNNEdgeMLPBackwardFused {
   KOKKOS_INLINE_FUNCTION void params(long slot, long e1, long i0, long n) const {
     const long H = width(), F = in_width();
     if (i0 + CH < e1) {
-      const long nn = e1 - i0 - CH < CH ? e1 - i0 - CH : CH;
+      const long nn = chunk_height(i0 + CH, e1, CH);
       prefetch_rows(a.a1, i0 + CH, nn);
       if (coord()) {
         prefetch_rows(a.m, i0 + CH, nn);
@@ -601,7 +607,7 @@ struct EGNNEdgeMLPBackwardFused {
     start_nodes(part, e0, e1);
     if (grads()) start_params();
     for (long i0 = e0; i0 < e1; i0 += CH) {
-      const long n = e1 - i0 < CH ? e1 - i0 : CH;
+      const long n = chunk_height(i0, e1, CH);
       cotangents(part, e1, i0, n);
       node_sums(part, e0, e1, i0, n);
       if (grads()) params(part, e1, i0, n);
@@ -616,10 +622,13 @@ struct EGNNEdgeMLPBackwardFused {
   /// (the same bits).
   template <class Barrier>
   KOKKOS_INLINE_FUNCTION void pipeline(int rank, const Barrier& barrier) const {
-    long e0 = a.row_ptr(0), e1 = a.row_ptr(long(a.row_ptr.extent(0)) - 1);
+    long e0 = 0, e1 = 0;
     if (rank == 1) {
       start_nodes(0, e0, e1);
       start_params();
+    } else {
+      long n0 = 0, n1 = 0;
+      part_range(0, n0, n1, e0, e1);
     }
     constexpr long G = egnn_edge_mlp_pipeline_chunks;
     const long nc = (e1 - e0 + CH - 1) / CH, ns = (nc + G - 1) / G;
@@ -627,11 +636,11 @@ struct EGNNEdgeMLPBackwardFused {
       for (long j = 0; j < G; ++j) {
         if (rank == 0 && k < ns && k * G + j < nc) {
           const long i0 = e0 + (k * G + j) * CH;
-          cotangents((k % 2) * G + j, e1, i0, e1 - i0 < CH ? e1 - i0 : CH);
+          cotangents((k % 2) * G + j, e1, i0, chunk_height(i0, e1, CH));
         }
         if (rank == 1 && k > 0 && (k - 1) * G + j < nc) {
           const long i0 = e0 + ((k - 1) * G + j) * CH;
-          const long n = e1 - i0 < CH ? e1 - i0 : CH;
+          const long n = chunk_height(i0, e1, CH);
           node_sums(((k - 1) % 2) * G + j, e0, e1, i0, n);
           params(((k - 1) % 2) * G + j, e1, i0, n);
         }

@@ -515,7 +515,7 @@ struct BasisGate {
     basis_gate_part_rows(E, parts, part, e0, e1);
     S* const q = part_chunk(qb, part);
     for (long i0 = e0; i0 < e1; i0 += CH) {
-      const long n = e1 - i0 < CH ? e1 - i0 : CH;
+      const long n = chunk_height(i0, e1, CH);
       basis_chunk(rbf, p, pt, sh, i0, n, q);  // Q rows, then the products
       for (long r = 0; r < n; ++r)
         for (long k = 0; k * F < C; ++k) product_row(&P(i0 + r, k * F), q + r * C + k * F, &Y[k](i0 + r, 0), F);
@@ -544,7 +544,7 @@ struct BasisGateBackward {
     basis_gate_part_rows(E, parts, part, e0, e1);
     S* const q = part_chunk(qb, part);
     for (long i0 = e0; i0 < e1; i0 += CH) {
-      const long n = e1 - i0 < CH ? e1 - i0 : CH;
+      const long n = chunk_height(i0, e1, CH);
       basis_chunk(rbf, p, pt, sh, i0, n, q);
       for (long r = 0; r < n; ++r) {
         const long e = i0 + r;
