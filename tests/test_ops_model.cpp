@@ -467,8 +467,8 @@ struct CFConvFilterOp {
     for (long k = 0; k < P(); ++k) v[k] = 0.6 * std::cos(0.9 * double(k) + 0.3);
     return v;
   }
-  Weights<double, M> weights() const {
-    const Vec<double, M> pv = vec(p());
+  Weights<double, M> weights() const { return weights_of(vec(p())); }
+  Weights<double, M> weights_of(const Vec<double, M>& pv) const {
     Vec<double, M> pt("pt", P());
     Kokkos::View<long* [3], M> shapes("shapes", 2);
     shapes(0, 0) = o0(), shapes(0, 1) = K, shapes(0, 2) = F;
@@ -479,8 +479,8 @@ struct CFConvFilterOp {
   Args<double> inputs(Rng& rng) const {
     return {randn(rng, std::size_t(g.N) * F), randn(rng, std::size_t(U()) * K), randn(rng, U())};
   }
-  Arr<double> ref(const Args<double>& x) const {
-    const Arr<double> pv = p();
+  Arr<double> ref(const Args<double>& x) const { return ref_with(x, p()); }
+  Arr<double> ref_with(const Args<double>& x, const Arr<double>& pv) const {
     Arr<double> y(std::size_t(g.N) * F, 0.0);
     for (int e = 0; e < g.E; ++e) {
       const int u = row(e);
@@ -536,6 +536,84 @@ struct CFConvFilterOp {
                                                                aggbar, w.p, l0(), l1(), Activation::ShiftedSoftplus, pre0,
                                                                Cb, Bb, Wb, zb, Bt, pv());
     return {flat(xb), flat(Bb), flat(Cb)};
+  }
+};
+
+/// The same layer in training: the filter's parameters an input (p, real), the backward by
+/// cfconv_filter_backward_params (HostRow on one thread: one pass over chunks of rows, the weight
+/// sums of W0, b0, W1, b1 and, with `geometry`, Bbar and Cbar in it; the other modes and more threads:
+/// the op sequence). Without `geometry` the pass computes neither, and Bbar, Cbar come from
+/// cfconv_filter_geometry_backward.
+struct CFConvFilterParamsOp {
+  CFConvFilterOp f;
+  bool geometry;
+  const char* name;
+  int fd_samples = 24;
+  std::vector<bool> real_inputs() const { return {false, false, false, true}; }
+  Args<double> inputs(Rng& rng) const {
+    Args<double> x = f.inputs(rng);
+    x.push_back(randn(rng, f.P(), 0.4));
+    return x;
+  }
+  Arr<double> ref(const Args<double>& x) const { return f.ref_with(x, x[3]); }
+  template <class S, class Mode>
+  void forward(const Args<S>& x, const Weights<double, M>& w, Mat<S, M> pre0, Mat<S, M> a0, Mat<S, M> W,
+               Mat<S, M> agg) const {
+    // HostRow's filter in chunks keeping the activations where it runs (real scalars), the ops otherwise
+    if (km::cfconv_filter_forward_geometry_fuses<Exec, S, double, Mode>(w, f.l0(), f.l1(), f.F, f.K)) {
+      km::cfconv_filter_forward_geometry<Exec, S, double, Mode>(Exec(), mat(x[1], f.U(), f.K), mat(x[0], f.g.N, f.F),
+                                                                vec(x[2]), f.g.d_row_ptr, f.g.d_src, w, f.l0(), f.l1(),
+                                                                Activation::ShiftedSoftplus, pre0, W, agg, f.pv(), a0);
+      return;
+    }
+    km::linear_forward_act<Exec, S, double, Mode>(Exec(), mat(x[1], f.U(), f.K), w, f.l0(), Activation::ShiftedSoftplus,
+                                                  pre0, a0);
+    km::linear_forward<Exec, S, double, Mode>(Exec(), a0, w, f.l1(), W);
+    km::cfconv_forward<Exec, S, Mode>(Exec(), mat(x[0], f.g.N, f.F), W, vec(x[2]), f.g.d_row_ptr, f.g.d_src, agg, f.pv());
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    const int U = f.U(), F = f.F;
+    Mat<S, M> pre0("pre0", U, F), a0("a0", U, F), W("W", U, F), agg("agg", f.g.N, F);
+    forward<S, Mode>(x, f.weights_of(params(x[3])), pre0, a0, W, agg);
+    return flat(agg);
+  }
+  template <class S, class Mode>
+  void grads(const Args<S>& x, const Arr<S>& yb, Mat<S, M> xb, Mat<S, M> Bb, Vec<S, M> Cb, Vec<double, M> gp) const {
+    const int U = f.U(), F = f.F, K = f.K;
+    const auto w = f.weights_of(params(x[3]));
+    Mat<S, M> pre0("pre0", U, F), a0("a0", U, F), W("W", U, F), agg("agg", f.g.N, F);
+    forward<S, Mode>(x, w, pre0, a0, W, agg);
+    const auto aggbar = mat(yb, f.g.N, F);
+    Mat<S, M> Wb("Wb", U, F), zb("zb", U, F), Bt("Bt", U, K);
+    Vec<double, M> av("av", km::cfconv_filter_params_scratch_reals<S>(F, K));
+    Vec<S, M> sc("sc", km::cfconv_filter_params_scratch_scalars(F, K));
+    km::cfconv_backward_nodes<Exec, S, Mode>(Exec(), W, vec(x[2]), f.g.d_dst, f.g.d_send_perm, f.g.d_send_ptr, aggbar, xb,
+                                             f.pv());
+    km::cfconv_filter_backward_params<Exec, S, double, Mode>(
+        Exec(), mat(x[0], f.g.N, F), W, vec(x[2]), f.g.d_dst, f.g.d_src, aggbar, w.p, f.l0(), f.l1(),
+        Activation::ShiftedSoftplus, mat(x[1], U, K), a0, pre0, gp, geometry ? Cb : Vec<S, M>(),
+        geometry ? Bb : Mat<S, M>(), av, sc, Wb, zb, Bt, f.pv());
+    if (!geometry)
+      km::cfconv_filter_geometry_backward<Exec, S, double, Mode>(Exec(), mat(x[0], f.g.N, F), W, vec(x[2]), f.g.d_dst,
+                                                                 f.g.d_src, aggbar, w.p, f.l0(), f.l1(),
+                                                                 Activation::ShiftedSoftplus, pre0, Cb, Bb, Wb, zb, Bt,
+                                                                 f.pv());
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    const int U = f.U(), F = f.F, K = f.K, N = f.g.N;
+    Mat<S, M> xb("xb", N, F), Bb("Bb", U, K);
+    Vec<S, M> Cb("Cb", U);
+    Vec<double, M> gp("g", f.P());
+    grads<S, Mode>(x, yb, xb, Bb, Cb, gp);
+    return {flat(xb), flat(Bb), flat(Cb), param_cotangent<S>(gp, [&] {
+              Mat<double, M> xb0("xb0", N, F), Bb0("Bb0", U, K);
+              Vec<double, M> Cb0("Cb0", U), g0("g0", f.P());
+              grads<double, Mode>(Args<double>{primal(x[0]), primal(x[1]), primal(x[2]), primal(x[3])}, primal(yb), xb0,
+                                  Bb0, Cb0, g0);
+              return g0;
+            })};
   }
 };
 
@@ -1533,6 +1611,19 @@ TEST_CASE("ops model: cfconv (cfconv.hpp)", "[ops][model]") {
   REQUIRE(pairs.U() < g.E);
   check_op(CFConvFilterOp{g, 9, 7, "cfconv filter and geometric backward, rows per pair of edges", 24, &pairs}, 133);
   check_op(CFConvFilterOp{g, 40, 12, "cfconv filter, rows per pair of edges, wider than a register tile", 24, &pairs}, 134);
+  // training: the filter's parameter gradient in the same pass (HostRow, one thread), with and
+  // without the geometric gradient; rows in more than two chunks, the last one partial
+  CHECK(km::cfconv_filter_params_fuses<Exec, HostRow>(Exec(), 9, 7) == (Exec().concurrency() == 1));
+  const Graph big = build_graph(37, {0, 23, 23, 52}, {0, 30}, {5, 40});
+  const TestPairs big_pairs = make_test_pairs(big.E);
+  CHECK(big.E > 2 * km::detail::cfconv_filter_chunk_rows);
+  CHECK(big.E % km::detail::cfconv_filter_chunk_rows != 0);
+  CHECK(big_pairs.U() > km::detail::cfconv_filter_chunk_rows);
+  check_op(CFConvFilterParamsOp{CFConvFilterOp{big, 9, 7, ""}, false, "cfconv_filter_backward_params, no geometry"}, 135);
+  check_op(CFConvFilterParamsOp{CFConvFilterOp{big, 9, 7, ""}, true, "cfconv_filter_backward_params with Bbar, Cbar"}, 136);
+  check_op(CFConvFilterParamsOp{CFConvFilterOp{big, 40, 12, "", 24, &big_pairs}, true,
+                                "cfconv_filter_backward_params, rows per pair of edges, wider than a register tile"},
+           137);
 }
 
 TEST_CASE("ops model: edge lengths, radial bases and envelopes (radial.hpp)", "[ops][model]") {

@@ -163,20 +163,24 @@ struct SchNetConv {
     c.x1 = ws.template mat<S>(lbl + ".x1", l, N, F);
     kernels::linear_forward<Exec, S, T>(exec, in.h, w, L.lin1, c.x1);
     c.agg = ws.template mat<S>(lbl + ".agg", l, N, F);
-    c.filter_fused = c.geometry_only && filter_geometry_fuses<Exec>(L) &&
-                     kernels::cfconv_filter_forward_geometry_fuses<Exec, S, T>(w, L.filter.layers[0], L.filter.layers[1], F, K);
-    if (c.filter_fused) {
-      // no parameter gradient to come: the filter in chunks of rows, its activations never stored
-      // (the geometric backward reads pre0 and W only), then the aggregate; MLP::forward's slots
+    const bool filter_chunks =
+        filter_geometry_fuses<Exec>(L) &&
+        kernels::cfconv_filter_forward_geometry_fuses<Exec, S, T>(w, L.filter.layers[0], L.filter.layers[1], F, K);
+    c.filter_fused = c.geometry_only && filter_chunks;
+    if (filter_chunks) {
+      // the filter in chunks of rows (each chunk's activations read from cache by the second
+      // product), then the aggregate; MLP::forward's slots. No parameter gradient to come: the
+      // activations are never stored (the geometric backward reads pre0 and W only)
       const long U = rows_of(b);
       auto pre0 = ws.template mat<S>(L.filter.label + ".pre", l * 64, U, F);
       c.W = ws.template mat<S>(L.filter.label + ".pre", l * 64 + 1, U, F);
-      c.filter.input = {ec.B, Mat<S, mem_t<Exec>>()};
+      const auto a = c.filter_fused ? Mat<S, mem_t<Exec>>() : ws.template mat<S>(L.filter.label + ".act", l * 64, U, F);
+      c.filter.input = {ec.B, a};
       c.filter.pre = {pre0, c.W};
       c.filter.out = c.W;
       kernels::cfconv_filter_forward_geometry<Exec, S, T>(exec, ec.B, c.x1, ec.C, b.row_ptr, b.src, w, L.filter.layers[0],
                                                           L.filter.layers[1], L.filter.act_of(0), pre0, c.W, c.agg,
-                                                          pairs_of(b));
+                                                          pairs_of(b), a);
     } else {
       c.W = L.filter.forward<Exec, S, T>(exec, w, ec.B, c.filter, ws, l);
       kernels::cfconv_forward<Exec, S>(exec, c.x1, c.W, ec.C, b.row_ptr, b.src, c.agg, pairs_of(b));
@@ -217,6 +221,28 @@ struct SchNetConv {
                                                            L.filter.layers[0], L.filter.layers[1], L.filter.act_of(0),
                                                            c.filter.pre[0], eg.Cbar, eg.Bbar, Mat<S, mem_t<Exec>>(),
                                                            Mat<S, mem_t<Exec>>(), Mat<S, mem_t<Exec>>(), pairs);
+    } else if (want_params && filter_geometry_fuses<Exec>(L) &&
+               kernels::cfconv_filter_params_fuses<Exec>(exec, F, K)) {
+      // training on one thread: the edge half of cfconv_backward and the filter's backward (its
+      // parameter gradient, and with forces its input gradient) in one pass over chunks of rows
+      // (Wbar and the filter's cotangents never stored); the ops where the rows are not contiguous
+      kernels::cfconv_backward_nodes<Exec, S>(exec, c.W, ec.C, b.dst, b.send_perm, b.send_ptr, aggbar, x1bar, pairs);
+      auto av = ws.template vec<real_t<S>>(lbl + ".filter_param_sums", 0, kernels::cfconv_filter_params_scratch_reals<S>(F, K));
+      auto sc = ws.template vec<S>(lbl + ".filter_chunks", 0, kernels::cfconv_filter_params_scratch_scalars(F, K));
+      const bool rows_contiguous = long(c.filter.input[0].stride(0)) == K && long(c.filter.input[1].stride(0)) == F &&
+                                   long(c.filter.pre[0].stride(0)) == F && long(c.W.stride(0)) == F &&
+                                   (!want_geometry || long(eg.Bbar.stride(0)) == K);
+      Mat<S, mem_t<Exec>> Wbar, zbar, Bbar;
+      if (!rows_contiguous) {
+        Wbar = ws.template mat<S>(lbl + ".W_bar", 0, U, F);
+        zbar = ws.template mat<S>(L.filter.label + ".pre_bar", l * 64, U, F);
+        if (want_geometry) Bbar = ws.template mat<S>(L.filter.label + ".in_bar", l * 64, U, K);
+      }
+      kernels::cfconv_filter_backward_params<Exec, S, T>(exec, c.x1, c.W, ec.C, b.dst, b.src, aggbar, w.p, L.filter.layers[0],
+                                                         L.filter.layers[1], L.filter.act_of(0), c.filter.input[0],
+                                                         c.filter.input[1], c.filter.pre[0], g, eg.Cbar,
+                                                         want_geometry ? eg.Bbar : Mat<S, mem_t<Exec>>(), av, sc, Wbar,
+                                                         zbar, Bbar, pairs);
     } else {
       auto Wbar = ws.template mat<S>(lbl + ".W_bar", 0, U, F);
       kernels::cfconv_backward<Exec, S>(exec, c.x1, c.W, ec.C, b.dst, b.src, b.send_perm, b.send_ptr, aggbar, x1bar, Wbar,

@@ -260,6 +260,147 @@ void cfconv_filter_geometry_backward(const Exec& exec, const CMat<S, mem_t<Exec>
 }
 
 namespace detail {
+/// Rows per chunk of cfconv_filter_backward_params (whole register tiles of 6 real or 3 dual rows).
+constexpr long cfconv_filter_chunk_rows = 30;
+
+/// HostRow body of cfconv_filter_backward_params: one thread, the rows in chunks of CH, each chunk's
+/// Wbar and zbar (and zbar W0) in the buffers of sc, the weight sums in av (ChunkParams: the tiles
+/// and order of linear_backward_params).
+template <Activation AF, class S, class T, class M>
+struct CFConvFilterParamsChunks {
+  CMat<S, M> x, W, aggbar, B, a, pre0;
+  CVec<S, M> C;
+  CVec<int, M> dst, src;
+  CVec<T, M> p;
+  LinearShape L0, L1;
+  Vec<real_t<S>, M> g;
+  Vec<S, M> Cbar;
+  Mat<S, M> Bacc;
+  Vec<real_t<S>, M> av;
+  Vec<S, M> sc;
+  const real_t<S>* bedge0;  ///< W0's narrow last column tile, packed (host memory; null: none)
+  EdgePairs<M> pairs;
+  KOKKOS_INLINE_FUNCTION void operator()(const long) const {
+    constexpr long CH = cfconv_filter_chunk_rows;
+    const long U = long(W.extent(0)), F = long(W.extent(1)), K = long(B.extent(1));
+    const bool geometry = Bacc.extent(0) > 0;
+    // sc: the two bias sums (F each), then the chunk's Wbar and zbar (CH x F each), zbar W0 (CH x K)
+    const ChunkParams<S> s1{av.data(), L1.b_off >= 0 ? sc.data() : nullptr, int(F), int(F)};
+    const ChunkParams<S> s0{av.data() + ChunkParams<S>::av_size(int(F), int(F)), L0.b_off >= 0 ? sc.data() + F : nullptr,
+                            int(K), int(F)};
+    S* const wb = sc.data() + 2 * F;
+    S* const zb = wb + CH * F;
+    S* const bb = zb + CH * F;
+    s1.start();
+    s0.start();
+    for (long i0 = 0; i0 < U; i0 += CH) {
+      const long n = chunk_height(i0, U, CH);
+      if (i0 + CH < U) {  // the next chunk's rows of the streamed operands towards the cache
+        const long nn = chunk_height(i0 + CH, U, CH);
+        prefetch_rows(a, i0 + CH, nn);
+        prefetch_rows(pre0, i0 + CH, nn);
+        prefetch_rows(B, i0 + CH, nn);
+        if (Cbar.extent(0) > 0) prefetch_rows(W, i0 + CH, nn);
+      }
+      const Mat<S, M> zbv(zb, n, F), bbv(bb, n, K);
+      // cfconv_backward_edges: the chunk's Wbar rows (and Cbar)
+      if (Cbar.extent(0) > 0) {
+        for (long r = 0; r < n; ++r)
+          Cbar(i0 + r) += cfconv_edge_backward<true>(x, W, C, dst, src, aggbar, pairs, i0 + r, wb + r * F);
+      } else {
+        for (long r = 0; r < n; ++r) cfconv_edge_backward<false>(x, W, C, dst, src, aggbar, pairs, i0 + r, wb + r * F);
+      }
+      // W1's gradient (inputs a = f(pre0)), zbar = f'(pre0) * (Wbar W1), W0's gradient (inputs B)
+      s1.add(&a(i0, 0), F, wb, F, n);
+      rows_product_here<S>(wb, F, L1.out, p.data() + L1.w_off, L1.stride(), L1.in, zb, F, n, AccumulateInit<S, M>{zbv, false},
+                           ActBackwardRowsPost<AF, S, M>{CMat<S, M>(&pre0(i0, 0), n, F), zbv, F});
+      s0.add(&B(i0, 0), K, zb, F, n);
+      // the filter's input gradient: Bacc += zbar W0
+      if (geometry)
+        rows_product_here<S>(zb, F, L0.out, p.data() + L0.w_off, L0.stride(), L0.in, bb, K, n,
+                             AccumulateInit<S, M>{bbv, false},
+                             typename CFConvFilterGeometryTiles<AF, S, T, M>::AddRows{Bacc, bbv, i0, K}, bedge0);
+    }
+    s1.finish(g, L1.w_off, L1.stride(), L1.b_off);
+    s0.finish(g, L0.w_off, L0.stride(), L0.b_off);
+  }
+};
+}  // namespace detail
+
+/// Whether cfconv_filter_backward_params runs fused: HostRow on a host space of one thread (the
+/// weight sums run over all rows in one order), widths within a register row.
+template <class Exec, class Mode = default_mode_t<Exec>>
+bool cfconv_filter_params_fuses(const Exec& exec, int F, int K) {
+  return cfconv_filter_geometry_fuses<Exec, Mode>(F, K) && exec.concurrency() == 1;
+}
+/// Scratch of cfconv_filter_backward_params: reals (the weight sums) and scalars (bias sums, chunk
+/// buffers).
+template <class S>
+constexpr long cfconv_filter_params_scratch_reals(int F, int K) {
+  return detail::ChunkParams<S>::av_size(F, F) + detail::ChunkParams<S>::av_size(K, F);
+}
+constexpr long cfconv_filter_params_scratch_scalars(int F, int K) {
+  return 2 * long(F) + detail::cfconv_filter_chunk_rows * (2 * long(F) + K);
+}
+
+/// The backward of a CFConv layer's edge half through its two-layer filter network W = W1 f(W0 B +
+/// b0) + b1 with the filter's parameter gradient (training), rows u of W, C, B, a, pre0 per pair of
+/// edges (one per edge without pairs):
+///   Wbar(u,f) = sum_{e in u} aggbar(dst(e),f) x(src(e),f) C(u);  Cbar(u) += sum aggbar x W  (cfconv_backward_edges)
+///   g[W1, b1] += a^T Wbar, sum Wbar;  zbar = f'(pre0) * (Wbar W1);  g[W0, b0] += B^T zbar, sum zbar
+///   Bacc += zbar W0                                                     (MLP backward, add_into)
+/// with a = f(pre0) (the forward's activations), bitwise those ops (Cbar skipped when empty, Bacc
+/// when empty: no geometric gradient). When cfconv_filter_params_fuses (and the rows are contiguous):
+/// one pass over chunks of rows, Wbar, zbar and zbar W0 in the chunk buffers of sc (never stored),
+/// av and sc of the sizes above. Otherwise the ops, with Wbar, zbar, Bbar as the buffers (U rows;
+/// Bbar only with Bacc).
+template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
+void cfconv_filter_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& x, const CMat<S, mem_t<Exec>>& W,
+                                   const CVec<S, mem_t<Exec>>& C, const CVec<int, mem_t<Exec>>& dst,
+                                   const CVec<int, mem_t<Exec>>& src, const CMat<S, mem_t<Exec>>& aggbar,
+                                   const CVec<T, mem_t<Exec>>& p, const LinearShape& L0, const LinearShape& L1,
+                                   Activation act, const CMat<S, mem_t<Exec>>& B, const CMat<S, mem_t<Exec>>& a,
+                                   const CMat<S, mem_t<Exec>>& pre0, const Vec<real_t<S>, mem_t<Exec>>& g,
+                                   const Vec<S, mem_t<Exec>>& Cbar, const Mat<S, mem_t<Exec>>& Bacc,
+                                   const Vec<real_t<S>, mem_t<Exec>>& av, const Vec<S, mem_t<Exec>>& sc,
+                                   const Mat<S, mem_t<Exec>>& Wbar, const Mat<S, mem_t<Exec>>& zbar,
+                                   const Mat<S, mem_t<Exec>>& Bbar, const EdgePairs<mem_t<Exec>>& pairs = {}) {
+  using MS = mem_t<Exec>;
+  const long U = long(W.extent(0)), F = long(W.extent(1)), K = long(B.extent(1));
+  if constexpr (detail::host_rows_on_host<Mode, Exec>) {
+    const bool rows_contiguous = long(W.stride(0)) == F && long(a.stride(0)) == F && long(pre0.stride(0)) == F &&
+                                 long(B.stride(0)) == K && (Bacc.extent(0) == 0 || long(Bacc.stride(0)) == K);
+    if (cfconv_filter_params_fuses<Exec, Mode>(exec, int(F), int(K)) && rows_contiguous) {
+      if (long(av.extent(0)) < cfconv_filter_params_scratch_reals<S>(int(F), int(K)) ||
+          long(sc.extent(0)) < cfconv_filter_params_scratch_scalars(int(F), int(K)))
+        throw std::logic_error("cfconv_filter_backward_params: scratch smaller than cfconv_filter_params_scratch_*");
+      using R = real_t<S>;
+      detail::EdgePack<R> bedge_buf;
+      const R* bedge = Bacc.extent(0) > 0 && detail::pack_edge_columns<R>(p.data() + L0.w_off, L0.stride(), L0.out, L0.in,
+                                                                          bedge_buf)
+                           ? &bedge_buf[0][0]
+                           : nullptr;
+      detail::with_activation(act, [&](auto tag) {
+        Kokkos::parallel_for("hydragnn::CFConv::filter_backward_params", Kokkos::RangePolicy<Exec>(exec, 0, 1),
+                             detail::CFConvFilterParamsChunks<decltype(tag)::value, S, T, MS>{
+                                 x, W, aggbar, B, a, pre0, C, dst, src, p, L0, L1, g, Cbar, Bacc, av, sc, bedge, pairs});
+      });
+      return;
+    }
+  }
+  if (long(Wbar.extent(0)) != U || long(zbar.extent(0)) != U || (Bacc.extent(0) > 0 && long(Bbar.extent(0)) != U))
+    throw std::logic_error("cfconv_filter_backward_params: unfused, it needs Wbar, zbar (and with Bacc, Bbar) with one row per row of W");
+  cfconv_backward_edges<Exec, S, Mode>(exec, x, W, C, dst, src, aggbar, Wbar, Cbar, pairs);
+  linear_backward_params<Exec, S, Mode>(exec, a, Wbar, L1, g);
+  linear_backward_input_act<Exec, S, T, Mode>(exec, Wbar, Weights<T, MS>{p, {}}, L1, act, pre0, zbar);
+  linear_backward_params<Exec, S, Mode>(exec, B, zbar, L0, g);
+  if (Bacc.extent(0) > 0) {
+    linear_backward_input<Exec, S, T, Mode>(exec, zbar, Weights<T, MS>{p, {}}, L0, Bbar, false);
+    add_into<Exec, S, Mode>(exec, Bbar, Bacc);
+  }
+}
+
+namespace detail {
 /// HostRow body of cfconv_filter_forward_geometry: chunk t of dense_chunk_rows rows of the filter,
 /// its activations in a local buffer.
 template <Activation AF, class S, class T, class M>
@@ -268,12 +409,24 @@ struct CFConvFilterForwardGeometry {
   CVec<T, M> p, pt;
   LinearShape L0, L1;
   Mat<S, M> pre0, W;
+  Mat<S, M> a;  ///< the activations f(pre0), kept (empty: a local buffer)
   KOKKOS_INLINE_FUNCTION void operator()(const long t) const {
     constexpr long CH = dense_chunk_rows;
     const long U = long(W.extent(0)), F = long(W.extent(1)), K = long(B.extent(1));
-    const long u0 = t * CH, n = U - u0 < CH ? U - u0 : CH;
-    S ab[CH * host_row_max];
+    const long u0 = t * CH, n = chunk_height(u0, U, CH);
+    S abuf[CH * host_row_max];
+    S* const ab = a.extent(0) > 0 ? &a(u0, 0) : abuf;
     const Mat<S, M> av(ab, n, F), pv(&pre0(u0, 0), n, F);
+    // the next chunk's rows towards the cache: B's (the first product reads a chunk's rows down
+    // their columns, several streams at once that the hardware prefetcher follows poorly), and
+    // those it writes
+    if (u0 + CH < U) {
+      const long nn = chunk_height(u0 + CH, U, CH);
+      prefetch_rows(B, u0 + CH, nn);
+      prefetch_rows<true>(pre0, u0 + CH, nn);
+      prefetch_rows<true>(W, u0 + CH, nn);
+      if (a.extent(0) > 0) prefetch_rows<true>(a, u0 + CH, nn);
+    }
     // pre0 = W0 B + b0, a = f(pre0) (linear_forward_act), W = W1 a + b1 (linear_forward)
     rows_product_here<S>(&B(u0, 0), K, K, pt.data() + L0.wt_off, L0.out, int(F), &pre0(u0, 0), F, n,
                          BiasInit<T, M>{p, L0.b_off}, ActRowsPost<AF, S, M>{pv, av, F});
@@ -296,17 +449,20 @@ bool cfconv_filter_forward_geometry_fuses(const Weights<T, mem_t<Exec>>& w, cons
 /// per edge) and its aggregate (cfconv_forward) for a pass with no parameter gradient to come (forces,
 /// stress, inference), when cfconv_filter_forward_geometry_fuses: the filter in chunks of
 /// dense_chunk_rows rows, bitwise linear_forward_act and linear_forward, keeping pre0 and W (U x F,
-/// what cfconv_filter_geometry_backward reads) but not the activations f(pre0).
-///   B: U x K, x: N x F, C: U -> pre0, W: U x F, agg: N x F (all overwritten)
+/// what cfconv_filter_geometry_backward reads) but not the activations f(pre0), or, given `a`
+/// (U x F, training: what the filter's weight gradient reads), keeping them there too.
+///   B: U x K, x: N x F, C: U -> pre0, W: U x F, agg: N x F (all overwritten; a too when given)
 template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
 void cfconv_filter_forward_geometry(const Exec& exec, const CMat<S, mem_t<Exec>>& B, const CMat<S, mem_t<Exec>>& x,
                                     const CVec<S, mem_t<Exec>>& C, const CVec<int, mem_t<Exec>>& row_ptr,
                                     const CVec<int, mem_t<Exec>>& src, const Weights<T, mem_t<Exec>>& w,
                                     const LinearShape& L0, const LinearShape& L1, Activation act,
                                     const Mat<S, mem_t<Exec>>& pre0, const Mat<S, mem_t<Exec>>& W,
-                                    const Mat<S, mem_t<Exec>>& agg, const EdgePairs<mem_t<Exec>>& pairs = {}) {
+                                    const Mat<S, mem_t<Exec>>& agg, const EdgePairs<mem_t<Exec>>& pairs = {},
+                                    const Mat<S, mem_t<Exec>>& a = {}) {
   const long U = long(W.extent(0)), F = long(W.extent(1)), K = long(B.extent(1));
-  const bool contiguous = long(B.stride(0)) == K && long(pre0.stride(0)) == F && long(W.stride(0)) == F;
+  const bool contiguous = long(B.stride(0)) == K && long(pre0.stride(0)) == F && long(W.stride(0)) == F &&
+                          (a.extent(0) == 0 || (long(a.extent(0)) == U && long(a.stride(0)) == F));
   if (!cfconv_filter_forward_geometry_fuses<Exec, S, T, Mode>(w, L0, L1, int(F), int(K)) || !contiguous)
     throw std::logic_error("cfconv_filter_forward_geometry: see cfconv_filter_forward_geometry_fuses");
   if constexpr (detail::host_rows_on_host<Mode, Exec>) {
@@ -314,7 +470,7 @@ void cfconv_filter_forward_geometry(const Exec& exec, const CMat<S, mem_t<Exec>>
     detail::with_activation(act, [&](auto tag) {
       Kokkos::parallel_for("hydragnn::CFConv::filter_forward_geometry", Kokkos::RangePolicy<Exec>(exec, 0, (U + CH - 1) / CH),
                            detail::CFConvFilterForwardGeometry<decltype(tag)::value, S, T, mem_t<Exec>>{B, w.p, w.pt, L0,
-                                                                                                     L1, pre0, W});
+                                                                                                     L1, pre0, W, a});
     });
     cfconv_forward<Exec, S, Mode>(exec, x, W, C, row_ptr, src, agg, pairs);
   }

@@ -122,15 +122,15 @@ struct ActDotRowsPost {
     }
   }
 };
-/// Rows [r0, r0 + n) of a row-contiguous host matrix towards the cache (a hint; nothing where the
-/// compiler has no prefetch builtin or the matrix is empty).
-template <class V>
+/// Rows [r0, r0 + n) of a row-contiguous host matrix towards the cache, to be read (or, Write, to
+/// be written) (a hint; nothing where the compiler has no prefetch builtin or the matrix is empty).
+template <bool Write = false, class V>
 KOKKOS_INLINE_FUNCTION void prefetch_rows(const V& x, long r0, long n) {
 #ifdef HYDRAGNN_SIMD_PACKS
   if (x.extent(0) == 0) return;
   const char* p = reinterpret_cast<const char*>(x.data() + r0 * long(x.stride(0)));
   const long bytes = n * long(x.stride(0)) * long(sizeof(typename V::value_type));
-  for (long o = 0; o < bytes; o += 64) __builtin_prefetch(p + o);
+  for (long o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, Write ? 1 : 0);
 #else
   (void)x, (void)r0, (void)n;
 #endif
