@@ -169,8 +169,9 @@ struct SchNetConv {
     c.filter_fused = c.geometry_only && filter_chunks;
     if (filter_chunks) {
       // the filter in chunks of rows (each chunk's activations read from cache by the second
-      // product), then the aggregate; MLP::forward's slots. No parameter gradient to come: the
-      // activations are never stored (the geometric backward reads pre0 and W only)
+      // product), then the aggregate; MLP::forward's slots. The activations are kept for the
+      // weight gradient, and not stored when no parameter gradient is to come (geometry_only: the
+      // geometric backward reads pre0 and W only)
       const long U = rows_of(b);
       auto pre0 = ws.template mat<S>(L.filter.label + ".pre", l * 64, U, F);
       c.W = ws.template mat<S>(L.filter.label + ".pre", l * 64 + 1, U, F);
