@@ -650,6 +650,15 @@ struct EGNNEdgeMLPBackwardFused {
     if (rank == 1) finish_params();
   }
 };
+/// The team of two that runs EGNNEdgeMLPBackwardFused::pipeline, a team barrier between its steps
+/// (a functor: nvcc refuses an extended lambda inside the generic lambda of with_activation).
+template <class Fused, class Member>
+struct EGNNEdgeMLPPipelineTeam {
+  Fused f;
+  KOKKOS_INLINE_FUNCTION void operator()(const Member& t) const {
+    f.pipeline(t.team_rank(), [&]() { t.team_barrier(); });
+  }
+};
 /// After a fused backward of several parts, the sender sums it left: for each sender whose edges
 /// lie in more than one part (or that has none), Bbar(s) = from zero, the rows of cross of its edges
 /// in send_perm order (a work item per sender; the others' rows are their part's).
@@ -722,9 +731,7 @@ void egnn_edge_mlp_backward(const Exec& exec, const EGNNEdgeMLPBackward<S, T, me
         if (egnn_edge_mlp_pipelined<Exec, S>(exec, param_grad)) {
           using member = typename Kokkos::TeamPolicy<Exec>::member_type;
           Kokkos::parallel_for("hydragnn::EGNNConv::edge_mlp_backward", Kokkos::TeamPolicy<Exec>(exec, 1, 2),
-                               KOKKOS_LAMBDA(const member& t) {
-                                 f.pipeline(t.team_rank(), [&]() { t.team_barrier(); });
-                               });
+                               detail::EGNNEdgeMLPPipelineTeam<Fused, member>{f});
         } else {
           Kokkos::parallel_for("hydragnn::EGNNConv::edge_mlp_backward", Kokkos::RangePolicy<Exec>(exec, 0, parts), f);
         }
