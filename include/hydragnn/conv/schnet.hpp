@@ -230,20 +230,18 @@ struct SchNetConv {
       kernels::cfconv_backward_nodes<Exec, S>(exec, c.W, ec.C, b.dst, b.send_perm, b.send_ptr, aggbar, x1bar, pairs);
       auto av = ws.template vec<real_t<S>>(lbl + ".filter_param_sums", 0, kernels::cfconv_filter_params_scratch_reals<S>(F, K));
       auto sc = ws.template vec<S>(lbl + ".filter_chunks", 0, kernels::cfconv_filter_params_scratch_scalars(F, K));
-      const bool rows_contiguous = long(c.filter.input[0].stride(0)) == K && long(c.filter.input[1].stride(0)) == F &&
-                                   long(c.filter.pre[0].stride(0)) == F && long(c.W.stride(0)) == F &&
-                                   (!want_geometry || long(eg.Bbar.stride(0)) == K);
+      const Mat<S, mem_t<Exec>> Bacc = want_geometry ? eg.Bbar : Mat<S, mem_t<Exec>>();
       Mat<S, mem_t<Exec>> Wbar, zbar, Bbar;
-      if (!rows_contiguous) {
+      if (!kernels::cfconv_filter_params_rows_contiguous<S, mem_t<Exec>>(c.W, c.filter.input[1], c.filter.pre[0],
+                                                                         c.filter.input[0], Bacc)) {
         Wbar = ws.template mat<S>(lbl + ".W_bar", 0, U, F);
         zbar = ws.template mat<S>(L.filter.label + ".pre_bar", l * 64, U, F);
         if (want_geometry) Bbar = ws.template mat<S>(L.filter.label + ".in_bar", l * 64, U, K);
       }
       kernels::cfconv_filter_backward_params<Exec, S, T>(exec, c.x1, c.W, ec.C, b.dst, b.src, aggbar, w.p, L.filter.layers[0],
                                                          L.filter.layers[1], L.filter.act_of(0), c.filter.input[0],
-                                                         c.filter.input[1], c.filter.pre[0], g, eg.Cbar,
-                                                         want_geometry ? eg.Bbar : Mat<S, mem_t<Exec>>(), av, sc, Wbar,
-                                                         zbar, Bbar, pairs);
+                                                         c.filter.input[1], c.filter.pre[0], g, eg.Cbar, Bacc, av,
+                                                         sc, Wbar, zbar, Bbar, pairs);
     } else {
       auto Wbar = ws.template mat<S>(lbl + ".W_bar", 0, U, F);
       kernels::cfconv_backward<Exec, S>(exec, c.x1, c.W, ec.C, b.dst, b.src, b.send_perm, b.send_ptr, aggbar, x1bar, Wbar,

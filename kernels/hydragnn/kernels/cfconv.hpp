@@ -129,6 +129,23 @@ KOKKOS_INLINE_FUNCTION S cfconv_edge_backward(const CMat<S, M>& x, const CMat<S,
   }
   return c_acc;
 }
+
+/// Rows u0 .. u0+n-1 of cfconv_backward_edges into a chunk buffer: wbar row r (stride F) is row
+/// u0+r of Wbar; Cbar(u0+r) += its term when Cbar is not empty (skipped otherwise). The fused
+/// kernels' shared first step.
+template <class S, class M>
+KOKKOS_INLINE_FUNCTION void cfconv_edge_backward_rows(const CMat<S, M>& x, const CMat<S, M>& W, const CVec<S, M>& C,
+                                                      const CVec<int, M>& dst, const CVec<int, M>& src,
+                                                      const CMat<S, M>& aggbar, const EdgePairs<M>& pairs,
+                                                      const Vec<S, M>& Cbar, long u0, long n, S* wbar) {
+  const long F = long(W.extent(1));
+  if (Cbar.extent(0) > 0) {
+    for (long r = 0; r < n; ++r)
+      Cbar(u0 + r) += cfconv_edge_backward<true>(x, W, C, dst, src, aggbar, pairs, u0 + r, wbar + r * F);
+  } else {
+    for (long r = 0; r < n; ++r) cfconv_edge_backward<false>(x, W, C, dst, src, aggbar, pairs, u0 + r, wbar + r * F);
+  }
+}
 }  // namespace detail
 
 /// The edge half of cfconv_backward: Wbar (U x F, overwritten) and Cbar (U, accumulated; skipped
@@ -194,13 +211,9 @@ struct CFConvFilterGeometryTiles {
     const long E = long(W.extent(0)), F = long(W.extent(1)), K = long(Bacc.extent(1));
     const long e0 = t * MT, n = E - e0 < MT ? E - e0 : MT;
     S wb[MT * host_row_max], zb[MT * host_row_max], bb[MT * host_row_max];
-    const Mat<S, M> wbv(wb, n, F), zbv(zb, n, F), bbv(bb, n, K);
+    const Mat<S, M> zbv(zb, n, F), bbv(bb, n, K);
     // cfconv_backward's edges: Wbar rows and Cbar
-    if (Cbar.extent(0) > 0) {
-      for (long r = 0; r < n; ++r) Cbar(e0 + r) += cfconv_edge_backward<true>(x, W, C, dst, src, aggbar, pairs, e0 + r, &wbv(r, 0));
-    } else {
-      for (long r = 0; r < n; ++r) cfconv_edge_backward<false>(x, W, C, dst, src, aggbar, pairs, e0 + r, &wbv(r, 0));
-    }
+    cfconv_edge_backward_rows(x, W, C, dst, src, aggbar, pairs, Cbar, e0, n, wb);
     // the filter's input gradient: zbar = f'(pre0) * (Wbar W1), Bbar = zbar W0, added to Bacc
     rows_product_here<S>(wb, F, L1.out, p.data() + L1.w_off, L1.stride(), L1.in, zb, F, n, AccumulateInit<S, M>{zbv, false},
                          ActBackwardRowsPost<AF, S, M>{CMat<S, M>(&pre0(e0, 0), n, F), zbv, F});
@@ -304,12 +317,7 @@ struct CFConvFilterParamsChunks {
       }
       const Mat<S, M> zbv(zb, n, F), bbv(bb, n, K);
       // cfconv_backward_edges: the chunk's Wbar rows (and Cbar)
-      if (Cbar.extent(0) > 0) {
-        for (long r = 0; r < n; ++r)
-          Cbar(i0 + r) += cfconv_edge_backward<true>(x, W, C, dst, src, aggbar, pairs, i0 + r, wb + r * F);
-      } else {
-        for (long r = 0; r < n; ++r) cfconv_edge_backward<false>(x, W, C, dst, src, aggbar, pairs, i0 + r, wb + r * F);
-      }
+      cfconv_edge_backward_rows(x, W, C, dst, src, aggbar, pairs, Cbar, i0, n, wb);
       // W1's gradient (inputs a = f(pre0)), zbar = f'(pre0) * (Wbar W1), W0's gradient (inputs B)
       s1.add(&a(i0, 0), F, wb, F, n);
       rows_product_here<S>(wb, F, L1.out, p.data() + L1.w_off, L1.stride(), L1.in, zb, F, n, AccumulateInit<S, M>{zbv, false},
@@ -332,6 +340,16 @@ struct CFConvFilterParamsChunks {
 template <class Exec, class Mode = default_mode_t<Exec>>
 bool cfconv_filter_params_fuses(const Exec& exec, int F, int K) {
   return cfconv_filter_geometry_fuses<Exec, Mode>(F, K) && exec.concurrency() == 1;
+}
+/// Whether cfconv_filter_backward_params' operands have contiguous rows (its fused path's
+/// condition besides cfconv_filter_params_fuses): W, a, pre0 of F columns, B of K, and Bacc of K
+/// when not empty.
+template <class S, class M>
+bool cfconv_filter_params_rows_contiguous(const CMat<S, M>& W, const CMat<S, M>& a, const CMat<S, M>& pre0,
+                                          const CMat<S, M>& B, const Mat<S, M>& Bacc) {
+  const long F = long(W.extent(1)), K = long(B.extent(1));
+  return long(W.stride(0)) == F && long(a.stride(0)) == F && long(pre0.stride(0)) == F && long(B.stride(0)) == K &&
+         (Bacc.extent(0) == 0 || long(Bacc.stride(0)) == K);
 }
 /// Scratch of cfconv_filter_backward_params: reals (the weight sums) and scalars (bias sums, chunk
 /// buffers).
@@ -368,9 +386,8 @@ void cfconv_filter_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>&
   using MS = mem_t<Exec>;
   const long U = long(W.extent(0)), F = long(W.extent(1)), K = long(B.extent(1));
   if constexpr (detail::host_rows_on_host<Mode, Exec>) {
-    const bool rows_contiguous = long(W.stride(0)) == F && long(a.stride(0)) == F && long(pre0.stride(0)) == F &&
-                                 long(B.stride(0)) == K && (Bacc.extent(0) == 0 || long(Bacc.stride(0)) == K);
-    if (cfconv_filter_params_fuses<Exec, Mode>(exec, int(F), int(K)) && rows_contiguous) {
+    if (cfconv_filter_params_fuses<Exec, Mode>(exec, int(F), int(K)) &&
+        cfconv_filter_params_rows_contiguous<S, MS>(W, a, pre0, B, Bacc)) {
       if (long(av.extent(0)) < cfconv_filter_params_scratch_reals<S>(int(F), int(K)) ||
           long(sc.extent(0)) < cfconv_filter_params_scratch_scalars(int(F), int(K)))
         throw std::logic_error("cfconv_filter_backward_params: scratch smaller than cfconv_filter_params_scratch_*");
