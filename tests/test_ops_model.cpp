@@ -1839,6 +1839,75 @@ TEST_CASE("ops model: EGNN's fused geometry-only edge pass and its masked backwa
   }
 }
 
+TEST_CASE("ops model: EGNN's fused training edge forward keeps the activations of the op sequence, the same bits in "
+          "any number of parts, real and dual",
+          "[ops][model]") {
+  hydragnn_test::ensure_kokkos();
+  const Graph big = build_graph(37, {0, 23, 23, 52}, {0, 30}, {5, 40});
+  const long N = big.N, E = big.E;
+  CHECK(E > 3 * km::egnn_edge_mlp_chunk_rows);
+  CHECK(E % km::egnn_edge_mlp_chunk_rows != 0);
+  CHECK(km::egnn_edge_forward_fuses<Exec, D, exec_mode::HostRow>(Exec(), Activation::ReLU, 9, 9));
+  CHECK(!km::egnn_edge_forward_fuses<Exec, D, exec_mode::HostRow>(Exec(), Activation::SiLU, 9, 9));
+  CHECK(!km::egnn_edge_forward_fuses<Exec, D, exec_mode::PerElement>(Exec(), Activation::ReLU, 9, 9));
+  auto run = [&](auto tag, bool coord, std::uint64_t seed) {
+    using S = decltype(tag);
+    const EGNNEdgeMLPOp op{big, coord, Activation::ReLU, "egnn_edge_forward"};
+    const int H = op.H;
+    Rng rng(seed);
+    const Args<double> x0 = op.inputs(rng);
+    Args<S> x;
+    if constexpr (std::is_same<S, double>::value) {
+      x = x0;
+    } else {
+      Args<double> t = x0;  // tangents of the node inputs and the radial input; the weights are real
+      for (std::size_t i = 0; i < 3; ++i) t[i] = randn(rng, x0[i].size());
+      t[3] = Arr<double>(x0[3].size(), 0.0);
+      x = make_dual(x0, t);
+    }
+    const auto w = op.weights(params(x0[3]));
+    const auto c = op.forward<S, HostRow>(x, w);  // the op sequence
+    const LinearShape W2 = op.lin(op.o2(), true), W5 = op.lin(op.o5(), true), w6 = op.dot();
+    auto mismatches = [](const auto& a, const auto& b) {
+      REQUIRE(a.size() == b.size());
+      long n = 0;
+      for (std::size_t k = 0; k < a.size(); ++k) n += same_bits(a[k], b[k]) ? 0 : 1;
+      return n;
+    };
+    long active = 0;  // the ReLUs see inputs of both signs
+    for (const auto& v : flat(c.m)) active += scalar_traits<S>::primal(v) > 0 ? 1 : 0;
+    CHECK(active > 0);
+    CHECK(active < E * H);
+    for (const long parts : {1L, 2L, 3L, 7L, 64L}) {
+      INFO((coord ? "coordinates, " : "no coordinates, ") << parts << " parts, "
+                                                          << (scalar_traits<S>::is_dual ? "dual" : "real"));
+      Mat<S, M> a1("a1", E, H), m("m", E, H), agg("agg", N, H);
+      Mat<S, M> a5 = coord ? Mat<S, M>("a5", E, H) : Mat<S, M>(), c2 = coord ? Mat<S, M>("c2", E, 1) : Mat<S, M>();
+      Kokkos::deep_copy(agg, S(7.0));  // overwritten, not accumulated
+      km::egnn_edge_forward<Exec, S, double>(Exec(), w, mat(x[0], N, H), mat(x[1], N, H), vec(x[2]), big.d_dst,
+                                             big.d_src, big.d_row_ptr, W2, W5, w6, op.w_off, op.ld, a1, m, agg, a5, c2,
+                                             parts);
+      CHECK(mismatches(flat(a1), flat(c.a1)) == 0);
+      CHECK(mismatches(flat(m), flat(c.m)) == 0);
+      CHECK(mismatches(flat(agg), flat(c.agg)) == 0);
+      if (coord) {
+        CHECK(mismatches(flat(a5), flat(c.a5)) == 0);
+        CHECK(mismatches(flat(c2), flat(c.c2)) == 0);
+      }
+    }
+    // outputs of the wrong height are refused
+    Mat<S, M> short_m("m", E - 1, H), a1("a1", E, H), agg("agg", N, H);
+    CHECK_THROWS_AS((km::egnn_edge_forward<Exec, S, double>(Exec(), w, mat(x[0], N, H), mat(x[1], N, H), vec(x[2]),
+                                                            big.d_dst, big.d_src, big.d_row_ptr, W2, W5, w6, op.w_off,
+                                                            op.ld, a1, short_m, agg, Mat<S, M>(), Mat<S, M>(), 1)),
+                    std::logic_error);
+  };
+  run(double(), true, 230);
+  run(double(), false, 231);
+  run(D(), true, 232);
+  run(D(), false, 233);
+}
+
 // =============================================================================================
 // painn.hpp
 // =============================================================================================

@@ -206,6 +206,22 @@ struct EGNNConv {
     }
     // pre-activations kept apart from the activations only where the backward needs them (not ReLU)
     const bool keep_pre = !kernels::derivative_from_output(inner);
+    const bool transposed = w.pt.extent(0) == w.p.extent(0) && L.W2.wt_off >= 0 && (!L.equivariant || L.coord0.wt_off >= 0);
+    if (!env.on && transposed && kernels::egnn_edge_forward_fuses<Exec, S>(exec, inner, H, H)) {
+      // training: the edge MLP in one pass over chunks of the edges, its activations kept (ReLU:
+      // pre1, pre2, c1 are a1, m, a5), bitwise the op sequence below
+      c.a1 = c.pre1 = ws.template mat<S>(lbl + ".a1", l, E, H);
+      c.m = c.m_raw = c.pre2 = ws.template mat<S>(lbl + ".m_raw", l, E, H);
+      c.a5 = c.c1 = L.equivariant ? ws.template mat<S>(lbl + ".a5", l, E, H) : Mat<S, mem_t<Exec>>();
+      c.c2 = L.equivariant ? ws.template mat<S>(lbl + ".c2", l, E, 1) : Mat<S, mem_t<Exec>>();
+      c.agg = ws.template mat<S>(lbl + ".agg", l, N, H);
+      kernels::egnn_edge_forward<Exec, S, T>(exec, w, c.A, c.B, c.q, b.dst, b.src, b.row_ptr, L.W2, L.coord0, L.coord2,
+                                             L.w_off, L.w_ld, c.a1, c.m, c.agg, c.a5, c.c2,
+                                             kernels::egnn_edge_mlp_parts(exec, false));
+      coord_forward(exec, L, b, in, c, out, ws, l);
+      node_forward(exec, L, w, b, in, c, out, ws, l);
+      return;
+    }
     c.a1 = ws.template mat<S>(lbl + ".a1", l, E, H);
     c.pre1 = keep_pre ? ws.template mat<S>(lbl + ".pre1", l, E, H) : c.a1;
     kernels::egnn_edge_pre_act<Exec, S, T>(exec, c.A, c.B, w.p, L.w_off, L.w_ld, c.q, b.dst, b.src, inner, c.pre1, c.a1);

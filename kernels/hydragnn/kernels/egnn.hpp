@@ -335,63 +335,74 @@ KOKKOS_INLINE_FUNCTION long receiver_part_first(const V& row_ptr, long P, long p
   return lo;
 }
 
-/// The fused geometry-only edge forward (a work item per part of whole receivers, chunks of CH of
-/// its edges; see egnn_edge_forward_geometry). Part p's chunk rows live in rows [p CH, (p + 1) CH)
-/// of a1b, mb, a5b (P CH x F, P CH x H, P CH x H).
-template <class S, class M>
-struct EGNNEdgeForwardGeometryFused {
+/// The fused edge forward (a work item per part of whole receivers, chunks of CH of its edges; see
+/// egnn_edge_forward_geometry and egnn_edge_forward). Geometry-only (masks k1, k2 given): part p's
+/// chunk rows live in rows [p CH, (p + 1) CH) of the buffers a1, m, a5 (P CH x F, P CH x H,
+/// P CH x H) and the masks of the ReLU inputs are written; else a1, m, a5 are the E-row
+/// activations themselves and a chunk's rows are theirs (kept for the parameter gradient).
+template <class S, class T, class M>
+struct EGNNEdgeForwardFused {
   CMat<S, M> A, B;
   CVec<S, M> q;
   CVec<int, M> dst, src, row_ptr;
-  CVec<S, M> p, pt;
+  CVec<T, M> p, pt;
   LinearShape W2, coord0, coord2;
   long w_off = 0, w_ld = 0;
   Mat<S, M> agg, c2;
   EGNNMask<M> k1, k2, k3;
-  Mat<S, M> a1b, mb, a5b;
+  Mat<S, M> a1, m, a5;
   long parts = 1;
   KOKKOS_INLINE_FUNCTION void operator()(const long part) const {
     constexpr Activation AF = Activation::ReLU;
     constexpr long CH = egnn_edge_mlp_chunk_rows;
-    const long H = long(agg.extent(1)), F = long(a1b.extent(1));
+    const long H = long(agg.extent(1)), F = long(a1.extent(1));
     const long n0 = receiver_part_first(row_ptr, parts, part), n1 = receiver_part_first(row_ptr, parts, part + 1);
     const long e0 = row_ptr(n0), e1 = row_ptr(n1);
     const bool coord = c2.extent(0) > 0;
+    const bool masks = k1.extent(0) > 0;
     const auto col = egnn_radial_column(p, w_off, w_ld, F);
     for (long i = n0; i < n1; ++i)
       for (long f = 0; f < H; ++f) agg(i, f) = S(0);
-    S* const a1p = part_chunk(a1b, part, CH);
-    S* const mp = part_chunk(mb, part, CH);
-    S* const a5p = part_chunk(a5b, part, CH);  // (null: no coordinate MLP)
     for (long i0 = e0; i0 < e1; i0 += CH) {
       const long n = chunk_height(i0, e1, CH);
-      const Mat<S, M> a1v(a1p, n, F), mv(mp, n, H), a5v(a5p, n, H);
+      // the chunk's rows: the part's buffer rows, or rows i0.. of the activations (a5: null when
+      // there is no coordinate MLP)
+      const long r0 = masks ? part * CH : i0;
+      const Mat<S, M> a1v(a1.data() + r0 * F, n, F), mv(m.data() + r0 * H, n, H),
+          a5v(a5.data() ? a5.data() + r0 * H : nullptr, n, H);
       // egnn_edge_pre_act (ReLU), its mask
       for (long r = 0; r < n; ++r) {
         const long e = i0 + r;
         S* pr = &a1v(r, 0);
         egnn_edge_pre_row(A, B, col, q, dst, src, e, F, pr);
-        relu_mask_row(pr, &k1(e, 0), F);
+        if (masks) relu_mask_row(pr, &k1(e, 0), F);
         act_forward_row<AF>(pr, pr, F);
       }
       // m = ReLU(W2 a1 + b2) (linear_forward_act), its mask; the aggregate's sums (segment_sum:
       // from zero, edges in ascending order, receiver-sorted)
-      rows_product_here<S>(a1v.data(), F, F, pt.data() + W2.wt_off, W2.out, int(H), mv.data(), H, n,
-                           BiasInit<S, M>{p, W2.b_off},
-                           MaskThenRowsPost<S, M, ActRowsPost<AF, S, M>>{k2, i0, mv, H, ActRowsPost<AF, S, M>{mv, mv, H}});
+      const ActRowsPost<AF, S, M> act2{mv, mv, H};
+      if (masks)
+        rows_product_here<S>(a1v.data(), F, F, pt.data() + W2.wt_off, W2.out, int(H), mv.data(), H, n,
+                             BiasInit<T, M>{p, W2.b_off}, MaskThenRowsPost<S, M, ActRowsPost<AF, S, M>>{k2, i0, mv, H, act2});
+      else
+        rows_product_here<S>(a1v.data(), F, F, pt.data() + W2.wt_off, W2.out, int(H), mv.data(), H, n,
+                             BiasInit<T, M>{p, W2.b_off}, act2);
       for (long r = 0; r < n; ++r) {
         S* gr = &agg(dst(i0 + r), 0);
         const S* mr = &mv(r, 0);
         for (long f = 0; f < H; ++f) gr[f] += mr[f];
       }
       // c2 = coord2 ReLU(coord0 m + b5) (linear_forward_act_dot), its mask
-      if (coord)
-        rows_product_here<S>(mv.data(), H, H, pt.data() + coord0.wt_off, coord0.out, int(H), a5v.data(), H, n,
-                             BiasInit<S, M>{p, coord0.b_off},
-                             MaskThenRowsPost<S, M, ActDotRowsPost<AF, S, S, M>>{
-                                 k3, i0, a5v, H,
-                                 ActDotRowsPost<AF, S, S, M>{a5v, a5v, H, p, coord2.w_off, coord2.b_off,
-                                                             Mat<S, M>(c2.data() + i0, n, 1)}});
+      if (coord) {
+        const ActDotRowsPost<AF, S, T, M> act5{a5v, a5v, H, p, coord2.w_off, coord2.b_off, Mat<S, M>(c2.data() + i0, n, 1)};
+        if (masks)
+          rows_product_here<S>(mv.data(), H, H, pt.data() + coord0.wt_off, coord0.out, int(H), a5v.data(), H, n,
+                               BiasInit<T, M>{p, coord0.b_off},
+                               MaskThenRowsPost<S, M, ActDotRowsPost<AF, S, T, M>>{k3, i0, a5v, H, act5});
+        else
+          rows_product_here<S>(mv.data(), H, H, pt.data() + coord0.wt_off, coord0.out, int(H), a5v.data(), H, n,
+                               BiasInit<T, M>{p, coord0.b_off}, act5);
+      }
     }
   }
 };
@@ -797,13 +808,57 @@ void egnn_edge_forward_geometry(const Exec& exec, const Weights<S, mem_t<Exec>>&
   if (parts < 1 || long(a1b.extent(0)) < rows || long(mb.extent(0)) < rows ||
       (c2.extent(0) > 0 && long(a5b.extent(0)) < rows) || long(row_ptr.extent(0)) != long(agg.extent(0)) + 1)
     throw std::logic_error("egnn_edge_forward_geometry: parts >= 1, a chunk of scratch rows per part, row_ptr N + 1");
+  const long E = long(dst.extent(0));
+  if (long(k1.extent(0)) != E || long(k2.extent(0)) != E || (c2.extent(0) > 0 && long(k3.extent(0)) != E))
+    throw std::logic_error("egnn_edge_forward_geometry: a mask row per edge for each ReLU");
   if constexpr (detail::host_rows_on_host<default_mode_t<Exec>, Exec>) {
     Kokkos::parallel_for("hydragnn::EGNNConv::edge_forward_geometry", Kokkos::RangePolicy<Exec>(exec, 0, parts),
-                         detail::EGNNEdgeForwardGeometryFused<S, mem_t<Exec>>{A, B, q, dst, src, row_ptr, w.p, w.pt, W2,
-                                                                              coord0, coord2, w_off, w_ld, agg, c2, k1, k2,
-                                                                              k3, a1b, mb, a5b, parts});
+                         detail::EGNNEdgeForwardFused<S, S, mem_t<Exec>>{A, B, q, dst, src, row_ptr, w.p, w.pt, W2,
+                                                                         coord0, coord2, w_off, w_ld, agg, c2, k1, k2,
+                                                                         k3, a1b, mb, a5b, parts});
   } else {
     throw std::logic_error("egnn_edge_forward_geometry: a host kernel (see egnn_edge_forward_geometry_fuses)");
+  }
+}
+
+/// Whether egnn_edge_forward runs: HostRow on a host space, a ReLU, widths within a register row
+/// (real or dual scalars; the op sequence otherwise).
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+bool egnn_edge_forward_fuses(const Exec& exec, Activation act, int H, int F) {
+  return act == Activation::ReLU && egnn_edge_mlp_backward_fuses<Exec, S, Mode>(exec, H, F, false);
+}
+
+/// The edge MLP of an E_GCL layer (no envelope, ReLU) keeping its activations, for a pass with a
+/// parameter gradient (training; dual scalars in force training's second pass), when
+/// egnn_edge_forward_fuses: bitwise egnn_edge_pre_act, linear_forward_act (W2), segment_sum (agg),
+/// linear_forward_act_dot (coord0, coord2), but in one pass over the edges in `parts` parts of whole
+/// receivers (egnn_edge_mlp_parts(exec, false): a thread each; row_ptr the receiver CSR), each in
+/// chunks of egnn_edge_mlp_chunk_rows: a chunk's rows of a1 and m are read back by the next product
+/// while in cache (the op sequence streams each E x H matrix from memory again).
+///   out: a1 (E x F; = pre1 of a ReLU), m (E x H; = pre2), agg (N x H); with the coordinate MLP
+///   (c2: E x 1; empty: none) a5 (E x H; = c1) and c2
+template <class Exec, class S, class T>
+void egnn_edge_forward(const Exec& exec, const Weights<T, mem_t<Exec>>& w, const CMat<S, mem_t<Exec>>& A,
+                       const CMat<S, mem_t<Exec>>& B, const CVec<S, mem_t<Exec>>& q, const CVec<int, mem_t<Exec>>& dst,
+                       const CVec<int, mem_t<Exec>>& src, const CVec<int, mem_t<Exec>>& row_ptr, const LinearShape& W2,
+                       const LinearShape& coord0, const LinearShape& coord2, long w_off, long w_ld,
+                       const Mat<S, mem_t<Exec>>& a1, const Mat<S, mem_t<Exec>>& m, const Mat<S, mem_t<Exec>>& agg,
+                       const Mat<S, mem_t<Exec>>& a5, const Mat<S, mem_t<Exec>>& c2, long parts = 1) {
+  const bool coord = c2.extent(0) > 0;
+  if (W2.wt_off < 0 || (coord && coord0.wt_off < 0) || w.pt.extent(0) != w.p.extent(0))
+    throw std::logic_error("egnn_edge_forward: needs the transposed weights of W2 and coord0");
+  const long E = long(dst.extent(0));
+  if (parts < 1 || long(a1.extent(0)) != E || long(m.extent(0)) != E || (coord && long(a5.extent(0)) != E) ||
+      long(row_ptr.extent(0)) != long(agg.extent(0)) + 1 || long(m.extent(1)) != long(agg.extent(1)))
+    throw std::logic_error("egnn_edge_forward: parts >= 1, a1, m (and a5) a row per edge, row_ptr N + 1");
+  if constexpr (detail::host_rows_on_host<default_mode_t<Exec>, Exec>) {
+    using M = mem_t<Exec>;
+    Kokkos::parallel_for("hydragnn::EGNNConv::edge_forward", Kokkos::RangePolicy<Exec>(exec, 0, parts),
+                         detail::EGNNEdgeForwardFused<S, T, M>{A, B, q, dst, src, row_ptr, w.p, w.pt, W2, coord0, coord2,
+                                                               w_off, w_ld, agg, c2, EGNNMask<M>(), EGNNMask<M>(),
+                                                               EGNNMask<M>(), a1, m, coord ? a5 : Mat<S, M>(), parts});
+  } else {
+    throw std::logic_error("egnn_edge_forward: a host kernel (see egnn_edge_forward_fuses)");
   }
 }
 
