@@ -1714,6 +1714,15 @@ TEST_CASE("ops model: EGNN edge ops (egnn.hpp)", "[ops][model]") {
   check_op(EGNNEdgeMLPOp{big, true, Activation::SiLU, "egnn_edge_mlp_backward, coordinates, SiLU"}, 174);
 }
 
+/// Elements of a and b (the same size) whose bits differ.
+template <class A>
+long mismatches(const A& a, const A& b) {
+  REQUIRE(a.size() == b.size());
+  long n = 0;
+  for (std::size_t k = 0; k < a.size(); ++k) n += same_bits(a[k], b[k]) ? 0 : 1;
+  return n;
+}
+
 TEST_CASE("ops model: EGNN's fused geometry-only edge pass and its masked backward give the same bits in one part "
           "of the receivers as in several, and as the op sequence",
           "[ops][model]") {
@@ -1722,12 +1731,6 @@ TEST_CASE("ops model: EGNN's fused geometry-only edge pass and its masked backwa
   // whole receivers, some empty when there are more parts than receivers
   const Graph big = build_graph(37, {0, 23, 23, 52}, {0, 30}, {5, 40});
   const long N = big.N, E = big.E;
-  auto mismatches = [](const auto& a, const auto& b) {
-    REQUIRE(a.size() == b.size());
-    long n = 0;
-    for (std::size_t k = 0; k < a.size(); ++k) n += same_bits(a[k], b[k]) ? 0 : 1;
-    return n;
-  };
   for (const bool coord : {true, false}) {
     const EGNNEdgeMLPOp op{big, coord, Activation::ReLU, "egnn_edge_forward_geometry"};
     const int H = op.H;
@@ -1868,12 +1871,6 @@ TEST_CASE("ops model: EGNN's fused training edge forward keeps the activations o
     const auto w = op.weights(params(x0[3]));
     const auto c = op.forward<S, HostRow>(x, w);  // the op sequence
     const LinearShape W2 = op.lin(op.o2(), true), W5 = op.lin(op.o5(), true), w6 = op.dot();
-    auto mismatches = [](const auto& a, const auto& b) {
-      REQUIRE(a.size() == b.size());
-      long n = 0;
-      for (std::size_t k = 0; k < a.size(); ++k) n += same_bits(a[k], b[k]) ? 0 : 1;
-      return n;
-    };
     long active = 0;  // the ReLUs see inputs of both signs
     for (const auto& v : flat(c.m)) active += scalar_traits<S>::primal(v) > 0 ? 1 : 0;
     CHECK(active > 0);
@@ -2375,12 +2372,6 @@ TEST_CASE("ops model: PNA aggregation in one pass per receiver (HostRow), forwar
     for (const bool accumulate : {false, true}) {
       INFO(F << " channels, ties " << ties << ", accumulate " << accumulate);
       const auto h = pass(HostRow(), accumulate), e = pass(exec_mode::PerElement(), accumulate);
-      auto mismatches = [](const Arr<S>& a, const Arr<S>& b) {
-        REQUIRE(a.size() == b.size());
-        long n = 0;
-        for (std::size_t k = 0; k < a.size(); ++k) n += same_bits(a[k], b[k]) ? 0 : 1;
-        return n;
-      };
       CHECK(mismatches(std::get<0>(h), std::get<0>(e)) == 0);  // A
       CHECK(mismatches(std::get<1>(h), std::get<1>(e)) == 0);  // mean
       CHECK(mismatches(std::get<2>(h), std::get<2>(e)) == 0);  // min

@@ -380,13 +380,15 @@ struct EGNNEdgeForwardFused {
       }
       // m = ReLU(W2 a1 + b2) (linear_forward_act), its mask; the aggregate's sums (segment_sum:
       // from zero, edges in ascending order, receiver-sorted)
+      const auto w2_product = [&](const auto& post) {
+        rows_product_here<S>(a1v.data(), F, F, pt.data() + W2.wt_off, W2.out, int(H), mv.data(), H, n,
+                             BiasInit<T, M>{p, W2.b_off}, post);
+      };
       const ActRowsPost<AF, S, M> act2{mv, mv, H};
       if (masks)
-        rows_product_here<S>(a1v.data(), F, F, pt.data() + W2.wt_off, W2.out, int(H), mv.data(), H, n,
-                             BiasInit<T, M>{p, W2.b_off}, MaskThenRowsPost<S, M, ActRowsPost<AF, S, M>>{k2, i0, mv, H, act2});
+        w2_product(MaskThenRowsPost<S, M, ActRowsPost<AF, S, M>>{k2, i0, mv, H, act2});
       else
-        rows_product_here<S>(a1v.data(), F, F, pt.data() + W2.wt_off, W2.out, int(H), mv.data(), H, n,
-                             BiasInit<T, M>{p, W2.b_off}, act2);
+        w2_product(act2);
       for (long r = 0; r < n; ++r) {
         S* gr = &agg(dst(i0 + r), 0);
         const S* mr = &mv(r, 0);
@@ -394,14 +396,15 @@ struct EGNNEdgeForwardFused {
       }
       // c2 = coord2 ReLU(coord0 m + b5) (linear_forward_act_dot), its mask
       if (coord) {
+        const auto coord0_product = [&](const auto& post) {
+          rows_product_here<S>(mv.data(), H, H, pt.data() + coord0.wt_off, coord0.out, int(H), a5v.data(), H, n,
+                               BiasInit<T, M>{p, coord0.b_off}, post);
+        };
         const ActDotRowsPost<AF, S, T, M> act5{a5v, a5v, H, p, coord2.w_off, coord2.b_off, Mat<S, M>(c2.data() + i0, n, 1)};
         if (masks)
-          rows_product_here<S>(mv.data(), H, H, pt.data() + coord0.wt_off, coord0.out, int(H), a5v.data(), H, n,
-                               BiasInit<T, M>{p, coord0.b_off},
-                               MaskThenRowsPost<S, M, ActDotRowsPost<AF, S, T, M>>{k3, i0, a5v, H, act5});
+          coord0_product(MaskThenRowsPost<S, M, ActDotRowsPost<AF, S, T, M>>{k3, i0, a5v, H, act5});
         else
-          rows_product_here<S>(mv.data(), H, H, pt.data() + coord0.wt_off, coord0.out, int(H), a5v.data(), H, n,
-                               BiasInit<T, M>{p, coord0.b_off}, act5);
+          coord0_product(act5);
       }
     }
   }
@@ -776,11 +779,18 @@ void egnn_edge_mlp_backward(const Exec& exec, const EGNNEdgeMLPBackward<S, T, me
   segment_sum_perm<Exec, S, Mode>(exec, pre1bar, a.send_perm, a.send_ptr, a.Bbar, false);
 }
 
-/// Whether egnn_edge_forward_geometry runs (the conditions of the fused backward, a ReLU, real
-/// activations: it serves a pass without a parameter gradient).
+/// Whether egnn_edge_forward runs: HostRow on a host space, a ReLU, widths within a register row
+/// (real or dual scalars; the op sequence otherwise).
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+bool egnn_edge_forward_fuses(const Exec& exec, Activation act, int H, int F) {
+  return act == Activation::ReLU && egnn_edge_mlp_backward_fuses<Exec, S, Mode>(exec, H, F, false);
+}
+
+/// Whether egnn_edge_forward_geometry runs (egnn_edge_forward's conditions, real activations: it
+/// serves a pass without a parameter gradient).
 template <class Exec, class S, class Mode = default_mode_t<Exec>>
 bool egnn_edge_forward_geometry_fuses(const Exec& exec, Activation act, int H, int F) {
-  return !scalar_traits<S>::is_dual && act == Activation::ReLU && egnn_edge_mlp_backward_fuses<Exec, S, Mode>(exec, H, F, false);
+  return !scalar_traits<S>::is_dual && egnn_edge_forward_fuses<Exec, S, Mode>(exec, act, H, F);
 }
 
 /// The edge MLP of an E_GCL layer (no envelope, ReLU) for a pass that needs no parameter gradient
@@ -819,13 +829,6 @@ void egnn_edge_forward_geometry(const Exec& exec, const Weights<S, mem_t<Exec>>&
   } else {
     throw std::logic_error("egnn_edge_forward_geometry: a host kernel (see egnn_edge_forward_geometry_fuses)");
   }
-}
-
-/// Whether egnn_edge_forward runs: HostRow on a host space, a ReLU, widths within a register row
-/// (real or dual scalars; the op sequence otherwise).
-template <class Exec, class S, class Mode = default_mode_t<Exec>>
-bool egnn_edge_forward_fuses(const Exec& exec, Activation act, int H, int F) {
-  return act == Activation::ReLU && egnn_edge_mlp_backward_fuses<Exec, S, Mode>(exec, H, F, false);
 }
 
 /// The edge MLP of an E_GCL layer (no envelope, ReLU) keeping its activations, for a pass with a
