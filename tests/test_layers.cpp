@@ -196,6 +196,35 @@ TEST_CASE("float sin and cos without libm (fastmath.hpp) agree with double libm,
 #endif
 }
 
+#ifdef HYDRAGNN_SIMD_PACKS
+namespace {
+/// simd::deinterleave, interleave and pinned_load against element moves, for R's packs.
+template <class R>
+long simd_shuffle_mismatches() {
+  namespace simd = kernels::simd;
+  constexpr int L = simd::lanes<R>;
+  R in[2 * L], out[2 * L];
+  for (int j = 0; j < 2 * L; ++j) in[j] = R(j) * R(1.25) - R(3);
+  simd::pack_t<R> v, d;
+  simd::deinterleave(in, v, d);
+  const simd::pack_t<R> pv = simd::pinned_load(in), pd = simd::pinned_load(in + L);
+  long bad = 0;
+  for (int j = 0; j < L; ++j) {
+    bad += v[j] != in[2 * j] || d[j] != in[2 * j + 1];
+    bad += pv[j] != in[j] || pd[j] != in[L + j];
+  }
+  simd::interleave(v, d, out);
+  for (int j = 0; j < 2 * L; ++j) bad += out[j] != in[j];
+  return bad;
+}
+}  // namespace
+
+TEST_CASE("simd packs: deinterleave splits pairs into planes, interleave joins them, pinned_load loads", "[layers]") {
+  CHECK(simd_shuffle_mismatches<float>() == 0);
+  CHECK(simd_shuffle_mismatches<double>() == 0);
+}
+#endif
+
 TEST_CASE("float activations: HostRow's vector rows give the bits of the scalar modes", "[layers]") {
   hydragnn_test::ensure_kokkos();
   const long n = 5, c = 37;  // packs and a tail in every row

@@ -243,8 +243,8 @@ KOKKOS_FORCEINLINE_FUNCTION void dual_params_tile(const Dual<R>* x, long ldx, co
     pack_t<R> yv[NV], yd[NV];
     HYDRAGNN_UNROLL
     for (int v = 0; v < NV; ++v) {
-      yv[v] = load(yr + v * L);
-      yd[v] = load(yr + NR + v * L);
+      yv[v] = simd::pinned_load(yr + v * L);  // in registers for the MR rows: the k loop is then
+      yd[v] = simd::pinned_load(yr + NR + v * L);  // bound by the FMA ports, not the load ports
     }
     HYDRAGNN_UNROLL
     for (int r = 0; r < MR; ++r) {

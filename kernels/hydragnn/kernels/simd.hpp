@@ -140,8 +140,36 @@ inline void interleave(const V& v, const V& d, V& lo, V& hi, std::index_sequence
 }  // namespace detail
 #endif
 
+/// The loaded pack p pinned in a vector register from here on: an empty asm that the compiler must
+/// assume changes p, so it cannot fold a re-read of p's memory into each multiply-add that uses p
+/// (a register tile's B row, used once per tile row: GCC spends the L1 load ports on those
+/// re-reads when registers run short). Changes no value.
+template <class R>
+inline __attribute__((always_inline)) pack_t<R> pinned_load(const R* p) {
+  pack_t<R> v = load(p);
+#if defined(__x86_64__) || defined(__i386__)
+  asm("" : "+v"(v));
+#elif defined(__aarch64__)
+  asm("" : "+w"(v));
+#endif
+  return v;
+}
+
 template <class R>
 inline void deinterleave(const R* p, pack_t<R>& v, pack_t<R>& d) {
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  if constexpr (lanes<R> == 8) {
+    // two in-lane shuffles and two 64-bit permutes, immediates only: GCC lowers the generic shuffle
+    // to vpermd with index vectors that it then keeps in registers across the register tiles' k
+    // loops (EGNN's fused edge-MLP backward spilled two of a dual tile's twelve accumulators)
+    const __m256 lo = _mm256_loadu_ps(reinterpret_cast<const float*>(p));
+    const __m256 hi = _mm256_loadu_ps(reinterpret_cast<const float*>(p) + 8);
+    // [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6] -> 64-bit pairs (0, 2, 1, 3): [lo0 lo2 lo4 lo6 hi0 hi2 hi4 hi6]
+    v = (pack_t<R>)_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)), 0xD8));
+    d = (pack_t<R>)_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD)), 0xD8));
+    return;
+  }
+#endif
 #ifdef HYDRAGNN_SIMD_SHUFFLES
   detail::deinterleave(load(p), load(p + lanes<R>), v, d, std::make_index_sequence<lanes<R>>{});
 #else
