@@ -162,6 +162,8 @@ inline void deinterleave(const R* p, pack_t<R>& v, pack_t<R>& d) {
     // two in-lane shuffles and two 64-bit permutes, immediates only: GCC lowers the generic shuffle
     // to vpermd with index vectors that it then keeps in registers across the register tiles' k
     // loops (EGNN's fused edge-MLP backward spilled two of a dual tile's twelve accumulators)
+    // (_mm256_loadu_ps, not simd::load: GCC 12 emits simd::load's memcpy cast to __m256 as the
+    // integer-domain vmovdqu here, where this is vmovups)
     const __m256 lo = _mm256_loadu_ps(reinterpret_cast<const float*>(p));
     const __m256 hi = _mm256_loadu_ps(reinterpret_cast<const float*>(p) + 8);
     // [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6] -> 64-bit pairs (0, 2, 1, 3): [lo0 lo2 lo4 lo6 hi0 hi2 hi4 hi6]
