@@ -2214,6 +2214,78 @@ struct PnaEqFilterOp {
   }
 };
 
+/// PNA's edge block from the edge length, its encoder and pre_nns' edge columns composed:
+/// m = pre_e(enc(a)) = a c + d (pna_length_compose, pna_length_message and their backward). p =
+/// [3 pad | enc W: F x 1 | enc b: F | pre W: F x (F + 3), the edge block its columns 3.. | 2 pad].
+struct PnaLengthMessageOp {
+  const char* name = "pna_length_message (+ compose)";
+  int E = 9, F = 5;
+  int fd_samples = 1 << 30;
+  int ldf() const { return F + 3; }
+  long P() const { return 3 + 2L * F + long(F) * ldf() + 2; }
+  LinearShape enc() const {
+    LinearShape s;
+    s.in = 1;
+    s.out = F;
+    s.w_off = 3;
+    s.b_off = 3 + F;
+    return s;
+  }
+  LinearShape pre_e() const {
+    LinearShape s;
+    s.in = ldf();
+    s.out = F;
+    s.w_off = 3 + 2L * F;
+    s.b_off = -1;
+    return s.columns(3, F, false);
+  }
+  std::vector<bool> real_inputs() const { return {false, true}; }
+  Args<double> inputs(Rng& rng) const { return {randu(rng, E, 0.1, 1.0), randn(rng, P(), 0.5)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    const auto& p = x[1];
+    const LinearShape en = enc(), pe = pre_e();
+    Arr<double> y(std::size_t(E) * F);
+    for (int e = 0; e < E; ++e)
+      for (int o = 0; o < F; ++o) {
+        double s = 0;
+        for (int k = 0; k < F; ++k)
+          s += p[pe.w_off + long(o) * pe.stride() + k] * (x[0][e] * p[en.w_off + k] + p[en.b_off + k]);
+        y[std::size_t(e) * F + o] = s;
+      }
+    return y;
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Vec<double, M> cd("cd", 2 * F);
+    Mat<S, M> m("m", E, F);
+    km::pna_length_compose<Exec, double, Mode>(Exec(), params(x[1]), enc(), pre_e(), cd);
+    km::pna_length_message<Exec, S, double, Mode>(Exec(), mat(x[0], E, 1), cd, m);
+    return flat(m);
+  }
+  template <class S, class Mode>
+  static Vec<double, M> param_grad(const PnaLengthMessageOp& op, const Vec<double, M>& p, const Arr<S>& a, const Arr<S>& yb) {
+    Vec<double, M> t("t", 2 * op.F), g("g", op.P());
+    LinearShape ts;
+    ts.in = 1;
+    ts.out = op.F;
+    ts.w_off = 0;
+    ts.b_off = op.F;
+    km::linear_backward_params<Exec, S, Mode>(Exec(), mat(a, op.E, 1), mat(yb, op.E, op.F), ts, t);
+    km::pna_length_compose_backward<Exec, double, double, Mode>(Exec(), p, op.enc(), op.pre_e(), t, g);
+    return g;
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    const auto p = params(x[1]);
+    Vec<double, M> cd("cd", 2 * F);
+    Mat<S, M> ab("ab", E, 1);
+    km::pna_length_compose<Exec, double, Mode>(Exec(), p, enc(), pre_e(), cd);
+    km::pna_length_message_backward<Exec, S, double, Mode>(Exec(), mat(yb, E, F), cd, ab);
+    const auto g = param_grad<S, Mode>(*this, p, x[0], yb);
+    return {flat(ab), param_cotangent<S>(g, [&] { return param_grad<double, Mode>(*this, p, primal(x[0]), primal(yb)); })};
+  }
+};
+
 TEST_CASE("ops model: PNA aggregation and PNAEq's vector message (pna.hpp)", "[ops][model]") {
   hydragnn_test::ensure_kokkos();
   const Graph g = make_batch_graph(37);
@@ -2222,6 +2294,8 @@ TEST_CASE("ops model: PNA aggregation and PNAEq's vector message (pna.hpp)", "[o
   check_op(PnaEqVectorMessageOp{g, 4, "pnaeq_vector_message"}, 195);
   check_op(DirectionOp{false, "pnaeq_direction (+ edge_lengths)"}, 196);
   check_op(PnaEqFilterOp{}, 197);
+  check_op(PnaLengthMessageOp{}, 198);
+  check_op(PnaLengthMessageOp{"pna_length_message (37 channels)", 7, 37}, 218);
   // wider than a vector register and not a multiple of one (HostRow's row loops and their tails)
   check_op(PnaEqVectorMessageOp{g, 37, "pnaeq_vector_message (37 channels)", 24}, 216);
   check_op(PnaEqFilterOp{"pnaeq_filter (37 channels)", 5, 37, 24}, 217);

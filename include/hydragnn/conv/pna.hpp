@@ -6,6 +6,7 @@
 //   edges (once):  d_e = |r_e|, a_e = d_e / edge_length_scale            (edge_features ["length"] only)
 //   layer l:       m_e  = pre([h_i, h_j, edge_encoder(a_e)])            Linear 3I -> I (2I without edge features)
 //                       = pre_i(h)[i] + pre_j(h)[j] + pre_e(edge_encoder(a_e))   node blocks computed per node
+//                       pre_e(edge_encoder(a_e)) = a_e c + d: two linear maps composed (kernels::pna_length_compose)
 //                  A_i  = PNA(m) over the edges into i                   N x 16I (kernels/pna.hpp)
 //                  out  = lin(post([h_i, A_i]))                          Linear 17I -> H, Linear H -> H
 // HydraGNN's Base puts a BatchNorm after every layer, then the stack activation. Without edge features
@@ -88,7 +89,7 @@ struct PNAConv : conv::EdgeLengthGeometry<PNAConv> {
     Mat<real_t<S>, M> scale;  ///< N x 4 degree scalers
   };
   template <class S, class M> struct LayerCache {
-    Mat<S, M> enc, m;
+    Mat<S, M> m;
     conv::PnaUpdate::Cache<S, M> upd;
   };
 
@@ -108,12 +109,13 @@ struct PNAConv : conv::EdgeLengthGeometry<PNAConv> {
     const Layer& L = layers[l];
     const int E = b.num_edges, I = L.in;
     const std::string lbl = "hydragnn::PNAConv::layer_forward";
-    // message m = pre([h_i, h_j, enc(a)]): the node blocks per node, gathered
+    // message m = pre([h_i, h_j, enc(a)]): the node blocks per node, gathered; the edge block
+    // pre_e(enc(a)) = a c + d, its two linear maps composed (kernels::pna_length_compose)
     c.m = ws.template mat<S>(lbl + ".m", l, E, I);
     if (length.on) {
-      c.enc = ws.template mat<S>(lbl + ".enc", l, E, I);
-      kernels::linear_forward<Exec, S, T>(exec, ec.a, w, L.enc, c.enc);
-      kernels::linear_forward<Exec, S, T>(exec, c.enc, w, L.pre_e, c.m);
+      auto cd = ws.template vec<T>(lbl + ".length_cd", 0, 2 * std::size_t(I));
+      kernels::pna_length_compose<Exec, T>(exec, w.p, L.enc, L.pre_e, cd);
+      kernels::pna_length_message<Exec, S, T>(exec, ec.a, cd, c.m);
     }
     conv::NodeBlocks::forward<Exec, S, T>(exec, w, b, in.h, L.pre_i, L.pre_j, c.m, length.on, ws, lbl);
     L.upd.forward<Exec, S, T>(exec, l, w, b, scalers, ec.scale, in.h, c.m, c.upd, out.h, ws, lbl);
@@ -139,13 +141,24 @@ struct PNAConv : conv::EdgeLengthGeometry<PNAConv> {
     // m = pre_i(h)[dst] + pre_j(h)[src] + pre_e(enc(a))
     conv::NodeBlocks::backward<Exec, S, T>(exec, w, b, in.h, L.pre_i, L.pre_j, mbar, g, in_bar.h, ws, lbl);
     if (!length.on) return;
-    params(c.enc, mbar, L.pre_e);
+    // the edge block a c + d: t = the parameter parts of sum_e a_e mbar(e, .) and sum_e mbar(e, .)
+    // (a 1 -> I layer's weight and bias cotangent), then through c = W_e w and d = W_e b
     const bool want_geometry = eg.abar.extent(0) > 0;
-    if (!want_params && !want_geometry) return;
-    auto encbar = ws.template mat<S>(lbl + ".enc_bar", 0, E, I);
-    kernels::linear_backward_input<Exec, S, T>(exec, mbar, w, L.pre_e, encbar, false);
-    params(ec.a, encbar, L.enc);
-    if (want_geometry) kernels::linear_backward_input<Exec, S, T>(exec, encbar, w, L.enc, eg.abar, true);
+    if (want_params) {
+      auto t = ws.template zeroed_vec<real_t<S>>(exec, lbl + ".length_sums", 0, 2 * std::size_t(I));
+      LinearShape ts;
+      ts.in = 1;
+      ts.out = I;
+      ts.w_off = 0;
+      ts.b_off = I;
+      kernels::linear_backward_params<Exec, S>(exec, ec.a, mbar, ts, t);
+      kernels::pna_length_compose_backward<Exec, T, real_t<S>>(exec, w.p, L.enc, L.pre_e, t, g);
+    }
+    if (want_geometry) {
+      auto cd = ws.template vec<T>(lbl + ".length_cd", 0, 2 * std::size_t(I));
+      kernels::pna_length_compose<Exec, T>(exec, w.p, L.enc, L.pre_e, cd);
+      kernels::pna_length_message_backward<Exec, S, T>(exec, mbar, cd, eg.abar);
+    }
   }
 
 };

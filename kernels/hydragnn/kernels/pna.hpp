@@ -370,6 +370,82 @@ void pna_aggregate_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
   segment_std_backward<Exec, S, Mode>(exec, X, ptr, c.mean, c.sd, gbar.sd, Xbar, true);
 }
 
+/// PNA's edge term with a one-column edge feature a (the scaled edge length): the edge encoder
+/// enc = Linear(1 -> F) and the edge block W_e (F x F, no bias) of pre_nns' one linear layer
+/// compose, with no nonlinearity between them, to a rank-one map:
+///   pre_e(enc(a))(e, o) = sum_k W_e(o, k) (a_e w_k + b_k) = a_e c_o + d_o,
+///   c = W_e w, d = W_e b   (w, b: enc's weight column and bias),
+/// one multiply-add per edge and channel in place of an E x F x F product (and of its two in the
+/// backward). cd = [c; d] (2F); each sum over k ascending, in the weights' type.
+template <class Exec, class T, class Mode = default_mode_t<Exec>>
+void pna_length_compose(const Exec& exec, const CVec<T, mem_t<Exec>>& p, const LinearShape& enc,
+                        const LinearShape& pre_e, const Vec<T, mem_t<Exec>>& cd) {
+  if (enc.in != 1 || enc.out != pre_e.in || pre_e.out != pre_e.in || pre_e.b_off >= 0)
+    throw std::logic_error("hydragnn::PNA::length_compose: needs enc: 1 -> F and an edge block F -> F without bias");
+  const long F = pre_e.out, we = pre_e.w_off, ld = pre_e.stride(), wenc = enc.w_off, ldenc = enc.stride(),
+             benc = enc.b_off;
+  detail::for_each_row<Mode>(exec, "hydragnn::PNA::length_compose", F, KOKKOS_LAMBDA(const long o) {
+    T c(0), d(0);
+    for (long k = 0; k < F; ++k) {
+      const T wk = p(we + o * ld + k);
+      c += wk * p(wenc + k * ldenc);
+      if (benc >= 0) d += wk * p(benc + k);
+    }
+    cd(o) = c;
+    cd(F + o) = d;
+  });
+}
+
+/// m(e, o) = a(e, 0) c_o + d_o (pna_length_compose's cd; overwrites m).      a: E x 1 -> m: E x F
+template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
+void pna_length_message(const Exec& exec, const CMat<S, mem_t<Exec>>& a, const CVec<T, mem_t<Exec>>& cd,
+                        const Mat<S, mem_t<Exec>>& m) {
+  const long E = long(m.extent(0)), F = long(m.extent(1));
+  detail::for_each_element<Mode>(exec, "hydragnn::PNA::length_message", E, F, KOKKOS_LAMBDA(const long e, const long o) {
+    m(e, o) = a(e, 0) * cd(o) + cd(F + o);
+  });
+}
+
+/// Backward of pna_length_message to the edge feature: abar(e, 0) += sum_o mbar(e, o) c_o (o ascending).
+template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
+void pna_length_message_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& mbar, const CVec<T, mem_t<Exec>>& cd,
+                                 const Mat<S, mem_t<Exec>>& abar) {
+  const long E = long(mbar.extent(0)), F = long(mbar.extent(1));
+  detail::for_each_row<Mode>(exec, "hydragnn::PNA::length_message_backward", E, KOKKOS_LAMBDA(const long e) {
+    S acc(0);
+    for (long o = 0; o < F; ++o) acc += mbar(e, o) * cd(o);
+    abar(e, 0) += acc;
+  });
+}
+
+/// Parameter cotangent of pna_length_message through c and d, given t = [t1; t0] (2F, real: the
+/// parameter parts of sum_e a_e mbar(e, o) and of sum_e mbar(e, o), as linear_backward_params of a
+/// 1 -> F layer writes them): with t1, t0 linear in mbar,
+///   gW_e(o, k) += t1_o w_k + t0_o b_k,   gw_k += sum_o W_e(o, k) t1_o,   gb_k += sum_o W_e(o, k) t0_o
+/// (o ascending). Row r writes W_e's row r and enc's entry r.
+template <class Exec, class T, class R, class Mode = default_mode_t<Exec>>
+void pna_length_compose_backward(const Exec& exec, const CVec<T, mem_t<Exec>>& p, const LinearShape& enc,
+                                 const LinearShape& pre_e, const CVec<R, mem_t<Exec>>& t, const Vec<R, mem_t<Exec>>& g) {
+  const long F = pre_e.out, we = pre_e.w_off, ld = pre_e.stride(), wenc = enc.w_off, ldenc = enc.stride(),
+             benc = enc.b_off;
+  detail::for_each_row<Mode>(exec, "hydragnn::PNA::length_compose_backward", F, KOKKOS_LAMBDA(const long r) {
+    const R t1 = t(r), t0 = t(F + r);
+    for (long k = 0; k < F; ++k) {
+      R v = t1 * R(p(wenc + k * ldenc));
+      if (benc >= 0) v += t0 * R(p(benc + k));
+      g(we + r * ld + k) += v;
+    }
+    R gw(0), gb(0);
+    for (long o = 0; o < F; ++o) {
+      const R wo = R(p(we + o * ld + r));
+      gw += wo * t(o);
+      gb += wo * t(F + o);
+    }
+    g(wenc + r * ldenc) += gw;
+    if (benc >= 0) g(benc + r) += gb;
+  });
+}
+
 /// PNAEq's edge direction: HydraGNN's normalised edge vector (get_edge_vectors_and_lengths with
 /// normalize=True), which points from the aggregating atom to its neighbour, -r_e here:
 ///   u(e,a) = -r(e,a) / (d(e) + eps),  eps = 1e-9.                           r: E x 3, d: E -> u: E x 3
