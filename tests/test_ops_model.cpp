@@ -2215,7 +2215,8 @@ struct PnaEqFilterOp {
 };
 
 /// PNA's edge block from the edge length, its encoder and pre_nns' edge columns composed:
-/// m = pre_e(enc(a)) = a c + d (pna_length_compose, pna_length_message and their backward). p =
+/// m = pre_e(enc(a)) = a c + d (pna_length_compose, pna_length_message, pna_length_sums and the
+/// backward kernels). p =
 /// [3 pad | enc W: F x 1 | enc b: F | pre W: F x (F + 3), the edge block its columns 3.. | 2 pad].
 struct PnaLengthMessageOp {
   const char* name = "pna_length_message (+ compose)";
@@ -2265,12 +2266,7 @@ struct PnaLengthMessageOp {
   template <class S, class Mode>
   static Vec<double, M> param_grad(const PnaLengthMessageOp& op, const Vec<double, M>& p, const Arr<S>& a, const Arr<S>& yb) {
     Vec<double, M> t("t", 2 * op.F), g("g", op.P());
-    LinearShape ts;
-    ts.in = 1;
-    ts.out = op.F;
-    ts.w_off = 0;
-    ts.b_off = op.F;
-    km::linear_backward_params<Exec, S, Mode>(Exec(), mat(a, op.E, 1), mat(yb, op.E, op.F), ts, t);
+    km::pna_length_sums<Exec, S, Mode>(Exec(), mat(a, op.E, 1), mat(yb, op.E, op.F), t);
     km::pna_length_compose_backward<Exec, double, double, Mode>(Exec(), p, op.enc(), op.pre_e(), t, g);
     return g;
   }

@@ -146,12 +146,7 @@ struct PNAConv : conv::EdgeLengthGeometry<PNAConv> {
     const bool want_geometry = eg.abar.extent(0) > 0;
     if (want_params) {
       auto t = ws.template zeroed_vec<real_t<S>>(exec, lbl + ".length_sums", 0, 2 * std::size_t(I));
-      LinearShape ts;
-      ts.in = 1;
-      ts.out = I;
-      ts.w_off = 0;
-      ts.b_off = I;
-      kernels::linear_backward_params<Exec, S>(exec, ec.a, mbar, ts, t);
+      kernels::pna_length_sums<Exec, S>(exec, ec.a, mbar, t);
       kernels::pna_length_compose_backward<Exec, T, real_t<S>>(exec, w.p, L.enc, L.pre_e, t, g);
     }
     if (want_geometry) {

@@ -418,6 +418,24 @@ void pna_length_message_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& m
   });
 }
 
+/// The sums pna_length_compose_backward takes: t(o) += sum_e a(e, 0) mbar(e, o) and
+/// t(F + o) += sum_e mbar(e, o) (their parameter parts; e ascending), i.e. the weight and bias
+/// cotangent of a 1 -> F linear layer, which linear_backward_params writes for this shape.
+///                                                          a: E x 1, mbar: E x F -> t: 2F
+template <class Exec, class S, class Mode = default_mode_t<Exec>>
+void pna_length_sums(const Exec& exec, const CMat<S, mem_t<Exec>>& a, const CMat<S, mem_t<Exec>>& mbar,
+                     const Vec<real_t<S>, mem_t<Exec>>& t) {
+  const int F = int(mbar.extent(1));
+  if (a.extent(1) != 1 || a.extent(0) != mbar.extent(0) || t.extent(0) != 2 * std::size_t(F))
+    throw std::logic_error("hydragnn::PNA::length_sums: needs a: E x 1, mbar: E x F and t: 2F");
+  LinearShape ts;
+  ts.in = 1;
+  ts.out = F;
+  ts.w_off = 0;
+  ts.b_off = F;
+  linear_backward_params<Exec, S, Mode>(exec, a, mbar, ts, t);
+}
+
 /// Parameter cotangent of pna_length_message through c and d, given t = [t1; t0] (2F, real: the
 /// parameter parts of sum_e a_e mbar(e, o) and of sum_e mbar(e, o), as linear_backward_params of a
 /// 1 -> F layer writes them): with t1, t0 linear in mbar,
