@@ -49,7 +49,8 @@ inline hydragnn::PNAOptions test_options<hydragnn::PNAConv>() {
   return o;
 }
 
-/// PNAPlus without the edge-length feature (the golden test has it), a small basis and a low
+/// PNAPlus with the edge-length feature (its edge block then runs as one composed layer,
+/// kernels::linear_compose; the golden conv-head test runs it without), a small basis and a low
 /// envelope exponent (its second derivatives are the largest).
 template <>
 inline hydragnn::PNAPlusOptions test_options<hydragnn::PNAPlusConv>() {
@@ -57,6 +58,8 @@ inline hydragnn::PNAPlusOptions test_options<hydragnn::PNAPlusConv>() {
   o.num_radial = 4;
   o.envelope_exponent = 2;
   o.pna_deg = {1, 3, 6, 9, 7, 4, 2};
+  o.edge_features = {"length"};
+  o.edge_length_scale = 3.5;
   return o;
 }
 

@@ -152,6 +152,100 @@ struct LinearOp {
   }
 };
 
+/// Two linear layers composed (linear_compose), then run as one on the rows of X: y = W2 (W1 x + b1),
+/// W1: G x in (bias optional), W2 the column block [2, 2 + G) of an F x (G + 3) matrix without
+/// bias (a block of pre_nns, as in PNAPlus). p = [3 pad | W1 | b1 | W2 full | 2 pad]. The forward
+/// streams the composed W^T; the backward runs linear_backward_input and linear_backward_params on
+/// the composed layer and linear_compose_backward, reading W1^T from pt unless with_pt is false.
+struct LinearComposeOp {
+  const char* name;
+  int n, in, G, F;
+  bool bias;
+  bool with_pt = true;
+  int fd_samples = 1 << 30;
+
+  int ld2() const { return G + 3; }
+  long w2_off() const { return 3 + long(G) * in + (bias ? G : 0); }
+  long P() const { return w2_off() + long(F) * ld2() + 2; }
+  LinearShape inner() const {
+    LinearShape s;
+    s.in = in;
+    s.out = G;
+    s.w_off = 3;
+    s.wt_off = 3;
+    s.b_off = bias ? 3 + long(G) * in : -1;
+    return s;
+  }
+  LinearShape outer() const {
+    LinearShape s;
+    s.in = ld2();
+    s.out = F;
+    s.w_off = w2_off();
+    s.wt_off = w2_off();
+    return s.columns(2, G, false);
+  }
+  std::vector<bool> real_inputs() const { return {false, true}; }
+  Args<double> inputs(Rng& rng) const { return {randn(rng, std::size_t(n) * in), randn(rng, P(), 0.5)}; }
+  Arr<double> ref(const Args<double>& x) const {
+    const auto& p = x[1];
+    const LinearShape a = inner(), b = outer();
+    Arr<double> y(std::size_t(n) * F);
+    for (int r = 0; r < n; ++r)
+      for (int o = 0; o < F; ++o) {
+        double s = 0;
+        for (int k = 0; k < G; ++k) {
+          double h = bias ? p[a.b_off + k] : 0.0;
+          for (int i = 0; i < in; ++i) h += p[a.w_off + long(k) * in + i] * x[0][std::size_t(r) * in + i];
+          s += p[b.w_off + long(o) * b.stride() + k] * h;
+        }
+        y[std::size_t(r) * F + o] = s;
+      }
+    return y;
+  }
+  Weights<double, M> weights(const Vec<double, M>& p) const {
+    Vec<double, M> pt("pt", with_pt ? p.extent(0) : 0);
+    if (with_pt) {
+      Kokkos::View<long* [3], M> shapes("shapes", 1);
+      shapes(0, 0) = inner().w_off;
+      shapes(0, 1) = in;
+      shapes(0, 2) = G;
+      km::transpose_weights<Exec, double>(Exec(), p, shapes, pt);
+    }
+    return {p, pt};
+  }
+  template <class Mode>
+  Weights<double, M> composed(const Vec<double, M>& p) const {
+    const std::size_t nc = km::composed_shape(outer(), inner()).num_params();
+    Vec<double, M> cp("cp", nc), cpt("cpt", nc);
+    km::linear_compose<Exec, double, Mode>(Exec(), p, outer(), inner(), cp, cpt);
+    return {cp, cpt};
+  }
+  template <class S, class Mode>
+  Arr<S> fwd(const Args<S>& x) const {
+    Mat<S, M> Y("Y", n, F);
+    km::linear_forward<Exec, S, double, Mode>(Exec(), mat(x[0], n, in), composed<Mode>(params(x[1])),
+                                              km::composed_shape(outer(), inner()), Y);
+    return flat(Y);
+  }
+  template <class S, class Mode>
+  static Vec<double, M> param_grad(const LinearComposeOp& op, const Vec<double, M>& p, const Arr<S>& X, const Arr<S>& yb) {
+    const LinearShape cs = km::composed_shape(op.outer(), op.inner());
+    Vec<double, M> tc("tc", cs.num_params()), g("g", op.P());
+    km::linear_backward_params<Exec, S, Mode>(Exec(), mat(X, op.n, op.in), mat(yb, op.n, op.F), cs, tc);
+    km::linear_compose_backward<Exec, double, double, Mode>(Exec(), op.weights(p), op.outer(), op.inner(), tc, g);
+    return g;
+  }
+  template <class S, class Mode>
+  Args<S> bwd(const Args<S>& x, const Arr<S>& yb) const {
+    const auto p = params(x[1]);
+    Mat<S, M> Xb("Xb", n, in);
+    km::linear_backward_input<Exec, S, double, Mode>(Exec(), mat(yb, n, F), composed<Mode>(p),
+                                                     km::composed_shape(outer(), inner()), Xb, false);
+    const auto g = param_grad<S, Mode>(*this, p, x[0], yb);
+    return {flat(Xb), param_cotangent<S>(g, [&] { return param_grad<double, Mode>(*this, p, primal(x[0]), primal(yb)); })};
+  }
+};
+
 // =============================================================================================
 // pointwise.hpp
 // =============================================================================================
@@ -1510,6 +1604,10 @@ TEST_CASE("ops model: linear (dense.hpp)", "[ops][model]") {
   // one output: the weight gradient as a GEMV
   check_op(LinearOp{"linear, in 37 x out 1 (one output)", 9, 37, 1, true}, 112);
   check_op(LinearOp{"linear, in 5 x out 1, no bias", 4, 5, 1, false}, 113);
+  // two layers composed into one (PNAPlus's edge encoder and pre_nns' edge block)
+  check_op(LinearComposeOp{"linear_compose, inner bias, W1^T from pt", 7, 6, 5, 4, true}, 221);
+  check_op(LinearComposeOp{"linear_compose, inner bias, W1 read strided", 5, 9, 7, 6, true, false}, 222);
+  check_op(LinearComposeOp{"linear_compose, no bias, 1 -> 5 -> 5", 6, 1, 5, 5, false}, 223);
 }
 
 /// TeamTiled's weight gradient over more rows than one chunk: the rows summed per chunk of

@@ -13,6 +13,8 @@
 //                  (with the length feature: re_e = edge_encoder([a_e, re_e])   Linear 1 + I -> I)
 //                  m_e  = pre([h_i, h_j, re_e]) * rbf_lin(rbf_e)            Linear 3I -> I; R -> I, no bias
 //                       = (pre_i(h)[i] + pre_j(h)[j] + pre_e(re_e)) * q_e  node blocks computed per node;
+//                  (with the length feature pre_e and edge_encoder, two linear maps with nothing
+//                  between them, run as one: kernels::linear_compose, formed once per layer and pass)
 //                  (HostRow forms q a chunk of rows at a time inside the product: kernels::basis_gate)
 //                  A_i  = PNA(m) over the edges into i                      N x 16I (kernels/pna.hpp)
 //                  out  = lin(post([h_i, A_i]))                             Linear 17I -> H, Linear H -> H
@@ -67,7 +69,7 @@ struct PNAPlusConv {
 
   struct Layer {
     int in = 0;  ///< I
-    LinearShape rbf_emb, rbf_lin, enc, enc_a, enc_r, pre, pre_i, pre_j, pre_e;
+    LinearShape rbf_emb, rbf_lin, enc, pre, pre_i, pre_j, pre_e;  // enc: edge_encoder on [edge_attr, rbf_emb]
     conv::PnaUpdate upd;  ///< post_nns and lin
   };
   std::vector<Layer> layers;
@@ -100,8 +102,6 @@ struct PNAPlusConv {
       L.rbf_emb = alloc.linear(R, I, true, n + ".rbf_emb.0");
       if (length.on) {
         L.enc = alloc.linear(1 + I, I, true, n + ".edge_encoder");
-        L.enc_a = L.enc.columns(0, 1, true);  // [edge_attr, rbf_emb]
-        L.enc_r = L.enc.columns(1, I, false);
       }
       layers.push_back(L);
     }
@@ -109,6 +109,19 @@ struct PNAPlusConv {
     freq_off = long(alloc.take_sequence(std::size_t(R), pi, pi, "rbf.freq", {R}));  // (k + 1) pi
   }
   int num_layers() const { return int(layers.size()); }
+
+  /// The length feature's edge input pre_e(edge_encoder([a, re])) = C [a, re] + c as one layer
+  /// (kernels::linear_compose; composed_shape's layout, W^T included): an E x I x I product in the
+  /// forward and in the input cotangent, one of the weight cotangent's two (see layer_backward).
+  template <class Exec, class T>
+  Weights<T, mem_t<Exec>> composed_edge(const Exec& exec, const Layer& L, const Weights<T, mem_t<Exec>>& w,
+                                        Workspace<mem_t<Exec>>& ws, const std::string& lbl) const {
+    const std::size_t n = kernels::composed_shape(L.pre_e, L.enc).num_params();
+    auto cp = ws.template vec<T>(lbl + ".edge_composed", 0, n);
+    auto cpt = ws.template vec<T>(lbl + ".edge_composed_t", 0, n);
+    kernels::linear_compose<Exec, T>(exec, w.p, L.pre_e, L.enc, cp, cpt);
+    return {cp, cpt};
+  }
 
   template <class S, class M> struct EdgeCache {
     Vec<S, M> d;
@@ -120,7 +133,7 @@ struct PNAPlusConv {
     Mat<S, M> abar;
   };
   template <class S, class M> struct LayerCache {
-    Mat<S, M> rbf, z, re, enc, m0, q, m;
+    Mat<S, M> rbf, z, re, m0, q, m;
     conv::PnaUpdate::Cache<S, M> upd;
   };
 
@@ -167,18 +180,19 @@ struct PNAPlusConv {
     c.re = ws.template mat<S>(lbl + ".re", l, E, I);
     kernels::linear_forward<Exec, S, T>(exec, c.rbf, w, L.rbf_emb, c.z);
     kernels::activation_forward<Exec, S>(exec, Activation::ReLU, c.z, c.re);
-    Mat<S, M> edge = c.re;
-    if (length.on) {
-      c.enc = ws.template mat<S>(lbl + ".enc", l, E, I);
-      auto tmp = ws.template mat<S>(lbl + ".enc_tmp", 0, E, I);
-      kernels::linear_forward<Exec, S, T>(exec, ec.a, w, L.enc_a, c.enc);
-      kernels::linear_forward<Exec, S, T>(exec, c.re, w, L.enc_r, tmp);
-      kernels::add_into<Exec, S>(exec, tmp, c.enc);
-      edge = c.enc;
-    }
-    // message m = pre([h_i, h_j, edge]) * rbf_lin(rbf): the node blocks per node, gathered
+    // message m = pre([h_i, h_j, edge]) * rbf_lin(rbf): the edge block (with the length feature
+    // pre_e(edge_encoder([a, re])) as one composed layer), the node blocks per node, gathered
     c.m0 = ws.template mat<S>(lbl + ".m0", l, E, I);
-    kernels::linear_forward<Exec, S, T>(exec, edge, w, L.pre_e, c.m0);
+    if (length.on) {
+      const auto wc = composed_edge(exec, L, w, ws, lbl);
+      const LinearShape cs = kernels::composed_shape(L.pre_e, L.enc);
+      auto tmp = ws.template mat<S>(lbl + ".enc_tmp", 0, E, I);
+      kernels::linear_forward<Exec, S, T>(exec, ec.a, wc, cs.columns(0, 1, true), tmp);
+      kernels::linear_forward<Exec, S, T>(exec, c.re, wc, cs.columns(1, I, false), c.m0);
+      kernels::add_into<Exec, S>(exec, tmp, c.m0);
+    } else {
+      kernels::linear_forward<Exec, S, T>(exec, c.re, w, L.pre_e, c.m0);
+    }
     conv::NodeBlocks::forward<Exec, S, T>(exec, w, b, in.h, L.pre_i, L.pre_j, c.m0, true, ws, lbl);
     c.m = ws.template mat<S>(lbl + ".m", l, E, I);
     bool fused = false;
@@ -244,24 +258,31 @@ struct PNAPlusConv {
       kernels::hadamard_backward<Exec, S>(exec, c.m0, q, mbar, m0bar, qbar, false, false);
     }
     conv::NodeBlocks::backward<Exec, S, T>(exec, w, b, in.h, L.pre_i, L.pre_j, m0bar, g, in_bar.h, ws, lbl);
-    const Mat<S, M> edge = length.on ? c.enc : c.re;
-    params(edge, m0bar, L.pre_e);
+    // the edge block; with the length feature the composed layer C [a, re] + c: its weight
+    // cotangent (one E x I x I product), then through C = W_e W_enc and c = W_e b_enc
+    const LinearShape cs = kernels::composed_shape(L.pre_e, L.enc);
+    if (!length.on) {
+      params(c.re, m0bar, L.pre_e);
+    } else if (want_params) {
+      auto tc = ws.template zeroed_vec<real_t<S>>(exec, lbl + ".edge_composed_bar", 0, cs.num_params());
+      kernels::linear_backward_params<Exec, S>(exec, ec.a, m0bar, cs.columns(0, 1, true), tc);
+      kernels::linear_backward_params<Exec, S>(exec, c.re, m0bar, cs.columns(1, I, false), tc);
+      kernels::linear_compose_backward<Exec, T, real_t<S>>(exec, w, L.pre_e, L.enc, tc, g);
+    }
     if (!want_basis) return;
     // q = rbf_lin(rbf) (the fused pass formed rbfbar's share already)
     if (!fused) {
       params(c.rbf, qbar, L.rbf_lin);
       kernels::linear_backward_input<Exec, S, T>(exec, qbar, w, L.rbf_lin, rbfbar, false);
     }
-    // edge = [edge_encoder(a, re)] re, re = relu(z), z = rbf_emb(rbf)
-    auto edgebar = ws.template mat<S>(lbl + ".edge_bar", 0, E, I);
-    kernels::linear_backward_input<Exec, S, T>(exec, m0bar, w, L.pre_e, edgebar, false);
-    Mat<S, M> rebar = edgebar;
+    // the edge block's input [a,] re, re = relu(z), z = rbf_emb(rbf)
+    auto rebar = ws.template mat<S>(lbl + ".re_bar", 0, E, I);
     if (length.on) {
-      params(ec.a, edgebar, L.enc_a);
-      params(c.re, edgebar, L.enc_r);
-      if (want_geometry) kernels::linear_backward_input<Exec, S, T>(exec, edgebar, w, L.enc_a, eg.abar, true);
-      rebar = ws.template mat<S>(lbl + ".re_bar", 0, E, I);
-      kernels::linear_backward_input<Exec, S, T>(exec, edgebar, w, L.enc_r, rebar, false);
+      const auto wc = composed_edge(exec, L, w, ws, lbl);
+      if (want_geometry) kernels::linear_backward_input<Exec, S, T>(exec, m0bar, wc, cs.columns(0, 1, true), eg.abar, true);
+      kernels::linear_backward_input<Exec, S, T>(exec, m0bar, wc, cs.columns(1, I, false), rebar, false);
+    } else {
+      kernels::linear_backward_input<Exec, S, T>(exec, m0bar, w, L.pre_e, rebar, false);
     }
     auto zbar = ws.template mat<S>(lbl + ".z_bar", 0, E, I);
     kernels::activation_backward<Exec, S>(exec, Activation::ReLU, c.z, rebar, zbar);

@@ -759,6 +759,95 @@ void linear_backward_params(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
   });
 }
 
+/// The shape of two linear layers composed (linear_compose): inner.in -> outer.out, W at 0 (rows of
+/// length in), the bias after it if the inner layer has one, W^T at 0 of the transposed buffer.
+inline LinearShape composed_shape(const LinearShape& outer, const LinearShape& inner) {
+  LinearShape s;
+  s.in = inner.in;
+  s.out = outer.out;
+  s.w_off = 0;
+  s.wt_off = 0;
+  s.b_off = inner.b_off >= 0 ? long(s.in) * s.out : -1;
+  return s;
+}
+
+/// Two linear layers with nothing between them as one: inner x -> W1 x + b1 (in -> G) and outer
+/// y -> W2 y (G -> F, no bias) compose to x -> C x + c,
+///   C = W2 W1 (F x in),   c = W2 b1 (no inner bias: no c),
+/// written in composed_shape's layout: C and c into cp, C^T into cpt (both of its num_params()
+/// or longer). Worth it where the layers act on many rows (edges) and F, G ~ in: one n x in x F
+/// product in place of two, and fewer in the backward (linear_compose_backward). Row o sums over
+/// k ascending (an axpy of W1's row k per k), in the weights' type.
+template <class Exec, class T, class Mode = default_mode_t<Exec>>
+void linear_compose(const Exec& exec, const CVec<T, mem_t<Exec>>& p, const LinearShape& outer, const LinearShape& inner,
+                    const Vec<T, mem_t<Exec>>& cp, const Vec<T, mem_t<Exec>>& cpt) {
+  const LinearShape cs = composed_shape(outer, inner);
+  if (outer.in != inner.out || outer.b_off >= 0 || cp.extent(0) < cs.num_params() || cpt.extent(0) < cs.num_params())
+    throw std::logic_error("hydragnn::Linear::compose: needs outer.in == inner.out, an outer layer without bias and "
+                           "buffers of composed_shape's size");
+  const long F = outer.out, G = inner.out, in = inner.in, w2 = outer.w_off, ld2 = outer.stride(), w1 = inner.w_off,
+             ld1 = inner.stride(), b1 = inner.b_off, cb = cs.b_off;
+  detail::for_each_row<Mode>(exec, "hydragnn::Linear::compose", F, KOKKOS_LAMBDA(const long o) {
+    T* crow = &cp(o * in);
+    for (long i = 0; i < in; ++i) crow[i] = T(0);
+    T c(0);
+    for (long k = 0; k < G; ++k) {
+      const T wk = p(w2 + o * ld2 + k);
+      const T* r1 = &p(w1 + k * ld1);
+      for (long i = 0; i < in; ++i) crow[i] += wk * r1[i];
+      if (b1 >= 0) c += wk * p(b1 + k);
+    }
+    if (cb >= 0) cp(cb + o) = c;
+    for (long i = 0; i < in; ++i) cpt(i * F + o) = crow[i];
+  });
+}
+
+/// Parameter cotangent through linear_compose, given tc: the composed layer's (real, in
+/// composed_shape's layout, as linear_backward_params writes it: gC F x in, gc F):
+///   gW2(o, k) += sum_i gC(o, i) W1(k, i) + gc_o b1_k          (i ascending, then the bias term)
+///   gW1(k, i) += sum_o W2(o, k) gC(o, i),   gb1_k += sum_o W2(o, k) gc_o     (o ascending)
+/// W1^T is read from pt where the inner layer has it (wt_off >= 0 and pt as long as p), else
+/// from p. Row o writes W2's row o, row k W1's row k and b1_k.
+template <class Exec, class T, class R, class Mode = default_mode_t<Exec>>
+void linear_compose_backward(const Exec& exec, const Weights<T, mem_t<Exec>>& wts, const LinearShape& outer,
+                             const LinearShape& inner, const CVec<R, mem_t<Exec>>& tc, const Vec<R, mem_t<Exec>>& g) {
+  const LinearShape cs = composed_shape(outer, inner);
+  if (outer.in != inner.out || outer.b_off >= 0 || tc.extent(0) < cs.num_params())
+    throw std::logic_error("hydragnn::Linear::compose_backward: needs outer.in == inner.out, an outer layer without "
+                           "bias and the composed cotangent in composed_shape's layout");
+  const CVec<T, mem_t<Exec>> p = wts.p, pt = wts.pt;
+  const long F = outer.out, G = inner.out, in = inner.in, w2 = outer.w_off, ld2 = outer.stride(), w1 = inner.w_off,
+             ld1 = inner.stride(), b1 = inner.b_off, cb = cs.b_off;
+  const long wt1 = inner.wt_off >= 0 && pt.extent(0) == p.extent(0) ? inner.wt_off : -1;
+  detail::for_each_row<Mode>(exec, "hydragnn::Linear::compose_backward_outer", F, KOKKOS_LAMBDA(const long o) {
+    R* grow = &g(w2 + o * ld2);
+    for (long i = 0; i < in; ++i) {
+      const R gci = tc(o * in + i);
+      if (wt1 >= 0) {
+        const T* r1t = &pt(wt1 + i * G);  // W1(., i)
+        for (long k = 0; k < G; ++k) grow[k] += gci * R(r1t[k]);
+      } else {
+        for (long k = 0; k < G; ++k) grow[k] += gci * R(p(w1 + k * ld1 + i));
+      }
+    }
+    if (cb >= 0) {
+      const R gc = tc(cb + o);
+      for (long k = 0; k < G; ++k) grow[k] += gc * R(p(b1 + k));
+    }
+  });
+  detail::for_each_row<Mode>(exec, "hydragnn::Linear::compose_backward_inner", G, KOKKOS_LAMBDA(const long k) {
+    R* grow = &g(w1 + k * ld1);
+    R gb(0);
+    for (long o = 0; o < F; ++o) {
+      const R wok = R(p(w2 + o * ld2 + k));
+      const R* gcrow = &tc(o * in);
+      for (long i = 0; i < in; ++i) grow[i] += wok * gcrow[i];
+      if (cb >= 0) gb += wok * tc(cb + o);
+    }
+    if (b1 >= 0) g(b1 + k) += gb;
+  });
+}
+
 /// dst(off + o*in + c) = W(o, c) = p(sh.w_off + o*sh.stride() + c) for o < sh.out, c < sh.in: a layer's
 /// weights as a row-contiguous block of a matrix of stacked layers (DimeNet's lin_sbf1 of every layer).
 template <class Exec, class T>
