@@ -128,10 +128,12 @@ const GraphSet& md_set(int n) {
 
 /// Each model's own options in the benchmark: SchNet with hidden filters and 50 Gaussians, EGNN as
 /// the HydraGNN runner builds it (equivariance: true), PNAEq, PNA and PNAPlus with the reference batch's
-/// degree histogram, PNA, CGCNN and GAT with the edge-length feature (the runner gives them
-/// edge_attr in direct mode); other models their defaults.
+/// degree histogram. The edge-length feature where the runner gives HydraGNN edge_attr and our
+/// model takes it: PNA, CGCNN and GAT always, PNAPlus and DimeNet++ in direct mode (the runner's
+/// direct mode gives every model in its EDGE_MODELS "length"; conservative mode none). SchNet,
+/// EGNN, PaiNN and PNAEq take no edge feature here: compare them with the runner's --no-edge-attr.
 template <class Conv>
-typename Conv::options_type bench_options(int hidden) {
+typename Conv::options_type bench_options(int hidden, bool direct) {
   typename Conv::options_type o;
   if constexpr (std::is_same<Conv, SchNetConv>::value) {
     o.num_filters = hidden;
@@ -145,10 +147,14 @@ typename Conv::options_type bench_options(int hidden) {
     d.graphs = reference_set().graphs;
     o.pna_deg = degree_histogram(d);
   }
-  if constexpr (std::is_same<Conv, PNAConv>::value || std::is_same<Conv, CGCNNConv>::value ||
-                std::is_same<Conv, GATConv>::value) {
-    o.edge_features = {"length"};  // the energy depends on the positions (forces for the conservative cases)
-    o.edge_length_scale = hydragnn_bench::reference_workload().cutoff;
+  constexpr bool always = std::is_same<Conv, PNAConv>::value || std::is_same<Conv, CGCNNConv>::value ||
+                          std::is_same<Conv, GATConv>::value;
+  constexpr bool in_direct = std::is_same<Conv, PNAPlusConv>::value || std::is_same<Conv, DimeNetConv>::value;
+  if constexpr (always || in_direct) {
+    if (always || direct) {
+      o.edge_features = {"length"};  // the energy depends on the positions (forces for the conservative cases)
+      o.edge_length_scale = hydragnn_bench::reference_workload().cutoff;
+    }
   }
   return o;
 }
@@ -183,7 +189,7 @@ struct TrainCase {
   TrainCase(const GraphSet& set, int hidden, bool conservative)
       : batch(hydragnn_bench::make_device_batch<M>(set, hydragnn_bench::species_map(), !conservative,
                                                    hydragnn::conv_traits<Conv>::needs_triplets)),
-        model(bench_spec(Conv::name, hidden, conservative), bench_options<Conv>(hidden)),
+        model(bench_spec(Conv::name, hidden, conservative), bench_options<Conv>(hidden, !conservative)),
         opt(OptimizerType::AdamW, model.num_params(), 1e-3, 1e-2, 0.0),
         grad("hydragnn_bench::grad", model.num_params()),
         w(bench_loss(conservative)) {
@@ -240,7 +246,7 @@ struct PredictCase {
   PredictCase(const GraphSet& set, int hidden)
       : batch(hydragnn_bench::make_device_batch<M>(set, hydragnn_bench::species_map(), false,
                                                    hydragnn::conv_traits<Conv>::needs_triplets)),
-        model(bench_spec(Conv::name, hidden, true), bench_options<Conv>(hidden)) {
+        model(bench_spec(Conv::name, hidden, true), bench_options<Conv>(hidden, false)) {
     model.initialize(42);
   }
   /// predict() with energies, forces (and stress).

@@ -6,10 +6,15 @@
 usage: side_by_side_table.py --ours a.json [b.json ...] --hydra x.json [y.json ...] [--graphs 32]
 
 Each case's time is the median over the files that hold it (one file per interleaved round);
-ratio = HydraGNN ms / hydragnn ms (> 1: hydragnn is faster). Prints a Markdown table."""
+ratio = HydraGNN ms / hydragnn ms (> 1: hydragnn is faster). Prints a Markdown table. The
+parameter counts of both sides are printed; where they differ by more than our species embedding
+(MAX_PARAM_GAP), the ratio is marked: the two models are not the same architecture (e.g. the
+runner's direct mode gives edge_attr to models that take none here: --no-edge-attr)."""
 import argparse
 import json
 import statistics as st
+
+MAX_PARAM_GAP = 8  # ours: a 4-weight species embedding (HydraGNN feeds Z itself)
 
 
 def load_ours(files):
@@ -26,7 +31,7 @@ def load_ours(files):
             name = b["name"].replace("/real_time", "")
             scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b["time_unit"]]
             out.setdefault(name, []).append((b["real_time"] * scale, b.get("kokkos_peak_MB"),
-                                             b.get("cuda_delta_MB")))
+                                             b.get("cuda_delta_MB"), b.get("params")))
     return out
 
 
@@ -43,9 +48,9 @@ def load_hydra(files):
                 continue
             m, mode, h = x["mpnn_type"], x["mode"], x["hidden_dim"]
             mem = x.get("peak_mem_MB")
-            out.setdefault(f"train/{m}/{mode}/h{h}", []).append((x["step_ms"], mem))
+            out.setdefault(f"train/{m}/{mode}/h{h}", []).append((x["step_ms"], mem, x.get("params")))
             if x.get("infer_step_ms") is not None and mode == "conservative":
-                out.setdefault(f"infer/{m}/h{h}", []).append((x["infer_step_ms"], mem))
+                out.setdefault(f"infer/{m}/h{h}", []).append((x["infer_step_ms"], mem, x.get("params")))
     return out
 
 
@@ -57,8 +62,8 @@ def main():
     a = p.parse_args()
     ours, hydra = load_ours(a.ours), load_hydra(a.hydra)
     print("| case | HydraGNN ms (rounds) | hydragnn ms (rounds) | HydraGNN graphs/s | hydragnn graphs/s "
-          "| ratio | HydraGNN peak MB | hydragnn peak MB |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| ratio | HydraGNN peak MB | hydragnn peak MB | params HydraGNN / hydragnn |")
+    print("|---|---|---|---|---|---|---|---|---|")
     fmt = lambda v: ", ".join(f"{x:.2f}" for x in v)
     for k in sorted(set(ours) | set(hydra), key=lambda s: (s.split("/")[-1], s.split("/")[1], s)):
         if k.startswith("md/"):
@@ -68,11 +73,17 @@ def main():
         mo = st.median(o) if o else None
         mh = st.median(h) if h else None
         ratio = f"**{mh / mo:.2f}x**" if (mo and mh) else "—"
-        hp = max((m for _, m in hydra.get(k, []) if m is not None), default=None)
-        op = max((m for _, m, _ in ours.get(k, []) if m is not None), default=None)
+        hp = max((m for _, m, _ in hydra.get(k, []) if m is not None), default=None)
+        op = max((m for _, m, _, _ in ours.get(k, []) if m is not None), default=None)
+        pn_h = next((int(n) for *_, n in hydra.get(k, []) if n is not None), None)
+        pn_o = next((int(n) for *_, n in ours.get(k, []) if n is not None), None)
+        params = f"{pn_h if pn_h is not None else '—'} / {pn_o if pn_o is not None else '—'}"
+        if pn_h is not None and pn_o is not None and abs(pn_h - pn_o) > MAX_PARAM_GAP:
+            ratio += " (architectures differ)"
         print(f"| {k} | {f'{mh:.2f} ({fmt(h)})' if mh else '—'} | {f'{mo:.2f} ({fmt(o)})' if mo else '—'} "
               f"| {f'{a.graphs * 1000 / mh:.0f}' if mh else '—'} | {f'{a.graphs * 1000 / mo:.0f}' if mo else '—'} "
-              f"| {ratio} | {f'{hp:.0f}' if hp is not None else '—'} | {f'{op:.0f}' if op is not None else '—'} |")
+              f"| {ratio} | {f'{hp:.0f}' if hp is not None else '—'} | {f'{op:.0f}' if op is not None else '—'} "
+              f"| {params} |")
 
 
 if __name__ == "__main__":
