@@ -14,7 +14,8 @@
 //                  m_e  = pre([h_i, h_j, re_e]) * rbf_lin(rbf_e)            Linear 3I -> I; R -> I, no bias
 //                       = (pre_i(h)[i] + pre_j(h)[j] + pre_e(re_e)) * q_e  node blocks computed per node;
 //                  (with the length feature pre_e and edge_encoder, two linear maps with nothing
-//                  between them, run as one: kernels::linear_compose, formed once per layer and pass)
+//                  between them, run as one: kernels::linear_compose, formed per layer in the
+//                  forward and again in the backward)
 //                  (HostRow forms q a chunk of rows at a time inside the product: kernels::basis_gate)
 //                  A_i  = PNA(m) over the edges into i                      N x 16I (kernels/pna.hpp)
 //                  out  = lin(post([h_i, A_i]))                             Linear 17I -> H, Linear H -> H
