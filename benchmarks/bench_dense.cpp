@@ -13,7 +13,14 @@
 // on the atoms (3,395 x 64 -> 200, 3,395 x 200 -> 200), DimeNet++'s triplet basis layers on the
 // batch's ~1.26 M triplets (lin_sbf1: 42 -> 8, lin_sbf2: 8 -> 64) and its radial layers on the
 // edges (lin_rbf and the output block's: 6 -> 64, lin_rbf2: 8 -> 64, lin_rbf1: 6 -> 8).
+//
+// pna_edge_block/...: PNA's edge block with the length feature, edge_encoder (1 -> F) and pre_nns'
+// edge columns (F -> F) composed into a layer 1 -> F on every edge, forward and input cotangent, by
+// PNA's dedicated kernels (kernels/pna.hpp: pna_length_compose, pna_length_message[_backward]) and
+// by the generic ones (linear_compose, then linear_forward / linear_backward_input on the composed
+// layer), the composition included in each.
 #include <hydragnn/kernels/dense.hpp>
+#include <hydragnn/kernels/pna.hpp>
 
 #include <benchmark/benchmark.h>
 
@@ -77,6 +84,44 @@ void run(benchmark::State& state, Product what, long n, int in, int out) {
       benchmark::Counter(planes * double(n) * in * out * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+/// PNA's edge block (see the top): generic = linear_compose + the Linear products, else the
+/// dedicated kernels; backward = the edge feature's cotangent, else the forward.
+template <class S>
+void run_edge_block(benchmark::State& state, bool generic, bool backward, long n, int F) {
+  using T = float;
+  // p = [enc W: F x 1 | enc b: F | pre W: F x 3F, the edge block its columns 2F..3F)
+  const long np = 2L * F + 3L * F * F;
+  Kokkos::View<T*, M> p("hydragnn::bench_dense::p", np);
+  Kokkos::parallel_for("hydragnn::bench_dense::weights", Kokkos::RangePolicy<Exec>(0, np), KOKKOS_LAMBDA(const long i) {
+    p(i) = 0.01f * float((i * 37) % 101 - 50);
+  });
+  LinearShape enc, pre;
+  enc.in = 1, enc.out = F, enc.w_off = 0, enc.wt_off = 0, enc.b_off = F;
+  pre.in = 3 * F, pre.out = F, pre.w_off = 2L * F, pre.b_off = -1;
+  const LinearShape pe = pre.columns(2 * F, F, false), cs = kernels::composed_shape(pe, enc);
+  Kokkos::View<T*, M> cd("hydragnn::bench_dense::cd", 2L * F), cp("hydragnn::bench_dense::cp", cs.num_params()),
+      cpt("hydragnn::bench_dense::cpt", cs.num_params());
+  const Weights<T, M> wc{cp, cpt};
+  Mat<S, M> a("hydragnn::bench_dense::a", n, 1), m("hydragnn::bench_dense::m", n, F), ab("hydragnn::bench_dense::ab", n, 1);
+  Kokkos::parallel_for("hydragnn::bench_dense::inputs", Kokkos::RangePolicy<Exec>(0, n), KOKKOS_LAMBDA(const long i) {
+    a(i, 0) = S(0.01f * float(i % 97));
+    for (int o = 0; o < F; ++o) m(i, o) = S(0.002f * float((i * 3 + o) % 89));
+  });
+  Exec exec;
+  for (auto _ : state) {
+    if (generic) {
+      kernels::linear_compose<Exec, T>(exec, p, pe, enc, cp, cpt);
+      if (backward) kernels::linear_backward_input<Exec, S, T>(exec, m, wc, cs, ab, true);
+      else kernels::linear_forward<Exec, S, T>(exec, a, wc, cs, m);
+    } else {
+      kernels::pna_length_compose<Exec, T>(exec, p, enc, pe, cd);
+      if (backward) kernels::pna_length_message_backward<Exec, S, T>(exec, m, cd, ab);
+      else kernels::pna_length_message<Exec, S, T>(exec, a, cd, m);
+    }
+    exec.fence();
+  }
+}
+
 void register_all() {
   struct Shape {
     long n;
@@ -102,6 +147,19 @@ void register_all() {
                        : benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { run<float>(st, what, s.n, s.in, s.out); });
         b->Unit(benchmark::kMillisecond)->UseRealTime();
       }
+  for (int F : {64, 128})
+    for (int generic = 0; generic < 2; ++generic)
+      for (int backward = 0; backward < 2; ++backward)
+        for (int dual = 0; dual < 2; ++dual) {
+          const std::string name = std::string("pna_edge_block/") + (generic ? "generic" : "dedicated") +
+                                   (backward ? "/backward_input" : "/forward") + (dual ? "/dual" : "/float") +
+                                   "/63751x1x" + std::to_string(F);
+          auto* b = dual ? benchmark::RegisterBenchmark(name.c_str(),
+                                                        [=](benchmark::State& st) { run_edge_block<Dual<float>>(st, generic, backward, 63751, F); })
+                         : benchmark::RegisterBenchmark(name.c_str(),
+                                                        [=](benchmark::State& st) { run_edge_block<float>(st, generic, backward, 63751, F); });
+          b->Unit(benchmark::kMillisecond)->UseRealTime();
+        }
 }
 
 }  // namespace

@@ -377,6 +377,11 @@ void pna_aggregate_backward(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
 ///   c = W_e w, d = W_e b   (w, b: enc's weight column and bias),
 /// one multiply-add per edge and channel in place of an E x F x F product (and of its two in the
 /// backward). cd = [c; d] (2F); each sum over k ascending, in the weights' type.
+/// The same layer 1 -> F comes out of the generic linear_compose (composed_shape, as PNAPlus uses
+/// it) run by linear_forward / linear_backward_input; these kernels stay because that ran slower
+/// on 63,751 edges at F = 128: forward 13 % (float) and 28 % (dual), the edge feature's cotangent
+/// 30 % and 36 % (hydragnn_bench_dense --benchmark_filter=pna_edge_block, one Zen 3 core,
+/// 2026-12-07; at F = 64 from 6 % faster to 12 % slower).
 template <class Exec, class T, class Mode = default_mode_t<Exec>>
 void pna_length_compose(const Exec& exec, const CVec<T, mem_t<Exec>>& p, const LinearShape& enc,
                         const LinearShape& pre_e, const Vec<T, mem_t<Exec>>& cd) {
