@@ -122,6 +122,23 @@ void run_edge_block(benchmark::State& state, bool generic, bool backward, long n
   }
 }
 
+template <class S>
+struct ScalarTag {
+  using type = S;
+};
+
+/// Registers head + "/float/" + tail and head + "/dual/" + tail, each running body(state, tag) with
+/// tag a ScalarTag of its scalar (float, Dual<float>).
+template <class Body>
+void register_float_and_dual(const std::string& head, const std::string& tail, const Body& body) {
+  for (int dual = 0; dual < 2; ++dual) {
+    const std::string name = head + (dual ? "/dual/" : "/float/") + tail;
+    auto* b = dual ? benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { body(st, ScalarTag<Dual<float>>{}); })
+                   : benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { body(st, ScalarTag<float>{}); });
+    b->Unit(benchmark::kMillisecond)->UseRealTime();
+  }
+}
+
 void register_all() {
   struct Shape {
     long n;
@@ -138,28 +155,20 @@ void register_all() {
                                                       {Product::ForwardSilu, "forward_silu"},
                                                       {Product::BackwardInputSilu, "backward_input_silu"}};
   for (const auto& s : shapes)
-    for (const auto& pr : products)
-      for (int dual = 0; dual < 2; ++dual) {
-        const std::string name = std::string("dense/") + pr.second + (dual ? "/dual" : "/float") + "/" +
-                                 std::to_string(s.n) + "x" + std::to_string(s.in) + "x" + std::to_string(s.out);
-        const Product what = pr.first;
-        auto* b = dual ? benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { run<Dual<float>>(st, what, s.n, s.in, s.out); })
-                       : benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { run<float>(st, what, s.n, s.in, s.out); });
-        b->Unit(benchmark::kMillisecond)->UseRealTime();
-      }
+    for (const auto& pr : products) {
+      const Product what = pr.first;
+      register_float_and_dual(std::string("dense/") + pr.second,
+                              std::to_string(s.n) + "x" + std::to_string(s.in) + "x" + std::to_string(s.out),
+                              [=](benchmark::State& st, auto tag) { run<typename decltype(tag)::type>(st, what, s.n, s.in, s.out); });
+    }
   for (int F : {64, 128})
     for (int generic = 0; generic < 2; ++generic)
       for (int backward = 0; backward < 2; ++backward)
-        for (int dual = 0; dual < 2; ++dual) {
-          const std::string name = std::string("pna_edge_block/") + (generic ? "generic" : "dedicated") +
-                                   (backward ? "/backward_input" : "/forward") + (dual ? "/dual" : "/float") +
-                                   "/63751x1x" + std::to_string(F);
-          auto* b = dual ? benchmark::RegisterBenchmark(name.c_str(),
-                                                        [=](benchmark::State& st) { run_edge_block<Dual<float>>(st, generic, backward, 63751, F); })
-                         : benchmark::RegisterBenchmark(name.c_str(),
-                                                        [=](benchmark::State& st) { run_edge_block<float>(st, generic, backward, 63751, F); });
-          b->Unit(benchmark::kMillisecond)->UseRealTime();
-        }
+        register_float_and_dual(std::string("pna_edge_block/") + (generic ? "generic" : "dedicated") +
+                                    (backward ? "/backward_input" : "/forward"),
+                                "63751x1x" + std::to_string(F), [=](benchmark::State& st, auto tag) {
+                                  run_edge_block<typename decltype(tag)::type>(st, generic, backward, 63751, F);
+                                });
 }
 
 }  // namespace

@@ -156,7 +156,8 @@ struct LinearOp {
 /// W1: G x in (bias optional), W2 the column block [2, 2 + G) of an F x (G + 3) matrix without
 /// bias (a block of pre_nns, as in PNAPlus). p = [3 pad | W1 | b1 | W2 full | 2 pad]. The forward
 /// streams the composed W^T; the backward runs linear_backward_input and linear_backward_params on
-/// the composed layer and linear_compose_backward, reading W1^T from pt unless with_pt is false.
+/// the composed layer and linear_compose_backward, reading W1^T and W2^T from pt unless with_pt is
+/// false.
 struct LinearComposeOp {
   const char* name;
   int n, in, G, F;
@@ -205,10 +206,14 @@ struct LinearComposeOp {
   Weights<double, M> weights(const Vec<double, M>& p) const {
     Vec<double, M> pt("pt", with_pt ? p.extent(0) : 0);
     if (with_pt) {
-      Kokkos::View<long* [3], M> shapes("shapes", 1);
+      // both layers' W^T (the outer one of its full F x (G + 3) matrix, as the models transpose it)
+      Kokkos::View<long* [3], M> shapes("shapes", 2);
       shapes(0, 0) = inner().w_off;
       shapes(0, 1) = in;
       shapes(0, 2) = G;
+      shapes(1, 0) = w2_off();
+      shapes(1, 1) = ld2();
+      shapes(1, 2) = F;
       km::transpose_weights<Exec, double>(Exec(), p, shapes, pt);
     }
     return {p, pt};
@@ -1605,8 +1610,8 @@ TEST_CASE("ops model: linear (dense.hpp)", "[ops][model]") {
   check_op(LinearOp{"linear, in 37 x out 1 (one output)", 9, 37, 1, true}, 112);
   check_op(LinearOp{"linear, in 5 x out 1, no bias", 4, 5, 1, false}, 113);
   // two layers composed into one (PNAPlus's edge encoder and pre_nns' edge block)
-  check_op(LinearComposeOp{"linear_compose, inner bias, W1^T from pt", 7, 6, 5, 4, true}, 221);
-  check_op(LinearComposeOp{"linear_compose, inner bias, W1 read strided", 5, 9, 7, 6, true, false}, 222);
+  check_op(LinearComposeOp{"linear_compose, inner bias, W1^T and W2^T from pt", 7, 6, 5, 4, true}, 221);
+  check_op(LinearComposeOp{"linear_compose, inner bias, W1 and W2 read strided", 5, 9, 7, 6, true, false}, 222);
   check_op(LinearComposeOp{"linear_compose, no bias, 1 -> 5 -> 5", 6, 1, 5, 5, false}, 223);
 }
 

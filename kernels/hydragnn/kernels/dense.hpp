@@ -776,8 +776,10 @@ inline LinearShape composed_shape(const LinearShape& outer, const LinearShape& i
 ///   C = W2 W1 (F x in),   c = W2 b1 (no inner bias: no c),
 /// written in composed_shape's layout: C and c into cp, C^T into cpt (both of its num_params()
 /// or longer). Worth it where the layers act on many rows (edges) and F, G ~ in: one n x in x F
-/// product in place of two, and fewer in the backward (linear_compose_backward). Row o sums over
-/// k ascending (an axpy of W1's row k per k), in the weights' type.
+/// product in place of two, and fewer in the backward (linear_compose_backward). Each element sums
+/// over k ascending, in the weights' type. HostRow: a thread per row o of C (an axpy of W1's row k
+/// per k, vectorised over in); the other modes a thread (PerElement) or a lane (TeamTiled) per
+/// element of [C | c] (F x (in + 1)), the same sums, so every mode gives the same bits.
 template <class Exec, class T, class Mode = default_mode_t<Exec>>
 void linear_compose(const Exec& exec, const CVec<T, mem_t<Exec>>& p, const LinearShape& outer, const LinearShape& inner,
                     const Vec<T, mem_t<Exec>>& cp, const Vec<T, mem_t<Exec>>& cpt) {
@@ -787,27 +789,45 @@ void linear_compose(const Exec& exec, const CVec<T, mem_t<Exec>>& p, const Linea
                            "buffers of composed_shape's size");
   const long F = outer.out, G = inner.out, in = inner.in, w2 = outer.w_off, ld2 = outer.stride(), w1 = inner.w_off,
              ld1 = inner.stride(), b1 = inner.b_off, cb = cs.b_off;
-  detail::for_each_row<Mode>(exec, "hydragnn::Linear::compose", F, KOKKOS_LAMBDA(const long o) {
-    T* crow = &cp(o * in);
-    for (long i = 0; i < in; ++i) crow[i] = T(0);
-    T c(0);
-    for (long k = 0; k < G; ++k) {
-      const T wk = p(w2 + o * ld2 + k);
-      const T* r1 = &p(w1 + k * ld1);
-      for (long i = 0; i < in; ++i) crow[i] += wk * r1[i];
-      if (b1 >= 0) c += wk * p(b1 + k);
-    }
-    if (cb >= 0) cp(cb + o) = c;
-    for (long i = 0; i < in; ++i) cpt(i * F + o) = crow[i];
-  });
+  if constexpr (detail::is_host_row<Mode>) {
+    detail::for_each_row<Mode>(exec, "hydragnn::Linear::compose", F, KOKKOS_LAMBDA(const long o) {
+      T* crow = &cp(o * in);
+      for (long i = 0; i < in; ++i) crow[i] = T(0);
+      T c(0);
+      for (long k = 0; k < G; ++k) {
+        const T wk = p(w2 + o * ld2 + k);
+        const T* r1 = &p(w1 + k * ld1);
+        for (long i = 0; i < in; ++i) crow[i] += wk * r1[i];
+        if (b1 >= 0) c += wk * p(b1 + k);
+      }
+      if (cb >= 0) cp(cb + o) = c;
+      for (long i = 0; i < in; ++i) cpt(i * F + o) = crow[i];
+    });
+  } else {
+    // column i < in: C(o, i) = sum_k W2(o, k) W1(k, i); column in: c_o = sum_k W2(o, k) b1_k
+    detail::for_each_element<Mode>(exec, "hydragnn::Linear::compose", F, in + 1, KOKKOS_LAMBDA(const long o, const long i) {
+      if (i < in) {
+        T s(0);
+        for (long k = 0; k < G; ++k) s += p(w2 + o * ld2 + k) * p(w1 + k * ld1 + i);
+        cp(o * in + i) = s;
+        cpt(i * F + o) = s;
+      } else if (cb >= 0) {
+        T c(0);
+        for (long k = 0; k < G; ++k) c += p(w2 + o * ld2 + k) * p(b1 + k);
+        cp(cb + o) = c;
+      }
+    });
+  }
 }
 
 /// Parameter cotangent through linear_compose, given tc: the composed layer's (real, in
 /// composed_shape's layout, as linear_backward_params writes it: gC F x in, gc F):
 ///   gW2(o, k) += sum_i gC(o, i) W1(k, i) + gc_o b1_k          (i ascending, then the bias term)
 ///   gW1(k, i) += sum_o W2(o, k) gC(o, i),   gb1_k += sum_o W2(o, k) gc_o     (o ascending)
-/// W1^T is read from pt where the inner layer has it (wt_off >= 0 and pt as long as p), else
-/// from p. Row o writes W2's row o, row k W1's row k and b1_k.
+/// A layer's W^T is read from pt where it has one (wt_off >= 0 and pt as long as p: W1's columns
+/// and W2's columns contiguous), else from p. HostRow: row o writes W2's row o, row k W1's row k
+/// and b1_k; the other modes a thread (PerElement) or a lane (TeamTiled) per element of gW2 and
+/// per element of [gW1 | gb1], the same sums (the same bits).
 template <class Exec, class T, class R, class Mode = default_mode_t<Exec>>
 void linear_compose_backward(const Exec& exec, const Weights<T, mem_t<Exec>>& wts, const LinearShape& outer,
                              const LinearShape& inner, const CVec<R, mem_t<Exec>>& tc, const Vec<R, mem_t<Exec>>& g) {
@@ -818,34 +838,63 @@ void linear_compose_backward(const Exec& exec, const Weights<T, mem_t<Exec>>& wt
   const CVec<T, mem_t<Exec>> p = wts.p, pt = wts.pt;
   const long F = outer.out, G = inner.out, in = inner.in, w2 = outer.w_off, ld2 = outer.stride(), w1 = inner.w_off,
              ld1 = inner.stride(), b1 = inner.b_off, cb = cs.b_off;
-  const long wt1 = inner.wt_off >= 0 && pt.extent(0) == p.extent(0) ? inner.wt_off : -1;
-  detail::for_each_row<Mode>(exec, "hydragnn::Linear::compose_backward_outer", F, KOKKOS_LAMBDA(const long o) {
-    R* grow = &g(w2 + o * ld2);
-    for (long i = 0; i < in; ++i) {
-      const R gci = tc(o * in + i);
-      if (wt1 >= 0) {
-        const T* r1t = &pt(wt1 + i * G);  // W1(., i)
-        for (long k = 0; k < G; ++k) grow[k] += gci * R(r1t[k]);
-      } else {
-        for (long k = 0; k < G; ++k) grow[k] += gci * R(p(w1 + k * ld1 + i));
+  const bool have_pt = pt.extent(0) == p.extent(0);
+  const long wt1 = inner.wt_off >= 0 && have_pt ? inner.wt_off : -1;  // W1(k, i) at pt(wt1 + i G + k)
+  const long wt2 = outer.wt_off >= 0 && have_pt ? outer.wt_off : -1;  // W2(o, k) at pt(wt2 + k F + o)
+  if constexpr (detail::is_host_row<Mode>) {
+    detail::for_each_row<Mode>(exec, "hydragnn::Linear::compose_backward_outer", F, KOKKOS_LAMBDA(const long o) {
+      R* grow = &g(w2 + o * ld2);
+      for (long i = 0; i < in; ++i) {
+        const R gci = tc(o * in + i);
+        if (wt1 >= 0) {
+          const T* r1t = &pt(wt1 + i * G);  // W1(., i)
+          for (long k = 0; k < G; ++k) grow[k] += gci * R(r1t[k]);
+        } else {
+          for (long k = 0; k < G; ++k) grow[k] += gci * R(p(w1 + k * ld1 + i));
+        }
       }
-    }
-    if (cb >= 0) {
-      const R gc = tc(cb + o);
-      for (long k = 0; k < G; ++k) grow[k] += gc * R(p(b1 + k));
-    }
-  });
-  detail::for_each_row<Mode>(exec, "hydragnn::Linear::compose_backward_inner", G, KOKKOS_LAMBDA(const long k) {
-    R* grow = &g(w1 + k * ld1);
-    R gb(0);
-    for (long o = 0; o < F; ++o) {
-      const R wok = R(p(w2 + o * ld2 + k));
-      const R* gcrow = &tc(o * in);
-      for (long i = 0; i < in; ++i) grow[i] += wok * gcrow[i];
-      if (cb >= 0) gb += wok * tc(cb + o);
-    }
-    if (b1 >= 0) g(b1 + k) += gb;
-  });
+      if (cb >= 0) {
+        const R gc = tc(cb + o);
+        for (long k = 0; k < G; ++k) grow[k] += gc * R(p(b1 + k));
+      }
+    });
+    detail::for_each_row<Mode>(exec, "hydragnn::Linear::compose_backward_inner", G, KOKKOS_LAMBDA(const long k) {
+      R* grow = &g(w1 + k * ld1);
+      R gb(0);
+      for (long o = 0; o < F; ++o) {
+        const R wok = R(wt2 >= 0 ? pt(wt2 + k * F + o) : p(w2 + o * ld2 + k));
+        const R* gcrow = &tc(o * in);
+        for (long i = 0; i < in; ++i) grow[i] += wok * gcrow[i];
+        if (cb >= 0) gb += wok * tc(cb + o);
+      }
+      if (b1 >= 0) g(b1 + k) += gb;
+    });
+  } else {
+    detail::for_each_element<Mode>(exec, "hydragnn::Linear::compose_backward_outer", F, G,
+                                   KOKKOS_LAMBDA(const long o, const long k) {
+                                     R acc = g(w2 + o * ld2 + k);
+                                     for (long i = 0; i < in; ++i)
+                                       acc += tc(o * in + i) * R(wt1 >= 0 ? pt(wt1 + i * G + k) : p(w1 + k * ld1 + i));
+                                     if (cb >= 0) acc += tc(cb + o) * R(p(b1 + k));
+                                     g(w2 + o * ld2 + k) = acc;
+                                   });
+    // column i < in: gW1(k, i); column in: gb1_k
+    detail::for_each_element<Mode>(exec, "hydragnn::Linear::compose_backward_inner", G, in + 1,
+                                   KOKKOS_LAMBDA(const long k, const long i) {
+                                     if (i < in) {
+                                       R acc = g(w1 + k * ld1 + i);
+                                       for (long o = 0; o < F; ++o)
+                                         acc += R(wt2 >= 0 ? pt(wt2 + k * F + o) : p(w2 + o * ld2 + k)) * tc(o * in + i);
+                                       g(w1 + k * ld1 + i) = acc;
+                                     } else if (b1 >= 0) {
+                                       R gb(0);
+                                       if (cb >= 0)
+                                         for (long o = 0; o < F; ++o)
+                                           gb += R(wt2 >= 0 ? pt(wt2 + k * F + o) : p(w2 + o * ld2 + k)) * tc(cb + o);
+                                       g(b1 + k) += gb;
+                                     }
+                                   });
+  }
 }
 
 /// dst(off + o*in + c) = W(o, c) = p(sh.w_off + o*sh.stride() + c) for o < sh.out, c < sh.in: a layer's
