@@ -15,7 +15,7 @@
 //                       = (pre_i(h)[i] + pre_j(h)[j] + pre_e(re_e)) * q_e  node blocks computed per node;
 //                  (with the length feature pre_e and edge_encoder, two linear maps with nothing
 //                  between them, run as one: kernels::linear_compose, formed per layer in the
-//                  forward and again in the backward)
+//                  forward and kept in the layer's cache for the backward)
 //                  (HostRow forms q a chunk of rows at a time inside the product: kernels::basis_gate)
 //                  A_i  = PNA(m) over the edges into i                      N x 16I (kernels/pna.hpp)
 //                  out  = lin(post([h_i, A_i]))                             Linear 17I -> H, Linear H -> H
@@ -111,19 +111,6 @@ struct PNAPlusConv {
   }
   int num_layers() const { return int(layers.size()); }
 
-  /// The length feature's edge input pre_e(edge_encoder([a, re])) = C [a, re] + c as one layer
-  /// (kernels::linear_compose; composed_shape's layout, W^T included): an E x I x I product in the
-  /// forward and in the input cotangent, one of the weight cotangent's two (see layer_backward).
-  template <class Exec, class T>
-  Weights<T, mem_t<Exec>> composed_edge(const Exec& exec, const Layer& L, const Weights<T, mem_t<Exec>>& w,
-                                        Workspace<mem_t<Exec>>& ws, const std::string& lbl) const {
-    const std::size_t n = kernels::composed_shape(L.pre_e, L.enc).num_params();
-    auto cp = ws.template vec<T>(lbl + ".edge_composed", 0, n);
-    auto cpt = ws.template vec<T>(lbl + ".edge_composed_t", 0, n);
-    kernels::linear_compose<Exec, T>(exec, w.p, L.pre_e, L.enc, cp, cpt);
-    return {cp, cpt};
-  }
-
   template <class S, class M> struct EdgeCache {
     Vec<S, M> d;
     Mat<S, M> a;                 ///< E x 1 length feature (edge_features ["length"] only)
@@ -135,8 +122,25 @@ struct PNAPlusConv {
   };
   template <class S, class M> struct LayerCache {
     Mat<S, M> rbf, z, re, m0, q, m;
+    Vec<real_t<S>, M> cp, cpt;  ///< the composed edge layer C, c and C^T (length feature; composed_edge)
     conv::PnaUpdate::Cache<S, M> upd;
   };
+
+  /// The length feature's edge input pre_e(edge_encoder([a, re])) = C [a, re] + c as one layer
+  /// (kernels::linear_compose; composed_shape's layout, W^T included): an E x I x I product in the
+  /// forward and in the input cotangent, one of the weight cotangent's two (see layer_backward).
+  /// Formed in layer l's forward into slot l and kept in its cache (c.cp, c.cpt) for the backward.
+  template <class Exec, class S, class T>
+  Weights<T, mem_t<Exec>> composed_edge(const Exec& exec, int l, const Layer& L, const Weights<T, mem_t<Exec>>& w,
+                                        LayerCache<S, mem_t<Exec>>& c, Workspace<mem_t<Exec>>& ws,
+                                        const std::string& lbl) const {
+    static_assert(std::is_same<T, real_t<S>>::value, "hydragnn::PNAPlusConv: weights of the scalar's real type");
+    const std::size_t n = kernels::composed_shape(L.pre_e, L.enc).num_params();
+    c.cp = ws.template vec<T>(lbl + ".edge_composed", l, n);
+    c.cpt = ws.template vec<T>(lbl + ".edge_composed_t", l, n);
+    kernels::linear_compose<Exec, T>(exec, w.p, L.pre_e, L.enc, c.cp, c.cpt);
+    return {c.cp, c.cpt};
+  }
 
   template <class Exec, class S>
   void edge_forward(const Exec& exec, const Batch<mem_t<Exec>>& b, const Mat<S, mem_t<Exec>>& r,
@@ -185,7 +189,7 @@ struct PNAPlusConv {
     // pre_e(edge_encoder([a, re])) as one composed layer), the node blocks per node, gathered
     c.m0 = ws.template mat<S>(lbl + ".m0", l, E, I);
     if (length.on) {
-      const auto wc = composed_edge(exec, L, w, ws, lbl);
+      const auto wc = composed_edge(exec, l, L, w, c, ws, lbl);
       const LinearShape cs = kernels::composed_shape(L.pre_e, L.enc);
       auto tmp = ws.template mat<S>(lbl + ".enc_tmp", 0, E, I);
       kernels::linear_forward<Exec, S, T>(exec, ec.a, wc, cs.columns(0, 1, true), tmp);
@@ -279,7 +283,7 @@ struct PNAPlusConv {
     // the edge block's input [a,] re, re = relu(z), z = rbf_emb(rbf)
     auto rebar = ws.template mat<S>(lbl + ".re_bar", 0, E, I);
     if (length.on) {
-      const auto wc = composed_edge(exec, L, w, ws, lbl);
+      const Weights<T, M> wc{c.cp, c.cpt};  // formed by this layer's forward
       if (want_geometry) kernels::linear_backward_input<Exec, S, T>(exec, m0bar, wc, cs.columns(0, 1, true), eg.abar, true);
       kernels::linear_backward_input<Exec, S, T>(exec, m0bar, wc, cs.columns(1, I, false), rebar, false);
     } else {
