@@ -122,19 +122,14 @@ void run_edge_block(benchmark::State& state, bool generic, bool backward, long n
   }
 }
 
-template <class S>
-struct ScalarTag {
-  using type = S;
-};
-
 /// Registers head + "/float/" + tail and head + "/dual/" + tail, each running body(state, tag) with
-/// tag a ScalarTag of its scalar (float, Dual<float>).
+/// tag a type_tag of its scalar (float, Dual<float>).
 template <class Body>
 void register_float_and_dual(const std::string& head, const std::string& tail, const Body& body) {
   for (int dual = 0; dual < 2; ++dual) {
     const std::string name = head + (dual ? "/dual/" : "/float/") + tail;
-    auto* b = dual ? benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { body(st, ScalarTag<Dual<float>>{}); })
-                   : benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { body(st, ScalarTag<float>{}); });
+    auto* b = dual ? benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { body(st, type_tag<Dual<float>>{}); })
+                   : benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { body(st, type_tag<float>{}); });
     b->Unit(benchmark::kMillisecond)->UseRealTime();
   }
 }

@@ -206,7 +206,7 @@ struct EGNNConv {
     }
     // pre-activations kept apart from the activations only where the backward needs them (not ReLU)
     const bool keep_pre = !kernels::derivative_from_output(inner);
-    const bool transposed = w.pt.extent(0) == w.p.extent(0) && L.W2.wt_off >= 0 && (!L.equivariant || L.coord0.wt_off >= 0);
+    const bool transposed = w.transposed(L.W2) && (!L.equivariant || w.transposed(L.coord0));
     if (!env.on && transposed && kernels::egnn_edge_forward_fuses<Exec, S>(exec, inner, H, H)) {
       // training: the edge MLP in one pass over chunks of the edges, its activations kept (ReLU:
       // pre1, pre2, c1 are a1, m, a5), bitwise the op sequence below

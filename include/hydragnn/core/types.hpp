@@ -19,6 +19,12 @@ template <class S, class M> using CVec = Kokkos::View<const S*, M>;
 
 template <class Exec> using mem_t = typename Exec::memory_space;
 
+/// A type as a value, for generic lambdas: f(type_tag<T>{}) and `typename decltype(tag)::type`.
+template <class T>
+struct type_tag {
+  using type = T;
+};
+
 /// Allocate with a hydragnn::<Class>::<method> label, zero-initialised.
 template <class S, class M>
 Mat<S, M> alloc_mat(const std::string& label, std::size_t rows, std::size_t cols) {
@@ -40,6 +46,12 @@ struct LinearShape {
   int ld = 0;        ///< row stride of W (0: in)
   long wt_off = -1;  ///< offset of W^T in the transposed buffer (-1: none, e.g. a strided block)
   KOKKOS_INLINE_FUNCTION long stride() const { return ld > 0 ? ld : in; }
+  /// Whether W^T can be read from pt, the transposed buffer of the parameters p: the layer has a
+  /// block there and pt is filled (as long as p; empty where no pass reads it).
+  template <class V>
+  KOKKOS_INLINE_FUNCTION bool transposed_in(const V& p, const V& pt) const {
+    return wt_off >= 0 && pt.extent(0) == p.extent(0);
+  }
   std::size_t num_params() const { return std::size_t(in) * out + (b_off >= 0 ? out : 0); }
   /// Columns [c0, c0 + n) of this layer as a layer of its own (bias kept only if with_bias).
   LinearShape columns(int c0, int n, bool with_bias) const {

@@ -28,11 +28,6 @@ namespace hydragnn {
 using conv_registry = std::tuple<SchNetConv, EGNNConv, PaiNNConv, PNAEqConv, GINConv, SAGEConv, PNAConv, PNAPlusConv, CGCNNConv, MFCConv, GATConv,
                                  DimeNetConv>;
 
-template <class T>
-struct type_tag {
-  using type = T;
-};
-
 namespace registry_detail {
 template <class F, class... C>
 void for_each(F& f, std::tuple<C...>*) {

@@ -458,8 +458,8 @@ struct CFConvFilterForwardGeometry {
 template <class Exec, class S, class T, class Mode = default_mode_t<Exec>>
 bool cfconv_filter_forward_geometry_fuses(const Weights<T, mem_t<Exec>>& w, const LinearShape& L0, const LinearShape& L1,
                                           int F, int K) {
-  return !scalar_traits<S>::is_dual && cfconv_filter_geometry_fuses<Exec, Mode>(F, K) && L0.wt_off >= 0 &&
-         L1.wt_off >= 0 && w.pt.extent(0) == w.p.extent(0) && L0.in == K && L0.out == F && L1.in == F && L1.out == F;
+  return !scalar_traits<S>::is_dual && cfconv_filter_geometry_fuses<Exec, Mode>(F, K) && w.transposed(L0) &&
+         w.transposed(L1) && L0.in == K && L0.out == F && L1.in == F && L1.out == F;
 }
 
 /// A CFConv layer's filter network W = W1 f(W0 B + b0) + b1 (B: U x K, one row per pair of edges or

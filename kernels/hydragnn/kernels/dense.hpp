@@ -35,6 +35,18 @@ template <class T, class M>
 struct Weights {
   CVec<T, M> p;
   CVec<T, M> pt;
+  /// Whether layer sh's W^T can be read from pt (LinearShape::transposed_in).
+  KOKKOS_INLINE_FUNCTION bool transposed(const LinearShape& sh) const { return sh.transposed_in(p, pt); }
+};
+
+/// W(o, c) of one layer: read from its W^T in pt (contiguous over o) where it has one, else from p.
+template <class T, class M>
+struct WeightAt {
+  CVec<T, M> p, pt;
+  long w = 0, ld = 0, wt = -1, out = 0;  ///< wt: W^T's offset in pt, -1 where W is read from p
+  WeightAt(const Weights<T, M>& wts, const LinearShape& sh)
+      : p(wts.p), pt(wts.pt), w(sh.w_off), ld(sh.stride()), wt(wts.transposed(sh) ? sh.wt_off : -1), out(sh.out) {}
+  KOKKOS_INLINE_FUNCTION T operator()(long o, long c) const { return wt >= 0 ? pt(wt + c * out + o) : p(w + o * ld + c); }
 };
 
 namespace kernels {
@@ -491,7 +503,7 @@ void linear_forward(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const Weigh
   const long n = long(X.extent(0));
   const CVec<T, mem_t<Exec>> p = wts.p;
   if constexpr (std::is_same<Mode, exec_mode::HostRow>::value) {
-    if (wt >= 0 && wts.pt.extent(0) == p.extent(0)) {
+    if (wts.transposed(sh)) {
       // bias in the primal plane only (S(bias) has a zero tangent)
       detail::host_rows_product<Exec, S>(exec, "hydragnn::Linear::forward", X.data(), long(X.stride(0)), in, wts.pt.data() + wt,
                                          out, out, Y.data(), long(Y.stride(0)), n,
@@ -556,7 +568,7 @@ void linear_forward_act(const Exec& exec, const CMat<S, mem_t<Exec>>& X, const W
                         const LinearShape& sh, Activation a, const Mat<S, mem_t<Exec>>& Pre, const Mat<S, mem_t<Exec>>& Y) {
   using M = mem_t<Exec>;
   if constexpr (detail::host_rows_on_host<Mode, Exec>) {
-    if (sh.wt_off >= 0 && wts.pt.extent(0) == wts.p.extent(0)) {
+    if (wts.transposed(sh)) {
       detail::with_activation(a, [&](auto tag) {
         detail::host_rows_product<Exec, S>(exec, "hydragnn::Linear::forward_act", X.data(), long(X.stride(0)), sh.in,
                                            wts.pt.data() + sh.wt_off, sh.out, sh.out, Pre.data(), long(Pre.stride(0)),
@@ -584,7 +596,7 @@ void linear_forward_act_dot(const Exec& exec, const CMat<S, mem_t<Exec>>& X, con
     throw std::logic_error("linear_forward_act_dot: the second layer must map the " + std::to_string(sh.out) +
                            " activations to one output");
   if constexpr (detail::host_rows_on_host<Mode, Exec>) {
-    if (sh.wt_off >= 0 && wts.pt.extent(0) == wts.p.extent(0)) {
+    if (wts.transposed(sh)) {
       detail::with_activation(a, [&](auto tag) {
         detail::host_rows_product<Exec, S>(
             exec, "hydragnn::Linear::forward_act_dot", X.data(), long(X.stride(0)), sh.in, wts.pt.data() + sh.wt_off,
@@ -838,16 +850,14 @@ void linear_compose_backward(const Exec& exec, const Weights<T, mem_t<Exec>>& wt
   const CVec<T, mem_t<Exec>> p = wts.p, pt = wts.pt;
   const long F = outer.out, G = inner.out, in = inner.in, w2 = outer.w_off, ld2 = outer.stride(), w1 = inner.w_off,
              ld1 = inner.stride(), b1 = inner.b_off, cb = cs.b_off;
-  const bool have_pt = pt.extent(0) == p.extent(0);
-  const long wt1 = inner.wt_off >= 0 && have_pt ? inner.wt_off : -1;  // W1(k, i) at pt(wt1 + i G + k)
-  const long wt2 = outer.wt_off >= 0 && have_pt ? outer.wt_off : -1;  // W2(o, k) at pt(wt2 + k F + o)
+  const WeightAt<T, mem_t<Exec>> W1(wts, inner), W2(wts, outer);
   if constexpr (detail::is_host_row<Mode>) {
     detail::for_each_row<Mode>(exec, "hydragnn::Linear::compose_backward_outer", F, KOKKOS_LAMBDA(const long o) {
       R* grow = &g(w2 + o * ld2);
       for (long i = 0; i < in; ++i) {
         const R gci = tc(o * in + i);
-        if (wt1 >= 0) {
-          const T* r1t = &pt(wt1 + i * G);  // W1(., i)
+        if (W1.wt >= 0) {
+          const T* r1t = &pt(W1.wt + i * G);  // W1(., i)
           for (long k = 0; k < G; ++k) grow[k] += gci * R(r1t[k]);
         } else {
           for (long k = 0; k < G; ++k) grow[k] += gci * R(p(w1 + k * ld1 + i));
@@ -862,7 +872,7 @@ void linear_compose_backward(const Exec& exec, const Weights<T, mem_t<Exec>>& wt
       R* grow = &g(w1 + k * ld1);
       R gb(0);
       for (long o = 0; o < F; ++o) {
-        const R wok = R(wt2 >= 0 ? pt(wt2 + k * F + o) : p(w2 + o * ld2 + k));
+        const R wok = R(W2(o, k));
         const R* gcrow = &tc(o * in);
         for (long i = 0; i < in; ++i) grow[i] += wok * gcrow[i];
         if (cb >= 0) gb += wok * tc(cb + o);
@@ -873,8 +883,7 @@ void linear_compose_backward(const Exec& exec, const Weights<T, mem_t<Exec>>& wt
     detail::for_each_element<Mode>(exec, "hydragnn::Linear::compose_backward_outer", F, G,
                                    KOKKOS_LAMBDA(const long o, const long k) {
                                      R acc = g(w2 + o * ld2 + k);
-                                     for (long i = 0; i < in; ++i)
-                                       acc += tc(o * in + i) * R(wt1 >= 0 ? pt(wt1 + i * G + k) : p(w1 + k * ld1 + i));
+                                     for (long i = 0; i < in; ++i) acc += tc(o * in + i) * R(W1(k, i));
                                      if (cb >= 0) acc += tc(cb + o) * R(p(b1 + k));
                                      g(w2 + o * ld2 + k) = acc;
                                    });
@@ -883,14 +892,12 @@ void linear_compose_backward(const Exec& exec, const Weights<T, mem_t<Exec>>& wt
                                    KOKKOS_LAMBDA(const long k, const long i) {
                                      if (i < in) {
                                        R acc = g(w1 + k * ld1 + i);
-                                       for (long o = 0; o < F; ++o)
-                                         acc += R(wt2 >= 0 ? pt(wt2 + k * F + o) : p(w2 + o * ld2 + k)) * tc(o * in + i);
+                                       for (long o = 0; o < F; ++o) acc += R(W2(o, k)) * tc(o * in + i);
                                        g(w1 + k * ld1 + i) = acc;
                                      } else if (b1 >= 0) {
                                        R gb(0);
                                        if (cb >= 0)
-                                         for (long o = 0; o < F; ++o)
-                                           gb += R(wt2 >= 0 ? pt(wt2 + k * F + o) : p(w2 + o * ld2 + k)) * tc(cb + o);
+                                         for (long o = 0; o < F; ++o) gb += R(W2(o, k)) * tc(cb + o);
                                        g(b1 + k) += gb;
                                      }
                                    });

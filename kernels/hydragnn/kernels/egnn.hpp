@@ -812,7 +812,7 @@ void egnn_edge_forward_geometry(const Exec& exec, const Weights<S, mem_t<Exec>>&
                                 const EGNNMask<mem_t<Exec>>& k1, const EGNNMask<mem_t<Exec>>& k2,
                                 const EGNNMask<mem_t<Exec>>& k3, const Mat<S, mem_t<Exec>>& a1b,
                                 const Mat<S, mem_t<Exec>>& mb, const Mat<S, mem_t<Exec>>& a5b, long parts = 1) {
-  if (W2.wt_off < 0 || (c2.extent(0) > 0 && coord0.wt_off < 0) || w.pt.extent(0) != w.p.extent(0))
+  if (!w.transposed(W2) || (c2.extent(0) > 0 && !w.transposed(coord0)))
     throw std::logic_error("egnn_edge_forward_geometry: needs the transposed weights of W2 and coord0");
   const long rows = egnn_edge_mlp_chunk_buffer_rows(parts);
   if (parts < 1 || long(a1b.extent(0)) < rows || long(mb.extent(0)) < rows ||
@@ -848,7 +848,7 @@ void egnn_edge_forward(const Exec& exec, const Weights<T, mem_t<Exec>>& w, const
                        const Mat<S, mem_t<Exec>>& a1, const Mat<S, mem_t<Exec>>& m, const Mat<S, mem_t<Exec>>& agg,
                        const Mat<S, mem_t<Exec>>& a5, const Mat<S, mem_t<Exec>>& c2, long parts = 1) {
   const bool coord = c2.extent(0) > 0;
-  if (W2.wt_off < 0 || (coord && coord0.wt_off < 0) || w.pt.extent(0) != w.p.extent(0))
+  if (!w.transposed(W2) || (coord && !w.transposed(coord0)))
     throw std::logic_error("egnn_edge_forward: needs the transposed weights of W2 and coord0");
   const long E = long(dst.extent(0));
   if (parts < 1 || long(a1.extent(0)) != E || long(m.extent(0)) != E || (coord && long(a5.extent(0)) != E) ||

@@ -569,7 +569,7 @@ template <class Exec, class T, class Mode = default_mode_t<Exec>>
 bool basis_gate_fuses(const Exec& exec, const Weights<T, mem_t<Exec>>& wts, const LinearShape& sh) {
   (void)exec;
   if constexpr (detail::host_rows_on_host<Mode, Exec>)
-    return sh.wt_off >= 0 && sh.b_off < 0 && wts.pt.extent(0) == wts.p.extent(0) && wts.p.extent(0) > 0;
+    return sh.b_off < 0 && wts.transposed(sh) && wts.p.extent(0) > 0;
   else
     return (void)wts, (void)sh, false;
 }

@@ -174,7 +174,7 @@ void filter_reduce(const Exec& exec, const char* label,
   if (segs <= 0 || F <= 0) return;
   if constexpr (is_host_row<Mode>) {
     const FilterRows<S, T, mem_t<Exec>>& f = red.s;
-    if (F <= host_row_max && f.sh.wt_off >= 0 && f.pt.extent(0) == f.p.extent(0)) {
+    if (F <= host_row_max && f.sh.transposed_in(f.p, f.pt)) {
       using R = real_t<S>;
       constexpr int P = scalar_traits<S>::is_dual ? 2 : 1;
 #ifdef HYDRAGNN_SIMD_PACKS
